@@ -1,1 +1,2 @@
+//! Store benchmarks (being written).
 fn main() {}

@@ -78,6 +78,47 @@ impl ColumnType {
         )
     }
 
+    /// Whether `value` is a value of this type (its variant matches; integer ranges are not checked).
+    ///
+    /// Signed integer types admit [`Value::I64`], unsigned ones [`Value::U64`]; an option admits
+    /// [`Value::Null`] or what its inner type admits.
+    #[must_use]
+    pub fn admits(&self, value: &crate::Value) -> bool {
+        use crate::Value as V;
+        match (self, value) {
+            (ColumnType::Option(_), V::Null) => true,
+            (ColumnType::Option(inner), v) => inner.admits(v),
+            (ColumnType::Bool, V::Bool(_))
+            | (ColumnType::I8 | ColumnType::I16 | ColumnType::I32 | ColumnType::I64, V::I64(_))
+            | (ColumnType::U8 | ColumnType::U16 | ColumnType::U32 | ColumnType::U64, V::U64(_))
+            | (ColumnType::F32, V::F32(_))
+            | (ColumnType::F64, V::F64(_))
+            | (ColumnType::String, V::String(_))
+            | (ColumnType::Bytes, V::Bytes(_))
+            | (ColumnType::Vec2, V::Vec2(_))
+            | (ColumnType::Identity, V::Identity(_))
+            | (ColumnType::Timestamp, V::Timestamp(_))
+            | (ColumnType::Opaque, V::Opaque(_)) => true,
+            _ => false,
+        }
+    }
+
+    /// The largest value an integer type (or `Timestamp`) holds, as an `i128`; `None` for other types.
+    #[must_use]
+    pub fn int_max(&self) -> Option<i128> {
+        Some(match self {
+            ColumnType::I8 => i8::MAX.into(),
+            ColumnType::I16 => i16::MAX.into(),
+            ColumnType::I32 => i32::MAX.into(),
+            ColumnType::I64 => i64::MAX.into(),
+            ColumnType::U8 => u8::MAX.into(),
+            ColumnType::U16 => u16::MAX.into(),
+            ColumnType::U32 => u32::MAX.into(),
+            ColumnType::U64 | ColumnType::Timestamp => u64::MAX.into(),
+            _ => return None,
+        })
+    }
+
     /// Whether values of this type can be keys of a primary-key, unique or btree index.
     ///
     /// Everything but [`ColumnType::Opaque`] is (options of indexable types too; `nil` sorts first).

@@ -1,0 +1,409 @@
+//! [`Database`], [`Transaction`] and [`Changeset`].
+//!
+//! # Transactions
+//!
+//! A transaction writes through to the tables and remembers, for every row it touches (by table and primary
+//! key), the row as it was before the first touch, plus each written table's auto_inc sequence. So:
+//!
+//! - reads inside the transaction — every query, spatial ones included — see its own writes;
+//! - [`Transaction::commit`] keeps the writes and returns the [`Changeset`]: per touched key, the net effect
+//!   (an insert, a delete, or an update with old and new row; a row changed and changed back is no change);
+//! - [`Transaction::rollback`] (or dropping the transaction) restores every touched row and sequence, leaving no
+//!   trace in any query's result;
+//! - a failed write changes nothing, and the transaction stays usable.
+//!
+//! The database has one owner (the tick thread); a transaction borrows it mutably, so there is never more than one.
+
+use std::collections::BTreeMap;
+
+use hashbrown::HashMap;
+use locus_types::{TableDef, TableId, Value};
+
+use crate::error::{ApplyError, CreateTableError, DeleteError, InsertError, UpdateError};
+use crate::table::Table;
+
+/// Tuning of the store. Every field's default is stated on it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StoreConfig {
+    /// Half the side of the fat envelope kept per row in spatial indexes, in world units (metres). A row moving
+    /// less than this from where it was last indexed only updates its exact position. `0.0` re-inserts into the
+    /// R-tree on every move. Default `2.0` (eight ticks of walking at 5 m/s and 20 Hz).
+    pub spatial_margin: f32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            spatial_margin: 2.0,
+        }
+    }
+}
+
+/// All tables of a world. See the [module docs](self).
+#[derive(Debug, Default)]
+pub struct Database {
+    config: StoreConfig,
+    tables: Vec<Table>,
+    names: HashMap<String, TableId>,
+}
+
+/// The net changes a committed transaction made to one table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TableChangeset {
+    /// The table.
+    pub table: TableId,
+    /// Rows that did not exist before (by primary key) and do now.
+    pub inserts: Vec<Box<[u8]>>,
+    /// Rows that existed before and do not now.
+    pub deletes: Vec<Box<[u8]>>,
+    /// Rows whose bytes changed, primary key unchanged.
+    pub updates: Vec<RowUpdate>,
+    /// The auto_inc sequence's new next value, if the transaction moved it.
+    pub next_auto_inc: Option<u64>,
+}
+
+/// One updated row: its bytes before and after.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowUpdate {
+    /// The row before the transaction.
+    pub old: Box<[u8]>,
+    /// The row after it.
+    pub new: Box<[u8]>,
+}
+
+/// What a committed transaction changed, per table in table-id order. Empty tables are left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changeset {
+    /// Changes per table.
+    pub tables: Vec<TableChangeset>,
+}
+
+impl Changeset {
+    /// Whether nothing changed.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tables.is_empty()
+    }
+
+    /// How many rows were inserted, deleted or updated, in all tables.
+    #[must_use]
+    pub fn row_count(&self) -> usize {
+        self.tables
+            .iter()
+            .map(|t| t.inserts.len() + t.deletes.len() + t.updates.len())
+            .sum()
+    }
+}
+
+impl Database {
+    /// An empty database.
+    #[must_use]
+    pub fn new(config: StoreConfig) -> Database {
+        Database {
+            config,
+            tables: Vec::new(),
+            names: HashMap::new(),
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &StoreConfig {
+        &self.config
+    }
+
+    /// Create an empty table; its id is the number of tables created before it.
+    ///
+    /// # Errors
+    ///
+    /// [`CreateTableError::Schema`] for an invalid definition, [`CreateTableError::DuplicateName`] if the name is
+    /// taken.
+    pub fn create_table(&mut self, def: TableDef) -> Result<TableId, CreateTableError> {
+        def.validate()?;
+        if self.names.contains_key(&def.name) {
+            return Err(CreateTableError::DuplicateName { name: def.name });
+        }
+        let id = TableId(self.tables.len() as u32);
+        self.names.insert(def.name.clone(), id);
+        self.tables
+            .push(Table::new(id, def, self.config.spatial_margin));
+        Ok(id)
+    }
+
+    /// The table with id `id`.
+    #[must_use]
+    pub fn table(&self, id: TableId) -> Option<&Table> {
+        self.tables.get(id.0 as usize)
+    }
+
+    /// The id of the table named `name`.
+    #[must_use]
+    pub fn table_id(&self, name: &str) -> Option<TableId> {
+        self.names.get(name).copied()
+    }
+
+    /// Every table, in id order.
+    pub fn tables(&self) -> impl Iterator<Item = &Table> + '_ {
+        self.tables.iter()
+    }
+
+    /// Begin a transaction.
+    pub fn begin(&mut self) -> Transaction<'_> {
+        Transaction {
+            db: self,
+            touched: HashMap::new(),
+            log: Vec::new(),
+            seqs: Vec::new(),
+            finished: false,
+        }
+    }
+
+    /// Apply a committed changeset (e.g. when replaying a log), atomically: all of it or, on error, none.
+    ///
+    /// Deleted and updated rows must match the stored rows byte for byte.
+    ///
+    /// # Errors
+    ///
+    /// An [`ApplyError`] naming the first change that does not fit the current state.
+    pub fn apply(&mut self, changeset: &Changeset) -> Result<(), ApplyError> {
+        let mut tx = self.begin();
+        for tc in &changeset.tables {
+            let table = tx
+                .db
+                .table(tc.table)
+                .ok_or(ApplyError::NoSuchTable(tc.table))?;
+            let name = table.name().to_owned();
+            for old in tc.deletes.iter().chain(tc.updates.iter().map(|u| &u.old)) {
+                let table = tx.db.table(tc.table).expect("checked");
+                let key = table
+                    .primary_key_of(old)
+                    .map_err(|source| ApplyError::Row {
+                        table: name.clone(),
+                        source,
+                    })?;
+                let stored = table.get(&key).ok().flatten();
+                if stored != Some(&old[..]) {
+                    return Err(ApplyError::Mismatch { table: name, key });
+                }
+                tx.delete(tc.table, &key).expect("row checked present");
+            }
+        }
+        for tc in &changeset.tables {
+            for new in tc.updates.iter().map(|u| &u.new).chain(&tc.inserts) {
+                tx.insert(tc.table, new)?;
+            }
+            if let Some(next) = tc.next_auto_inc {
+                tx.note_seq(tc.table);
+                tx.db.tables[tc.table.0 as usize].set_next_auto_inc(next);
+            }
+        }
+        let _applied = tx.commit();
+        Ok(())
+    }
+
+    /// Rebuild every spatial index with `rstar`'s `bulk_load`; call after loading many rows (e.g. on recovery).
+    pub fn rebuild_spatial_indexes(&mut self) {
+        for t in &mut self.tables {
+            t.rebuild_spatial();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Touch {
+    table: TableId,
+    key: Value,
+    original: Option<Box<[u8]>>,
+}
+
+/// A transaction over a [`Database`]; see the [module docs](self). Dropping it without committing rolls it back.
+#[derive(Debug)]
+pub struct Transaction<'db> {
+    db: &'db mut Database,
+    touched: HashMap<(TableId, Value), ()>,
+    log: Vec<Touch>,
+    seqs: Vec<(TableId, u64)>,
+    finished: bool,
+}
+
+impl Transaction<'_> {
+    /// The table with id `id`, as this transaction sees it.
+    #[must_use]
+    pub fn table(&self, id: TableId) -> Option<&Table> {
+        self.db.table(id)
+    }
+
+    /// The id of the table named `name`.
+    #[must_use]
+    pub fn table_id(&self, name: &str) -> Option<TableId> {
+        self.db.table_id(name)
+    }
+
+    /// How many distinct rows this transaction has written so far.
+    #[must_use]
+    pub fn touched_rows(&self) -> usize {
+        self.log.len()
+    }
+
+    fn note_seq(&mut self, table: TableId) {
+        if !self.seqs.iter().any(|(t, _)| *t == table) {
+            let next = self.db.tables[table.0 as usize].next_auto_inc();
+            self.seqs.push((table, next));
+        }
+    }
+
+    fn first_touch(
+        touched: &mut HashMap<(TableId, Value), ()>,
+        log: &mut Vec<Touch>,
+        table: TableId,
+        key: &Value,
+        original: impl FnOnce() -> Option<Box<[u8]>>,
+    ) {
+        let entry = touched.entry((table, key.clone()));
+        if let hashbrown::hash_map::Entry::Vacant(v) = entry {
+            v.insert(());
+            log.push(Touch {
+                table,
+                key: key.clone(),
+                original: original(),
+            });
+        }
+    }
+
+    /// Insert a row (encoded per [`locus_types::codec`]). Returns its primary key; for an auto_inc table, a key
+    /// of `0` is replaced by the sequence's next value.
+    ///
+    /// # Errors
+    ///
+    /// An [`InsertError`]; the database is then unchanged by this call.
+    pub fn insert(&mut self, table: TableId, row: &[u8]) -> Result<Value, InsertError> {
+        if self.db.table(table).is_none() {
+            return Err(InsertError::NoSuchTable(table));
+        }
+        self.note_seq(table);
+        let key = self.db.tables[table.0 as usize].insert(row)?;
+        Self::first_touch(&mut self.touched, &mut self.log, table, &key, || None);
+        Ok(key)
+    }
+
+    /// Replace the row with the same primary key as `row`. Returns that key.
+    ///
+    /// # Errors
+    ///
+    /// An [`UpdateError`]; the database is then unchanged by this call.
+    pub fn update(&mut self, table: TableId, row: &[u8]) -> Result<Value, UpdateError> {
+        let Transaction {
+            db, touched, log, ..
+        } = self;
+        let t = db
+            .tables
+            .get_mut(table.0 as usize)
+            .ok_or(UpdateError::NoSuchTable(table))?;
+        t.update(row, |key, old| {
+            Self::first_touch(touched, log, table, key, || Some(old.into()))
+        })
+    }
+
+    /// Delete the row with primary key `key`. Returns the deleted row.
+    ///
+    /// # Errors
+    ///
+    /// A [`DeleteError`]; the database is then unchanged by this call.
+    pub fn delete(&mut self, table: TableId, key: &Value) -> Result<Box<[u8]>, DeleteError> {
+        let t = self
+            .db
+            .tables
+            .get_mut(table.0 as usize)
+            .ok_or(DeleteError::NoSuchTable(table))?;
+        let row = t.delete(key)?;
+        Self::first_touch(&mut self.touched, &mut self.log, table, key, || {
+            Some(row.clone())
+        });
+        Ok(row)
+    }
+
+    /// Keep the writes and return their net effect.
+    #[must_use = "the changeset is what the log and the clients need"]
+    pub fn commit(mut self) -> Changeset {
+        let mut tables: BTreeMap<TableId, TableChangeset> = BTreeMap::new();
+        for touch in std::mem::take(&mut self.log) {
+            let t = &self.db.tables[touch.table.0 as usize];
+            let current = t.get(&touch.key).expect("key type checked on write");
+            let entry = || TableChangeset {
+                table: touch.table,
+                ..TableChangeset::default()
+            };
+            match (touch.original, current) {
+                (None, Some(new)) => tables
+                    .entry(touch.table)
+                    .or_insert_with(entry)
+                    .inserts
+                    .push(new.into()),
+                (Some(old), None) => tables
+                    .entry(touch.table)
+                    .or_insert_with(entry)
+                    .deletes
+                    .push(old),
+                (Some(old), Some(new)) if *old != *new => tables
+                    .entry(touch.table)
+                    .or_insert_with(entry)
+                    .updates
+                    .push(RowUpdate {
+                        old,
+                        new: new.into(),
+                    }),
+                _ => {}
+            }
+        }
+        for (table, before) in std::mem::take(&mut self.seqs) {
+            let next = self.db.tables[table.0 as usize].next_auto_inc();
+            if next != before {
+                tables
+                    .entry(table)
+                    .or_insert_with(|| TableChangeset {
+                        table,
+                        ..TableChangeset::default()
+                    })
+                    .next_auto_inc = Some(next);
+            }
+        }
+        self.finished = true;
+        Changeset {
+            tables: tables.into_values().collect(),
+        }
+    }
+
+    /// Undo every write of this transaction.
+    pub fn rollback(mut self) {
+        self.undo();
+    }
+
+    fn undo(&mut self) {
+        self.finished = true;
+        // First remove every touched key's current row, then restore the originals: the original state was
+        // consistent, so re-inserting into it cannot violate a constraint whatever order the writes came in.
+        for touch in &self.log {
+            let t = &mut self.db.tables[touch.table.0 as usize];
+            let _ = t.delete(&touch.key);
+        }
+        for touch in std::mem::take(&mut self.log) {
+            if let Some(original) = touch.original {
+                let t = &mut self.db.tables[touch.table.0 as usize];
+                t.insert(&original)
+                    .expect("restoring an original row cannot conflict");
+            }
+        }
+        for (table, before) in std::mem::take(&mut self.seqs) {
+            self.db.tables[table.0 as usize].set_next_auto_inc(before);
+        }
+        self.touched.clear();
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.undo();
+        }
+    }
+}
