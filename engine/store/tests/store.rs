@@ -6,7 +6,8 @@ use std::ops::Bound;
 
 use locus_store::spatial::{distance_2, in_box};
 use locus_store::{
-    ApplyError, Changeset, Database, DeleteError, InsertError, QueryError, StoreConfig, Table, UpdateError,
+    ApplyError, Changeset, Database, DeleteError, InsertError, QueryError, StoreConfig, Table,
+    UpdateError,
 };
 use locus_types::codec::{self, RowError};
 use locus_types::{ColumnId, ColumnType, IndexKind, TableDef, TableId, Value, Vec2};
@@ -89,12 +90,27 @@ fn auto_inc_assigns_sequence_and_respects_explicit_keys() {
     let (mut db, e, _) = setup();
     let def = entity_def();
     let mut tx = db.begin();
-    assert_eq!(tx.insert(e, &enc(&def, &entity(0, (0.0, 0.0), 1, "a"))).unwrap(), Value::U64(1));
-    assert_eq!(tx.insert(e, &enc(&def, &entity(10, (0.0, 0.0), 1, "b"))).unwrap(), Value::U64(10));
-    assert_eq!(tx.insert(e, &enc(&def, &entity(0, (0.0, 0.0), 1, "c"))).unwrap(), Value::U64(11));
+    assert_eq!(
+        tx.insert(e, &enc(&def, &entity(0, (0.0, 0.0), 1, "a")))
+            .unwrap(),
+        Value::U64(1)
+    );
+    assert_eq!(
+        tx.insert(e, &enc(&def, &entity(10, (0.0, 0.0), 1, "b")))
+            .unwrap(),
+        Value::U64(10)
+    );
+    assert_eq!(
+        tx.insert(e, &enc(&def, &entity(0, (0.0, 0.0), 1, "c")))
+            .unwrap(),
+        Value::U64(11)
+    );
     // The stored row carries the assigned key.
     let row = tx.table(e).unwrap().get(&Value::U64(11)).unwrap().unwrap();
-    assert_eq!(codec::decode_row(&def.columns, row).unwrap()[3], Value::String("c".into()));
+    assert_eq!(
+        codec::decode_row(&def.columns, row).unwrap()[3],
+        Value::String("c".into())
+    );
     let cs = tx.commit();
     assert_eq!(cs.tables[0].next_auto_inc, Some(12));
     assert_eq!(cs.row_count(), 3);
@@ -105,21 +121,41 @@ fn constraint_violations_are_typed_and_change_nothing() {
     let (mut db, e, _) = setup();
     let def = entity_def();
     let mut tx = db.begin();
-    tx.insert(e, &enc(&def, &entity(1, (1.0, 1.0), 0, "a"))).unwrap();
-    tx.insert(e, &enc(&def, &entity(2, (2.0, 2.0), 0, "b"))).unwrap();
+    tx.insert(e, &enc(&def, &entity(1, (1.0, 1.0), 0, "a")))
+        .unwrap();
+    tx.insert(e, &enc(&def, &entity(2, (2.0, 2.0), 0, "b")))
+        .unwrap();
     let before = contents(tx.table(e).unwrap());
 
-    let dup = tx.insert(e, &enc(&def, &entity(1, (5.0, 5.0), 0, "z"))).unwrap_err();
-    assert_eq!(dup, InsertError::DuplicateKey { table: "entity".into(), key: Value::U64(1) });
-    let uniq = tx.insert(e, &enc(&def, &entity(3, (5.0, 5.0), 0, "a"))).unwrap_err();
+    let dup = tx
+        .insert(e, &enc(&def, &entity(1, (5.0, 5.0), 0, "z")))
+        .unwrap_err();
+    assert_eq!(
+        dup,
+        InsertError::DuplicateKey {
+            table: "entity".into(),
+            key: Value::U64(1)
+        }
+    );
+    let uniq = tx
+        .insert(e, &enc(&def, &entity(3, (5.0, 5.0), 0, "a")))
+        .unwrap_err();
     assert!(matches!(uniq, InsertError::UniqueViolation { ref column, .. } if column == "name"));
-    let upd = tx.update(e, &enc(&def, &entity(2, (9.0, 9.0), 7, "a"))).unwrap_err();
+    let upd = tx
+        .update(e, &enc(&def, &entity(2, (9.0, 9.0), 7, "a")))
+        .unwrap_err();
     assert!(matches!(upd, UpdateError::UniqueViolation { .. }));
-    let missing = tx.update(e, &enc(&def, &entity(3, (9.0, 9.0), 7, "q"))).unwrap_err();
+    let missing = tx
+        .update(e, &enc(&def, &entity(3, (9.0, 9.0), 7, "q")))
+        .unwrap_err();
     assert!(matches!(missing, UpdateError::NotFound { .. }));
-    let nan = tx.insert(e, &enc(&def, &entity(4, (f32::NAN, 0.0), 0, "n"))).unwrap_err();
+    let nan = tx
+        .insert(e, &enc(&def, &entity(4, (f32::NAN, 0.0), 0, "n")))
+        .unwrap_err();
     assert!(matches!(nan, InsertError::InvalidPosition { .. }));
-    let far = tx.update(e, &enc(&def, &entity(2, (0.0, 2.0e9), 0, "b"))).unwrap_err();
+    let far = tx
+        .update(e, &enc(&def, &entity(2, (0.0, 2.0e9), 0, "b")))
+        .unwrap_err();
     assert!(matches!(far, UpdateError::InvalidPosition { .. }));
     let del = tx.delete(e, &Value::U64(99)).unwrap_err();
     assert!(matches!(del, DeleteError::NotFound { .. }));
@@ -130,20 +166,41 @@ fn constraint_violations_are_typed_and_change_nothing() {
     let mut wrong = entity(5, (0.0, 0.0), 0, "w");
     wrong[2] = Value::String("x".into());
     let bad = codec::encode_row(
-        &[def.columns[0].clone(), def.columns[1].clone(), def.columns[3].clone(), def.columns[3].clone(), def.columns[4].clone()],
+        &[
+            def.columns[0].clone(),
+            def.columns[1].clone(),
+            def.columns[3].clone(),
+            def.columns[3].clone(),
+            def.columns[4].clone(),
+        ],
         &wrong,
     )
     .unwrap();
     let err = tx.insert(e, &bad).unwrap_err();
-    assert!(matches!(err, InsertError::Row { source: RowError::WrongType { ref column, .. }, .. } if column == "kind"));
+    assert!(
+        matches!(err, InsertError::Row { source: RowError::WrongType { ref column, .. }, .. } if column == "kind")
+    );
     let short = codec::encode_row(&def.columns[..4], &entity(5, (0.0, 0.0), 0, "w")[..4]).unwrap();
     let err = tx.insert(e, &short).unwrap_err();
-    assert!(matches!(err, InsertError::Row { source: RowError::WrongColumnCount { expected: 5, found: 4 }, .. }));
-    assert!(matches!(tx.insert(TableId(9), &short), Err(InsertError::NoSuchTable(TableId(9)))));
+    assert!(matches!(
+        err,
+        InsertError::Row {
+            source: RowError::WrongColumnCount {
+                expected: 5,
+                found: 4
+            },
+            ..
+        }
+    ));
+    assert!(matches!(
+        tx.insert(TableId(9), &short),
+        Err(InsertError::NoSuchTable(TableId(9)))
+    ));
 
     assert_eq!(contents(tx.table(e).unwrap()), before);
     // The transaction stays usable after failed writes.
-    tx.update(e, &enc(&def, &entity(2, (3.0, 3.0), 0, "c"))).unwrap();
+    tx.update(e, &enc(&def, &entity(2, (3.0, 3.0), 0, "c")))
+        .unwrap();
     let cs = tx.commit();
     assert_eq!(cs.row_count(), 2);
 }
@@ -154,7 +211,14 @@ fn rollback_and_drop_leave_no_trace() {
     let def = entity_def();
     let mut tx = db.begin();
     for i in 0..20u64 {
-        tx.insert(e, &enc(&def, &entity(0, (i as f32, 0.0), (i % 3) as i32, &format!("n{i}")))).unwrap();
+        tx.insert(
+            e,
+            &enc(
+                &def,
+                &entity(0, (i as f32, 0.0), (i % 3) as i32, &format!("n{i}")),
+            ),
+        )
+        .unwrap();
     }
     let _ = tx.commit();
     let before = contents(db.table(e).unwrap());
@@ -162,17 +226,36 @@ fn rollback_and_drop_leave_no_trace() {
 
     let mut tx = db.begin();
     // Swap two unique names through a temporary, move rows far, delete and re-insert, insert new.
-    tx.update(e, &enc(&def, &entity(1, (500.0, 500.0), 9, "tmp"))).unwrap();
-    tx.update(e, &enc(&def, &entity(2, (0.0, 0.0), 9, "n0"))).unwrap();
-    tx.update(e, &enc(&def, &entity(1, (1.0, 1.0), 9, "n1"))).unwrap();
+    tx.update(e, &enc(&def, &entity(1, (500.0, 500.0), 9, "tmp")))
+        .unwrap();
+    tx.update(e, &enc(&def, &entity(2, (0.0, 0.0), 9, "n0")))
+        .unwrap();
+    tx.update(e, &enc(&def, &entity(1, (1.0, 1.0), 9, "n1")))
+        .unwrap();
     tx.delete(e, &Value::U64(3)).unwrap();
-    tx.insert(e, &enc(&def, &entity(3, (7.0, 7.0), 1, "n2x"))).unwrap();
-    tx.insert(e, &enc(&def, &entity(0, (7.0, 7.0), 1, "fresh"))).unwrap();
-    assert_eq!(tx.table(e).unwrap().within_radius(Vec2::new(500.0, 500.0), 1.0).unwrap().count(), 0);
+    tx.insert(e, &enc(&def, &entity(3, (7.0, 7.0), 1, "n2x")))
+        .unwrap();
+    tx.insert(e, &enc(&def, &entity(0, (7.0, 7.0), 1, "fresh")))
+        .unwrap();
+    assert_eq!(
+        tx.table(e)
+            .unwrap()
+            .within_radius(Vec2::new(500.0, 500.0), 1.0)
+            .unwrap()
+            .count(),
+        0
+    );
     tx.rollback();
     assert_eq!(contents(db.table(e).unwrap()), before);
     assert_eq!(db.table(e).unwrap().next_auto_inc(), seq);
-    assert_eq!(db.table(e).unwrap().within_radius(Vec2::new(1.0, 0.0), 0.0).unwrap().count(), 1);
+    assert_eq!(
+        db.table(e)
+            .unwrap()
+            .within_radius(Vec2::new(1.0, 0.0), 0.0)
+            .unwrap()
+            .count(),
+        1
+    );
 
     {
         let mut tx = db.begin();
@@ -187,33 +270,55 @@ fn changesets_net_out_and_replay() {
     let (mut db, e, _) = setup();
     let def = entity_def();
     let mut tx = db.begin();
-    tx.insert(e, &enc(&def, &entity(1, (0.0, 0.0), 0, "a"))).unwrap();
-    tx.insert(e, &enc(&def, &entity(2, (0.0, 0.0), 0, "b"))).unwrap();
+    tx.insert(e, &enc(&def, &entity(1, (0.0, 0.0), 0, "a")))
+        .unwrap();
+    tx.insert(e, &enc(&def, &entity(2, (0.0, 0.0), 0, "b")))
+        .unwrap();
     let first = tx.commit();
     let mut tx = db.begin();
-    tx.insert(e, &enc(&def, &entity(3, (0.0, 0.0), 0, "c"))).unwrap(); // insert then delete: nothing
+    tx.insert(e, &enc(&def, &entity(3, (0.0, 0.0), 0, "c")))
+        .unwrap(); // insert then delete: nothing
     tx.delete(e, &Value::U64(3)).unwrap();
-    tx.update(e, &enc(&def, &entity(1, (1.0, 0.0), 0, "a"))).unwrap(); // changed and changed back: nothing
-    tx.update(e, &enc(&def, &entity(1, (0.0, 0.0), 0, "a"))).unwrap();
-    tx.update(e, &enc(&def, &entity(2, (1.0, 0.0), 0, "b"))).unwrap();
-    tx.update(e, &enc(&def, &entity(2, (2.0, 0.0), 0, "b"))).unwrap(); // two updates: one, first old → last new
+    tx.update(e, &enc(&def, &entity(1, (1.0, 0.0), 0, "a")))
+        .unwrap(); // changed and changed back: nothing
+    tx.update(e, &enc(&def, &entity(1, (0.0, 0.0), 0, "a")))
+        .unwrap();
+    tx.update(e, &enc(&def, &entity(2, (1.0, 0.0), 0, "b")))
+        .unwrap();
+    tx.update(e, &enc(&def, &entity(2, (2.0, 0.0), 0, "b")))
+        .unwrap(); // two updates: one, first old → last new
     let second = tx.commit();
     let t = &second.tables[0];
     assert!(t.inserts.is_empty() && t.deletes.is_empty());
     assert_eq!(t.updates.len(), 1);
-    assert_eq!(&t.updates[0].old[..], &enc(&def, &entity(2, (0.0, 0.0), 0, "b"))[..]);
-    assert_eq!(&t.updates[0].new[..], &enc(&def, &entity(2, (2.0, 0.0), 0, "b"))[..]);
+    assert_eq!(
+        &t.updates[0].old[..],
+        &enc(&def, &entity(2, (0.0, 0.0), 0, "b"))[..]
+    );
+    assert_eq!(
+        &t.updates[0].new[..],
+        &enc(&def, &entity(2, (2.0, 0.0), 0, "b"))[..]
+    );
 
     let mut replica = Database::new(StoreConfig::default());
     replica.create_table(entity_def()).unwrap();
     replica.create_table(item_def()).unwrap();
     replica.apply(&first).unwrap();
     replica.apply(&second).unwrap();
-    assert_eq!(contents(replica.table(e).unwrap()), contents(db.table(e).unwrap()));
+    assert_eq!(
+        contents(replica.table(e).unwrap()),
+        contents(db.table(e).unwrap())
+    );
     // Applying again fails (old rows do not match) and changes nothing.
     let before = contents(replica.table(e).unwrap());
-    assert!(matches!(replica.apply(&second), Err(ApplyError::Mismatch { .. })));
-    assert!(matches!(replica.apply(&first), Err(ApplyError::Insert(InsertError::DuplicateKey { .. }))));
+    assert!(matches!(
+        replica.apply(&second),
+        Err(ApplyError::Mismatch { .. })
+    ));
+    assert!(matches!(
+        replica.apply(&first),
+        Err(ApplyError::Insert(InsertError::DuplicateKey { .. }))
+    ));
     assert_eq!(contents(replica.table(e).unwrap()), before);
     assert!(Changeset::default().is_empty());
 }
@@ -224,25 +329,69 @@ fn queries_check_indexes_and_key_types() {
     let def = entity_def();
     let mut tx = db.begin();
     for k in -2..3 {
-        tx.insert(e, &enc(&def, &entity(0, (k as f32, 0.0), k, &format!("n{k}")))).unwrap();
+        tx.insert(
+            e,
+            &enc(&def, &entity(0, (k as f32, 0.0), k, &format!("n{k}"))),
+        )
+        .unwrap();
     }
     let t = tx.table(e).unwrap();
     assert_eq!(t.index_eq(KIND, &Value::I64(-2)).unwrap().len(), 1);
-    let range = t.index_range(KIND, Bound::Excluded(&Value::I64(-2)), Bound::Included(&Value::I64(1))).unwrap();
+    let range = t
+        .index_range(
+            KIND,
+            Bound::Excluded(&Value::I64(-2)),
+            Bound::Included(&Value::I64(1)),
+        )
+        .unwrap();
     assert_eq!(range.len(), 3);
     // Inverted and empty ranges are empty, not a panic.
-    assert!(t.index_range(KIND, Bound::Included(&Value::I64(2)), Bound::Included(&Value::I64(1))).unwrap().is_empty());
-    assert!(t.index_range(KIND, Bound::Excluded(&Value::I64(1)), Bound::Excluded(&Value::I64(1))).unwrap().is_empty());
-    assert!(matches!(t.index_eq(KIND, &Value::U64(1)), Err(QueryError::KeyType { .. })));
-    assert!(matches!(t.index_eq(ColumnId(4), &Value::Null), Err(QueryError::NoIndex { .. })));
-    assert!(matches!(t.index_eq(ColumnId(40), &Value::Null), Err(QueryError::NoSuchColumn { .. })));
+    assert!(
+        t.index_range(
+            KIND,
+            Bound::Included(&Value::I64(2)),
+            Bound::Included(&Value::I64(1))
+        )
+        .unwrap()
+        .is_empty()
+    );
+    assert!(
+        t.index_range(
+            KIND,
+            Bound::Excluded(&Value::I64(1)),
+            Bound::Excluded(&Value::I64(1))
+        )
+        .unwrap()
+        .is_empty()
+    );
+    assert!(matches!(
+        t.index_eq(KIND, &Value::U64(1)),
+        Err(QueryError::KeyType { .. })
+    ));
+    assert!(matches!(
+        t.index_eq(ColumnId(4), &Value::Null),
+        Err(QueryError::NoIndex { .. })
+    ));
+    assert!(matches!(
+        t.index_eq(ColumnId(40), &Value::Null),
+        Err(QueryError::NoSuchColumn { .. })
+    ));
     assert!(matches!(
         t.index_range(ColumnId(0), Bound::Unbounded, Bound::Unbounded),
         Err(QueryError::NoIndex { query: "range", .. })
     ));
-    assert_eq!(t.position(&Value::U64(1)).unwrap(), Some(Vec2::new(-2.0, 0.0)));
+    assert_eq!(
+        t.position(&Value::U64(1)).unwrap(),
+        Some(Vec2::new(-2.0, 0.0))
+    );
     let items = tx.table(i).unwrap();
-    assert!(matches!(items.within_radius(Vec2::ZERO, 1.0).map(|_| ()), Err(QueryError::NoIndex { query: "spatial", .. })));
+    assert!(matches!(
+        items.within_radius(Vec2::ZERO, 1.0).map(|_| ()),
+        Err(QueryError::NoIndex {
+            query: "spatial",
+            ..
+        })
+    ));
     let _ = tx.commit();
 }
 
@@ -250,10 +399,16 @@ fn queries_check_indexes_and_key_types() {
 fn schema_errors_and_duplicate_tables() {
     let mut db = Database::new(StoreConfig::default());
     db.create_table(entity_def()).unwrap();
-    assert!(matches!(db.create_table(entity_def()), Err(locus_store::CreateTableError::DuplicateName { .. })));
+    assert!(matches!(
+        db.create_table(entity_def()),
+        Err(locus_store::CreateTableError::DuplicateName { .. })
+    ));
     let mut bad = entity_def();
     bad.primary_key = ColumnId(77);
-    assert!(matches!(db.create_table(bad), Err(locus_store::CreateTableError::Schema(_))));
+    assert!(matches!(
+        db.create_table(bad),
+        Err(locus_store::CreateTableError::Schema(_))
+    ));
 }
 
 #[test]
@@ -263,12 +418,17 @@ fn bulk_loaded_spatial_index_answers_the_same() {
     let mut tx = db.begin();
     for n in 0..500u32 {
         let p = ((n * 37 % 101) as f32, (n * 53 % 97) as f32);
-        tx.insert(e, &enc(&def, &entity(0, p, 0, &format!("n{n}")))).unwrap();
+        tx.insert(e, &enc(&def, &entity(0, p, 0, &format!("n{n}"))))
+            .unwrap();
     }
     let _ = tx.commit();
     let q = |db: &Database| {
         let t = db.table(e).unwrap();
-        let mut v: Vec<Value> = t.within_radius(Vec2::new(50.0, 50.0), 20.0).unwrap().map(|r| t.primary_key_of(r).unwrap()).collect();
+        let mut v: Vec<Value> = t
+            .within_radius(Vec2::new(50.0, 50.0), 20.0)
+            .unwrap()
+            .map(|r| t.primary_key_of(r).unwrap())
+            .collect();
         v.sort();
         v
     };
@@ -298,22 +458,34 @@ enum Outcome {
 
 impl ModelTable {
     fn new(def: TableDef) -> Self {
-        ModelTable { def, rows: BTreeMap::new(), next_auto_inc: 1 }
+        ModelTable {
+            def,
+            rows: BTreeMap::new(),
+            next_auto_inc: 1,
+        }
     }
 
     fn unique_conflict(&self, row: &[Value], except: Option<&Value>) -> bool {
         let pk = self.def.primary_key.index();
-        self.def.indexes.iter().filter(|i| i.kind == IndexKind::Unique).any(|i| {
-            let c = i.column.index();
-            self.rows.values().any(|r| Some(&r[pk]) != except && r[c] == row[c])
-        })
+        self.def
+            .indexes
+            .iter()
+            .filter(|i| i.kind == IndexKind::Unique)
+            .any(|i| {
+                let c = i.column.index();
+                self.rows
+                    .values()
+                    .any(|r| Some(&r[pk]) != except && r[c] == row[c])
+            })
     }
 
     fn insert(&mut self, mut row: Vec<Value>) -> Outcome {
         let pk = self.def.primary_key.index();
         let mut next = self.next_auto_inc;
         if self.def.auto_inc {
-            let Value::U64(n) = row[pk] else { unreachable!() };
+            let Value::U64(n) = row[pk] else {
+                unreachable!()
+            };
             if n == 0 {
                 row[pk] = Value::U64(next);
                 next += 1;
@@ -345,7 +517,11 @@ impl ModelTable {
     }
 
     fn delete(&mut self, key: &Value) -> Outcome {
-        if self.rows.remove(key).is_some() { Outcome::Ok } else { Outcome::NotFound }
+        if self.rows.remove(key).is_some() {
+            Outcome::Ok
+        } else {
+            Outcome::NotFound
+        }
     }
 
     fn key_at(&self, n: usize) -> Option<Value> {
@@ -419,8 +595,15 @@ fn coord() -> impl Strategy<Value = f32> {
 }
 
 fn entity_row() -> impl Strategy<Value = Vec<Value>> {
-    (prop_oneof![Just(0u64), 1u64..64], coord(), coord(), -3i32..3, "[a-h][a-d]?", proptest::option::of("[xy]")).prop_map(
-        |(id, x, y, kind, name, note)| {
+    (
+        prop_oneof![Just(0u64), 1u64..64],
+        coord(),
+        coord(),
+        -3i32..3,
+        "[a-h][a-d]?",
+        proptest::option::of("[xy]"),
+    )
+        .prop_map(|(id, x, y, kind, name, note)| {
             vec![
                 Value::U64(id),
                 Value::Vec2(Vec2::new(x, y)),
@@ -428,18 +611,27 @@ fn entity_row() -> impl Strategy<Value = Vec<Value>> {
                 Value::String(name.into()),
                 note.map_or(Value::Null, |n| Value::String(n.into())),
             ]
-        },
-    )
+        })
 }
 
 fn item_row() -> impl Strategy<Value = Vec<Value>> {
     ("[a-h]", 0u64..4, proptest::option::of(-2i64..2)).prop_map(|(key, owner, weight)| {
-        vec![Value::String(key.into()), Value::U64(owner), weight.map_or(Value::Null, Value::I64)]
+        vec![
+            Value::String(key.into()),
+            Value::U64(owner),
+            weight.map_or(Value::Null, Value::I64),
+        ]
     })
 }
 
-fn bound<T: std::fmt::Debug + Clone + 'static>(s: impl Strategy<Value = T> + Clone) -> impl Strategy<Value = Bound<T>> {
-    prop_oneof![Just(Bound::Unbounded), s.clone().prop_map(Bound::Included), s.prop_map(Bound::Excluded)]
+fn bound<T: std::fmt::Debug + Clone + 'static>(
+    s: impl Strategy<Value = T> + Clone,
+) -> impl Strategy<Value = Bound<T>> {
+    prop_oneof![
+        Just(Bound::Unbounded),
+        s.clone().prop_map(Bound::Included),
+        s.prop_map(Bound::Excluded)
+    ]
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -456,7 +648,11 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn query() -> impl Strategy<Value = Query> {
     (
-        (coord(), coord(), prop_oneof![Just(0.0f32), Just(2.5), 0.0f32..25.0]),
+        (
+            coord(),
+            coord(),
+            prop_oneof![Just(0.0f32), Just(2.5), 0.0f32..25.0],
+        ),
         (coord(), coord(), 0.0f32..30.0, 0.0f32..30.0),
         0usize..8,
         (bound(-4i32..4), bound(-4i32..4)),
@@ -464,27 +660,37 @@ fn query() -> impl Strategy<Value = Query> {
         bound(proptest::option::of(-3i64..3)),
         0u64..5,
     )
-        .prop_map(|((cx, cy, radius), (bx, by, w, h), k, (kind_lo, kind_hi), name, weight_lo, owner)| Query {
-            center: Vec2::new(cx, cy),
-            radius,
-            min: Vec2::new(bx, by),
-            max: Vec2::new(bx + w, by + h),
-            k,
-            kind_lo,
-            kind_hi,
-            name,
-            weight_lo,
-            owner,
-        })
+        .prop_map(
+            |((cx, cy, radius), (bx, by, w, h), k, (kind_lo, kind_hi), name, weight_lo, owner)| {
+                Query {
+                    center: Vec2::new(cx, cy),
+                    radius,
+                    min: Vec2::new(bx, by),
+                    max: Vec2::new(bx + w, by + h),
+                    k,
+                    kind_lo,
+                    kind_hi,
+                    name,
+                    weight_lo,
+                    owner,
+                }
+            },
+        )
 }
 
 fn tx_case() -> impl Strategy<Value = TxCase> {
-    (proptest::collection::vec((op(), query()), 0..30), prop_oneof![3 => Just(true), 1 => Just(false)])
+    (
+        proptest::collection::vec((op(), query()), 0..30),
+        prop_oneof![3 => Just(true), 1 => Just(false)],
+    )
         .prop_map(|(steps, commit)| TxCase { steps, commit })
 }
 
 fn keys(table: &Table, rows: impl IntoIterator<Item = impl AsRef<[u8]>>) -> Vec<Value> {
-    let mut v: Vec<Value> = rows.into_iter().map(|r| table.primary_key_of(r.as_ref()).unwrap()).collect();
+    let mut v: Vec<Value> = rows
+        .into_iter()
+        .map(|r| table.primary_key_of(r.as_ref()).unwrap())
+        .collect();
     v.sort();
     v
 }
@@ -527,11 +733,19 @@ fn check(tables: [&Table; 2], model: &[ModelTable; 2], q: &Query) {
         .collect();
     assert_eq!(got, want, "within_radius {q:?}");
     let got = keys(t, t.locate_in_envelope(q.min, q.max).unwrap());
-    let want: Vec<Value> =
-        m.rows.iter().filter(|(_, r)| in_box(m.pos(r), q.min, q.max)).map(|(k, _)| k.clone()).collect();
+    let want: Vec<Value> = m
+        .rows
+        .iter()
+        .filter(|(_, r)| in_box(m.pos(r), q.min, q.max))
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(got, want, "locate_in_envelope {q:?}");
     let nn = t.nearest_neighbors(q.center, q.k).unwrap();
-    let mut all: Vec<f32> = m.rows.values().map(|r| distance_2(m.pos(r), q.center)).collect();
+    let mut all: Vec<f32> = m
+        .rows
+        .values()
+        .map(|r| distance_2(m.pos(r), q.center))
+        .collect();
     all.sort_by(f32::total_cmp);
     all.truncate(q.k);
     let got_d: Vec<f32> = nn.iter().map(|(_, d)| *d).collect();
@@ -546,29 +760,59 @@ fn check(tables: [&Table; 2], model: &[ModelTable; 2], q: &Query) {
     let lo = map_bound(&q.kind_lo, |k| Value::I64((*k).into()));
     let hi = map_bound(&q.kind_hi, |k| Value::I64((*k).into()));
     let rows = t.index_range(KIND, lo.as_ref(), hi.as_ref()).unwrap();
-    let got_kinds: Vec<Value> = rows.iter().map(|r| t.decode(r).unwrap()[KIND.index()].clone()).collect();
+    let got_kinds: Vec<Value> = rows
+        .iter()
+        .map(|r| t.decode(r).unwrap()[KIND.index()].clone())
+        .collect();
     assert!(got_kinds.is_sorted(), "range results are in key order");
-    let want: Vec<Value> =
-        m.rows.iter().filter(|(_, r)| in_bounds(&r[KIND.index()], &lo, &hi)).map(|(k, _)| k.clone()).collect();
+    let want: Vec<Value> = m
+        .rows
+        .iter()
+        .filter(|(_, r)| in_bounds(&r[KIND.index()], &lo, &hi))
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(keys(t, rows), want, "kind range {q:?}");
     if let Bound::Included(k) | Bound::Excluded(k) = &lo {
         let got = keys(t, t.index_eq(KIND, k).unwrap());
-        let want: Vec<Value> = m.rows.iter().filter(|(_, r)| r[KIND.index()] == *k).map(|(k, _)| k.clone()).collect();
+        let want: Vec<Value> = m
+            .rows
+            .iter()
+            .filter(|(_, r)| r[KIND.index()] == *k)
+            .map(|(k, _)| k.clone())
+            .collect();
         assert_eq!(got, want);
     }
     // Unique on name: equality and range.
     let name = Value::String(q.name.as_str().into());
     let got = keys(t, t.index_eq(NAME, &name).unwrap());
-    let want: Vec<Value> = m.rows.iter().filter(|(_, r)| r[NAME.index()] == name).map(|(k, _)| k.clone()).collect();
+    let want: Vec<Value> = m
+        .rows
+        .iter()
+        .filter(|(_, r)| r[NAME.index()] == name)
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(got, want);
-    let got = keys(t, t.index_range(NAME, Bound::Excluded(&name), Bound::Unbounded).unwrap());
-    let want: Vec<Value> = m.rows.iter().filter(|(_, r)| r[NAME.index()] > name).map(|(k, _)| k.clone()).collect();
+    let got = keys(
+        t,
+        t.index_range(NAME, Bound::Excluded(&name), Bound::Unbounded)
+            .unwrap(),
+    );
+    let want: Vec<Value> = m
+        .rows
+        .iter()
+        .filter(|(_, r)| r[NAME.index()] > name)
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(got, want);
 
     // Item table: string primary key, btree on an option column (nil sorts first), btree on owner.
     let (t, m) = (tables[1], &model[1]);
     let lo = map_bound(&q.weight_lo, |w| w.map_or(Value::Null, Value::I64));
-    let got = keys(t, t.index_range(WEIGHT, lo.as_ref(), Bound::Unbounded).unwrap());
+    let got = keys(
+        t,
+        t.index_range(WEIGHT, lo.as_ref(), Bound::Unbounded)
+            .unwrap(),
+    );
     let want: Vec<Value> = m
         .rows
         .iter()
@@ -578,7 +822,12 @@ fn check(tables: [&Table; 2], model: &[ModelTable; 2], q: &Query) {
     assert_eq!(got, want, "weight range {q:?}");
     let owner = Value::U64(q.owner);
     let got = keys(t, t.index_eq(OWNER, &owner).unwrap());
-    let want: Vec<Value> = m.rows.iter().filter(|(_, r)| r[OWNER.index()] == owner).map(|(k, _)| k.clone()).collect();
+    let want: Vec<Value> = m
+        .rows
+        .iter()
+        .filter(|(_, r)| r[OWNER.index()] == owner)
+        .map(|(k, _)| k.clone())
+        .collect();
     assert_eq!(got, want);
     for k in ["a", "h", "z"] {
         let key = Value::String(k.into());
@@ -588,7 +837,11 @@ fn check(tables: [&Table; 2], model: &[ModelTable; 2], q: &Query) {
 }
 
 /// The net diff between two model states, as the changeset must report it: (inserts, deletes, updates).
-type Diff = (Vec<Vec<Value>>, Vec<Vec<Value>>, Vec<(Vec<Value>, Vec<Value>)>);
+type Diff = (
+    Vec<Vec<Value>>,
+    Vec<Vec<Value>>,
+    Vec<(Vec<Value>, Vec<Value>)>,
+);
 
 fn diff(before: &ModelTable, after: &ModelTable) -> Diff {
     let mut d: Diff = Default::default();
@@ -614,7 +867,11 @@ fn changeset_diff(def: &TableDef, cs: &Changeset, table: TableId) -> Diff {
     if let Some(t) = cs.tables.iter().find(|t| t.table == table) {
         d.0 = t.inserts.iter().map(|r| dec(r)).collect();
         d.1 = t.deletes.iter().map(|r| dec(r)).collect();
-        d.2 = t.updates.iter().map(|u| (dec(&u.old), dec(&u.new))).collect();
+        d.2 = t
+            .updates
+            .iter()
+            .map(|u| (dec(&u.old), dec(&u.new)))
+            .collect();
     }
     d.0.sort_by(|a, b| a[pk].cmp(&b[pk]));
     d.1.sort_by(|a, b| a[pk].cmp(&b[pk]));
@@ -623,10 +880,15 @@ fn changeset_diff(def: &TableDef, cs: &Changeset, table: TableId) -> Diff {
 }
 
 fn run_case(txs: Vec<TxCase>, margin: f32) {
-    let config = StoreConfig { spatial_margin: margin };
+    let config = StoreConfig {
+        spatial_margin: margin,
+    };
     let mut db = Database::new(config);
     let mut replica = Database::new(config);
-    let ids = [db.create_table(entity_def()).unwrap(), db.create_table(item_def()).unwrap()];
+    let ids = [
+        db.create_table(entity_def()).unwrap(),
+        db.create_table(item_def()).unwrap(),
+    ];
     replica.create_table(entity_def()).unwrap();
     replica.create_table(item_def()).unwrap();
     let mut model = [ModelTable::new(entity_def()), ModelTable::new(item_def())];
@@ -638,7 +900,11 @@ fn run_case(txs: Vec<TxCase>, margin: f32) {
             match op {
                 Op::Insert(t, row) => {
                     let bytes = enc(&model[*t].def, row);
-                    assert_eq!(outcome(tx.insert(ids[*t], &bytes)), model[*t].insert(row.clone()), "{op:?}");
+                    assert_eq!(
+                        outcome(tx.insert(ids[*t], &bytes)),
+                        model[*t].insert(row.clone()),
+                        "{op:?}"
+                    );
                 }
                 Op::Update(t, n, row) => {
                     let mut row = row.clone();
@@ -647,27 +913,51 @@ fn run_case(txs: Vec<TxCase>, margin: f32) {
                         row[pk] = key;
                     }
                     let bytes = enc(&model[*t].def, &row);
-                    assert_eq!(outcome(tx.update(ids[*t], &bytes)), model[*t].update(row), "{op:?}");
+                    assert_eq!(
+                        outcome(tx.update(ids[*t], &bytes)),
+                        model[*t].update(row),
+                        "{op:?}"
+                    );
                 }
                 Op::Move(n, dx, dy) => {
-                    let Some(key) = model[0].key_at(*n) else { continue };
+                    let Some(key) = model[0].key_at(*n) else {
+                        continue;
+                    };
                     let mut row = model[0].rows[&key].clone();
                     let p = model[0].pos(&row) + Vec2::new(*dx, *dy);
                     row[POS.index()] = Value::Vec2(p);
                     let bytes = enc(&model[0].def, &row);
-                    assert_eq!(outcome(tx.update(ids[0], &bytes)), model[0].update(row), "{op:?}");
+                    assert_eq!(
+                        outcome(tx.update(ids[0], &bytes)),
+                        model[0].update(row),
+                        "{op:?}"
+                    );
                 }
                 Op::Delete(t, n, key) => {
-                    let key = n.and_then(|n| model[*t].key_at(n)).unwrap_or_else(|| key.clone());
-                    assert_eq!(outcome(tx.delete(ids[*t], &key)), model[*t].delete(&key), "{op:?}");
+                    let key = n
+                        .and_then(|n| model[*t].key_at(n))
+                        .unwrap_or_else(|| key.clone());
+                    assert_eq!(
+                        outcome(tx.delete(ids[*t], &key)),
+                        model[*t].delete(&key),
+                        "{op:?}"
+                    );
                 }
             }
-            check([tx.table(ids[0]).unwrap(), tx.table(ids[1]).unwrap()], &model, q);
+            check(
+                [tx.table(ids[0]).unwrap(), tx.table(ids[1]).unwrap()],
+                &model,
+                q,
+            );
         }
         if case.commit {
             let cs = tx.commit();
             for t in 0..2 {
-                assert_eq!(changeset_diff(&model[t].def, &cs, ids[t]), diff(&before[t], &model[t]), "changeset");
+                assert_eq!(
+                    changeset_diff(&model[t].def, &cs, ids[t]),
+                    diff(&before[t], &model[t]),
+                    "changeset"
+                );
             }
             replica.apply(&cs).unwrap();
         } else {
@@ -676,13 +966,31 @@ fn run_case(txs: Vec<TxCase>, margin: f32) {
         }
         let q = &case.steps.first().map(|s| s.1.clone());
         if let Some(q) = q {
-            check([db.table(ids[0]).unwrap(), db.table(ids[1]).unwrap()], &model, q);
-            check([replica.table(ids[0]).unwrap(), replica.table(ids[1]).unwrap()], &model, q);
+            check(
+                [db.table(ids[0]).unwrap(), db.table(ids[1]).unwrap()],
+                &model,
+                q,
+            );
+            check(
+                [
+                    replica.table(ids[0]).unwrap(),
+                    replica.table(ids[1]).unwrap(),
+                ],
+                &model,
+                q,
+            );
         }
         for t in 0..2 {
             assert_eq!(contents(db.table(ids[t]).unwrap()), model[t].rows);
-            assert_eq!(contents(replica.table(ids[t]).unwrap()), model[t].rows, "replica");
-            assert_eq!(replica.table(ids[t]).unwrap().next_auto_inc(), model[t].next_auto_inc);
+            assert_eq!(
+                contents(replica.table(ids[t]).unwrap()),
+                model[t].rows,
+                "replica"
+            );
+            assert_eq!(
+                replica.table(ids[t]).unwrap().next_auto_inc(),
+                model[t].next_auto_inc
+            );
         }
     }
 }
