@@ -23,17 +23,37 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 
-use hashbrown::HashMap;
+use std::hash::BuildHasher;
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use locus_types::codec::{self, RowError};
 use locus_types::{ColumnId, ColumnType, IndexKind, TableDef, TableId, Value, Vec2};
 
 use crate::error::{DeleteError, InsertError, QueryError, UpdateError};
 use crate::spatial::{self, SpatialIndex};
 
-#[derive(Debug)]
+/// The primary-key index.
+///
+/// `FirstInt` is used when the key is an integer in the first column (the common `id: u64` case): a hash table
+/// of bare slots (4 bytes per bucket) whose keys are read back from the rows themselves, so the key is not stored
+/// twice. Other keys use a map from key to slot.
 enum PkMap {
+    FirstInt {
+        table: HashTable<u32>,
+        hasher: DefaultHashBuilder,
+    },
     Int(HashMap<u64, u32>),
     Any(HashMap<Value, u32>),
+}
+
+impl std::fmt::Debug for PkMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PkMap::FirstInt { table, .. } => write!(f, "PkMap::FirstInt({} keys)", table.len()),
+            PkMap::Int(m) => write!(f, "PkMap::Int({} keys)", m.len()),
+            PkMap::Any(m) => write!(f, "PkMap::Any({} keys)", m.len()),
+        }
+    }
 }
 
 fn int_key(v: &Value) -> Option<u64> {
@@ -45,16 +65,37 @@ fn int_key(v: &Value) -> Option<u64> {
     }
 }
 
+/// The key of a stored row under `PkMap::FirstInt`, mapped like [`int_key`].
+fn first_int_key(rows: &[Option<Box<[u8]>>], slot: u32) -> u64 {
+    let row = rows[slot as usize]
+        .as_deref()
+        .expect("indexed slot is live");
+    codec::read_first_int(row).expect("stored row starts with its integer key") as u64
+}
+
 impl PkMap {
-    fn get(&self, key: &Value) -> Option<u32> {
+    fn get(&self, rows: &[Option<Box<[u8]>>], key: &Value) -> Option<u32> {
         match self {
+            PkMap::FirstInt { table, hasher } => {
+                let k = int_key(key)?;
+                table
+                    .find(hasher.hash_one(k), |&s| first_int_key(rows, s) == k)
+                    .copied()
+            }
             PkMap::Int(m) => int_key(key).and_then(|k| m.get(&k).copied()),
             PkMap::Any(m) => m.get(key).copied(),
         }
     }
 
-    fn insert(&mut self, key: Value, slot: u32) {
+    /// Index `slot` under `key`; `rows[slot]` must already hold the row.
+    fn insert(&mut self, rows: &[Option<Box<[u8]>>], key: Value, slot: u32) {
         match self {
+            PkMap::FirstInt { table, hasher } => {
+                let k = int_key(&key).expect("integer key");
+                table.insert_unique(hasher.hash_one(k), slot, |&s| {
+                    hasher.hash_one(first_int_key(rows, s))
+                });
+            }
             PkMap::Int(m) => {
                 m.insert(int_key(&key).expect("integer key"), slot);
             }
@@ -64,8 +105,16 @@ impl PkMap {
         }
     }
 
-    fn remove(&mut self, key: &Value) -> Option<u32> {
+    /// Remove `key`; `rows` must still hold the row.
+    fn remove(&mut self, rows: &[Option<Box<[u8]>>], key: &Value) -> Option<u32> {
         match self {
+            PkMap::FirstInt { table, hasher } => {
+                let k = int_key(key)?;
+                let entry = table
+                    .find_entry(hasher.hash_one(k), |&s| first_int_key(rows, s) == k)
+                    .ok()?;
+                Some(entry.remove().0)
+            }
             PkMap::Int(m) => int_key(key).and_then(|k| m.remove(&k)),
             PkMap::Any(m) => m.remove(key),
         }
@@ -73,6 +122,7 @@ impl PkMap {
 
     fn heap_bytes(&self) -> usize {
         match self {
+            PkMap::FirstInt { table, .. } => table.allocation_size(),
             PkMap::Int(m) => m.allocation_size(),
             PkMap::Any(m) => m.allocation_size(),
         }
@@ -126,11 +176,17 @@ fn empty_range<T: Ord>(lo: &Bound<T>, hi: &Bound<T>) -> bool {
 impl Table {
     pub(crate) fn new(id: TableId, def: TableDef, spatial_margin: f32) -> Table {
         let pk_ty = &def.columns[def.primary_key.index()].ty;
-        let pk = if pk_ty.is_integer() || *pk_ty == ColumnType::Timestamp {
-            PkMap::Int(HashMap::new())
-        } else {
-            PkMap::Any(HashMap::new())
-        };
+        let pk =
+            if (pk_ty.is_integer() || *pk_ty == ColumnType::Timestamp) && def.primary_key.0 == 0 {
+                PkMap::FirstInt {
+                    table: HashTable::new(),
+                    hasher: DefaultHashBuilder::default(),
+                }
+            } else if pk_ty.is_integer() || *pk_ty == ColumnType::Timestamp {
+                PkMap::Int(HashMap::new())
+            } else {
+                PkMap::Any(HashMap::new())
+            };
         let uniques = def
             .indexes
             .iter()
@@ -275,7 +331,7 @@ impl Table {
     /// [`QueryError::KeyType`] if `key` is not a value of the primary key's type.
     pub fn get(&self, key: &Value) -> Result<Option<&[u8]>, QueryError> {
         self.check_key(self.def.primary_key, key)?;
-        Ok(self.pk.get(key).map(|slot| self.row(slot)))
+        Ok(self.pk.get(&self.rows, key).map(|slot| self.row(slot)))
     }
 
     /// Rows whose `column` equals `key`, through the primary key, a unique index or a btree index.
@@ -286,7 +342,12 @@ impl Table {
     pub fn index_eq(&self, column: ColumnId, key: &Value) -> Result<Vec<&[u8]>, QueryError> {
         self.check_key(column, key)?;
         if column == self.def.primary_key {
-            return Ok(self.pk.get(key).map(|s| self.row(s)).into_iter().collect());
+            return Ok(self
+                .pk
+                .get(&self.rows, key)
+                .map(|s| self.row(s))
+                .into_iter()
+                .collect());
         }
         if let Some(u) = self.uniques.iter().find(|u| u.column == column) {
             return Ok(u.map.get(key).map(|s| self.row(*s)).into_iter().collect());
@@ -423,7 +484,7 @@ impl Table {
     pub fn position(&self, key: &Value) -> Result<Option<Vec2>, QueryError> {
         let index = self.spatial_index()?;
         self.check_key(self.def.primary_key, key)?;
-        Ok(self.pk.get(key).map(|s| index.position(s)))
+        Ok(self.pk.get(&self.rows, key).map(|s| index.position(s)))
     }
 
     /// Estimated heap bytes held by the indexes and slot arrays (not the rows' own bytes).
@@ -506,7 +567,7 @@ impl Table {
             }
         }
         let row: &[u8] = assigned.as_deref().unwrap_or(row);
-        if self.pk.get(&pk).is_some() {
+        if self.pk.get(&self.rows, &pk).is_some() {
             return Err(InsertError::DuplicateKey {
                 table: self.def.name.clone(),
                 key: pk,
@@ -548,7 +609,7 @@ impl Table {
             Some(v) => v.into_boxed_slice(),
             None => row.into(),
         });
-        self.pk.insert(pk.clone(), slot);
+        self.pk.insert(&self.rows, pk.clone(), slot);
         for (u, key) in self.uniques.iter_mut().zip(unique_keys) {
             u.map.insert(key, slot);
         }
@@ -593,7 +654,7 @@ impl Table {
         let pk = self
             .key_from(row, offsets, self.def.primary_key)
             .map_err(row_err)?;
-        let Some(slot) = self.pk.get(&pk) else {
+        let Some(slot) = self.pk.get(&self.rows, &pk) else {
             return Err(UpdateError::NotFound {
                 table: self.def.name.clone(),
                 key: pk,
@@ -678,7 +739,7 @@ impl Table {
                 found: key.clone(),
             });
         }
-        let Some(slot) = self.pk.remove(key) else {
+        let Some(slot) = self.pk.remove(&self.rows, key) else {
             return Err(DeleteError::NotFound {
                 table: self.def.name.clone(),
                 key: key.clone(),

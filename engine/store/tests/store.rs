@@ -1012,3 +1012,65 @@ proptest! {
         run_case(txs, if big { 50.0 } else { 0.0 });
     }
 }
+
+/// Integer keys in the first column (stored once, read back from the row) and elsewhere (a key → slot map), signed
+/// and unsigned, behave the same.
+#[test]
+fn integer_primary_keys_in_any_column() {
+    for (first, signed) in [(true, true), (true, false), (false, true), (false, false)] {
+        let key_ty = if signed {
+            ColumnType::I64
+        } else {
+            ColumnType::U16
+        };
+        let mut b = TableDef::builder("t");
+        if first {
+            b = b.column("k", key_ty).column("v", ColumnType::String);
+        } else {
+            b = b.column("v", ColumnType::String).column("k", key_ty);
+        }
+        let def = b.primary_key("k").build().unwrap();
+        let mut db = Database::new(StoreConfig::default());
+        let t = db.create_table(def.clone()).unwrap();
+        let key = |n: i64| {
+            if signed {
+                Value::I64(n)
+            } else {
+                Value::U64(n as u64)
+            }
+        };
+        let row = |n: i64, v: &str| {
+            let vals = if first {
+                vec![key(n), v.into()]
+            } else {
+                vec![v.into(), key(n)]
+            };
+            enc(&def, &vals)
+        };
+        let mut tx = db.begin();
+        let keys: Vec<i64> = if signed {
+            vec![-300, -1, 0, 7, 70_000]
+        } else {
+            vec![0, 7, 255, 256, 65_535]
+        };
+        for n in &keys {
+            tx.insert(t, &row(*n, "a")).unwrap();
+        }
+        for n in &keys {
+            assert!(tx.table(t).unwrap().get(&key(*n)).unwrap().is_some(), "{n}");
+        }
+        assert!(matches!(
+            tx.insert(t, &row(keys[1], "b")),
+            Err(InsertError::DuplicateKey { .. })
+        ));
+        tx.update(t, &row(keys[2], "changed")).unwrap();
+        tx.delete(t, &key(keys[0])).unwrap();
+        assert!(tx.table(t).unwrap().get(&key(keys[0])).unwrap().is_none());
+        assert_eq!(tx.table(t).unwrap().get(&key(12345)).unwrap(), None);
+        let cs = tx.commit();
+        assert_eq!(cs.tables[0].inserts.len(), 4);
+        assert_eq!(db.table(t).unwrap().len(), 4);
+        let got = db.table(t).unwrap().get(&key(keys[2])).unwrap().unwrap();
+        assert_eq!(&got[..], &row(keys[2], "changed")[..]);
+    }
+}

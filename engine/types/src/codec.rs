@@ -195,6 +195,22 @@ pub fn decode_value(column: &ColumnDef, bytes: &[u8]) -> Result<Value, RowError>
     Ok(v)
 }
 
+/// Read the integer that is the first column of a row, without validating the rest of the row.
+///
+/// Returns `None` if `row` does not start with an array header followed by an integer.
+#[must_use]
+pub fn read_first_int(row: &[u8]) -> Option<i128> {
+    let mut cur = Cursor { buf: row, pos: 0 };
+    match Marker::from_u8(cur.byte()?) {
+        Marker::FixArray(_) => {}
+        Marker::Array16 => cur.pos += 2,
+        Marker::Array32 => cur.pos += 4,
+        _ => return None,
+    }
+    let marker = Marker::from_u8(cur.byte()?);
+    read_int(&mut cur, marker).flatten()
+}
+
 /// Read a `Vec2` from exactly its 11 bytes, without checks beyond length and markers.
 ///
 /// Returns `None` if the bytes are not `[fixarray(2), f32, f32]`.
