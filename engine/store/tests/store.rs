@@ -1071,6 +1071,6 @@ fn integer_primary_keys_in_any_column() {
         assert_eq!(cs.tables[0].inserts.len(), 4);
         assert_eq!(db.table(t).unwrap().len(), 4);
         let got = db.table(t).unwrap().get(&key(keys[2])).unwrap().unwrap();
-        assert_eq!(&got[..], &row(keys[2], "changed")[..]);
+        assert_eq!(got, &row(keys[2], "changed")[..]);
     }
 }
