@@ -411,7 +411,7 @@ fn bench_move(c: &mut Criterion, rows: usize, warm_rounds: usize, report: &mut V
         .measurement_time(Duration::from_secs(3));
     let mut results = Vec::new();
     for (name, world) in [
-        ("real margin 2", &mut real),
+        ("real default margin", &mut real),
         ("baseline margin 0", &mut naive),
     ] {
         let tally = Tally::default();
@@ -604,7 +604,7 @@ fn bench_queries(c: &mut Criterion, rows: usize, report: &mut Vec<String>) {
     say(
         report,
         format!(
-            "store/radius  after 20 ticks of moves (margin 2, {moved_reinserts:.2} reinserts/row, {moved_hits:.1} hits avg): {}/query  vs fresh: {}/query (moved/fresh {})  vs margin 0 exact points: {}/query  baseline brute force: {}/query  ratio {}",
+            "store/radius  after 20 ticks of moves (default margin, {moved_reinserts:.2} reinserts/row, {moved_hits:.1} hits avg): {}/query  vs fresh: {}/query (moved/fresh {})  vs margin 0 exact points: {}/query  baseline brute force: {}/query  ratio {}",
             micros(moved),
             micros(fresh),
             moved
@@ -889,7 +889,10 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     if wanted(
         filter,
-        &["store/move/real margin 2", "store/move/baseline margin 0"],
+        &[
+            "store/move/real default margin",
+            "store/move/baseline margin 0",
+        ],
     ) {
         bench_move(&mut c, rows, warm_rounds, &mut report);
     }

@@ -21,7 +21,9 @@ use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
 use locus_types::Vec2;
-use rstar::{AABB, Envelope, PointDistance, RTree, RTreeObject};
+use rstar::{
+    AABB, Envelope, PointDistance, RStarInsertionStrategy, RTree, RTreeObject, RTreeParams,
+};
 
 /// The largest absolute coordinate a spatial column accepts. Positions must be finite and within ±`MAX_COORD`.
 pub const MAX_COORD: f32 = 1.0e9;
@@ -47,6 +49,22 @@ pub fn valid_position(p: Vec2) -> bool {
 pub fn in_box(p: Vec2, min: Vec2, max: Vec2) -> bool {
     p.x >= min.x && p.x <= max.x && p.y >= min.y && p.y <= max.y
 }
+
+/// R-tree node sizes: wider nodes than rstar's default (6) make the tree shallower, which speeds up both the
+/// queries and the removals a move out of its fat envelope needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params;
+
+impl RTreeParams for Params {
+    const MIN_SIZE: usize = PARAM_MIN;
+    const MAX_SIZE: usize = PARAM_MAX;
+    const REINSERTION_COUNT: usize = PARAM_REINSERT;
+    type DefaultInsertionStrategy = RStarInsertionStrategy;
+}
+
+const PARAM_MIN: usize = 5;
+const PARAM_MAX: usize = 12;
+const PARAM_REINSERT: usize = 4;
 
 /// One R-tree entry: a row slot and its fat envelope.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -78,7 +96,7 @@ struct SlotPos {
 /// An R-tree with fat envelopes over one table's spatial column; see the [module docs](self).
 #[derive(Debug)]
 pub(crate) struct SpatialIndex {
-    tree: RTree<Entry>,
+    tree: RTree<Entry, Params>,
     margin: f32,
     slots: Vec<SlotPos>,
     reinserts: u64,
@@ -87,7 +105,7 @@ pub(crate) struct SpatialIndex {
 impl SpatialIndex {
     pub(crate) fn new(margin: f32) -> Self {
         SpatialIndex {
-            tree: RTree::new(),
+            tree: RTree::new_with_params(),
             margin: margin.max(0.0),
             slots: Vec::new(),
             reinserts: 0,
@@ -135,7 +153,7 @@ impl SpatialIndex {
                 slot,
             });
         }
-        self.tree = RTree::bulk_load(entries);
+        self.tree = RTree::bulk_load_with_params(entries);
     }
 
     pub(crate) fn remove(&mut self, slot: u32) {

@@ -663,7 +663,8 @@ impl Table {
         let old = self.rows[slot as usize].as_deref().expect("live slot");
         if !(self.uniques.is_empty() && self.btrees.is_empty()) {
             // Only secondary keys need the old row's column offsets.
-            codec::validate_row(&self.def.columns, old, old_offsets).expect("stored rows are valid");
+            codec::validate_row(&self.def.columns, old, old_offsets)
+                .expect("stored rows are valid");
         }
         // (index position, old key, new key) for every secondary key that changes.
         let mut unique_changes = Vec::new();
