@@ -487,7 +487,9 @@ impl Table {
         Ok(self.pk.get(&self.rows, key).map(|s| index.position(s)))
     }
 
-    /// Estimated heap bytes held by the indexes and slot arrays (not the rows' own bytes).
+    /// A lower bound on the heap bytes held by the slot arrays, the primary key and the spatial index (not the
+    /// rows' own bytes, not unique or btree indexes; R-tree internal nodes and spare node capacity are not
+    /// counted). `benches/store.rs` measures the real figure with a counting allocator.
     #[must_use]
     pub fn index_heap_bytes(&self) -> usize {
         self.rows.capacity() * size_of::<Option<Box<[u8]>>>()
