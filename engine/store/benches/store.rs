@@ -750,10 +750,8 @@ fn memory_child(which: &str) {
                 black_box(tx.commit());
             }
             let s1 = snapshot();
-            let estimate = db.table(table).expect("table").index_heap_bytes();
             db.rebuild_spatial_indexes();
             let s2 = snapshot();
-            let rebuilt_estimate = db.table(table).expect("table").index_heap_bytes();
             black_box(&db);
             put("live", s1.live - s0.live);
             put("allocs", s1.allocs - s0.allocs);
@@ -761,8 +759,6 @@ fn memory_child(which: &str) {
             put("rebuilt_live", s2.live - s0.live);
             put("rebuilt_allocs", s2.allocs - s0.allocs);
             put("rebuilt_rss", s2.rss - s0.rss);
-            put("estimate", estimate as isize);
-            put("rebuilt_estimate", rebuilt_estimate as isize);
         }
         "naive" => {
             // The naive layout: decoded rows (`Vec<Value>` each), an ordered pk index to their position, and an
@@ -857,14 +853,6 @@ fn memory_report(report: &mut Vec<String>) {
             "store/memory  after rebuild_spatial_indexes: real: {rebuilt:.1} B/row above row bytes (live heap; {:.2} live allocs/row)  RSS delta: {rebuilt_rss:.1} B/row (the freed incremental tree stays resident)  baseline: {base:.1} B/row  ratio {:.1}x",
             per_row(&store, "rebuilt_allocs"),
             base / rebuilt,
-        ),
-    );
-    say(
-        report,
-        format!(
-            "store/memory  Table::index_heap_bytes estimate: {:.1} B/row, after rebuild {:.1} B/row",
-            per_row(&store, "estimate"),
-            per_row(&store, "rebuilt_estimate"),
         ),
     );
 }

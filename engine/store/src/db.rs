@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 
-use hashbrown::HashMap;
+use hashbrown::{HashMap, HashSet};
 use locus_types::{TableDef, TableId, Value};
 
 use crate::error::{ApplyError, CreateTableError, DeleteError, InsertError, UpdateError};
@@ -151,7 +151,7 @@ impl Database {
     pub fn begin(&mut self) -> Transaction<'_> {
         Transaction {
             db: self,
-            touched: HashMap::new(),
+            touched: HashSet::new(),
             log: Vec::new(),
             seqs: Vec::new(),
             finished: false,
@@ -220,7 +220,7 @@ struct Touch {
 #[derive(Debug)]
 pub struct Transaction<'db> {
     db: &'db mut Database,
-    touched: HashMap<(TableId, Value), ()>,
+    touched: HashSet<(TableId, Value)>,
     log: Vec<Touch>,
     seqs: Vec<(TableId, u64)>,
     finished: bool,
@@ -253,15 +253,13 @@ impl Transaction<'_> {
     }
 
     fn first_touch(
-        touched: &mut HashMap<(TableId, Value), ()>,
+        touched: &mut HashSet<(TableId, Value)>,
         log: &mut Vec<Touch>,
         table: TableId,
         key: &Value,
         original: impl FnOnce() -> Option<Box<[u8]>>,
     ) {
-        let entry = touched.entry((table, key.clone()));
-        if let hashbrown::hash_map::Entry::Vacant(v) = entry {
-            v.insert(());
+        if touched.insert((table, key.clone())) {
             log.push(Touch {
                 table,
                 key: key.clone(),

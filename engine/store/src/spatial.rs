@@ -239,12 +239,6 @@ impl SpatialIndex {
         hits.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)));
         hits
     }
-
-    /// Bytes of heap memory held, estimated from capacities (tree nodes counted at their in-memory size).
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * size_of::<SlotPos>()
-            + self.tree.size() * size_of::<rstar::RTreeNode<Entry>>()
-    }
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -119,14 +119,6 @@ impl PkMap {
             PkMap::Any(m) => m.remove(key),
         }
     }
-
-    fn heap_bytes(&self) -> usize {
-        match self {
-            PkMap::FirstInt { table, .. } => table.allocation_size(),
-            PkMap::Int(m) => m.allocation_size(),
-            PkMap::Any(m) => m.allocation_size(),
-        }
-    }
 }
 
 #[derive(Debug)]
@@ -487,17 +479,6 @@ impl Table {
         Ok(self.pk.get(&self.rows, key).map(|s| index.position(s)))
     }
 
-    /// A lower bound on the heap bytes held by the slot arrays, the primary key and the spatial index (not the
-    /// rows' own bytes, not unique or btree indexes; R-tree internal nodes and spare node capacity are not
-    /// counted). `benches/store.rs` measures the real figure with a counting allocator.
-    #[must_use]
-    pub fn index_heap_bytes(&self) -> usize {
-        self.rows.capacity() * size_of::<Option<Box<[u8]>>>()
-            + self.free.capacity() * 4
-            + self.pk.heap_bytes()
-            + self.spatial.as_ref().map_or(0, |(_, s)| s.heap_bytes())
-    }
-
     // ---- writes (crate-private: only transactions call these) ----
 
     fn row_error_insert(&self, source: RowError) -> InsertError {
@@ -538,7 +519,7 @@ impl Table {
         let mut assigned: Option<Vec<u8>> = None;
         if self.def.auto_inc {
             let pk_ty = &self.def.columns[pk_col.index()].ty;
-            let max = pk_ty.int_max().expect("auto_inc key is an integer");
+            let max = *pk_ty.int_range().expect("auto_inc key is an integer").end();
             let n: i128 = match pk {
                 Value::I64(v) => v.into(),
                 Value::U64(v) => v.into(),
@@ -753,7 +734,11 @@ impl Table {
         };
         let row = self.rows[slot as usize].take().expect("live slot");
         let mut offsets = std::mem::take(&mut self.offsets);
-        codec::validate_row(&self.def.columns, &row, &mut offsets).expect("stored rows are valid");
+        if !(self.uniques.is_empty() && self.btrees.is_empty()) {
+            // Only secondary keys need the row's column offsets.
+            codec::validate_row(&self.def.columns, &row, &mut offsets)
+                .expect("stored rows are valid");
+        }
         for u in &mut self.uniques {
             let k = codec::decode_value(
                 &self.def.columns[u.column.index()],

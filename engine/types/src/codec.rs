@@ -23,8 +23,6 @@
 //! Invariant: [`validate_row`] accepts a byte string if and only if [`decode_row`] does, and for any row it accepts,
 //! `encode_row(decode_row(row))` decodes to the same values.
 
-use std::ops::Range;
-
 use rmp::Marker;
 use thiserror::Error;
 
@@ -329,18 +327,7 @@ fn encode_typed(
 }
 
 fn int_fits(ty: &ColumnType, v: i128) -> bool {
-    let range: Range<i128> = match ty {
-        ColumnType::I8 => i128::from(i8::MIN)..i128::from(i8::MAX) + 1,
-        ColumnType::I16 => i128::from(i16::MIN)..i128::from(i16::MAX) + 1,
-        ColumnType::I32 => i128::from(i32::MIN)..i128::from(i32::MAX) + 1,
-        ColumnType::I64 => i128::from(i64::MIN)..i128::from(i64::MAX) + 1,
-        ColumnType::U8 => 0..i128::from(u8::MAX) + 1,
-        ColumnType::U16 => 0..i128::from(u16::MAX) + 1,
-        ColumnType::U32 => 0..i128::from(u32::MAX) + 1,
-        ColumnType::U64 | ColumnType::Timestamp => 0..i128::from(u64::MAX) + 1,
-        _ => return false,
-    };
-    range.contains(&v)
+    ty.int_range().is_some_and(|r| r.contains(&v))
 }
 
 struct Cursor<'a> {

@@ -103,18 +103,18 @@ impl ColumnType {
         }
     }
 
-    /// The largest value an integer type (or `Timestamp`) holds, as an `i128`; `None` for other types.
+    /// The values an integer type (or `Timestamp`) holds, as `i128`s; `None` for other types.
     #[must_use]
-    pub fn int_max(&self) -> Option<i128> {
+    pub fn int_range(&self) -> Option<std::ops::RangeInclusive<i128>> {
         Some(match self {
-            ColumnType::I8 => i8::MAX.into(),
-            ColumnType::I16 => i16::MAX.into(),
-            ColumnType::I32 => i32::MAX.into(),
-            ColumnType::I64 => i64::MAX.into(),
-            ColumnType::U8 => u8::MAX.into(),
-            ColumnType::U16 => u16::MAX.into(),
-            ColumnType::U32 => u32::MAX.into(),
-            ColumnType::U64 | ColumnType::Timestamp => u64::MAX.into(),
+            ColumnType::I8 => i8::MIN.into()..=i8::MAX.into(),
+            ColumnType::I16 => i16::MIN.into()..=i16::MAX.into(),
+            ColumnType::I32 => i32::MIN.into()..=i32::MAX.into(),
+            ColumnType::I64 => i64::MIN.into()..=i64::MAX.into(),
+            ColumnType::U8 => 0..=u8::MAX.into(),
+            ColumnType::U16 => 0..=u16::MAX.into(),
+            ColumnType::U32 => 0..=u32::MAX.into(),
+            ColumnType::U64 | ColumnType::Timestamp => 0..=u64::MAX.into(),
             _ => return None,
         })
     }
