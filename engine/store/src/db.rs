@@ -13,8 +13,11 @@
 //! - a failed write changes nothing, and the transaction stays usable.
 //!
 //! The database has one owner (the tick thread); a transaction borrows it mutably, so there is never more than one.
+//! [`TxLog`] is the same transaction without the borrow, for owners that keep the database and the open
+//! transaction side by side.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::{HashMap, HashSet};
 use locus_types::{TableDef, TableId, Value};
@@ -40,8 +43,10 @@ impl Default for StoreConfig {
 }
 
 /// All tables of a world. See the [module docs](self).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Database {
+    /// Distinguishes databases, so a [`TxLog`] can check it is always given the same one.
+    instance: u64,
     config: StoreConfig,
     tables: Vec<Table>,
     names: HashMap<String, TableId>,
@@ -95,11 +100,19 @@ impl Changeset {
     }
 }
 
+impl Default for Database {
+    fn default() -> Self {
+        Database::new(StoreConfig::default())
+    }
+}
+
 impl Database {
     /// An empty database.
     #[must_use]
     pub fn new(config: StoreConfig) -> Database {
+        static INSTANCES: AtomicU64 = AtomicU64::new(0);
         Database {
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
             config,
             tables: Vec::new(),
             names: HashMap::new(),
@@ -151,9 +164,7 @@ impl Database {
     pub fn begin(&mut self) -> Transaction<'_> {
         Transaction {
             db: self,
-            touched: HashSet::new(),
-            log: Vec::new(),
-            seqs: Vec::new(),
+            log: TxLog::new(),
             finished: false,
         }
     }
@@ -193,7 +204,7 @@ impl Database {
                 tx.insert(tc.table, new)?;
             }
             if let Some(next) = tc.next_auto_inc {
-                tx.note_seq(tc.table);
+                tx.log.note_seq(tx.db, tc.table);
                 tx.db.tables[tc.table.0 as usize].set_next_auto_inc(next);
             }
         }
@@ -217,12 +228,12 @@ struct Touch {
 }
 
 /// A transaction over a [`Database`]; see the [module docs](self). Dropping it without committing rolls it back.
+///
+/// It is a [`TxLog`] bundled with the database it writes to.
 #[derive(Debug)]
 pub struct Transaction<'db> {
     db: &'db mut Database,
-    touched: HashSet<(TableId, Value)>,
-    log: Vec<Touch>,
-    seqs: Vec<(TableId, u64)>,
+    log: TxLog,
     finished: bool,
 }
 
@@ -242,12 +253,103 @@ impl Transaction<'_> {
     /// How many distinct rows this transaction has written so far.
     #[must_use]
     pub fn touched_rows(&self) -> usize {
+        self.log.touched_rows()
+    }
+
+    /// Insert a row (encoded per [`locus_types::codec`]). Returns its primary key; for an auto_inc table, a key
+    /// of `0` is replaced by the sequence's next value.
+    ///
+    /// # Errors
+    ///
+    /// An [`InsertError`]; the database is then unchanged by this call.
+    pub fn insert(&mut self, table: TableId, row: &[u8]) -> Result<Value, InsertError> {
+        self.log.insert(self.db, table, row)
+    }
+
+    /// Replace the row with the same primary key as `row`. Returns that key.
+    ///
+    /// # Errors
+    ///
+    /// An [`UpdateError`]; the database is then unchanged by this call.
+    pub fn update(&mut self, table: TableId, row: &[u8]) -> Result<Value, UpdateError> {
+        self.log.update(self.db, table, row)
+    }
+
+    /// Delete the row with primary key `key`. Returns the deleted row.
+    ///
+    /// # Errors
+    ///
+    /// A [`DeleteError`]; the database is then unchanged by this call.
+    pub fn delete(&mut self, table: TableId, key: &Value) -> Result<Box<[u8]>, DeleteError> {
+        self.log.delete(self.db, table, key)
+    }
+
+    /// Keep the writes and return their net effect.
+    #[must_use = "the changeset is what the log and the clients need"]
+    pub fn commit(mut self) -> Changeset {
+        self.finished = true;
+        std::mem::take(&mut self.log).commit(self.db)
+    }
+
+    /// Undo every write of this transaction.
+    pub fn rollback(mut self) {
+        self.finished = true;
+        std::mem::take(&mut self.log).rollback(self.db);
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            std::mem::take(&mut self.log).rollback(self.db);
+        }
+    }
+}
+
+/// The undo record of an open transaction, kept apart from the database it writes to.
+///
+/// [`Transaction`] is the convenient form: a `TxLog` plus `&mut Database`. A `TxLog` is for owners that cannot
+/// hold a borrow across calls — e.g. the module host, whose per-instance state lives in a wasmtime `Store<T>` that
+/// must be `'static` and owns the [`Database`] next to the log.
+///
+/// # Invariants the caller keeps
+///
+/// - Every call on one `TxLog` passes the same database, and nothing else writes to that database until the log
+///   is [committed](TxLog::commit) or [rolled back](TxLog::rollback). The log checks the first rule and panics if
+///   it is broken.
+/// - A log is always finished with `commit` or `rollback`. Dropping an unfinished log keeps its writes but
+///   loses their changeset (and panics in debug builds).
+#[derive(Debug, Default)]
+#[must_use = "a TxLog must be committed or rolled back"]
+pub struct TxLog {
+    db: Option<u64>,
+    touched: HashSet<(TableId, Value)>,
+    log: Vec<Touch>,
+    seqs: Vec<(TableId, u64)>,
+}
+
+impl TxLog {
+    /// An empty log: a transaction with no writes yet.
+    pub fn new() -> TxLog {
+        TxLog::default()
+    }
+
+    /// How many distinct rows this transaction has written so far.
+    #[must_use]
+    pub fn touched_rows(&self) -> usize {
         self.log.len()
     }
 
-    fn note_seq(&mut self, table: TableId) {
+    fn bind(&mut self, db: &Database) {
+        match self.db {
+            None => self.db = Some(db.instance),
+            Some(id) => assert_eq!(id, db.instance, "a TxLog was used with two databases"),
+        }
+    }
+
+    fn note_seq(&mut self, db: &Database, table: TableId) {
         if !self.seqs.iter().any(|(t, _)| *t == table) {
-            let next = self.db.tables[table.0 as usize].next_auto_inc();
+            let next = db.tables[table.0 as usize].next_auto_inc();
             self.seqs.push((table, next));
         }
     }
@@ -268,31 +370,40 @@ impl Transaction<'_> {
         }
     }
 
-    /// Insert a row (encoded per [`locus_types::codec`]). Returns its primary key; for an auto_inc table, a key
-    /// of `0` is replaced by the sequence's next value.
+    /// [`Transaction::insert`] on `db`.
     ///
     /// # Errors
     ///
     /// An [`InsertError`]; the database is then unchanged by this call.
-    pub fn insert(&mut self, table: TableId, row: &[u8]) -> Result<Value, InsertError> {
-        if self.db.table(table).is_none() {
+    pub fn insert(
+        &mut self,
+        db: &mut Database,
+        table: TableId,
+        row: &[u8],
+    ) -> Result<Value, InsertError> {
+        self.bind(db);
+        if db.table(table).is_none() {
             return Err(InsertError::NoSuchTable(table));
         }
-        self.note_seq(table);
-        let key = self.db.tables[table.0 as usize].insert(row)?;
+        self.note_seq(db, table);
+        let key = db.tables[table.0 as usize].insert(row)?;
         Self::first_touch(&mut self.touched, &mut self.log, table, &key, || None);
         Ok(key)
     }
 
-    /// Replace the row with the same primary key as `row`. Returns that key.
+    /// [`Transaction::update`] on `db`.
     ///
     /// # Errors
     ///
     /// An [`UpdateError`]; the database is then unchanged by this call.
-    pub fn update(&mut self, table: TableId, row: &[u8]) -> Result<Value, UpdateError> {
-        let Transaction {
-            db, touched, log, ..
-        } = self;
+    pub fn update(
+        &mut self,
+        db: &mut Database,
+        table: TableId,
+        row: &[u8],
+    ) -> Result<Value, UpdateError> {
+        self.bind(db);
+        let TxLog { touched, log, .. } = self;
         let t = db
             .tables
             .get_mut(table.0 as usize)
@@ -302,14 +413,19 @@ impl Transaction<'_> {
         })
     }
 
-    /// Delete the row with primary key `key`. Returns the deleted row.
+    /// [`Transaction::delete`] on `db`.
     ///
     /// # Errors
     ///
     /// A [`DeleteError`]; the database is then unchanged by this call.
-    pub fn delete(&mut self, table: TableId, key: &Value) -> Result<Box<[u8]>, DeleteError> {
-        let t = self
-            .db
+    pub fn delete(
+        &mut self,
+        db: &mut Database,
+        table: TableId,
+        key: &Value,
+    ) -> Result<Box<[u8]>, DeleteError> {
+        self.bind(db);
+        let t = db
             .tables
             .get_mut(table.0 as usize)
             .ok_or(DeleteError::NoSuchTable(table))?;
@@ -320,12 +436,13 @@ impl Transaction<'_> {
         Ok(row)
     }
 
-    /// Keep the writes and return their net effect.
+    /// Keep the writes made to `db` and return their net effect.
     #[must_use = "the changeset is what the log and the clients need"]
-    pub fn commit(mut self) -> Changeset {
+    pub fn commit(mut self, db: &mut Database) -> Changeset {
+        self.bind(db);
         let mut tables: BTreeMap<TableId, TableChangeset> = BTreeMap::new();
         for touch in std::mem::take(&mut self.log) {
-            let t = &self.db.tables[touch.table.0 as usize];
+            let t = &db.tables[touch.table.0 as usize];
             let current = t.get(&touch.key).expect("key type checked on write");
             let entry = || TableChangeset {
                 table: touch.table,
@@ -354,7 +471,7 @@ impl Transaction<'_> {
             }
         }
         for (table, before) in std::mem::take(&mut self.seqs) {
-            let next = self.db.tables[table.0 as usize].next_auto_inc();
+            let next = db.tables[table.0 as usize].next_auto_inc();
             if next != before {
                 tables
                     .entry(table)
@@ -365,43 +482,40 @@ impl Transaction<'_> {
                     .next_auto_inc = Some(next);
             }
         }
-        self.finished = true;
+        self.touched.clear();
         Changeset {
             tables: tables.into_values().collect(),
         }
     }
 
-    /// Undo every write of this transaction.
-    pub fn rollback(mut self) {
-        self.undo();
-    }
-
-    fn undo(&mut self) {
-        self.finished = true;
+    /// Undo every write made to `db` through this log.
+    pub fn rollback(mut self, db: &mut Database) {
+        self.bind(db);
         // First remove every touched key's current row, then restore the originals: the original state was
         // consistent, so re-inserting into it cannot violate a constraint whatever order the writes came in.
         for touch in &self.log {
-            let t = &mut self.db.tables[touch.table.0 as usize];
+            let t = &mut db.tables[touch.table.0 as usize];
             let _ = t.delete(&touch.key);
         }
         for touch in std::mem::take(&mut self.log) {
             if let Some(original) = touch.original {
-                let t = &mut self.db.tables[touch.table.0 as usize];
+                let t = &mut db.tables[touch.table.0 as usize];
                 t.insert(&original)
                     .expect("restoring an original row cannot conflict");
             }
         }
         for (table, before) in std::mem::take(&mut self.seqs) {
-            self.db.tables[table.0 as usize].set_next_auto_inc(before);
+            db.tables[table.0 as usize].set_next_auto_inc(before);
         }
         self.touched.clear();
     }
 }
 
-impl Drop for Transaction<'_> {
+impl Drop for TxLog {
     fn drop(&mut self) {
-        if !self.finished {
-            self.undo();
-        }
+        debug_assert!(
+            self.log.is_empty() || std::thread::panicking(),
+            "a TxLog with writes was dropped without commit or rollback"
+        );
     }
 }

@@ -43,7 +43,7 @@ pub mod error;
 pub mod spatial;
 mod table;
 
-pub use db::{Changeset, Database, RowUpdate, StoreConfig, TableChangeset, Transaction};
+pub use db::{Changeset, Database, RowUpdate, StoreConfig, TableChangeset, Transaction, TxLog};
 pub use error::{ApplyError, CreateTableError, DeleteError, InsertError, QueryError, UpdateError};
 pub use spatial::MAX_COORD;
 pub use table::Table;

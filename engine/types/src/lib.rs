@@ -7,6 +7,8 @@
 //! - [`schema`]: [`TableDef`] and friends, with the invariants [`TableDef::validate`] enforces.
 //! - [`value`]: [`Value`], a decoded column value with a total order (index keys are values).
 //! - [`codec`]: the one row encoding used at the module ABI, in the commit log and on the wire.
+//! - [`abi`]: the module ABI: the one list of host calls ([`for_each_host_call!`]), errnos, export names and the
+//!   module description ([`abi::ModuleDef`]).
 //!
 //! It deliberately does not know about tables' contents, transactions or the network.
 //!
@@ -25,6 +27,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod abi;
 pub mod codec;
 pub mod ids;
 pub mod schema;
@@ -37,3 +40,4 @@ pub use schema::{
     TableBuilder, TableDef,
 };
 pub use value::Value;
+pub use abi::{ModuleDef, ReducerDef, ReducerKind};

@@ -1,0 +1,391 @@
+//! The wasmtime layer of the host calls: bounds-checked moves between guest memory and [`Env`].
+//!
+//! The linker is built from [`locus_types::for_each_host_call!`], the same list the guest SDK declares its imports
+//! from, so the two cannot drift: a call missing here is a compile error.
+//!
+//! Every function here only converts arguments and delegates. A pointer/length pair outside the guest's memory
+//! becomes a [`Fault`] trap (never a host panic); every other failure is an errno the guest gets back.
+
+use locus_types::abi::{Errno, IMPORT_MODULE};
+use locus_types::{Vec2, for_each_host_call};
+use thiserror::Error;
+use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
+
+use crate::env::{Env, IterNext};
+
+/// The per-instance state wasmtime's `Store<T>` holds.
+#[derive(Debug, Default)]
+pub(crate) struct HostState {
+    pub(crate) env: Env,
+    pub(crate) memory: Option<Memory>,
+    pub(crate) memory_limit: usize,
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.memory_limit {
+            return Err(wasmtime::Error::new(Fault::MemoryLimit {
+                limit: self.memory_limit,
+                desired,
+            }));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // A table element is a pointer; a million of them is far beyond any real module.
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Why the host stopped a module in the middle of a host call (or a memory grow).
+#[derive(Debug, Error)]
+pub(crate) enum Fault {
+    /// A buffer argument lies (partly) outside the guest's memory.
+    #[error("host call `{call}`: buffer {ptr:#x}+{len} lies outside the module's memory")]
+    OutOfBounds {
+        call: &'static str,
+        ptr: u32,
+        len: u64,
+    },
+    /// A host call ran before the instance's memory was known (e.g. from a start function).
+    #[error("host call `{0}` made during instantiation")]
+    NoMemory(&'static str),
+    /// `memory.grow` past the configured limit.
+    #[error("memory limit exceeded: {desired} bytes requested, limit {limit}")]
+    MemoryLimit { limit: usize, desired: usize },
+}
+
+type Result<T> = wasmtime::Result<T>;
+
+fn parts<'a>(
+    caller: &'a mut Caller<'_, HostState>,
+    call: &'static str,
+) -> Result<(&'a mut [u8], &'a mut Env)> {
+    let memory = caller.data().memory.ok_or(Fault::NoMemory(call))?;
+    let (data, state) = memory.data_and_store_mut(caller);
+    Ok((data, &mut state.env))
+}
+
+fn oob(call: &'static str, ptr: u32, len: usize) -> wasmtime::Error {
+    wasmtime::Error::new(Fault::OutOfBounds {
+        call,
+        ptr,
+        len: len as u64,
+    })
+}
+
+fn read<'m>(mem: &'m [u8], call: &'static str, ptr: u32, len: u32) -> Result<&'m [u8]> {
+    let start = ptr as usize;
+    mem.get(start..start + len as usize)
+        .ok_or_else(|| oob(call, ptr, len as usize))
+}
+
+fn write(mem: &mut [u8], call: &'static str, ptr: u32, bytes: &[u8]) -> Result<()> {
+    let start = ptr as usize;
+    mem.get_mut(start..start + bytes.len())
+        .ok_or_else(|| oob(call, ptr, bytes.len()))?
+        .copy_from_slice(bytes);
+    Ok(())
+}
+
+fn errno(e: Errno) -> Result<u32> {
+    Ok(e.code())
+}
+
+const OK: Result<u32> = Ok(0);
+
+macro_rules! link_host_calls {
+    ($( $(#[$doc:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty; )*) => {
+        /// Register every host call of the ABI in `linker`.
+        pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> Result<()> {
+            $(
+                linker.func_wrap(
+                    IMPORT_MODULE,
+                    stringify!($name),
+                    |mut caller: Caller<'_, HostState>, $($arg: $ty),*| -> Result<$ret> {
+                        $name(&mut caller, $($arg),*)
+                    },
+                )?;
+            )*
+            Ok(())
+        }
+
+        /// The names of every host call, in ABI list order.
+        pub(crate) const HOST_CALLS: &[&str] = &[$(stringify!($name)),*];
+    };
+}
+
+for_each_host_call!(link_host_calls);
+
+fn table_id(c: &mut Caller<'_, HostState>, name_ptr: u32, name_len: u32, out: u32) -> Result<u32> {
+    const CALL: &str = "table_id";
+    let (mem, env) = parts(c, CALL)?;
+    let name = read(mem, CALL, name_ptr, name_len)?;
+    match env.table_id(name) {
+        Ok(id) => write(mem, CALL, out, &id.to_le_bytes()).and(OK),
+        Err(e) => errno(e),
+    }
+}
+
+fn reducer_args(c: &mut Caller<'_, HostState>, buf: u32, cap: u32, out_len: u32) -> Result<u32> {
+    const CALL: &str = "reducer_args";
+    let (mem, env) = parts(c, CALL)?;
+    match env.args() {
+        Ok(args) if args.len() > cap as usize => {
+            write(mem, CALL, out_len, &(args.len() as u32).to_le_bytes())?;
+            errno(Errno::BufferTooSmall)
+        }
+        Ok(args) => {
+            write(mem, CALL, buf, args)?;
+            write(mem, CALL, out_len, &(args.len() as u32).to_le_bytes()).and(OK)
+        }
+        Err(e) => errno(e),
+    }
+}
+
+fn reducer_context(c: &mut Caller<'_, HostState>, out: u32) -> Result<u32> {
+    const CALL: &str = "reducer_context";
+    let (mem, env) = parts(c, CALL)?;
+    match env.context() {
+        Ok(ctx) => write(mem, CALL, out, &ctx).and(OK),
+        Err(e) => errno(e),
+    }
+}
+
+fn reducer_fail(c: &mut Caller<'_, HostState>, ptr: u32, len: u32) -> Result<u32> {
+    const CALL: &str = "reducer_fail";
+    let (mem, env) = parts(c, CALL)?;
+    let msg = read(mem, CALL, ptr, len)?;
+    env.fail(msg).map_or_else(errno, |()| OK)
+}
+
+fn log(c: &mut Caller<'_, HostState>, level: u32, ptr: u32, len: u32) -> Result<u32> {
+    const CALL: &str = "log";
+    let (mem, env) = parts(c, CALL)?;
+    let msg = read(mem, CALL, ptr, len)?;
+    env.log(level, msg).map_or_else(errno, |()| OK)
+}
+
+fn insert(c: &mut Caller<'_, HostState>, table: u32, ptr: u32, len: u32, out: u32) -> Result<u32> {
+    const CALL: &str = "insert";
+    let (mem, env) = parts(c, CALL)?;
+    let row = read(mem, CALL, ptr, len)?;
+    match env.insert(table, row) {
+        Ok(key) => write(mem, CALL, out, &key.to_le_bytes()).and(OK),
+        Err(e) => errno(e),
+    }
+}
+
+fn update(c: &mut Caller<'_, HostState>, table: u32, ptr: u32, len: u32) -> Result<u32> {
+    const CALL: &str = "update";
+    let (mem, env) = parts(c, CALL)?;
+    let row = read(mem, CALL, ptr, len)?;
+    env.update(table, row).map_or_else(errno, |()| OK)
+}
+
+fn delete(c: &mut Caller<'_, HostState>, table: u32, ptr: u32, len: u32) -> Result<u32> {
+    const CALL: &str = "delete";
+    let (mem, env) = parts(c, CALL)?;
+    let key = read(mem, CALL, ptr, len)?;
+    env.delete(table, key).map_or_else(errno, |()| OK)
+}
+
+#[expect(clippy::too_many_arguments, reason = "the ABI's argument list")]
+fn get(
+    c: &mut Caller<'_, HostState>,
+    table: u32,
+    key_ptr: u32,
+    key_len: u32,
+    buf: u32,
+    cap: u32,
+    out_len: u32,
+) -> Result<u32> {
+    const CALL: &str = "get";
+    let (mem, env) = parts(c, CALL)?;
+    let key = read(mem, CALL, key_ptr, key_len)?;
+    match env.get(table, key) {
+        Ok(row) if row.len() > cap as usize => {
+            write(mem, CALL, out_len, &(row.len() as u32).to_le_bytes())?;
+            errno(Errno::BufferTooSmall)
+        }
+        Ok(row) => {
+            write(mem, CALL, buf, row)?;
+            write(mem, CALL, out_len, &(row.len() as u32).to_le_bytes()).and(OK)
+        }
+        Err(e) => errno(e),
+    }
+}
+
+fn row_count(c: &mut Caller<'_, HostState>, table: u32, out: u32) -> Result<u32> {
+    const CALL: &str = "row_count";
+    let (mem, env) = parts(c, CALL)?;
+    match env.row_count(table) {
+        Ok(n) => write(mem, CALL, out, &n.to_le_bytes()).and(OK),
+        Err(e) => errno(e),
+    }
+}
+
+fn opened(mem: &mut [u8], call: &'static str, out: u32, r: std::result::Result<u32, Errno>) -> Result<u32> {
+    match r {
+        Ok(handle) => write(mem, call, out, &handle.to_le_bytes()).and(OK),
+        Err(e) => errno(e),
+    }
+}
+
+fn scan(c: &mut Caller<'_, HostState>, table: u32, out: u32) -> Result<u32> {
+    const CALL: &str = "scan";
+    let (mem, env) = parts(c, CALL)?;
+    let r = env.scan(table);
+    opened(mem, CALL, out, r)
+}
+
+fn index_eq(
+    c: &mut Caller<'_, HostState>,
+    table: u32,
+    column: u32,
+    key_ptr: u32,
+    key_len: u32,
+    out: u32,
+) -> Result<u32> {
+    const CALL: &str = "index_eq";
+    let (mem, env) = parts(c, CALL)?;
+    let key = read(mem, CALL, key_ptr, key_len)?;
+    let r = env.index_eq(table, column, key);
+    opened(mem, CALL, out, r)
+}
+
+#[expect(clippy::too_many_arguments, reason = "the ABI's argument list")]
+fn index_range(
+    c: &mut Caller<'_, HostState>,
+    table: u32,
+    column: u32,
+    lo_ptr: u32,
+    lo_len: u32,
+    hi_ptr: u32,
+    hi_len: u32,
+    bounds: u32,
+    out: u32,
+) -> Result<u32> {
+    const CALL: &str = "index_range";
+    let (mem, env) = parts(c, CALL)?;
+    // An unbounded side's buffer is ignored (not even bounds-checked), as documented.
+    let side = |mem: &[u8], kind: u32, ptr: u32, len: u32| -> Result<Vec<u8>> {
+        if kind & 3 == 0 {
+            Ok(Vec::new())
+        } else {
+            read(mem, CALL, ptr, len).map(<[u8]>::to_vec)
+        }
+    };
+    let lo = side(mem, bounds, lo_ptr, lo_len)?;
+    let hi = side(mem, bounds >> 2, hi_ptr, hi_len)?;
+    let r = env.index_range(table, column, &lo, &hi, bounds);
+    opened(mem, CALL, out, r)
+}
+
+fn within_radius(
+    c: &mut Caller<'_, HostState>,
+    table: u32,
+    x: f32,
+    y: f32,
+    radius: f32,
+    out: u32,
+) -> Result<u32> {
+    const CALL: &str = "within_radius";
+    let (mem, env) = parts(c, CALL)?;
+    let r = env.within_radius(table, Vec2::new(x, y), radius);
+    opened(mem, CALL, out, r)
+}
+
+#[expect(clippy::too_many_arguments, reason = "the ABI's argument list")]
+fn within_box(
+    c: &mut Caller<'_, HostState>,
+    table: u32,
+    min_x: f32,
+    min_y: f32,
+    max_x: f32,
+    max_y: f32,
+    out: u32,
+) -> Result<u32> {
+    const CALL: &str = "within_box";
+    let (mem, env) = parts(c, CALL)?;
+    let r = env.within_box(table, Vec2::new(min_x, min_y), Vec2::new(max_x, max_y));
+    opened(mem, CALL, out, r)
+}
+
+fn nearest(
+    c: &mut Caller<'_, HostState>,
+    table: u32,
+    x: f32,
+    y: f32,
+    k: u32,
+    out: u32,
+) -> Result<u32> {
+    const CALL: &str = "nearest";
+    let (mem, env) = parts(c, CALL)?;
+    let r = env.nearest(table, Vec2::new(x, y), k);
+    opened(mem, CALL, out, r)
+}
+
+fn iter_next(c: &mut Caller<'_, HostState>, iter: u32, buf: u32, cap: u32, out_len: u32) -> Result<u32> {
+    const CALL: &str = "iter_next";
+    let (mem, env) = parts(c, CALL)?;
+    // Check the whole output buffer up front, so a bad buffer traps before the iterator advances.
+    read(mem, CALL, buf, cap)?;
+    read(mem, CALL, out_len, 4)?;
+    match env.iter_next(iter, cap) {
+        Ok(IterNext::Rows(rows)) => {
+            write(mem, CALL, buf, rows)?;
+            write(mem, CALL, out_len, &(rows.len() as u32).to_le_bytes()).and(OK)
+        }
+        Ok(IterNext::TooSmall(need)) => {
+            write(mem, CALL, out_len, &need.to_le_bytes())?;
+            errno(Errno::BufferTooSmall)
+        }
+        Ok(IterNext::Exhausted) => {
+            write(mem, CALL, out_len, &0u32.to_le_bytes())?;
+            errno(Errno::Exhausted)
+        }
+        Err(e) => errno(e),
+    }
+}
+
+fn iter_close(c: &mut Caller<'_, HostState>, iter: u32) -> Result<u32> {
+    let (_, env) = parts(c, "iter_close")?;
+    env.iter_close(iter).map_or_else(errno, |()| OK)
+}
+
+#[expect(clippy::too_many_arguments, reason = "the ABI's argument list")]
+fn schedule(
+    c: &mut Caller<'_, HostState>,
+    name_ptr: u32,
+    name_len: u32,
+    at: u64,
+    args_ptr: u32,
+    args_len: u32,
+    out: u32,
+) -> Result<u32> {
+    const CALL: &str = "schedule";
+    let (mem, env) = parts(c, CALL)?;
+    let name = read(mem, CALL, name_ptr, name_len)?;
+    let args = read(mem, CALL, args_ptr, args_len)?;
+    match env.schedule(name, at, args) {
+        Ok(id) => write(mem, CALL, out, &id.to_le_bytes()).and(OK),
+        Err(e) => errno(e),
+    }
+}
+
+fn unschedule(c: &mut Caller<'_, HostState>, id: u64) -> Result<u32> {
+    let (_, env) = parts(c, "unschedule")?;
+    env.unschedule(id).map_or_else(errno, |()| OK)
+}

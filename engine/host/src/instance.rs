@@ -1,0 +1,820 @@
+//! [`Runtime`], [`Module`] and [`ModuleInstance`]: loading a module and running its reducers.
+
+use std::sync::Arc;
+use std::thread;
+
+use hashbrown::HashMap;
+use locus_store::{Changeset, Database};
+use locus_types::abi::{
+    ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_MEMORY, EXPORT_REDUCER_DEF_PREFIX,
+    EXPORT_REDUCER_PREFIX, EXPORT_TABLE_PREFIX, IMPORT_MODULE, RESERVED_PREFIX, ReducerStatus,
+};
+use locus_types::{
+    ColumnType, ModuleDef, ReducerDef, ReducerKind, TableDef, TableId, Timestamp, codec,
+};
+use wasmtime::{Engine, ExternType, FuncType, InstancePre, Linker, Store, Trap, TypedFunc, ValType};
+
+use crate::calls::{self, Fault, HostState};
+use crate::config::{Budget, EPOCH_PERIOD, HostConfig};
+use crate::env::{CallContext, Env, LogLine, schedule_table_def, truncated};
+use crate::error::{CallError, InstantiateError, LoadError, RuntimeError};
+
+/// A wasmtime engine configured for Locus modules, plus (for [`Budget::Time`]) the thread that advances its
+/// epoch. Cheap to clone; share one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+    config: Arc<HostConfig>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Runtime {
+    /// Create the engine (and, for [`Budget::Time`], the epoch thread, which ends when the last clone of the
+    /// engine is dropped).
+    ///
+    /// # Errors
+    ///
+    /// A [`RuntimeError`] if wasmtime refuses the configuration or the thread cannot start.
+    pub fn new(config: HostConfig) -> Result<Runtime, RuntimeError> {
+        let mut wasm = wasmtime::Config::new();
+        match config.budget {
+            Budget::Time(_) => {
+                wasm.epoch_interruption(true);
+            }
+            Budget::Fuel(_) => {
+                wasm.consume_fuel(true);
+            }
+        }
+        let engine = Engine::new(&wasm).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        if let Budget::Time(_) = config.budget {
+            let weak = engine.weak();
+            thread::Builder::new()
+                .name("locus-epoch".into())
+                .spawn(move || {
+                    while let Some(engine) = weak.upgrade() {
+                        engine.increment_epoch();
+                        drop(engine);
+                        thread::sleep(EPOCH_PERIOD);
+                    }
+                })?;
+        }
+        let mut linker = Linker::new(&engine);
+        calls::add_to_linker(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        Ok(Runtime {
+            engine,
+            linker: Arc::new(linker),
+            config: Arc::new(config),
+        })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &HostConfig {
+        &self.config
+    }
+
+    /// Compile and validate a module, and read its description.
+    ///
+    /// Checks, in order: the bytes are valid wasm; every import is a host call of [`IMPORT_MODULE`] with the right
+    /// type; `memory` and `__locus_abi_version` are exported and the version is [`ABI_VERSION`]; every
+    /// `__locus_describe_*` export returns a valid description whose name matches the export; every reducer has
+    /// an entry point of the right type (and vice versa); table definitions validate; names are not reserved;
+    /// lifecycle reducers are unique and have the right parameters.
+    ///
+    /// # Errors
+    ///
+    /// A [`LoadError`] naming the first problem found.
+    pub fn load(&self, wasm: &[u8]) -> Result<Module, LoadError> {
+        let module = wasmtime::Module::new(&self.engine, wasm)
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        check_imports(&module)?;
+        check_export_types(&module)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let def = self.describe(&module, &pre)?;
+        let reducers = def
+            .reducers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        Ok(Module {
+            runtime: self.clone(),
+            pre,
+            def: Arc::new(def),
+            reducers: Arc::new(reducers),
+        })
+    }
+
+    fn new_store(&self, env: Env) -> Store<HostState> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                env,
+                memory: None,
+                memory_limit: self.config.memory_limit,
+            },
+        );
+        store.limiter(|s| s as &mut dyn wasmtime::ResourceLimiter);
+        if let Budget::Time(_) = self.config.budget {
+            store.epoch_deadline_trap();
+        }
+        self.arm(&mut store);
+        store
+    }
+
+    /// Give the store a fresh budget for one call.
+    fn arm(&self, store: &mut Store<HostState>) {
+        match self.config.budget {
+            Budget::Time(limit) => {
+                let ticks = limit.as_micros().div_ceil(EPOCH_PERIOD.as_micros()).max(1) as u64;
+                // +1: the epoch may advance right after the deadline is set.
+                store.set_epoch_deadline(ticks + 1);
+            }
+            Budget::Fuel(fuel) => {
+                store
+                    .set_fuel(fuel)
+                    .expect("fuel is enabled for Budget::Fuel runtimes");
+            }
+        }
+    }
+
+    fn describe(
+        &self,
+        module: &wasmtime::Module,
+        pre: &InstancePre<HostState>,
+    ) -> Result<ModuleDef, LoadError> {
+        let mut store = self.new_store(Env::new((*self.config).clone()));
+        let instance = pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+        let memory = instance
+            .get_memory(&mut store, EXPORT_MEMORY)
+            .ok_or(LoadError::MissingExport(EXPORT_MEMORY))?;
+        store.data_mut().memory = Some(memory);
+
+        let version = instance
+            .get_typed_func::<(), u32>(&mut store, EXPORT_ABI_VERSION)
+            .map_err(|_| LoadError::MissingExport(EXPORT_ABI_VERSION))?
+            .call(&mut store, ())
+            .map_err(|e| LoadError::Describe {
+                export: EXPORT_ABI_VERSION.into(),
+                reason: format!("{e:#}"),
+            })?;
+        if version != ABI_VERSION {
+            return Err(LoadError::AbiVersion {
+                found: version,
+                expected: ABI_VERSION,
+            });
+        }
+
+        let mut def = ModuleDef::default();
+        let mut entry_points = Vec::new();
+        for export in module.exports() {
+            let name = export.name();
+            if let Some(table) = name.strip_prefix(EXPORT_TABLE_PREFIX) {
+                let t: TableDef = read_description(&mut store, &instance, name)?;
+                if t.name != table {
+                    return Err(LoadError::NameMismatch {
+                        export: name.into(),
+                        name: t.name,
+                    });
+                }
+                def.tables.push(t);
+            } else if let Some(reducer) = name.strip_prefix(EXPORT_REDUCER_DEF_PREFIX) {
+                let r: ReducerDef = read_description(&mut store, &instance, name)?;
+                if r.name != reducer {
+                    return Err(LoadError::NameMismatch {
+                        export: name.into(),
+                        name: r.name,
+                    });
+                }
+                def.reducers.push(r);
+            } else if let Some(reducer) = name.strip_prefix(EXPORT_REDUCER_PREFIX) {
+                entry_points.push(reducer.to_owned());
+            }
+        }
+        def.tables.sort_by(|a, b| a.name.cmp(&b.name));
+        def.reducers.sort_by(|a, b| a.name.cmp(&b.name));
+        validate(&def, &entry_points)?;
+        Ok(def)
+    }
+}
+
+fn read_description<T: serde::de::DeserializeOwned>(
+    store: &mut Store<HostState>,
+    instance: &wasmtime::Instance,
+    export: &str,
+) -> Result<T, LoadError> {
+    let err = |reason: String| LoadError::Describe {
+        export: export.into(),
+        reason,
+    };
+    let f = instance
+        .get_typed_func::<(), u64>(&mut *store, export)
+        .map_err(|e| err(format!("{e:#}")))?;
+    let packed = f.call(&mut *store, ()).map_err(|e| err(format!("{e:#}")))?;
+    let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
+    let memory = store.data().memory.expect("set before describing");
+    let bytes = memory
+        .data(&*store)
+        .get(ptr..ptr + len)
+        .ok_or_else(|| err(format!("({ptr:#x}, {len}) lies outside the module's memory")))?;
+    rmp_serde::from_slice(bytes).map_err(|e| err(format!("bad MessagePack description: {e}")))
+}
+
+fn check_imports(module: &wasmtime::Module) -> Result<(), LoadError> {
+    for import in module.imports() {
+        if import.module() != IMPORT_MODULE {
+            if import.module().starts_with("locus_v") {
+                return Err(LoadError::AbiModule {
+                    found: import.module().into(),
+                    expected: IMPORT_MODULE,
+                });
+            }
+            return Err(LoadError::UnknownImport {
+                module: import.module().into(),
+                name: import.name().into(),
+            });
+        }
+        if !calls::HOST_CALLS.contains(&import.name()) {
+            return Err(LoadError::UnknownImport {
+                module: import.module().into(),
+                name: import.name().into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn func_is(ty: &FuncType, params: &[ValType], results: &[ValType]) -> bool {
+    let eq = |a: &ValType, b: &ValType| ValType::eq(a, b);
+    ty.params().len() == params.len()
+        && ty.results().len() == results.len()
+        && ty.params().zip(params).all(|(a, b)| eq(&a, b))
+        && ty.results().zip(results).all(|(a, b)| eq(&a, b))
+}
+
+fn check_export_types(module: &wasmtime::Module) -> Result<(), LoadError> {
+    let mut memory = false;
+    let mut version = false;
+    for export in module.exports() {
+        let name = export.name();
+        let ty = export.ty();
+        let (params, results, expected): (&[ValType], &[ValType], &'static str) =
+            if name == EXPORT_MEMORY {
+                if !matches!(ty, ExternType::Memory(ref m) if !m.is_64()) {
+                    return Err(LoadError::ExportType {
+                        name: name.into(),
+                        expected: "a 32-bit linear memory",
+                    });
+                }
+                memory = true;
+                continue;
+            } else if name == EXPORT_ABI_VERSION {
+                version = true;
+                (&[], &[ValType::I32], "a function () -> i32")
+            } else if name.starts_with(EXPORT_TABLE_PREFIX)
+                || name.starts_with(EXPORT_REDUCER_DEF_PREFIX)
+            {
+                (&[], &[ValType::I64], "a function () -> i64")
+            } else if name.starts_with(EXPORT_REDUCER_PREFIX) {
+                (&[ValType::I32], &[ValType::I32], "a function (i32) -> i32")
+            } else {
+                continue;
+            };
+        match ty {
+            ExternType::Func(f) if func_is(&f, params, results) => {}
+            _ => {
+                return Err(LoadError::ExportType {
+                    name: name.into(),
+                    expected,
+                });
+            }
+        }
+    }
+    if !memory {
+        return Err(LoadError::MissingExport(EXPORT_MEMORY));
+    }
+    if !version {
+        return Err(LoadError::MissingExport(EXPORT_ABI_VERSION));
+    }
+    Ok(())
+}
+
+fn reducer_error(reducer: &ReducerDef, reason: impl Into<String>) -> LoadError {
+    LoadError::Reducer {
+        reducer: reducer.name.clone(),
+        reason: reason.into(),
+    }
+}
+
+fn validate(def: &ModuleDef, entry_points: &[String]) -> Result<(), LoadError> {
+    for pair in def.tables.windows(2) {
+        if pair[0].name == pair[1].name {
+            return Err(LoadError::NameMismatch {
+                export: format!("{EXPORT_TABLE_PREFIX}{}", pair[0].name),
+                name: pair[1].name.clone(),
+            });
+        }
+    }
+    for t in &def.tables {
+        if t.name.starts_with(RESERVED_PREFIX) {
+            return Err(LoadError::ReservedName(t.name.clone()));
+        }
+        t.validate().map_err(|source| LoadError::Schema {
+            table: t.name.clone(),
+            source,
+        })?;
+    }
+    let mut lifecycle: Vec<(ReducerKind, &str)> = Vec::new();
+    for r in &def.reducers {
+        if r.name.starts_with(RESERVED_PREFIX) {
+            return Err(LoadError::ReservedName(r.name.clone()));
+        }
+        if !entry_points.contains(&r.name) {
+            return Err(reducer_error(
+                r,
+                format!("described but no `{EXPORT_REDUCER_PREFIX}{}` export", r.name),
+            ));
+        }
+        match r.kind {
+            ReducerKind::Init | ReducerKind::ClientConnected | ReducerKind::ClientDisconnected => {
+                if !r.params.is_empty() {
+                    return Err(reducer_error(r, "lifecycle reducers take no parameters"));
+                }
+            }
+            ReducerKind::Tick => {
+                if r.params.len() != 1 || r.params[0].ty != ColumnType::F32 {
+                    return Err(reducer_error(r, "a tick reducer takes one f32 parameter, dt"));
+                }
+            }
+            ReducerKind::Every { millis } => {
+                if millis == 0 {
+                    return Err(reducer_error(r, "a period of 0 ms"));
+                }
+                if !r.params.is_empty() {
+                    return Err(reducer_error(r, "periodic reducers take no parameters"));
+                }
+            }
+            ReducerKind::Client | ReducerKind::Scheduled => {}
+        }
+        if matches!(
+            r.kind,
+            ReducerKind::Init
+                | ReducerKind::ClientConnected
+                | ReducerKind::ClientDisconnected
+                | ReducerKind::Tick
+        ) {
+            if let Some((_, first)) = lifecycle.iter().find(|(k, _)| *k == r.kind) {
+                return Err(LoadError::DuplicateLifecycle {
+                    kind: r.kind,
+                    first: (*first).to_owned(),
+                    second: r.name.clone(),
+                });
+            }
+            lifecycle.push((r.kind, &r.name));
+        }
+    }
+    for e in entry_points {
+        if !def.reducers.iter().any(|r| &r.name == e) {
+            return Err(LoadError::Reducer {
+                reducer: e.clone(),
+                reason: format!("exported but no `{EXPORT_REDUCER_DEF_PREFIX}{e}` description"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A compiled, validated module and its description. Cheap to clone. Instantiate it over a [`Database`] to run
+/// reducers.
+#[derive(Clone)]
+pub struct Module {
+    runtime: Runtime,
+    pre: InstancePre<HostState>,
+    def: Arc<ModuleDef>,
+    reducers: Arc<HashMap<String, usize>>,
+}
+
+impl std::fmt::Debug for Module {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Module")
+            .field("def", &self.def)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Module {
+    /// The module's tables and reducers, sorted by name.
+    #[must_use]
+    pub fn def(&self) -> &ModuleDef {
+        &self.def
+    }
+
+    /// Instantiate the module over `db`: create its tables (and the system schedule table) where `db` lacks them,
+    /// and check those it has match. Tables already in `db` keep their rows (e.g. after recovery).
+    ///
+    /// # Errors
+    ///
+    /// An [`InstantiateError`]; `db` is dropped with it.
+    pub fn instantiate(&self, mut db: Database) -> Result<ModuleInstance, InstantiateError> {
+        let mut tables = HashMap::new();
+        for t in &self.def.tables {
+            tables.insert(t.name.clone(), ensure_table(&mut db, t)?);
+        }
+        let schedule = ensure_table(&mut db, &schedule_table_def())?;
+        let scheduled = self
+            .def
+            .reducers
+            .iter()
+            .filter(|r| r.kind == ReducerKind::Scheduled)
+            .map(|r| (r.name.clone(), r.params.clone()))
+            .collect();
+        let mut env = Env::new((*self.runtime.config).clone());
+        env.db = db;
+        env.bind(tables, schedule, scheduled);
+        let mut every = Vec::new();
+        for (i, r) in self.def.reducers.iter().enumerate() {
+            if let ReducerKind::Every { millis } = r.kind {
+                every.push(Periodic {
+                    reducer: i,
+                    period_micros: millis.saturating_mul(1000),
+                    next: None,
+                });
+            }
+        }
+        let mut instance = ModuleInstance {
+            module: self.clone(),
+            store: self.runtime.new_store(Env::default()),
+            entries: Vec::new(),
+            names: self.def.reducers.iter().map(|r| Arc::from(r.name.as_str())).collect(),
+            every,
+            tick_args: Vec::with_capacity(8),
+            offsets: Vec::new(),
+        };
+        instance.store.data_mut().env = env;
+        instance
+            .start()
+            .map_err(|e| InstantiateError::Wasm(format!("{e:#}")))?;
+        Ok(instance)
+    }
+}
+
+fn ensure_table(db: &mut Database, def: &TableDef) -> Result<TableId, InstantiateError> {
+    match db.table_id(&def.name) {
+        Some(id) => {
+            if db.table(id).map(|t| t.def()) == Some(def) {
+                Ok(id)
+            } else {
+                Err(InstantiateError::SchemaMismatch(def.name.clone()))
+            }
+        }
+        None => Ok(db.create_table(def.clone())?),
+    }
+}
+
+#[derive(Debug)]
+struct Periodic {
+    reducer: usize,
+    period_micros: u64,
+    next: Option<Timestamp>,
+}
+
+/// What running one due scheduled or periodic reducer did.
+#[derive(Debug)]
+pub struct ScheduledRun {
+    /// The reducer.
+    pub reducer: String,
+    /// The committed changes: the reducer's writes and the consumed schedule row, or only the consumed schedule
+    /// row if the reducer failed (a failed one-shot schedule is not retried).
+    pub changeset: Changeset,
+    /// Why the reducer failed, if it did.
+    pub error: Option<CallError>,
+}
+
+/// A module instantiated over its database: runs reducers, each in its own transaction.
+///
+/// One wasm instance is reused across calls. After a trap (a panic, an interruption, the memory limit, a bad
+/// pointer) the instance's memory may be inconsistent, so it is discarded and a fresh one made from the same
+/// compiled module; the database is untouched by this (the trapped call was rolled back). Module code must
+/// therefore keep its state in tables, not in globals.
+pub struct ModuleInstance {
+    module: Module,
+    store: Store<HostState>,
+    /// Entry point per reducer, in `def.reducers` order.
+    entries: Vec<TypedFunc<u32, u32>>,
+    names: Vec<Arc<str>>,
+    every: Vec<Periodic>,
+    tick_args: Vec<u8>,
+    offsets: Vec<u32>,
+}
+
+impl std::fmt::Debug for ModuleInstance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleInstance")
+            .field("module", &self.module)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Outcome {
+    Status(u32),
+    Trap(wasmtime::Error),
+}
+
+impl ModuleInstance {
+    /// Instantiate the wasm module in the current store and look up its exports.
+    fn start(&mut self) -> wasmtime::Result<()> {
+        let instance = self.module.pre.instantiate(&mut self.store)?;
+        let memory = instance
+            .get_memory(&mut self.store, EXPORT_MEMORY)
+            .ok_or_else(|| wasmtime::Error::msg("no memory export"))?;
+        self.store.data_mut().memory = Some(memory);
+        self.entries = self
+            .module
+            .def
+            .reducers
+            .iter()
+            .map(|r| {
+                instance.get_typed_func::<u32, u32>(
+                    &mut self.store,
+                    &format!("{EXPORT_REDUCER_PREFIX}{}", r.name),
+                )
+            })
+            .collect::<wasmtime::Result<_>>()?;
+        Ok(())
+    }
+
+    /// Replace the store (and so the wasm instance and its memory) with a fresh one, keeping the database.
+    fn restart(&mut self) {
+        let env = std::mem::take(&mut self.store.data_mut().env);
+        self.store = self.module.runtime.new_store(env);
+        self.start()
+            .expect("a module that instantiated once instantiates again");
+    }
+
+    /// The module this instance runs.
+    #[must_use]
+    pub fn module(&self) -> &Module {
+        &self.module
+    }
+
+    /// The module's description.
+    #[must_use]
+    pub fn def(&self) -> &ModuleDef {
+        &self.module.def
+    }
+
+    /// The database, for reads between calls.
+    #[must_use]
+    pub fn db(&self) -> &Database {
+        &self.store.data().env.db
+    }
+
+    /// The database, for writes outside reducers (e.g. replaying the commit log before the first call).
+    pub fn db_mut(&mut self) -> &mut Database {
+        &mut self.store.data_mut().env.db
+    }
+
+    /// Give the database back (e.g. to instantiate a new module version over it).
+    #[must_use]
+    pub fn into_db(self) -> Database {
+        self.store.into_data().env.db
+    }
+
+    /// The module log lines written since the last drain, oldest first (each is also emitted as a `tracing`
+    /// event with target `locus::module`).
+    pub fn drain_logs(&mut self) -> Vec<LogLine> {
+        self.store.data_mut().env.drain_logs()
+    }
+
+    /// Call a client-callable reducer by name with MessagePack arguments (an array, one element per parameter).
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`]; the call's writes are then rolled back.
+    pub fn call(
+        &mut self,
+        reducer: &str,
+        args: &[u8],
+        ctx: &CallContext,
+    ) -> Result<Changeset, CallError> {
+        let &index = self
+            .module
+            .reducers
+            .get(reducer)
+            .ok_or_else(|| CallError::NoSuchReducer(reducer.to_owned()))?;
+        let def = &self.module.def.reducers[index];
+        if def.kind != ReducerKind::Client {
+            return Err(CallError::NotCallable {
+                reducer: reducer.to_owned(),
+                kind: def.kind,
+            });
+        }
+        self.invoke(index, args, ctx, None)
+    }
+
+    fn lifecycle(&mut self, kind: ReducerKind, args: &[u8], ctx: &CallContext) -> Result<Changeset, CallError> {
+        match self.module.def.reducers.iter().position(|r| r.kind == kind) {
+            Some(index) => self.invoke(index, args, ctx, None),
+            None => Ok(Changeset::default()),
+        }
+    }
+
+    /// Run the `init` reducer, if the module has one (once, when the world is created).
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`] if it fails; its writes are rolled back.
+    pub fn init(&mut self, ctx: &CallContext) -> Result<Changeset, CallError> {
+        self.lifecycle(ReducerKind::Init, &[0x90], ctx)
+    }
+
+    /// Run the `client_connected` reducer, if any, with `ctx.sender` the client.
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`] if it fails; its writes are rolled back.
+    pub fn client_connected(&mut self, ctx: &CallContext) -> Result<Changeset, CallError> {
+        self.lifecycle(ReducerKind::ClientConnected, &[0x90], ctx)
+    }
+
+    /// Run the `client_disconnected` reducer, if any, with `ctx.sender` the client.
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`] if it fails; its writes are rolled back.
+    pub fn client_disconnected(&mut self, ctx: &CallContext) -> Result<Changeset, CallError> {
+        self.lifecycle(ReducerKind::ClientDisconnected, &[0x90], ctx)
+    }
+
+    /// Run the `tick` reducer, if any, with `dt` (seconds since the previous tick).
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`] if it fails; its writes are rolled back.
+    pub fn tick(&mut self, dt: f32, ctx: &CallContext) -> Result<Changeset, CallError> {
+        let mut args = std::mem::take(&mut self.tick_args);
+        args.clear();
+        args.push(0x91);
+        args.push(0xca);
+        args.extend_from_slice(&dt.to_be_bytes());
+        let r = self.lifecycle(ReducerKind::Tick, &args, ctx);
+        self.tick_args = args;
+        r
+    }
+
+    /// Run every periodic (`Every`) reducer whose time has come and every one-shot schedule with `at <= now`,
+    /// each in its own transaction: periodic ones first (in name order), then schedules (earliest first).
+    ///
+    /// A periodic reducer first becomes due one period after the first `run_due`; it runs at most once per
+    /// `run_due` even if several periods passed (missed periods are skipped, never queued).
+    pub fn run_due(&mut self, now: Timestamp, ctx: &CallContext) -> Vec<ScheduledRun> {
+        let mut runs = Vec::new();
+        for i in 0..self.every.len() {
+            let p = &mut self.every[i];
+            let next = *p.next.get_or_insert(now.add_micros(p.period_micros));
+            if next > now {
+                continue;
+            }
+            let behind = (now.0 - next.0) / p.period_micros.max(1);
+            p.next = Some(next.add_micros((behind + 1) * p.period_micros));
+            let reducer = p.reducer;
+            let result = self.invoke(reducer, &[0x90], ctx, None);
+            let (changeset, error) = match result {
+                Ok(c) => (c, None),
+                Err(e) => (Changeset::default(), Some(e)),
+            };
+            runs.push(ScheduledRun {
+                reducer: self.names[reducer].to_string(),
+                changeset,
+                error,
+            });
+        }
+        let due = self.store.data().env.due_schedules(now);
+        for row in due {
+            let Some(&index) = self.module.reducers.get(&row.reducer) else {
+                // The module version that made this schedule had a reducer this one lacks: drop it.
+                let changeset = self.store.data_mut().env.consume_schedule(row.id);
+                runs.push(ScheduledRun {
+                    error: Some(CallError::NoSuchReducer(row.reducer.clone())),
+                    reducer: row.reducer,
+                    changeset,
+                });
+                continue;
+            };
+            match self.invoke(index, &row.args, ctx, Some(row.id)) {
+                Ok(changeset) => runs.push(ScheduledRun {
+                    reducer: row.reducer,
+                    changeset,
+                    error: None,
+                }),
+                Err(e) => {
+                    let changeset = self.store.data_mut().env.consume_schedule(row.id);
+                    runs.push(ScheduledRun {
+                        reducer: row.reducer,
+                        changeset,
+                        error: Some(e),
+                    });
+                }
+            }
+        }
+        runs
+    }
+
+    /// Run reducer `index` in a transaction. `schedule` is a schedule row to delete in the same transaction.
+    fn invoke(
+        &mut self,
+        index: usize,
+        args: &[u8],
+        ctx: &CallContext,
+        schedule: Option<u64>,
+    ) -> Result<Changeset, CallError> {
+        let def = &self.module.def.reducers[index];
+        let name = &self.names[index];
+        if let Err(e) = codec::validate_row(&def.params, args, &mut self.offsets) {
+            return Err(CallError::BadArguments {
+                reducer: name.to_string(),
+                message: e.to_string(),
+            });
+        }
+        let env = &mut self.store.data_mut().env;
+        env.begin_call(name.clone(), args, *ctx);
+        if let Some(id) = schedule {
+            env.delete_schedule_in_call(id)
+                .expect("a due schedule row exists");
+        }
+        self.module.runtime.arm(&mut self.store);
+        let outcome = match self.entries[index].call(&mut self.store, args.len() as u32) {
+            Ok(status) => Outcome::Status(status),
+            Err(e) => Outcome::Trap(e),
+        };
+        let reducer = self.names[index].to_string();
+        let env = &mut self.store.data_mut().env;
+        match outcome {
+            Outcome::Status(code) => match ReducerStatus::from_code(code) {
+                Some(ReducerStatus::Ok) => Ok(env.end_call(true).0),
+                Some(status) => {
+                    let message = env.end_call(false).1.unwrap_or_default();
+                    Err(if status == ReducerStatus::BadArguments {
+                        CallError::BadArguments { reducer, message }
+                    } else {
+                        CallError::Failed { reducer, message }
+                    })
+                }
+                None => {
+                    env.end_call(false);
+                    Err(CallError::Trapped {
+                        reducer,
+                        message: format!("the entry point returned an unknown status {code}"),
+                    })
+                }
+            },
+            Outcome::Trap(e) => {
+                env.end_call(false);
+                let error = self.classify(reducer, &e);
+                self.restart();
+                Err(error)
+            }
+        }
+    }
+
+    fn classify(&self, reducer: String, e: &wasmtime::Error) -> CallError {
+        match e.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => {
+                return CallError::Interrupted {
+                    reducer,
+                    budget: "time",
+                };
+            }
+            Some(Trap::OutOfFuel) => {
+                return CallError::Interrupted {
+                    reducer,
+                    budget: "fuel",
+                };
+            }
+            _ => {}
+        }
+        if let Some(Fault::MemoryLimit { limit, .. }) = e.downcast_ref::<Fault>() {
+            return CallError::MemoryLimit {
+                reducer,
+                limit: *limit,
+            };
+        }
+        CallError::Trapped {
+            reducer,
+            message: truncated(&format!("{e:?}")),
+        }
+    }
+}

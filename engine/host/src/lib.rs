@@ -1,0 +1,53 @@
+//! The Locus module host: loads a world's WebAssembly module under wasmtime and runs its reducers as
+//! transactions over a [`locus_store::Database`].
+//!
+//! - [`Runtime`] is the wasmtime engine with the ABI linked in ([`locus_types::abi`], documented for module
+//!   authors in `engine/docs/module-abi.md`) and the [`HostConfig`] limits.
+//! - [`Runtime::load`] compiles and validates a module and reads its description ([`locus_types::ModuleDef`]);
+//!   every problem is a [`LoadError`] naming it.
+//! - [`Module::instantiate`] creates the module's tables in a database and instantiates the module once;
+//!   [`ModuleInstance`] then runs reducers — client calls, lifecycle, tick, periodic and scheduled — each in its own
+//!   transaction: committed on success, rolled back on an error, a trap or an interruption, with the reason
+//!   returned as a [`CallError`].
+//! - Every call is bounded by time (epoch interruption) or fuel, and the instance's memory by a limit: a runaway
+//!   reducer stops, never the engine. A bad pointer from the module is a trap, never a host panic.
+//! - [`build`] compiles a module crate to wasm with cargo (for tests and `locus serve`).
+//!
+//! It deliberately does not own a clock, a tick loop, the network or the commit log: the server drives it, passing
+//! each call's [`CallContext`] and collecting the changesets.
+//!
+//! ```
+//! use locus_host::{CallContext, HostConfig, Runtime};
+//! use locus_store::Database;
+//! use locus_types::{Tick, Timestamp};
+//!
+//! // The smallest valid module: memory, the ABI version, and one reducer that does nothing.
+//! let wasm = wat::parse_str(r#"
+//!   (module
+//!     (memory (export "memory") 1)
+//!     (data (i32.const 16) "\83\a4name\a4noop\a4kind\a6Client\a6params\90")
+//!     (func (export "__locus_abi_version") (result i32) i32.const 1)
+//!     (func (export "__locus_describe_reducer_noop") (result i64)
+//!       i64.const 68719476767) ;; (16 << 32) | 31
+//!     (func (export "__locus_reducer_noop") (param i32) (result i32) i32.const 0))
+//! "#)?;
+//! let runtime = Runtime::new(HostConfig::default())?;
+//! let module = runtime.load(&wasm)?;
+//! let mut instance = module.instantiate(Database::default())?;
+//! let ctx = CallContext::server(Tick(1), Timestamp(0), 7);
+//! let changes = instance.call("noop", &[0x90], &ctx)?;
+//! assert!(changes.is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod build;
+mod calls;
+mod config;
+mod env;
+mod error;
+mod instance;
+
+pub use config::{Budget, EPOCH_PERIOD, HostConfig};
+pub use env::{CallContext, LogLine};
+pub use error::{CallError, InstantiateError, LoadError, RuntimeError};
+pub use instance::{Module, ModuleInstance, Runtime, ScheduledRun};

@@ -1,0 +1,524 @@
+//! The module ABI, version 1: the one list of host calls, the errno table, and the export names.
+//!
+//! This file is the single source of the boundary between `locus-host` (which links every call in
+//! [`for_each_host_call!`](crate::for_each_host_call) into a wasmtime `Linker`) and `locus-module` (which declares the
+//! same list as `extern "C"` imports). `engine/docs/module-abi.md` is the prose contract for module authors in
+//! other languages; it documents each call below with its arguments, encoding, errors and traps.
+//!
+//! # Conventions
+//!
+//! - Every host call lives in the import module [`IMPORT_MODULE`] (`locus_v1`) and returns a `u32` [`Errno`]
+//!   (`0` is success). Pointers and lengths are `u32` offsets into the module's exported linear memory `memory`.
+//! - A pointer/length pair that does not lie entirely inside `memory` is a **trap** (the reducer stops and its
+//!   transaction rolls back), never an errno: it is a bug in the module, not a runtime condition.
+//! - Out-parameters (`out_*`) are pointers to little-endian integers the host writes (`u32`: 4 bytes, `u64`:
+//!   8 bytes). The host writes them only when the call returns [`Errno::Ok`], except where a call says otherwise
+//!   ([`Errno::BufferTooSmall`] writes the needed length).
+//! - Rows, keys and arguments are MessagePack, per [`crate::codec`]: a row is one array with one element per column;
+//!   a key is one value of the key column's type.
+//! - Data going from host to module is copied into a buffer the module supplies (`buf_ptr`, `buf_cap`); when the
+//!   buffer is too small the call returns [`Errno::BufferTooSmall`], writes the length it needs to `out_len`, and
+//!   changes nothing, so the module can grow its buffer and call again.
+//! - Queries return an **iterator handle** (a `u32`): a snapshot of the matching rows taken when the query ran.
+//!   [`iter_next`](crate::for_each_host_call) copies whole rows out of it; writes made after the query do not
+//!   change what it yields.
+
+use serde::{Deserialize, Serialize};
+
+use crate::schema::{ColumnDef, TableDef};
+
+/// The wasm import module every host call of this ABI version lives in.
+pub const IMPORT_MODULE: &str = "locus_v1";
+
+/// The ABI version; a module's [`EXPORT_ABI_VERSION`] export must return it.
+pub const ABI_VERSION: u32 = 1;
+
+/// Export `() -> u32`: returns the ABI version the module was built against ([`ABI_VERSION`]).
+pub const EXPORT_ABI_VERSION: &str = "__locus_abi_version";
+
+/// The module's linear memory export, which every pointer refers to.
+pub const EXPORT_MEMORY: &str = "memory";
+
+/// Prefix of the exports `() -> u64` describing one table each: the result is `(ptr << 32) | len` of a
+/// MessagePack [`TableDef`] in memory. The rest of the export's name is the table's name.
+pub const EXPORT_TABLE_PREFIX: &str = "__locus_describe_table_";
+
+/// Prefix of the exports `() -> u64` describing one reducer each: the result is `(ptr << 32) | len` of a
+/// MessagePack [`ReducerDef`] in memory. The rest of the export's name is the reducer's name.
+pub const EXPORT_REDUCER_DEF_PREFIX: &str = "__locus_describe_reducer_";
+
+/// Prefix of the reducer entry points `(args_len: u32) -> u32`, one per reducer; the rest of the name is the
+/// reducer's name. The result is a [`ReducerStatus`] code.
+pub const EXPORT_REDUCER_PREFIX: &str = "__locus_reducer_";
+
+/// Size in bytes of the reducer context that `reducer_context` writes: see [`ContextLayout`].
+pub const CONTEXT_SIZE: usize = 64;
+
+/// Byte offsets in the 64-byte reducer context written by `reducer_context`.
+#[derive(Clone, Copy, Debug)]
+pub struct ContextLayout;
+
+impl ContextLayout {
+    /// `[u8; 32]`: the identity of the caller ([`crate::Identity::SERVER`] for lifecycle, tick and scheduled
+    /// reducers run by the server itself).
+    pub const SENDER: usize = 0;
+    /// `u64` LE: the tick the call runs in.
+    pub const TICK: usize = 32;
+    /// `u64` LE: the call's timestamp, microseconds since the Unix epoch.
+    pub const TIMESTAMP: usize = 40;
+    /// `u64` LE: the seed of the call's deterministic RNG (derived by the server from the world seed, the tick and
+    /// the call's position in the tick).
+    pub const RNG_SEED: usize = 48;
+    /// `u64` LE: reserved, written as zero.
+    pub const RESERVED: usize = 56;
+}
+
+macro_rules! errnos {
+    ($( $(#[$doc:meta])* $name:ident = $code:literal, $text:literal; )*) => {
+        /// The result of a host call. `0` is success; every other code names one failure, the same in every call.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[repr(u32)]
+        pub enum Errno {
+            $( $(#[$doc])* $name = $code, )*
+        }
+
+        impl Errno {
+            /// Every errno, in code order.
+            pub const ALL: &'static [Errno] = &[$(Errno::$name),*];
+
+            /// The errno with this code, if there is one.
+            #[must_use]
+            pub fn from_code(code: u32) -> Option<Errno> {
+                match code {
+                    $( $code => Some(Errno::$name), )*
+                    _ => None,
+                }
+            }
+
+            /// The numeric code crossing the ABI.
+            #[must_use]
+            pub fn code(self) -> u32 {
+                self as u32
+            }
+
+            /// A short description of what the code means.
+            #[must_use]
+            pub fn description(self) -> &'static str {
+                match self {
+                    $( Errno::$name => $text, )*
+                }
+            }
+        }
+    };
+}
+
+errnos! {
+    /// Success.
+    Ok = 0, "success";
+    /// The call needs a running reducer (it was made while the host read the module's descriptions).
+    NotInReducer = 1, "no reducer is running";
+    /// No table has this id (or, for `table_id`, this name).
+    NoSuchTable = 2, "no such table";
+    /// The column does not exist or has no index of the kind the call needs (a spatial index for spatial
+    /// queries; a primary-key, unique or btree index for `index_eq` / `index_range`).
+    NoSuchIndex = 3, "no such index";
+    /// No row has this primary key.
+    NotFound = 4, "no row with this key";
+    /// The row bytes are not a valid row of the table (wrong arity, wrong type, bad encoding, trailing bytes).
+    BadRow = 5, "row does not match the table's schema";
+    /// The key bytes are not one valid value of the key column's type.
+    BadKey = 6, "key does not match the column's type";
+    /// Another row already has this primary key or unique-column value.
+    UniqueViolation = 7, "unique constraint violated";
+    /// A position, radius, envelope or count is not finite, is negative, or is outside the world's coordinate
+    /// range.
+    InvalidPosition = 8, "invalid position or query shape";
+    /// The output buffer is too small; the needed length was written to `out_len`.
+    BufferTooSmall = 9, "buffer too small";
+    /// No open iterator has this handle.
+    NoSuchIterator = 10, "no such iterator";
+    /// The iterator has no more rows; it is now closed.
+    Exhausted = 11, "iterator exhausted";
+    /// No reducer has this name, or it cannot be scheduled.
+    NoSuchReducer = 12, "no such reducer";
+    /// A name or message is not valid UTF-8.
+    BadUtf8 = 13, "invalid UTF-8";
+    /// An argument is outside its documented range (an unknown log level, bound kind, or a time in the past).
+    BadArgument = 14, "invalid argument";
+    /// A per-call host resource limit was reached (open iterators, bytes held by iterators, log lines).
+    LimitExceeded = 15, "host resource limit exceeded";
+}
+
+impl core::fmt::Display for Errno {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{} ({})", self.description(), self.code())
+    }
+}
+
+/// What a reducer entry point returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum ReducerStatus {
+    /// The reducer succeeded; its writes commit.
+    Ok = 0,
+    /// The reducer returned an error (its message, if any, was passed to `reducer_fail`); its writes roll back.
+    Failed = 1,
+    /// The arguments did not decode as the reducer's parameters (message via `reducer_fail`); nothing was written.
+    BadArguments = 2,
+}
+
+impl ReducerStatus {
+    /// The status with this code, if there is one.
+    #[must_use]
+    pub fn from_code(code: u32) -> Option<ReducerStatus> {
+        match code {
+            0 => Some(ReducerStatus::Ok),
+            1 => Some(ReducerStatus::Failed),
+            2 => Some(ReducerStatus::BadArguments),
+            _ => None,
+        }
+    }
+}
+
+/// Log levels of the `log` host call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[repr(u32)]
+pub enum LogLevel {
+    /// Something failed.
+    Error = 0,
+    /// Something looks wrong.
+    Warn = 1,
+    /// Normal operation.
+    Info = 2,
+    /// Detail for developers.
+    Debug = 3,
+    /// Very fine detail.
+    Trace = 4,
+}
+
+impl LogLevel {
+    /// The level with this code, if there is one.
+    #[must_use]
+    pub fn from_code(code: u32) -> Option<LogLevel> {
+        match code {
+            0 => Some(LogLevel::Error),
+            1 => Some(LogLevel::Warn),
+            2 => Some(LogLevel::Info),
+            3 => Some(LogLevel::Debug),
+            4 => Some(LogLevel::Trace),
+            _ => None,
+        }
+    }
+}
+
+/// Kinds of bound in `index_range`'s `bounds` argument: bits 0–1 give the lower bound's kind, bits 2–3 the upper's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u32)]
+pub enum BoundKind {
+    /// No bound; the bound's pointer and length are ignored.
+    Unbounded = 0,
+    /// The bound's key is included.
+    Included = 1,
+    /// The bound's key is excluded.
+    Excluded = 2,
+}
+
+impl BoundKind {
+    /// The kind with this code, if there is one.
+    #[must_use]
+    pub fn from_code(code: u32) -> Option<BoundKind> {
+        match code {
+            0 => Some(BoundKind::Unbounded),
+            1 => Some(BoundKind::Included),
+            2 => Some(BoundKind::Excluded),
+            _ => None,
+        }
+    }
+
+    /// Pack a lower and an upper bound kind into `index_range`'s `bounds` argument.
+    #[must_use]
+    pub fn pack(lower: BoundKind, upper: BoundKind) -> u32 {
+        (lower as u32) | ((upper as u32) << 2)
+    }
+
+    /// Unpack `index_range`'s `bounds` argument; `None` if a kind is unknown or other bits are set.
+    #[must_use]
+    pub fn unpack(bounds: u32) -> Option<(BoundKind, BoundKind)> {
+        if bounds >> 4 != 0 {
+            return None;
+        }
+        Some((
+            BoundKind::from_code(bounds & 3)?,
+            BoundKind::from_code((bounds >> 2) & 3)?,
+        ))
+    }
+}
+
+/// When and by whom a reducer is run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReducerKind {
+    /// Called by clients (and operators) by name, with arguments.
+    Client,
+    /// Run once, when the world is first created. No parameters.
+    Init,
+    /// Run when a client connects; the context's sender is the client. No parameters.
+    ClientConnected,
+    /// Run when a client disconnects; the context's sender is the client. No parameters.
+    ClientDisconnected,
+    /// Run every tick after the tick's client calls, with one parameter: the tick's length `dt` in seconds (`f32`).
+    Tick,
+    /// Run every `millis` milliseconds of world time. No parameters.
+    Every {
+        /// The period in milliseconds (at least 1).
+        millis: u64,
+    },
+    /// Run at a time chosen by a reducer through `schedule`, with the arguments given then.
+    Scheduled,
+}
+
+/// One reducer, as the module describes it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ReducerDef {
+    /// The reducer's name, unique within the module.
+    pub name: String,
+    /// When and by whom it runs.
+    pub kind: ReducerKind,
+    /// Its parameters, in order. Arguments are encoded as one MessagePack array with one element per parameter,
+    /// each encoded as a row column of that type would be.
+    pub params: Vec<ColumnDef>,
+}
+
+/// A module's whole schema: what the host assembles from the module's `__locus_describe_*` exports.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleDef {
+    /// Tables, sorted by name.
+    pub tables: Vec<TableDef>,
+    /// Reducers, sorted by name.
+    pub reducers: Vec<ReducerDef>,
+}
+
+/// Name of the system table holding one-shot schedules made with `schedule`. Module tables may not start with
+/// [`RESERVED_PREFIX`].
+pub const SCHEDULE_TABLE: &str = "locus_schedule";
+
+/// Table and reducer names starting with this are reserved for the engine.
+pub const RESERVED_PREFIX: &str = "locus_";
+
+/// Calls `$m! { ... }` with the list of every host call of ABI version 1, each written as
+/// `/// docs` `fn name(arg: type, ...) -> u32;`. Argument types are `u32`, `u64` and `f32` (wasm `i32`, `i64`,
+/// `f32`). The host turns the list into `Linker::func_wrap` registrations, the guest SDK into `extern "C"`
+/// imports from [`IMPORT_MODULE`].
+///
+/// Each call's doc lists its errnos under `# Errors` and when it traps under `# Traps`. Every call traps if a
+/// pointer/length pair it reads or writes lies outside the module's memory; that is not repeated below.
+#[macro_export]
+macro_rules! for_each_host_call {
+    ($m:ident) => {
+        $m! {
+            /// Look up a table's id by name. Writes the id (`u32`) to `out_table`. Ids are stable for the life of
+            /// the module instance.
+            ///
+            /// # Errors
+            /// `NoSuchTable` if no table has that name; `BadUtf8` if the name is not UTF-8.
+            fn table_id(name_ptr: u32, name_len: u32, out_table: u32) -> u32;
+
+            /// Copy the running call's arguments (`args_len` bytes, the length the reducer export received) into
+            /// the buffer.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `BufferTooSmall` if `buf_cap` is less than the arguments' length (written to
+            /// `out_len`).
+            fn reducer_args(buf_ptr: u32, buf_cap: u32, out_len: u32) -> u32;
+
+            /// Write the running call's 64-byte context (sender, tick, timestamp, RNG seed; see
+            /// `ContextLayout`) to `out_ptr`.
+            ///
+            /// # Errors
+            /// `NotInReducer`.
+            fn reducer_context(out_ptr: u32) -> u32;
+
+            /// Set the message reported when the running reducer returns `Failed` or `BadArguments`. A later call
+            /// replaces it. Messages longer than 4 KiB are cut at a character boundary.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `BadUtf8`.
+            fn reducer_fail(msg_ptr: u32, msg_len: u32) -> u32;
+
+            /// Write a line to the module log, tagged with the running reducer's name (if any) and `level`
+            /// (0 error, 1 warn, 2 info, 3 debug, 4 trace). Lines longer than 4 KiB are cut; past 1,000 lines in
+            /// one call, lines are dropped and `LimitExceeded` returned.
+            ///
+            /// # Errors
+            /// `BadArgument` for an unknown level; `BadUtf8`; `LimitExceeded`.
+            fn log(level: u32, msg_ptr: u32, msg_len: u32) -> u32;
+
+            /// Insert a row into a table. For an `auto_inc` table a primary key of `0` is replaced by the next
+            /// value of the table's sequence. Writes the row's final primary key to `out_key` as a `u64` (an `i*`
+            /// key as its two's-complement bits; `0` if the key is not an integer).
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `BadRow`; `UniqueViolation`; `InvalidPosition` if the spatial
+            /// column's position is not finite or is outside ±1e9.
+            fn insert(table: u32, row_ptr: u32, row_len: u32, out_key: u32) -> u32;
+
+            /// Replace the row with the same primary key as the given row.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `BadRow`; `NotFound`; `UniqueViolation`; `InvalidPosition`.
+            fn update(table: u32, row_ptr: u32, row_len: u32) -> u32;
+
+            /// Delete the row with this primary key.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `BadKey`; `NotFound`.
+            fn delete(table: u32, key_ptr: u32, key_len: u32) -> u32;
+
+            /// Copy the row with this primary key into the buffer; writes its length to `out_len`.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `BadKey`; `NotFound`; `BufferTooSmall`.
+            fn get(table: u32, key_ptr: u32, key_len: u32, buf_ptr: u32, buf_cap: u32, out_len: u32) -> u32;
+
+            /// Write the table's row count (`u64`) to `out_count`.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`.
+            fn row_count(table: u32, out_count: u32) -> u32;
+
+            /// Open an iterator over every row of the table (in no particular order).
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `LimitExceeded`.
+            fn scan(table: u32, out_iter: u32) -> u32;
+
+            /// Open an iterator over the rows whose `column` equals the key, through the column's primary-key,
+            /// unique or btree index.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `NoSuchIndex`; `BadKey`; `LimitExceeded`.
+            fn index_eq(table: u32, column: u32, key_ptr: u32, key_len: u32, out_iter: u32) -> u32;
+
+            /// Open an iterator over the rows whose `column` lies between two keys, in key order, through the
+            /// column's unique or btree index (the primary-key index is a hash index: it answers equality only).
+            /// `bounds` packs the lower bound's kind in bits 0–1 and the upper's in bits 2–3 (0 unbounded,
+            /// 1 included, 2 excluded); an unbounded side's pointer and length are ignored. An empty or inverted
+            /// range yields no rows.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `NoSuchIndex`; `BadKey`; `BadArgument` for bad `bounds`;
+            /// `LimitExceeded`.
+            fn index_range(
+                table: u32,
+                column: u32,
+                lo_ptr: u32,
+                lo_len: u32,
+                hi_ptr: u32,
+                hi_len: u32,
+                bounds: u32,
+                out_iter: u32
+            ) -> u32;
+
+            /// Open an iterator over the rows whose spatial column lies within `radius` of (`x`, `y`), boundary
+            /// included.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `NoSuchIndex` (no spatial index); `InvalidPosition`;
+            /// `LimitExceeded`.
+            fn within_radius(table: u32, x: f32, y: f32, radius: f32, out_iter: u32) -> u32;
+
+            /// Open an iterator over the rows whose spatial column lies in the envelope [`min_x`, `max_x`] ×
+            /// [`min_y`, `max_y`], boundary included.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `NoSuchIndex`; `InvalidPosition` (also for `min > max`);
+            /// `LimitExceeded`.
+            fn within_box(table: u32, min_x: f32, min_y: f32, max_x: f32, max_y: f32, out_iter: u32) -> u32;
+
+            /// Open an iterator over the `k` rows nearest to (`x`, `y`), nearest first.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable`; `NoSuchIndex`; `InvalidPosition`; `LimitExceeded`.
+            fn nearest(table: u32, x: f32, y: f32, k: u32, out_iter: u32) -> u32;
+
+            /// Copy as many whole rows as fit from the iterator into the buffer, back to back (each row is one
+            /// MessagePack array, so they can be read in sequence); writes the byte length to `out_len`. Returns
+            /// `Exhausted` (with `out_len` 0) once every row has been read, and closes the iterator.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchIterator`; `Exhausted`; `BufferTooSmall` if not even the next row fits (its
+            /// length is written to `out_len`).
+            fn iter_next(iter: u32, buf_ptr: u32, buf_cap: u32, out_len: u32) -> u32;
+
+            /// Close an iterator before it is exhausted. Iterators still open when a reducer returns are closed
+            /// by the host.
+            ///
+            /// # Errors
+            /// `NoSuchIterator`.
+            fn iter_close(iter: u32) -> u32;
+
+            /// Schedule the `Scheduled` reducer named by the UTF-8 name to run at `at_micros` (microseconds since
+            /// the Unix epoch) with the given MessagePack arguments. The schedule is a row of the system table
+            /// `locus_schedule`, written in the running transaction: it is undone if the reducer fails, and it is
+            /// durable once committed. Writes the schedule's id (`u64`) to `out_id`.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `BadUtf8`; `NoSuchReducer` if no `Scheduled` reducer has that name.
+            fn schedule(
+                name_ptr: u32,
+                name_len: u32,
+                at_micros: u64,
+                args_ptr: u32,
+                args_len: u32,
+                out_id: u32
+            ) -> u32;
+
+            /// Cancel a schedule made with `schedule` that has not run yet.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NotFound`.
+            fn unschedule(id: u64) -> u32;
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    macro_rules! names {
+        ($( $(#[$doc:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty; )*) => {
+            &[$(stringify!($name)),*]
+        };
+    }
+
+    #[test]
+    fn host_call_names_are_unique() {
+        let names: &[&str] = for_each_host_call!(names);
+        let mut sorted = names.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(sorted.len(), names.len());
+        assert!(names.contains(&"iter_next"));
+    }
+
+    #[test]
+    fn errno_codes_round_trip_and_are_dense() {
+        for (i, e) in Errno::ALL.iter().enumerate() {
+            assert_eq!(e.code() as usize, i);
+            assert_eq!(Errno::from_code(e.code()), Some(*e));
+        }
+        assert_eq!(Errno::from_code(Errno::ALL.len() as u32), None);
+    }
+
+    #[test]
+    fn bounds_pack_and_unpack() {
+        let kinds = [BoundKind::Unbounded, BoundKind::Included, BoundKind::Excluded];
+        for lo in kinds {
+            for hi in kinds {
+                assert_eq!(BoundKind::unpack(BoundKind::pack(lo, hi)), Some((lo, hi)));
+            }
+        }
+        assert_eq!(BoundKind::unpack(3), None);
+        assert_eq!(BoundKind::unpack(1 << 4), None);
+    }
+}
