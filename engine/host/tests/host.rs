@@ -1,0 +1,579 @@
+//! locus-host integration tests: ABI edge cases with tiny WAT modules, and the SDK test module built from source.
+
+use std::time::Duration;
+
+use locus_host::{Budget, CallContext, CallError, HostConfig, LoadError, ModuleInstance, Runtime};
+use locus_store::Database;
+use locus_types::abi::Errno;
+use locus_types::{
+    ColumnDef, ColumnType, ReducerDef, ReducerKind, TableDef, Tick, Timestamp, Value, codec,
+};
+
+// ---- WAT fixtures ---------------------------------------------------------------------------------------------
+
+/// Where fixture modules keep their data: descriptions from 4096 up, scratch below.
+const DESC_BASE: usize = 4096;
+
+fn thing_table() -> TableDef {
+    TableDef::builder("thing")
+        .column("id", ColumnType::U64)
+        .column("n", ColumnType::U64)
+        .primary_key("id")
+        .build()
+        .unwrap()
+}
+
+fn client(name: &str, params: &[(&str, ColumnType)]) -> ReducerDef {
+    ReducerDef {
+        name: name.into(),
+        kind: ReducerKind::Client,
+        params: params
+            .iter()
+            .map(|(n, ty)| ColumnDef {
+                name: (*n).into(),
+                ty: ty.clone(),
+            })
+            .collect(),
+    }
+}
+
+fn escape(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("\\{b:02x}")).collect()
+}
+
+/// The row `[id, n]` of `thing`.
+fn thing_row(id: u64, n: u64) -> Vec<u8> {
+    codec::encode_row(&thing_table().columns, &[Value::U64(id), Value::U64(n)]).unwrap()
+}
+
+/// A module with the given tables, reducers (name, description, WAT body of `(param $len i32) (result i32)`),
+/// and extra WAT (data segments, functions). Data at 256: the name "thing"; at 512: the row [1, 5]; at 600: the
+/// row [2, 7].
+struct Fixture {
+    tables: Vec<TableDef>,
+    reducers: Vec<(ReducerDef, String)>,
+    version: u32,
+    extra: String,
+    memory: bool,
+    import_module: &'static str,
+}
+
+impl Fixture {
+    fn new() -> Fixture {
+        Fixture {
+            tables: vec![thing_table()],
+            reducers: Vec::new(),
+            version: 1,
+            extra: String::new(),
+            memory: true,
+            import_module: "locus_v1",
+        }
+    }
+
+    fn reducer(mut self, def: ReducerDef, body: &str) -> Fixture {
+        self.reducers.push((def, body.into()));
+        self
+    }
+
+    fn wat(&self) -> String {
+        let mut data = String::new();
+        let mut funcs = String::new();
+        let mut at = DESC_BASE;
+        let mut describe = |kind: &str, name: &str, bytes: Vec<u8>| {
+            data.push_str(&format!("(data (i32.const {at}) \"{}\")\n", escape(&bytes)));
+            funcs.push_str(&format!(
+                "(func (export \"__locus_describe_{kind}_{name}\") (result i64) i64.const {})\n",
+                ((at as u64) << 32) | bytes.len() as u64
+            ));
+            at += bytes.len() + 8;
+        };
+        for t in &self.tables {
+            describe("table", &t.name, rmp_serde::to_vec_named(t).unwrap());
+        }
+        for (r, _) in &self.reducers {
+            describe("reducer", &r.name, rmp_serde::to_vec_named(r).unwrap());
+        }
+        for (r, body) in &self.reducers {
+            funcs.push_str(&format!(
+                "(func (export \"__locus_reducer_{}\") (param $len i32) (result i32) (local $r i32)\n{body})\n",
+                r.name
+            ));
+        }
+        let m = self.import_module;
+        format!(
+            r#"(module
+  (import "{m}" "table_id" (func $table_id (param i32 i32 i32) (result i32)))
+  (import "{m}" "insert" (func $insert (param i32 i32 i32 i32) (result i32)))
+  (import "{m}" "get" (func $get (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "{m}" "reducer_fail" (func $fail (param i32 i32) (result i32)))
+  (import "{m}" "reducer_args" (func $args (param i32 i32 i32) (result i32)))
+  (import "{m}" "log" (func $log (param i32 i32 i32) (result i32)))
+  {extra}
+  {memory}
+  (data (i32.const 256) "thing")
+  (data (i32.const 512) "{row1}")
+  (data (i32.const 600) "{row2}")
+  (data (i32.const 700) "boom")
+  (func $thing (result i32)
+    (if (call $table_id (i32.const 256) (i32.const 5) (i32.const 300)) (then unreachable))
+    (i32.load (i32.const 300)))
+  (func (export "__locus_abi_version") (result i32) i32.const {version})
+  {data}
+  {funcs}
+)"#,
+            memory = if self.memory {
+                "(memory (export \"memory\") 1)"
+            } else {
+                "(memory 1)"
+            },
+            row1 = escape(&thing_row(1, 5)),
+            row2 = escape(&thing_row(2, 7)),
+            version = self.version,
+            extra = self.extra,
+        )
+    }
+
+    fn bytes(&self) -> Vec<u8> {
+        wat::parse_str(self.wat()).unwrap_or_else(|e| panic!("{e}\n{}", self.wat()))
+    }
+}
+
+fn runtime() -> Runtime {
+    Runtime::new(HostConfig {
+        budget: Budget::Time(Duration::from_millis(50)),
+        memory_limit: 4 << 20,
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
+fn fuel_runtime() -> Runtime {
+    Runtime::new(HostConfig {
+        budget: Budget::Fuel(1_000_000),
+        memory_limit: 4 << 20,
+        ..HostConfig::default()
+    })
+    .unwrap()
+}
+
+fn ctx() -> CallContext {
+    CallContext::server(Tick(1), Timestamp(1_000_000), 42)
+}
+
+fn instance(runtime: &Runtime, f: &Fixture) -> ModuleInstance {
+    runtime
+        .load(&f.bytes())
+        .unwrap()
+        .instantiate(Database::default())
+        .unwrap()
+}
+
+fn things(inst: &ModuleInstance) -> Vec<Vec<u8>> {
+    let db = inst.db();
+    let t = db.table(db.table_id("thing").unwrap()).unwrap();
+    let mut rows: Vec<Vec<u8>> = t.iter().map(<[u8]>::to_vec).collect();
+    rows.sort();
+    rows
+}
+
+const INSERT_ROW1: &str =
+    "(drop (call $insert (call $thing) (i32.const 512) (i32.const 3) (i32.const 320)))";
+
+/// WAT that traps unless `call` (an expression returning an errno) returns `code`.
+fn expect(call: &str, code: Errno) -> String {
+    format!(
+        "(if (i32.ne {call} (i32.const {})) (then unreachable))",
+        code.code()
+    )
+}
+
+/// A module whose `insert1` inserts [1, 5], `trap_after_write` inserts [2, 7] then traps, and `bad_ptr` inserts
+/// [2, 7] then passes a pointer past the end of memory.
+fn writer() -> Fixture {
+    Fixture::new()
+        .reducer(client("insert1", &[]), &format!("{INSERT_ROW1} i32.const 0"))
+        .reducer(
+            client("trap_after_write", &[]),
+            "(drop (call $insert (call $thing) (i32.const 600) (i32.const 3) (i32.const 320))) unreachable",
+        )
+        .reducer(
+            client("bad_ptr", &[]),
+            "(drop (call $insert (call $thing) (i32.const 600) (i32.const 3) (i32.const 320)))
+             (drop (call $insert (call $thing) (i32.const 65530) (i32.const 100) (i32.const 320)))
+             i32.const 0",
+        )
+}
+
+#[test]
+fn a_reducer_commits_its_writes() {
+    let rt = runtime();
+    let mut inst = instance(&rt, &writer());
+    let changes = inst.call("insert1", &[0x90], &ctx()).unwrap();
+    assert_eq!(changes.row_count(), 1);
+    assert_eq!(things(&inst), vec![thing_row(1, 5)]);
+}
+
+#[test]
+fn a_trap_mid_reducer_rolls_back_its_writes_and_the_instance_carries_on() {
+    let rt = runtime();
+    let mut inst = instance(&rt, &writer());
+    inst.call("insert1", &[0x90], &ctx()).unwrap();
+    let err = inst.call("trap_after_write", &[0x90], &ctx()).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Trapped { reducer, message } if reducer == "trap_after_write" && message.contains("unreachable")),
+        "{err:?}"
+    );
+    assert_eq!(
+        things(&inst),
+        vec![thing_row(1, 5)],
+        "row [2, 7] rolled back"
+    );
+    // The instance was replaced and still works: it sees the committed row.
+    let changes = inst.call("insert1", &[0x90], &ctx()).unwrap();
+    assert!(
+        changes.is_empty(),
+        "[1, 5] already there: the insert failed with an errno"
+    );
+}
+
+#[test]
+fn a_bad_pointer_traps_and_rolls_back_without_harming_the_host() {
+    let rt = runtime();
+    let mut inst = instance(&rt, &writer());
+    let err = inst.call("bad_ptr", &[0x90], &ctx()).unwrap_err();
+    match &err {
+        CallError::Trapped { message, .. } => {
+            assert!(message.contains("outside the module's memory"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(things(&inst).is_empty(), "the first insert was rolled back");
+    inst.call("insert1", &[0x90], &ctx()).unwrap();
+    assert_eq!(things(&inst), vec![thing_row(1, 5)]);
+}
+
+#[test]
+fn host_calls_return_errnos_for_runtime_conditions() {
+    let get_missing = format!(
+        "{}",
+        expect(
+            // key 9 (a positive fixint), no such row
+            "(call $get (call $thing) (i32.const 800) (i32.const 1) (i32.const 1000) (i32.const 64) (i32.const 320))",
+            Errno::NotFound
+        )
+    );
+    let f = Fixture {
+        extra: "(data (i32.const 800) \"\\09\\c1\")".into(),
+        ..Fixture::new()
+    }
+    .reducer(
+        client("errnos", &[]),
+        &[
+            expect("(call $insert (i32.const 99) (i32.const 512) (i32.const 3) (i32.const 320))", Errno::NoSuchTable),
+            expect("(call $table_id (i32.const 700) (i32.const 4) (i32.const 320))", Errno::NoSuchTable),
+            expect("(call $insert (call $thing) (i32.const 700) (i32.const 4) (i32.const 320))", Errno::BadRow),
+            expect("(call $insert (call $thing) (i32.const 512) (i32.const 3) (i32.const 320))", Errno::Ok),
+            expect("(call $insert (call $thing) (i32.const 512) (i32.const 3) (i32.const 320))", Errno::UniqueViolation),
+            get_missing,
+            // 0xc1 is never valid MessagePack: a bad key
+            expect("(call $get (call $thing) (i32.const 801) (i32.const 1) (i32.const 1000) (i32.const 64) (i32.const 320))", Errno::BadKey),
+            // the row [1, 5] needs 3 bytes: a 2-byte buffer is too small, and the needed length is written
+            expect("(call $get (call $thing) (i32.const 513) (i32.const 1) (i32.const 1000) (i32.const 2) (i32.const 320))", Errno::BufferTooSmall),
+            "(if (i32.ne (i32.load (i32.const 320)) (i32.const 3)) (then unreachable))".into(),
+            expect("(call $get (call $thing) (i32.const 513) (i32.const 1) (i32.const 1000) (i32.const 3) (i32.const 320))", Errno::Ok),
+            expect("(call $log (i32.const 9) (i32.const 700) (i32.const 4))", Errno::BadArgument),
+            expect("(call $log (i32.const 2) (i32.const 700) (i32.const 4))", Errno::Ok),
+            "i32.const 0".into(),
+        ]
+        .join("\n"),
+    );
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    let changes = inst.call("errnos", &[0x90], &ctx()).unwrap();
+    assert_eq!(changes.row_count(), 1);
+    let logs = inst.drain_logs();
+    assert_eq!(logs.len(), 1);
+    assert_eq!(logs[0].message, "boom");
+    assert_eq!(&*logs[0].reducer, "errnos");
+    assert_eq!(logs[0].tick, Tick(1));
+}
+
+#[test]
+fn failure_status_rolls_back_and_reports_the_modules_message() {
+    let f = Fixture::new().reducer(
+        client("refuse", &[]),
+        &format!("{INSERT_ROW1} (drop (call $fail (i32.const 700) (i32.const 4))) i32.const 1"),
+    );
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    let err = inst.call("refuse", &[0x90], &ctx()).unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Failed {
+            reducer: "refuse".into(),
+            message: "boom".into()
+        }
+    );
+    assert!(things(&inst).is_empty());
+}
+
+#[test]
+fn arguments_are_checked_against_the_reducers_parameters() {
+    let f = Fixture::new().reducer(
+        client("takes_u8", &[("x", ColumnType::U8)]),
+        // echo the args length back through a failure if reducer_args disagrees with $len
+        &format!(
+            "{} (if (i32.ne (i32.load (i32.const 320)) (local.get $len)) (then unreachable)) i32.const 0",
+            expect("(call $args (i32.const 1000) (i32.const 64) (i32.const 320))", Errno::Ok)
+        ),
+    );
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    inst.call("takes_u8", &[0x91, 0x07], &ctx()).unwrap();
+    for bad in [
+        &[0x90][..],
+        &[0x91, 0xcd, 0x01, 0x00],
+        &[0x91, 0xa1, b'x'],
+        &[0x91, 0x07, 0x00],
+        &[],
+    ] {
+        let err = inst.call("takes_u8", bad, &ctx()).unwrap_err();
+        assert!(
+            matches!(&err, CallError::BadArguments { reducer, .. } if reducer == "takes_u8"),
+            "{bad:?}: {err:?}"
+        );
+    }
+    assert_eq!(
+        inst.call("nope", &[0x90], &ctx()).unwrap_err(),
+        CallError::NoSuchReducer("nope".into())
+    );
+}
+
+#[test]
+fn only_client_reducers_can_be_called_by_name() {
+    let init = ReducerDef {
+        kind: ReducerKind::Init,
+        ..client("setup", &[])
+    };
+    let f = Fixture::new().reducer(init, &format!("{INSERT_ROW1} i32.const 0"));
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    assert!(matches!(
+        inst.call("setup", &[0x90], &ctx()).unwrap_err(),
+        CallError::NotCallable {
+            kind: ReducerKind::Init,
+            ..
+        }
+    ));
+    assert_eq!(inst.init(&ctx()).unwrap().row_count(), 1);
+}
+
+const SPIN: &str = "(loop $l (br $l)) i32.const 0";
+
+#[test]
+fn an_infinite_loop_is_interrupted_by_time_and_the_engine_carries_on() {
+    let f = writer().reducer(client("spin", &[]), &format!("{INSERT_ROW1} {SPIN}"));
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    let err = inst.call("spin", &[0x90], &ctx()).unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Interrupted {
+            reducer: "spin".into(),
+            budget: "time"
+        }
+    );
+    assert!(
+        things(&inst).is_empty(),
+        "the write before the loop was rolled back"
+    );
+    inst.call("insert1", &[0x90], &ctx()).unwrap();
+    assert_eq!(things(&inst).len(), 1);
+}
+
+#[test]
+fn an_infinite_loop_is_interrupted_by_fuel() {
+    let f = writer().reducer(client("spin", &[]), SPIN);
+    let rt = fuel_runtime();
+    let mut inst = instance(&rt, &f);
+    let err = inst.call("spin", &[0x90], &ctx()).unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Interrupted {
+            reducer: "spin".into(),
+            budget: "fuel"
+        }
+    );
+    // Fuel is refilled per call.
+    inst.call("insert1", &[0x90], &ctx()).unwrap();
+    assert_eq!(things(&inst).len(), 1);
+}
+
+#[test]
+fn a_memory_bomb_hits_the_limit_and_the_instance_is_replaced() {
+    // Grow one 64 KiB page at a time until memory.grow fails (or the limiter traps).
+    let bomb = format!(
+        "{INSERT_ROW1} (loop $l (br_if $l (i32.ne (memory.grow (i32.const 1)) (i32.const -1)))) i32.const 0"
+    );
+    let f = writer().reducer(client("bomb", &[]), &bomb);
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    let err = inst.call("bomb", &[0x90], &ctx()).unwrap_err();
+    assert_eq!(
+        err,
+        CallError::MemoryLimit {
+            reducer: "bomb".into(),
+            limit: 4 << 20
+        }
+    );
+    assert!(things(&inst).is_empty());
+    // The next call runs in a fresh instance with a fresh (small) memory: it can bomb again, same result.
+    assert!(matches!(
+        inst.call("bomb", &[0x90], &ctx()).unwrap_err(),
+        CallError::MemoryLimit { .. }
+    ));
+    inst.call("insert1", &[0x90], &ctx()).unwrap();
+}
+
+fn load_err(f: &Fixture) -> LoadError {
+    runtime().load(&f.bytes()).unwrap_err()
+}
+
+#[test]
+fn load_rejects_modules_that_do_not_fit_the_abi() {
+    let rt = runtime();
+    assert!(matches!(
+        rt.load(b"\0asm junk").unwrap_err(),
+        LoadError::Compile(_)
+    ));
+
+    let no_memory = Fixture {
+        memory: false,
+        ..Fixture::new()
+    };
+    assert!(matches!(
+        load_err(&no_memory),
+        LoadError::MissingExport("memory")
+    ));
+
+    let v2 = Fixture {
+        version: 2,
+        ..Fixture::new()
+    };
+    assert!(matches!(
+        load_err(&v2),
+        LoadError::AbiVersion {
+            found: 2,
+            expected: 1
+        }
+    ));
+
+    let imports_v2 = Fixture {
+        import_module: "locus_v2",
+        ..Fixture::new()
+    };
+    let err = load_err(&imports_v2);
+    assert!(
+        matches!(&err, LoadError::AbiModule { found, .. } if found == "locus_v2"),
+        "{err}"
+    );
+
+    let unknown = Fixture {
+        extra: r#"(import "locus_v1" "teleport" (func))"#.into(),
+        ..Fixture::new()
+    };
+    let err = load_err(&unknown);
+    assert!(
+        matches!(&err, LoadError::UnknownImport { name, .. } if name == "teleport"),
+        "{err}"
+    );
+
+    let env_import = Fixture {
+        extra: r#"(import "env" "abort" (func))"#.into(),
+        ..Fixture::new()
+    };
+    assert!(matches!(
+        load_err(&env_import),
+        LoadError::UnknownImport { .. }
+    ));
+
+    let wrong_type = Fixture {
+        extra: r#"(import "locus_v1" "row_count" (func (param i64)))"#.into(),
+        ..Fixture::new()
+    };
+    let err = load_err(&wrong_type);
+    assert!(
+        matches!(&err, LoadError::Instantiate(m) if m.contains("row_count")),
+        "{err}"
+    );
+
+    let bad_entry = Fixture {
+        extra: r#"(func (export "__locus_reducer_x") (result i32) i32.const 0)"#.into(),
+        ..Fixture::new()
+    };
+    assert!(matches!(load_err(&bad_entry), LoadError::ExportType { .. }));
+
+    let undescribed = Fixture {
+        extra: r#"(func (export "__locus_reducer_x") (param i32) (result i32) i32.const 0)"#.into(),
+        ..Fixture::new()
+    };
+    assert!(matches!(load_err(&undescribed), LoadError::Reducer { .. }));
+
+    let garbage_description = Fixture {
+        extra: r#"(func (export "__locus_describe_table_junk") (result i64) i64.const 0x0000020000000004)"#
+            .into(),
+        ..Fixture::new()
+    };
+    assert!(matches!(
+        load_err(&garbage_description),
+        LoadError::Describe { .. }
+    ));
+
+    let out_of_bounds = Fixture {
+        extra: r#"(func (export "__locus_describe_table_oob") (result i64) i64.const 0x00010000000000ff)"#
+            .into(),
+        ..Fixture::new()
+    };
+    let err = load_err(&out_of_bounds);
+    assert!(
+        matches!(&err, LoadError::Describe { reason, .. } if reason.contains("outside")),
+        "{err}"
+    );
+
+    let mut renamed = thing_table();
+    renamed.name = "locus_mine".into();
+    let reserved = Fixture {
+        tables: vec![renamed],
+        ..Fixture::new()
+    };
+    // The export is named after the description, so the reserved prefix is what fails.
+    assert!(matches!(load_err(&reserved), LoadError::ReservedName(_)));
+
+    let mut no_pk = thing_table();
+    no_pk.primary_key = locus_types::ColumnId(7);
+    let invalid = Fixture {
+        tables: vec![no_pk],
+        ..Fixture::new()
+    };
+    assert!(matches!(load_err(&invalid), LoadError::Schema { .. }));
+
+    let bad_tick = Fixture::new().reducer(
+        ReducerDef {
+            kind: ReducerKind::Tick,
+            ..client("t", &[])
+        },
+        "i32.const 0",
+    );
+    assert!(matches!(load_err(&bad_tick), LoadError::Reducer { .. }));
+
+    let spinning_describe = Fixture {
+        extra: r#"(func (export "__locus_describe_table_spin") (result i64) (loop $l (br $l)) i64.const 0)"#
+            .into(),
+        ..Fixture::new()
+    };
+    let err = load_err(&spinning_describe);
+    assert!(
+        matches!(&err, LoadError::Describe { reason, .. } if reason.contains("interrupt")),
+        "{err}"
+    );
+}
