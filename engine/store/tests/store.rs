@@ -7,7 +7,7 @@ use std::ops::Bound;
 use locus_store::spatial::{distance_2, in_box};
 use locus_store::{
     ApplyError, Changeset, Database, DeleteError, InsertError, QueryError, StoreConfig, Table,
-    UpdateError,
+    TxLog, UpdateError,
 };
 use locus_types::codec::{self, RowError};
 use locus_types::{ColumnId, ColumnType, IndexKind, TableDef, TableId, Value, Vec2};
@@ -320,6 +320,44 @@ fn changesets_net_out_and_replay() {
         Err(ApplyError::Insert(InsertError::DuplicateKey { .. }))
     ));
     assert_eq!(contents(replica.table(e).unwrap()), before);
+}
+
+#[test]
+fn a_detached_tx_log_commits_and_rolls_back_like_a_transaction() {
+    let (mut db, e, _) = setup();
+    let def = entity_def();
+    let mut log = TxLog::new();
+    log.insert(&mut db, e, &enc(&def, &entity(1, (0.0, 0.0), 0, "a")))
+        .unwrap();
+    // Reads between writes see the log's writes: the database is written through.
+    assert_eq!(db.table(e).unwrap().len(), 1);
+    log.update(&mut db, e, &enc(&def, &entity(1, (5.0, 0.0), 0, "a")))
+        .unwrap();
+    let changes = log.commit(&mut db);
+    assert_eq!(changes.tables[0].inserts.len(), 1);
+    assert_eq!(changes.tables[0].next_auto_inc, Some(2));
+
+    let before = contents(db.table(e).unwrap());
+    let mut log = TxLog::new();
+    log.delete(&mut db, e, &Value::U64(1)).unwrap();
+    log.insert(&mut db, e, &enc(&def, &entity(0, (1.0, 1.0), 0, "b")))
+        .unwrap();
+    assert_eq!(log.touched_rows(), 2);
+    log.rollback(&mut db);
+    assert_eq!(contents(db.table(e).unwrap()), before);
+    assert_eq!(db.table(e).unwrap().next_auto_inc(), 2);
+}
+
+#[test]
+#[should_panic(expected = "a TxLog was used with two databases")]
+fn a_tx_log_refuses_a_second_database() {
+    let (mut a, e, _) = setup();
+    let (mut b, _, _) = setup();
+    let def = entity_def();
+    let mut log = TxLog::new();
+    log.insert(&mut a, e, &enc(&def, &entity(1, (0.0, 0.0), 0, "a")))
+        .unwrap();
+    log.rollback(&mut b);
 }
 
 #[test]
