@@ -63,7 +63,15 @@ pub fn build_module(
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(&cargo)
         .current_dir(workspace)
-        .args(["build", "--release", "--locked", "--target", WASM_TARGET, "-p", package])
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            WASM_TARGET,
+            "-p",
+            package,
+        ])
         .arg("--target-dir")
         .arg(target_dir)
         // Flags meant for the outer (native) build must not leak into the wasm build.

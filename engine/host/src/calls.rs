@@ -236,7 +236,12 @@ fn row_count(c: &mut Caller<'_, HostState>, table: u32, out: u32) -> Result<u32>
     }
 }
 
-fn opened(mem: &mut [u8], call: &'static str, out: u32, r: std::result::Result<u32, Errno>) -> Result<u32> {
+fn opened(
+    mem: &mut [u8],
+    call: &'static str,
+    out: u32,
+    r: std::result::Result<u32, Errno>,
+) -> Result<u32> {
     match r {
         Ok(handle) => write(mem, call, out, &handle.to_le_bytes()).and(OK),
         Err(e) => errno(e),
@@ -279,6 +284,9 @@ fn index_range(
 ) -> Result<u32> {
     const CALL: &str = "index_range";
     let (mem, env) = parts(c, CALL)?;
+    if locus_types::abi::BoundKind::unpack(bounds).is_none() {
+        return errno(Errno::BadArgument);
+    }
     // An unbounded side's buffer is ignored (not even bounds-checked), as documented.
     let side = |mem: &[u8], kind: u32, ptr: u32, len: u32| -> Result<Vec<u8>> {
         if kind & 3 == 0 {
@@ -337,7 +345,13 @@ fn nearest(
     opened(mem, CALL, out, r)
 }
 
-fn iter_next(c: &mut Caller<'_, HostState>, iter: u32, buf: u32, cap: u32, out_len: u32) -> Result<u32> {
+fn iter_next(
+    c: &mut Caller<'_, HostState>,
+    iter: u32,
+    buf: u32,
+    cap: u32,
+    out_len: u32,
+) -> Result<u32> {
     const CALL: &str = "iter_next";
     let (mem, env) = parts(c, CALL)?;
     // Check the whole output buffer up front, so a bad buffer traps before the iterator advances.

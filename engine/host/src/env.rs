@@ -15,15 +15,13 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use hashbrown::HashMap;
-use locus_store::spatial::valid_position;
-use locus_store::{
-    Changeset, DeleteError, InsertError, QueryError, TxLog, UpdateError,
-};
 use locus_store::Database;
+use locus_store::spatial::valid_position;
+use locus_store::{Changeset, DeleteError, InsertError, QueryError, TxLog, UpdateError};
 use locus_types::abi::{BoundKind, CONTEXT_SIZE, ContextLayout, Errno, LogLevel};
 use locus_types::{
-    ColumnDef, ColumnId, ColumnType, Identity, IndexKind, TableDef, TableId, Tick, Timestamp, Value,
-    Vec2, codec,
+    ColumnDef, ColumnId, ColumnType, Identity, IndexKind, TableDef, TableId, Tick, Timestamp,
+    Value, Vec2, codec,
 };
 
 use crate::config::HostConfig;
@@ -363,6 +361,13 @@ impl Env {
             .collect()
     }
 
+    /// Whether the schedule row `id` still exists (a reducer run earlier in the same pass may have cancelled it).
+    pub(crate) fn schedule_exists(&self, id: u64) -> bool {
+        self.schedule_table
+            .and_then(|t| self.db.table(t))
+            .is_some_and(|t| matches!(t.get(&Value::U64(id)), Ok(Some(_))))
+    }
+
     /// Delete a schedule row in a transaction of its own (after the call it triggered failed).
     pub(crate) fn consume_schedule(&mut self, id: u64) -> Changeset {
         let Some(table) = self.schedule_table else {
@@ -434,7 +439,7 @@ impl Env {
     // ---- host calls -----------------------------------------------------------------------------------------
 
     pub(crate) fn table_id(&self, name: &[u8]) -> Result<u32, Errno> {
-        let name = utf8(name).map_err(|_| Errno::NoSuchTable)?;
+        let name = utf8(name)?;
         self.names.get(name).map(|t| t.0).ok_or(Errno::NoSuchTable)
     }
 
@@ -448,7 +453,8 @@ impl Env {
         let ctx = self.call.ctx.ok_or(Errno::NotInReducer)?;
         let mut out = [0u8; CONTEXT_SIZE];
         out[ContextLayout::SENDER..ContextLayout::SENDER + 32].copy_from_slice(&ctx.sender.0);
-        out[ContextLayout::TICK..ContextLayout::TICK + 8].copy_from_slice(&ctx.tick.0.to_le_bytes());
+        out[ContextLayout::TICK..ContextLayout::TICK + 8]
+            .copy_from_slice(&ctx.tick.0.to_le_bytes());
         out[ContextLayout::TIMESTAMP..ContextLayout::TIMESTAMP + 8]
             .copy_from_slice(&ctx.timestamp.0.to_le_bytes());
         out[ContextLayout::RNG_SEED..ContextLayout::RNG_SEED + 8]
@@ -474,6 +480,7 @@ impl Env {
     }
 
     pub(crate) fn insert(&mut self, table: u32, row: &[u8]) -> Result<u64, Errno> {
+        self.in_call()?;
         let table = self.table(table)?;
         let (tx, db) = self.tx()?;
         match tx.insert(db, table, row) {
@@ -485,6 +492,7 @@ impl Env {
     }
 
     pub(crate) fn update(&mut self, table: u32, row: &[u8]) -> Result<(), Errno> {
+        self.in_call()?;
         let table = self.table(table)?;
         let (tx, db) = self.tx()?;
         tx.update(db, table, row)
@@ -493,9 +501,14 @@ impl Env {
     }
 
     pub(crate) fn delete(&mut self, table: u32, key: &[u8]) -> Result<(), Errno> {
-        let table = self.table(table)?;
         self.in_call()?;
-        let pk = self.db.table(table).ok_or(Errno::NoSuchTable)?.def().primary_key;
+        let table = self.table(table)?;
+        let pk = self
+            .db
+            .table(table)
+            .ok_or(Errno::NoSuchTable)?
+            .def()
+            .primary_key;
         let key = self.key(table, pk, key)?;
         let (tx, db) = self.tx()?;
         tx.delete(db, table, &key)
@@ -504,8 +517,8 @@ impl Env {
     }
 
     pub(crate) fn get(&self, table: u32, key: &[u8]) -> Result<&[u8], Errno> {
-        let table = self.table(table)?;
         self.in_call()?;
+        let table = self.table(table)?;
         let t = self.db.table(table).ok_or(Errno::NoSuchTable)?;
         let key = self.key(table, t.def().primary_key, key)?;
         t.get(&key)
@@ -514,8 +527,8 @@ impl Env {
     }
 
     pub(crate) fn row_count(&self, table: u32) -> Result<u64, Errno> {
-        let table = self.table(table)?;
         self.in_call()?;
+        let table = self.table(table)?;
         Ok(self.db.table(table).map_or(0, |t| t.len() as u64))
     }
 
@@ -525,8 +538,8 @@ impl Env {
         table: u32,
         query: impl for<'t> FnOnce(&'t locus_store::Table) -> Result<Vec<&'t [u8]>, Errno>,
     ) -> Result<u32, Errno> {
-        let table = self.table(table)?;
         self.in_call()?;
+        let table = self.table(table)?;
         if self.iters.open >= self.iters.max_open {
             return Err(Errno::LimitExceeded);
         }
@@ -540,8 +553,8 @@ impl Env {
     }
 
     pub(crate) fn index_eq(&mut self, table: u32, column: u32, key: &[u8]) -> Result<u32, Errno> {
-        let tid = self.table(table)?;
         self.in_call()?;
+        let tid = self.table(table)?;
         let col = self.column(tid, column)?;
         let key = codec::decode_value(col, key).map_err(|_| Errno::BadKey)?;
         let column = ColumnId(column as u16);
@@ -558,10 +571,18 @@ impl Env {
         hi: &[u8],
         bounds: u32,
     ) -> Result<u32, Errno> {
-        let tid = self.table(table)?;
         self.in_call()?;
+        let tid = self.table(table)?;
         let (lo_kind, hi_kind) = BoundKind::unpack(bounds).ok_or(Errno::BadArgument)?;
         let col = self.column(tid, column)?;
+        let t = self.db.table(tid).ok_or(Errno::NoSuchTable)?;
+        let ordered = t.def().indexes.iter().any(|i| {
+            u32::from(i.column.0) == column
+                && matches!(i.kind, IndexKind::Unique | IndexKind::BTree)
+        });
+        if !ordered {
+            return Err(Errno::NoSuchIndex);
+        }
         let decode = |kind: BoundKind, bytes: &[u8]| -> Result<Option<(BoundKind, Value)>, Errno> {
             match kind {
                 BoundKind::Unbounded => Ok(None),
@@ -593,6 +614,7 @@ impl Env {
         radius: f32,
     ) -> Result<u32, Errno> {
         if !valid_position(center) || !radius.is_finite() || radius < 0.0 {
+            self.in_call()?;
             self.table(table)?;
             return Err(Errno::InvalidPosition);
         }
@@ -605,6 +627,7 @@ impl Env {
 
     pub(crate) fn within_box(&mut self, table: u32, min: Vec2, max: Vec2) -> Result<u32, Errno> {
         if !valid_position(min) || !valid_position(max) || min.x > max.x || min.y > max.y {
+            self.in_call()?;
             self.table(table)?;
             return Err(Errno::InvalidPosition);
         }
@@ -617,6 +640,7 @@ impl Env {
 
     pub(crate) fn nearest(&mut self, table: u32, point: Vec2, k: u32) -> Result<u32, Errno> {
         if !valid_position(point) {
+            self.in_call()?;
             self.table(table)?;
             return Err(Errno::InvalidPosition);
         }
@@ -649,8 +673,8 @@ impl Env {
             return Ok(IterNext::TooSmall(first_len as u32));
         }
         // The last row that fits: ends are increasing, so binary search for start + cap.
-        let limit = (start + cap) as u32;
-        let fit = it.ends[it.next..].partition_point(|&end| end <= limit);
+        let limit = start + cap;
+        let fit = it.ends[it.next..].partition_point(|&end| end as usize <= limit);
         let it = self.iters.slots[slot].as_mut().expect("checked above");
         it.next += fit;
         let end = it.ends[it.next - 1] as usize;
@@ -691,7 +715,8 @@ impl Env {
     }
 
     pub(crate) fn unschedule(&mut self, id: u64) -> Result<(), Errno> {
-        let table = self.schedule_table.ok_or(Errno::NoSuchTable)?;
+        self.in_call()?;
+        let table = self.schedule_table.ok_or(Errno::NotFound)?;
         let (tx, db) = self.tx()?;
         tx.delete(db, table, &Value::U64(id))
             .map(drop)

@@ -37,14 +37,9 @@ pub enum LoadError {
         /// The import's name.
         name: String,
     },
-    /// An import has the right name but the wrong type.
-    #[error("the module imports `{name}` with the wrong type: {reason}")]
-    ImportType {
-        /// The import's name.
-        name: String,
-        /// Wasmtime's explanation.
-        reason: String,
-    },
+    /// An import has the right name but the wrong type; wasmtime's explanation names it.
+    #[error("an import has the wrong type: {0}")]
+    ImportType(String),
     /// A required export is missing.
     #[error("the module does not export `{0}`")]
     MissingExport(&'static str),

@@ -12,7 +12,9 @@ use locus_types::abi::{
 use locus_types::{
     ColumnType, ModuleDef, ReducerDef, ReducerKind, TableDef, TableId, Timestamp, codec,
 };
-use wasmtime::{Engine, ExternType, FuncType, InstancePre, Linker, Store, Trap, TypedFunc, ValType};
+use wasmtime::{
+    Engine, ExternType, FuncType, InstancePre, Linker, Store, Trap, TypedFunc, ValType,
+};
 
 use crate::calls::{self, Fault, HostState};
 use crate::config::{Budget, EPOCH_PERIOD, HostConfig};
@@ -97,10 +99,11 @@ impl Runtime {
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?;
         check_imports(&module)?;
         check_export_types(&module)?;
+        // Import names were checked above, so what the linker can still refuse is an import's type.
         let pre = self
             .linker
             .instantiate_pre(&module)
-            .map_err(|e| LoadError::Instantiate(format!("{e:#}")))?;
+            .map_err(|e| LoadError::ImportType(format!("{e:#}")))?;
         let def = self.describe(&module, &pre)?;
         let reducers = def
             .reducers
@@ -165,7 +168,9 @@ impl Runtime {
 
         let version = instance
             .get_typed_func::<(), u32>(&mut store, EXPORT_ABI_VERSION)
-            .map_err(|_| LoadError::MissingExport(EXPORT_ABI_VERSION))?
+            .map_err(|_| LoadError::MissingExport(EXPORT_ABI_VERSION))?;
+        self.arm(&mut store);
+        let version = version
             .call(&mut store, ())
             .map_err(|e| LoadError::Describe {
                 export: EXPORT_ABI_VERSION.into(),
@@ -183,7 +188,7 @@ impl Runtime {
         for export in module.exports() {
             let name = export.name();
             if let Some(table) = name.strip_prefix(EXPORT_TABLE_PREFIX) {
-                let t: TableDef = read_description(&mut store, &instance, name)?;
+                let t: TableDef = read_description(self, &mut store, &instance, name)?;
                 if t.name != table {
                     return Err(LoadError::NameMismatch {
                         export: name.into(),
@@ -192,7 +197,7 @@ impl Runtime {
                 }
                 def.tables.push(t);
             } else if let Some(reducer) = name.strip_prefix(EXPORT_REDUCER_DEF_PREFIX) {
-                let r: ReducerDef = read_description(&mut store, &instance, name)?;
+                let r: ReducerDef = read_description(self, &mut store, &instance, name)?;
                 if r.name != reducer {
                     return Err(LoadError::NameMismatch {
                         export: name.into(),
@@ -212,6 +217,7 @@ impl Runtime {
 }
 
 fn read_description<T: serde::de::DeserializeOwned>(
+    runtime: &Runtime,
     store: &mut Store<HostState>,
     instance: &wasmtime::Instance,
     export: &str,
@@ -223,13 +229,15 @@ fn read_description<T: serde::de::DeserializeOwned>(
     let f = instance
         .get_typed_func::<(), u64>(&mut *store, export)
         .map_err(|e| err(format!("{e:#}")))?;
+    runtime.arm(store);
     let packed = f.call(&mut *store, ()).map_err(|e| err(format!("{e:#}")))?;
     let (ptr, len) = ((packed >> 32) as usize, (packed & 0xffff_ffff) as usize);
     let memory = store.data().memory.expect("set before describing");
-    let bytes = memory
-        .data(&*store)
-        .get(ptr..ptr + len)
-        .ok_or_else(|| err(format!("({ptr:#x}, {len}) lies outside the module's memory")))?;
+    let bytes = memory.data(&*store).get(ptr..ptr + len).ok_or_else(|| {
+        err(format!(
+            "({ptr:#x}, {len}) lies outside the module's memory"
+        ))
+    })?;
     rmp_serde::from_slice(bytes).map_err(|e| err(format!("bad MessagePack description: {e}")))
 }
 
@@ -320,14 +328,6 @@ fn reducer_error(reducer: &ReducerDef, reason: impl Into<String>) -> LoadError {
 }
 
 fn validate(def: &ModuleDef, entry_points: &[String]) -> Result<(), LoadError> {
-    for pair in def.tables.windows(2) {
-        if pair[0].name == pair[1].name {
-            return Err(LoadError::NameMismatch {
-                export: format!("{EXPORT_TABLE_PREFIX}{}", pair[0].name),
-                name: pair[1].name.clone(),
-            });
-        }
-    }
     for t in &def.tables {
         if t.name.starts_with(RESERVED_PREFIX) {
             return Err(LoadError::ReservedName(t.name.clone()));
@@ -345,7 +345,10 @@ fn validate(def: &ModuleDef, entry_points: &[String]) -> Result<(), LoadError> {
         if !entry_points.contains(&r.name) {
             return Err(reducer_error(
                 r,
-                format!("described but no `{EXPORT_REDUCER_PREFIX}{}` export", r.name),
+                format!(
+                    "described but no `{EXPORT_REDUCER_PREFIX}{}` export",
+                    r.name
+                ),
             ));
         }
         match r.kind {
@@ -356,7 +359,10 @@ fn validate(def: &ModuleDef, entry_points: &[String]) -> Result<(), LoadError> {
             }
             ReducerKind::Tick => {
                 if r.params.len() != 1 || r.params[0].ty != ColumnType::F32 {
-                    return Err(reducer_error(r, "a tick reducer takes one f32 parameter, dt"));
+                    return Err(reducer_error(
+                        r,
+                        "a tick reducer takes one f32 parameter, dt",
+                    ));
                 }
             }
             ReducerKind::Every { millis } => {
@@ -458,7 +464,12 @@ impl Module {
             module: self.clone(),
             store: self.runtime.new_store(Env::default()),
             entries: Vec::new(),
-            names: self.def.reducers.iter().map(|r| Arc::from(r.name.as_str())).collect(),
+            names: self
+                .def
+                .reducers
+                .iter()
+                .map(|r| Arc::from(r.name.as_str()))
+                .collect(),
             every,
             tick_args: Vec::with_capacity(8),
             offsets: Vec::new(),
@@ -625,7 +636,12 @@ impl ModuleInstance {
         self.invoke(index, args, ctx, None)
     }
 
-    fn lifecycle(&mut self, kind: ReducerKind, args: &[u8], ctx: &CallContext) -> Result<Changeset, CallError> {
+    fn lifecycle(
+        &mut self,
+        kind: ReducerKind,
+        args: &[u8],
+        ctx: &CallContext,
+    ) -> Result<Changeset, CallError> {
         match self.module.def.reducers.iter().position(|r| r.kind == kind) {
             Some(index) => self.invoke(index, args, ctx, None),
             None => Ok(Changeset::default()),
@@ -704,6 +720,9 @@ impl ModuleInstance {
         }
         let due = self.store.data().env.due_schedules(now);
         for row in due {
+            if !self.store.data().env.schedule_exists(row.id) {
+                continue; // cancelled by a reducer that ran earlier in this pass
+            }
             let Some(&index) = self.module.reducers.get(&row.reducer) else {
                 // The module version that made this schedule had a reducer this one lacks: drop it.
                 let changeset = self.store.data_mut().env.consume_schedule(row.id);
@@ -814,7 +833,7 @@ impl ModuleInstance {
         }
         CallError::Trapped {
             reducer,
-            message: truncated(&format!("{e:?}")),
+            message: truncated(&format!("{e:#}")),
         }
     }
 }

@@ -503,7 +503,7 @@ fn load_rejects_modules_that_do_not_fit_the_abi() {
     };
     let err = load_err(&wrong_type);
     assert!(
-        matches!(&err, LoadError::Instantiate(m) if m.contains("row_count")),
+        matches!(&err, LoadError::ImportType(m) if m.contains("row_count")),
         "{err}"
     );
 
@@ -576,4 +576,36 @@ fn load_rejects_modules_that_do_not_fit_the_abi() {
         matches!(&err, LoadError::Describe { reason, .. } if reason.contains("interrupt")),
         "{err}"
     );
+}
+
+#[test]
+fn findings_of_the_abi_review_stay_fixed() {
+    let f = Fixture {
+        extra: r#"(import "locus_v1" "nearest" (func $nearest (param i32 f32 f32 i32 i32) (result i32)))
+                  (import "locus_v1" "index_range" (func $range (param i32 i32 i32 i32 i32 i32 i32 i32) (result i32)))"#
+            .into(),
+        ..Fixture::new()
+    }
+    .reducer(
+        client("edges", &[]),
+        &[
+            // A huge k must not size anything on the host (the table has no spatial index: NoSuchIndex).
+            expect("(call $nearest (call $thing) (f32.const 0) (f32.const 0) (i32.const -1) (i32.const 320))", Errno::NoSuchIndex),
+            // Table ids are checked, then names: a non-UTF-8 name is BadUtf8.
+            expect("(call $table_id (i32.const 801) (i32.const 1) (i32.const 320))", Errno::BadUtf8),
+            // An inverted range over a column without an ordered index is NoSuchIndex, not an empty result.
+            expect("(call $range (call $thing) (i32.const 0) (i32.const 513) (i32.const 1) (i32.const 800) (i32.const 1) (i32.const 5) (i32.const 320))", Errno::NoSuchIndex),
+            // An invalid bound kind is BadArgument even when its buffer is out of bounds.
+            expect("(call $range (call $thing) (i32.const 1) (i32.const -8) (i32.const 100) (i32.const 0) (i32.const 0) (i32.const 3) (i32.const 320))", Errno::BadArgument),
+            "i32.const 0".into(),
+        ]
+        .join("\n"),
+    );
+    let f = Fixture {
+        extra: format!("{} (data (i32.const 800) \"\\09\\c1\")", f.extra),
+        ..f
+    };
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    inst.call("edges", &[0x90], &ctx()).unwrap();
 }

@@ -218,6 +218,8 @@ impl SpatialIndex {
     /// Exact despite fat envelopes: candidates come in order of their envelope's distance, which never exceeds
     /// their exact distance, so the search stops once the next envelope is farther than the k-th best exact hit.
     pub(crate) fn nearest(&self, point: Vec2, k: usize) -> Vec<(u32, f32)> {
+        // More neighbours than rows cannot be found; clamping also keeps a huge `k` from sizing the heap.
+        let k = k.min(self.tree.size());
         if k == 0 {
             return Vec::new();
         }

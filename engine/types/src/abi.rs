@@ -12,8 +12,9 @@
 //! - A pointer/length pair that does not lie entirely inside `memory` is a **trap** (the reducer stops and its
 //!   transaction rolls back), never an errno: it is a bug in the module, not a runtime condition.
 //! - Out-parameters (`out_*`) are pointers to little-endian integers the host writes (`u32`: 4 bytes, `u64`:
-//!   8 bytes). The host writes them only when the call returns [`Errno::Ok`], except where a call says otherwise
-//!   ([`Errno::BufferTooSmall`] writes the needed length).
+//!   8 bytes). The host writes them only when the call returns [`Errno::Ok`], with two exceptions:
+//!   [`Errno::BufferTooSmall`] writes the needed length to `out_len`, and `iter_next` writes `0` to `out_len`
+//!   when it returns [`Errno::Exhausted`].
 //! - Rows, keys and arguments are MessagePack, per [`crate::codec`]: a row is one array with one element per column;
 //!   a key is one value of the key column's type.
 //! - Data going from host to module is copied into a buffer the module supplies (`buf_ptr`, `buf_cap`); when the
@@ -59,8 +60,8 @@ pub const CONTEXT_SIZE: usize = 64;
 pub struct ContextLayout;
 
 impl ContextLayout {
-    /// `[u8; 32]`: the identity of the caller ([`crate::Identity::SERVER`] for lifecycle, tick and scheduled
-    /// reducers run by the server itself).
+    /// `[u8; 32]`: the identity of the caller: the client for client calls, `client_connected` and
+    /// `client_disconnected`; [`crate::Identity::SERVER`] for `init`, tick, periodic and scheduled reducers.
     pub const SENDER: usize = 0;
     /// `u64` LE: the tick the call runs in.
     pub const TICK: usize = 32;
@@ -115,7 +116,8 @@ macro_rules! errnos {
 errnos! {
     /// Success.
     Ok = 0, "success";
-    /// The call needs a running reducer (it was made while the host read the module's descriptions).
+    /// The call needs a running reducer (it was made while the host read the module's descriptions). Checked
+    /// before every other condition.
     NotInReducer = 1, "no reducer is running";
     /// No table has this id (or, for `table_id`, this name).
     NoSuchTable = 2, "no such table";
@@ -143,9 +145,11 @@ errnos! {
     NoSuchReducer = 12, "no such reducer";
     /// A name or message is not valid UTF-8.
     BadUtf8 = 13, "invalid UTF-8";
-    /// An argument is outside its documented range (an unknown log level, bound kind, or a time in the past).
+    /// An argument is outside its documented range (an unknown log level or bound kind, or scheduled arguments that
+    /// do not match the reducer's parameters).
     BadArgument = 14, "invalid argument";
-    /// A per-call host resource limit was reached (open iterators, bytes held by iterators, log lines).
+    /// A host resource limit was reached (a call's open iterators, bytes held by its iterators, or log lines; or a
+    /// table's auto_inc sequence is exhausted).
     LimitExceeded = 15, "host resource limit exceeded";
 }
 
@@ -345,8 +349,8 @@ macro_rules! for_each_host_call {
             fn reducer_fail(msg_ptr: u32, msg_len: u32) -> u32;
 
             /// Write a line to the module log, tagged with the running reducer's name (if any) and `level`
-            /// (0 error, 1 warn, 2 info, 3 debug, 4 trace). Lines longer than 4 KiB are cut; past 1,000 lines in
-            /// one call, lines are dropped and `LimitExceeded` returned.
+            /// (0 error, 1 warn, 2 info, 3 debug, 4 trace). Lines longer than 4 KiB are cut; past the host's
+            /// per-call line limit (default 1,000), lines are dropped and `LimitExceeded` returned.
             ///
             /// # Errors
             /// `BadArgument` for an unknown level; `BadUtf8`; `LimitExceeded`.
@@ -358,7 +362,8 @@ macro_rules! for_each_host_call {
             ///
             /// # Errors
             /// `NotInReducer`; `NoSuchTable`; `BadRow`; `UniqueViolation`; `InvalidPosition` if the spatial
-            /// column's position is not finite or is outside ±1e9.
+            /// column's position is not finite or is outside ±1e9; `LimitExceeded` if the auto_inc sequence is
+            /// exhausted.
             fn insert(table: u32, row_ptr: u32, row_len: u32, out_key: u32) -> u32;
 
             /// Replace the row with the same primary key as the given row.
@@ -402,7 +407,7 @@ macro_rules! for_each_host_call {
             /// column's unique or btree index (the primary-key index is a hash index: it answers equality only).
             /// `bounds` packs the lower bound's kind in bits 0–1 and the upper's in bits 2–3 (0 unbounded,
             /// 1 included, 2 excluded); an unbounded side's pointer and length are ignored. An empty or inverted
-            /// range yields no rows.
+            /// range yields no rows. `bounds` is checked before any buffer is read.
             ///
             /// # Errors
             /// `NotInReducer`; `NoSuchTable`; `NoSuchIndex`; `BadKey`; `BadArgument` for bad `bounds`;
@@ -434,7 +439,8 @@ macro_rules! for_each_host_call {
             /// `LimitExceeded`.
             fn within_box(table: u32, min_x: f32, min_y: f32, max_x: f32, max_y: f32, out_iter: u32) -> u32;
 
-            /// Open an iterator over the `k` rows nearest to (`x`, `y`), nearest first.
+            /// Open an iterator over the `k` rows nearest to (`x`, `y`), nearest first (all rows if the table has
+            /// fewer than `k`).
             ///
             /// # Errors
             /// `NotInReducer`; `NoSuchTable`; `NoSuchIndex`; `InvalidPosition`; `LimitExceeded`.
@@ -462,7 +468,8 @@ macro_rules! for_each_host_call {
             /// durable once committed. Writes the schedule's id (`u64`) to `out_id`.
             ///
             /// # Errors
-            /// `NotInReducer`; `BadUtf8`; `NoSuchReducer` if no `Scheduled` reducer has that name.
+            /// `NotInReducer`; `BadUtf8`; `NoSuchReducer` if no `Scheduled` reducer has that name; `BadArgument`
+            /// if the arguments do not match its parameters; `LimitExceeded` if the schedule ids are exhausted.
             fn schedule(
                 name_ptr: u32,
                 name_len: u32,
@@ -512,7 +519,11 @@ mod tests {
 
     #[test]
     fn bounds_pack_and_unpack() {
-        let kinds = [BoundKind::Unbounded, BoundKind::Included, BoundKind::Excluded];
+        let kinds = [
+            BoundKind::Unbounded,
+            BoundKind::Included,
+            BoundKind::Excluded,
+        ];
         for lo in kinds {
             for hi in kinds {
                 assert_eq!(BoundKind::unpack(BoundKind::pack(lo, hi)), Some((lo, hi)));

@@ -15,7 +15,7 @@
 //! | `String` | `str` | valid UTF-8 only |
 //! | `Bytes` | `bin` | `bin` |
 //! | `Vec2` | array of 2 `float 32` (x, y) — 11 bytes | exactly that |
-//! | `Identity` | `bin` of 32 bytes | exactly that |
+//! | `Identity` | `bin` of 32 bytes | any `bin` marker, length exactly 32 |
 //! | `Timestamp` | unsigned int (µs since the Unix epoch) | any non-negative int marker |
 //! | `Opaque` | any one MessagePack value, nested at most [`MAX_DEPTH`] deep | well-formed values |
 //! | `Option(T)` | `nil` or the encoding of `T` | either |

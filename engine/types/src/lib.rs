@@ -33,6 +33,7 @@ pub mod ids;
 pub mod schema;
 pub mod value;
 
+pub use abi::{ModuleDef, ReducerDef, ReducerKind};
 pub use glam::Vec2;
 pub use ids::{ColumnId, Identity, TableId, Tick, Timestamp};
 pub use schema::{
@@ -40,4 +41,3 @@ pub use schema::{
     TableBuilder, TableDef,
 };
 pub use value::Value;
-pub use abi::{ModuleDef, ReducerDef, ReducerKind};
