@@ -285,7 +285,9 @@ fn index_range(
     const CALL: &str = "index_range";
     let (mem, env) = parts(c, CALL)?;
     if locus_types::abi::BoundKind::unpack(bounds).is_none() {
-        return errno(Errno::BadArgument);
+        // Read no buffer: `Env` reports NotInReducer, NoSuchTable or BadArgument, in that order.
+        let r = env.index_range(table, column, &[], &[], bounds);
+        return opened(mem, CALL, out, r);
     }
     // An unbounded side's buffer is ignored (not even bounds-checked), as documented.
     let side = |mem: &[u8], kind: u32, ptr: u32, len: u32| -> Result<Vec<u8>> {

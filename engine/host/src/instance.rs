@@ -723,11 +723,21 @@ impl ModuleInstance {
             if !self.store.data().env.schedule_exists(row.id) {
                 continue; // cancelled by a reducer that ran earlier in this pass
             }
-            let Some(&index) = self.module.reducers.get(&row.reducer) else {
-                // The module version that made this schedule had a reducer this one lacks: drop it.
+            let index = self.module.reducers.get(&row.reducer).copied();
+            let kind = index.map(|i| self.module.def.reducers[i].kind);
+            let Some(index) = index.filter(|_| kind == Some(ReducerKind::Scheduled)) else {
+                // The module version that made this schedule had a `Scheduled` reducer of this name and this one
+                // does not: drop the schedule rather than run something else.
+                let error = match kind {
+                    None => CallError::NoSuchReducer(row.reducer.clone()),
+                    Some(kind) => CallError::NotCallable {
+                        reducer: row.reducer.clone(),
+                        kind,
+                    },
+                };
                 let changeset = self.store.data_mut().env.consume_schedule(row.id);
                 runs.push(ScheduledRun {
-                    error: Some(CallError::NoSuchReducer(row.reducer.clone())),
+                    error: Some(error),
                     reducer: row.reducer,
                     changeset,
                 });

@@ -132,8 +132,8 @@ errnos! {
     BadKey = 6, "key does not match the column's type";
     /// Another row already has this primary key or unique-column value.
     UniqueViolation = 7, "unique constraint violated";
-    /// A position, radius, envelope or count is not finite, is negative, or is outside the world's coordinate
-    /// range.
+    /// A position, radius or envelope is not finite, is negative (a radius), is inverted (an envelope), or is
+    /// outside the world's coordinate range.
     InvalidPosition = 8, "invalid position or query shape";
     /// The output buffer is too small; the needed length was written to `out_len`.
     BufferTooSmall = 9, "buffer too small";
