@@ -201,7 +201,6 @@ fn delete(c: &mut Caller<'_, HostState>, table: u32, ptr: u32, len: u32) -> Resu
     env.delete(table, key).map_or_else(errno, |()| OK)
 }
 
-#[expect(clippy::too_many_arguments, reason = "the ABI's argument list")]
 fn get(
     c: &mut Caller<'_, HostState>,
     table: u32,
@@ -317,7 +316,6 @@ fn within_radius(
     opened(mem, CALL, out, r)
 }
 
-#[expect(clippy::too_many_arguments, reason = "the ABI's argument list")]
 fn within_box(
     c: &mut Caller<'_, HostState>,
     table: u32,
@@ -381,7 +379,6 @@ fn iter_close(c: &mut Caller<'_, HostState>, iter: u32) -> Result<u32> {
     env.iter_close(iter).map_or_else(errno, |()| OK)
 }
 
-#[expect(clippy::too_many_arguments, reason = "the ABI's argument list")]
 fn schedule(
     c: &mut Caller<'_, HostState>,
     name_ptr: u32,

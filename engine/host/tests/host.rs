@@ -254,13 +254,10 @@ fn a_bad_pointer_traps_and_rolls_back_without_harming_the_host() {
 
 #[test]
 fn host_calls_return_errnos_for_runtime_conditions() {
-    let get_missing = format!(
-        "{}",
-        expect(
-            // key 9 (a positive fixint), no such row
-            "(call $get (call $thing) (i32.const 800) (i32.const 1) (i32.const 1000) (i32.const 64) (i32.const 320))",
-            Errno::NotFound
-        )
+    let get_missing = expect(
+        // key 9 (a positive fixint), no such row
+        "(call $get (call $thing) (i32.const 800) (i32.const 1) (i32.const 1000) (i32.const 64) (i32.const 320))",
+        Errno::NotFound,
     );
     let f = Fixture {
         extra: "(data (i32.const 800) \"\\09\\c1\")".into(),
@@ -608,4 +605,312 @@ fn findings_of_the_abi_review_stay_fixed() {
     let rt = runtime();
     let mut inst = instance(&rt, &f);
     inst.call("edges", &[0x90], &ctx()).unwrap();
+}
+
+// ---- The SDK test module, built from source -------------------------------------------------------------------
+
+mod sdk {
+    use std::path::Path;
+    use std::sync::LazyLock;
+
+    use locus_host::{CallContext, CallError, HostConfig, ModuleInstance, Runtime, build};
+    use locus_store::Database;
+    use locus_test_module as tm;
+    use locus_types::abi::LogLevel;
+    use locus_types::{Identity, ReducerKind, Tick, Timestamp, Vec2};
+
+    /// The test module, built once per test run with cargo (its own target dir: the outer cargo holds the lock on
+    /// `target/debug`).
+    static WASM: LazyLock<Vec<u8>> = LazyLock::new(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        build::build_module(
+            &workspace,
+            "locus-test-module",
+            &workspace.join("target/wasm-modules"),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    });
+
+    fn instance(config: HostConfig) -> ModuleInstance {
+        Runtime::new(config)
+            .unwrap()
+            .load(&WASM)
+            .unwrap()
+            .instantiate(Database::default())
+            .unwrap()
+    }
+
+    fn as_client(who: u8) -> CallContext {
+        CallContext {
+            sender: Identity([who; 32]),
+            tick: Tick(3),
+            timestamp: Timestamp(5_000_000),
+            rng_seed: 42,
+        }
+    }
+
+    fn server() -> CallContext {
+        CallContext::server(Tick(3), Timestamp(5_000_000), 42)
+    }
+
+    /// Call through the module crate's own typed encoder (`tm::spawn::call(..)` etc.), as a Rust client would.
+    fn call(
+        inst: &mut ModuleInstance,
+        c: locus_module::ReducerCall,
+    ) -> Result<locus_store::Changeset, CallError> {
+        inst.call(c.reducer, &c.args, &as_client(1))
+    }
+
+    fn rows<T: serde::de::DeserializeOwned>(inst: &ModuleInstance, table: &str) -> Vec<T> {
+        let db = inst.db();
+        let t = db.table(db.table_id(table).unwrap()).unwrap();
+        t.iter()
+            .map(|r| rmp_serde::from_slice(r).unwrap())
+            .collect()
+    }
+
+    fn events(inst: &ModuleInstance) -> Vec<String> {
+        let mut e: Vec<tm::EventLog> = rows(inst, "event_log");
+        e.sort_by_key(|e| e.id);
+        e.into_iter().map(|e| e.text).collect()
+    }
+
+    fn counter(inst: &ModuleInstance, name: &str) -> Option<i64> {
+        rows::<tm::Counter>(inst, "counter")
+            .into_iter()
+            .find(|c| c.name == name)
+            .map(|c| c.value)
+    }
+
+    #[test]
+    fn the_description_lists_every_table_and_reducer_kind() {
+        let inst = instance(HostConfig::default());
+        let def = inst.def();
+        let tables: Vec<&str> = def.tables.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(tables, ["counter", "event_log", "mover", "player"]);
+        let player = &def.tables[3];
+        assert_eq!(player, &<tm::Player as locus_module::Table>::def());
+        let kind = |n: &str| def.reducers.iter().find(|r| r.name == n).unwrap().kind;
+        assert_eq!(kind("init"), ReducerKind::Init);
+        assert_eq!(kind("on_connect"), ReducerKind::ClientConnected);
+        assert_eq!(kind("on_disconnect"), ReducerKind::ClientDisconnected);
+        assert_eq!(kind("on_tick"), ReducerKind::Tick);
+        assert_eq!(
+            kind("every_half_second"),
+            ReducerKind::Every { millis: 500 }
+        );
+        assert_eq!(kind("ping"), ReducerKind::Scheduled);
+        assert_eq!(kind("spawn"), ReducerKind::Client);
+    }
+
+    #[test]
+    fn the_reference_run_produces_the_documented_state() {
+        let mut inst = instance(HostConfig::default());
+        let seven = CallContext {
+            sender: Identity([7; 32]),
+            ..server()
+        };
+        inst.init(&server()).unwrap();
+        inst.client_connected(&seven).unwrap();
+        inst.client_disconnected(&seven).unwrap();
+        inst.tick(0.05, &server()).unwrap();
+        for (name, x, y, level) in [
+            ("alice", 0.0, 0.0, 5),
+            ("bob", 3.0, 4.0, 7),
+            ("carol", 10.0, 0.0, 12),
+            ("dave", -1.0, -1.0, 20),
+        ] {
+            call(&mut inst, tm::spawn::call(name.into(), x, y, level)).unwrap();
+        }
+        call(&mut inst, tm::move_player::call(2, 3.5, 4.5)).unwrap();
+        call(&mut inst, tm::rename::call(1, "alicia".into())).unwrap();
+        call(&mut inst, tm::damage::call(1, 30)).unwrap();
+        call(&mut inst, tm::damage::call(1, 80)).unwrap();
+        call(
+            &mut inst,
+            tm::set_gear::call(2, vec![1, 2], tm::Gear::Potions(vec![3])),
+        )
+        .unwrap();
+        call(
+            &mut inst,
+            tm::probe::call(0.0, 0.0, 5.0, 5, 2, "bob".into()),
+        )
+        .unwrap();
+        let sevens = "07".repeat(32);
+        let expected = format!(
+            "init\nconnected {sevens}\ndisconnected {sevens}\nspawn 1 alice\nspawn 2 bob\nspawn 3 carol\nspawn 4 dave\n\
+             rename 1 alicia\ndamage 1 hp=Some(70)\ndamage 1 hp=None\nset_gear 2 bag=[1, 2] gear=Potions([3])\n\
+             count=4\niter=[1, 2, 3, 4]\nwithin=[1, 4]\nwithin_box=[1, 2, 4]\nnearest=[1, 4]\nfilter=[1]\n\
+             range=[(1, 5), (2, 7), (3, 12)]\nrange_incl=[(1, 5), (2, 7), (3, 12)]\n\
+             range_from=[(1, 5), (2, 7), (3, 12), (4, 20)]\nrange_to=[]\npk_range=[2, 3, 4]\n\
+             name_range=[\"bob\", \"carol\", \"dave\"]\nfind=2 bob 7"
+        );
+        assert_eq!(events(&inst).join("\n"), expected);
+        for (c, v) in [
+            ("init", 1),
+            ("connected", 1),
+            ("disconnected", 1),
+            ("ticks", 1),
+            ("last_dt_micros", 50_000),
+        ] {
+            assert_eq!(counter(&inst, c), Some(v), "counter {c}");
+        }
+        let mut players: Vec<tm::Player> = rows(&inst, "player");
+        players.sort_by_key(|p| p.id);
+        let bob = &players[1];
+        assert_eq!((bob.name.as_str(), bob.pos), ("bob", Vec2::new(3.5, 4.5)));
+        assert_eq!(bob.owner, Identity([1; 32]));
+        assert_eq!(bob.bag, vec![1, 2]);
+        assert_eq!(bob.joined, Timestamp(5_000_000));
+        assert_eq!(players[0].hp, None);
+        // A unique violation is the reducer's error, and changes nothing.
+        let before = events(&inst);
+        let err = call(&mut inst, tm::spawn::call("bob".into(), 0.0, 0.0, 1)).unwrap_err();
+        assert!(
+            matches!(&err, CallError::Failed { message, .. } if message.contains("unique")),
+            "{err}"
+        );
+        assert_eq!(events(&inst), before);
+    }
+
+    #[test]
+    fn failures_roll_back_everything_they_wrote() {
+        let mut inst = instance(HostConfig {
+            memory_limit: 32 << 20,
+            ..HostConfig::default()
+        });
+        call(&mut inst, tm::spawn::call("a".into(), 0.0, 0.0, 1)).unwrap();
+        let before = (events(&inst), rows::<tm::Counter>(&inst, "counter"));
+
+        let err = call(&mut inst, tm::fail_after_write::call("x".into())).unwrap_err();
+        assert_eq!(
+            err,
+            CallError::Failed {
+                reducer: "fail_after_write".into(),
+                message: "deliberate failure: x".into()
+            }
+        );
+        let err = call(&mut inst, tm::panic_after_write::call("y".into())).unwrap_err();
+        assert!(matches!(err, CallError::Trapped { .. }), "{err}");
+        let logs = inst.drain_logs();
+        assert!(
+            logs.iter()
+                .any(|l| l.level == LogLevel::Error && l.message.contains("deliberate panic: y")),
+            "{logs:?}"
+        );
+        let err = call(&mut inst, tm::spin::call()).unwrap_err();
+        assert!(
+            matches!(err, CallError::Interrupted { budget: "time", .. }),
+            "{err}"
+        );
+        let err = call(&mut inst, tm::memory_bomb::call()).unwrap_err();
+        assert!(
+            matches!(err, CallError::MemoryLimit { limit, .. } if limit == 32 << 20),
+            "{err}"
+        );
+
+        assert_eq!(
+            (events(&inst), rows::<tm::Counter>(&inst, "counter")),
+            before
+        );
+        // The replaced instance works, and its id sequence did not keep the rolled-back values.
+        call(&mut inst, tm::spawn::call("b".into(), 1.0, 1.0, 1)).unwrap();
+        assert_eq!(events(&inst).last().unwrap(), "spawn 2 b");
+    }
+
+    #[test]
+    fn rng_is_deterministic_per_seed_and_logs_carry_levels() {
+        let mut inst = instance(HostConfig::default());
+        call(&mut inst, tm::roll_dice::call(4)).unwrap();
+        assert_eq!(
+            events(&inst),
+            [
+                "rng=[12578764544318200737, 17529487244874322312, 7886285670807131020, 11572758976476374866] die=5"
+            ]
+        );
+        call(&mut inst, tm::log_all::call("z".into())).unwrap();
+        let logs = inst.drain_logs();
+        let levels: Vec<(LogLevel, &str)> =
+            logs.iter().map(|l| (l.level, l.message.as_str())).collect();
+        assert_eq!(
+            levels,
+            [
+                (LogLevel::Error, "error z"),
+                (LogLevel::Warn, "warn z"),
+                (LogLevel::Info, "info z"),
+                (LogLevel::Debug, "debug z"),
+                (LogLevel::Trace, "trace z"),
+            ]
+        );
+        assert!(
+            logs.iter()
+                .all(|l| &*l.reducer == "log_all" && l.tick == Tick(3))
+        );
+    }
+
+    #[test]
+    fn schedules_run_when_due_and_periodic_reducers_keep_time() {
+        let mut inst = instance(HostConfig::default());
+        call(&mut inst, tm::schedule_ping::call(1_000, "later".into())).unwrap();
+        call(
+            &mut inst,
+            tm::schedule_ping::call(2_000, "cancelled".into()),
+        )
+        .unwrap();
+        let cancel_id = counter(&inst, "last_schedule_id").unwrap() as u64;
+        call(&mut inst, tm::cancel_ping::call(cancel_id)).unwrap();
+        call(&mut inst, tm::schedule_and_cancel::call("never".into())).unwrap();
+        call(&mut inst, tm::schedule_wrong::call()).unwrap();
+
+        let t0 = 5_000_000;
+        // Not yet due; the periodic reducer's clock starts here.
+        assert!(inst.run_due(Timestamp(t0), &server()).is_empty());
+        let runs = inst.run_due(Timestamp(t0 + 600_000), &server());
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].reducer, "every_half_second");
+        let runs = inst.run_due(Timestamp(t0 + 1_000_000), &server());
+        let names: Vec<&str> = runs.iter().map(|r| r.reducer.as_str()).collect();
+        assert_eq!(names, ["every_half_second", "ping"]);
+        assert!(runs.iter().all(|r| r.error.is_none()));
+        // Three periods later, the periodic reducer runs once (missed periods are skipped); no ping is left.
+        let runs = inst.run_due(Timestamp(t0 + 10_000_000), &server());
+        assert_eq!(runs.len(), 1);
+        assert_eq!(counter(&inst, "every_500ms"), Some(3));
+        assert_eq!(counter(&inst, "pings"), Some(1));
+        let evs = events(&inst);
+        assert!(evs.contains(&"ping later".to_owned()), "{evs:?}");
+        assert!(
+            !evs.iter()
+                .any(|e| e.contains("ping cancelled") || e == "ping never")
+        );
+        assert!(
+            evs.iter()
+                .any(|e| e.starts_with("schedule_wrong cannot schedule `spawn`")),
+            "{evs:?}"
+        );
+        let db = inst.db();
+        assert_eq!(
+            db.table(db.table_id("locus_schedule").unwrap())
+                .unwrap()
+                .len(),
+            0
+        );
+    }
+
+    #[test]
+    fn move_mover_is_find_plus_update() {
+        let mut inst = instance(HostConfig::default());
+        call(&mut inst, tm::spawn_movers::call(3)).unwrap();
+        let changes = call(&mut inst, tm::move_mover::call(2, 7.0, 8.0)).unwrap();
+        assert_eq!(changes.tables.len(), 1);
+        assert_eq!(changes.tables[0].updates.len(), 1);
+        let mut movers: Vec<tm::Mover> = rows(&inst, "mover");
+        movers.sort_by_key(|m| m.id);
+        assert_eq!((movers[1].pos, movers[1].steps), (Vec2::new(7.0, 8.0), 1));
+        let err = call(&mut inst, tm::move_mover::call(99, 0.0, 0.0)).unwrap_err();
+        assert!(
+            matches!(&err, CallError::Failed { message, .. } if message == "no mover 99"),
+            "{err}"
+        );
+    }
 }

@@ -1,0 +1,250 @@
+//! The reducer context: who called, when, the database, a deterministic RNG, and scheduling.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+
+use locus_types::abi::{CONTEXT_SIZE, ContextLayout, Errno};
+use locus_types::{Identity, Tick, Timestamp};
+use rand::{SeedableRng, TryRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::reducer::ReducerCall;
+use crate::sys;
+
+/// The database of the running call. Tables are reached through the accessor trait `#[table]` generates for each
+/// table (`ctx.db.player()` needs `PlayerTable` in scope).
+///
+/// A `Db` exists only inside a reducer call (it cannot be built elsewhere), so every table operation runs in the
+/// call's transaction: its writes commit when the reducer returns `Ok` and roll back when it fails or traps.
+#[derive(Debug)]
+pub struct Db {
+    _private: (),
+}
+
+/// Everything a reducer knows about the call it runs in.
+///
+/// Built by the SDK from the host's `reducer_context` call at the start of every reducer call; it cannot be built
+/// anywhere else (so no table can be touched outside a call).
+#[derive(Debug)]
+pub struct ReducerContext {
+    /// Who made the call: a client, or [`Identity::SERVER`] for `init`, `tick`, `every_ms` and scheduled
+    /// reducers run by the server itself.
+    pub sender: Identity,
+    /// The tick the call runs in.
+    pub tick: Tick,
+    /// The call's timestamp (world time, microseconds since the Unix epoch). Use it instead of a clock: it is the
+    /// same on replay.
+    pub timestamp: Timestamp,
+    /// The database.
+    pub db: Db,
+    rng_seed: u64,
+    rng: RefCell<Option<ChaCha8Rng>>,
+}
+
+impl ReducerContext {
+    /// Read the running call's context from the host.
+    pub(crate) fn from_host() -> Result<ReducerContext, Errno> {
+        let raw = sys::reducer_context()?;
+        Ok(ReducerContext::from_bytes(&raw))
+    }
+
+    /// Decode the 64-byte context layout ([`ContextLayout`]).
+    pub(crate) fn from_bytes(raw: &[u8; CONTEXT_SIZE]) -> ReducerContext {
+        let u64_at = |at: usize| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(&raw[at..at + 8]);
+            u64::from_le_bytes(b)
+        };
+        let mut sender = [0u8; 32];
+        sender.copy_from_slice(&raw[ContextLayout::SENDER..ContextLayout::SENDER + 32]);
+        ReducerContext {
+            sender: Identity(sender),
+            tick: Tick(u64_at(ContextLayout::TICK)),
+            timestamp: Timestamp(u64_at(ContextLayout::TIMESTAMP)),
+            db: Db { _private: () },
+            rng_seed: u64_at(ContextLayout::RNG_SEED),
+            rng: RefCell::new(None),
+        }
+    }
+
+    /// The call's deterministic random number generator.
+    ///
+    /// It is `rand_chacha::ChaCha8Rng::seed_from_u64(seed)`, where `seed` is the call's RNG seed (the server
+    /// derives it from the world seed, the tick and the call's position in the tick), created on first use. Every
+    /// `rng()` of one call draws from that one stream, so two calls to `rng()` continue the sequence rather than
+    /// replay it; a replayed call draws the same numbers. Use it with [`rand::RngExt`]
+    /// (`ctx.rng().random_range(0..6)`) or the [`rand::Rng`] methods.
+    #[must_use]
+    pub fn rng(&self) -> ContextRng<'_> {
+        ContextRng { ctx: self }
+    }
+
+    /// Schedule `call` (a `#[reducer(scheduled)]` reducer, e.g. `my_reducer::call(args)`) to run at `at`.
+    ///
+    /// The schedule is written in this call's transaction: it is dropped if this reducer fails. A time in the past
+    /// is accepted: the reducer runs at the host's next pass over due schedules.
+    ///
+    /// # Errors
+    ///
+    /// [`ScheduleError::NoSuchReducer`] if no scheduled reducer has that name; [`ScheduleError::BadArguments`] if
+    /// the call's arguments do not match that reducer's parameters (only possible for a hand-built
+    /// [`ReducerCall`]).
+    pub fn schedule_at(
+        &self,
+        at: Timestamp,
+        call: ReducerCall,
+    ) -> Result<ScheduleId, ScheduleError> {
+        match sys::schedule(call.reducer, at.as_micros(), &call.args) {
+            Ok(id) => Ok(ScheduleId(id)),
+            Err(Errno::NoSuchReducer) => Err(ScheduleError::NoSuchReducer {
+                reducer: call.reducer,
+            }),
+            Err(Errno::BadArgument) => Err(ScheduleError::BadArguments {
+                reducer: call.reducer,
+            }),
+            Err(e) => sys::unexpected("schedule", e),
+        }
+    }
+
+    /// Schedule `call` to run `delay` after this call's [`timestamp`](Self::timestamp).
+    ///
+    /// # Errors
+    ///
+    /// As [`schedule_at`](Self::schedule_at).
+    pub fn schedule_in(
+        &self,
+        delay: std::time::Duration,
+        call: ReducerCall,
+    ) -> Result<ScheduleId, ScheduleError> {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        self.schedule_at(self.timestamp.add_micros(micros), call)
+    }
+
+    /// Cancel a schedule that has not run yet; returns whether there was one. Written in this call's transaction.
+    pub fn unschedule(&self, id: ScheduleId) -> bool {
+        match sys::unschedule(id.0) {
+            Ok(()) => true,
+            Err(Errno::NotFound) => false,
+            Err(e) => sys::unexpected("unschedule", e),
+        }
+    }
+
+    fn with_rng<R>(&self, f: impl FnOnce(&mut ChaCha8Rng) -> R) -> R {
+        let mut slot = self.rng.borrow_mut();
+        f(slot.get_or_insert_with(|| ChaCha8Rng::seed_from_u64(self.rng_seed)))
+    }
+}
+
+/// The call's random number generator, as returned by [`ReducerContext::rng`].
+///
+/// It implements [`rand::TryRng`] with `Error = Infallible`, hence [`rand::Rng`] and [`rand::RngExt`]. Any
+/// number of `ContextRng`s of one context may be alive at once; they share one stream.
+#[derive(Debug)]
+pub struct ContextRng<'a> {
+    ctx: &'a ReducerContext,
+}
+
+impl TryRng for ContextRng<'_> {
+    type Error = Infallible;
+
+    #[inline]
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        self.ctx.with_rng(|r| r.try_next_u32())
+    }
+
+    #[inline]
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        self.ctx.with_rng(|r| r.try_next_u64())
+    }
+
+    #[inline]
+    fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Infallible> {
+        self.ctx.with_rng(|r| r.try_fill_bytes(dst))
+    }
+}
+
+/// The id of a schedule made with [`ReducerContext::schedule_at`] (the id of its row in the system table
+/// `locus_schedule`).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(transparent)]
+pub struct ScheduleId(pub u64);
+
+/// Why a schedule could not be made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ScheduleError {
+    /// No `#[reducer(scheduled)]` reducer has this name (client, lifecycle, tick and `every_ms` reducers cannot be
+    /// scheduled).
+    #[error("cannot schedule `{reducer}`: no scheduled reducer has that name")]
+    NoSuchReducer {
+        /// The name given.
+        reducer: &'static str,
+    },
+    /// The call's arguments are not a valid argument list for the reducer's parameters.
+    #[error("cannot schedule `{reducer}`: the arguments do not match its parameters")]
+    BadArguments {
+        /// The reducer.
+        reducer: &'static str,
+    },
+}
+
+impl From<ScheduleError> for String {
+    fn from(e: ScheduleError) -> String {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, RngExt};
+
+    use super::*;
+
+    fn ctx(seed: u64) -> ReducerContext {
+        let mut raw = [0u8; CONTEXT_SIZE];
+        raw[..32].fill(7);
+        raw[ContextLayout::TICK..][..8].copy_from_slice(&42u64.to_le_bytes());
+        raw[ContextLayout::TIMESTAMP..][..8].copy_from_slice(&1_000_000u64.to_le_bytes());
+        raw[ContextLayout::RNG_SEED..][..8].copy_from_slice(&seed.to_le_bytes());
+        ReducerContext::from_bytes(&raw)
+    }
+
+    #[test]
+    fn context_layout_is_decoded() {
+        let c = ctx(5);
+        assert_eq!(c.sender, Identity([7; 32]));
+        assert_eq!(c.tick, Tick(42));
+        assert_eq!(c.timestamp, Timestamp(1_000_000));
+        assert_eq!(c.rng_seed, 5);
+    }
+
+    #[test]
+    fn rng_is_chacha8_from_the_seed_and_shared_between_calls() {
+        let c = ctx(99);
+        let a = c.rng().next_u64();
+        let b = c.rng().next_u64();
+        let mut expected = ChaCha8Rng::seed_from_u64(99);
+        assert_eq!(a, expected.next_u64());
+        assert_eq!(
+            b,
+            expected.next_u64(),
+            "a second rng() continues the stream"
+        );
+        let mut r1 = c.rng();
+        let mut r2 = c.rng();
+        let x: u32 = r1.random_range(0..1000);
+        let y: u32 = r2.random_range(0..1000);
+        assert!(x < 1000 && y < 1000);
+        assert_ne!(ctx(1).rng().next_u64(), ctx(2).rng().next_u64());
+    }
+
+    #[test]
+    fn schedule_errors_name_the_reducer() {
+        let e = ScheduleError::NoSuchReducer { reducer: "say" };
+        assert_eq!(
+            String::from(e),
+            "cannot schedule `say`: no scheduled reducer has that name"
+        );
+    }
+}

@@ -1,0 +1,245 @@
+//! Reducers: typed calls ([`ReducerCall`]), what a reducer may return ([`ReducerResult`]), and the entry-point
+//! glue the `#[reducer]` macro's exports call.
+
+use std::fmt::Display;
+
+use locus_types::abi::ReducerStatus;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::context::ReducerContext;
+use crate::scratch::Scratch;
+use crate::sys;
+
+/// A call of one reducer with encoded arguments: what `my_reducer::call(args…)` returns.
+///
+/// `args` is one MessagePack array with one element per parameter, each encoded as a row column of the
+/// parameter's type would be. Pass it to [`ReducerContext::schedule_at`] inside a module, or send it from a native
+/// client (which gets the same typed `call` functions by depending on the module crate).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ReducerCall {
+    /// The reducer's name.
+    pub reducer: &'static str,
+    /// The encoded arguments.
+    pub args: Vec<u8>,
+}
+
+impl ReducerCall {
+    /// A call of `reducer` with already encoded `args`.
+    #[must_use]
+    pub fn new(reducer: &'static str, args: Vec<u8>) -> ReducerCall {
+        ReducerCall { reducer, args }
+    }
+}
+
+/// What a reducer may return: `()` (always succeeds) or `Result<(), E>` with `E: Display` (an `Err` fails the
+/// call: its writes roll back and the message goes to the caller).
+#[diagnostic::on_unimplemented(
+    message = "a reducer must return `()` or `Result<(), E>` where `E: Display`, not `{Self}`",
+    label = "unsupported reducer return type"
+)]
+pub trait ReducerResult {
+    /// `Ok(())` on success, the failure message otherwise.
+    ///
+    /// # Errors
+    ///
+    /// The reducer's error, displayed.
+    fn into_reducer_result(self) -> Result<(), String>;
+}
+
+impl ReducerResult for () {
+    fn into_reducer_result(self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+impl<E: Display> ReducerResult for Result<(), E> {
+    fn into_reducer_result(self) -> Result<(), String> {
+        self.map_err(|e| e.to_string())
+    }
+}
+
+/// Encode `args` (the generated argument struct) into a [`ReducerCall`].
+pub(crate) fn reducer_call<A: Serialize>(reducer: &'static str, args: &A) -> ReducerCall {
+    match rmp_serde::to_vec(args) {
+        Ok(args) => ReducerCall { reducer, args },
+        Err(e) => panic!("locus-module: cannot encode the arguments of `{reducer}`: {e}"),
+    }
+}
+
+/// Decode a reducer's arguments: exactly one MessagePack array, nothing after it. Reducers without parameters
+/// also accept zero bytes.
+pub(crate) fn decode_args<A: DeserializeOwned>(
+    bytes: &[u8],
+    param_count: usize,
+) -> Result<A, String> {
+    const EMPTY_ARRAY: &[u8] = &[0x90];
+    let bytes = if bytes.is_empty() && param_count == 0 {
+        EMPTY_ARRAY
+    } else {
+        bytes
+    };
+    let mut rest = bytes;
+    let args = {
+        let mut de = rmp_serde::Deserializer::new(&mut rest);
+        A::deserialize(&mut de).map_err(|e| e.to_string())?
+    };
+    if !rest.is_empty() {
+        return Err(format!("{} bytes follow the argument array", rest.len()));
+    }
+    Ok(args)
+}
+
+/// Install (once per instance) a panic hook that reports the panic message as the call's failure message and
+/// logs it at error level, so a trapping reducer still says why.
+fn install_panic_hook() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    static INSTALLED: AtomicBool = AtomicBool::new(false);
+    if !INSTALLED.swap(true, Ordering::Relaxed) {
+        std::panic::set_hook(Box::new(|info| {
+            let msg = format!("reducer panicked: {info}");
+            sys::log(locus_types::abi::LogLevel::Error, &msg);
+            sys::reducer_fail(&msg);
+        }));
+    }
+}
+
+/// Run one reducer call: read and decode the arguments, build the context, run `f`, report failure.
+///
+/// Returns a [`ReducerStatus`] code. Bad arguments return `BadArguments` (with a message through `reducer_fail`);
+/// an `Err` from the reducer returns `Failed` with its message.
+pub(crate) fn run_reducer<A: DeserializeOwned>(
+    name: &'static str,
+    param_count: usize,
+    args_len: u32,
+    f: fn(&ReducerContext, A) -> Result<(), String>,
+) -> u32 {
+    install_panic_hook();
+    let args = {
+        let mut buf = Scratch::take();
+        let bytes = match sys::reducer_args(&mut buf, args_len as usize) {
+            Ok(bytes) => bytes,
+            Err(e) => sys::unexpected("reducer_args", e),
+        };
+        match decode_args::<A>(bytes, param_count) {
+            Ok(args) => args,
+            Err(e) => {
+                sys::reducer_fail(&format!("bad arguments for reducer `{name}`: {e}"));
+                return ReducerStatus::BadArguments as u32;
+            }
+        }
+    };
+    let ctx = match ReducerContext::from_host() {
+        Ok(ctx) => ctx,
+        Err(e) => sys::unexpected("reducer_context", e),
+    };
+    match f(&ctx, args) {
+        Ok(()) => ReducerStatus::Ok as u32,
+        Err(msg) => {
+            sys::reducer_fail(&msg);
+            ReducerStatus::Failed as u32
+        }
+    }
+}
+
+thread_local! {
+    /// Holds the last description handed to the host, which copies it right away.
+    static DESCRIPTION: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Encode `value` as named MessagePack into the description buffer; returns `(ptr << 32) | len`.
+pub(crate) fn describe<V: Serialize>(value: &V) -> u64 {
+    install_panic_hook();
+    let bytes = match rmp_serde::to_vec_named(value) {
+        Ok(bytes) => bytes,
+        Err(e) => panic!("locus-module: cannot encode a module description: {e}"),
+    };
+    DESCRIPTION.with(|d| {
+        let mut d = d.borrow_mut();
+        *d = bytes;
+        let ptr = d.as_ptr().expose_provenance() as u64;
+        (ptr << 32) | d.len() as u64
+    })
+}
+
+/// The `#[unsafe(no_mangle)]` ABI-version export every module needs; it lives here so that depending on the SDK is
+/// enough to have it.
+#[cfg(target_arch = "wasm32")]
+#[expect(
+    unsafe_code,
+    reason = "`no_mangle` is needed to export the ABI version under its ABI name"
+)]
+#[unsafe(no_mangle)]
+extern "C" fn __locus_abi_version() -> u32 {
+    locus_types::abi::ABI_VERSION
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct Args {
+        a: u32,
+        b: String,
+    }
+
+    #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+    struct NoArgs {}
+
+    #[test]
+    fn args_are_one_array_and_nothing_else() {
+        let call = reducer_call(
+            "r",
+            &Args {
+                a: 1,
+                b: "x".into(),
+            },
+        );
+        assert_eq!(call.args, [0x92, 0x01, 0xa1, b'x']);
+        assert_eq!(
+            decode_args::<Args>(&call.args, 2).unwrap(),
+            Args {
+                a: 1,
+                b: "x".into()
+            }
+        );
+        let mut trailing = call.args.clone();
+        trailing.push(0xc0);
+        assert!(
+            decode_args::<Args>(&trailing, 2)
+                .unwrap_err()
+                .contains("1 bytes follow")
+        );
+        assert!(
+            decode_args::<Args>(&[0x91, 0x01], 2).is_err(),
+            "too few elements"
+        );
+        assert!(
+            decode_args::<Args>(&[0x93, 0x01, 0xa1, b'x', 0x02], 2).is_err(),
+            "too many elements"
+        );
+        assert!(
+            decode_args::<Args>(&[0x92, 0xa1, b'x', 0x01], 2).is_err(),
+            "wrong types"
+        );
+        assert!(decode_args::<Args>(&[], 2).is_err());
+    }
+
+    #[test]
+    fn parameterless_reducers_accept_an_empty_array_or_nothing() {
+        assert_eq!(reducer_call("r", &NoArgs {}).args, [0x90]);
+        assert_eq!(decode_args::<NoArgs>(&[0x90], 0).unwrap(), NoArgs {});
+        assert_eq!(decode_args::<NoArgs>(&[], 0).unwrap(), NoArgs {});
+    }
+
+    #[test]
+    fn reducer_results() {
+        assert_eq!(().into_reducer_result(), Ok(()));
+        assert_eq!(
+            Err::<(), _>("no").into_reducer_result(),
+            Err("no".to_owned())
+        );
+        assert_eq!(Ok::<(), String>(()).into_reducer_result(), Ok(()));
+    }
+}
