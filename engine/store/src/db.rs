@@ -16,7 +16,6 @@
 //! [`TxLog`] is the same transaction without the borrow, for owners that keep the database and the open
 //! transaction side by side.
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::{HashMap, HashSet};
@@ -306,6 +305,9 @@ impl Drop for Transaction<'_> {
     }
 }
 
+/// Up to this many touched rows, a transaction finds earlier touches by scanning its log instead of hashing.
+const SMALL_TX: usize = 16;
+
 /// The undo record of an open transaction, kept apart from the database it writes to.
 ///
 /// [`Transaction`] is the convenient form: a `TxLog` plus `&mut Database`. A `TxLog` is for owners that cannot
@@ -361,13 +363,25 @@ impl TxLog {
         key: &Value,
         original: impl FnOnce() -> Option<Box<[u8]>>,
     ) {
-        if touched.insert((table, key.clone())) {
-            log.push(Touch {
-                table,
-                key: key.clone(),
-                original: original(),
-            });
+        // Most transactions (one reducer call) touch a handful of rows: scan the log for those, and only build
+        // the hash set once the log grows.
+        if log.len() < SMALL_TX {
+            if log.iter().any(|t| t.table == table && t.key == *key) {
+                return;
+            }
+        } else {
+            if touched.is_empty() {
+                touched.extend(log.iter().map(|t| (t.table, t.key.clone())));
+            }
+            if !touched.insert((table, key.clone())) {
+                return;
+            }
         }
+        log.push(Touch {
+            table,
+            key: key.clone(),
+            original: original(),
+        });
     }
 
     /// [`Transaction::insert`] on `db`.
@@ -440,52 +454,44 @@ impl TxLog {
     #[must_use = "the changeset is what the log and the clients need"]
     pub fn commit(mut self, db: &mut Database) -> Changeset {
         self.bind(db);
-        let mut tables: BTreeMap<TableId, TableChangeset> = BTreeMap::new();
+        // A transaction touches few tables: a vector searched linearly, sorted at the end.
+        let mut tables: Vec<TableChangeset> = Vec::new();
+        fn entry(tables: &mut Vec<TableChangeset>, table: TableId) -> &mut TableChangeset {
+            match tables.iter().position(|t| t.table == table) {
+                Some(i) => &mut tables[i],
+                None => {
+                    tables.push(TableChangeset {
+                        table,
+                        ..TableChangeset::default()
+                    });
+                    tables.last_mut().expect("just pushed")
+                }
+            }
+        }
         for touch in std::mem::take(&mut self.log) {
             let t = &db.tables[touch.table.0 as usize];
             let current = t.get(&touch.key).expect("key type checked on write");
-            let entry = || TableChangeset {
-                table: touch.table,
-                ..TableChangeset::default()
-            };
             match (touch.original, current) {
-                (None, Some(new)) => tables
-                    .entry(touch.table)
-                    .or_insert_with(entry)
-                    .inserts
-                    .push(new.into()),
-                (Some(old), None) => tables
-                    .entry(touch.table)
-                    .or_insert_with(entry)
-                    .deletes
-                    .push(old),
-                (Some(old), Some(new)) if *old != *new => tables
-                    .entry(touch.table)
-                    .or_insert_with(entry)
-                    .updates
-                    .push(RowUpdate {
+                (None, Some(new)) => entry(&mut tables, touch.table).inserts.push(new.into()),
+                (Some(old), None) => entry(&mut tables, touch.table).deletes.push(old),
+                (Some(old), Some(new)) if *old != *new => {
+                    entry(&mut tables, touch.table).updates.push(RowUpdate {
                         old,
                         new: new.into(),
-                    }),
+                    });
+                }
                 _ => {}
             }
         }
         for (table, before) in std::mem::take(&mut self.seqs) {
             let next = db.tables[table.0 as usize].next_auto_inc();
             if next != before {
-                tables
-                    .entry(table)
-                    .or_insert_with(|| TableChangeset {
-                        table,
-                        ..TableChangeset::default()
-                    })
-                    .next_auto_inc = Some(next);
+                entry(&mut tables, table).next_auto_inc = Some(next);
             }
         }
+        tables.sort_unstable_by_key(|t| t.table);
         self.touched.clear();
-        Changeset {
-            tables: tables.into_values().collect(),
-        }
+        Changeset { tables }
     }
 
     /// Undo every write made to `db` through this log.
