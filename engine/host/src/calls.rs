@@ -289,16 +289,16 @@ fn index_range(
         return opened(mem, CALL, out, r);
     }
     // An unbounded side's buffer is ignored (not even bounds-checked), as documented.
-    let side = |mem: &[u8], kind: u32, ptr: u32, len: u32| -> Result<Vec<u8>> {
+    let side = |kind: u32, ptr: u32, len: u32| -> Result<&[u8]> {
         if kind & 3 == 0 {
-            Ok(Vec::new())
+            Ok(&[])
         } else {
-            read(mem, CALL, ptr, len).map(<[u8]>::to_vec)
+            read(mem, CALL, ptr, len)
         }
     };
-    let lo = side(mem, bounds, lo_ptr, lo_len)?;
-    let hi = side(mem, bounds >> 2, hi_ptr, hi_len)?;
-    let r = env.index_range(table, column, &lo, &hi, bounds);
+    let lo = side(bounds, lo_ptr, lo_len)?;
+    let hi = side(bounds >> 2, hi_ptr, hi_len)?;
+    let r = env.index_range(table, column, lo, hi, bounds);
     opened(mem, CALL, out, r)
 }
 

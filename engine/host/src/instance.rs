@@ -789,7 +789,8 @@ impl ModuleInstance {
             Ok(status) => Outcome::Status(status),
             Err(e) => Outcome::Trap(e),
         };
-        let reducer = self.names[index].to_string();
+        // The reducer's name as an owned string is only needed on the error paths.
+        let reducer = || self.names[index].to_string();
         let env = &mut self.store.data_mut().env;
         match outcome {
             Outcome::Status(code) => match ReducerStatus::from_code(code) {
@@ -797,22 +798,28 @@ impl ModuleInstance {
                 Some(status) => {
                     let message = env.end_call(false).1.unwrap_or_default();
                     Err(if status == ReducerStatus::BadArguments {
-                        CallError::BadArguments { reducer, message }
+                        CallError::BadArguments {
+                            reducer: reducer(),
+                            message,
+                        }
                     } else {
-                        CallError::Failed { reducer, message }
+                        CallError::Failed {
+                            reducer: reducer(),
+                            message,
+                        }
                     })
                 }
                 None => {
                     env.end_call(false);
                     Err(CallError::Trapped {
-                        reducer,
+                        reducer: reducer(),
                         message: format!("the entry point returned an unknown status {code}"),
                     })
                 }
             },
             Outcome::Trap(e) => {
                 env.end_call(false);
-                let error = self.classify(reducer, &e);
+                let error = self.classify(reducer(), &e);
                 self.restart();
                 Err(error)
             }

@@ -586,7 +586,7 @@ fn findings_of_the_abi_review_stay_fixed() {
     .reducer(
         client("edges", &[]),
         &[
-            // A huge k must not size anything on the host (the table has no spatial index: NoSuchIndex).
+            // A spatial query on a table without a spatial index (the store tests cover a huge k).
             expect("(call $nearest (call $thing) (f32.const 0) (f32.const 0) (i32.const -1) (i32.const 320))", Errno::NoSuchIndex),
             // Table ids are checked, then names: a non-UTF-8 name is BadUtf8.
             expect("(call $table_id (i32.const 801) (i32.const 1) (i32.const 320))", Errno::BadUtf8),

@@ -5,7 +5,7 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{FnArg, Ident, ItemFn, LitInt, Pat, ReturnType, Type};
 
-use crate::types::{Checks, ColType, column_type};
+use crate::types::{Checks, ColumnType, ColumnTypeExt, column_type};
 use crate::{RESERVED_PREFIX, ident_name};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,7 +49,7 @@ struct Param {
     ident: Ident,
     name: String,
     ty: Type,
-    col: ColType,
+    col: ColumnType,
 }
 
 fn parse_kind(attr: TokenStream) -> syn::Result<Kind> {
@@ -215,7 +215,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 ),
             ));
         }
-        Kind::Tick if params.len() != 1 || params[0].col != ColType::F32 => {
+        Kind::Tick if params.len() != 1 || params[0].col != ColumnType::F32 => {
             return Err(syn::Error::new_spanned(
                 &sig.inputs,
                 format!(

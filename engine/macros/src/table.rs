@@ -5,7 +5,7 @@ use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Attribute, Fields, Ident, Item, ItemStruct, LitStr, Meta, Type};
 
-use crate::types::{Checks, ColType, column_type};
+use crate::types::{Checks, ColumnType, ColumnTypeExt, column_type};
 use crate::{RESERVED_PREFIX, ident_name};
 
 /// The most columns a table may have (`locus_types::MAX_COLUMNS`).
@@ -25,7 +25,7 @@ struct Column {
     ident: Ident,
     name: String,
     ty: Type,
-    col: ColType,
+    col: ColumnType,
     primary_key: Option<Span>,
     auto_inc: Option<Span>,
     index: Option<(IndexAttr, Span)>,
@@ -256,18 +256,18 @@ fn parse_columns(item: &mut ItemStruct, checks: &mut Checks) -> syn::Result<Vec<
         }
         field.attrs = kept;
         let col = if opaque {
-            ColType::Opaque
+            ColumnType::Opaque
         } else {
             match column_type(&field.ty, checks) {
                 Ok(col) => col,
                 Err(e) => {
                     push_err(e);
-                    ColType::Opaque
+                    ColumnType::Opaque
                 }
             }
         };
         // The row must stay one array element per field, each encoded as its column type says.
-        let forbidden: &[&str] = if col == ColType::Opaque {
+        let forbidden: &[&str] = if col == ColumnType::Opaque {
             &[
                 "skip",
                 "skip_serializing",
@@ -360,7 +360,7 @@ fn validate_columns(columns: &[Column], pk: usize) -> syn::Result<()> {
         if let Some((kind, span)) = c.index {
             match kind {
                 IndexAttr::Spatial => {
-                    if c.col != ColType::Vec2 {
+                    if c.col != ColumnType::Vec2 {
                         push_err(syn::Error::new(span, "#[spatial] needs a `Vec2` column"));
                     }
                     if spatial_seen {
@@ -392,7 +392,7 @@ fn validate_columns(columns: &[Column], pk: usize) -> syn::Result<()> {
             ));
         }
         if let Some(span) = c.owner {
-            if c.col != ColType::Identity {
+            if c.col != ColumnType::Identity {
                 push_err(syn::Error::new(span, "#[owner] needs an `Identity` column"));
             }
             if owner_seen {

@@ -17,87 +17,48 @@ use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{GenericArgument, PathArguments, Type};
 
-/// A column type, as the macro derives it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum ColType {
-    Bool,
-    I8,
-    I16,
-    I32,
-    I64,
-    U8,
-    U16,
-    U32,
-    U64,
-    F32,
-    F64,
-    String,
-    Bytes,
-    Vec2,
-    Identity,
-    Timestamp,
-    Opaque,
-    Option(Box<ColType>),
+pub(crate) use locus_types::ColumnType;
+
+/// What the macros need of a [`ColumnType`] beyond its own methods (`is_integer`, `is_indexable`).
+pub(crate) trait ColumnTypeExt {
+    /// Whether the value is bytes under zero or more options (and so needs `serde_bytes`).
+    fn is_bytes_like(&self) -> bool;
+    /// An expression of type `::locus_module::ColumnType`.
+    fn tokens(&self) -> TokenStream;
 }
 
-impl ColType {
-    /// Whether the type is an integer (what `auto_inc` needs).
-    pub(crate) fn is_integer(&self) -> bool {
-        matches!(
-            self,
-            ColType::I8
-                | ColType::I16
-                | ColType::I32
-                | ColType::I64
-                | ColType::U8
-                | ColType::U16
-                | ColType::U32
-                | ColType::U64
-        )
-    }
-
-    /// Whether the type can be an index key (everything but `Opaque`, also inside options).
-    pub(crate) fn is_indexable(&self) -> bool {
+impl ColumnTypeExt for ColumnType {
+    fn is_bytes_like(&self) -> bool {
         match self {
-            ColType::Opaque => false,
-            ColType::Option(inner) => inner.is_indexable(),
-            _ => true,
-        }
-    }
-
-    /// Whether the value is bytes under zero or more options (and so needs `serde_bytes`).
-    pub(crate) fn is_bytes_like(&self) -> bool {
-        match self {
-            ColType::Bytes => true,
-            ColType::Option(inner) => inner.is_bytes_like(),
+            ColumnType::Bytes => true,
+            ColumnType::Option(inner) => inner.is_bytes_like(),
             _ => false,
         }
     }
 
-    /// An expression of type `::locus_module::ColumnType`.
-    pub(crate) fn tokens(&self) -> TokenStream {
+    fn tokens(&self) -> TokenStream {
         let variant = match self {
-            ColType::Option(inner) => {
+            ColumnType::Option(inner) => {
                 let inner = inner.tokens();
                 return quote!(::locus_module::ColumnType::Option(::std::boxed::Box::new(#inner)));
             }
-            ColType::Bool => quote!(Bool),
-            ColType::I8 => quote!(I8),
-            ColType::I16 => quote!(I16),
-            ColType::I32 => quote!(I32),
-            ColType::I64 => quote!(I64),
-            ColType::U8 => quote!(U8),
-            ColType::U16 => quote!(U16),
-            ColType::U32 => quote!(U32),
-            ColType::U64 => quote!(U64),
-            ColType::F32 => quote!(F32),
-            ColType::F64 => quote!(F64),
-            ColType::String => quote!(String),
-            ColType::Bytes => quote!(Bytes),
-            ColType::Vec2 => quote!(Vec2),
-            ColType::Identity => quote!(Identity),
-            ColType::Timestamp => quote!(Timestamp),
-            ColType::Opaque => quote!(Opaque),
+            ColumnType::Bool => quote!(Bool),
+            ColumnType::I8 => quote!(I8),
+            ColumnType::I16 => quote!(I16),
+            ColumnType::I32 => quote!(I32),
+            ColumnType::I64 => quote!(I64),
+            ColumnType::U8 => quote!(U8),
+            ColumnType::U16 => quote!(U16),
+            ColumnType::U32 => quote!(U32),
+            ColumnType::U64 => quote!(U64),
+            ColumnType::F32 => quote!(F32),
+            ColumnType::F64 => quote!(F64),
+            ColumnType::String => quote!(String),
+            ColumnType::Bytes => quote!(Bytes),
+            ColumnType::Vec2 => quote!(Vec2),
+            ColumnType::Identity => quote!(Identity),
+            ColumnType::Timestamp => quote!(Timestamp),
+            ColumnType::Opaque => quote!(Opaque),
         };
         quote!(::locus_module::ColumnType::#variant)
     }
@@ -117,13 +78,13 @@ impl Checks {
 }
 
 /// The column type of `ty`; records the type checks it needs in `checks`.
-pub(crate) fn column_type(ty: &Type, checks: &mut Checks) -> syn::Result<ColType> {
+pub(crate) fn column_type(ty: &Type, checks: &mut Checks) -> syn::Result<ColumnType> {
     match ty {
         Type::Paren(p) => column_type(&p.elem, checks),
         Type::Group(g) => column_type(&g.elem, checks),
         Type::Path(p) if p.qself.is_none() => {
             let Some(last) = p.path.segments.last() else {
-                return Ok(ColType::Opaque);
+                return Ok(ColumnType::Opaque);
             };
             let name = last.ident.to_string();
             let single_arg = || match &last.arguments {
@@ -136,39 +97,39 @@ pub(crate) fn column_type(ty: &Type, checks: &mut Checks) -> syn::Result<ColType
             if !matches!(last.arguments, PathArguments::None) {
                 return Ok(match name.as_str() {
                     "Option" => match single_arg() {
-                        Some(inner) => ColType::Option(Box::new(column_type(inner, checks)?)),
-                        None => ColType::Opaque,
+                        Some(inner) => ColumnType::Option(Box::new(column_type(inner, checks)?)),
+                        None => ColumnType::Opaque,
                     },
                     "Vec" => match single_arg() {
                         Some(Type::Path(inner))
                             if inner.qself.is_none() && inner.path.is_ident("u8") =>
                         {
-                            ColType::Bytes
+                            ColumnType::Bytes
                         }
-                        _ => ColType::Opaque,
+                        _ => ColumnType::Opaque,
                     },
-                    _ => ColType::Opaque,
+                    _ => ColumnType::Opaque,
                 });
             }
-            let checked = |expected: TokenStream, checks: &mut Checks, col: ColType| {
+            let checked = |expected: TokenStream, checks: &mut Checks, col: ColumnType| {
                 checks.0.push(quote_spanned! {ty.span()=>
                     const _: () = ::locus_module::__private::assert_same_type::<#ty, #expected>();
                 });
                 col
             };
             Ok(match name.as_str() {
-                "bool" => ColType::Bool,
-                "i8" => ColType::I8,
-                "i16" => ColType::I16,
-                "i32" => ColType::I32,
-                "i64" => ColType::I64,
-                "u8" => ColType::U8,
-                "u16" => ColType::U16,
-                "u32" => ColType::U32,
-                "u64" => ColType::U64,
-                "f32" => ColType::F32,
-                "f64" => ColType::F64,
-                "String" => ColType::String,
+                "bool" => ColumnType::Bool,
+                "i8" => ColumnType::I8,
+                "i16" => ColumnType::I16,
+                "i32" => ColumnType::I32,
+                "i64" => ColumnType::I64,
+                "u8" => ColumnType::U8,
+                "u16" => ColumnType::U16,
+                "u32" => ColumnType::U32,
+                "u64" => ColumnType::U64,
+                "f32" => ColumnType::F32,
+                "f64" => ColumnType::F64,
+                "String" => ColumnType::String,
                 "usize" | "isize" => {
                     return Err(syn::Error::new_spanned(
                         ty,
@@ -180,17 +141,21 @@ pub(crate) fn column_type(ty: &Type, checks: &mut Checks) -> syn::Result<ColType
                         ),
                     ));
                 }
-                "Vec2" => checked(quote!(::locus_module::Vec2), checks, ColType::Vec2),
-                "Identity" => checked(quote!(::locus_module::Identity), checks, ColType::Identity),
+                "Vec2" => checked(quote!(::locus_module::Vec2), checks, ColumnType::Vec2),
+                "Identity" => checked(
+                    quote!(::locus_module::Identity),
+                    checks,
+                    ColumnType::Identity,
+                ),
                 "Timestamp" => checked(
                     quote!(::locus_module::Timestamp),
                     checks,
-                    ColType::Timestamp,
+                    ColumnType::Timestamp,
                 ),
-                _ => ColType::Opaque,
+                _ => ColumnType::Opaque,
             })
         }
-        _ => Ok(ColType::Opaque),
+        _ => Ok(ColumnType::Opaque),
     }
 }
 
@@ -198,51 +163,51 @@ pub(crate) fn column_type(ty: &Type, checks: &mut Checks) -> syn::Result<ColType
 mod tests {
     use super::*;
 
-    fn map(src: &str) -> syn::Result<ColType> {
+    fn map(src: &str) -> syn::Result<ColumnType> {
         let ty: Type = syn::parse_str(src).unwrap();
         column_type(&ty, &mut Checks::default())
     }
 
     #[test]
     fn primitives_and_strings() {
-        assert_eq!(map("bool").unwrap(), ColType::Bool);
-        assert_eq!(map("i8").unwrap(), ColType::I8);
-        assert_eq!(map("i16").unwrap(), ColType::I16);
-        assert_eq!(map("i32").unwrap(), ColType::I32);
-        assert_eq!(map("i64").unwrap(), ColType::I64);
-        assert_eq!(map("u8").unwrap(), ColType::U8);
-        assert_eq!(map("u16").unwrap(), ColType::U16);
-        assert_eq!(map("u32").unwrap(), ColType::U32);
-        assert_eq!(map("u64").unwrap(), ColType::U64);
-        assert_eq!(map("f32").unwrap(), ColType::F32);
-        assert_eq!(map("f64").unwrap(), ColType::F64);
-        assert_eq!(map("String").unwrap(), ColType::String);
-        assert_eq!(map("std::string::String").unwrap(), ColType::String);
+        assert_eq!(map("bool").unwrap(), ColumnType::Bool);
+        assert_eq!(map("i8").unwrap(), ColumnType::I8);
+        assert_eq!(map("i16").unwrap(), ColumnType::I16);
+        assert_eq!(map("i32").unwrap(), ColumnType::I32);
+        assert_eq!(map("i64").unwrap(), ColumnType::I64);
+        assert_eq!(map("u8").unwrap(), ColumnType::U8);
+        assert_eq!(map("u16").unwrap(), ColumnType::U16);
+        assert_eq!(map("u32").unwrap(), ColumnType::U32);
+        assert_eq!(map("u64").unwrap(), ColumnType::U64);
+        assert_eq!(map("f32").unwrap(), ColumnType::F32);
+        assert_eq!(map("f64").unwrap(), ColumnType::F64);
+        assert_eq!(map("String").unwrap(), ColumnType::String);
+        assert_eq!(map("std::string::String").unwrap(), ColumnType::String);
     }
 
     #[test]
     fn bytes_options_and_sdk_types() {
-        assert_eq!(map("Vec<u8>").unwrap(), ColType::Bytes);
-        assert_eq!(map("std::vec::Vec<u8>").unwrap(), ColType::Bytes);
-        assert_eq!(map("Vec<u16>").unwrap(), ColType::Opaque);
+        assert_eq!(map("Vec<u8>").unwrap(), ColumnType::Bytes);
+        assert_eq!(map("std::vec::Vec<u8>").unwrap(), ColumnType::Bytes);
+        assert_eq!(map("Vec<u16>").unwrap(), ColumnType::Opaque);
         assert_eq!(
             map("Option<i32>").unwrap(),
-            ColType::Option(Box::new(ColType::I32))
+            ColumnType::Option(Box::new(ColumnType::I32))
         );
         assert_eq!(
             map("Option<Option<Vec<u8>>>").unwrap(),
-            ColType::Option(Box::new(ColType::Option(Box::new(ColType::Bytes))))
+            ColumnType::Option(Box::new(ColumnType::Option(Box::new(ColumnType::Bytes))))
         );
         assert!(map("Option<Vec<u8>>").unwrap().is_bytes_like());
         let mut checks = Checks::default();
         let ty: Type = syn::parse_str("Option<locus_module::Vec2>").unwrap();
         assert_eq!(
             column_type(&ty, &mut checks).unwrap(),
-            ColType::Option(Box::new(ColType::Vec2))
+            ColumnType::Option(Box::new(ColumnType::Vec2))
         );
         assert_eq!(checks.0.len(), 1, "a Vec2 is checked to be the SDK's");
-        assert_eq!(map("Identity").unwrap(), ColType::Identity);
-        assert_eq!(map("Timestamp").unwrap(), ColType::Timestamp);
+        assert_eq!(map("Identity").unwrap(), ColumnType::Identity);
+        assert_eq!(map("Timestamp").unwrap(), ColumnType::Timestamp);
     }
 
     #[test]
@@ -255,7 +220,7 @@ mod tests {
             "HashMap<u32, u32>",
             "i128",
         ] {
-            assert_eq!(map(src).unwrap(), ColType::Opaque, "{src}");
+            assert_eq!(map(src).unwrap(), ColumnType::Opaque, "{src}");
         }
         let err = map("usize").unwrap_err().to_string();
         assert!(err.contains("use `u32` or `u64`"), "{err}");
@@ -264,17 +229,10 @@ mod tests {
     }
 
     #[test]
-    fn indexability() {
-        assert!(ColType::U64.is_indexable());
-        assert!(ColType::Option(Box::new(ColType::String)).is_indexable());
-        assert!(!ColType::Opaque.is_indexable());
-        assert!(!ColType::Option(Box::new(ColType::Opaque)).is_indexable());
-        assert!(ColType::I8.is_integer() && !ColType::F32.is_integer());
-    }
-
-    #[test]
     fn tokens_name_the_sdk_column_type() {
-        let t = ColType::Option(Box::new(ColType::U8)).tokens().to_string();
+        let t = ColumnType::Option(Box::new(ColumnType::U8))
+            .tokens()
+            .to_string();
         assert_eq!(
             t.replace(' ', ""),
             "::locus_module::ColumnType::Option(::std::boxed::Box::new(::locus_module::ColumnType::U8))"

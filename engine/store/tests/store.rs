@@ -349,6 +349,30 @@ fn a_detached_tx_log_commits_and_rolls_back_like_a_transaction() {
 }
 
 #[test]
+fn nearest_with_more_neighbours_than_rows_returns_every_row() {
+    let (mut db, e, _) = setup();
+    let def = entity_def();
+    let mut tx = db.begin();
+    for (i, x) in [3.0, 1.0, 2.0].into_iter().enumerate() {
+        tx.insert(
+            e,
+            &enc(&def, &entity(i as u64 + 1, (x, 0.0), 0, &format!("n{i}"))),
+        )
+        .unwrap();
+    }
+    let _ = tx.commit();
+    // A k far beyond the row count (the host passes module-chosen k's through) must neither size anything by k
+    // nor return fewer rows than exist.
+    let hits = db
+        .table(e)
+        .unwrap()
+        .nearest_neighbors(Vec2::ZERO, usize::MAX)
+        .unwrap();
+    let d: Vec<f32> = hits.iter().map(|(_, d2)| *d2).collect();
+    assert_eq!(d, [1.0, 4.0, 9.0]);
+}
+
+#[test]
 #[should_panic(expected = "a TxLog was used with two databases")]
 fn a_tx_log_refuses_a_second_database() {
     let (mut a, e, _) = setup();
