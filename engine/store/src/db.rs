@@ -217,6 +217,130 @@ impl Database {
             t.rebuild_spatial();
         }
     }
+
+    /// Insert many rows into table `id` outside any transaction (loading a snapshot), building its spatial index
+    /// once with `bulk_load` at the end. Rows keep their primary keys, auto_inc ones included; the sequence moves
+    /// past the largest, as on any insert. Returns how many rows were inserted.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError::NoSuchTable`], or [`ApplyError::Insert`] for the first row that does not fit: the rows before
+    /// it stay inserted, so a caller that gets an error should discard the database.
+    pub fn load<'r>(
+        &mut self,
+        id: TableId,
+        rows: impl IntoIterator<Item = &'r [u8]>,
+    ) -> Result<usize, ApplyError> {
+        let table = self
+            .tables
+            .get_mut(id.0 as usize)
+            .ok_or(ApplyError::NoSuchTable(id))?;
+        table.load(rows).map_err(|(_, e)| ApplyError::Insert(e))
+    }
+
+    /// Write logged changes straight into table `id`, with no transaction and no changeset: the fast path of log
+    /// replay. See [`Redo`].
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError::NoSuchTable`].
+    pub fn redo(&mut self, id: TableId) -> Result<Redo<'_>, ApplyError> {
+        let table = self
+            .tables
+            .get_mut(id.0 as usize)
+            .ok_or(ApplyError::NoSuchTable(id))?;
+        Ok(Redo { table })
+    }
+}
+
+/// Changes written straight into one table, for replaying a log ([`Database::redo`]).
+///
+/// There is no transaction: each call takes effect at once, and a failed call leaves earlier ones in place. A
+/// replay that fails stops recovery, and the half-replayed database is thrown away, so nothing needs undoing.
+///
+/// Replaying a committed [`Changeset`] table by table must not trip over constraints that only hold for the
+/// transaction as a whole (two rows swapping a unique value, a row deleted and another inserted with its unique
+/// value): do every table's deletes first — for a table with [unique indexes](Redo::has_unique_indexes), its
+/// updated rows too, with [`Redo::remove_key_of`] — then the updates and inserts.
+#[derive(Debug)]
+pub struct Redo<'db> {
+    table: &'db mut Table,
+}
+
+impl Redo<'_> {
+    /// Whether the table has unique indexes besides its primary key, so that updates may conflict transiently.
+    #[must_use]
+    pub fn has_unique_indexes(&self) -> bool {
+        self.table.has_unique_indexes()
+    }
+
+    /// Delete the stored row equal to `old` byte for byte.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError::Row`] if `old` is not a valid row, [`ApplyError::Mismatch`] if the row stored under its key
+    /// differs or is missing.
+    pub fn delete(&mut self, old: &[u8]) -> Result<(), ApplyError> {
+        let key = self.key_of(old)?;
+        if self.table.get(&key).ok().flatten() != Some(old) {
+            return Err(ApplyError::Mismatch {
+                table: self.table.name().to_owned(),
+                key,
+            });
+        }
+        self.table.delete(&key).expect("row checked present");
+        Ok(())
+    }
+
+    /// Delete the stored row with `row`'s primary key, whatever its other columns hold.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError::Row`] if `row` is not a valid row, [`ApplyError::Mismatch`] if no row has its key.
+    pub fn remove_key_of(&mut self, row: &[u8]) -> Result<(), ApplyError> {
+        let key = self.key_of(row)?;
+        match self.table.delete(&key) {
+            Ok(_) => Ok(()),
+            Err(_) => Err(ApplyError::Mismatch {
+                table: self.table.name().to_owned(),
+                key,
+            }),
+        }
+    }
+
+    /// Replace the stored row with `new`'s primary key by `new`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError::Update`] if the row is invalid, missing or breaks a constraint.
+    pub fn update(&mut self, new: &[u8]) -> Result<(), ApplyError> {
+        self.table.update(new, |_, _| {})?;
+        Ok(())
+    }
+
+    /// Insert `row`.
+    ///
+    /// # Errors
+    ///
+    /// [`ApplyError::Insert`] if the row is invalid or breaks a constraint.
+    pub fn insert(&mut self, row: &[u8]) -> Result<(), ApplyError> {
+        self.table.insert(row)?;
+        Ok(())
+    }
+
+    /// Set the auto_inc sequence's next value.
+    pub fn set_next_auto_inc(&mut self, next: u64) {
+        self.table.set_next_auto_inc(next);
+    }
+
+    fn key_of(&self, row: &[u8]) -> Result<Value, ApplyError> {
+        self.table
+            .primary_key_of(row)
+            .map_err(|source| ApplyError::Row {
+                table: self.table.name().to_owned(),
+                source,
+            })
+    }
 }
 
 #[derive(Debug)]

@@ -205,4 +205,7 @@ pub enum ApplyError {
     /// Inserting a row of the changeset failed.
     #[error(transparent)]
     Insert(#[from] InsertError),
+    /// Updating a row failed ([`Redo::update`](crate::Redo::update)).
+    #[error(transparent)]
+    Update(#[from] UpdateError),
 }

@@ -43,7 +43,9 @@ pub mod error;
 pub mod spatial;
 mod table;
 
-pub use db::{Changeset, Database, RowUpdate, StoreConfig, TableChangeset, Transaction, TxLog};
+pub use db::{
+    Changeset, Database, Redo, RowUpdate, StoreConfig, TableChangeset, Transaction, TxLog,
+};
 pub use error::{ApplyError, CreateTableError, DeleteError, InsertError, QueryError, UpdateError};
 pub use spatial::MAX_COORD;
 pub use table::Table;

@@ -503,12 +503,37 @@ impl Table {
     /// Insert a row; returns its primary key (assigned, for an auto_inc key given as 0).
     pub(crate) fn insert(&mut self, row: &[u8]) -> Result<Value, InsertError> {
         let mut offsets = std::mem::take(&mut self.offsets);
-        let result = self.insert_with(row, &mut offsets);
+        let result = self.insert_with(row, &mut offsets, true);
         self.offsets = offsets;
         result
     }
 
-    fn insert_with(&mut self, row: &[u8], offsets: &mut Vec<u32>) -> Result<Value, InsertError> {
+    /// Insert rows without touching the spatial index, then build it once with `bulk_load`. Stops at the first
+    /// row that fails, returning its position in `rows` and the error (the spatial index is rebuilt either way).
+    pub(crate) fn load<'r>(
+        &mut self,
+        rows: impl IntoIterator<Item = &'r [u8]>,
+    ) -> Result<usize, (usize, InsertError)> {
+        let mut offsets = std::mem::take(&mut self.offsets);
+        let mut result = Ok(0);
+        for (i, row) in rows.into_iter().enumerate() {
+            if let Err(e) = self.insert_with(row, &mut offsets, false) {
+                result = Err((i, e));
+                break;
+            }
+            result = Ok(i + 1);
+        }
+        self.offsets = offsets;
+        self.rebuild_spatial();
+        result
+    }
+
+    fn insert_with(
+        &mut self,
+        row: &[u8],
+        offsets: &mut Vec<u32>,
+        index_spatial: bool,
+    ) -> Result<Value, InsertError> {
         codec::validate_row(&self.def.columns, row, offsets)
             .map_err(|e| self.row_error_insert(e))?;
         let pk_col = self.def.primary_key;
@@ -599,7 +624,7 @@ impl Table {
         for (b, key) in self.btrees.iter_mut().zip(btree_keys) {
             b.set.insert((key, slot));
         }
-        if let (Some((_, index)), Some(pos)) = (&mut self.spatial, pos) {
+        if let (Some((_, index)), Some(pos), true) = (&mut self.spatial, pos, index_spatial) {
             index.insert(slot, pos);
         }
         self.len += 1;
@@ -762,6 +787,11 @@ impl Table {
         self.free.push(slot);
         self.len -= 1;
         Ok(row)
+    }
+
+    /// Whether the table has unique indexes besides its primary key.
+    pub(crate) fn has_unique_indexes(&self) -> bool {
+        !self.uniques.is_empty()
     }
 
     pub(crate) fn set_next_auto_inc(&mut self, next: u64) {

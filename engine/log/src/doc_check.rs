@@ -1,0 +1,1 @@
+//! Checks that `engine/docs/storage.md` matches the encoders byte for byte.
