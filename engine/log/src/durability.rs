@@ -216,8 +216,8 @@ impl Durability {
     ///
     /// # Errors
     ///
-    /// [`DurabilityError::Rejected`] if its tick is not after the last one handed over, or no snapshot exists yet;
-    /// [`DurabilityError::Failed`] once the log has failed.
+    /// [`DurabilityError::Rejected`] if its tick is not after the last one handed over, no snapshot exists yet, or
+    /// it is over the 1 GiB limit; [`DurabilityError::Failed`] once the log has failed.
     pub fn append(&mut self, record: EncodedRecord) -> Result<(), DurabilityError> {
         if self.last_snapshot.is_none() {
             return Err(DurabilityError::Rejected(
@@ -229,6 +229,13 @@ impl Durability {
                 "tick {} is not after the last logged tick {}",
                 record.tick().0,
                 self.last_tick.0
+            )));
+        }
+        if record.payload_len() > crate::format::MAX_PAYLOAD {
+            return Err(DurabilityError::Rejected(format!(
+                "the record of tick {} is {} bytes, over the 1 GiB limit",
+                record.tick().0,
+                record.payload_len()
             )));
         }
         let tick = record.tick();

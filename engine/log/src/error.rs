@@ -120,6 +120,14 @@ pub enum AppendError {
         /// The record's tick.
         tick: Tick,
     },
+    /// The record is over the 1 GiB limit ([`MAX_PAYLOAD`](crate::format::MAX_PAYLOAD)); nothing was written.
+    #[error("the record of tick {} is {bytes} bytes, over the 1 GiB limit", .tick.0)]
+    TooLarge {
+        /// The record's tick.
+        tick: Tick,
+        /// Its payload size.
+        bytes: usize,
+    },
     /// Writing failed; the log stops (nothing more is appended until a restart recovers it).
     #[error("{0}")]
     Io(IoFailure),

@@ -298,7 +298,7 @@ impl EncodedRecord {
     ///
     /// # Panics
     ///
-    /// If the payload is longer than [`MAX_PAYLOAD`].
+    /// If the payload is longer than [`MAX_PAYLOAD`] ([`Log::append`](crate::Log::append) checks first).
     pub fn seal(&mut self, prev_tick: Tick) -> &[u8] {
         let payload_len = self.payload_len();
         assert!(

@@ -56,7 +56,7 @@ pub use error::{
     AppendError, Corruption, DurabilityError, IoFailure, OpenError, SnapshotError, SyncError,
 };
 pub use format::{EncodedRecord, EncodedSnapshot};
-pub use log::{Log, LogConfig, Recovered, RecoveryWarning, SyncPolicy};
+pub use log::{DAMAGED_SUFFIX, Log, LogConfig, Recovered, RecoveryWarning, SyncPolicy};
 
 #[cfg(test)]
 mod doc_check;

@@ -28,6 +28,9 @@ use crate::format::{
 };
 use crate::storage::{Storage, StorageFile};
 
+/// The suffix recovery gives a damaged snapshot it moves aside.
+pub const DAMAGED_SUFFIX: &str = ".damaged";
+
 /// When the [`Durability`](crate::Durability) thread syncs the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncPolicy {
@@ -90,7 +93,7 @@ pub enum RecoveryWarning {
         /// The segment.
         file: String,
     },
-    /// A snapshot was damaged; recovery used an older one.
+    /// A snapshot was damaged; recovery renamed it with the suffix [`DAMAGED_SUFFIX`] and used an older one.
     SnapshotDamaged(Corruption),
     /// A leftover temporary file of an unfinished snapshot was removed.
     TempRemoved {
@@ -114,7 +117,11 @@ impl std::fmt::Display for RecoveryWarning {
                 write!(f, "{file}: removed a segment with no complete header")
             }
             RecoveryWarning::SnapshotDamaged(c) => {
-                write!(f, "snapshot damaged, using an older one: {c}")
+                write!(
+                    f,
+                    "snapshot damaged, moved aside to {}{DAMAGED_SUFFIX}, using an older one: {c}",
+                    c.file
+                )
             }
             RecoveryWarning::TempRemoved { file } => {
                 write!(f, "{file}: removed an unfinished snapshot")
@@ -186,6 +193,8 @@ impl Recovered {
 struct Segment {
     first: Tick,
     name: String,
+    /// The tick of its last record (`None` while it has none).
+    last: Option<Tick>,
 }
 
 /// The commit log of one data directory. See the [module docs](self) for its invariants.
@@ -240,7 +249,11 @@ impl Log {
         let mut removed_temp = false;
         for name in names {
             if let Some(tick) = format::parse_segment_name(&name) {
-                segments.push(Segment { first: tick, name });
+                segments.push(Segment {
+                    first: tick,
+                    name,
+                    last: None,
+                });
             } else if let Some(tick) = format::parse_snapshot_name(&name) {
                 snapshots.push(tick);
             } else if name
@@ -325,11 +338,26 @@ impl Log {
         let Some((snap_tick, mut db, schema)) = loaded else {
             return Err(OpenError::NoValidSnapshot { damaged });
         };
+        // Damaged snapshots are moved aside (kept for the operator, never tried or counted again), so the ones
+        // kept for fallback are all valid.
+        for c in &damaged {
+            let aside = format!("{}{DAMAGED_SUFFIX}", c.file);
+            log.storage
+                .rename(&c.file, &aside)
+                .map_err(|e| IoFailure::new("rename", &c.file, e))?;
+        }
+        if !damaged.is_empty() {
+            log.storage
+                .sync_dir()
+                .map_err(|e| IoFailure::new("sync", ".", e))?;
+            log.snapshots.retain(|t| *t <= snap_tick);
+        }
         warnings.extend(damaged.into_iter().map(RecoveryWarning::SnapshotDamaged));
 
         let mut replay = Replay {
             snapshot: snap_tick,
             last_record: None,
+            segment_last: None,
             records: 0,
             transactions: 0,
             row_changes: 0,
@@ -341,8 +369,26 @@ impl Log {
                 .storage
                 .read(&segment.name)
                 .map_err(|e| IoFailure::new("read", &segment.name, e))?;
-            match replay.segment(&segment, &bytes, is_last, &mut db)? {
+            let mut segment = segment;
+            let end = replay.segment(&segment, &bytes, is_last, &mut db)?;
+            segment.last = replay.segment_last;
+            match end {
                 SegmentEnd::Complete => log.segments.push(segment),
+                SegmentEnd::TornTail { offset } if offset == SEGMENT_HEADER_LEN as u64 => {
+                    // Its only record was torn: remove the segment, so the next record starts a new one named
+                    // after its own tick.
+                    log.storage
+                        .remove(&segment.name)
+                        .and_then(|()| log.storage.sync_dir())
+                        .map_err(|e| IoFailure::new("remove", &segment.name, e))?;
+                    let w = RecoveryWarning::TornTail {
+                        file: segment.name.clone(),
+                        offset,
+                        bytes: bytes.len() as u64 - offset,
+                    };
+                    warn!(target: "locus::log", "{w}");
+                    warnings.push(w);
+                }
                 SegmentEnd::TornTail { offset } => {
                     let mut file = log
                         .storage
@@ -491,6 +537,12 @@ impl Log {
             self.last_tick = tick;
             return Ok(());
         }
+        if record.payload_len() > format::MAX_PAYLOAD {
+            return Err(AppendError::TooLarge {
+                tick,
+                bytes: record.payload_len(),
+            });
+        }
         let full = self
             .current
             .as_ref()
@@ -514,6 +566,7 @@ impl Log {
             return Err(AppendError::Io(self.stop(failure)));
         }
         self.bytes_since_snapshot += bytes.len() as u64;
+        self.segments.last_mut().expect("a segment is open").last = Some(tick);
         self.last_tick = tick;
         self.last_record = tick;
         self.unsynced = true;
@@ -532,7 +585,11 @@ impl Log {
         match result {
             Ok(file) => {
                 self.current = Some(file);
-                self.segments.push(Segment { first, name });
+                self.segments.push(Segment {
+                    first,
+                    name,
+                    last: None,
+                });
                 Ok(())
             }
             Err(e) => Err(self.stop(IoFailure::new("create", &name, e))),
@@ -643,15 +700,10 @@ impl Log {
             }
         }
         let oldest = self.snapshots[0];
-        // Segment i holds ticks up to the next segment's first tick - 1; the last one up to the last record.
         let mut keep_from = 0;
-        for i in 0..self.segments.len() {
-            let end = match self.segments.get(i + 1) {
-                Some(next) => Tick(next.first.0 - 1),
-                None => self.last_record,
-            };
+        for (i, segment) in self.segments.iter().enumerate() {
             let open = i + 1 == self.segments.len() && self.current.is_some();
-            if end <= oldest && !open {
+            if segment.last.is_none_or(|last| last <= oldest) && !open {
                 keep_from = i + 1;
             } else {
                 break;
@@ -717,6 +769,8 @@ enum SegmentEnd {
 struct Replay {
     snapshot: Tick,
     last_record: Option<Tick>,
+    /// The last record's tick in the segment being read.
+    segment_last: Option<Tick>,
     records: u64,
     transactions: u64,
     row_changes: u64,
@@ -731,6 +785,7 @@ impl Replay {
         is_last: bool,
         db: &mut Database,
     ) -> Result<SegmentEnd, OpenError> {
+        self.segment_last = None;
         let corrupt = |offset: usize, reason: String| {
             OpenError::Corrupt(Corruption {
                 file: segment.name.clone(),
@@ -840,6 +895,7 @@ impl Replay {
                 _ => {}
             }
             self.last_record = Some(header.tick);
+            self.segment_last = Some(header.tick);
             if header.tick > self.snapshot {
                 self.apply(payload, db).map_err(|e| match e {
                     ApplyFailure::Malformed(m) => corrupt(

@@ -1,8 +1,9 @@
 //! [`FsStorage`]: a directory of the real file system.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Storage, StorageFile};
 
@@ -10,10 +11,18 @@ use super::{Storage, StorageFile};
 ///
 /// File names are single path components: a name that is empty, `.`, `..` or contains `/`, `\` or a NUL byte
 /// is rejected with [`io::ErrorKind::InvalidInput`]. Errors name the path they are about.
+///
+/// The directory is locked while any clone of the storage lives (an exclusive lock on its file [`LOCK_FILE`]),
+/// so two processes never write one log. The operating system drops the lock when the process dies, `kill -9`
+/// included.
 #[derive(Clone, Debug)]
 pub struct FsStorage {
     dir: PathBuf,
+    _lock: Arc<File>,
 }
+
+/// The file in the data directory that [`FsStorage`] holds locked.
+pub const LOCK_FILE: &str = "LOCK";
 
 impl FsStorage {
     /// Use directory `dir`, creating it (and its missing parents) if needed. A directory this call creates is
@@ -21,7 +30,8 @@ impl FsStorage {
     ///
     /// # Errors
     ///
-    /// Any I/O error creating the directory or syncing its parent, or if `dir` exists but is not a directory.
+    /// Any I/O error creating the directory or syncing its parent, or if `dir` exists but is not a directory;
+    /// [`io::ErrorKind::WouldBlock`] if another storage (in this process or another) has the directory locked.
     pub fn open(dir: impl Into<PathBuf>) -> io::Result<FsStorage> {
         let dir = dir.into();
         // The ancestors this call creates, deepest first.
@@ -46,7 +56,30 @@ impl FsStorage {
             };
             sync_dir_path(parent)?;
         }
-        Ok(FsStorage { dir })
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| with_path(e, &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    format!(
+                        "{}: the data directory is in use by another server (it holds the lock on {LOCK_FILE})",
+                        dir.display()
+                    ),
+                ));
+            }
+            Err(TryLockError::Error(e)) => return Err(with_path(e, &lock_path)),
+        }
+        Ok(FsStorage {
+            dir,
+            _lock: Arc::new(lock),
+        })
     }
 
     /// The directory holding the files.
@@ -73,8 +106,10 @@ impl Storage for FsStorage {
             {
                 continue;
             }
-            // Not a name this storage could have created.
-            if let Ok(name) = entry.file_name().into_string() {
+            // Not a name this storage could have created, or its lock file.
+            if let Ok(name) = entry.file_name().into_string()
+                && name != LOCK_FILE
+            {
                 names.push(name);
             }
         }
@@ -190,6 +225,12 @@ fn check_name(name: &str) -> io::Result<()> {
             format!("invalid file name {name:?}: must be a single path component"),
         ));
     }
+    if name == LOCK_FILE {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{LOCK_FILE} is the storage's lock file"),
+        ));
+    }
     Ok(())
 }
 
@@ -223,6 +264,21 @@ mod tests {
     fn sorted(mut names: Vec<String>) -> Vec<String> {
         names.sort();
         names
+    }
+
+    #[test]
+    fn a_locked_directory_refuses_a_second_storage_until_released() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let first = FsStorage::open(tmp.path()).expect("open");
+        let clone = first.clone();
+        let err = FsStorage::open(tmp.path()).expect_err("locked");
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        // A clone still holds it.
+        assert!(FsStorage::open(tmp.path()).is_err());
+        drop(clone);
+        FsStorage::open(tmp.path()).expect("released");
     }
 
     #[test]
@@ -293,6 +349,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let storage = FsStorage::open(tmp.path()).unwrap();
         storage.create("f").unwrap().append(b"x").unwrap();
+        drop(storage);
         let again = FsStorage::open(tmp.path()).unwrap();
         assert_eq!(again.read("f").unwrap(), b"x");
         assert_eq!(again.dir(), tmp.path());

@@ -21,7 +21,7 @@ use std::io;
 mod fs;
 mod mem;
 
-pub use fs::FsStorage;
+pub use fs::{FsStorage, LOCK_FILE};
 pub use mem::{Fault, MemStorage};
 
 /// A flat directory of named files. See the [module docs](self) for the durability contract.
