@@ -373,6 +373,15 @@ impl Log {
             let end = replay.segment(&segment, &bytes, is_last, &mut db)?;
             segment.last = replay.segment_last;
             match end {
+                SegmentEnd::Complete if is_last && segment.last.is_none() => {
+                    // A header and no record (a crash right after creating it, or a failed first append): remove
+                    // it, so the next record starts a segment named after its own tick.
+                    log.storage
+                        .remove(&segment.name)
+                        .and_then(|()| log.storage.sync_dir())
+                        .map_err(|e| IoFailure::new("remove", &segment.name, e))?;
+                    info!(target: "locus::log", file = %segment.name, "removed an empty last segment");
+                }
                 SegmentEnd::Complete => log.segments.push(segment),
                 SegmentEnd::TornTail { offset } if offset == SEGMENT_HEADER_LEN as u64 => {
                     // Its only record was torn: remove the segment, so the next record starts a new one named

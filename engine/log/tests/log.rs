@@ -645,6 +645,31 @@ fn a_torn_last_record_is_cut_at_every_byte_offset() {
 }
 
 #[test]
+fn an_empty_last_segment_is_removed_so_the_next_record_names_its_own() {
+    let (storage, name, _, history) = one_segment_log(1);
+    // A crash right after the segment was created: its header and nothing else.
+    storage.set_file(
+        &name,
+        format::segment_header(format::parse_segment_name(&name).expect("name")).to_vec(),
+    );
+    let (mut log, recovered) = open(&storage, LogConfig::default()).expect("open");
+    assert!(storage.file(&name).is_none());
+    assert_eq!(dump(&recovered.db), history[&0]);
+    let mut world = World::new(77);
+    world.db = recovered.db;
+    let mut record = world.tick(Tick(50));
+    while record.is_empty() {
+        record = world.tick(Tick(50));
+    }
+    log.append(&mut record).expect("append");
+    log.sync().expect("sync");
+    drop(log);
+    assert!(storage.file(&format::segment_name(Tick(50))).is_some());
+    let (_, again) = open(&storage, LogConfig::default()).expect("reopen");
+    assert_eq!(dump(&again.db), dump(&world.db));
+}
+
+#[test]
 fn a_bit_flip_in_any_record_but_the_torn_tail_stops_recovery_naming_file_and_offset() {
     let (storage, name, offsets, history) = one_segment_log(4);
     let bytes = storage.file(&name).expect("file");
