@@ -411,6 +411,7 @@ fn injected_faults_never_lose_an_acknowledged_tick() {
             *outcomes.entry("unacknowledged tick kept").or_default() += 1;
         }
     }
+    writeln!(std::io::stderr(), "injected faults, 300 runs: {outcomes:?}").expect("stderr");
     // The faults must actually have hit, and crashes actually torn records.
     assert!(outcomes["failed"] > 250, "{outcomes:?}");
     assert!(
