@@ -1,0 +1,96 @@
+//! A uniform grid of square cells, each listing the items (rows or clients) whose point lies in it.
+//!
+//! Cells are kept in a hash map, so the world needs no bounds; the map uses a fixed-seed hasher and each cell is
+//! a `Vec`, so the order of a query's results depends only on the order of the operations (determinism).
+
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
+use locus_types::Vec2;
+
+/// The coordinates of a cell.
+pub(crate) type Cell = (i32, i32);
+
+/// Items of type `u32` bucketed by cell.
+#[derive(Debug)]
+pub(crate) struct Grid {
+    size: f32,
+    cells: HashMap<Cell, Vec<u32>, FixedState>,
+}
+
+impl Grid {
+    pub(crate) fn new(size: f32) -> Grid {
+        Grid {
+            size,
+            cells: HashMap::with_hasher(FixedState::with_seed(0x10c05)),
+        }
+    }
+
+    /// The cell holding point `p` (coordinates saturate at the `i32` range).
+    pub(crate) fn cell(&self, p: Vec2) -> Cell {
+        (
+            (p.x / self.size).floor() as i32,
+            (p.y / self.size).floor() as i32,
+        )
+    }
+
+    pub(crate) fn insert(&mut self, cell: Cell, item: u32) {
+        self.cells.entry(cell).or_default().push(item);
+    }
+
+    pub(crate) fn remove(&mut self, cell: Cell, item: u32) {
+        if let Some(items) = self.cells.get_mut(&cell) {
+            if let Some(i) = items.iter().position(|x| *x == item) {
+                // `remove`, not `swap_remove`: keeps the cell's order a function of the operations alone.
+                items.remove(i);
+            }
+            if items.is_empty() {
+                self.cells.remove(&cell);
+            }
+        }
+    }
+
+    /// Call `f` with the items of every cell that overlaps the square of half-side `radius` around `center`.
+    pub(crate) fn for_each_near(&self, center: Vec2, radius: f32, mut f: impl FnMut(u32)) {
+        let lo = self.cell(center - Vec2::splat(radius));
+        let hi = self.cell(center + Vec2::splat(radius));
+        for x in lo.0..=hi.0 {
+            for y in lo.1..=hi.1 {
+                if let Some(items) = self.cells.get(&(x, y)) {
+                    for &item in items {
+                        f(item);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_sees_every_item_in_the_overlapping_cells_and_no_other() {
+        let mut g = Grid::new(10.0);
+        let points = [
+            Vec2::new(0.0, 0.0),
+            Vec2::new(9.9, 9.9),
+            Vec2::new(10.0, 0.0),
+            Vec2::new(-0.1, -0.1),
+            Vec2::new(35.0, 0.0),
+        ];
+        for (i, p) in points.iter().enumerate() {
+            g.insert(g.cell(*p), i as u32);
+        }
+        let mut seen = Vec::new();
+        g.for_each_near(Vec2::new(5.0, 5.0), 5.0, |i| seen.push(i));
+        seen.sort_unstable();
+        // The square [0, 10]² overlaps cells (0,0), (0,1), (1,0), (1,1): points 0, 1, 2.
+        assert_eq!(seen, [0, 1, 2]);
+        g.remove(g.cell(points[1]), 1);
+        let mut seen = Vec::new();
+        g.for_each_near(Vec2::new(5.0, 5.0), 5.0, |i| seen.push(i));
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 2]);
+    }
+}

@@ -1,0 +1,1234 @@
+//! [`Interest`]: who sees which rows, and the per-client deltas of each tick.
+//!
+//! # Terms
+//!
+//! - A client's **area** is a circle around a **center** — a row it follows (its avatar) or a fixed point — with an
+//!   **enter radius** and a larger **leave radius**.
+//! - A row is **admitted** for a client when the client subscribed to its table and the row matches the
+//!   subscription's [`Filter`], and the row may be sent to it: its table is public and, if the table has an owner
+//!   column, the client is the owner.
+//! - A client's **view** is the set of rows it has been given (or is about to be). It holds exactly the admitted rows
+//!   of its non-spatial subscriptions, and the admitted rows of spatial tables in its area, with hysteresis.
+//!
+//! # Invariants (after every [`Interest::poll_tick`])
+//!
+//! For every client, with `E` the admitted spatial rows within the enter radius of its center and `V` the spatial
+//! rows in its view:
+//!
+//! 1. every row in `V` is admitted and within the leave radius (a row leaves only beyond it: hysteresis);
+//! 2. `|V| ≤` [`InterestConfig::max_visible`];
+//! 3. if `|V| <` `max_visible`, then `E ⊆ V`;
+//! 4. a row of `E` left out of `V` is at least as far from the center as every row of `V` (the cap keeps the nearest);
+//! 5. its non-spatial view rows are exactly the admitted rows of its non-spatial subscriptions;
+//! 6. the client, having applied every delta, holds each view row with its latest bytes — unless a
+//!    [byte budget](InterestConfig::byte_budget) defers some of them, which are then pending and sent first once
+//!    they have waited longest (priority accumulation).
+//!
+//! A client never receives a row of a private table, nor a row whose owner column names someone else.
+//!
+//! # Cost
+//!
+//! A tick's work is proportional to what changed and who watches it: each changed row visits its watchers (and,
+//! for clients that stood still, the clients in the grid cells around it); each client whose center moved scans
+//! the rows in the grid cells around it and its own view. Nothing scans the world per client.
+
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
+use locus_store::{Changeset, Database};
+use locus_types::{ColumnDef, ColumnId, Identity, TableAccess, TableId, Tick, Value, Vec2, codec};
+
+use crate::error::{AreaError, SubscribeError};
+use crate::grid::{Cell, Grid};
+
+/// A connected client, numbered by the caller (the server's session id).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ClientId(pub u32);
+
+/// A row as the interest stage knows it; resolve it with [`Deltas::row`]. Valid for the tick's deltas only.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RowId(u32);
+
+/// Where a client's area is centred.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Center {
+    /// On a row of a spatial table (the client's avatar): the area moves with it, and is empty while the row does
+    /// not exist.
+    Follow {
+        /// The row's table.
+        table: TableId,
+        /// The row's primary key.
+        key: Value,
+    },
+    /// On a fixed point.
+    Fixed(Vec2),
+}
+
+/// A client's area of interest, set by the module (server side), never chosen by the client.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Area {
+    /// Where it is centred.
+    pub center: Center,
+    /// Rows come into view within this distance of the center.
+    pub enter_radius: f32,
+    /// Rows in view leave it only beyond this distance (≥ the enter radius).
+    pub leave_radius: f32,
+}
+
+/// Which rows of a table a subscription wants.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Filter {
+    /// Every row (of a spatial table: every row in the area).
+    All,
+    /// Rows whose `column` equals `value`.
+    Eq {
+        /// The column.
+        column: ColumnId,
+        /// The value.
+        value: Value,
+    },
+    /// Rows whose owner column is the client's identity (the table must have an owner column).
+    Owner,
+}
+
+/// Tuning of the interest stage. Every field's default is stated on it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct InterestConfig {
+    /// Side of the grid cells rows and clients are bucketed in, in metres; about the common enter radius is best.
+    /// Default 64.
+    pub cell_size: f32,
+    /// The largest leave radius an area may have, in metres. Default 512.
+    pub max_radius: f32,
+    /// The most spatial rows one client sees at once; beyond it the nearest are kept. Default 256.
+    pub max_visible: usize,
+    /// Bytes one client may be sent per tick, counting each row as its length plus
+    /// [`row_overhead`](Self::row_overhead) and each delete as twice the overhead; `None` for no limit. Rows over
+    /// the budget stay pending, gaining priority every tick (nearer rows faster, entering rows first) until sent;
+    /// deletes are always sent, and at least one row per tick. Default `None`.
+    pub byte_budget: Option<usize>,
+    /// Framing bytes counted per row against the budget. Default 8.
+    pub row_overhead: usize,
+}
+
+impl Default for InterestConfig {
+    fn default() -> Self {
+        InterestConfig {
+            cell_size: 64.0,
+            max_radius: 512.0,
+            max_visible: 256,
+            byte_budget: None,
+            row_overhead: 8,
+        }
+    }
+}
+
+/// What one client is sent for one tick: row ids to resolve with [`Deltas::row`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Delta {
+    /// Rows that are new to the client (entering its view, new rows in view, initial rows of a subscription).
+    pub inserts: Vec<RowId>,
+    /// Rows in its view whose bytes changed.
+    pub updates: Vec<RowId>,
+    /// Rows that left its view or were deleted (send their table and key).
+    pub deletes: Vec<RowId>,
+}
+
+impl Delta {
+    /// Whether there is nothing to send.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.inserts.is_empty() && self.updates.is_empty() && self.deletes.is_empty()
+    }
+
+    /// Rows delivered: inserts + updates + deletes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.inserts.len() + self.updates.len() + self.deletes.len()
+    }
+
+    fn clear(&mut self) {
+        self.inserts.clear();
+        self.updates.clear();
+        self.deletes.clear();
+    }
+}
+
+/// A row as delivered: its table, primary key and bytes (the one row encoding).
+#[derive(Clone, Copy, Debug)]
+pub struct RowRef<'a> {
+    /// The table.
+    pub table: TableId,
+    /// The primary key.
+    pub key: &'a Value,
+    /// The row's bytes (for a deleted row, its last bytes).
+    pub bytes: &'a [u8],
+}
+
+#[derive(Debug)]
+struct TableInfo {
+    public: bool,
+    columns: Vec<ColumnDef>,
+    pk: ColumnId,
+    spatial: Option<ColumnId>,
+    owner: Option<ColumnId>,
+    rows: Vec<RowId>,
+    /// Clients subscribed to this table (non-spatial tables without an owner column: the candidates for a changed
+    /// row).
+    subscribers: Vec<u32>,
+}
+
+#[derive(Debug)]
+struct Row {
+    table: TableId,
+    key: Value,
+    bytes: Box<[u8]>,
+    pos: Vec2,
+    owner: Option<Identity>,
+    /// `(client, index in the client's view)` for every client that has the row in view.
+    watchers: Vec<(u32, u32)>,
+    /// Index in its table's `rows`.
+    table_slot: u32,
+    /// The poll sequence number of the tick that last changed it.
+    changed: u64,
+    /// Scratch mark for set differences.
+    mark: u64,
+    alive: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    row: RowId,
+    /// The client has been sent the row.
+    sent: bool,
+    /// The row changed since it was sent.
+    dirty: bool,
+    /// The row is in the client's `touched` or `pending` list.
+    queued: bool,
+    /// Accumulated priority while pending under a byte budget.
+    priority: f32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    /// The center did not move and nothing about the area changed: only changed rows matter.
+    Still,
+    /// The center moved: scan the rows around it.
+    Moved,
+    /// Recompute the spatial view from scratch (new area, new subscription, or capped).
+    Full,
+}
+
+#[derive(Debug)]
+struct Client {
+    identity: Identity,
+    area: Option<Area>,
+    center: Option<Vec2>,
+    prev_center: Option<Vec2>,
+    cell: Option<Cell>,
+    subs: Vec<(TableId, Filter)>,
+    /// The spatial view must be recomputed (area or spatial subscriptions changed).
+    full: bool,
+    /// Non-spatial tables whose view rows must be recomputed (subscription changed).
+    rescan: Vec<TableId>,
+    capped: bool,
+    mode: Mode,
+    view: Vec<Entry>,
+    spatial: usize,
+    touched: Vec<RowId>,
+    pending: Vec<RowId>,
+    out: Delta,
+}
+
+/// The interest stage: subscriptions and areas in, per-client deltas out. See the [module docs](self).
+///
+/// Sans-IO: driven by one owner (the tick thread) with `handle_*` calls — the tick's committed changesets and any
+/// subscription changes — and one [`Interest::poll_tick`] per tick, whose [`Deltas`] the caller encodes and sends.
+#[derive(Debug)]
+pub struct Interest {
+    config: InterestConfig,
+    tables: Vec<TableInfo>,
+    rows: Vec<Row>,
+    free: Vec<RowId>,
+    index: HashMap<(TableId, Value), RowId, FixedState>,
+    row_grid: Grid,
+    client_grid: Grid,
+    clients: Vec<Option<Client>>,
+    by_identity: HashMap<Identity, Vec<u32>, FixedState>,
+    /// Rows changed since the last poll, each once.
+    changed: Vec<RowId>,
+    /// Rows deleted in the last poll's tick, freed at the next poll.
+    tombstones: Vec<RowId>,
+    seq: u64,
+    mark: u64,
+    tick: Tick,
+    /// The largest enter radius of any client's area (how far around a changed row to look for clients).
+    max_enter: f32,
+    offsets: Vec<u32>,
+    scratch: Vec<(f32, RowId)>,
+}
+
+fn dist2(a: Vec2, b: Vec2) -> f32 {
+    (a - b).length_squared()
+}
+
+impl Interest {
+    /// An interest stage over the tables of `db`, holding a copy of the rows of its public tables. Changesets for
+    /// tables created later are ignored.
+    #[must_use]
+    pub fn new(config: InterestConfig, db: &Database) -> Interest {
+        let mut interest = Interest {
+            config,
+            tables: Vec::new(),
+            rows: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::with_hasher(FixedState::with_seed(0x1a7e)),
+            row_grid: Grid::new(config.cell_size),
+            client_grid: Grid::new(config.cell_size),
+            clients: Vec::new(),
+            by_identity: HashMap::with_hasher(FixedState::with_seed(0x1d)),
+            changed: Vec::new(),
+            tombstones: Vec::new(),
+            seq: 1,
+            mark: 0,
+            tick: Tick(0),
+            max_enter: 0.0,
+            offsets: Vec::new(),
+            scratch: Vec::new(),
+        };
+        for table in db.tables() {
+            let def = table.def();
+            interest.tables.push(TableInfo {
+                public: def.access == TableAccess::Public,
+                columns: def.columns.clone(),
+                pk: def.primary_key,
+                spatial: def.spatial_column(),
+                owner: def.owner,
+                rows: Vec::new(),
+                subscribers: Vec::new(),
+            });
+            if def.access == TableAccess::Public {
+                for row in table.iter() {
+                    interest.insert_row(table.id(), row);
+                }
+            }
+        }
+        interest.changed.clear();
+        interest
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &InterestConfig {
+        &self.config
+    }
+
+    /// How many rows of public tables it mirrors.
+    #[must_use]
+    pub fn row_count(&self) -> usize {
+        self.index.len()
+    }
+
+    // ---- rows ---------------------------------------------------------------------------------------------
+
+    /// Decode what the stage needs of a row: key, position, owner.
+    fn parse(&mut self, table: TableId, bytes: &[u8]) -> (Value, Vec2, Option<Identity>) {
+        let info = &self.tables[table.0 as usize];
+        codec::validate_row(&info.columns, bytes, &mut self.offsets)
+            .expect("committed rows are valid");
+        let col = |c: ColumnId| {
+            &bytes[self.offsets[c.index()] as usize..self.offsets[c.index() + 1] as usize]
+        };
+        let key = codec::decode_value(&info.columns[info.pk.index()], col(info.pk)).expect("valid");
+        let pos = info.spatial.map_or(Vec2::ZERO, |c| {
+            codec::read_vec2(col(c)).expect("valid Vec2")
+        });
+        let owner = info.owner.and_then(|c| {
+            match codec::decode_value(&info.columns[c.index()], col(c)).expect("valid") {
+                Value::Identity(id) => Some(id),
+                _ => None,
+            }
+        });
+        (key, pos, owner)
+    }
+
+    fn mark_changed(&mut self, id: RowId) {
+        let row = &mut self.rows[id.0 as usize];
+        if row.changed != self.seq {
+            row.changed = self.seq;
+            self.changed.push(id);
+        }
+    }
+
+    fn insert_row(&mut self, table: TableId, bytes: &[u8]) {
+        let (key, pos, owner) = self.parse(table, bytes);
+        let info = &mut self.tables[table.0 as usize];
+        let row = Row {
+            table,
+            key: key.clone(),
+            bytes: bytes.into(),
+            pos,
+            owner,
+            watchers: Vec::new(),
+            table_slot: info.rows.len() as u32,
+            changed: 0,
+            mark: 0,
+            alive: true,
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.rows[id.0 as usize] = row;
+                id
+            }
+            None => {
+                self.rows.push(row);
+                RowId(self.rows.len() as u32 - 1)
+            }
+        };
+        info.rows.push(id);
+        if info.spatial.is_some() {
+            self.row_grid.insert(self.row_grid.cell(pos), id.0);
+        }
+        self.index.insert((table, key), id);
+        self.mark_changed(id);
+    }
+
+    /// Feed one committed transaction's changes (in commit order). Changes to private tables are ignored.
+    pub fn handle_changeset(&mut self, changeset: &Changeset) {
+        for tc in &changeset.tables {
+            let Some(info) = self.tables.get(tc.table.0 as usize) else {
+                continue;
+            };
+            if !info.public {
+                continue;
+            }
+            let spatial = info.spatial.is_some();
+            for old in &tc.deletes {
+                let (key, _, _) = self.parse(tc.table, old);
+                let Some(id) = self.index.remove(&(tc.table, key)) else {
+                    continue;
+                };
+                let row = &mut self.rows[id.0 as usize];
+                row.alive = false;
+                let (pos, slot) = (row.pos, row.table_slot as usize);
+                let info = &mut self.tables[tc.table.0 as usize];
+                info.rows.swap_remove(slot);
+                if let Some(moved) = info.rows.get(slot) {
+                    self.rows[moved.0 as usize].table_slot = slot as u32;
+                }
+                if spatial {
+                    self.row_grid.remove(self.row_grid.cell(pos), id.0);
+                }
+                self.mark_changed(id);
+            }
+            for update in &tc.updates {
+                let (key, pos, owner) = self.parse(tc.table, &update.new);
+                let Some(&id) = self.index.get(&(tc.table, key)) else {
+                    continue;
+                };
+                let row = &mut self.rows[id.0 as usize];
+                let old_cell = self.row_grid.cell(row.pos);
+                if row.bytes.len() == update.new.len() {
+                    row.bytes.copy_from_slice(&update.new);
+                } else {
+                    row.bytes = update.new.clone();
+                }
+                row.owner = owner;
+                let old_pos = std::mem::replace(&mut row.pos, pos);
+                if spatial && old_pos != pos {
+                    let new_cell = self.row_grid.cell(pos);
+                    if new_cell != old_cell {
+                        self.row_grid.remove(old_cell, id.0);
+                        self.row_grid.insert(new_cell, id.0);
+                    }
+                }
+                self.mark_changed(id);
+            }
+            for new in &tc.inserts {
+                self.insert_row(tc.table, new);
+            }
+        }
+    }
+
+    // ---- clients ------------------------------------------------------------------------------------------
+
+    fn client_mut(&mut self, client: ClientId) -> Option<&mut Client> {
+        self.clients.get_mut(client.0 as usize)?.as_mut()
+    }
+
+    /// A client connected with `identity` (it sees nothing until it subscribes). Connecting an id that is
+    /// connected replaces it.
+    pub fn handle_connect(&mut self, client: ClientId, identity: Identity) {
+        self.handle_disconnect(client);
+        let i = client.0 as usize;
+        if self.clients.len() <= i {
+            self.clients.resize_with(i + 1, || None);
+        }
+        self.clients[i] = Some(Client {
+            identity,
+            area: None,
+            center: None,
+            prev_center: None,
+            cell: None,
+            subs: Vec::new(),
+            full: true,
+            rescan: Vec::new(),
+            capped: false,
+            mode: Mode::Full,
+            view: Vec::new(),
+            spatial: 0,
+            touched: Vec::new(),
+            pending: Vec::new(),
+            out: Delta::default(),
+        });
+        self.by_identity.entry(identity).or_default().push(client.0);
+    }
+
+    /// A client disconnected: forget it and its view (nothing is sent).
+    pub fn handle_disconnect(&mut self, client: ClientId) {
+        let Some(slot) = self.clients.get_mut(client.0 as usize) else {
+            return;
+        };
+        let Some(c) = slot.take() else { return };
+        for e in &c.view {
+            let row = &mut self.rows[e.row.0 as usize];
+            row.watchers.retain(|(w, _)| *w != client.0);
+        }
+        if let Some(cell) = c.cell {
+            self.client_grid.remove(cell, client.0);
+        }
+        for (table, _) in &c.subs {
+            self.tables[table.0 as usize]
+                .subscribers
+                .retain(|s| *s != client.0);
+        }
+        if let Some(list) = self.by_identity.get_mut(&c.identity) {
+            list.retain(|s| *s != client.0);
+            if list.is_empty() {
+                self.by_identity.remove(&c.identity);
+            }
+        }
+    }
+
+    /// Set (or with `None` clear) a client's area of interest; takes effect at the next poll.
+    ///
+    /// # Errors
+    ///
+    /// An [`AreaError`]: an unknown client, a followed table that is not spatial, or radii that are not
+    /// `0 ≤ enter ≤ leave ≤` [`max_radius`](InterestConfig::max_radius).
+    pub fn handle_area(&mut self, client: ClientId, area: Option<Area>) -> Result<(), AreaError> {
+        if let Some(a) = &area {
+            if !(a.enter_radius >= 0.0
+                && a.enter_radius <= a.leave_radius
+                && a.leave_radius <= self.config.max_radius)
+            {
+                return Err(AreaError::Radius {
+                    enter: a.enter_radius,
+                    leave: a.leave_radius,
+                    max: self.config.max_radius,
+                });
+            }
+            if let Center::Follow { table, .. } = &a.center
+                && self
+                    .tables
+                    .get(table.0 as usize)
+                    .is_none_or(|t| t.spatial.is_none())
+            {
+                return Err(AreaError::NotSpatial(*table));
+            }
+            if let Center::Fixed(p) = a.center
+                && !p.is_finite()
+            {
+                return Err(AreaError::Center(p));
+            }
+        }
+        let c = self
+            .client_mut(client)
+            .ok_or(AreaError::NoSuchClient(client))?;
+        c.area = area;
+        c.full = true;
+        Ok(())
+    }
+
+    /// Subscribe a client to a table's rows that match `filter` (replacing its earlier subscription to that table);
+    /// the matching rows are sent at the next poll. For a spatial table only rows in the client's area are sent.
+    ///
+    /// # Errors
+    ///
+    /// A [`SubscribeError`]: an unknown client or table, a private table (never sent), a filter on an unknown
+    /// column or with a value of the wrong type, or [`Filter::Owner`] on a table without an owner column.
+    pub fn handle_subscribe(
+        &mut self,
+        client: ClientId,
+        table: TableId,
+        filter: Filter,
+    ) -> Result<(), SubscribeError> {
+        let info = self
+            .tables
+            .get(table.0 as usize)
+            .ok_or(SubscribeError::NoSuchTable(table))?;
+        if !info.public {
+            return Err(SubscribeError::Private(table));
+        }
+        match &filter {
+            Filter::All => {}
+            Filter::Eq { column, value } => {
+                let def = info
+                    .columns
+                    .get(column.index())
+                    .ok_or(SubscribeError::NoSuchColumn(*column))?;
+                if !def.ty.admits(value) {
+                    return Err(SubscribeError::ValueType {
+                        column: def.name.clone(),
+                        value: value.clone(),
+                    });
+                }
+            }
+            Filter::Owner if info.owner.is_none() => return Err(SubscribeError::NoOwner(table)),
+            Filter::Owner => {}
+        }
+        let spatial = info.spatial.is_some();
+        let c = self
+            .clients
+            .get_mut(client.0 as usize)
+            .and_then(Option::as_mut)
+            .ok_or(SubscribeError::NoSuchClient(client))?;
+        match c.subs.iter_mut().find(|(t, _)| *t == table) {
+            Some((_, f)) => *f = filter,
+            None => {
+                c.subs.push((table, filter));
+                self.tables[table.0 as usize].subscribers.push(client.0);
+            }
+        }
+        if spatial {
+            c.full = true;
+        } else if !c.rescan.contains(&table) {
+            c.rescan.push(table);
+        }
+        Ok(())
+    }
+
+    /// End a client's subscription to a table; its rows leave the client's view at the next poll.
+    pub fn handle_unsubscribe(&mut self, client: ClientId, table: TableId) {
+        let spatial = self
+            .tables
+            .get(table.0 as usize)
+            .is_some_and(|t| t.spatial.is_some());
+        let Some(c) = self.client_mut(client) else {
+            return;
+        };
+        let before = c.subs.len();
+        c.subs.retain(|(t, _)| *t != table);
+        if c.subs.len() == before {
+            return;
+        }
+        if spatial {
+            c.full = true;
+        } else if !c.rescan.contains(&table) {
+            c.rescan.push(table);
+        }
+        self.tables[table.0 as usize]
+            .subscribers
+            .retain(|s| *s != client.0);
+    }
+
+    // ---- the tick -----------------------------------------------------------------------------------------
+
+    /// Compute every client's delta for tick `tick` from the changesets and subscription changes fed since the
+    /// last poll.
+    pub fn poll_tick(&mut self, tick: Tick) -> Deltas<'_> {
+        self.tick = tick;
+        for id in std::mem::take(&mut self.tombstones) {
+            self.free.push(id);
+        }
+        for c in self.clients.iter_mut().flatten() {
+            c.out.clear();
+        }
+        self.update_centers();
+        self.rescan_tables();
+        self.changed_rows();
+        self.moved_clients();
+        self.full_clients();
+        self.enforce_cap();
+        self.output();
+        for id in std::mem::take(&mut self.changed) {
+            if !self.rows[id.0 as usize].alive {
+                self.tombstones.push(id);
+            }
+        }
+        self.seq += 1;
+        Deltas { interest: self }
+    }
+
+    fn update_centers(&mut self) {
+        self.max_enter = 0.0;
+        for (ci, slot) in self.clients.iter_mut().enumerate() {
+            let Some(c) = slot else { continue };
+            if let Some(a) = &c.area {
+                self.max_enter = self.max_enter.max(a.enter_radius);
+            }
+            let center = match c.area.as_ref().map(|a| &a.center) {
+                None => None,
+                Some(Center::Fixed(p)) => Some(*p),
+                Some(Center::Follow { table, key }) => self
+                    .index
+                    .get(&(*table, key.clone()))
+                    .map(|id| self.rows[id.0 as usize].pos),
+            };
+            c.prev_center = c.center;
+            c.center = center;
+            c.mode = if c.full || c.capped {
+                Mode::Full
+            } else if c.center != c.prev_center {
+                Mode::Moved
+            } else {
+                Mode::Still
+            };
+            let cell = center.map(|p| self.client_grid.cell(p));
+            if cell != c.cell {
+                if let Some(old) = c.cell {
+                    self.client_grid.remove(old, ci as u32);
+                }
+                if let Some(new) = cell {
+                    self.client_grid.insert(new, ci as u32);
+                }
+                c.cell = cell;
+            }
+        }
+    }
+
+    /// Whether `row` is admitted for client `c`: subscribed, matching the filter, and allowed.
+    fn admits(tables: &[TableInfo], offsets: &mut Vec<u32>, c: &Client, row: &Row) -> bool {
+        let Some((_, filter)) = c.subs.iter().find(|(t, _)| *t == row.table) else {
+            return false;
+        };
+        if row.owner.is_some_and(|o| o != c.identity) {
+            return false;
+        }
+        match filter {
+            Filter::All => true,
+            Filter::Owner => row.owner == Some(c.identity),
+            Filter::Eq { column, value } => {
+                let info = &tables[row.table.0 as usize];
+                codec::validate_row(&info.columns, &row.bytes, offsets).expect("valid");
+                let bytes = &row.bytes
+                    [offsets[column.index()] as usize..offsets[column.index() + 1] as usize];
+                codec::decode_value(&info.columns[column.index()], bytes).is_ok_and(|v| v == *value)
+            }
+        }
+    }
+
+    fn rescan_tables(&mut self) {
+        for ci in 0..self.clients.len() {
+            let Some(c) = self.clients[ci].as_mut() else {
+                continue;
+            };
+            if c.rescan.is_empty() {
+                continue;
+            }
+            for table in std::mem::take(&mut c.rescan) {
+                self.mark += 1;
+                let mark = self.mark;
+                let c = self.clients[ci].as_ref().expect("connected");
+                let mut admitted = Vec::new();
+                for &id in &self.tables[table.0 as usize].rows {
+                    let row = &self.rows[id.0 as usize];
+                    if Self::admits(&self.tables, &mut self.offsets, c, row) {
+                        admitted.push(id);
+                    }
+                }
+                for &id in &admitted {
+                    self.rows[id.0 as usize].mark = mark;
+                }
+                // Leave: view rows of the table no longer admitted.
+                let c = self.clients[ci].as_ref().expect("connected");
+                let leaving: Vec<RowId> = c
+                    .view
+                    .iter()
+                    .filter(|e| {
+                        let row = &self.rows[e.row.0 as usize];
+                        row.table == table && row.mark != mark
+                    })
+                    .map(|e| e.row)
+                    .collect();
+                for id in leaving {
+                    self.remove_view(ci as u32, id);
+                }
+                for id in admitted {
+                    if self.watcher(id, ci as u32).is_none() {
+                        self.add_view(ci as u32, id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The index in `row.watchers` of client `c`.
+    fn watcher(&self, row: RowId, c: u32) -> Option<usize> {
+        self.rows[row.0 as usize]
+            .watchers
+            .iter()
+            .position(|(w, _)| *w == c)
+    }
+
+    fn add_view(&mut self, c: u32, row: RowId) {
+        let client = self.clients[c as usize].as_mut().expect("connected");
+        let slot = client.view.len() as u32;
+        client.view.push(Entry {
+            row,
+            sent: false,
+            dirty: false,
+            queued: true,
+            priority: 0.0,
+        });
+        client.touched.push(row);
+        let r = &mut self.rows[row.0 as usize];
+        if self.tables[r.table.0 as usize].spatial.is_some() {
+            client.spatial += 1;
+        }
+        r.watchers.push((c, slot));
+    }
+
+    fn remove_view(&mut self, c: u32, row: RowId) {
+        let wi = self.watcher(row, c).expect("row in view");
+        let r = &mut self.rows[row.0 as usize];
+        let (_, slot) = r.watchers.swap_remove(wi);
+        let spatial = self.tables[r.table.0 as usize].spatial.is_some();
+        let client = self.clients[c as usize].as_mut().expect("connected");
+        let entry = client.view.swap_remove(slot as usize);
+        if entry.sent {
+            client.out.deletes.push(row);
+        }
+        if spatial {
+            client.spatial -= 1;
+        }
+        if let Some(moved) = client.view.get(slot as usize) {
+            let m = &mut self.rows[moved.row.0 as usize];
+            let w = m
+                .watchers
+                .iter_mut()
+                .find(|(w, _)| *w == c)
+                .expect("view and watchers agree");
+            w.1 = slot;
+        }
+    }
+
+    fn mark_dirty(client: &mut Client, slot: u32) {
+        let e = &mut client.view[slot as usize];
+        e.dirty = true;
+        if !e.queued {
+            e.queued = true;
+            client.touched.push(e.row);
+        }
+    }
+
+    fn changed_rows(&mut self) {
+        let changed = std::mem::take(&mut self.changed);
+        let any_still = self
+            .clients
+            .iter()
+            .flatten()
+            .any(|c| c.mode == Mode::Still && c.center.is_some());
+        for &id in &changed {
+            let table = self.rows[id.0 as usize].table;
+            let info = &self.tables[table.0 as usize];
+            let spatial = info.spatial.is_some();
+            let has_owner_column = info.owner.is_some();
+            if !self.rows[id.0 as usize].alive {
+                while let Some(&(w, _)) = self.rows[id.0 as usize].watchers.last() {
+                    self.remove_view(w, id);
+                }
+                continue;
+            }
+            // Watchers: leave, or an update.
+            let mut i = self.rows[id.0 as usize].watchers.len();
+            while i > 0 {
+                i -= 1;
+                let (w, slot) = self.rows[id.0 as usize].watchers[i];
+                let c = self.clients[w as usize].as_ref().expect("connected");
+                let row = &self.rows[id.0 as usize];
+                let stays = Self::admits(&self.tables, &mut self.offsets, c, row)
+                    && (!spatial
+                        || c.mode == Mode::Full
+                        || match (c.center, &c.area) {
+                            (Some(center), Some(a)) => {
+                                dist2(center, row.pos) <= a.leave_radius * a.leave_radius
+                            }
+                            _ => false,
+                        });
+                if stays {
+                    let c = self.clients[w as usize].as_mut().expect("connected");
+                    Self::mark_dirty(c, slot);
+                } else {
+                    self.remove_view(w, id);
+                }
+            }
+            // Enter.
+            if spatial {
+                if !any_still {
+                    continue;
+                }
+                let pos = self.rows[id.0 as usize].pos;
+                let mut candidates = Vec::new();
+                self.client_grid
+                    .for_each_near(pos, self.max_enter, |w| candidates.push(w));
+                for w in candidates {
+                    let c = self.clients[w as usize].as_ref().expect("connected");
+                    if c.mode != Mode::Still {
+                        continue;
+                    }
+                    let (Some(center), Some(a)) = (c.center, &c.area) else {
+                        continue;
+                    };
+                    let row = &self.rows[id.0 as usize];
+                    if dist2(center, row.pos) <= a.enter_radius * a.enter_radius
+                        && self.watcher(id, w).is_none()
+                        && Self::admits(&self.tables, &mut self.offsets, c, row)
+                    {
+                        self.add_view(w, id);
+                    }
+                }
+            } else {
+                let owner = self.rows[id.0 as usize].owner;
+                let candidates: Vec<u32> = match (has_owner_column, owner) {
+                    (true, Some(o)) => self.by_identity.get(&o).cloned().unwrap_or_default(),
+                    (true, None) => Vec::new(),
+                    (false, _) => self.tables[table.0 as usize].subscribers.clone(),
+                };
+                for w in candidates {
+                    let Some(c) = self.clients[w as usize].as_ref() else {
+                        continue;
+                    };
+                    let row = &self.rows[id.0 as usize];
+                    if self.watcher(id, w).is_none()
+                        && Self::admits(&self.tables, &mut self.offsets, c, row)
+                    {
+                        self.add_view(w, id);
+                    }
+                }
+            }
+        }
+        self.changed = changed;
+    }
+
+    fn moved_clients(&mut self) {
+        let seq = self.seq;
+        let mut near = Vec::new();
+        for ci in 0..self.clients.len() {
+            let Some(c) = self.clients[ci].as_ref() else {
+                continue;
+            };
+            if c.mode != Mode::Moved {
+                continue;
+            }
+            let (center, enter2, leave2, prev) = match (c.center, &c.area) {
+                (Some(center), Some(a)) => (
+                    center,
+                    a.enter_radius * a.enter_radius,
+                    a.leave_radius * a.leave_radius,
+                    c.prev_center,
+                ),
+                _ => {
+                    // No center (the followed row is gone): every spatial row leaves.
+                    self.drop_spatial(ci as u32);
+                    continue;
+                }
+            };
+            // Leave: unchanged spatial rows now beyond the leave radius (changed ones were checked already).
+            let mut slot = c.view.len();
+            while slot > 0 {
+                slot -= 1;
+                let c = self.clients[ci].as_ref().expect("connected");
+                let Some(e) = c.view.get(slot) else { continue };
+                let row = &self.rows[e.row.0 as usize];
+                if row.changed != seq
+                    && self.tables[row.table.0 as usize].spatial.is_some()
+                    && dist2(center, row.pos) > leave2
+                {
+                    self.remove_view(ci as u32, e.row);
+                }
+            }
+            // Enter: rows now within the enter radius. An unchanged row that was within it of the previous center
+            // is in view already (invariant 3; a capped client is recomputed in full instead).
+            let radius = enter2.sqrt();
+            near.clear();
+            self.row_grid
+                .for_each_near(center, radius, |id| near.push(RowId(id)));
+            for &id in &near {
+                let row = &self.rows[id.0 as usize];
+                if dist2(center, row.pos) > enter2 {
+                    continue;
+                }
+                if row.changed != seq && prev.is_some_and(|p| dist2(p, row.pos) <= enter2) {
+                    continue;
+                }
+                let c = self.clients[ci].as_ref().expect("connected");
+                if self.watcher(id, ci as u32).is_none()
+                    && Self::admits(&self.tables, &mut self.offsets, c, row)
+                {
+                    self.add_view(ci as u32, id);
+                }
+            }
+        }
+    }
+
+    fn drop_spatial(&mut self, ci: u32) {
+        let c = self.clients[ci as usize].as_ref().expect("connected");
+        let spatial: Vec<RowId> = c
+            .view
+            .iter()
+            .filter(|e| {
+                let row = &self.rows[e.row.0 as usize];
+                self.tables[row.table.0 as usize].spatial.is_some()
+            })
+            .map(|e| e.row)
+            .collect();
+        for id in spatial {
+            self.remove_view(ci, id);
+        }
+    }
+
+    fn full_clients(&mut self) {
+        let max = self.config.max_visible;
+        for ci in 0..self.clients.len() {
+            let Some(c) = self.clients[ci].as_mut() else {
+                continue;
+            };
+            if c.mode != Mode::Full {
+                continue;
+            }
+            c.full = false;
+            let (center, enter2, leave2, leave) = match (c.center, &c.area) {
+                (Some(center), Some(a)) => (
+                    center,
+                    a.enter_radius * a.enter_radius,
+                    a.leave_radius * a.leave_radius,
+                    a.leave_radius,
+                ),
+                _ => {
+                    c.capped = false;
+                    self.drop_spatial(ci as u32);
+                    continue;
+                }
+            };
+            // Candidates: admitted rows within the enter radius, and admitted view rows within the leave radius.
+            let mut candidates = std::mem::take(&mut self.scratch);
+            candidates.clear();
+            let mut near = Vec::new();
+            self.row_grid
+                .for_each_near(center, leave, |id| near.push(RowId(id)));
+            let c = self.clients[ci].as_ref().expect("connected");
+            for id in near {
+                let row = &self.rows[id.0 as usize];
+                let d = dist2(center, row.pos);
+                if d > leave2 {
+                    continue;
+                }
+                let in_view = self.watcher(id, ci as u32).is_some();
+                if (d <= enter2 || in_view) && Self::admits(&self.tables, &mut self.offsets, c, row)
+                {
+                    candidates.push((d, id));
+                }
+            }
+            let capped = candidates.len() > max;
+            if capped {
+                // The nearest `max`; ties broken by row id, so the choice is deterministic.
+                candidates
+                    .select_nth_unstable_by(max, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                candidates.truncate(max);
+            }
+            self.mark += 1;
+            let mark = self.mark;
+            for &(_, id) in &candidates {
+                self.rows[id.0 as usize].mark = mark;
+            }
+            let c = self.clients[ci].as_ref().expect("connected");
+            let leaving: Vec<RowId> = c
+                .view
+                .iter()
+                .filter(|e| {
+                    let row = &self.rows[e.row.0 as usize];
+                    self.tables[row.table.0 as usize].spatial.is_some() && row.mark != mark
+                })
+                .map(|e| e.row)
+                .collect();
+            for id in leaving {
+                self.remove_view(ci as u32, id);
+            }
+            for &(_, id) in &candidates {
+                if self.watcher(id, ci as u32).is_none() {
+                    self.add_view(ci as u32, id);
+                }
+            }
+            self.clients[ci].as_mut().expect("connected").capped = capped;
+            self.scratch = candidates;
+        }
+    }
+
+    /// Clients over the cap after this tick's enters: keep the nearest, and recompute them in full until the
+    /// crowd thins.
+    fn enforce_cap(&mut self) {
+        let max = self.config.max_visible;
+        for ci in 0..self.clients.len() {
+            let Some(c) = self.clients[ci].as_ref() else {
+                continue;
+            };
+            if c.spatial <= max {
+                continue;
+            }
+            let center = c.center.expect("spatial rows in view need a center");
+            let mut spatial: Vec<(f32, RowId)> = c
+                .view
+                .iter()
+                .filter_map(|e| {
+                    let row = &self.rows[e.row.0 as usize];
+                    self.tables[row.table.0 as usize]
+                        .spatial
+                        .map(|_| (dist2(center, row.pos), e.row))
+                })
+                .collect();
+            spatial.select_nth_unstable_by(max, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+            for &(_, id) in &spatial[max..] {
+                self.remove_view(ci as u32, id);
+            }
+            self.clients[ci].as_mut().expect("connected").capped = true;
+        }
+    }
+
+    fn output(&mut self) {
+        let budget = self.config.byte_budget;
+        let overhead = self.config.row_overhead;
+        for ci in 0..self.clients.len() {
+            let Some(c) = self.clients[ci].as_mut() else {
+                continue;
+            };
+            let mut queue = std::mem::take(&mut c.touched);
+            queue.append(&mut c.pending);
+            // Resolve each queued row to its view slot; rows that left the view are dropped.
+            let mut items: Vec<(u32, RowId)> = Vec::with_capacity(queue.len());
+            for &id in &queue {
+                if let Some(&(_, slot)) = self.rows[id.0 as usize]
+                    .watchers
+                    .iter()
+                    .find(|(w, _)| *w == ci as u32)
+                {
+                    items.push((slot, id));
+                }
+            }
+            queue.clear();
+            let c = self.clients[ci].as_mut().expect("connected");
+            match budget {
+                None => {
+                    for (slot, id) in items {
+                        let e = &mut c.view[slot as usize];
+                        e.queued = false;
+                        if !e.sent {
+                            e.sent = true;
+                            e.dirty = false;
+                            c.out.inserts.push(id);
+                        } else if e.dirty {
+                            e.dirty = false;
+                            c.out.updates.push(id);
+                        }
+                    }
+                }
+                Some(budget) => {
+                    let enter = c.area.as_ref().map_or(1.0, |a| a.leave_radius.max(1.0));
+                    // Accumulate priority: +1 per tick waiting, up to +1 more for nearness, +1 for entering.
+                    for &(slot, id) in &items {
+                        let row = &self.rows[id.0 as usize];
+                        let near = match (c.center, self.tables[row.table.0 as usize].spatial) {
+                            (Some(center), Some(_)) => {
+                                (1.0 - (center - row.pos).length() / enter).clamp(0.0, 1.0)
+                            }
+                            _ => 1.0,
+                        };
+                        let e = &mut c.view[slot as usize];
+                        e.priority += 1.0 + near + if e.sent { 0.0 } else { 1.0 };
+                    }
+                    items.sort_by(|a, b| {
+                        let pa = c.view[a.0 as usize].priority;
+                        let pb = c.view[b.0 as usize].priority;
+                        pb.total_cmp(&pa).then(a.1.cmp(&b.1))
+                    });
+                    let mut spent = c.out.deletes.len() * 2 * overhead;
+                    let mut sent_any = false;
+                    for (slot, id) in items {
+                        let size = self.rows[id.0 as usize].bytes.len() + overhead;
+                        let e = &mut c.view[slot as usize];
+                        if !e.sent || e.dirty {
+                            if sent_any && spent + size > budget {
+                                c.pending.push(id);
+                                continue;
+                            }
+                            spent += size;
+                            sent_any = true;
+                            if e.sent {
+                                c.out.updates.push(id);
+                            } else {
+                                c.out.inserts.push(id);
+                            }
+                            e.sent = true;
+                            e.dirty = false;
+                        }
+                        e.queued = false;
+                        e.priority = 0.0;
+                    }
+                }
+            }
+            c.touched = queue;
+        }
+    }
+}
+
+/// The deltas of one tick, borrowed from the [`Interest`] stage until its next `handle_*` call.
+#[derive(Debug)]
+pub struct Deltas<'a> {
+    interest: &'a Interest,
+}
+
+impl<'a> Deltas<'a> {
+    /// The tick.
+    #[must_use]
+    pub fn tick(&self) -> Tick {
+        self.interest.tick
+    }
+
+    /// Every connected client's delta (empty ones included), in client-id order.
+    pub fn iter(&self) -> impl Iterator<Item = (ClientId, &'a Delta)> + 'a {
+        self.interest
+            .clients
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().map(|c| (ClientId(i as u32), &c.out)))
+    }
+
+    /// One client's delta.
+    #[must_use]
+    pub fn get(&self, client: ClientId) -> Option<&'a Delta> {
+        self.interest
+            .clients
+            .get(client.0 as usize)?
+            .as_ref()
+            .map(|c| &c.out)
+    }
+
+    /// The table, key and bytes of a row in a delta.
+    ///
+    /// # Panics
+    ///
+    /// If `row` is not from this tick's deltas.
+    #[must_use]
+    pub fn row(&self, row: RowId) -> RowRef<'a> {
+        let r = &self.interest.rows[row.0 as usize];
+        RowRef {
+            table: r.table,
+            key: &r.key,
+            bytes: &r.bytes,
+        }
+    }
+
+    /// Rows delivered to all clients: the sum of their deltas' lengths.
+    #[must_use]
+    pub fn delivered(&self) -> usize {
+        self.iter().map(|(_, d)| d.len()).sum()
+    }
+}
