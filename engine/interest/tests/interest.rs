@@ -143,14 +143,19 @@ impl Sim {
 
     fn keys(&self, table: TableId) -> Vec<Value> {
         let t = self.db.table(table).expect("table");
-        let mut keys: Vec<Value> = t.iter().map(|r| t.primary_key_of(r).expect("key")).collect();
+        let mut keys: Vec<Value> = t
+            .iter()
+            .map(|r| t.primary_key_of(r).expect("key"))
+            .collect();
         keys.sort();
         keys
     }
 
     fn decode(&self, table: TableId, key: &Value) -> Option<Vec<Value>> {
         let t = self.db.table(table).expect("table");
-        t.get(key).expect("key").map(|r| t.decode(r).expect("decode"))
+        t.get(key)
+            .expect("key")
+            .map(|r| t.decode(r).expect("decode"))
     }
 
     /// One random transaction of world changes.
@@ -161,7 +166,20 @@ impl Sim {
         match op {
             0 | 1 => {
                 let (pos, team) = (random_pos(&mut self.rng), self.rng.random_range(0..3u64));
-                writes.push((0, UNIT, self.row(UNIT, &[Value::U64(id.into()), Value::Vec2(pos), Value::U64(team), Value::I64(100)]), None));
+                writes.push((
+                    0,
+                    UNIT,
+                    self.row(
+                        UNIT,
+                        &[
+                            Value::U64(id.into()),
+                            Value::Vec2(pos),
+                            Value::U64(team),
+                            Value::I64(100),
+                        ],
+                    ),
+                    None,
+                ));
                 self.next_id += 1;
             }
             2..=5 => {
@@ -177,17 +195,34 @@ impl Sim {
                     let p = if self.rng.random_range(0..8) == 0 {
                         random_pos(&mut self.rng)
                     } else {
-                        (p + Vec2::new(self.rng.random_range(-4.0..4.0), self.rng.random_range(-4.0..4.0)))
-                            .clamp(Vec2::ZERO, Vec2::splat(WORLD))
+                        (p + Vec2::new(
+                            self.rng.random_range(-4.0..4.0),
+                            self.rng.random_range(-4.0..4.0),
+                        ))
+                        .clamp(Vec2::ZERO, Vec2::splat(WORLD))
                     };
-                    let team = if self.rng.random_range(0..10) == 0 { Value::U64(self.rng.random_range(0..3)) } else { v[2].clone() };
-                    writes.push((1, UNIT, self.row(UNIT, &[key, Value::Vec2(p), team, v[3].clone()]), None));
+                    let team = if self.rng.random_range(0..10) == 0 {
+                        Value::U64(self.rng.random_range(0..3))
+                    } else {
+                        v[2].clone()
+                    };
+                    writes.push((
+                        1,
+                        UNIT,
+                        self.row(UNIT, &[key, Value::Vec2(p), team, v[3].clone()]),
+                        None,
+                    ));
                 }
             }
             6 => {
                 let keys = self.keys(UNIT);
                 if !keys.is_empty() {
-                    writes.push((2, UNIT, Vec::new(), Some(keys[self.rng.random_range(0..keys.len())].clone())));
+                    writes.push((
+                        2,
+                        UNIT,
+                        Vec::new(),
+                        Some(keys[self.rng.random_range(0..keys.len())].clone()),
+                    ));
                 }
             }
             7 => {
@@ -196,18 +231,43 @@ impl Sim {
                 let owner = identity(self.rng.random_range(0..6));
                 let pos = random_pos(&mut self.rng);
                 if keys.is_empty() || self.rng.random_range(0..3) == 0 {
-                    writes.push((0, MARKER, self.row(MARKER, &[Value::U64(id.into()), Value::Vec2(pos), Value::Identity(owner)]), None));
+                    writes.push((
+                        0,
+                        MARKER,
+                        self.row(
+                            MARKER,
+                            &[
+                                Value::U64(id.into()),
+                                Value::Vec2(pos),
+                                Value::Identity(owner),
+                            ],
+                        ),
+                        None,
+                    ));
                     self.next_id += 1;
                 } else {
                     let key = keys[self.rng.random_range(0..keys.len())].clone();
-                    writes.push((1, MARKER, self.row(MARKER, &[key, Value::Vec2(pos), Value::Identity(owner)]), None));
+                    writes.push((
+                        1,
+                        MARKER,
+                        self.row(MARKER, &[key, Value::Vec2(pos), Value::Identity(owner)]),
+                        None,
+                    ));
                 }
             }
             8 => {
                 let keys = self.keys(ITEM);
                 let owner = identity(self.rng.random_range(0..6));
                 if keys.is_empty() || self.rng.random_range(0..2) == 0 {
-                    writes.push((0, ITEM, self.row(ITEM, &[Value::U64(id.into()), Value::Identity(owner), Value::U64(1)]), None));
+                    writes.push((
+                        0,
+                        ITEM,
+                        self.row(
+                            ITEM,
+                            &[Value::U64(id.into()), Value::Identity(owner), Value::U64(1)],
+                        ),
+                        None,
+                    ));
                     self.next_id += 1;
                 } else {
                     let key = keys[self.rng.random_range(0..keys.len())].clone();
@@ -215,14 +275,31 @@ impl Sim {
                         0 => writes.push((2, ITEM, Vec::new(), Some(key))),
                         _ => {
                             let count = Value::U64(self.rng.random_range(0..9));
-                            writes.push((1, ITEM, self.row(ITEM, &[key, Value::Identity(owner), count]), None));
+                            writes.push((
+                                1,
+                                ITEM,
+                                self.row(ITEM, &[key, Value::Identity(owner), count]),
+                                None,
+                            ));
                         }
                     }
                 }
             }
             9 => {
                 let channel = self.rng.random_range(0..3u64);
-                writes.push((0, CHAT, self.row(CHAT, &[Value::U64(id.into()), Value::U64(channel), Value::String("hi".into())]), None));
+                writes.push((
+                    0,
+                    CHAT,
+                    self.row(
+                        CHAT,
+                        &[
+                            Value::U64(id.into()),
+                            Value::U64(channel),
+                            Value::String("hi".into()),
+                        ],
+                    ),
+                    None,
+                ));
                 self.next_id += 1;
                 let keys = self.keys(CHAT);
                 if keys.len() > 6 {
@@ -231,7 +308,12 @@ impl Sim {
             }
             _ => {
                 let pos = random_pos(&mut self.rng);
-                writes.push((0, SECRET, self.row(SECRET, &[Value::U64(id.into()), Value::Vec2(pos)]), None));
+                writes.push((
+                    0,
+                    SECRET,
+                    self.row(SECRET, &[Value::U64(id.into()), Value::Vec2(pos)]),
+                    None,
+                ));
                 self.next_id += 1;
             }
         }
@@ -277,18 +359,34 @@ impl Sim {
             1..=4 => {
                 let table = [UNIT, MARKER, ITEM, CHAT][self.rng.random_range(0..4)];
                 let filter = match (table, self.rng.random_range(0..3)) {
-                    (UNIT, 0) => Filter::Eq { column: ColumnId(2), value: Value::U64(self.rng.random_range(0..3)) },
-                    (CHAT, 0) => Filter::Eq { column: ColumnId(1), value: Value::U64(self.rng.random_range(0..3)) },
+                    (UNIT, 0) => Filter::Eq {
+                        column: ColumnId(2),
+                        value: Value::U64(self.rng.random_range(0..3)),
+                    },
+                    (CHAT, 0) => Filter::Eq {
+                        column: ColumnId(1),
+                        value: Value::U64(self.rng.random_range(0..3)),
+                    },
                     (MARKER | ITEM, 0) => Filter::Owner,
                     _ => Filter::All,
                 };
-                self.interest.handle_subscribe(id, table, filter.clone()).expect("subscribe");
-                self.clients.get_mut(&c).expect("client").subs.insert(table.0, filter);
+                self.interest
+                    .handle_subscribe(id, table, filter.clone())
+                    .expect("subscribe");
+                self.clients
+                    .get_mut(&c)
+                    .expect("client")
+                    .subs
+                    .insert(table.0, filter);
             }
             5 => {
                 let table = [UNIT, MARKER, ITEM, CHAT][self.rng.random_range(0..4)];
                 self.interest.handle_unsubscribe(id, table);
-                self.clients.get_mut(&c).expect("client").subs.remove(&table.0);
+                self.clients
+                    .get_mut(&c)
+                    .expect("client")
+                    .subs
+                    .remove(&table.0);
             }
             _ => {
                 let enter = self.rng.random_range(5.0..60.0);
@@ -297,9 +395,16 @@ impl Sim {
                 let center = if units.is_empty() || self.rng.random_range(0..3) == 0 {
                     Center::Fixed(random_pos(&mut self.rng))
                 } else {
-                    Center::Follow { table: UNIT, key: units[self.rng.random_range(0..units.len())].clone() }
+                    Center::Follow {
+                        table: UNIT,
+                        key: units[self.rng.random_range(0..units.len())].clone(),
+                    }
                 };
-                let area = (self.rng.random_range(0..8) != 0).then_some(Area { center, enter_radius: enter, leave_radius: leave });
+                let area = (self.rng.random_range(0..8) != 0).then_some(Area {
+                    center,
+                    enter_radius: enter,
+                    leave_radius: leave,
+                });
                 self.interest.handle_area(id, area.clone()).expect("area");
                 self.clients.get_mut(&c).expect("client").area = area;
             }
@@ -318,7 +423,10 @@ impl Sim {
         self.tick += 1;
         let deltas = self.interest.poll_tick(Tick(self.tick));
         for (client, delta) in deltas.iter() {
-            let model = self.clients.get_mut(&client.0).expect("the model knows every connected client");
+            let model = self
+                .clients
+                .get_mut(&client.0)
+                .expect("the model knows every connected client");
             let key = |r: locus_interest::RowId| {
                 let row = deltas.row(r);
                 (row.table.0, row.key.clone())
@@ -330,7 +438,8 @@ impl Sim {
                     .chain(&delta.updates)
                     .map(|r| deltas.row(*r).bytes.len() + self.config.row_overhead)
                     .collect();
-                let spent = rows.iter().sum::<usize>() + delta.deletes.len() * 2 * self.config.row_overhead;
+                let spent =
+                    rows.iter().sum::<usize>() + delta.deletes.len() * 2 * self.config.row_overhead;
                 assert!(
                     spent <= budget || rows.len() <= 1,
                     "client {} was sent {spent} bytes in {} rows, over the budget of {budget}",
@@ -341,20 +450,33 @@ impl Sim {
             let mut line = format!("{} {}:", self.tick, client.0);
             for &r in &delta.deletes {
                 let k = key(r);
-                assert!(model.held.remove(&k).is_some(), "client {} was sent a delete of {k:?}, which it does not hold", client.0);
+                assert!(
+                    model.held.remove(&k).is_some(),
+                    "client {} was sent a delete of {k:?}, which it does not hold",
+                    client.0
+                );
                 line += &format!(" -{k:?}");
             }
             for &r in &delta.inserts {
                 let k = key(r);
                 assert!(k.0 != SECRET.0, "a private row reached client {}", client.0);
                 let row = deltas.row(r);
-                assert!(model.held.insert(k.clone(), row.bytes.to_vec()).is_none(), "client {} was sent an insert of {k:?}, which it holds", client.0);
+                assert!(
+                    model.held.insert(k.clone(), row.bytes.to_vec()).is_none(),
+                    "client {} was sent an insert of {k:?}, which it holds",
+                    client.0
+                );
                 line += &format!(" +{k:?}");
             }
             for &r in &delta.updates {
                 let k = key(r);
                 let row = deltas.row(r);
-                let held = model.held.get_mut(&k).unwrap_or_else(|| panic!("client {} was sent an update of {k:?}, which it does not hold", client.0));
+                let held = model.held.get_mut(&k).unwrap_or_else(|| {
+                    panic!(
+                        "client {} was sent an update of {k:?}, which it does not hold",
+                        client.0
+                    )
+                });
                 *held = row.bytes.to_vec();
                 line += &format!(" ~{k:?}");
             }
@@ -398,7 +520,10 @@ impl Sim {
                     (Some(_), None) => continue, // no center: no spatial rows
                     (None, _) => None,
                 };
-                out.insert((table, t.primary_key_of(bytes).expect("key")), (bytes.to_vec(), dist));
+                out.insert(
+                    (table, t.primary_key_of(bytes).expect("key")),
+                    (bytes.to_vec(), dist),
+                );
             }
         }
         out
@@ -409,27 +534,57 @@ impl Sim {
         let cap = self.config.max_visible;
         for (c, m) in &self.clients {
             let admitted = self.admitted(m);
-            let (enter, leave) = m.area.as_ref().map_or((0.0, 0.0), |a| (a.enter_radius, a.leave_radius));
+            let (enter, leave) = m
+                .area
+                .as_ref()
+                .map_or((0.0, 0.0), |a| (a.enter_radius, a.leave_radius));
             let mut visible_far = 0.0f32;
             let mut spatial_held = 0;
             for (k, bytes) in &m.held {
                 let Some((truth, dist)) = admitted.get(k) else {
-                    panic!("tick {}: client {c} holds {k:?}, which it may not see (or is no longer subscribed to)", self.tick);
+                    panic!(
+                        "tick {}: client {c} holds {k:?}, which it may not see (or is no longer subscribed to)",
+                        self.tick
+                    );
                 };
-                assert_eq!(bytes, truth, "tick {}: client {c} holds stale bytes of {k:?}", self.tick);
+                assert_eq!(
+                    bytes, truth,
+                    "tick {}: client {c} holds stale bytes of {k:?}",
+                    self.tick
+                );
                 if let Some(d) = dist {
-                    assert!(*d <= leave + 1e-3, "tick {}: client {c} holds {k:?} at {d} > leave radius {leave}", self.tick);
+                    assert!(
+                        *d <= leave + 1e-3,
+                        "tick {}: client {c} holds {k:?} at {d} > leave radius {leave}",
+                        self.tick
+                    );
                     visible_far = visible_far.max(*d);
                     spatial_held += 1;
                 }
             }
-            assert!(spatial_held <= cap, "tick {}: client {c} holds {spatial_held} spatial rows > cap {cap}", self.tick);
+            assert!(
+                spatial_held <= cap,
+                "tick {}: client {c} holds {spatial_held} spatial rows > cap {cap}",
+                self.tick
+            );
             for (k, (_, dist)) in &admitted {
                 match dist {
-                    None => assert!(m.held.contains_key(k), "tick {}: client {c} misses {k:?}", self.tick),
+                    None => assert!(
+                        m.held.contains_key(k),
+                        "tick {}: client {c} misses {k:?}",
+                        self.tick
+                    ),
                     Some(d) if *d <= enter && !m.held.contains_key(k) => {
-                        assert!(spatial_held == cap, "tick {}: client {c} misses {k:?} at {d} (enter {enter}) with room", self.tick);
-                        assert!(*d + 1e-3 >= visible_far, "tick {}: client {c} misses {k:?} at {d} but holds a row at {visible_far}", self.tick);
+                        assert!(
+                            spatial_held == cap,
+                            "tick {}: client {c} misses {k:?} at {d} (enter {enter}) with room",
+                            self.tick
+                        );
+                        assert!(
+                            *d + 1e-3 >= visible_far,
+                            "tick {}: client {c} misses {k:?} at {d} but holds a row at {visible_far}",
+                            self.tick
+                        );
                     }
                     Some(_) => {}
                 }
@@ -447,7 +602,12 @@ fn run(seed: u64, config: InterestConfig, ticks: usize) -> Vec<String> {
         sim.check();
     }
     if std::env::var_os("LOCUS_INTEREST_STATS").is_some() {
-        let count = |p: &str| sim.transcript.iter().map(|l| l.matches(p).count()).sum::<usize>();
+        let count = |p: &str| {
+            sim.transcript
+                .iter()
+                .map(|l| l.matches(p).count())
+                .sum::<usize>()
+        };
         let held: usize = sim.clients.values().map(|c| c.held.len()).sum();
         std::io::Write::write_all(
             &mut std::io::stderr(),
@@ -513,9 +673,15 @@ fn a_byte_budget_defers_rows_and_every_client_catches_up() {
                 enter_radius: 100.0,
                 leave_radius: 110.0,
             };
-            sim.interest.handle_area(ClientId(c), Some(area.clone())).expect("area");
-            sim.interest.handle_subscribe(ClientId(c), UNIT, Filter::All).expect("subscribe");
-            sim.interest.handle_subscribe(ClientId(c), CHAT, Filter::All).expect("subscribe");
+            sim.interest
+                .handle_area(ClientId(c), Some(area.clone()))
+                .expect("area");
+            sim.interest
+                .handle_subscribe(ClientId(c), UNIT, Filter::All)
+                .expect("subscribe");
+            sim.interest
+                .handle_subscribe(ClientId(c), CHAT, Filter::All)
+                .expect("subscribe");
             let m = sim.clients.get_mut(&c).expect("client");
             m.area = Some(area);
             m.subs.insert(UNIT.0, Filter::All);
@@ -529,7 +695,9 @@ fn a_byte_budget_defers_rows_and_every_client_catches_up() {
             sim.tick(0, 0);
             let sent: usize = sim.transcript[before..]
                 .iter()
-                .map(|l| l.matches(" +").count() + l.matches(" ~").count() + l.matches(" -").count())
+                .map(|l| {
+                    l.matches(" +").count() + l.matches(" ~").count() + l.matches(" -").count()
+                })
                 .sum();
             quiet = if sent == 0 { quiet + 1 } else { 0 };
             idle += 1;
@@ -541,6 +709,74 @@ fn a_byte_budget_defers_rows_and_every_client_catches_up() {
         sim.check();
     }
     // The budget did spread the burst over several ticks.
-    assert!(caught_up_late >= 20, "only {caught_up_late} of 24 runs had deferred rows");
+    assert!(
+        caught_up_late >= 20,
+        "only {caught_up_late} of 24 runs had deferred rows"
+    );
 }
 
+/// A row moving back and forth between the enter and leave radii does not flicker: it enters within the enter
+/// radius, stays (as updates) until beyond the leave radius, and only then leaves.
+#[test]
+fn hysteresis_keeps_a_row_at_the_edge_from_flickering() {
+    let mut db = Database::default();
+    let defs = defs();
+    for d in &defs {
+        db.create_table(d.clone()).expect("create");
+    }
+    let mut interest = Interest::new(InterestConfig::default(), &db);
+    let client = ClientId(3);
+    interest.handle_connect(client, identity(3));
+    interest
+        .handle_subscribe(client, UNIT, Filter::All)
+        .expect("subscribe");
+    let area = Area {
+        center: Center::Fixed(Vec2::ZERO),
+        enter_radius: 10.0,
+        leave_radius: 15.0,
+    };
+    interest.handle_area(client, Some(area)).expect("area");
+    let row = |x: f32| {
+        codec::encode_row(
+            &defs[0].columns,
+            &[
+                Value::U64(1),
+                Value::Vec2(Vec2::new(x, 0.0)),
+                Value::U64(0),
+                Value::I64(1),
+            ],
+        )
+        .expect("row")
+    };
+    let mut tx = db.begin();
+    tx.insert(UNIT, &row(12.0)).expect("insert");
+    interest.handle_changeset(&tx.commit());
+    let mut seen = Vec::new();
+    for (t, x) in [12.0, 9.0, 12.0, 14.9, 9.5, 16.0, 12.0, 14.0, 9.9]
+        .into_iter()
+        .enumerate()
+    {
+        if t > 0 {
+            let mut tx = db.begin();
+            tx.update(UNIT, &row(x)).expect("update");
+            interest.handle_changeset(&tx.commit());
+        }
+        let deltas = interest.poll_tick(Tick(t as u64 + 1));
+        let d = deltas.get(client).expect("connected");
+        seen.push(match (d.inserts.len(), d.updates.len(), d.deletes.len()) {
+            (0, 0, 0) => "-",
+            (1, 0, 0) => "insert",
+            (0, 1, 0) => "update",
+            (0, 0, 1) => "delete",
+            _ => "several",
+        });
+    }
+    assert_eq!(
+        seen,
+        [
+            "-", "insert", "update", "update", "update", "delete", "-", "-", "insert"
+        ],
+        "positions 12 (outside enter), 9 (enters), 12, 14.9 (stays: within leave), 9.5, 16 (leaves), 12, 14 \
+         (outside enter: stays out), 9.9 (enters)"
+    );
+}
