@@ -10,11 +10,11 @@ use locus_types::Vec2;
 /// The coordinates of a cell.
 pub(crate) type Cell = (i32, i32);
 
-/// Items of type `u32` bucketed by cell.
+/// Items (`u32` ids, each with its point, kept inline so a query reads no other memory) bucketed by cell.
 #[derive(Debug)]
 pub(crate) struct Grid {
     size: f32,
-    cells: HashMap<Cell, Vec<u32>, FixedState>,
+    cells: HashMap<Cell, Vec<(u32, Vec2)>, FixedState>,
 }
 
 impl Grid {
@@ -33,13 +33,24 @@ impl Grid {
         )
     }
 
-    pub(crate) fn insert(&mut self, cell: Cell, item: u32) {
-        self.cells.entry(cell).or_default().push(item);
+    pub(crate) fn insert(&mut self, cell: Cell, item: u32, at: Vec2) {
+        self.cells.entry(cell).or_default().push((item, at));
+    }
+
+    /// Record that `item`, still in `cell`, is now at `at`.
+    pub(crate) fn set_point(&mut self, cell: Cell, item: u32, at: Vec2) {
+        if let Some(x) = self
+            .cells
+            .get_mut(&cell)
+            .and_then(|items| items.iter_mut().find(|x| x.0 == item))
+        {
+            x.1 = at;
+        }
     }
 
     pub(crate) fn remove(&mut self, cell: Cell, item: u32) {
         if let Some(items) = self.cells.get_mut(&cell) {
-            if let Some(i) = items.iter().position(|x| *x == item) {
+            if let Some(i) = items.iter().position(|x| x.0 == item) {
                 // `remove`, not `swap_remove`: keeps the cell's order a function of the operations alone.
                 items.remove(i);
             }
@@ -49,15 +60,16 @@ impl Grid {
         }
     }
 
-    /// Call `f` with the items of every cell that overlaps the square of half-side `radius` around `center`.
-    pub(crate) fn for_each_near(&self, center: Vec2, radius: f32, mut f: impl FnMut(u32)) {
+    /// Call `f` with the items (and their points) of every cell that overlaps the square of half-side `radius`
+    /// around `center`.
+    pub(crate) fn for_each_near(&self, center: Vec2, radius: f32, mut f: impl FnMut(u32, Vec2)) {
         let lo = self.cell(center - Vec2::splat(radius));
         let hi = self.cell(center + Vec2::splat(radius));
         for x in lo.0..=hi.0 {
             for y in lo.1..=hi.1 {
                 if let Some(items) = self.cells.get(&(x, y)) {
-                    for &item in items {
-                        f(item);
+                    for &(item, at) in items {
+                        f(item, at);
                     }
                 }
             }
@@ -80,16 +92,19 @@ mod tests {
             Vec2::new(35.0, 0.0),
         ];
         for (i, p) in points.iter().enumerate() {
-            g.insert(g.cell(*p), i as u32);
+            g.insert(g.cell(*p), i as u32, *p);
         }
         let mut seen = Vec::new();
-        g.for_each_near(Vec2::new(5.0, 5.0), 5.0, |i| seen.push(i));
+        g.for_each_near(Vec2::new(5.0, 5.0), 5.0, |i, at| {
+            assert_eq!(at, points[i as usize]);
+            seen.push(i);
+        });
         seen.sort_unstable();
         // The square [0, 10]² overlaps cells (0,0), (0,1), (1,0), (1,1): points 0, 1, 2.
         assert_eq!(seen, [0, 1, 2]);
         g.remove(g.cell(points[1]), 1);
         let mut seen = Vec::new();
-        g.for_each_near(Vec2::new(5.0, 5.0), 5.0, |i| seen.push(i));
+        g.for_each_near(Vec2::new(5.0, 5.0), 5.0, |i, _| seen.push(i));
         seen.sort_unstable();
         assert_eq!(seen, [0, 2]);
     }

@@ -181,22 +181,31 @@ struct Row {
     table: TableId,
     key: Value,
     bytes: Box<[u8]>,
-    pos: Vec2,
     owner: Option<Identity>,
     /// `(client, index in the client's view)` for every client that has the row in view.
     watchers: Vec<(u32, u32)>,
     /// Index in its table's `rows`.
     table_slot: u32,
+    alive: bool,
+}
+
+/// The fields of a row that every tick reads for many clients, packed apart from the rest (`Interest::hot`, same
+/// index as `Interest::rows`) so the per-client scans stay in cache.
+#[derive(Clone, Copy, Debug, Default)]
+struct Hot {
+    pos: Vec2,
     /// The poll sequence number of the tick that last changed it.
     changed: u64,
     /// Scratch mark for set differences.
     mark: u64,
-    alive: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     row: RowId,
+    /// The row's table, and whether it is spatial (kept here so scans of the view need not read the row).
+    table: TableId,
+    spatial: bool,
     /// The client has been sent the row.
     sent: bool,
     /// The row changed since it was sent.
@@ -247,6 +256,7 @@ pub struct Interest {
     config: InterestConfig,
     tables: Vec<TableInfo>,
     rows: Vec<Row>,
+    hot: Vec<Hot>,
     free: Vec<RowId>,
     index: HashMap<(TableId, Value), RowId, FixedState>,
     row_grid: Grid,
@@ -260,6 +270,8 @@ pub struct Interest {
     seq: u64,
     mark: u64,
     tick: Tick,
+    /// Each client's mode this tick, by client index (dense, for the per-watcher checks).
+    modes: Vec<Mode>,
     /// The largest enter radius of any client's area (how far around a changed row to look for clients).
     max_enter: f32,
     offsets: Vec<u32>,
@@ -279,6 +291,7 @@ impl Interest {
             config,
             tables: Vec::new(),
             rows: Vec::new(),
+            hot: Vec::new(),
             free: Vec::new(),
             index: HashMap::with_hasher(FixedState::with_seed(0x1a7e)),
             row_grid: Grid::new(config.cell_size),
@@ -291,6 +304,7 @@ impl Interest {
             mark: 0,
             tick: Tick(0),
             max_enter: 0.0,
+            modes: Vec::new(),
             offsets: Vec::new(),
             scratch: Vec::new(),
         };
@@ -351,9 +365,9 @@ impl Interest {
     }
 
     fn mark_changed(&mut self, id: RowId) {
-        let row = &mut self.rows[id.0 as usize];
-        if row.changed != self.seq {
-            row.changed = self.seq;
+        let hot = &mut self.hot[id.0 as usize];
+        if hot.changed != self.seq {
+            hot.changed = self.seq;
             self.changed.push(id);
         }
     }
@@ -365,27 +379,31 @@ impl Interest {
             table,
             key: key.clone(),
             bytes: bytes.into(),
-            pos,
             owner,
             watchers: Vec::new(),
             table_slot: info.rows.len() as u32,
+            alive: true,
+        };
+        let hot = Hot {
+            pos,
             changed: 0,
             mark: 0,
-            alive: true,
         };
         let id = match self.free.pop() {
             Some(id) => {
                 self.rows[id.0 as usize] = row;
+                self.hot[id.0 as usize] = hot;
                 id
             }
             None => {
                 self.rows.push(row);
+                self.hot.push(hot);
                 RowId(self.rows.len() as u32 - 1)
             }
         };
         info.rows.push(id);
         if info.spatial.is_some() {
-            self.row_grid.insert(self.row_grid.cell(pos), id.0);
+            self.row_grid.insert(self.row_grid.cell(pos), id.0, pos);
         }
         self.index.insert((table, key), id);
         self.mark_changed(id);
@@ -408,7 +426,7 @@ impl Interest {
                 };
                 let row = &mut self.rows[id.0 as usize];
                 row.alive = false;
-                let (pos, slot) = (row.pos, row.table_slot as usize);
+                let (pos, slot) = (self.hot[id.0 as usize].pos, row.table_slot as usize);
                 let info = &mut self.tables[tc.table.0 as usize];
                 info.rows.swap_remove(slot);
                 if let Some(moved) = info.rows.get(slot) {
@@ -425,19 +443,21 @@ impl Interest {
                     continue;
                 };
                 let row = &mut self.rows[id.0 as usize];
-                let old_cell = self.row_grid.cell(row.pos);
+                let old_cell = self.row_grid.cell(self.hot[id.0 as usize].pos);
                 if row.bytes.len() == update.new.len() {
                     row.bytes.copy_from_slice(&update.new);
                 } else {
                     row.bytes = update.new.clone();
                 }
                 row.owner = owner;
-                let old_pos = std::mem::replace(&mut row.pos, pos);
+                let old_pos = std::mem::replace(&mut self.hot[id.0 as usize].pos, pos);
                 if spatial && old_pos != pos {
                     let new_cell = self.row_grid.cell(pos);
-                    if new_cell != old_cell {
+                    if new_cell == old_cell {
+                        self.row_grid.set_point(old_cell, id.0, pos);
+                    } else {
                         self.row_grid.remove(old_cell, id.0);
-                        self.row_grid.insert(new_cell, id.0);
+                        self.row_grid.insert(new_cell, id.0, pos);
                     }
                 }
                 self.mark_changed(id);
@@ -660,6 +680,8 @@ impl Interest {
 
     fn update_centers(&mut self) {
         self.max_enter = 0.0;
+        self.modes.clear();
+        self.modes.resize(self.clients.len(), Mode::Still);
         for (ci, slot) in self.clients.iter_mut().enumerate() {
             let Some(c) = slot else { continue };
             if let Some(a) = &c.area {
@@ -671,7 +693,7 @@ impl Interest {
                 Some(Center::Follow { table, key }) => self
                     .index
                     .get(&(*table, key.clone()))
-                    .map(|id| self.rows[id.0 as usize].pos),
+                    .map(|id| self.hot[id.0 as usize].pos),
             };
             c.prev_center = c.center;
             c.center = center;
@@ -682,15 +704,21 @@ impl Interest {
             } else {
                 Mode::Still
             };
+            self.modes[ci] = c.mode;
             let cell = center.map(|p| self.client_grid.cell(p));
             if cell != c.cell {
                 if let Some(old) = c.cell {
                     self.client_grid.remove(old, ci as u32);
                 }
                 if let Some(new) = cell {
-                    self.client_grid.insert(new, ci as u32);
+                    self.client_grid
+                        .insert(new, ci as u32, center.expect("a cell has a center"));
                 }
                 c.cell = cell;
+            } else if let (Some(cell), Some(p)) = (cell, center)
+                && c.prev_center != center
+            {
+                self.client_grid.set_point(cell, ci as u32, p);
             }
         }
     }
@@ -716,6 +744,15 @@ impl Interest {
         }
     }
 
+    /// Whether every row of `table` is admitted for `c` without looking at the row: subscribed with no filter,
+    /// and no owner column.
+    fn admits_quick(tables: &[TableInfo], c: &Client, table: TableId) -> bool {
+        tables[table.0 as usize].owner.is_none()
+            && c.subs
+                .iter()
+                .any(|(t, f)| *t == table && matches!(f, Filter::All))
+    }
+
     fn rescan_tables(&mut self) {
         for ci in 0..self.clients.len() {
             let Some(c) = self.clients[ci].as_mut() else {
@@ -736,17 +773,14 @@ impl Interest {
                     }
                 }
                 for &id in &admitted {
-                    self.rows[id.0 as usize].mark = mark;
+                    self.hot[id.0 as usize].mark = mark;
                 }
                 // Leave: view rows of the table no longer admitted.
                 let c = self.clients[ci].as_ref().expect("connected");
                 let leaving: Vec<RowId> = c
                     .view
                     .iter()
-                    .filter(|e| {
-                        let row = &self.rows[e.row.0 as usize];
-                        row.table == table && row.mark != mark
-                    })
+                    .filter(|e| e.table == table && self.hot[e.row.0 as usize].mark != mark)
                     .map(|e| e.row)
                     .collect();
                 for id in leaving {
@@ -772,8 +806,12 @@ impl Interest {
     fn add_view(&mut self, c: u32, row: RowId) {
         let client = self.clients[c as usize].as_mut().expect("connected");
         let slot = client.view.len() as u32;
+        let table = self.rows[row.0 as usize].table;
+        let spatial = self.tables[table.0 as usize].spatial.is_some();
         client.view.push(Entry {
             row,
+            table,
+            spatial,
             sent: false,
             dirty: false,
             queued: true,
@@ -781,7 +819,7 @@ impl Interest {
         });
         client.touched.push(row);
         let r = &mut self.rows[row.0 as usize];
-        if self.tables[r.table.0 as usize].spatial.is_some() {
+        if spatial {
             client.spatial += 1;
         }
         r.watchers.push((c, slot));
@@ -838,11 +876,15 @@ impl Interest {
                 }
                 continue;
             }
-            // Watchers: leave, or an update.
+            // Watchers: leave, or an update. Of a spatial row, only clients standing still: the others go over
+            // their own view this tick (`moved_clients`, `full_clients`).
             let mut i = self.rows[id.0 as usize].watchers.len();
             while i > 0 {
                 i -= 1;
                 let (w, slot) = self.rows[id.0 as usize].watchers[i];
+                if spatial && self.modes[w as usize] != Mode::Still {
+                    continue;
+                }
                 let c = self.clients[w as usize].as_ref().expect("connected");
                 let row = &self.rows[id.0 as usize];
                 let stays = Self::admits(&self.tables, &mut self.offsets, c, row)
@@ -850,7 +892,8 @@ impl Interest {
                         || c.mode == Mode::Full
                         || match (c.center, &c.area) {
                             (Some(center), Some(a)) => {
-                                dist2(center, row.pos) <= a.leave_radius * a.leave_radius
+                                dist2(center, self.hot[id.0 as usize].pos)
+                                    <= a.leave_radius * a.leave_radius
                             }
                             _ => false,
                         });
@@ -866,10 +909,10 @@ impl Interest {
                 if !any_still {
                     continue;
                 }
-                let pos = self.rows[id.0 as usize].pos;
+                let pos = self.hot[id.0 as usize].pos;
                 let mut candidates = Vec::new();
                 self.client_grid
-                    .for_each_near(pos, self.max_enter, |w| candidates.push(w));
+                    .for_each_near(pos, self.max_enter, |w, _| candidates.push(w));
                 for w in candidates {
                     let c = self.clients[w as usize].as_ref().expect("connected");
                     if c.mode != Mode::Still {
@@ -879,7 +922,7 @@ impl Interest {
                         continue;
                     };
                     let row = &self.rows[id.0 as usize];
-                    if dist2(center, row.pos) <= a.enter_radius * a.enter_radius
+                    if dist2(center, self.hot[id.0 as usize].pos) <= a.enter_radius * a.enter_radius
                         && self.watcher(id, w).is_none()
                         && Self::admits(&self.tables, &mut self.offsets, c, row)
                     {
@@ -932,38 +975,58 @@ impl Interest {
                     continue;
                 }
             };
-            // Leave: unchanged spatial rows now beyond the leave radius (changed ones were checked already).
+            // The spatial rows in view: leave beyond the leave radius (or when no longer admitted), an update if
+            // changed; the rest are marked, so the enter scan below knows them without a search.
+            self.mark += 1;
+            let mark = self.mark;
             let mut slot = c.view.len();
             while slot > 0 {
                 slot -= 1;
                 let c = self.clients[ci].as_ref().expect("connected");
-                let Some(e) = c.view.get(slot) else { continue };
-                let row = &self.rows[e.row.0 as usize];
-                if row.changed != seq
-                    && self.tables[row.table.0 as usize].spatial.is_some()
-                    && dist2(center, row.pos) > leave2
-                {
+                let Some(&e) = c.view.get(slot) else { continue };
+                if !e.spatial {
+                    continue;
+                }
+                let hot = self.hot[e.row.0 as usize];
+                let leaves = dist2(center, hot.pos) > leave2
+                    || (hot.changed == seq
+                        && !Self::admits_quick(&self.tables, c, e.table)
+                        && !Self::admits(
+                            &self.tables,
+                            &mut self.offsets,
+                            c,
+                            &self.rows[e.row.0 as usize],
+                        ));
+                if leaves {
                     self.remove_view(ci as u32, e.row);
+                } else {
+                    self.hot[e.row.0 as usize].mark = mark;
+                    if hot.changed == seq {
+                        let c = self.clients[ci].as_mut().expect("connected");
+                        Self::mark_dirty(c, slot as u32);
+                    }
                 }
             }
             // Enter: rows now within the enter radius. An unchanged row that was within it of the previous center
             // is in view already (invariant 3; a capped client is recomputed in full instead).
             let radius = enter2.sqrt();
             near.clear();
-            self.row_grid
-                .for_each_near(center, radius, |id| near.push(RowId(id)));
+            self.row_grid.for_each_near(center, radius, |id, at| {
+                if dist2(center, at) <= enter2 {
+                    near.push(RowId(id));
+                }
+            });
             for &id in &near {
-                let row = &self.rows[id.0 as usize];
-                if dist2(center, row.pos) > enter2 {
+                let hot = self.hot[id.0 as usize];
+                if hot.mark == mark {
                     continue;
                 }
-                if row.changed != seq && prev.is_some_and(|p| dist2(p, row.pos) <= enter2) {
+                if hot.changed != seq && prev.is_some_and(|p| dist2(p, hot.pos) <= enter2) {
                     continue;
                 }
                 let c = self.clients[ci].as_ref().expect("connected");
-                if self.watcher(id, ci as u32).is_none()
-                    && Self::admits(&self.tables, &mut self.offsets, c, row)
-                {
+                let row = &self.rows[id.0 as usize];
+                if Self::admits(&self.tables, &mut self.offsets, c, row) {
                     self.add_view(ci as u32, id);
                 }
             }
@@ -1013,12 +1076,15 @@ impl Interest {
             let mut candidates = std::mem::take(&mut self.scratch);
             candidates.clear();
             let mut near = Vec::new();
-            self.row_grid
-                .for_each_near(center, leave, |id| near.push(RowId(id)));
+            self.row_grid.for_each_near(center, leave, |id, at| {
+                if dist2(center, at) <= leave2 {
+                    near.push(RowId(id));
+                }
+            });
             let c = self.clients[ci].as_ref().expect("connected");
             for id in near {
                 let row = &self.rows[id.0 as usize];
-                let d = dist2(center, row.pos);
+                let d = dist2(center, self.hot[id.0 as usize].pos);
                 if d > leave2 {
                     continue;
                 }
@@ -1038,16 +1104,13 @@ impl Interest {
             self.mark += 1;
             let mark = self.mark;
             for &(_, id) in &candidates {
-                self.rows[id.0 as usize].mark = mark;
+                self.hot[id.0 as usize].mark = mark;
             }
             let c = self.clients[ci].as_ref().expect("connected");
             let leaving: Vec<RowId> = c
                 .view
                 .iter()
-                .filter(|e| {
-                    let row = &self.rows[e.row.0 as usize];
-                    self.tables[row.table.0 as usize].spatial.is_some() && row.mark != mark
-                })
+                .filter(|e| e.spatial && self.hot[e.row.0 as usize].mark != mark)
                 .map(|e| e.row)
                 .collect();
             for id in leaving {
@@ -1058,7 +1121,15 @@ impl Interest {
                     self.add_view(ci as u32, id);
                 }
             }
-            self.clients[ci].as_mut().expect("connected").capped = capped;
+            // Rows that stayed and changed: an update (their watchers were left to this pass).
+            let c = self.clients[ci].as_mut().expect("connected");
+            for slot in 0..c.view.len() {
+                let e = c.view[slot];
+                if e.spatial && self.hot[e.row.0 as usize].changed == self.seq {
+                    Self::mark_dirty(c, slot as u32);
+                }
+            }
+            c.capped = capped;
             self.scratch = candidates;
         }
     }
@@ -1078,12 +1149,8 @@ impl Interest {
             let mut spatial: Vec<(f32, RowId)> = c
                 .view
                 .iter()
-                .filter_map(|e| {
-                    let row = &self.rows[e.row.0 as usize];
-                    self.tables[row.table.0 as usize]
-                        .spatial
-                        .map(|_| (dist2(center, row.pos), e.row))
-                })
+                .filter(|e| e.spatial)
+                .map(|e| (dist2(center, self.hot[e.row.0 as usize].pos), e.row))
                 .collect();
             spatial.select_nth_unstable_by(max, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             for &(_, id) in &spatial[max..] {
@@ -1100,6 +1167,25 @@ impl Interest {
             let Some(c) = self.clients[ci].as_mut() else {
                 continue;
             };
+            if budget.is_none() && c.touched.len() * 8 >= c.view.len() {
+                // Most of the view is queued: walk the view itself instead of looking each row up.
+                for e in &mut c.view {
+                    if !e.queued {
+                        continue;
+                    }
+                    e.queued = false;
+                    if !e.sent {
+                        e.sent = true;
+                        e.dirty = false;
+                        c.out.inserts.push(e.row);
+                    } else if e.dirty {
+                        e.dirty = false;
+                        c.out.updates.push(e.row);
+                    }
+                }
+                c.touched.clear();
+                continue;
+            }
             let mut queue = std::mem::take(&mut c.touched);
             queue.append(&mut c.pending);
             // Resolve each queued row to its view slot; rows that left the view are dropped.
@@ -1136,9 +1222,9 @@ impl Interest {
                     for &(slot, id) in &items {
                         let row = &self.rows[id.0 as usize];
                         let near = match (c.center, self.tables[row.table.0 as usize].spatial) {
-                            (Some(center), Some(_)) => {
-                                (1.0 - (center - row.pos).length() / enter).clamp(0.0, 1.0)
-                            }
+                            (Some(center), Some(_)) => (1.0
+                                - (center - self.hot[id.0 as usize].pos).length() / enter)
+                                .clamp(0.0, 1.0),
                             _ => 1.0,
                         };
                         let e = &mut c.view[slot as usize];
