@@ -665,10 +665,14 @@ impl Interest {
         self.update_centers();
         self.rescan_tables();
         self.changed_rows();
-        self.moved_clients();
-        self.full_clients();
-        self.enforce_cap();
-        self.output();
+        // Client by client, so each client's view is still in cache from one step to the next.
+        for ci in 0..self.clients.len() {
+            let one = ci..ci + 1;
+            self.moved_clients(one.clone());
+            self.full_clients(one.clone());
+            self.enforce_cap(one.clone());
+            self.output(one);
+        }
         for id in std::mem::take(&mut self.changed) {
             if !self.rows[id.0 as usize].alive {
                 self.tombstones.push(id);
@@ -878,7 +882,11 @@ impl Interest {
             }
             // Watchers: leave, or an update. Of a spatial row, only clients standing still: the others go over
             // their own view this tick (`moved_clients`, `full_clients`).
-            let mut i = self.rows[id.0 as usize].watchers.len();
+            let mut i = if spatial && !any_still {
+                0
+            } else {
+                self.rows[id.0 as usize].watchers.len()
+            };
             while i > 0 {
                 i -= 1;
                 let (w, slot) = self.rows[id.0 as usize].watchers[i];
@@ -952,10 +960,10 @@ impl Interest {
         self.changed = changed;
     }
 
-    fn moved_clients(&mut self) {
+    fn moved_clients(&mut self, clients: std::ops::Range<usize>) {
         let seq = self.seq;
         let mut near = Vec::new();
-        for ci in 0..self.clients.len() {
+        for ci in clients.clone() {
             let Some(c) = self.clients[ci].as_ref() else {
                 continue;
             };
@@ -1049,9 +1057,9 @@ impl Interest {
         }
     }
 
-    fn full_clients(&mut self) {
+    fn full_clients(&mut self, clients: std::ops::Range<usize>) {
         let max = self.config.max_visible;
-        for ci in 0..self.clients.len() {
+        for ci in clients.clone() {
             let Some(c) = self.clients[ci].as_mut() else {
                 continue;
             };
@@ -1136,9 +1144,9 @@ impl Interest {
 
     /// Clients over the cap after this tick's enters: keep the nearest, and recompute them in full until the
     /// crowd thins.
-    fn enforce_cap(&mut self) {
+    fn enforce_cap(&mut self, clients: std::ops::Range<usize>) {
         let max = self.config.max_visible;
-        for ci in 0..self.clients.len() {
+        for ci in clients.clone() {
             let Some(c) = self.clients[ci].as_ref() else {
                 continue;
             };
@@ -1160,10 +1168,10 @@ impl Interest {
         }
     }
 
-    fn output(&mut self) {
+    fn output(&mut self, clients: std::ops::Range<usize>) {
         let budget = self.config.byte_budget;
         let overhead = self.config.row_overhead;
-        for ci in 0..self.clients.len() {
+        for ci in clients.clone() {
             let Some(c) = self.clients[ci].as_mut() else {
                 continue;
             };
