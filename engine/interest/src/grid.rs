@@ -60,6 +60,22 @@ impl Grid {
         }
     }
 
+    /// How many cells around a point's cell a square of half-side `radius` can reach.
+    pub(crate) fn reach(&self, radius: f32) -> i32 {
+        (radius / self.size).ceil() as i32
+    }
+
+    /// Append the items of the `(2 reach + 1)²` cells centred on `cell` to `out`.
+    pub(crate) fn gather_block(&self, cell: Cell, reach: i32, out: &mut Vec<(u32, Vec2)>) {
+        for x in cell.0.saturating_sub(reach)..=cell.0.saturating_add(reach) {
+            for y in cell.1.saturating_sub(reach)..=cell.1.saturating_add(reach) {
+                if let Some(items) = self.cells.get(&(x, y)) {
+                    out.extend_from_slice(items);
+                }
+            }
+        }
+    }
+
     /// Call `f` with the items (and their points) of every cell that overlaps the square of half-side `radius`
     /// around `center`.
     pub(crate) fn for_each_near(&self, center: Vec2, radius: f32, mut f: impl FnMut(u32, Vec2)) {

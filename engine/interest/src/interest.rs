@@ -232,6 +232,8 @@ struct Client {
     area: Option<Area>,
     center: Option<Vec2>,
     prev_center: Option<Vec2>,
+    /// The row its area follows, as last resolved (re-resolved by key once that row is deleted).
+    followed: Option<RowId>,
     cell: Option<Cell>,
     subs: Vec<(TableId, Filter)>,
     /// The spatial view must be recomputed (area or spatial subscriptions changed).
@@ -270,6 +272,11 @@ pub struct Interest {
     seq: u64,
     mark: u64,
     tick: Tick,
+    /// Rows of the block of cells around `gather_key` (scratch of `moved_clients`).
+    gathered: Vec<(u32, Vec2)>,
+    gather_key: Option<(Cell, i32)>,
+    /// Clients in grid-cell order (scratch of `poll_tick`).
+    order: Vec<(Option<Cell>, u32)>,
     /// Each client's mode this tick, by client index (dense, for the per-watcher checks).
     modes: Vec<Mode>,
     /// The largest enter radius of any client's area (how far around a changed row to look for clients).
@@ -305,6 +312,9 @@ impl Interest {
             tick: Tick(0),
             max_enter: 0.0,
             modes: Vec::new(),
+            order: Vec::new(),
+            gathered: Vec::new(),
+            gather_key: None,
             offsets: Vec::new(),
             scratch: Vec::new(),
         };
@@ -487,6 +497,7 @@ impl Interest {
             area: None,
             center: None,
             prev_center: None,
+            followed: None,
             cell: None,
             subs: Vec::new(),
             full: true,
@@ -564,6 +575,7 @@ impl Interest {
             .client_mut(client)
             .ok_or(AreaError::NoSuchClient(client))?;
         c.area = area;
+        c.followed = None;
         c.full = true;
         Ok(())
     }
@@ -665,14 +677,27 @@ impl Interest {
         self.update_centers();
         self.rescan_tables();
         self.changed_rows();
-        // Client by client, so each client's view is still in cache from one step to the next.
-        for ci in 0..self.clients.len() {
+        // Client by client, so each client's view is still in cache from one step to the next; and in the order
+        // of their grid cells, so neighbours, who see mostly the same rows, come one after the other.
+        let mut order = std::mem::take(&mut self.order);
+        order.clear();
+        order.extend(
+            self.clients
+                .iter()
+                .enumerate()
+                .filter_map(|(i, c)| c.as_ref().map(|c| (c.cell, i as u32))),
+        );
+        order.sort_unstable();
+        for &(_, ci) in &order {
+            let ci = ci as usize;
             let one = ci..ci + 1;
             self.moved_clients(one.clone());
             self.full_clients(one.clone());
             self.enforce_cap(one.clone());
             self.output(one);
         }
+        self.order = order;
+        self.gather_key = None;
         for id in std::mem::take(&mut self.changed) {
             if !self.rows[id.0 as usize].alive {
                 self.tombstones.push(id);
@@ -694,10 +719,12 @@ impl Interest {
             let center = match c.area.as_ref().map(|a| &a.center) {
                 None => None,
                 Some(Center::Fixed(p)) => Some(*p),
-                Some(Center::Follow { table, key }) => self
-                    .index
-                    .get(&(*table, key.clone()))
-                    .map(|id| self.hot[id.0 as usize].pos),
+                Some(Center::Follow { table, key }) => {
+                    // The followed row, looked up by key only when the cached id is gone.
+                    let cached = c.followed.filter(|id| self.rows[id.0 as usize].alive);
+                    c.followed = cached.or_else(|| self.index.get(&(*table, key.clone())).copied());
+                    c.followed.map(|id| self.hot[id.0 as usize].pos)
+                }
             };
             c.prev_center = c.center;
             c.center = center;
@@ -837,6 +864,10 @@ impl Interest {
         let client = self.clients[c as usize].as_mut().expect("connected");
         let entry = client.view.swap_remove(slot as usize);
         if entry.sent {
+            // An update already emitted this tick (an eviction after it) would follow the delete: drop it.
+            if let Some(i) = client.out.updates.iter().rposition(|r| *r == row) {
+                client.out.updates.remove(i);
+            }
             client.out.deletes.push(row);
         }
         if spatial {
@@ -962,6 +993,7 @@ impl Interest {
 
     fn moved_clients(&mut self, clients: std::ops::Range<usize>) {
         let seq = self.seq;
+        let unlimited = self.config.byte_budget.is_none();
         let mut near = Vec::new();
         for ci in clients.clone() {
             let Some(c) = self.clients[ci].as_ref() else {
@@ -1011,19 +1043,35 @@ impl Interest {
                     self.hot[e.row.0 as usize].mark = mark;
                     if hot.changed == seq {
                         let c = self.clients[ci].as_mut().expect("connected");
-                        Self::mark_dirty(c, slot as u32);
+                        if unlimited && e.sent && !e.queued {
+                            // Nothing can defer it: straight into the delta.
+                            c.out.updates.push(e.row);
+                        } else {
+                            Self::mark_dirty(c, slot as u32);
+                        }
                     }
                 }
             }
             // Enter: rows now within the enter radius. An unchanged row that was within it of the previous center
             // is in view already (invariant 3; a capped client is recomputed in full instead).
-            let radius = enter2.sqrt();
+            // The rows of the cells around the client's cell, gathered once for every client in that cell (they
+            // come one after the other: `poll_tick` goes through clients in cell order).
+            let key = (
+                self.row_grid.cell(center),
+                self.row_grid.reach(enter2.sqrt()),
+            );
+            if self.gather_key != Some(key) {
+                self.gathered.clear();
+                self.row_grid.gather_block(key.0, key.1, &mut self.gathered);
+                self.gather_key = Some(key);
+            }
             near.clear();
-            self.row_grid.for_each_near(center, radius, |id, at| {
-                if dist2(center, at) <= enter2 {
-                    near.push(RowId(id));
-                }
-            });
+            near.extend(
+                self.gathered
+                    .iter()
+                    .filter(|(_, at)| dist2(center, *at) <= enter2)
+                    .map(|(id, _)| RowId(*id)),
+            );
             for &id in &near {
                 let hot = self.hot[id.0 as usize];
                 if hot.mark == mark {
