@@ -260,7 +260,7 @@ pub struct Interest {
     rows: Vec<Row>,
     hot: Vec<Hot>,
     free: Vec<RowId>,
-    index: HashMap<(TableId, Value), RowId, FixedState>,
+    index: KeyIndex,
     row_grid: Grid,
     client_grid: Grid,
     clients: Vec<Option<Client>>,
@@ -285,6 +285,60 @@ pub struct Interest {
     scratch: Vec<(f32, RowId)>,
 }
 
+/// Rows by table and primary key. Integer keys (the common case) live in a compact map of `u64`s, so the lookup
+/// of every changed row touches little memory; other keys in a general map.
+#[derive(Debug)]
+struct KeyIndex {
+    ints: HashMap<(TableId, u64), RowId, FixedState>,
+    others: HashMap<(TableId, Value), RowId, FixedState>,
+}
+
+impl Default for KeyIndex {
+    fn default() -> Self {
+        KeyIndex {
+            ints: HashMap::with_hasher(FixedState::with_seed(0x1a7e)),
+            others: HashMap::with_hasher(FixedState::with_seed(0x1a7f)),
+        }
+    }
+}
+
+impl KeyIndex {
+    /// The integer form of a key (a column has one type, so the cast of an `I64` cannot collide with a `U64`).
+    fn int(key: &Value) -> Option<u64> {
+        match key {
+            Value::U64(v) => Some(*v),
+            Value::I64(v) => Some(*v as u64),
+            Value::Timestamp(t) => Some(t.0),
+            _ => None,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.ints.len() + self.others.len()
+    }
+
+    fn get(&self, table: TableId, key: &Value) -> Option<RowId> {
+        match Self::int(key) {
+            Some(k) => self.ints.get(&(table, k)).copied(),
+            None => self.others.get(&(table, key.clone())).copied(),
+        }
+    }
+
+    fn insert(&mut self, table: TableId, key: Value, id: RowId) {
+        match Self::int(&key) {
+            Some(k) => self.ints.insert((table, k), id),
+            None => self.others.insert((table, key), id),
+        };
+    }
+
+    fn remove(&mut self, table: TableId, key: &Value) -> Option<RowId> {
+        match Self::int(key) {
+            Some(k) => self.ints.remove(&(table, k)),
+            None => self.others.remove(&(table, key.clone())),
+        }
+    }
+}
+
 fn dist2(a: Vec2, b: Vec2) -> f32 {
     (a - b).length_squared()
 }
@@ -300,7 +354,7 @@ impl Interest {
             rows: Vec::new(),
             hot: Vec::new(),
             free: Vec::new(),
-            index: HashMap::with_hasher(FixedState::with_seed(0x1a7e)),
+            index: KeyIndex::default(),
             row_grid: Grid::new(config.cell_size),
             client_grid: Grid::new(config.cell_size),
             clients: Vec::new(),
@@ -415,7 +469,7 @@ impl Interest {
         if info.spatial.is_some() {
             self.row_grid.insert(self.row_grid.cell(pos), id.0, pos);
         }
-        self.index.insert((table, key), id);
+        self.index.insert(table, key, id);
         self.mark_changed(id);
     }
 
@@ -431,7 +485,7 @@ impl Interest {
             let spatial = info.spatial.is_some();
             for old in &tc.deletes {
                 let (key, _, _) = self.parse(tc.table, old);
-                let Some(id) = self.index.remove(&(tc.table, key)) else {
+                let Some(id) = self.index.remove(tc.table, &key) else {
                     continue;
                 };
                 let row = &mut self.rows[id.0 as usize];
@@ -449,7 +503,7 @@ impl Interest {
             }
             for update in &tc.updates {
                 let (key, pos, owner) = self.parse(tc.table, &update.new);
-                let Some(&id) = self.index.get(&(tc.table, key)) else {
+                let Some(id) = self.index.get(tc.table, &key) else {
                     continue;
                 };
                 let row = &mut self.rows[id.0 as usize];
@@ -722,7 +776,7 @@ impl Interest {
                 Some(Center::Follow { table, key }) => {
                     // The followed row, looked up by key only when the cached id is gone.
                     let cached = c.followed.filter(|id| self.rows[id.0 as usize].alive);
-                    c.followed = cached.or_else(|| self.index.get(&(*table, key.clone())).copied());
+                    c.followed = cached.or_else(|| self.index.get(*table, key));
                     c.followed.map(|id| self.hot[id.0 as usize].pos)
                 }
             };
