@@ -241,7 +241,6 @@ struct Client {
     /// Non-spatial tables whose view rows must be recomputed (subscription changed).
     rescan: Vec<TableId>,
     capped: bool,
-    mode: Mode,
     view: Vec<Entry>,
     spatial: usize,
     touched: Vec<RowId>,
@@ -275,6 +274,8 @@ pub struct Interest {
     /// Rows of the block of cells around `gather_key` (scratch of `moved_clients`).
     gathered: Vec<(u32, Vec2)>,
     gather_key: Option<(Cell, i32)>,
+    /// Clients that may take a changed row into view (scratch of `changed_rows`).
+    candidates: Vec<u32>,
     /// Clients in grid-cell order (scratch of `poll_tick`).
     order: Vec<(Option<Cell>, u32)>,
     /// Each client's mode this tick, by client index (dense, for the per-watcher checks).
@@ -367,6 +368,7 @@ impl Interest {
             max_enter: 0.0,
             modes: Vec::new(),
             order: Vec::new(),
+            candidates: Vec::new(),
             gathered: Vec::new(),
             gather_key: None,
             offsets: Vec::new(),
@@ -557,7 +559,6 @@ impl Interest {
             full: true,
             rescan: Vec::new(),
             capped: false,
-            mode: Mode::Full,
             view: Vec::new(),
             spatial: 0,
             touched: Vec::new(),
@@ -782,14 +783,13 @@ impl Interest {
             };
             c.prev_center = c.center;
             c.center = center;
-            c.mode = if c.full || c.capped {
+            self.modes[ci] = if c.full || c.capped {
                 Mode::Full
             } else if c.center != c.prev_center {
                 Mode::Moved
             } else {
                 Mode::Still
             };
-            self.modes[ci] = c.mode;
             let cell = center.map(|p| self.client_grid.cell(p));
             if cell != c.cell {
                 if let Some(old) = c.cell {
@@ -949,11 +949,12 @@ impl Interest {
 
     fn changed_rows(&mut self) {
         let changed = std::mem::take(&mut self.changed);
+        let mut candidates = std::mem::take(&mut self.candidates);
         let any_still = self
             .clients
             .iter()
-            .flatten()
-            .any(|c| c.mode == Mode::Still && c.center.is_some());
+            .zip(&self.modes)
+            .any(|(c, m)| *m == Mode::Still && c.as_ref().is_some_and(|c| c.center.is_some()));
         for &id in &changed {
             let table = self.rows[id.0 as usize].table;
             let info = &self.tables[table.0 as usize];
@@ -982,7 +983,6 @@ impl Interest {
                 let row = &self.rows[id.0 as usize];
                 let stays = Self::admits(&self.tables, &mut self.offsets, c, row)
                     && (!spatial
-                        || c.mode == Mode::Full
                         || match (c.center, &c.area) {
                             (Some(center), Some(a)) => {
                                 dist2(center, self.hot[id.0 as usize].pos)
@@ -1003,14 +1003,15 @@ impl Interest {
                     continue;
                 }
                 let pos = self.hot[id.0 as usize].pos;
-                let mut candidates = Vec::new();
-                self.client_grid
-                    .for_each_near(pos, self.max_enter, |w, _| candidates.push(w));
-                for w in candidates {
-                    let c = self.clients[w as usize].as_ref().expect("connected");
-                    if c.mode != Mode::Still {
-                        continue;
+                candidates.clear();
+                let modes = &self.modes;
+                self.client_grid.for_each_near(pos, self.max_enter, |w, _| {
+                    if modes[w as usize] == Mode::Still {
+                        candidates.push(w);
                     }
+                });
+                for &w in &candidates {
+                    let c = self.clients[w as usize].as_ref().expect("connected");
                     let (Some(center), Some(a)) = (c.center, &c.area) else {
                         continue;
                     };
@@ -1024,12 +1025,15 @@ impl Interest {
                 }
             } else {
                 let owner = self.rows[id.0 as usize].owner;
-                let candidates: Vec<u32> = match (has_owner_column, owner) {
-                    (true, Some(o)) => self.by_identity.get(&o).cloned().unwrap_or_default(),
-                    (true, None) => Vec::new(),
-                    (false, _) => self.tables[table.0 as usize].subscribers.clone(),
-                };
-                for w in candidates {
+                candidates.clear();
+                match (has_owner_column, owner) {
+                    (true, Some(o)) => {
+                        candidates.extend(self.by_identity.get(&o).into_iter().flatten());
+                    }
+                    (true, None) => {}
+                    (false, _) => candidates.extend(&self.tables[table.0 as usize].subscribers),
+                }
+                for &w in &candidates {
                     let Some(c) = self.clients[w as usize].as_ref() else {
                         continue;
                     };
@@ -1043,6 +1047,7 @@ impl Interest {
             }
         }
         self.changed = changed;
+        self.candidates = candidates;
     }
 
     fn moved_clients(&mut self, clients: std::ops::Range<usize>) {
@@ -1053,7 +1058,7 @@ impl Interest {
             let Some(c) = self.clients[ci].as_ref() else {
                 continue;
             };
-            if c.mode != Mode::Moved {
+            if self.modes[ci] != Mode::Moved {
                 continue;
             }
             let (center, enter2, leave2, prev) = match (c.center, &c.area) {
@@ -1165,7 +1170,7 @@ impl Interest {
             let Some(c) = self.clients[ci].as_mut() else {
                 continue;
             };
-            if c.mode != Mode::Full {
+            if self.modes[ci] != Mode::Full {
                 continue;
             }
             c.full = false;

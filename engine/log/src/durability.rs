@@ -25,7 +25,7 @@ use tracing::warn;
 
 use crate::error::{DurabilityError, SnapshotError};
 use crate::format::{EncodedRecord, EncodedSnapshot};
-use crate::log::{Log, SyncPolicy};
+use crate::log::{Log, LogConfig, SyncPolicy};
 
 enum Command {
     Append(EncodedRecord),
@@ -148,8 +148,7 @@ pub struct Durability {
     /// The last tick handed over (record or snapshot).
     last_tick: Tick,
     last_snapshot: Option<Tick>,
-    every_ticks: Option<u64>,
-    every_bytes: Option<u64>,
+    config: LogConfig,
 }
 
 impl Durability {
@@ -180,8 +179,7 @@ impl Durability {
             thread: Some(thread),
             last_tick,
             last_snapshot,
-            every_ticks: config.snapshot_every_ticks,
-            every_bytes: config.snapshot_every_bytes,
+            config,
         }
     }
 
@@ -247,12 +245,8 @@ impl Durability {
     /// Whether a snapshot is due at `tick` (by [`LogConfig`](crate::LogConfig) ticks or bytes).
     #[must_use]
     pub fn snapshot_due(&self, tick: Tick) -> bool {
-        let since = self.last_snapshot.map_or(0, |t| t.0);
-        self.every_ticks
-            .is_some_and(|n| tick.0.saturating_sub(since) >= n)
-            || self
-                .every_bytes
-                .is_some_and(|n| self.shared.bytes_since_snapshot.load(Ordering::Relaxed) >= n)
+        let bytes = self.shared.bytes_since_snapshot.load(Ordering::Relaxed);
+        self.config.snapshot_due(self.last_snapshot, tick, bytes)
     }
 
     /// Hand over a snapshot, written after every record handed over before it.

@@ -63,6 +63,16 @@ pub struct LogConfig {
     pub queue: usize,
 }
 
+impl LogConfig {
+    /// Whether a snapshot is due at `tick`, the last one having been at `last` with `bytes` of log written since.
+    pub(crate) fn snapshot_due(&self, last: Option<Tick>, tick: Tick, bytes: u64) -> bool {
+        let since = last.map_or(0, |t| t.0);
+        self.snapshot_every_ticks
+            .is_some_and(|n| tick.0.saturating_sub(since) >= n)
+            || self.snapshot_every_bytes.is_some_and(|n| bytes >= n)
+    }
+}
+
 impl Default for LogConfig {
     fn default() -> Self {
         LogConfig {
@@ -500,14 +510,11 @@ impl Log {
     /// Whether the configured snapshot interval (ticks or bytes) has passed at tick `tick`.
     #[must_use]
     pub fn snapshot_due(&self, tick: Tick) -> bool {
-        let since = self.snapshots.last().map_or(0, |t| t.0);
-        self.config
-            .snapshot_every_ticks
-            .is_some_and(|n| tick.0.saturating_sub(since) >= n)
-            || self
-                .config
-                .snapshot_every_bytes
-                .is_some_and(|n| self.bytes_since_snapshot >= n)
+        self.config.snapshot_due(
+            self.snapshots.last().copied(),
+            tick,
+            self.bytes_since_snapshot,
+        )
     }
 
     fn check_stopped(&self) -> Result<(), IoFailure> {

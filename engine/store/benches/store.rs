@@ -38,6 +38,10 @@ use rand_chacha::ChaCha8Rng;
 use rstar::RTree;
 use rstar::primitives::GeomWithData;
 
+#[path = "../../bench_cli.rs"]
+mod bench_cli;
+use bench_cli::{filter_arg, wanted};
+
 // ---------------------------------------------------------------------------------------------------------------
 // Counting global allocator
 // ---------------------------------------------------------------------------------------------------------------
@@ -861,59 +865,13 @@ fn memory_report(report: &mut Vec<String>) {
 // main
 // ---------------------------------------------------------------------------------------------------------------
 
-/// The benchmark filter (criterion's positional argument), if any.
-fn filter_arg(args: &[String]) -> Option<&str> {
-    const WITH_VALUE: &[&str] = &[
-        "-c",
-        "--color",
-        "-s",
-        "--save-baseline",
-        "-b",
-        "--baseline",
-        "--baseline-lenient",
-        "--load-baseline",
-        "--format",
-        "--profile-time",
-        "--sample-size",
-        "--warm-up-time",
-        "--measurement-time",
-        "--nresamples",
-        "--noise-threshold",
-        "--confidence-level",
-        "--significance-level",
-        "--plotting-backend",
-        "--output-format",
-    ];
-    let mut it = args.iter().skip(1);
-    while let Some(a) = it.next() {
-        if WITH_VALUE.contains(&a.as_str()) {
-            it.next();
-        } else if !a.starts_with('-') {
-            return Some(a);
-        }
-    }
-    None
-}
-
-/// Whether a benchmark group may pass the filter: no filter, a regex (then let criterion decide), or a plain
-/// substring of one of its benchmark ids.
-fn wanted(filter: Option<&str>, ids: &[&str]) -> bool {
-    match filter {
-        None => true,
-        Some(f) if f.chars().any(|c| "\\.*+?()[]{}|^$".contains(c)) => true,
-        Some(f) => ids.iter().any(|id| id.contains(f)),
-    }
-}
-
 fn main() {
     if let Ok(which) = std::env::var(MEMORY_CHILD_ENV) {
         memory_child(&which);
         return;
     }
     let args: Vec<String> = std::env::args().collect();
-    let has = |flag: &str| args.iter().any(|a| a == flag);
-    // `cargo bench` passes `--bench`; without it criterion runs each benchmark once as a test.
-    let measuring = has("--bench") && !has("--test") && !has("--list");
+    let measuring = bench_cli::measuring(&args);
     let filter = filter_arg(&args);
     let (rows, warm_rounds) = if measuring { (ROWS, 12) } else { (5_000, 2) };
     let mut report = Vec::new();
