@@ -2,6 +2,9 @@
 //!
 //! Cells are kept in a hash map, so the world needs no bounds; the map uses a fixed-seed hasher and each cell is
 //! a `Vec`, so the order of a query's results depends only on the order of the operations (determinism).
+//!
+//! Items are small dense ids (row ids, client indices): the grid remembers each item's index in its cell, so
+//! moving an item within its cell or out of it costs no search of the cell.
 
 use foldhash::fast::FixedState;
 use hashbrown::HashMap;
@@ -15,6 +18,8 @@ pub(crate) type Cell = (i32, i32);
 pub(crate) struct Grid {
     size: f32,
     cells: HashMap<Cell, Vec<(u32, Vec2)>, FixedState>,
+    /// `slot[item]`: the item's index in its cell (meaningless for items not in the grid).
+    slot: Vec<u32>,
 }
 
 impl Grid {
@@ -22,6 +27,7 @@ impl Grid {
         Grid {
             size,
             cells: HashMap::with_hasher(FixedState::with_seed(0x10c05)),
+            slot: Vec::new(),
         }
     }
 
@@ -33,30 +39,36 @@ impl Grid {
         )
     }
 
+    /// Add `item` (not in the grid) at `at`, in `cell`.
     pub(crate) fn insert(&mut self, cell: Cell, item: u32, at: Vec2) {
-        self.cells.entry(cell).or_default().push((item, at));
-    }
-
-    /// Record that `item`, still in `cell`, is now at `at`.
-    pub(crate) fn set_point(&mut self, cell: Cell, item: u32, at: Vec2) {
-        if let Some(x) = self
-            .cells
-            .get_mut(&cell)
-            .and_then(|items| items.iter_mut().find(|x| x.0 == item))
-        {
-            x.1 = at;
+        let items = self.cells.entry(cell).or_default();
+        let i = item as usize;
+        if self.slot.len() <= i {
+            self.slot.resize((i + 1).max(self.slot.len() * 2), 0);
         }
+        self.slot[i] = items.len() as u32;
+        items.push((item, at));
     }
 
+    /// Record that `item`, in `cell`, is now at `at` (still in that cell).
+    pub(crate) fn set_point(&mut self, cell: Cell, item: u32, at: Vec2) {
+        let i = self.slot[item as usize] as usize;
+        let items = self.cells.get_mut(&cell).expect("the item is in this cell");
+        debug_assert_eq!(items[i].0, item, "the grid's slots are consistent");
+        items[i].1 = at;
+    }
+
+    /// Take `item` out of `cell`.
     pub(crate) fn remove(&mut self, cell: Cell, item: u32) {
-        if let Some(items) = self.cells.get_mut(&cell) {
-            if let Some(i) = items.iter().position(|x| x.0 == item) {
-                // `remove`, not `swap_remove`: keeps the cell's order a function of the operations alone.
-                items.remove(i);
-            }
-            if items.is_empty() {
-                self.cells.remove(&cell);
-            }
+        let items = self.cells.get_mut(&cell).expect("the item is in this cell");
+        let i = self.slot[item as usize] as usize;
+        debug_assert_eq!(items[i].0, item, "the grid's slots are consistent");
+        items.swap_remove(i);
+        if let Some(&(moved, _)) = items.get(i) {
+            self.slot[moved as usize] = i as u32;
+        }
+        if items.is_empty() {
+            self.cells.remove(&cell);
         }
     }
 

@@ -39,6 +39,7 @@ use locus_types::{ColumnDef, ColumnId, Identity, TableAccess, TableId, Tick, Val
 
 use crate::error::{AreaError, SubscribeError};
 use crate::grid::{Cell, Grid};
+use crate::prefetch::prefetch;
 
 /// A connected client, numbered by the caller (the server's session id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -170,6 +171,8 @@ struct TableInfo {
     pk: ColumnId,
     spatial: Option<ColumnId>,
     owner: Option<ColumnId>,
+    /// How many leading columns hold the key, position and owner (all that `parse` reads).
+    needed: usize,
     rows: Vec<RowId>,
     /// Clients subscribed to this table (non-spatial tables without an owner column: the candidates for a changed
     /// row).
@@ -200,20 +203,44 @@ struct Hot {
     mark: u64,
 }
 
+/// One row in a client's view: 8 bytes, so a client's whole view is a few cache lines.
 #[derive(Clone, Copy, Debug)]
 struct Entry {
     row: RowId,
-    /// The row's table, and whether it is spatial (kept here so scans of the view need not read the row).
-    table: TableId,
+    /// The row's table (kept here so scans of the view need not read the row; `Interest::new` takes at most
+    /// [`MAX_TABLES`] tables).
+    table: u16,
+    /// Whether the table is spatial.
     spatial: bool,
-    /// The client has been sent the row.
-    sent: bool,
-    /// The row changed since it was sent.
-    dirty: bool,
-    /// The row is in the client's `touched` or `pending` list.
-    queued: bool,
-    /// Accumulated priority while pending under a byte budget.
-    priority: f32,
+    /// [`SENT`], [`DIRTY`] and [`QUEUED`].
+    flags: u8,
+}
+
+/// Entry flag: the client has been sent the row.
+const SENT: u8 = 1;
+/// Entry flag: the row changed since it was sent.
+const DIRTY: u8 = 2;
+/// Entry flag: the row is in the client's `touched` or `pending` list.
+const QUEUED: u8 = 4;
+/// Tables past this many are not mirrored (a view entry names its table in 16 bits).
+const MAX_TABLES: usize = 1 << 16;
+
+impl Entry {
+    fn has(self, flag: u8) -> bool {
+        self.flags & flag != 0
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        if on {
+            self.flags |= flag;
+        } else {
+            self.flags &= !flag;
+        }
+    }
+
+    fn table(self) -> TableId {
+        TableId(u32::from(self.table))
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -236,12 +263,16 @@ struct Client {
     followed: Option<RowId>,
     cell: Option<Cell>,
     subs: Vec<(TableId, Filter)>,
+    /// Bit `t` set: every row of table `t < 64` is admitted (see `admits_quick`), kept in step with `subs`.
+    quick: u64,
     /// The spatial view must be recomputed (area or spatial subscriptions changed).
     full: bool,
     /// Non-spatial tables whose view rows must be recomputed (subscription changed).
     rescan: Vec<TableId>,
     capped: bool,
     view: Vec<Entry>,
+    /// Accumulated priority of each view entry (same index) while pending under a byte budget.
+    priority: Vec<f32>,
     spatial: usize,
     touched: Vec<RowId>,
     pending: Vec<RowId>,
@@ -274,6 +305,8 @@ pub struct Interest {
     /// Rows of the block of cells around `gather_key` (scratch of `moved_clients`).
     gathered: Vec<(u32, Vec2)>,
     gather_key: Option<(Cell, i32)>,
+    /// Gathered rows within a client's enter radius (scratch of `moved_clients`).
+    near: Vec<RowId>,
     /// Clients that may take a changed row into view (scratch of `changed_rows`).
     candidates: Vec<u32>,
     /// Clients in grid-cell order (scratch of `poll_tick`).
@@ -286,19 +319,29 @@ pub struct Interest {
     scratch: Vec<(f32, RowId)>,
 }
 
-/// Rows by table and primary key. Integer keys (the common case) live in a compact map of `u64`s, so the lookup
-/// of every changed row touches little memory; other keys in a general map.
+/// Rows by table and primary key.
+///
+/// Integer keys (the common case, and nearly always `auto_inc`, so dense) live per table in a plain vector indexed
+/// by the key while keys stay below twice the mirrored row count plus 1024; other integers in a compact map of
+/// `u64`s; other keys in a general map. The lookup of every changed row so touches 4 bytes a row, not a hash table.
 #[derive(Debug)]
 struct KeyIndex {
+    /// Per table: `dense[key]` is the row, or [`NO_ROW`].
+    dense: Vec<Vec<u32>>,
     ints: HashMap<(TableId, u64), RowId, FixedState>,
     others: HashMap<(TableId, Value), RowId, FixedState>,
+    len: usize,
 }
+
+const NO_ROW: u32 = u32::MAX;
 
 impl Default for KeyIndex {
     fn default() -> Self {
         KeyIndex {
+            dense: Vec::new(),
             ints: HashMap::with_hasher(FixedState::with_seed(0x1a7e)),
             others: HashMap::with_hasher(FixedState::with_seed(0x1a7f)),
+            len: 0,
         }
     }
 }
@@ -315,28 +358,63 @@ impl KeyIndex {
     }
 
     fn len(&self) -> usize {
-        self.ints.len() + self.others.len()
+        self.len
+    }
+
+    fn dense_slot(&self, table: TableId, k: u64) -> Option<u32> {
+        let slot = *self
+            .dense
+            .get(table.0 as usize)?
+            .get(usize::try_from(k).ok()?)?;
+        (slot != NO_ROW).then_some(slot)
     }
 
     fn get(&self, table: TableId, key: &Value) -> Option<RowId> {
         match Self::int(key) {
-            Some(k) => self.ints.get(&(table, k)).copied(),
+            Some(k) => self
+                .dense_slot(table, k)
+                .map(RowId)
+                .or_else(|| self.ints.get(&(table, k)).copied()),
             None => self.others.get(&(table, key.clone())).copied(),
         }
     }
 
     fn insert(&mut self, table: TableId, key: Value, id: RowId) {
-        match Self::int(&key) {
-            Some(k) => self.ints.insert((table, k), id),
-            None => self.others.insert((table, key), id),
+        self.len += 1;
+        let Some(k) = Self::int(&key) else {
+            self.others.insert((table, key), id);
+            return;
         };
+        let t = table.0 as usize;
+        if self.dense.len() <= t {
+            self.dense.resize_with(t + 1, Vec::new);
+        }
+        let dense = &mut self.dense[t];
+        let limit = 2 * self.len as u64 + 1024;
+        if k < dense.len() as u64 || k < limit {
+            let k = k as usize;
+            if dense.len() <= k {
+                dense.resize((k + 1).max(dense.len() * 2), NO_ROW);
+            }
+            dense[k] = id.0;
+        } else {
+            self.ints.insert((table, k), id);
+        }
     }
 
     fn remove(&mut self, table: TableId, key: &Value) -> Option<RowId> {
-        match Self::int(key) {
-            Some(k) => self.ints.remove(&(table, k)),
+        let removed = match Self::int(key) {
+            Some(k) => match self.dense_slot(table, k) {
+                Some(id) => {
+                    self.dense[table.0 as usize][k as usize] = NO_ROW;
+                    Some(RowId(id))
+                }
+                None => self.ints.remove(&(table, k)),
+            },
             None => self.others.remove(&(table, key.clone())),
-        }
+        };
+        self.len -= usize::from(removed.is_some());
+        removed
     }
 }
 
@@ -371,10 +449,11 @@ impl Interest {
             candidates: Vec::new(),
             gathered: Vec::new(),
             gather_key: None,
+            near: Vec::new(),
             offsets: Vec::new(),
             scratch: Vec::new(),
         };
-        for table in db.tables() {
+        for table in db.tables().take(MAX_TABLES) {
             let def = table.def();
             interest.tables.push(TableInfo {
                 public: def.access == TableAccess::Public,
@@ -382,6 +461,12 @@ impl Interest {
                 pk: def.primary_key,
                 spatial: def.spatial_column(),
                 owner: def.owner,
+                needed: [Some(def.primary_key), def.spatial_column(), def.owner]
+                    .into_iter()
+                    .flatten()
+                    .map(|c| c.index() + 1)
+                    .max()
+                    .unwrap_or(0),
                 rows: Vec::new(),
                 subscribers: Vec::new(),
             });
@@ -412,7 +497,8 @@ impl Interest {
     /// Decode what the stage needs of a row: key, position, owner.
     fn parse(&mut self, table: TableId, bytes: &[u8]) -> (Value, Vec2, Option<Identity>) {
         let info = &self.tables[table.0 as usize];
-        codec::validate_row(&info.columns, bytes, &mut self.offsets)
+        // Committed rows are valid: read only as far as the last column needed.
+        codec::locate_columns(&info.columns, bytes, info.needed, &mut self.offsets)
             .expect("committed rows are valid");
         let col = |c: ColumnId| {
             &bytes[self.offsets[c.index()] as usize..self.offsets[c.index() + 1] as usize]
@@ -556,10 +642,12 @@ impl Interest {
             followed: None,
             cell: None,
             subs: Vec::new(),
+            quick: 0,
             full: true,
             rescan: Vec::new(),
             capped: false,
             view: Vec::new(),
+            priority: Vec::new(),
             spatial: 0,
             touched: Vec::new(),
             pending: Vec::new(),
@@ -685,6 +773,7 @@ impl Interest {
                 self.tables[table.0 as usize].subscribers.push(client.0);
             }
         }
+        c.quick = Self::quick_mask(&self.tables, &c.subs);
         if spatial {
             c.full = true;
         } else if !c.rescan.contains(&table) {
@@ -699,7 +788,11 @@ impl Interest {
             .tables
             .get(table.0 as usize)
             .is_some_and(|t| t.spatial.is_some());
-        let Some(c) = self.client_mut(client) else {
+        let Some(c) = self
+            .clients
+            .get_mut(client.0 as usize)
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         let before = c.subs.len();
@@ -707,6 +800,7 @@ impl Interest {
         if c.subs.len() == before {
             return;
         }
+        c.quick = Self::quick_mask(&self.tables, &c.subs);
         if spatial {
             c.full = true;
         } else if !c.rescan.contains(&table) {
@@ -743,7 +837,8 @@ impl Interest {
                 .filter_map(|(i, c)| c.as_ref().map(|c| (c.cell, i as u32))),
         );
         order.sort_unstable();
-        for &(_, ci) in &order {
+        for (k, &(_, ci)) in order.iter().enumerate() {
+            self.prefetch_ahead(&order, k);
             let ci = ci as usize;
             let one = ci..ci + 1;
             self.moved_clients(one.clone());
@@ -760,6 +855,29 @@ impl Interest {
         }
         self.seq += 1;
         Deltas { interest: self }
+    }
+
+    /// Start loading what the clients after the `k`-th in `order` will read: three ahead, the client itself; two
+    /// ahead, its view (its address is in the client, loaded one step before); one ahead, the hot fields of its
+    /// view's rows (listed in the view, loaded one step before).
+    fn prefetch_ahead(&self, order: &[(Option<Cell>, u32)], k: usize) {
+        if let Some(&(_, ci)) = order.get(k + 3) {
+            prefetch(&raw const self.clients[ci as usize]);
+        }
+        if let Some(&(_, ci)) = order.get(k + 2)
+            && let Some(c) = &self.clients[ci as usize]
+        {
+            for line in c.view.chunks(64 / size_of::<Entry>()) {
+                prefetch(line.as_ptr());
+            }
+        }
+        if let Some(&(_, ci)) = order.get(k + 1)
+            && let Some(c) = &self.clients[ci as usize]
+        {
+            for e in &c.view {
+                prefetch(&raw const self.hot[e.row.0 as usize]);
+            }
+        }
     }
 
     fn update_centers(&mut self) {
@@ -832,10 +950,22 @@ impl Interest {
     /// Whether every row of `table` is admitted for `c` without looking at the row: subscribed with no filter,
     /// and no owner column.
     fn admits_quick(tables: &[TableInfo], c: &Client, table: TableId) -> bool {
+        if table.0 < 64 {
+            return c.quick & (1 << table.0) != 0;
+        }
         tables[table.0 as usize].owner.is_none()
             && c.subs
                 .iter()
                 .any(|(t, f)| *t == table && matches!(f, Filter::All))
+    }
+
+    /// `Client::quick` for subscriptions `subs`.
+    fn quick_mask(tables: &[TableInfo], subs: &[(TableId, Filter)]) -> u64 {
+        subs.iter()
+            .filter(|(t, f)| {
+                t.0 < 64 && matches!(f, Filter::All) && tables[t.0 as usize].owner.is_none()
+            })
+            .fold(0, |mask, (t, _)| mask | 1 << t.0)
     }
 
     fn rescan_tables(&mut self) {
@@ -865,7 +995,7 @@ impl Interest {
                 let leaving: Vec<RowId> = c
                     .view
                     .iter()
-                    .filter(|e| e.table == table && self.hot[e.row.0 as usize].mark != mark)
+                    .filter(|e| e.table() == table && self.hot[e.row.0 as usize].mark != mark)
                     .map(|e| e.row)
                     .collect();
                 for id in leaving {
@@ -895,13 +1025,11 @@ impl Interest {
         let spatial = self.tables[table.0 as usize].spatial.is_some();
         client.view.push(Entry {
             row,
-            table,
+            table: table.0 as u16,
             spatial,
-            sent: false,
-            dirty: false,
-            queued: true,
-            priority: 0.0,
+            flags: QUEUED,
         });
+        client.priority.push(0.0);
         client.touched.push(row);
         let r = &mut self.rows[row.0 as usize];
         if spatial {
@@ -917,7 +1045,8 @@ impl Interest {
         let spatial = self.tables[r.table.0 as usize].spatial.is_some();
         let client = self.clients[c as usize].as_mut().expect("connected");
         let entry = client.view.swap_remove(slot as usize);
-        if entry.sent {
+        client.priority.swap_remove(slot as usize);
+        if entry.has(SENT) {
             // An update already emitted this tick (an eviction after it) would follow the delete: drop it.
             if let Some(i) = client.out.updates.iter().rposition(|r| *r == row) {
                 client.out.updates.remove(i);
@@ -940,9 +1069,9 @@ impl Interest {
 
     fn mark_dirty(client: &mut Client, slot: u32) {
         let e = &mut client.view[slot as usize];
-        e.dirty = true;
-        if !e.queued {
-            e.queued = true;
+        e.set(DIRTY, true);
+        if !e.has(QUEUED) {
+            e.set(QUEUED, true);
             client.touched.push(e.row);
         }
     }
@@ -1053,7 +1182,7 @@ impl Interest {
     fn moved_clients(&mut self, clients: std::ops::Range<usize>) {
         let seq = self.seq;
         let unlimited = self.config.byte_budget.is_none();
-        let mut near = Vec::new();
+        let mut near = std::mem::take(&mut self.near);
         for ci in clients.clone() {
             let Some(c) = self.clients[ci].as_ref() else {
                 continue;
@@ -1078,18 +1207,20 @@ impl Interest {
             // changed; the rest are marked, so the enter scan below knows them without a search.
             self.mark += 1;
             let mark = self.mark;
-            let mut slot = c.view.len();
-            while slot > 0 {
-                slot -= 1;
+            // Forward (the order the hardware prefetches in); a removal swaps the last entry into `slot`, which is
+            // then looked at next.
+            let mut slot = 0;
+            loop {
                 let c = self.clients[ci].as_ref().expect("connected");
-                let Some(&e) = c.view.get(slot) else { continue };
+                let Some(&e) = c.view.get(slot) else { break };
                 if !e.spatial {
+                    slot += 1;
                     continue;
                 }
                 let hot = self.hot[e.row.0 as usize];
                 let leaves = dist2(center, hot.pos) > leave2
                     || (hot.changed == seq
-                        && !Self::admits_quick(&self.tables, c, e.table)
+                        && !Self::admits_quick(&self.tables, c, e.table())
                         && !Self::admits(
                             &self.tables,
                             &mut self.offsets,
@@ -1102,13 +1233,14 @@ impl Interest {
                     self.hot[e.row.0 as usize].mark = mark;
                     if hot.changed == seq {
                         let c = self.clients[ci].as_mut().expect("connected");
-                        if unlimited && e.sent && !e.queued {
+                        if unlimited && e.flags & (SENT | QUEUED) == SENT {
                             // Nothing can defer it: straight into the delta.
                             c.out.updates.push(e.row);
                         } else {
                             Self::mark_dirty(c, slot as u32);
                         }
                     }
+                    slot += 1;
                 }
             }
             // Enter: rows now within the enter radius. An unchanged row that was within it of the previous center
@@ -1146,6 +1278,7 @@ impl Interest {
                 }
             }
         }
+        self.near = near;
     }
 
     fn drop_spatial(&mut self, ci: u32) {
@@ -1285,18 +1418,15 @@ impl Interest {
             if budget.is_none() && c.touched.len() * 8 >= c.view.len() {
                 // Most of the view is queued: walk the view itself instead of looking each row up.
                 for e in &mut c.view {
-                    if !e.queued {
+                    if !e.has(QUEUED) {
                         continue;
                     }
-                    e.queued = false;
-                    if !e.sent {
-                        e.sent = true;
-                        e.dirty = false;
+                    if !e.has(SENT) {
                         c.out.inserts.push(e.row);
-                    } else if e.dirty {
-                        e.dirty = false;
+                    } else if e.has(DIRTY) {
                         c.out.updates.push(e.row);
                     }
+                    e.flags = SENT;
                 }
                 c.touched.clear();
                 continue;
@@ -1320,15 +1450,12 @@ impl Interest {
                 None => {
                     for (slot, id) in items {
                         let e = &mut c.view[slot as usize];
-                        e.queued = false;
-                        if !e.sent {
-                            e.sent = true;
-                            e.dirty = false;
+                        if !e.has(SENT) {
                             c.out.inserts.push(id);
-                        } else if e.dirty {
-                            e.dirty = false;
+                        } else if e.has(DIRTY) {
                             c.out.updates.push(id);
                         }
+                        e.flags = SENT;
                     }
                 }
                 Some(budget) => {
@@ -1342,12 +1469,12 @@ impl Interest {
                                 .clamp(0.0, 1.0),
                             _ => 1.0,
                         };
-                        let e = &mut c.view[slot as usize];
-                        e.priority += 1.0 + near + if e.sent { 0.0 } else { 1.0 };
+                        let sent = c.view[slot as usize].has(SENT);
+                        c.priority[slot as usize] += 1.0 + near + if sent { 0.0 } else { 1.0 };
                     }
                     items.sort_by(|a, b| {
-                        let pa = c.view[a.0 as usize].priority;
-                        let pb = c.view[b.0 as usize].priority;
+                        let pa = c.priority[a.0 as usize];
+                        let pb = c.priority[b.0 as usize];
                         pb.total_cmp(&pa).then(a.1.cmp(&b.1))
                     });
                     let mut spent = c.out.deletes.len() * 2 * overhead;
@@ -1355,23 +1482,21 @@ impl Interest {
                     for (slot, id) in items {
                         let size = self.rows[id.0 as usize].bytes.len() + overhead;
                         let e = &mut c.view[slot as usize];
-                        if !e.sent || e.dirty {
+                        if e.flags & (SENT | DIRTY) != SENT {
                             if sent_any && spent + size > budget {
                                 c.pending.push(id);
                                 continue;
                             }
                             spent += size;
                             sent_any = true;
-                            if e.sent {
+                            if e.has(SENT) {
                                 c.out.updates.push(id);
                             } else {
                                 c.out.inserts.push(id);
                             }
-                            e.sent = true;
-                            e.dirty = false;
                         }
-                        e.queued = false;
-                        e.priority = 0.0;
+                        e.flags = SENT;
+                        c.priority[slot as usize] = 0.0;
                     }
                 }
             }

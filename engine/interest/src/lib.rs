@@ -44,6 +44,7 @@
 mod error;
 mod grid;
 mod interest;
+mod prefetch;
 
 pub use error::{AreaError, SubscribeError};
 pub use interest::{

@@ -157,6 +157,32 @@ pub fn validate_row(
     Ok(())
 }
 
+/// Locate the first `count` columns of a row already known to be valid (e.g. committed), reading no further.
+///
+/// On success `offsets` holds `count + 1` entries: column `i < count` has bytes `offsets[i]..offsets[i + 1]`. The
+/// columns read are checked as [`validate_row`] checks them; the rest of the row is not looked at, so this does not
+/// tell a valid row from one that goes wrong after column `count - 1`.
+///
+/// # Errors
+///
+/// A [`RowError`] naming the first of those columns that is wrong.
+pub fn locate_columns(
+    columns: &[ColumnDef],
+    row: &[u8],
+    count: usize,
+    offsets: &mut Vec<u32>,
+) -> Result<(), RowError> {
+    offsets.clear();
+    let mut cur = Cursor { buf: row, pos: 0 };
+    read_header(&mut cur, columns.len())?;
+    for col in &columns[..count.min(columns.len())] {
+        offsets.push(cur.pos as u32);
+        read_value(&mut cur, &col.ty, col, false)?;
+    }
+    offsets.push(cur.pos as u32);
+    Ok(())
+}
+
 /// Decode a whole row into one [`Value`] per column.
 ///
 /// # Errors
@@ -694,6 +720,19 @@ mod tests {
         assert_eq!(values[5], Value::Null);
         let pos = &bytes[offsets[2] as usize..offsets[3] as usize];
         assert_eq!(read_vec2(pos), Some(Vec2::new(1.5, -2.25)));
+        // The first three columns, located without reading the rest: the same offsets.
+        let mut prefix = Vec::new();
+        locate_columns(&def.columns, &bytes, 3, &mut prefix).unwrap();
+        assert_eq!(prefix, offsets[..4]);
+        assert!(
+            locate_columns(
+                &def.columns,
+                &bytes[..offsets[2] as usize + 3],
+                3,
+                &mut prefix
+            )
+            .is_err()
+        );
         assert_eq!(decode_value(&def.columns[2], pos).unwrap(), values[2]);
         // Re-encoding the decoded values gives back the same bytes.
         assert_eq!(encode_row(&def.columns, &values).unwrap(), bytes);
