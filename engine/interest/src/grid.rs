@@ -13,6 +13,43 @@ use locus_types::Vec2;
 /// The coordinates of a cell.
 pub(crate) type Cell = (i32, i32);
 
+/// How many points [`Block::within`] tests at once.
+const LANES: usize = 8;
+
+/// The items of a block of cells, coordinates apart (so distance tests run several points at a time), in the
+/// order of the cells' lists.
+#[derive(Debug, Default)]
+pub(crate) struct Block {
+    ids: Vec<u32>,
+    /// Padded to a multiple of [`LANES`] with points at infinity.
+    xs: Vec<f32>,
+    ys: Vec<f32>,
+}
+
+impl Block {
+    /// Append to `out`, in block order, the items whose squared distance to `center` is at most `r2` (computed as
+    /// `dx * dx + dy * dy`, the same arithmetic as `Vec2::length_squared`).
+    pub(crate) fn within(&self, center: Vec2, r2: f32, out: &mut Vec<u32>) {
+        for (k, (xs, ys)) in self
+            .xs
+            .chunks_exact(LANES)
+            .zip(self.ys.chunks_exact(LANES))
+            .enumerate()
+        {
+            let mut hits = 0u32;
+            for j in 0..LANES {
+                let (dx, dy) = (xs[j] - center.x, ys[j] - center.y);
+                hits |= u32::from(dx * dx + dy * dy <= r2) << j;
+            }
+            while hits != 0 {
+                let j = hits.trailing_zeros() as usize;
+                out.push(self.ids[k * LANES + j]);
+                hits &= hits - 1;
+            }
+        }
+    }
+}
+
 /// Items (`u32` ids, each with its point, kept inline so a query reads no other memory) bucketed by cell.
 #[derive(Debug)]
 pub(crate) struct Grid {
@@ -77,14 +114,26 @@ impl Grid {
         (radius / self.size).ceil() as i32
     }
 
-    /// Append the items of the `(2 reach + 1)²` cells centred on `cell` to `out`.
-    pub(crate) fn gather_block(&self, cell: Cell, reach: i32, out: &mut Vec<(u32, Vec2)>) {
+    /// Replace `block` with the items of the `(2 reach + 1)²` cells centred on `cell`.
+    pub(crate) fn gather_block(&self, cell: Cell, reach: i32, block: &mut Block) {
+        block.ids.clear();
+        block.xs.clear();
+        block.ys.clear();
         for x in cell.0.saturating_sub(reach)..=cell.0.saturating_add(reach) {
             for y in cell.1.saturating_sub(reach)..=cell.1.saturating_add(reach) {
                 if let Some(items) = self.cells.get(&(x, y)) {
-                    out.extend_from_slice(items);
+                    for &(id, at) in items {
+                        block.ids.push(id);
+                        block.xs.push(at.x);
+                        block.ys.push(at.y);
+                    }
                 }
             }
+        }
+        // Pad to whole lanes with points infinitely far away (never within any radius).
+        while block.xs.len() % LANES != 0 {
+            block.xs.push(f32::INFINITY);
+            block.ys.push(f32::INFINITY);
         }
     }
 

@@ -38,7 +38,7 @@ use locus_store::{Changeset, Database};
 use locus_types::{ColumnDef, ColumnId, Identity, TableAccess, TableId, Tick, Value, Vec2, codec};
 
 use crate::error::{AreaError, SubscribeError};
-use crate::grid::{Cell, Grid};
+use crate::grid::{Block, Cell, Grid};
 use crate::prefetch::prefetch;
 
 /// A connected client, numbered by the caller (the server's session id).
@@ -303,10 +303,10 @@ pub struct Interest {
     mark: u64,
     tick: Tick,
     /// Rows of the block of cells around `gather_key` (scratch of `moved_clients`).
-    gathered: Vec<(u32, Vec2)>,
+    gathered: Block,
     gather_key: Option<(Cell, i32)>,
     /// Gathered rows within a client's enter radius (scratch of `moved_clients`).
-    near: Vec<RowId>,
+    near: Vec<u32>,
     /// Clients that may take a changed row into view (scratch of `changed_rows`).
     candidates: Vec<u32>,
     /// Clients in grid-cell order (scratch of `poll_tick`).
@@ -447,7 +447,7 @@ impl Interest {
             modes: Vec::new(),
             order: Vec::new(),
             candidates: Vec::new(),
-            gathered: Vec::new(),
+            gathered: Block::default(),
             gather_key: None,
             near: Vec::new(),
             offsets: Vec::new(),
@@ -1252,18 +1252,13 @@ impl Interest {
                 self.row_grid.reach(enter2.sqrt()),
             );
             if self.gather_key != Some(key) {
-                self.gathered.clear();
                 self.row_grid.gather_block(key.0, key.1, &mut self.gathered);
                 self.gather_key = Some(key);
             }
             near.clear();
-            near.extend(
-                self.gathered
-                    .iter()
-                    .filter(|(_, at)| dist2(center, *at) <= enter2)
-                    .map(|(id, _)| RowId(*id)),
-            );
+            self.gathered.within(center, enter2, &mut near);
             for &id in &near {
+                let id = RowId(id);
                 let hot = self.hot[id.0 as usize];
                 if hot.mark == mark {
                     continue;
