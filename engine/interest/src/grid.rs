@@ -131,7 +131,7 @@ impl Grid {
             }
         }
         // Pad to whole lanes with points infinitely far away (never within any radius).
-        while block.xs.len() % LANES != 0 {
+        while !block.xs.len().is_multiple_of(LANES) {
             block.xs.push(f32::INFINITY);
             block.ys.push(f32::INFINITY);
         }
