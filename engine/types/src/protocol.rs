@@ -1,0 +1,562 @@
+//! The client protocol, version 1: the messages between a client and the server, and how they are framed.
+//!
+//! `engine/docs/protocol.md` is the contract (written so a client in another language can be built from it
+//! alone); this module is its Rust form, shared by the server (`locus-server`) and the client SDK
+//! (`locus-client`).
+//!
+//! - A connection is one QUIC connection; the client opens **one bidirectional stream** and every message in both
+//!   directions travels on it, in order.
+//! - A **frame** is a 4-byte big-endian length followed by that many bytes: one MessagePack value, a
+//!   [`ClientMessage`] or a [`ServerMessage`] as `rmp_serde::to_vec` writes it (an enum is a one-entry map from the
+//!   variant name to the array of its fields; a unit variant is its name as a string; a struct is an array of its
+//!   fields in order).
+//! - Rows travel as the bytes of the one row encoding ([`crate::codec`]) inside a MessagePack `bin`, never
+//!   re-encoded.
+//!
+//! Invariant: [`decode_frame`] accepts exactly the frames [`encode_frame`] can write for messages within the size
+//! limit, and decoding an encoded message gives the message back.
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::{Identity, ReducerDef, TableDef, TableId};
+
+/// The protocol version this code speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Largest frame payload a client may send (bytes after the length prefix). A larger length prefix closes the
+/// connection with [`ErrorCode::FrameTooLarge`].
+pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
+
+/// Largest frame payload the server sends. A tick's rows for one client that would exceed it are split over
+/// several `Tick` frames of the same tick.
+pub const MAX_SERVER_FRAME: usize = 4 * 1024 * 1024;
+
+/// Length of the frame prefix.
+pub const FRAME_PREFIX: usize = 4;
+
+/// A client's secret: presented in `Hello`, it restores the identity it was issued with. 32 random bytes; the
+/// server keeps only a hash (the identity is `SHA-256("locus identity v1" ‖ token)`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Token(#[serde(with = "serde_bytes")] pub [u8; 32]);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a secret by accident.
+        f.write_str("Token(…)")
+    }
+}
+
+impl Token {
+    /// The token as 64 lowercase hex digits (how clients store it).
+    #[must_use]
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Parse 64 hex digits (surrounding whitespace ignored).
+    #[must_use]
+    pub fn from_hex(s: &str) -> Option<Token> {
+        let s = s.trim();
+        if s.len() != 64 || !s.is_ascii() {
+            return None;
+        }
+        let mut out = [0; 32];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(Token(out))
+    }
+}
+
+/// A message from a client.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ClientMessage {
+    /// The first message, exactly once. `versions`: the protocol versions the client speaks; the server picks the
+    /// highest it also speaks. `token`: a token from an earlier `Welcome` to restore that identity, or none for a
+    /// new identity.
+    Hello {
+        /// Protocol versions the client speaks.
+        versions: Vec<u16>,
+        /// The client's token, if it has one.
+        token: Option<Token>,
+    },
+    /// Call a client reducer. Answered by one [`ServerMessage::Result`] with the same `request` id.
+    Call {
+        /// Chosen by the client, echoed in the result.
+        request: u32,
+        /// The reducer's name.
+        reducer: String,
+        /// The arguments: one MessagePack array, one element per parameter.
+        #[serde(with = "serde_bytes")]
+        args: Vec<u8>,
+    },
+    /// Subscribe to a public table (replacing an earlier subscription to it). Answered by
+    /// [`ServerMessage::Subscribed`] or an [`ServerMessage::Error`] with the same `request` id; the rows come in
+    /// `Tick` messages.
+    Subscribe {
+        /// Chosen by the client, echoed in the answer.
+        request: u32,
+        /// The table's name.
+        table: String,
+        /// Which rows.
+        filter: Filter,
+    },
+    /// End a subscription; its rows are deleted from the client's view in a later `Tick`. Answered by
+    /// [`ServerMessage::Unsubscribed`].
+    Unsubscribe {
+        /// Chosen by the client, echoed in the answer.
+        request: u32,
+        /// The table's name.
+        table: String,
+    },
+}
+
+/// Which rows of a table a subscription wants. Of a spatial table, only rows inside the client's area of interest
+/// (which the module sets) are ever sent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Filter {
+    /// Every row.
+    All,
+    /// Rows whose `column` holds `value` (the column's encoding, as in a row).
+    Eq {
+        /// The column's name.
+        column: String,
+        /// The value, encoded as the column's values are.
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+    },
+    /// Rows whose owner column is the client's identity.
+    Owner,
+}
+
+/// A message from the server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum ServerMessage {
+    /// The answer to `Hello`.
+    Welcome {
+        /// The protocol version chosen.
+        version: u16,
+        /// The client's identity.
+        identity: Identity,
+        /// The token that restores it (the one presented, or a new one): keep it secret.
+        token: Token,
+        /// Ticks per second.
+        tick_rate: u16,
+        /// The last tick whose effects the client may already be told about (durable).
+        tick: u64,
+        /// The public tables with their ids (the ids rows are tagged with).
+        tables: Vec<WireTable>,
+        /// The reducers a client may call.
+        reducers: Vec<ReducerDef>,
+    },
+    /// The result of a `Call`, sent once the tick it ran in is durable (with that tick's `Tick` message right
+    /// after it).
+    Result {
+        /// The call's request id.
+        request: u32,
+        /// The tick the call ran in.
+        tick: u64,
+        /// What happened.
+        outcome: CallOutcome,
+    },
+    /// A subscription took effect.
+    Subscribed {
+        /// The request id.
+        request: u32,
+        /// The table's id.
+        table: TableId,
+    },
+    /// A subscription ended.
+    Unsubscribed {
+        /// The request id.
+        request: u32,
+        /// The table's id.
+        table: TableId,
+    },
+    /// What changed in the client's view in one durable tick. Sent only for ticks that changed its view.
+    Tick {
+        /// The tick.
+        tick: u64,
+        /// Per table.
+        tables: Vec<TableDelta>,
+    },
+    /// Something the client did was refused. If `fatal`, the server closes the connection after this frame.
+    Error {
+        /// What went wrong.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+        /// The request it answers, if any.
+        request: Option<u32>,
+        /// Whether the connection is closed after it.
+        fatal: bool,
+    },
+}
+
+/// A table as announced in `Welcome`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct WireTable {
+    /// The id rows of this table are tagged with.
+    pub id: TableId,
+    /// The table.
+    pub def: TableDef,
+}
+
+/// The changes of one table in a client's view in one tick: apply deletes, then updates, then inserts.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct TableDelta {
+    /// The table.
+    pub table: TableId,
+    /// Rows entering the view (new rows, rows coming into the area, the rows of a new subscription).
+    pub inserts: Vec<WireRow>,
+    /// Rows in view whose bytes changed (same primary key).
+    pub updates: Vec<WireRow>,
+    /// Primary keys of rows leaving the view (deleted, out of the area, unsubscribed), each encoded as the
+    /// key column's value is in a row.
+    pub deletes: Vec<WireRow>,
+}
+
+/// Bytes of a row (or of a key), as a MessagePack `bin`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireRow(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+impl std::fmt::Debug for WireRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WireRow({} bytes)", self.0.len())
+    }
+}
+
+/// How a reducer call ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum CallOutcome {
+    /// Committed.
+    Ok,
+    /// Rolled back (or never run).
+    Err {
+        /// Why.
+        code: ErrorCode,
+        /// The reducer's message, or the engine's explanation.
+        message: String,
+    },
+}
+
+/// Error codes, stable numbers on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "u16", try_from = "u16")]
+pub enum ErrorCode {
+    /// No protocol version in common. Fatal.
+    UnsupportedVersion = 1,
+    /// A frame is not a well-formed message. Fatal.
+    MalformedFrame = 2,
+    /// A frame's length prefix exceeds [`MAX_CLIENT_FRAME`]. Fatal.
+    FrameTooLarge = 3,
+    /// A message other than `Hello` came first. Fatal.
+    HelloRequired = 4,
+    /// A second `Hello`. Fatal.
+    HelloTwice = 5,
+    /// No client reducer has that name.
+    NoSuchReducer = 6,
+    /// The arguments do not match the reducer's parameters.
+    BadArguments = 7,
+    /// The reducer returned an error or panicked; `message` is its message.
+    ReducerFailed = 8,
+    /// The reducer was stopped: out of time or fuel, out of memory, or a trap.
+    ReducerAborted = 9,
+    /// Too many messages per second; this one was dropped. Persistent flooding is fatal.
+    RateLimited = 10,
+    /// Too many calls waiting to run; this one was dropped.
+    Busy = 11,
+    /// No public table has that name.
+    NoSuchTable = 12,
+    /// A subscription that cannot be: unknown column, a value of the wrong type, `Owner` on a table without
+    /// an owner column.
+    BadSubscription = 13,
+    /// The client did not read its messages fast enough. Fatal.
+    TooSlow = 14,
+    /// The server is shutting down. Fatal.
+    ShuttingDown = 15,
+    /// The server failed (e.g. its disk); the call's effects are not durable. Fatal.
+    Internal = 16,
+}
+
+impl ErrorCode {
+    /// Every code, in numeric order.
+    pub const ALL: [ErrorCode; 16] = [
+        ErrorCode::UnsupportedVersion,
+        ErrorCode::MalformedFrame,
+        ErrorCode::FrameTooLarge,
+        ErrorCode::HelloRequired,
+        ErrorCode::HelloTwice,
+        ErrorCode::NoSuchReducer,
+        ErrorCode::BadArguments,
+        ErrorCode::ReducerFailed,
+        ErrorCode::ReducerAborted,
+        ErrorCode::RateLimited,
+        ErrorCode::Busy,
+        ErrorCode::NoSuchTable,
+        ErrorCode::BadSubscription,
+        ErrorCode::TooSlow,
+        ErrorCode::ShuttingDown,
+        ErrorCode::Internal,
+    ];
+}
+
+impl From<ErrorCode> for u16 {
+    fn from(c: ErrorCode) -> u16 {
+        c as u16
+    }
+}
+
+impl TryFrom<u16> for ErrorCode {
+    type Error = String;
+
+    fn try_from(v: u16) -> Result<ErrorCode, String> {
+        ErrorCode::ALL
+            .iter()
+            .copied()
+            .find(|c| *c as u16 == v)
+            .ok_or_else(|| format!("unknown error code {v}"))
+    }
+}
+
+/// Why bytes are not a frame.
+#[derive(Debug, Error)]
+pub enum FrameError {
+    /// The length prefix exceeds the limit.
+    #[error("a frame of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// The announced length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The payload is not a well-formed message.
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// Append one frame holding `message` to `out`.
+///
+/// # Panics
+///
+/// If the message encodes to more than `u32::MAX` bytes (far beyond any limit).
+pub fn encode_frame<M: Serialize>(message: &M, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; FRAME_PREFIX]);
+    rmp_serde::encode::write(out, message).expect("writing to a Vec cannot fail");
+    let len = u32::try_from(out.len() - start - FRAME_PREFIX).expect("frame below 4 GiB");
+    out[start..start + FRAME_PREFIX].copy_from_slice(&len.to_be_bytes());
+}
+
+/// The payload length announced by a frame prefix, checked against `max`.
+///
+/// # Errors
+///
+/// [`FrameError::TooLarge`].
+pub fn frame_len(prefix: [u8; FRAME_PREFIX], max: usize) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(prefix) as usize;
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    Ok(len)
+}
+
+/// Decode one frame's payload (the bytes after the prefix) as a message: exactly one MessagePack value.
+///
+/// # Errors
+///
+/// [`FrameError::Malformed`] if it is not one well-formed message (trailing bytes included).
+pub fn decode_frame<M: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<M, FrameError> {
+    let mut rest = payload;
+    let message = rmp_serde::decode::from_read(&mut rest)
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(FrameError::Malformed(format!(
+            "{} bytes follow the message",
+            rest.len()
+        )));
+    }
+    Ok(message)
+}
+
+/// A sans-IO reader of frames from a byte stream: feed it bytes as they arrive, take whole payloads out.
+#[derive(Debug)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    start: usize,
+    max: usize,
+}
+
+impl FrameReader {
+    /// A reader accepting payloads of at most `max` bytes.
+    #[must_use]
+    pub fn new(max: usize) -> FrameReader {
+        FrameReader {
+            buf: Vec::new(),
+            start: 0,
+            max,
+        }
+    }
+
+    /// Append received bytes.
+    pub fn push(&mut self, bytes: &[u8]) {
+        // Drop consumed frames when they are all consumed or many, so the buffer does not grow with the stream.
+        if self.start > 0 && (self.start == self.buf.len() || self.start >= 64 * 1024) {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next whole frame's payload, if one has arrived.
+    ///
+    /// # Errors
+    ///
+    /// [`FrameError::TooLarge`] as soon as a prefix announces more than the limit (before the payload arrives).
+    pub fn next_frame(&mut self) -> Result<Option<&[u8]>, FrameError> {
+        let avail = &self.buf[self.start..];
+        let Some(prefix) = avail.first_chunk::<FRAME_PREFIX>() else {
+            return Ok(None);
+        };
+        let len = frame_len(*prefix, self.max)?;
+        if avail.len() < FRAME_PREFIX + len {
+            return Ok(None);
+        }
+        let from = self.start + FRAME_PREFIX;
+        self.start = from + len;
+        Ok(Some(&self.buf[from..self.start]))
+    }
+
+    /// Bytes received but not yet returned as a frame.
+    #[must_use]
+    pub fn buffered(&self) -> usize {
+        self.buf.len() - self.start
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(messages: &[ClientMessage]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in messages {
+            encode_frame(m, &mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn the_documented_bytes_of_a_call() {
+        let call = ClientMessage::Call {
+            request: 7,
+            reducer: "mv".into(),
+            args: vec![0x90],
+        };
+        let bytes = frames(std::slice::from_ref(&call));
+        // Length 14, then {"Call": [7, "mv", bin [0x90]]}.
+        assert_eq!(
+            bytes,
+            [
+                0, 0, 0, 14, 0x81, 0xa4, b'C', b'a', b'l', b'l', 0x93, 0x07, 0xa2, b'm', b'v',
+                0xc4, 0x01, 0x90
+            ]
+        );
+        assert_eq!(decode_frame::<ClientMessage>(&bytes[4..]).unwrap(), call);
+    }
+
+    #[test]
+    fn frames_split_anywhere_come_out_whole_and_in_order() {
+        let messages = vec![
+            ClientMessage::Hello {
+                versions: vec![1],
+                token: Some(Token([3; 32])),
+            },
+            ClientMessage::Subscribe {
+                request: 1,
+                table: "player".into(),
+                filter: Filter::Eq {
+                    column: "zone".into(),
+                    value: vec![0x05],
+                },
+            },
+            ClientMessage::Unsubscribe {
+                request: 2,
+                table: "player".into(),
+            },
+        ];
+        let bytes = frames(&messages);
+        for chunk in 1..bytes.len() {
+            let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
+            let mut got = Vec::new();
+            for piece in bytes.chunks(chunk) {
+                reader.push(piece);
+                while let Some(payload) = reader.next_frame().unwrap() {
+                    got.push(decode_frame::<ClientMessage>(payload).unwrap());
+                }
+            }
+            assert_eq!(got, messages, "chunk size {chunk}");
+            assert_eq!(reader.buffered(), 0);
+        }
+    }
+
+    #[test]
+    fn an_oversized_prefix_is_refused_before_its_payload_arrives() {
+        let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
+        reader.push(&(MAX_CLIENT_FRAME as u32 + 1).to_be_bytes());
+        assert!(matches!(
+            reader.next_frame(),
+            Err(FrameError::TooLarge { len, .. }) if len == MAX_CLIENT_FRAME + 1
+        ));
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_malformed() {
+        assert!(matches!(
+            decode_frame::<ClientMessage>(&[0xc1]),
+            Err(FrameError::Malformed(_))
+        ));
+        assert!(matches!(
+            decode_frame::<ClientMessage>(&[0xa4, b'N', b'o', b'p', b'e']),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut ok = Vec::new();
+        encode_frame(
+            &ClientMessage::Unsubscribe {
+                request: 1,
+                table: "t".into(),
+            },
+            &mut ok,
+        );
+        ok.push(0xc0);
+        assert!(matches!(
+            decode_frame::<ClientMessage>(&ok[4..]),
+            Err(FrameError::Malformed(m)) if m.contains("1 bytes follow")
+        ));
+    }
+
+    #[test]
+    fn server_messages_round_trip_and_error_codes_are_stable() {
+        let tick = ServerMessage::Tick {
+            tick: 42,
+            tables: vec![TableDelta {
+                table: TableId(2),
+                inserts: vec![WireRow(vec![0x92, 0x01, 0xc0])],
+                updates: vec![],
+                deletes: vec![WireRow(vec![0x05])],
+            }],
+        };
+        let mut bytes = Vec::new();
+        encode_frame(&tick, &mut bytes);
+        assert_eq!(decode_frame::<ServerMessage>(&bytes[4..]).unwrap(), tick);
+        for (i, c) in ErrorCode::ALL.iter().enumerate() {
+            assert_eq!(*c as u16, i as u16 + 1);
+            assert_eq!(ErrorCode::try_from(*c as u16), Ok(*c));
+        }
+        assert!(ErrorCode::try_from(0).is_err());
+        let token = Token([0xab; 32]);
+        assert_eq!(Token::from_hex(&token.to_hex()), Some(token));
+        assert_eq!(format!("{token:?}"), "Token(…)");
+    }
+}
