@@ -26,7 +26,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{ColumnDef, TableDef};
+use crate::schema::{ColumnDef, ColumnType, TableDef};
+use crate::{Identity, TableId, Value, Vec2};
 
 /// The wasm import module every host call of this ABI version lives in.
 pub const IMPORT_MODULE: &str = "locus_v1";
@@ -122,9 +123,10 @@ errnos! {
     /// No table has this id (or, for `table_id`, this name).
     NoSuchTable = 2, "no such table";
     /// The column does not exist or has no index of the kind the call needs (a spatial index for spatial
-    /// queries; a primary-key, unique or btree index for `index_eq` / `index_range`).
+    /// queries and `area_follow`; a primary-key, unique or btree index for `index_eq` / `index_range`).
     NoSuchIndex = 3, "no such index";
-    /// No row has this primary key.
+    /// No row has this primary key (for `unschedule`: no pending schedule has this id; for `area_clear`: the
+    /// identity has no area).
     NotFound = 4, "no row with this key";
     /// The row bytes are not a valid row of the table (wrong arity, wrong type, bad encoding, trailing bytes).
     BadRow = 5, "row does not match the table's schema";
@@ -145,8 +147,9 @@ errnos! {
     NoSuchReducer = 12, "no such reducer";
     /// A name or message is not valid UTF-8.
     BadUtf8 = 13, "invalid UTF-8";
-    /// An argument is outside its documented range (an unknown log level or bound kind, or scheduled arguments that
-    /// do not match the reducer's parameters).
+    /// An argument is outside its documented range (an unknown log level or bound kind, scheduled arguments that
+    /// do not match the reducer's parameters, area radii, or an area's key that is not a value of the followed
+    /// table's primary-key type).
     BadArgument = 14, "invalid argument";
     /// A host resource limit was reached (a call's open iterators, bytes held by its iterators, or log lines; or a
     /// table's auto_inc sequence is exhausted).
@@ -307,6 +310,148 @@ pub const SCHEDULE_TABLE: &str = "locus_schedule";
 
 /// Table and reducer names starting with this are reserved for the engine.
 pub const RESERVED_PREFIX: &str = "locus_";
+
+/// Name of the system table holding each client's area of interest, one [`AreaRow`] per identity, written by
+/// `area_follow`, `area_fixed` and `area_clear`. Like [`SCHEDULE_TABLE`] it is private and invisible to the module's
+/// table lookups; see [`area_table_def`] for its columns.
+pub const AREA_TABLE: &str = "locus_area";
+
+/// The largest leave radius of an area of interest, in metres.
+pub const MAX_AREA_RADIUS: f32 = 512.0;
+
+/// The `table` column of an area with a fixed centre (no table has this id).
+pub const AREA_FIXED: u32 = u32::MAX;
+
+/// The definition of the system table [`AREA_TABLE`]: the host creates it, the server decodes its rows with it.
+///
+/// | column | type | |
+/// |---|---|---|
+/// | `identity` | `Identity` | primary key: the client whose area it is |
+/// | `table` | `U32` | the followed row's table id, or [`AREA_FIXED`] for a fixed centre |
+/// | `key` | `Bytes` | the followed row's primary key, encoded as that column's value is in a row ([`crate::codec`]); empty for a fixed centre |
+/// | `x`, `y` | `F32` | the fixed centre; `0` when following a row |
+/// | `enter` | `F32` | rows come into view within this distance of the centre |
+/// | `leave` | `F32` | rows in view leave it beyond this distance |
+///
+/// The table is private, has no `auto_inc` and no secondary index.
+#[must_use]
+pub fn area_table_def() -> TableDef {
+    TableDef::builder(AREA_TABLE)
+        .column("identity", ColumnType::Identity)
+        .column("table", ColumnType::U32)
+        .column("key", ColumnType::Bytes)
+        .column("x", ColumnType::F32)
+        .column("y", ColumnType::F32)
+        .column("enter", ColumnType::F32)
+        .column("leave", ColumnType::F32)
+        .primary_key("identity")
+        .build()
+        .expect("the area table's definition is valid")
+}
+
+/// Whether `enter` and `leave` are valid radii of an area of interest: both finite and
+/// `0 < enter <= leave <=` [`MAX_AREA_RADIUS`]. This is the check `area_follow` and `area_fixed` make.
+#[must_use]
+pub fn valid_area_radii(enter: f32, leave: f32) -> bool {
+    enter.is_finite()
+        && enter > 0.0
+        && leave.is_finite()
+        && leave >= enter
+        && leave <= MAX_AREA_RADIUS
+}
+
+/// Where an area of interest is centred.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AreaCenter {
+    /// On a row of a spatial table (the client's avatar): the area moves with the row's spatial column, and is
+    /// empty while no row has this key.
+    Follow {
+        /// The row's table (never [`AREA_FIXED`]).
+        table: TableId,
+        /// The row's primary key, one value encoded as that column's value is in a row (never empty).
+        key: Vec<u8>,
+    },
+    /// On a fixed point.
+    Fixed(Vec2),
+}
+
+/// One row of the system table [`AREA_TABLE`]: the area of interest a module set for one client.
+///
+/// Invariant of the rows the host writes: [`valid_area_radii`]`(enter, leave)`, and a `Fixed` centre is finite.
+/// [`AreaRow::decode`] does not re-check those, only the row's shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AreaRow {
+    /// The client whose area it is.
+    pub identity: Identity,
+    /// Where the area is centred.
+    pub center: AreaCenter,
+    /// Rows come into view within this distance of the centre, in metres.
+    pub enter: f32,
+    /// Rows in view leave it only beyond this distance (`>= enter`), in metres.
+    pub leave: f32,
+}
+
+/// The columns of [`area_table_def`], built once.
+static AREA_COLUMNS: std::sync::LazyLock<Vec<ColumnDef>> =
+    std::sync::LazyLock::new(|| area_table_def().columns);
+
+impl AreaRow {
+    /// Encode as a row of [`area_table_def`] (a following area's `x` and `y` are `0`).
+    #[must_use]
+    pub fn encode(&self) -> Vec<u8> {
+        let (table, key, at) = match &self.center {
+            AreaCenter::Follow { table, key } => (table.0, &key[..], Vec2::ZERO),
+            AreaCenter::Fixed(at) => (AREA_FIXED, &[][..], *at),
+        };
+        crate::codec::encode_row(
+            &AREA_COLUMNS,
+            &[
+                Value::Identity(self.identity),
+                Value::U64(u64::from(table)),
+                Value::Bytes(key.into()),
+                Value::F32(at.x),
+                Value::F32(at.y),
+                Value::F32(self.enter),
+                Value::F32(self.leave),
+            ],
+        )
+        .expect("an area row matches the area table's columns")
+    }
+
+    /// Decode a row of [`area_table_def`]; `None` if `row` is not one, or if its centre is inconsistent (a fixed
+    /// centre with a key, or a followed row with an empty key).
+    #[must_use]
+    pub fn decode(row: &[u8]) -> Option<AreaRow> {
+        let values = crate::codec::decode_row(&AREA_COLUMNS, row).ok()?;
+        let [
+            Value::Identity(identity),
+            Value::U64(table),
+            Value::Bytes(key),
+            Value::F32(x),
+            Value::F32(y),
+            Value::F32(enter),
+            Value::F32(leave),
+        ] = &values[..]
+        else {
+            return None;
+        };
+        let table = u32::try_from(*table).ok()?;
+        let center = match (table, key.is_empty()) {
+            (AREA_FIXED, true) => AreaCenter::Fixed(Vec2::new(*x, *y)),
+            (AREA_FIXED, false) | (_, true) => return None,
+            (table, false) => AreaCenter::Follow {
+                table: TableId(table),
+                key: key.to_vec(),
+            },
+        };
+        Some(AreaRow {
+            identity: *identity,
+            center,
+            enter: *enter,
+            leave: *leave,
+        })
+    }
+}
 
 /// Calls `$m! { ... }` with the list of every host call of ABI version 1, each written as
 /// `/// docs` `fn name(arg: type, ...) -> u32;`. Argument types are `u32`, `u64` and `f32` (wasm `i32`, `i64`,
@@ -484,6 +629,43 @@ macro_rules! for_each_host_call {
             /// # Errors
             /// `NotInReducer`; `NotFound`.
             fn unschedule(id: u64) -> u32;
+
+            /// Set the area of interest of the client `identity` (32 bytes at `identity_ptr`) to a circle that
+            /// follows the row of `table` whose primary key is the key bytes (one value of the primary-key
+            /// column's type): the server streams the client the rows of spatial tables within `enter` metres of
+            /// that row's spatial column, and keeps them in view until they are beyond `leave`. The row need not
+            /// exist yet; the area is empty while it does not. Replaces the identity's previous area. The area is
+            /// a row of the system table `locus_area`, written in the running transaction: it is undone if the
+            /// reducer fails, and it is durable once committed.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NoSuchTable` (no module table has this id); `NoSuchIndex` if the table has no
+            /// spatial column; `BadArgument` if the key is not exactly one valid value of the primary-key column's
+            /// type, or unless `0 < enter <= leave <= MAX_AREA_RADIUS` (512) with both radii finite.
+            fn area_follow(
+                identity_ptr: u32,
+                table: u32,
+                key_ptr: u32,
+                key_len: u32,
+                enter: f32,
+                leave: f32
+            ) -> u32;
+
+            /// Set the area of interest of the client `identity` (32 bytes at `identity_ptr`) to a circle around
+            /// the fixed point (`x`, `y`), with radii `enter` and `leave` as for `area_follow`. Replaces the
+            /// identity's previous area; written to `locus_area` in the running transaction.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `InvalidPosition` if the point is not finite or is outside ±1e9; `BadArgument`
+            /// unless `0 < enter <= leave <= MAX_AREA_RADIUS` (512) with both radii finite.
+            fn area_fixed(identity_ptr: u32, x: f32, y: f32, enter: f32, leave: f32) -> u32;
+
+            /// Remove the area of interest of the client `identity` (32 bytes at `identity_ptr`): it then sees no
+            /// rows of spatial tables. Deletes its `locus_area` row in the running transaction.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NotFound` if the identity has no area.
+            fn area_clear(identity_ptr: u32) -> u32;
         }
     };
 }
@@ -515,6 +697,126 @@ mod tests {
             assert_eq!(Errno::from_code(e.code()), Some(*e));
         }
         assert_eq!(Errno::from_code(Errno::ALL.len() as u32), None);
+    }
+
+    fn follow() -> AreaRow {
+        AreaRow {
+            identity: Identity([3; 32]),
+            center: AreaCenter::Follow {
+                table: TableId(4),
+                key: vec![0xcd, 0x01, 0x2c],
+            },
+            enter: 64.0,
+            leave: 72.0,
+        }
+    }
+
+    fn fixed() -> AreaRow {
+        AreaRow {
+            identity: Identity([9; 32]),
+            center: AreaCenter::Fixed(Vec2::new(-1.5, 2048.0)),
+            enter: 10.0,
+            leave: MAX_AREA_RADIUS,
+        }
+    }
+
+    #[test]
+    fn area_rows_round_trip_as_rows_of_the_area_table() {
+        let def = area_table_def();
+        assert_eq!(def.name, AREA_TABLE);
+        assert!(AREA_TABLE.starts_with(RESERVED_PREFIX));
+        def.validate().unwrap();
+        for row in [follow(), fixed()] {
+            let bytes = row.encode();
+            let mut offsets = Vec::new();
+            crate::codec::validate_row(&def.columns, &bytes, &mut offsets).unwrap();
+            assert_eq!(AreaRow::decode(&bytes), Some(row));
+        }
+        let values = crate::codec::decode_row(&def.columns, &follow().encode()).unwrap();
+        assert_eq!(values[0], Value::Identity(Identity([3; 32])));
+        assert_eq!(values[1], Value::U64(4));
+        assert_eq!(values[2], Value::Bytes(vec![0xcd, 0x01, 0x2c].into()));
+        assert_eq!(values[3], Value::F32(0.0), "a following area's x is 0");
+        let values = crate::codec::decode_row(&def.columns, &fixed().encode()).unwrap();
+        assert_eq!(values[1], Value::U64(u64::from(u32::MAX)));
+        assert_eq!(values[2], Value::Bytes(Vec::new().into()));
+        assert_eq!((values[3].clone(), values[4].clone()), (Value::F32(-1.5), Value::F32(2048.0)));
+    }
+
+    #[test]
+    fn the_documented_example_row_is_what_encode_writes() {
+        // engine/docs/module-abi.md §10.
+        let row = AreaRow {
+            identity: Identity([1; 32]),
+            center: AreaCenter::Follow {
+                table: TableId(3),
+                key: vec![0x01],
+            },
+            enter: 64.0,
+            leave: 72.0,
+        };
+        let mut expected = vec![0x97, 0xc4, 0x20];
+        expected.extend([1; 32]);
+        expected.extend([0x03, 0xc4, 0x01, 0x01]);
+        expected.extend([0xca, 0, 0, 0, 0, 0xca, 0, 0, 0, 0]);
+        expected.extend([0xca, 0x42, 0x80, 0, 0, 0xca, 0x42, 0x90, 0, 0]);
+        assert_eq!(row.encode(), expected);
+    }
+
+    #[test]
+    fn garbage_does_not_decode_as_an_area_row() {
+        let good = follow().encode();
+        assert_eq!(AreaRow::decode(&[]), None);
+        assert_eq!(AreaRow::decode(&[0xc1]), None);
+        assert_eq!(AreaRow::decode(&good[..good.len() - 1]), None, "truncated");
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert_eq!(AreaRow::decode(&trailing), None, "trailing bytes");
+        let mut wrong_marker = good.clone();
+        let last_float = wrong_marker.len() - 5;
+        assert_eq!(wrong_marker[last_float], 0xca);
+        wrong_marker[last_float] = 0xcb;
+        assert_eq!(AreaRow::decode(&wrong_marker), None, "an f64 marker in an F32 column");
+        let cols = &area_table_def().columns;
+        let row = |table: u64, key: &[u8]| {
+            crate::codec::encode_row(
+                cols,
+                &[
+                    Value::Identity(Identity([1; 32])),
+                    Value::U64(table),
+                    Value::Bytes(key.into()),
+                    Value::F32(0.0),
+                    Value::F32(0.0),
+                    Value::F32(1.0),
+                    Value::F32(2.0),
+                ],
+            )
+            .unwrap()
+        };
+        assert!(AreaRow::decode(&row(2, &[5])).is_some());
+        assert_eq!(AreaRow::decode(&row(2, &[])), None, "following with no key");
+        assert_eq!(AreaRow::decode(&row(u64::from(AREA_FIXED), &[5])), None, "fixed with a key");
+        // A row of another table (the `thing` of the host tests: [1, 5]).
+        assert_eq!(AreaRow::decode(&[0x92, 0x01, 0x05]), None);
+    }
+
+    #[test]
+    fn area_radii_are_positive_ordered_and_bounded() {
+        assert!(valid_area_radii(64.0, 72.0));
+        assert!(valid_area_radii(1.0, 1.0));
+        assert!(valid_area_radii(0.5, MAX_AREA_RADIUS));
+        for (enter, leave) in [
+            (0.0, 10.0),
+            (-1.0, 10.0),
+            (10.0, 9.0),
+            (10.0, MAX_AREA_RADIUS + 1.0),
+            (f32::NAN, 10.0),
+            (10.0, f32::NAN),
+            (f32::INFINITY, f32::INFINITY),
+            (10.0, f32::INFINITY),
+        ] {
+            assert!(!valid_area_radii(enter, leave), "{enter} {leave}");
+        }
     }
 
     #[test]

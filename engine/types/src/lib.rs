@@ -7,8 +7,8 @@
 //! - [`schema`]: [`TableDef`] and friends, with the invariants [`TableDef::validate`] enforces.
 //! - [`value`]: [`Value`], a decoded column value with a total order (index keys are values).
 //! - [`codec`]: the one row encoding used at the module ABI, in the commit log and on the wire.
-//! - [`abi`]: the module ABI: the one list of host calls ([`for_each_host_call!`]), errnos, export names and the
-//!   module description ([`abi::ModuleDef`]).
+//! - [`abi`]: the module ABI: the one list of host calls ([`for_each_host_call!`]), errnos, export names, the
+//!   module description ([`abi::ModuleDef`]) and the rows of the system table `locus_area` ([`abi::AreaRow`]).
 //!
 //! It deliberately does not know about tables' contents, transactions or the network.
 //!

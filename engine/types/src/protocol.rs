@@ -247,7 +247,8 @@ pub enum CallOutcome {
 pub enum ErrorCode {
     /// No protocol version in common. Fatal.
     UnsupportedVersion = 1,
-    /// A frame is not a well-formed message. Fatal.
+    /// A frame's payload is not one well-formed message: dropped, the connection goes on (a malformed `Hello` is
+    /// fatal).
     MalformedFrame = 2,
     /// A frame's length prefix exceeds [`MAX_CLIENT_FRAME`]. Fatal.
     FrameTooLarge = 3,
@@ -272,9 +273,9 @@ pub enum ErrorCode {
     /// A subscription that cannot be: unknown column, a value of the wrong type, `Owner` on a table without
     /// an owner column.
     BadSubscription = 13,
-    /// The client did not read its messages fast enough. Fatal.
+    /// The client did not read its messages fast enough. Fatal (the connection is closed with QUIC code 3).
     TooSlow = 14,
-    /// The server is shutting down. Fatal.
+    /// The server is shutting down. Fatal (QUIC close code 1).
     ShuttingDown = 15,
     /// The server failed (e.g. its disk); the call's effects are not durable. Fatal.
     Internal = 16,
@@ -445,6 +446,100 @@ mod tests {
             encode_frame(m, &mut out);
         }
         out
+    }
+
+
+    fn hex<M: Serialize>(m: &M) -> String {
+        let mut out = Vec::new();
+        encode_frame(m, &mut out);
+        out.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+    }
+
+    /// The examples of `engine/docs/protocol.md`, byte for byte.
+    #[test]
+    fn the_examples_of_the_protocol_doc() {
+        let doc = include_str!("../../docs/protocol.md");
+        let examples: Vec<(String, &str)> = vec![
+            (
+                hex(&ClientMessage::Hello {
+                    versions: vec![1],
+                    token: None,
+                }),
+                "Hello",
+            ),
+            (
+                hex(&ClientMessage::Subscribe {
+                    request: 1,
+                    table: "player".into(),
+                    filter: Filter::All,
+                }),
+                "Subscribe All",
+            ),
+            (
+                hex(&ClientMessage::Subscribe {
+                    request: 3,
+                    table: "player".into(),
+                    filter: Filter::Eq {
+                        column: "online".into(),
+                        value: vec![0xc3],
+                    },
+                }),
+                "Subscribe Eq",
+            ),
+            (
+                hex(&ClientMessage::Call {
+                    request: 7,
+                    reducer: "move_to".into(),
+                    args: vec![0x92, 0xca, 0x45, 0, 0, 0, 0xca, 0x45, 0, 0, 0],
+                }),
+                "Call",
+            ),
+            (
+                hex(&ServerMessage::Result {
+                    request: 7,
+                    tick: 1234,
+                    outcome: CallOutcome::Ok,
+                }),
+                "Result Ok",
+            ),
+            (
+                hex(&ServerMessage::Result {
+                    request: 8,
+                    tick: 1234,
+                    outcome: CallOutcome::Err {
+                        code: ErrorCode::ReducerFailed,
+                        message: "no".into(),
+                    },
+                }),
+                "Result Err",
+            ),
+            (
+                hex(&ServerMessage::Tick {
+                    tick: 1234,
+                    tables: vec![TableDelta {
+                        table: TableId(1),
+                        inserts: vec![],
+                        updates: vec![WireRow(vec![
+                            0x92, 0x05, 0x92, 0xca, 0x45, 0, 0, 0, 0xca, 0x45, 0, 0, 0,
+                        ])],
+                        deletes: vec![WireRow(vec![0x09])],
+                    }],
+                }),
+                "Tick",
+            ),
+            (
+                hex(&ServerMessage::Error {
+                    code: ErrorCode::HelloRequired,
+                    message: "x".into(),
+                    request: None,
+                    fatal: true,
+                }),
+                "Error",
+            ),
+        ];
+        for (bytes, what) in examples {
+            assert!(doc.contains(&bytes), "protocol.md lacks the bytes of {what}: {bytes}");
+        }
     }
 
     #[test]
