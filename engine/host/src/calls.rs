@@ -7,7 +7,7 @@
 //! becomes a [`Fault`] trap (never a host panic); every other failure is an errno the guest gets back.
 
 use locus_types::abi::{Errno, IMPORT_MODULE};
-use locus_types::{Vec2, for_each_host_call};
+use locus_types::{Identity, Vec2, for_each_host_call};
 use thiserror::Error;
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
 
@@ -401,4 +401,49 @@ fn schedule(
 fn unschedule(c: &mut Caller<'_, HostState>, id: u64) -> Result<u32> {
     let (_, env) = parts(c, "unschedule")?;
     env.unschedule(id).map_or_else(errno, |()| OK)
+}
+
+/// The 32-byte identity at `ptr`.
+fn identity(mem: &[u8], call: &'static str, ptr: u32) -> Result<Identity> {
+    let bytes = read(mem, call, ptr, 32)?;
+    Ok(Identity(bytes.try_into().expect("read 32 bytes")))
+}
+
+fn area_follow(
+    c: &mut Caller<'_, HostState>,
+    identity_ptr: u32,
+    table: u32,
+    key_ptr: u32,
+    key_len: u32,
+    enter: f32,
+    leave: f32,
+) -> Result<u32> {
+    const CALL: &str = "area_follow";
+    let (mem, env) = parts(c, CALL)?;
+    let who = identity(mem, CALL, identity_ptr)?;
+    let key = read(mem, CALL, key_ptr, key_len)?;
+    env.area_follow(who, table, key, enter, leave)
+        .map_or_else(errno, |()| OK)
+}
+
+fn area_fixed(
+    c: &mut Caller<'_, HostState>,
+    identity_ptr: u32,
+    x: f32,
+    y: f32,
+    enter: f32,
+    leave: f32,
+) -> Result<u32> {
+    const CALL: &str = "area_fixed";
+    let (mem, env) = parts(c, CALL)?;
+    let who = identity(mem, CALL, identity_ptr)?;
+    env.area_fixed(who, Vec2::new(x, y), enter, leave)
+        .map_or_else(errno, |()| OK)
+}
+
+fn area_clear(c: &mut Caller<'_, HostState>, identity_ptr: u32) -> Result<u32> {
+    const CALL: &str = "area_clear";
+    let (mem, env) = parts(c, CALL)?;
+    let who = identity(mem, CALL, identity_ptr)?;
+    env.area_clear(who).map_or_else(errno, |()| OK)
 }

@@ -8,7 +8,9 @@
 //!
 //! - `tx` is `Some` exactly while a reducer call is running (`call.active`).
 //! - Iterators and the call's log-line count belong to the running call and are cleared when it ends.
-//! - Only the module's own tables are visible: the schedule table is reached through `schedule`/`unschedule` only.
+//! - Only the module's own tables are visible: the system tables are reached through their host calls only
+//!   (`locus_schedule` through `schedule`/`unschedule`, `locus_area` through `area_follow`/`area_fixed`/
+//!   `area_clear`).
 
 use std::collections::VecDeque;
 use std::ops::Bound;
@@ -18,7 +20,9 @@ use hashbrown::HashMap;
 use locus_store::Database;
 use locus_store::spatial::valid_position;
 use locus_store::{Changeset, DeleteError, InsertError, QueryError, TxLog, UpdateError};
-use locus_types::abi::{BoundKind, CONTEXT_SIZE, ContextLayout, Errno, LogLevel};
+use locus_types::abi::{
+    AreaCenter, AreaRow, BoundKind, CONTEXT_SIZE, ContextLayout, Errno, LogLevel, valid_area_radii,
+};
 use locus_types::{
     ColumnDef, ColumnId, ColumnType, Identity, IndexKind, TableDef, TableId, Tick, Timestamp,
     Value, Vec2, codec,
@@ -174,6 +178,7 @@ pub(crate) struct Env {
     /// Indexed by `TableId`: whether the module may use the table.
     visible: Vec<bool>,
     schedule_table: Option<TableId>,
+    area_table: Option<TableId>,
     /// `Scheduled` reducers and their parameters.
     scheduled: HashMap<String, Vec<ColumnDef>>,
     call: Call,
@@ -251,6 +256,15 @@ pub(crate) fn schedule_table_def() -> TableDef {
         .expect("the schedule table's definition is valid")
 }
 
+/// The ids of the system tables, which the module cannot see.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SystemTables {
+    /// `locus_schedule`.
+    pub(crate) schedule: TableId,
+    /// `locus_area`.
+    pub(crate) area: TableId,
+}
+
 /// A row of the schedule table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct ScheduleRow {
@@ -273,11 +287,11 @@ impl Env {
         }
     }
 
-    /// Make the module's tables (by name) visible, and remember the schedule table and `Scheduled` reducers.
+    /// Make the module's tables (by name) visible, and remember the system tables and `Scheduled` reducers.
     pub(crate) fn bind(
         &mut self,
         tables: HashMap<String, TableId>,
-        schedule_table: TableId,
+        system: SystemTables,
         scheduled: HashMap<String, Vec<ColumnDef>>,
     ) {
         let n = self.db.tables().count();
@@ -286,7 +300,8 @@ impl Env {
             self.visible[id.0 as usize] = true;
         }
         self.names = tables;
-        self.schedule_table = Some(schedule_table);
+        self.schedule_table = Some(system.schedule);
+        self.area_table = Some(system.area);
         self.scheduled = scheduled;
     }
 
@@ -721,6 +736,94 @@ impl Env {
         tx.delete(db, table, &Value::U64(id))
             .map(drop)
             .map_err(|e| delete_errno(&e))
+    }
+
+    pub(crate) fn area_follow(
+        &mut self,
+        identity: Identity,
+        table: u32,
+        key: &[u8],
+        enter: f32,
+        leave: f32,
+    ) -> Result<(), Errno> {
+        self.in_call()?;
+        let table = self.table(table)?;
+        let def = self.db.table(table).ok_or(Errno::NoSuchTable)?.def();
+        if def.spatial_column().is_none() {
+            return Err(Errno::NoSuchIndex);
+        }
+        let pk = def.column(def.primary_key).ok_or(Errno::NoSuchTable)?;
+        let value = codec::decode_value(pk, key).map_err(|_| Errno::BadArgument)?;
+        if !valid_area_radii(enter, leave) {
+            return Err(Errno::BadArgument);
+        }
+        // Store the key's canonical encoding, whatever markers the module used.
+        let mut key = Vec::with_capacity(key.len());
+        codec::encode_value(pk, &value, &mut key).map_err(|_| Errno::BadArgument)?;
+        self.put_area(&AreaRow {
+            identity,
+            center: AreaCenter::Follow { table, key },
+            enter,
+            leave,
+        })
+    }
+
+    pub(crate) fn area_fixed(
+        &mut self,
+        identity: Identity,
+        at: Vec2,
+        enter: f32,
+        leave: f32,
+    ) -> Result<(), Errno> {
+        self.in_call()?;
+        if !valid_position(at) {
+            return Err(Errno::InvalidPosition);
+        }
+        if !valid_area_radii(enter, leave) {
+            return Err(Errno::BadArgument);
+        }
+        self.put_area(&AreaRow {
+            identity,
+            center: AreaCenter::Fixed(at),
+            enter,
+            leave,
+        })
+    }
+
+    pub(crate) fn area_clear(&mut self, identity: Identity) -> Result<(), Errno> {
+        self.in_call()?;
+        let table = self.area_table.ok_or(Errno::NotFound)?;
+        let (tx, db) = self.tx()?;
+        tx.delete(db, table, &Value::Identity(identity))
+            .map(drop)
+            .map_err(|e| delete_errno(&e))
+    }
+
+    /// Insert or replace `row` in the area table, in the running transaction.
+    fn put_area(&mut self, row: &AreaRow) -> Result<(), Errno> {
+        let table = self.area_table.ok_or(Errno::NoSuchTable)?;
+        let exists = self
+            .db
+            .table(table)
+            .is_some_and(|t| matches!(t.get(&Value::Identity(row.identity)), Ok(Some(_))));
+        let bytes = row.encode();
+        let (tx, db) = self.tx()?;
+        if exists {
+            tx.update(db, table, &bytes)
+                .map(drop)
+                .map_err(|e| update_errno(&e))
+        } else {
+            tx.insert(db, table, &bytes)
+                .map(drop)
+                .map_err(|e| insert_errno(&e))
+        }
+    }
+
+    /// The area the module set for `identity`, if any (as committed, or as written by the running call).
+    pub(crate) fn area(&self, identity: Identity) -> Option<AreaRow> {
+        let t = self.db.table(self.area_table?)?;
+        let row = t.get(&Value::Identity(identity)).ok()??;
+        AreaRow::decode(row)
     }
 }
 

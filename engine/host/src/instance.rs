@@ -6,11 +6,11 @@ use std::thread;
 use hashbrown::HashMap;
 use locus_store::{Changeset, Database};
 use locus_types::abi::{
-    ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_MEMORY, EXPORT_REDUCER_DEF_PREFIX,
+    ABI_VERSION, AreaRow, EXPORT_ABI_VERSION, EXPORT_MEMORY, EXPORT_REDUCER_DEF_PREFIX,
     EXPORT_REDUCER_PREFIX, EXPORT_TABLE_PREFIX, IMPORT_MODULE, RESERVED_PREFIX, ReducerStatus,
 };
 use locus_types::{
-    ColumnType, ModuleDef, ReducerDef, ReducerKind, TableDef, TableId, Timestamp, codec,
+    ColumnType, Identity, ModuleDef, ReducerDef, ReducerKind, TableDef, TableId, Timestamp, codec,
 };
 use wasmtime::{
     Engine, ExternType, FuncType, InstancePre, Linker, Store, Trap, TypedFunc, ValType,
@@ -18,7 +18,7 @@ use wasmtime::{
 
 use crate::calls::{self, Fault, HostState};
 use crate::config::{Budget, EPOCH_PERIOD, HostConfig};
-use crate::env::{CallContext, Env, LogLine, schedule_table_def, truncated};
+use crate::env::{CallContext, Env, LogLine, SystemTables, schedule_table_def, truncated};
 use crate::error::{CallError, InstantiateError, LoadError, RuntimeError};
 
 /// A wasmtime engine configured for Locus modules, plus (for [`Budget::Time`]) the thread that advances its
@@ -428,8 +428,9 @@ impl Module {
         &self.def
     }
 
-    /// Instantiate the module over `db`: create its tables (and the system schedule table) where `db` lacks them,
-    /// and check those it has match. Tables already in `db` keep their rows (e.g. after recovery).
+    /// Instantiate the module over `db`: create its tables (and the system tables `locus_schedule` and
+    /// `locus_area`, in that order, after the module's) where `db` lacks them, and check those it has match.
+    /// Tables already in `db` keep their rows (e.g. after recovery).
     ///
     /// # Errors
     ///
@@ -439,7 +440,10 @@ impl Module {
         for t in &self.def.tables {
             tables.insert(t.name.clone(), ensure_table(&mut db, t)?);
         }
-        let schedule = ensure_table(&mut db, &schedule_table_def())?;
+        let system = SystemTables {
+            schedule: ensure_table(&mut db, &schedule_table_def())?,
+            area: ensure_table(&mut db, &locus_types::abi::area_table_def())?,
+        };
         let scheduled = self
             .def
             .reducers
@@ -449,7 +453,7 @@ impl Module {
             .collect();
         let mut env = Env::new((*self.runtime.config).clone());
         env.db = db;
-        env.bind(tables, schedule, scheduled);
+        env.bind(tables, system, scheduled);
         let mut every = Vec::new();
         for (i, r) in self.def.reducers.iter().enumerate() {
             if let ReducerKind::Every { millis } = r.kind {
@@ -471,6 +475,7 @@ impl Module {
                 .map(|r| Arc::from(r.name.as_str()))
                 .collect(),
             every,
+            area_table: system.area,
             tick_args: Vec::with_capacity(8),
             offsets: Vec::new(),
         };
@@ -527,6 +532,7 @@ pub struct ModuleInstance {
     entries: Vec<TypedFunc<u32, u32>>,
     names: Vec<Arc<str>>,
     every: Vec<Periodic>,
+    area_table: TableId,
     tick_args: Vec<u8>,
     offsets: Vec<u32>,
 }
@@ -591,6 +597,20 @@ impl ModuleInstance {
     #[must_use]
     pub fn db(&self) -> &Database {
         &self.store.data().env.db
+    }
+
+    /// The id of the system table `locus_area` ([`locus_types::abi::AREA_TABLE`]): each client's area of
+    /// interest as the module set it, one row per identity. Its rows, in changesets as in the database, decode with
+    /// [`AreaRow::decode`].
+    #[must_use]
+    pub fn area_table(&self) -> TableId {
+        self.area_table
+    }
+
+    /// The area of interest the module set for `identity`, if any.
+    #[must_use]
+    pub fn area(&self, identity: Identity) -> Option<AreaRow> {
+        self.store.data().env.area(identity)
     }
 
     /// The database, for writes outside reducers (e.g. replaying the commit log before the first call).

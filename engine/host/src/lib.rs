@@ -9,6 +9,9 @@
 //!   [`ModuleInstance`] then runs reducers — client calls, lifecycle, tick, periodic and scheduled — each in its own
 //!   transaction: committed on success, rolled back on an error, a trap or an interruption, with the reason
 //!   returned as a [`CallError`].
+//! - Reducers schedule one-shot calls and set each client's area of interest through host calls that write the
+//!   private system tables `locus_schedule` and `locus_area` in the call's transaction; the server reads areas back
+//!   with [`ModuleInstance::area_table`] / [`ModuleInstance::area`] and `locus_types::abi::AreaRow`.
 //! - Every call is bounded by time (epoch interruption) or fuel, and the instance's memory by a limit: a runaway
 //!   reducer stops, never the engine. A bad pointer from the module is a trap, never a host panic.
 //! - [`build`] compiles a module crate to wasm with cargo (for tests and `locus serve`).

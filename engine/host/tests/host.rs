@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use locus_host::{Budget, CallContext, CallError, HostConfig, LoadError, ModuleInstance, Runtime};
 use locus_store::Database;
-use locus_types::abi::Errno;
+use locus_types::abi::{AreaCenter, AreaRow, Errno};
 use locus_types::{
-    ColumnDef, ColumnType, ReducerDef, ReducerKind, TableDef, Tick, Timestamp, Value, codec,
+    ColumnDef, ColumnType, Identity, ReducerDef, ReducerKind, TableDef, TableId, Tick, Timestamp,
+    Value, codec,
 };
 
 // ---- WAT fixtures ---------------------------------------------------------------------------------------------
@@ -607,6 +608,200 @@ fn findings_of_the_abi_review_stay_fixed() {
     inst.call("edges", &[0x90], &ctx()).unwrap();
 }
 
+// ---- Areas of interest: `area_follow`, `area_fixed`, `area_clear` ---------------------------------------------
+
+const AREA_IMPORTS: &str = r#"
+  (import "locus_v1" "area_follow" (func $area_follow (param i32 i32 i32 i32 f32 f32) (result i32)))
+  (import "locus_v1" "area_fixed" (func $area_fixed (param i32 f32 f32 f32 f32) (result i32)))
+  (import "locus_v1" "area_clear" (func $area_clear (param i32) (result i32)))"#;
+
+/// A spatial table: `spot (id U64 primary key, pos Vec2 spatial)`.
+fn spot_table() -> TableDef {
+    TableDef::builder("spot")
+        .column("id", ColumnType::U64)
+        .column("pos", ColumnType::Vec2)
+        .primary_key("id")
+        .index("pos", locus_types::IndexKind::Spatial)
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn area_calls_return_errnos_in_the_documented_order() {
+    // Memory: 800 key 9 then 0xc1 · 810 the str "x" · 900 identity [5; 32] · 940 identity [6; 32] · 1100 "spot".
+    let extra = format!(
+        r#"{AREA_IMPORTS}
+  (data (i32.const 800) "\09\c1")
+  (data (i32.const 810) "\a1x")
+  (data (i32.const 900) "{five}")
+  (data (i32.const 940) "{six}")
+  (data (i32.const 1100) "spot")
+  (func $spot (result i32)
+    (if (call $table_id (i32.const 1100) (i32.const 4) (i32.const 304)) (then unreachable))
+    (i32.load (i32.const 304)))"#,
+        five = escape(&[5; 32]),
+        six = escape(&[6; 32]),
+    );
+    let follow = |table: &str, key: (u32, u32), enter: &str, leave: &str| {
+        format!(
+            "(call $area_follow (i32.const 900) {table} (i32.const {}) (i32.const {}) (f32.const {enter}) (f32.const {leave}))",
+            key.0, key.1
+        )
+    };
+    let fixed = |x: &str, y: &str, enter: &str, leave: &str| {
+        format!(
+            "(call $area_fixed (i32.const 900) (f32.const {x}) (f32.const {y}) (f32.const {enter}) (f32.const {leave}))"
+        )
+    };
+    let spot = "(call $spot)";
+    let key9 = (800, 1);
+    let mut body = vec![
+        // NoSuchTable: an unknown id, and the system tables (ids 2 and 3 in this database, checked below).
+        expect(
+            &follow("(i32.const 99)", key9, "10", "20"),
+            Errno::NoSuchTable,
+        ),
+        expect(
+            &follow("(i32.const 2)", key9, "10", "20"),
+            Errno::NoSuchTable,
+        ),
+        expect(
+            &follow("(i32.const 3)", key9, "10", "20"),
+            Errno::NoSuchTable,
+        ),
+        // NoSuchIndex (no spatial column) comes before a bad key and bad radii.
+        expect(
+            &follow("(call $thing)", (801, 1), "nan", "20"),
+            Errno::NoSuchIndex,
+        ),
+        // BadArgument for the key: not MessagePack, trailing bytes, the wrong type, empty.
+        expect(&follow(spot, (801, 1), "10", "20"), Errno::BadArgument),
+        expect(&follow(spot, (800, 2), "10", "20"), Errno::BadArgument),
+        expect(&follow(spot, (810, 2), "10", "20"), Errno::BadArgument),
+        expect(&follow(spot, (800, 0), "10", "20"), Errno::BadArgument),
+    ];
+    for (enter, leave) in [
+        ("0", "20"),
+        ("-1", "20"),
+        ("nan", "20"),
+        ("inf", "inf"),
+        ("10", "nan"),
+        ("10", "inf"),
+        ("20", "10"),
+        ("10", "512.5"),
+    ] {
+        body.push(expect(
+            &follow(spot, key9, enter, leave),
+            Errno::BadArgument,
+        ));
+        body.push(expect(&fixed("0", "0", enter, leave), Errno::BadArgument));
+    }
+    body.extend([
+        // The largest radius is allowed; the followed row (key 9) need not exist.
+        expect(&follow(spot, key9, "512", "512"), Errno::Ok),
+        // InvalidPosition (before the radii are looked at).
+        expect(&fixed("nan", "0", "10", "20"), Errno::InvalidPosition),
+        expect(&fixed("0", "-inf", "10", "20"), Errno::InvalidPosition),
+        expect(&fixed("2e9", "0", "10", "20"), Errno::InvalidPosition),
+        expect(&fixed("nan", "0", "0", "0"), Errno::InvalidPosition),
+        // Clearing: the area set above, then nothing.
+        expect("(call $area_clear (i32.const 900))", Errno::Ok),
+        expect("(call $area_clear (i32.const 900))", Errno::NotFound),
+        expect("(call $area_clear (i32.const 940))", Errno::NotFound),
+        // What stays: identity 5 follows spot 9; identity 6 sits at (100, 200).
+        expect(&follow(spot, key9, "10", "20"), Errno::Ok),
+        expect(
+            "(call $area_fixed (i32.const 940) (f32.const 100) (f32.const 200) (f32.const 5) (f32.const 6))",
+            Errno::Ok,
+        ),
+        "i32.const 0".into(),
+    ]);
+    let f = Fixture {
+        tables: vec![thing_table(), spot_table()],
+        extra,
+        ..Fixture::new()
+    }
+    .reducer(client("areas", &[]), &body.join("\n"));
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    let db = inst.db();
+    let (spot_id, area) = (db.table_id("spot").unwrap(), inst.area_table());
+    assert_eq!(db.table_id("locus_schedule"), Some(TableId(2)));
+    assert_eq!(db.table_id("locus_area"), Some(area));
+    assert_eq!(area, TableId(3));
+
+    let changes = inst.call("areas", &[0x90], &ctx()).unwrap();
+    assert_eq!(changes.tables.len(), 1, "only the area table changed");
+    let written = &changes.tables[0];
+    assert_eq!(written.table, area);
+    assert!(written.updates.is_empty() && written.deletes.is_empty());
+    let mut rows: Vec<AreaRow> = written
+        .inserts
+        .iter()
+        .map(|r| AreaRow::decode(r).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r.identity);
+    let follows_spot_9 = AreaRow {
+        identity: Identity([5; 32]),
+        center: AreaCenter::Follow {
+            table: spot_id,
+            key: vec![0x09],
+        },
+        enter: 10.0,
+        leave: 20.0,
+    };
+    let fixed_at = AreaRow {
+        identity: Identity([6; 32]),
+        center: AreaCenter::Fixed(locus_types::Vec2::new(100.0, 200.0)),
+        enter: 5.0,
+        leave: 6.0,
+    };
+    assert_eq!(rows, [follows_spot_9.clone(), fixed_at.clone()]);
+    assert_eq!(inst.area(Identity([5; 32])), Some(follows_spot_9));
+    assert_eq!(inst.area(Identity([6; 32])), Some(fixed_at));
+    assert_eq!(inst.area(Identity([7; 32])), None);
+}
+
+#[test]
+fn area_calls_need_a_reducer_and_trap_on_a_bad_identity_pointer() {
+    // A describe export (no reducer running) checks that every area call answers NotInReducer before looking at
+    // its other arguments, then describes `thing`; the module loads only if all three did.
+    let thing = rmp_serde::to_vec_named(&thing_table()).unwrap();
+    let not_in_reducer = [
+        "(call $area_follow (i32.const 0) (i32.const 99) (i32.const 0) (i32.const 0) (f32.const nan) (f32.const 0))",
+        "(call $area_fixed (i32.const 0) (f32.const nan) (f32.const 0) (f32.const 0) (f32.const 0))",
+        "(call $area_clear (i32.const 0))",
+    ]
+    .map(|c| expect(c, Errno::NotInReducer))
+    .join("\n");
+    let extra = format!(
+        r#"{AREA_IMPORTS}
+  (data (i32.const 2048) "{desc}")
+  (func (export "__locus_describe_table_thing") (result i64)
+    {not_in_reducer}
+    i64.const {packed})"#,
+        desc = escape(&thing),
+        packed = (2048u64 << 32) | thing.len() as u64,
+    );
+    let f = Fixture {
+        tables: Vec::new(),
+        extra,
+        ..Fixture::new()
+    }
+    .reducer(
+        client("bad_identity", &[]),
+        "(drop (call $area_clear (i32.const 65530))) i32.const 0",
+    );
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    assert_eq!(inst.def().tables, [thing_table()]);
+    let err = inst.call("bad_identity", &[0x90], &ctx()).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Trapped { message, .. } if message.contains("area_clear") && message.contains("outside the module's memory")),
+        "{err}"
+    );
+}
+
 // ---- The SDK test module, built from source -------------------------------------------------------------------
 
 mod sdk {
@@ -616,8 +811,8 @@ mod sdk {
     use locus_host::{CallContext, CallError, HostConfig, ModuleInstance, Runtime, build};
     use locus_store::Database;
     use locus_test_module as tm;
-    use locus_types::abi::LogLevel;
-    use locus_types::{Identity, ReducerKind, Tick, Timestamp, Vec2};
+    use locus_types::abi::{AreaCenter, AreaRow, LogLevel};
+    use locus_types::{Identity, ReducerKind, Tick, Timestamp, Vec2, codec};
 
     /// The test module, built once per test run with cargo (its own target dir: the outer cargo holds the lock on
     /// `target/debug`).
@@ -897,6 +1092,185 @@ mod sdk {
         );
     }
 
+    /// The `locus_area` rows of a changeset, decoded: (inserts, updates as (old, new), deletes).
+    #[allow(clippy::type_complexity)]
+    fn area_changes(
+        inst: &ModuleInstance,
+        changes: &locus_store::Changeset,
+    ) -> (Vec<AreaRow>, Vec<(AreaRow, AreaRow)>, Vec<AreaRow>) {
+        let decode = |r: &[u8]| AreaRow::decode(r).expect("a valid area row");
+        let mut out = (Vec::new(), Vec::new(), Vec::new());
+        for t in changes
+            .tables
+            .iter()
+            .filter(|t| t.table == inst.area_table())
+        {
+            out.0.extend(t.inserts.iter().map(|r| decode(r)));
+            out.1
+                .extend(t.updates.iter().map(|u| (decode(&u.old), decode(&u.new))));
+            out.2.extend(t.deletes.iter().map(|r| decode(r)));
+        }
+        out
+    }
+
+    /// Every row of `locus_area` in the database, decoded.
+    fn areas(inst: &ModuleInstance) -> Vec<AreaRow> {
+        let t = inst.db().table(inst.area_table()).unwrap();
+        let mut rows: Vec<AreaRow> = t.iter().map(|r| AreaRow::decode(r).unwrap()).collect();
+        rows.sort_by_key(|r| r.identity);
+        rows
+    }
+
+    fn following(id: u64, enter: f32, leave: f32, inst: &ModuleInstance) -> AreaRow {
+        let player = inst.db().table_id("player").unwrap();
+        // The key as a `player.id` value is in a row: a positive fixint for small ids.
+        let key = codec::encode_row(
+            &[locus_types::ColumnDef {
+                name: "id".into(),
+                ty: locus_types::ColumnType::U64,
+            }],
+            &[locus_types::Value::U64(id)],
+        )
+        .unwrap()[1..]
+            .to_vec();
+        AreaRow {
+            identity: Identity([1; 32]),
+            center: AreaCenter::Follow { table: player, key },
+            enter,
+            leave,
+        }
+    }
+
+    #[test]
+    fn a_follow_area_is_the_documented_row_of_locus_area() {
+        let mut inst = instance(HostConfig::default());
+        let area_id = inst.db().table_id("locus_area").unwrap();
+        assert_eq!(inst.area_table(), area_id);
+        assert_eq!(
+            inst.db().table(area_id).unwrap().def(),
+            &locus_types::abi::area_table_def()
+        );
+        // Player 1 does not exist yet: the area may follow it anyway.
+        let changes = call(&mut inst, tm::follow::call(1, 64.0, 72.0)).unwrap();
+        assert_eq!(changes.tables.len(), 1, "only locus_area is written");
+        let expected = following(1, 64.0, 72.0, &inst);
+        assert_eq!(
+            expected.center,
+            AreaCenter::Follow {
+                table: inst.db().table_id("player").unwrap(),
+                key: vec![0x01]
+            }
+        );
+        assert_eq!(
+            area_changes(&inst, &changes),
+            (vec![expected.clone()], vec![], vec![])
+        );
+        assert_eq!(areas(&inst), std::slice::from_ref(&expected));
+        assert_eq!(inst.area(Identity([1; 32])), Some(expected.clone()));
+
+        // Setting it again replaces the row: an update in the changeset.
+        let changes = call(&mut inst, tm::follow::call(300, 10.0, 20.0)).unwrap();
+        let moved = following(300, 10.0, 20.0, &inst);
+        assert_eq!(
+            area_changes(&inst, &changes),
+            (vec![], vec![(expected, moved.clone())], vec![])
+        );
+        assert_eq!(areas(&inst), std::slice::from_ref(&moved));
+
+        // The same area again changes nothing.
+        let changes = call(&mut inst, tm::follow::call(300, 10.0, 20.0)).unwrap();
+        assert!(changes.is_empty());
+
+        // A new instance over the same database finds the table and its row (as after recovery).
+        let module = inst.module().clone();
+        let inst = module.instantiate(inst.into_db()).unwrap();
+        assert_eq!(inst.area_table(), area_id);
+        assert_eq!(inst.area(Identity([1; 32])), Some(moved));
+    }
+
+    #[test]
+    fn fixed_areas_can_be_set_and_cleared() {
+        let mut inst = instance(HostConfig::default());
+        let changes = call(&mut inst, tm::look_at::call(5.0, -6.0, 10.0, 20.0)).unwrap();
+        let at = AreaRow {
+            identity: Identity([1; 32]),
+            center: AreaCenter::Fixed(Vec2::new(5.0, -6.0)),
+            enter: 10.0,
+            leave: 20.0,
+        };
+        assert_eq!(
+            area_changes(&inst, &changes),
+            (vec![at.clone()], vec![], vec![])
+        );
+        assert_eq!(areas(&inst), std::slice::from_ref(&at));
+
+        // Follow replaces fixed (and back), one row per identity.
+        call(&mut inst, tm::follow::call(2, 64.0, 72.0)).unwrap();
+        assert_eq!(areas(&inst), [following(2, 64.0, 72.0, &inst)]);
+        call(&mut inst, tm::look_at::call(5.0, -6.0, 10.0, 20.0)).unwrap();
+        assert_eq!(areas(&inst), std::slice::from_ref(&at));
+
+        let changes = call(&mut inst, tm::clear_view::call()).unwrap();
+        assert_eq!(area_changes(&inst, &changes), (vec![], vec![], vec![at]));
+        assert!(areas(&inst).is_empty());
+        assert_eq!(inst.area(Identity([1; 32])), None);
+        let err = call(&mut inst, tm::clear_view::call()).unwrap_err();
+        assert!(
+            matches!(&err, CallError::Failed { message, .. } if message == "no area to clear"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn area_errors_reach_the_module_as_area_errors() {
+        let mut inst = instance(HostConfig::default());
+        let failed = |r: Result<locus_store::Changeset, CallError>| match r {
+            Err(CallError::Failed { message, .. }) => message,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            failed(call(&mut inst, tm::follow_counter::call("c".into()))),
+            "cannot follow a row of `counter`: the table has no #[spatial] column"
+        );
+        assert_eq!(
+            failed(call(&mut inst, tm::follow::call(1, 80.0, 72.0))),
+            "area radii must satisfy 0 < enter (80) <= leave (72) <= 512"
+        );
+        assert_eq!(
+            failed(call(&mut inst, tm::follow::call(1, 0.0, 72.0))),
+            "area radii must satisfy 0 < enter (0) <= leave (72) <= 512"
+        );
+        assert_eq!(
+            failed(call(&mut inst, tm::look_at::call(0.0, 0.0, 1.0, 513.0))),
+            "area radii must satisfy 0 < enter (1) <= leave (513) <= 512"
+        );
+        assert_eq!(
+            failed(call(&mut inst, tm::look_at::call(f32::NAN, 0.0, 1.0, 2.0))),
+            "area centre [NaN, 0] is not finite or is outside the world"
+        );
+        assert!(areas(&inst).is_empty());
+    }
+
+    #[test]
+    fn a_reducer_that_sets_an_area_and_fails_leaves_no_trace() {
+        let mut inst = instance(HostConfig::default());
+        let err = call(&mut inst, tm::follow_then_fail::call(1)).unwrap_err();
+        assert_eq!(
+            err,
+            CallError::Failed {
+                reducer: "follow_then_fail".into(),
+                message: "deliberate failure after setting an area".into()
+            }
+        );
+        assert!(areas(&inst).is_empty(), "no row was left");
+        // Over an existing area, the failed call leaves the old one in place.
+        call(&mut inst, tm::look_at::call(1.0, 2.0, 3.0, 4.0)).unwrap();
+        let before = areas(&inst);
+        assert_eq!(before.len(), 1);
+        call(&mut inst, tm::follow_then_fail::call(1)).unwrap_err();
+        assert_eq!(areas(&inst), before);
+    }
+
     /// Every table's rows, sorted.
     fn dump(db: &Database) -> Vec<(String, Vec<Vec<u8>>)> {
         db.tables()
@@ -946,6 +1320,8 @@ mod sdk {
             ];
             if t > 1 {
                 changes.push(call(&mut inst, tm::move_player::call(1, 9.0, t as f32)).unwrap());
+            } else {
+                changes.push(call(&mut inst, tm::follow::call(1, 64.0, 72.0)).unwrap());
             }
             log.append(&mut EncodedRecord::from_changesets(Tick(t), &changes))
                 .unwrap();
@@ -971,6 +1347,11 @@ mod sdk {
             dump(inst.db()),
             after_tick_4,
             "recovered == the state after tick 4"
+        );
+        assert_eq!(
+            inst.area(Identity([1; 32])),
+            Some(following(1, 64.0, 72.0, &inst)),
+            "the area set in tick 1 was logged and recovered"
         );
         // It runs on: the auto_inc sequence continues after the recovered rows.
         call(&mut inst, tm::spawn::call("next".into(), 0.0, 0.0, 1)).unwrap();

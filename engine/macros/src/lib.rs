@@ -77,6 +77,8 @@ fn ident_name(ident: &Ident) -> String {
 /// - `impl locus_module::Table for Player`;
 /// - `PlayerHandle`, the table in the running call: `insert`, `iter`, `count`, `delete`, and one accessor per
 ///   indexed column named after it, returning a `PrimaryKey`, `UniqueIndex`, `BTreeIndex` or `SpatialIndex`;
+///   it implements `locus_module::IntoTableHandle` (`Row = Player`), so typed SDK calls such as
+///   `ctx.set_area_follow(who, ctx.db.player(), &id, …)` take it;
 /// - `trait PlayerTable { fn player(&self) -> PlayerHandle; }`, implemented for `locus_module::Db`: import it
 ///   wherever reducers write `ctx.db.player()`;
 /// - on wasm32, the export `__locus_describe_table_player`.

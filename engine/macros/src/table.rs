@@ -608,6 +608,11 @@ fn generate(
             }
 
             #[inline]
+            fn __encode_key(key: &#pk_ty, out: &mut ::std::vec::Vec<u8>) {
+                <#pk_codec as ::locus_module::index::KeyCodec<#pk_ty>>::encode_key(key, out)
+            }
+
+            #[inline]
             fn __table_id() -> u32 {
                 static ID: ::locus_module::__private::TableIdCache = ::locus_module::__private::TableIdCache::new();
                 ID.get(#table_name)
@@ -654,6 +659,15 @@ fn generate(
             }
 
             #(#accessors)*
+        }
+
+        impl ::locus_module::IntoTableHandle for #handle {
+            type Row = #row;
+
+            #[inline]
+            fn into_table_handle(self) -> ::locus_module::TableHandle<#row> {
+                ::locus_module::TableHandle::new()
+            }
         }
 
         #[doc = #trait_doc]

@@ -1,15 +1,18 @@
-//! The reducer context: who called, when, the database, a deterministic RNG, and scheduling.
+//! The reducer context: who called, when, the database, a deterministic RNG, scheduling, and clients' areas of
+//! interest.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
 
-use locus_types::abi::{CONTEXT_SIZE, ContextLayout, Errno};
-use locus_types::{Identity, Tick, Timestamp};
+use locus_types::abi::{CONTEXT_SIZE, ContextLayout, Errno, MAX_AREA_RADIUS};
+use locus_types::{Identity, Tick, Timestamp, Vec2};
 use rand::{SeedableRng, TryRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::reducer::ReducerCall;
+use crate::scratch::Scratch;
 use crate::sys;
+use crate::table::{IntoTableHandle, Table};
 
 /// The database of the running call. Tables are reached through the accessor trait `#[table]` generates for each
 /// table (`ctx.db.player()` needs `PlayerTable` in scope).
@@ -129,6 +132,73 @@ impl ReducerContext {
         }
     }
 
+    /// Make `identity`'s area of interest a circle that follows the row of `table` whose primary key is `key`
+    /// (typically the client's avatar: `ctx.set_area_follow(ctx.sender, ctx.db.player(), &me.id, 64.0, 72.0)`).
+    ///
+    /// The server streams that client the rows of spatial tables within `enter` metres of the row's `#[spatial]`
+    /// column, and keeps each in view until it is more than `leave` metres away (the gap stops rows at the edge
+    /// from flickering). The row need not exist yet: the area is empty while it does not, and follows it once it
+    /// does. Replaces the identity's previous area. Written in this call's transaction: dropped if this reducer
+    /// fails, durable once it commits. Only the module sets areas; clients cannot.
+    ///
+    /// # Errors
+    ///
+    /// [`AreaError::NotSpatial`] if the table has no `#[spatial]` column; [`AreaError::InvalidRadius`] unless
+    /// `0 < enter <= leave <=` [`MAX_AREA_RADIUS`] (both finite).
+    pub fn set_area_follow<H: IntoTableHandle>(
+        &self,
+        identity: Identity,
+        table: H,
+        key: &<H::Row as Table>::PrimaryKey,
+        enter: f32,
+        leave: f32,
+    ) -> Result<(), AreaError> {
+        let _ = table;
+        let mut encoded = Scratch::empty();
+        H::Row::__encode_key(key, &mut encoded);
+        match sys::area_follow(&identity, H::Row::__table_id(), &encoded, enter, leave) {
+            Ok(()) => Ok(()),
+            Err(Errno::NoSuchIndex) => Err(AreaError::NotSpatial {
+                table: <H::Row as Table>::NAME,
+            }),
+            Err(Errno::BadArgument) => Err(AreaError::InvalidRadius { enter, leave }),
+            Err(e) => sys::unexpected("area_follow", e),
+        }
+    }
+
+    /// Make `identity`'s area of interest a circle around the fixed point `center` (a spectator camera, a
+    /// loading screen), with radii as for [`set_area_follow`](Self::set_area_follow). Replaces the identity's
+    /// previous area; written in this call's transaction.
+    ///
+    /// # Errors
+    ///
+    /// [`AreaError::InvalidPosition`] if `center` is not finite or is outside ±1e9;
+    /// [`AreaError::InvalidRadius`] unless `0 < enter <= leave <=` [`MAX_AREA_RADIUS`] (both finite).
+    pub fn set_area_fixed(
+        &self,
+        identity: Identity,
+        center: Vec2,
+        enter: f32,
+        leave: f32,
+    ) -> Result<(), AreaError> {
+        match sys::area_fixed(&identity, center.x, center.y, enter, leave) {
+            Ok(()) => Ok(()),
+            Err(Errno::InvalidPosition) => Err(AreaError::InvalidPosition { center }),
+            Err(Errno::BadArgument) => Err(AreaError::InvalidRadius { enter, leave }),
+            Err(e) => sys::unexpected("area_fixed", e),
+        }
+    }
+
+    /// Remove `identity`'s area of interest (the client then sees no rows of spatial tables); returns whether it
+    /// had one. Written in this call's transaction.
+    pub fn clear_area(&self, identity: Identity) -> bool {
+        match sys::area_clear(&identity) {
+            Ok(()) => true,
+            Err(Errno::NotFound) => false,
+            Err(e) => sys::unexpected("area_clear", e),
+        }
+    }
+
     fn with_rng<R>(&self, f: impl FnOnce(&mut ChaCha8Rng) -> R) -> R {
         let mut slot = self.rng.borrow_mut();
         f(slot.get_or_insert_with(|| ChaCha8Rng::seed_from_u64(self.rng_seed)))
@@ -195,6 +265,37 @@ impl From<ScheduleError> for String {
     }
 }
 
+/// Why an area of interest could not be set.
+#[derive(Clone, Copy, Debug, PartialEq, thiserror::Error)]
+pub enum AreaError {
+    /// The table has no `#[spatial]` column, so its rows have no position for an area to follow.
+    #[error("cannot follow a row of `{table}`: the table has no #[spatial] column")]
+    NotSpatial {
+        /// The table.
+        table: &'static str,
+    },
+    /// The fixed centre is not finite or is outside the world's coordinate range (±1e9).
+    #[error("area centre {center} is not finite or is outside the world")]
+    InvalidPosition {
+        /// The centre given.
+        center: Vec2,
+    },
+    /// The radii are not `0 < enter <= leave <=` [`MAX_AREA_RADIUS`], both finite.
+    #[error("area radii must satisfy 0 < enter ({enter}) <= leave ({leave}) <= {MAX_AREA_RADIUS}")]
+    InvalidRadius {
+        /// The enter radius given.
+        enter: f32,
+        /// The leave radius given.
+        leave: f32,
+    },
+}
+
+impl From<AreaError> for String {
+    fn from(e: AreaError) -> String {
+        e.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand::{Rng, RngExt};
@@ -237,6 +338,26 @@ mod tests {
         let y: u32 = r2.random_range(0..1000);
         assert!(x < 1000 && y < 1000);
         assert_ne!(ctx(1).rng().next_u64(), ctx(2).rng().next_u64());
+    }
+
+    #[test]
+    fn area_errors_convert_to_strings_for_question_mark() {
+        fn reducer() -> Result<(), String> {
+            Err(AreaError::InvalidRadius {
+                enter: 80.0,
+                leave: 72.0,
+            })?;
+            Ok(())
+        }
+        assert_eq!(
+            reducer().unwrap_err(),
+            "area radii must satisfy 0 < enter (80) <= leave (72) <= 512"
+        );
+        let e = AreaError::NotSpatial { table: "item" };
+        assert_eq!(
+            String::from(e),
+            "cannot follow a row of `item`: the table has no #[spatial] column"
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //!   `nearest`).
 //! - [`macro@reducer`] turns a function into a reducer: a transactional entry point the host calls with a
 //!   [`ReducerContext`] (sender, tick, timestamp, database, a deterministic [`rng`](ReducerContext::rng),
-//!   scheduling). A reducer's writes commit when it returns `Ok` (or `()`), and roll back when it returns `Err`,
+//!   scheduling, and each client's area of interest:
+//!   [`set_area_follow`](ReducerContext::set_area_follow), [`set_area_fixed`](ReducerContext::set_area_fixed),
+//!   [`clear_area`](ReducerContext::clear_area)). A reducer's writes commit when it returns `Ok` (or `()`), and roll back when it returns `Err`,
 //!   panics or is stopped by the host.
 //! - [`error!`], [`warn!`], [`info!`], [`debug!`], [`trace!`] write to the module log.
 //!
@@ -75,16 +77,16 @@ mod scratch;
 mod sys;
 mod table;
 
-pub use context::{ContextRng, Db, ReducerContext, ScheduleError, ScheduleId};
+pub use context::{AreaError, ContextRng, Db, ReducerContext, ScheduleError, ScheduleId};
 pub use index::{BTreeIndex, PrimaryKey, SpatialIndex, UniqueIndex};
 pub use locus_macros::{reducer, table};
-pub use locus_types::abi::LogLevel;
+pub use locus_types::abi::{LogLevel, MAX_AREA_RADIUS};
 pub use locus_types::{
     ColumnDef, ColumnId, ColumnType, Identity, IndexDef, IndexKind, ReducerDef, ReducerKind,
     TableAccess, TableDef, Tick, Timestamp, Vec2,
 };
 pub use reducer::{ReducerCall, ReducerResult};
-pub use table::{InsertError, RowIter, Table, TableHandle, UpdateError};
+pub use table::{InsertError, IntoTableHandle, RowIter, Table, TableHandle, UpdateError};
 
 /// The shared Locus vocabulary (ids, schema model, row codec, ABI constants).
 pub use locus_types as types;

@@ -323,3 +323,33 @@ pub(crate) fn schedule(name: &str, at_micros: u64, args: &[u8]) -> Result<u64, E
 pub(crate) fn unschedule(id: u64) -> Result<(), Errno> {
     check("unschedule", raw::unschedule(id))
 }
+
+/// Set `identity`'s area of interest to follow the row of `table` with the encoded primary key `key`.
+pub(crate) fn area_follow(
+    identity: &locus_types::Identity,
+    table: u32,
+    key: &[u8],
+    enter: f32,
+    leave: f32,
+) -> Result<(), Errno> {
+    let (kp, kl) = slice(key);
+    let code = raw::area_follow(addr(identity.0.as_ptr()), table, kp, kl, enter, leave);
+    check("area_follow", code)
+}
+
+/// Set `identity`'s area of interest to a fixed point.
+pub(crate) fn area_fixed(
+    identity: &locus_types::Identity,
+    x: f32,
+    y: f32,
+    enter: f32,
+    leave: f32,
+) -> Result<(), Errno> {
+    let code = raw::area_fixed(addr(identity.0.as_ptr()), x, y, enter, leave);
+    check("area_fixed", code)
+}
+
+/// Remove `identity`'s area of interest.
+pub(crate) fn area_clear(identity: &locus_types::Identity) -> Result<(), Errno> {
+    check("area_clear", raw::area_clear(addr(identity.0.as_ptr())))
+}

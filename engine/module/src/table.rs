@@ -42,6 +42,10 @@ pub trait Table: Serialize + DeserializeOwned + Sized {
     #[doc(hidden)]
     fn __encode_primary_key(&self, out: &mut Vec<u8>);
 
+    /// Append the MessagePack encoding of `key`, a value of the primary-key column, to `out`.
+    #[doc(hidden)]
+    fn __encode_key(key: &Self::PrimaryKey, out: &mut Vec<u8>);
+
     /// The table's id in the running module instance (looked up once, then cached).
     #[doc(hidden)]
     fn __table_id() -> u32;
@@ -259,6 +263,26 @@ impl<T: Table> Clone for TableHandle<T> {
 }
 
 impl<T: Table> Copy for TableHandle<T> {}
+
+/// A handle on one table that knows its row type: [`TableHandle<T>`] and every generated `<Row>Handle` (what
+/// `ctx.db.player()` returns). SDK calls that name a table take one, so they are typed by the table's row (and
+/// so its primary-key type): [`ReducerContext::set_area_follow`](crate::ReducerContext::set_area_follow).
+pub trait IntoTableHandle: Copy {
+    /// The table's row type.
+    type Row: Table;
+
+    /// The generic handle on the same table.
+    fn into_table_handle(self) -> TableHandle<Self::Row>;
+}
+
+impl<T: Table> IntoTableHandle for TableHandle<T> {
+    type Row = T;
+
+    #[inline]
+    fn into_table_handle(self) -> TableHandle<T> {
+        self
+    }
+}
 
 /// Delete the row whose encoded primary key is `key`; whether there was one.
 pub(crate) fn delete_key<T: Table>(key: &[u8]) -> bool {

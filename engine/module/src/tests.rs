@@ -142,6 +142,23 @@ fn api_type_checks(ctx: &crate::ReducerContext) -> Result<(), String> {
     )?;
     let _ = ctx.unschedule(id);
     let _: u32 = crate::rand::RngExt::random_range(&mut ctx.rng(), 0..10);
+    ctx.set_area_follow(ctx.sender, ctx.db.hero(), &h.id, 64.0, 72.0)?;
+    ctx.set_area_follow(
+        ctx.sender,
+        crate::TableHandle::<Hero>::new(),
+        &1,
+        64.0,
+        72.0,
+    )?;
+    let _: Result<(), crate::AreaError> =
+        ctx.set_area_follow(Identity::SERVER, ctx.db.blob(), &vec![1u8], 1.0, 2.0);
+    ctx.set_area_fixed(
+        ctx.sender,
+        Vec2::new(1.0, 2.0),
+        10.0,
+        crate::MAX_AREA_RADIUS,
+    )?;
+    let _: bool = ctx.clear_area(ctx.sender);
     crate::info!("x = {}", 1);
     Ok(())
 }
@@ -287,6 +304,14 @@ fn table_rows_are_valid_codec_rows() {
     assert_eq!(back, hero());
 }
 
+/// Generated handles name their row type.
+const _: () = {
+    const fn row_is<H: crate::IntoTableHandle<Row = R>, R>() {}
+    row_is::<HeroHandle, Hero>();
+    row_is::<BlobHandle, Blob>();
+    row_is::<crate::TableHandle<Hero>, Hero>();
+};
+
 #[test]
 fn primary_keys_encode_as_their_column_and_take_host_bits() {
     let mut h = hero();
@@ -304,6 +329,16 @@ fn primary_keys_encode_as_their_column_and_take_host_bits() {
     assert_eq!(out, [0xc4, 2, 0xab, 0xcd], "a bytes key is bin");
     let value = codec::decode_value(&Blob::def().columns[0], &out).unwrap();
     assert_eq!(value, Value::Bytes(vec![0xab, 0xcd].into()));
+
+    out.clear();
+    Blob::__encode_key(&vec![0xab, 0xcd], &mut out);
+    assert_eq!(out, [0xc4, 2, 0xab, 0xcd], "a bare bytes key is bin too");
+    out.clear();
+    KeyValue::__encode_key(&"k".to_owned(), &mut out);
+    assert_eq!(out, [0xa1, b'k']);
+    out.clear();
+    Hero::__encode_key(&300, &mut out);
+    assert_eq!(out, [0xcd, 0x01, 0x2c]);
 
     let mut s = Signed { id: 0 };
     s.__set_primary_key(u64::MAX);
@@ -400,6 +435,14 @@ fn reducer_defs_have_kinds_and_typed_params() {
 fn natively_every_host_call_answers_not_in_reducer() {
     assert_eq!(crate::sys::scan(0), Err(Errno::NotInReducer));
     assert_eq!(crate::sys::table_id("hero"), Err(Errno::NotInReducer));
+    assert_eq!(
+        crate::sys::area_clear(&Identity::SERVER),
+        Err(Errno::NotInReducer)
+    );
+    assert_eq!(
+        crate::sys::area_fixed(&Identity::SERVER, 0.0, 0.0, 1.0, 2.0),
+        Err(Errno::NotInReducer)
+    );
     assert_eq!(
         crate::sys::reducer_context().unwrap_err(),
         Errno::NotInReducer

@@ -740,7 +740,10 @@ mod tests {
         let values = crate::codec::decode_row(&def.columns, &fixed().encode()).unwrap();
         assert_eq!(values[1], Value::U64(u64::from(u32::MAX)));
         assert_eq!(values[2], Value::Bytes(Vec::new().into()));
-        assert_eq!((values[3].clone(), values[4].clone()), (Value::F32(-1.5), Value::F32(2048.0)));
+        assert_eq!(
+            (values[3].clone(), values[4].clone()),
+            (Value::F32(-1.5), Value::F32(2048.0))
+        );
     }
 
     #[test]
@@ -776,7 +779,11 @@ mod tests {
         let last_float = wrong_marker.len() - 5;
         assert_eq!(wrong_marker[last_float], 0xca);
         wrong_marker[last_float] = 0xcb;
-        assert_eq!(AreaRow::decode(&wrong_marker), None, "an f64 marker in an F32 column");
+        assert_eq!(
+            AreaRow::decode(&wrong_marker),
+            None,
+            "an f64 marker in an F32 column"
+        );
         let cols = &area_table_def().columns;
         let row = |table: u64, key: &[u8]| {
             crate::codec::encode_row(
@@ -795,7 +802,11 @@ mod tests {
         };
         assert!(AreaRow::decode(&row(2, &[5])).is_some());
         assert_eq!(AreaRow::decode(&row(2, &[])), None, "following with no key");
-        assert_eq!(AreaRow::decode(&row(u64::from(AREA_FIXED), &[5])), None, "fixed with a key");
+        assert_eq!(
+            AreaRow::decode(&row(u64::from(AREA_FIXED), &[5])),
+            None,
+            "fixed with a key"
+        );
         // A row of another table (the `thing` of the host tests: [1, 5]).
         assert_eq!(AreaRow::decode(&[0x92, 0x01, 0x05]), None);
     }

@@ -448,11 +448,13 @@ mod tests {
         out
     }
 
-
     fn hex<M: Serialize>(m: &M) -> String {
         let mut out = Vec::new();
         encode_frame(m, &mut out);
-        out.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ")
+        out.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The examples of `engine/docs/protocol.md`, byte for byte.
@@ -538,7 +540,10 @@ mod tests {
             ),
         ];
         for (bytes, what) in examples {
-            assert!(doc.contains(&bytes), "protocol.md lacks the bytes of {what}: {bytes}");
+            assert!(
+                doc.contains(&bytes),
+                "protocol.md lacks the bytes of {what}: {bytes}"
+            );
         }
     }
 

@@ -74,6 +74,19 @@
 //! | `schedule_and_cancel(text: String)` | schedules `ping(text)` 1 s ahead, then unschedules it; event `schedule_and_cancel {id} {cancelled}` (`true` expected; nothing stays scheduled) |
 //! | `schedule_wrong()` | tries to schedule the client reducer `spawn`; event `schedule_wrong {error}` with error `cannot schedule `spawn`: no scheduled reducer has that name`; fails with `scheduling a client reducer succeeded` if the host accepts it |
 //!
+//! # Client reducers: areas of interest
+//!
+//! Each sets or clears the **sender's** area (a row of the system table `locus_area`) and writes nothing else; on
+//! an error the reducer fails with the `AreaError`'s message.
+//!
+//! | reducer | effect | failure |
+//! |---|---|---|
+//! | `follow(id: u64, enter: f32, leave: f32)` | area follows player `id` (which need not exist) | `area radii must satisfy 0 < enter (…) <= leave (…) <= 512` |
+//! | `follow_counter(name: String)` | tries to follow counter `name`, radii 1 and 2 | always: `cannot follow a row of `counter`: the table has no #[spatial] column` |
+//! | `look_at(x: f32, y: f32, enter: f32, leave: f32)` | area fixed at (x, y) | `area centre [x, y] is not finite or is outside the world`; the radii message |
+//! | `clear_view()` | area removed | `no area to clear` if the sender had none |
+//! | `follow_then_fail(id: u64)` | area follows player `id` with radii 64 and 72 | then always: `deliberate failure after setting an area` |
+//!
 //! # Client reducers: failures (every one writes before failing; nothing of it may survive)
 //!
 //! | reducer | writes first | then (with `locus-host`'s `CallError`) |
@@ -565,6 +578,46 @@ pub fn schedule_wrong(ctx: &ReducerContext) -> Result<(), String> {
         Ok(_) => Err("scheduling a client reducer succeeded".into()),
         Err(e) => event(ctx, format!("schedule_wrong {e}")),
     }
+}
+
+// ---- areas of interest ----
+
+/// The sender's area follows player `id`.
+#[reducer]
+pub fn follow(ctx: &ReducerContext, id: u64, enter: f32, leave: f32) -> Result<(), String> {
+    ctx.set_area_follow(ctx.sender, ctx.db.player(), &id, enter, leave)?;
+    Ok(())
+}
+
+/// Try to follow a row of a table with no spatial column (the host must refuse).
+#[reducer]
+pub fn follow_counter(ctx: &ReducerContext, name: String) -> Result<(), String> {
+    ctx.set_area_follow(ctx.sender, ctx.db.counter(), &name, 1.0, 2.0)?;
+    Err("following a non-spatial table succeeded".into())
+}
+
+/// The sender's area sits at (x, y).
+#[reducer]
+pub fn look_at(ctx: &ReducerContext, x: f32, y: f32, enter: f32, leave: f32) -> Result<(), String> {
+    ctx.set_area_fixed(ctx.sender, Vec2::new(x, y), enter, leave)?;
+    Ok(())
+}
+
+/// Remove the sender's area.
+#[reducer]
+pub fn clear_view(ctx: &ReducerContext) -> Result<(), String> {
+    if ctx.clear_area(ctx.sender) {
+        Ok(())
+    } else {
+        Err("no area to clear".into())
+    }
+}
+
+/// Set an area, then fail: the area must roll back.
+#[reducer]
+pub fn follow_then_fail(ctx: &ReducerContext, id: u64) -> Result<(), String> {
+    ctx.set_area_follow(ctx.sender, ctx.db.player(), &id, 64.0, 72.0)?;
+    Err("deliberate failure after setting an area".into())
 }
 
 // ---- failures ----
