@@ -264,7 +264,8 @@ pub enum ErrorCode {
     ReducerFailed = 8,
     /// The reducer was stopped: out of time or fuel, out of memory, or a trap.
     ReducerAborted = 9,
-    /// Too many messages per second; this one was dropped. Persistent flooding is fatal.
+    /// Too many messages per second: messages are being dropped (one such error a second while it lasts).
+    /// Persistent flooding is fatal.
     RateLimited = 10,
     /// Too many calls waiting to run; this one was dropped.
     Busy = 11,

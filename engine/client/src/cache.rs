@@ -1,0 +1,892 @@
+//! The client cache: the rows the server has put in this client's view, kept current by applying server messages.
+//!
+//! The cache does no I/O: feed it [`ServerMessage`]s in the order they arrived ([`Cache::apply`]) and it returns
+//! what changed as [`Event`]s. [`Client`](crate::Client) feeds it from the network; tests and the bevy mirror feed
+//! it synthetic messages.
+//!
+//! Terms:
+//! - A table's **key** is its primary-key column's value in the row encoding: the bytes of that column inside a
+//!   row, as [`codec::validate_row`] locates them. Deletes on the wire carry keys; the cache keys rows by them.
+//! - The **schema** is the list of tables of the last `Welcome`; rows of other tables are refused.
+//!
+//! Invariants:
+//! - A `Tick`'s [`TableDelta`] is applied deletes first, then updates, then inserts, per table in message order.
+//! - Every row in the cache is valid for its table's schema, and is stored under its own key.
+//! - A message that does not fit the cache (an update or delete of a row not in view, an insert of a row already
+//!   in view, a row that does not fit its schema, an unknown table) never panics: it yields an
+//!   [`Event::Inconsistent`], and the cache still converges to what the server says (an update of an unknown row
+//!   inserts it, an insert of a known row replaces it).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use locus_types::codec::{self, RowError};
+use locus_types::protocol::{CallOutcome, ErrorCode, ServerMessage, TableDelta, Token, WireTable};
+use locus_types::{Identity, ReducerDef, TableDef, TableId};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use thiserror::Error;
+
+use crate::RequestId;
+
+/// The bytes of one row in the row encoding (one MessagePack array), shared between the cache and events.
+pub type Row = Arc<[u8]>;
+
+/// The bytes of a row's primary-key column (see the [module docs](self)).
+pub type Key = Arc<[u8]>;
+
+/// What the server told a client when it connected (the fields of [`ServerMessage::Welcome`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Welcome {
+    /// The protocol version chosen.
+    pub version: u16,
+    /// The client's identity.
+    pub identity: Identity,
+    /// The token that restores the identity: keep it secret.
+    pub token: Token,
+    /// Ticks per second.
+    pub tick_rate: u16,
+    /// The last durable tick when the client connected.
+    pub tick: u64,
+    /// The public tables, with the ids rows are tagged with.
+    pub tables: Vec<WireTable>,
+    /// The reducers a client may call.
+    pub reducers: Vec<ReducerDef>,
+}
+
+impl Welcome {
+    /// The welcome in `message`, if it is one.
+    #[must_use]
+    pub fn from_message(message: &ServerMessage) -> Option<Welcome> {
+        match message {
+            ServerMessage::Welcome {
+                version,
+                identity,
+                token,
+                tick_rate,
+                tick,
+                tables,
+                reducers,
+            } => Some(Welcome {
+                version: *version,
+                identity: *identity,
+                token: *token,
+                tick_rate: *tick_rate,
+                tick: *tick,
+                tables: tables.clone(),
+                reducers: reducers.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Something that happened to a client: a change of its view, an answer to one of its requests, or an error.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A `Welcome` was applied: the schema is set and the view starts empty.
+    Connected {
+        /// The client's identity.
+        identity: Identity,
+        /// The last durable tick when it connected.
+        tick: u64,
+    },
+    /// A row entered the view.
+    Inserted {
+        /// Its table.
+        table: TableId,
+        /// The table's name.
+        name: Arc<str>,
+        /// Its key.
+        key: Key,
+        /// The row.
+        row: Row,
+    },
+    /// A row in view changed.
+    Updated {
+        /// Its table.
+        table: TableId,
+        /// The table's name.
+        name: Arc<str>,
+        /// Its key.
+        key: Key,
+        /// The row before.
+        old: Row,
+        /// The row now.
+        new: Row,
+    },
+    /// A row left the view (deleted, out of the area of interest, or unsubscribed).
+    Deleted {
+        /// Its table.
+        table: TableId,
+        /// The table's name.
+        name: Arc<str>,
+        /// Its key.
+        key: Key,
+        /// The row as it was last seen.
+        old: Row,
+    },
+    /// A reducer call ended.
+    CallResult {
+        /// The call's request id.
+        request: RequestId,
+        /// The tick it ran in.
+        tick: u64,
+        /// How it ended.
+        outcome: CallOutcome,
+    },
+    /// A subscription took effect (its rows come as inserts).
+    Subscribed {
+        /// The request id.
+        request: RequestId,
+        /// The table.
+        table: TableId,
+    },
+    /// A subscription ended (its rows leave as deletes in a later tick).
+    Unsubscribed {
+        /// The request id.
+        request: RequestId,
+        /// The table.
+        table: TableId,
+    },
+    /// The server refused something ([`ServerMessage::Error`]).
+    ServerError {
+        /// What went wrong.
+        code: ErrorCode,
+        /// For people.
+        message: String,
+        /// The request it answers, if any.
+        request: Option<RequestId>,
+        /// Whether the server closes the connection after it.
+        fatal: bool,
+    },
+    /// A server message did not fit the cache's view (see the [module docs](self)); the cache was not corrupted.
+    Inconsistent {
+        /// The table concerned.
+        table: TableId,
+        /// What did not fit.
+        error: ApplyError,
+    },
+    /// The connection ended (reported by [`Client::poll`](crate::Client::poll), never by the cache itself). The
+    /// cache keeps its last view; [`Client::reconnect`](crate::Client::reconnect) starts a new one.
+    Disconnected {
+        /// Why, for people.
+        reason: String,
+    },
+}
+
+/// Why part of a server message could not be applied to the cache as it stands.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ApplyError {
+    /// The table is not in the schema of the last `Welcome` (or no `Welcome` came yet).
+    #[error("the table is not in the schema the server announced")]
+    UnknownTable,
+    /// A row does not fit its table's schema; it was skipped.
+    #[error("a row does not fit its table: {0}")]
+    BadRow(#[from] RowError),
+    /// An update of a row not in view; it was inserted.
+    #[error("an update of a row not in view")]
+    UpdateOfUnknownRow {
+        /// The row's key.
+        key: Vec<u8>,
+    },
+    /// A delete of a row not in view; it was ignored.
+    #[error("a delete of a row not in view")]
+    DeleteOfUnknownRow {
+        /// The key.
+        key: Vec<u8>,
+    },
+    /// An insert of a row already in view; it replaced the row.
+    #[error("an insert of a row already in view")]
+    InsertOfRowInView {
+        /// The row's key.
+        key: Vec<u8>,
+    },
+}
+
+/// Why rows cannot be read from the cache.
+#[derive(Debug, Error)]
+pub enum ReadError {
+    /// No table of that name is in the schema.
+    #[error("no table `{table}` in the schema")]
+    NoSuchTable {
+        /// The name asked for.
+        table: String,
+    },
+    /// A row does not decode as the type asked for.
+    #[error("a row of `{table}` does not decode as the type asked for: {source}")]
+    Decode {
+        /// The table.
+        table: String,
+        /// The decoder's error.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+    /// The key given cannot be encoded.
+    #[error("cannot encode the key: {0}")]
+    Key(#[from] rmp_serde::encode::Error),
+}
+
+#[derive(Debug)]
+struct TableView {
+    name: Arc<str>,
+    def: TableDef,
+    rows: BTreeMap<Key, Row>,
+}
+
+/// The rows in a client's view, by table and key. See the [module docs](self).
+#[derive(Debug, Default)]
+pub struct Cache {
+    identity: Option<Identity>,
+    tick: u64,
+    tables: HashMap<TableId, TableView>,
+    by_name: HashMap<Arc<str>, TableId>,
+    /// Scratch for [`codec::validate_row`].
+    offsets: Vec<u32>,
+}
+
+impl Cache {
+    /// An empty cache with no schema (it learns one from a `Welcome`).
+    #[must_use]
+    pub fn new() -> Cache {
+        Cache::default()
+    }
+
+    /// Apply one server message; returns what it changed.
+    pub fn apply(&mut self, message: &ServerMessage) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.apply_into(message, &mut events);
+        events
+    }
+
+    /// Apply one server message, appending what it changed to `events`.
+    pub fn apply_into(&mut self, message: &ServerMessage, events: &mut Vec<Event>) {
+        match message {
+            ServerMessage::Welcome { .. } => {
+                if let Some(welcome) = Welcome::from_message(message) {
+                    self.welcome_into(&welcome, events);
+                }
+            }
+            ServerMessage::Result {
+                request,
+                tick,
+                outcome,
+            } => events.push(Event::CallResult {
+                request: RequestId(*request),
+                tick: *tick,
+                outcome: outcome.clone(),
+            }),
+            ServerMessage::Subscribed { request, table } => events.push(Event::Subscribed {
+                request: RequestId(*request),
+                table: *table,
+            }),
+            ServerMessage::Unsubscribed { request, table } => events.push(Event::Unsubscribed {
+                request: RequestId(*request),
+                table: *table,
+            }),
+            ServerMessage::Tick { tick, tables } => {
+                self.tick = self.tick.max(*tick);
+                for delta in tables {
+                    self.apply_delta(delta, events);
+                }
+            }
+            ServerMessage::Error {
+                code,
+                message,
+                request,
+                fatal,
+            } => events.push(Event::ServerError {
+                code: *code,
+                message: message.clone(),
+                request: request.map(RequestId),
+                fatal: *fatal,
+            }),
+        }
+    }
+
+    /// Start a new view from a `Welcome`: every row in view leaves (as [`Event::Deleted`]), then the schema and
+    /// identity are replaced and [`Event::Connected`] follows.
+    pub fn apply_welcome(&mut self, welcome: &Welcome) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.welcome_into(welcome, &mut events);
+        events
+    }
+
+    fn welcome_into(&mut self, welcome: &Welcome, events: &mut Vec<Event>) {
+        events.extend(self.clear());
+        self.tables.clear();
+        self.by_name.clear();
+        for WireTable { id, def } in &welcome.tables {
+            let name: Arc<str> = def.name.as_str().into();
+            self.by_name.insert(name.clone(), *id);
+            self.tables.insert(
+                *id,
+                TableView {
+                    name,
+                    def: def.clone(),
+                    rows: BTreeMap::new(),
+                },
+            );
+        }
+        self.identity = Some(welcome.identity);
+        self.tick = welcome.tick;
+        events.push(Event::Connected {
+            identity: welcome.identity,
+            tick: welcome.tick,
+        });
+    }
+
+    /// Empty the view, keeping the schema; returns an [`Event::Deleted`] per row that was in it.
+    pub fn clear(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut ids: Vec<TableId> = self.tables.keys().copied().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let view = self.tables.get_mut(&id).expect("listed above");
+            for (key, old) in std::mem::take(&mut view.rows) {
+                events.push(Event::Deleted {
+                    table: id,
+                    name: view.name.clone(),
+                    key,
+                    old,
+                });
+            }
+        }
+        events
+    }
+
+    fn apply_delta(&mut self, delta: &TableDelta, events: &mut Vec<Event>) {
+        let table = delta.table;
+        let Some(view) = self.tables.get_mut(&table) else {
+            events.push(Event::Inconsistent {
+                table,
+                error: ApplyError::UnknownTable,
+            });
+            return;
+        };
+        let pk = view.def.primary_key.index();
+        for key in &delta.deletes {
+            match view.rows.remove_entry(key.0.as_slice()) {
+                Some((key, old)) => events.push(Event::Deleted {
+                    table,
+                    name: view.name.clone(),
+                    key,
+                    old,
+                }),
+                None => events.push(Event::Inconsistent {
+                    table,
+                    error: ApplyError::DeleteOfUnknownRow { key: key.0.clone() },
+                }),
+            }
+        }
+        for (rows, is_update) in [(&delta.updates, true), (&delta.inserts, false)] {
+            for row in rows {
+                let key = match codec::validate_row(&view.def.columns, &row.0, &mut self.offsets) {
+                    Ok(()) => &row.0[self.offsets[pk] as usize..self.offsets[pk + 1] as usize],
+                    Err(e) => {
+                        events.push(Event::Inconsistent {
+                            table,
+                            error: ApplyError::BadRow(e),
+                        });
+                        continue;
+                    }
+                };
+                let new: Row = row.0.as_slice().into();
+                let name = view.name.clone();
+                match view.rows.get_mut(key) {
+                    Some(slot) => {
+                        if !is_update {
+                            events.push(Event::Inconsistent {
+                                table,
+                                error: ApplyError::InsertOfRowInView { key: key.to_vec() },
+                            });
+                        }
+                        let old = std::mem::replace(slot, new.clone());
+                        let key = view
+                            .rows
+                            .get_key_value(key)
+                            .map(|(k, _)| k.clone())
+                            .expect("just replaced");
+                        events.push(Event::Updated {
+                            table,
+                            name,
+                            key,
+                            old,
+                            new,
+                        });
+                    }
+                    None => {
+                        if is_update {
+                            events.push(Event::Inconsistent {
+                                table,
+                                error: ApplyError::UpdateOfUnknownRow { key: key.to_vec() },
+                            });
+                        }
+                        let key: Key = key.into();
+                        view.rows.insert(key.clone(), new.clone());
+                        events.push(Event::Inserted {
+                            table,
+                            name,
+                            key,
+                            row: new,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The client's identity, once a `Welcome` was applied.
+    #[must_use]
+    pub fn identity(&self) -> Option<Identity> {
+        self.identity
+    }
+
+    /// The latest tick applied (the `Welcome`'s tick before any `Tick`).
+    #[must_use]
+    pub fn tick(&self) -> u64 {
+        self.tick
+    }
+
+    /// The id of the table called `name`.
+    #[must_use]
+    pub fn table_id(&self, name: &str) -> Option<TableId> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The name of table `id`.
+    #[must_use]
+    pub fn table_name(&self, id: TableId) -> Option<&str> {
+        self.tables.get(&id).map(|v| &*v.name)
+    }
+
+    /// The definition of the table called `name`.
+    #[must_use]
+    pub fn table_def(&self, name: &str) -> Option<&TableDef> {
+        self.view(name).map(|v| &v.def)
+    }
+
+    /// How many rows of table `name` are in view (0 for a table not in the schema).
+    #[must_use]
+    pub fn len(&self, name: &str) -> usize {
+        self.view(name).map_or(0, |v| v.rows.len())
+    }
+
+    /// The row of table `name` whose key is `key` (see [`Cache::key`] to encode one).
+    #[must_use]
+    pub fn get_raw(&self, name: &str, key: &[u8]) -> Option<&[u8]> {
+        self.view(name)?.rows.get(key).map(|r| &**r)
+    }
+
+    /// The rows of table `name` in view, with their keys, in key-byte order.
+    pub fn iter_raw(&self, name: &str) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.view(name)
+            .into_iter()
+            .flat_map(|v| v.rows.iter().map(|(k, r)| (&**k, &**r)))
+    }
+
+    /// Every row of table `name` in view, decoded as `T` (the table's row struct), in key-byte order.
+    ///
+    /// # Errors
+    ///
+    /// [`ReadError::NoSuchTable`], or [`ReadError::Decode`] if a row does not decode as `T`.
+    pub fn rows<T: DeserializeOwned>(&self, name: &str) -> Result<Vec<T>, ReadError> {
+        let view = self.view(name).ok_or_else(|| ReadError::NoSuchTable {
+            table: name.to_owned(),
+        })?;
+        view.rows
+            .values()
+            .map(|row| decode_row(name, row))
+            .collect()
+    }
+
+    /// The row of table `name` whose primary key is `key`, decoded as `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Cache::rows`], or [`ReadError::Key`] if `key` cannot be encoded.
+    pub fn get<T: DeserializeOwned, K: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        key: &K,
+    ) -> Result<Option<T>, ReadError> {
+        let view = self.view(name).ok_or_else(|| ReadError::NoSuchTable {
+            table: name.to_owned(),
+        })?;
+        let key = Cache::key(key)?;
+        view.rows
+            .get(key.as_slice())
+            .map(|row| decode_row(name, row))
+            .transpose()
+    }
+
+    /// Encode a primary-key value as a key (as a row column of its type is encoded).
+    ///
+    /// # Errors
+    ///
+    /// The encoder's error (only for values serde cannot encode, e.g. maps with non-string keys).
+    pub fn key<K: Serialize + ?Sized>(key: &K) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+        rmp_serde::to_vec(key)
+    }
+
+    fn view(&self, name: &str) -> Option<&TableView> {
+        self.tables.get(self.by_name.get(name)?)
+    }
+}
+
+/// Decode a row as the row struct `T`.
+pub(crate) fn decode_row<T: DeserializeOwned>(table: &str, row: &[u8]) -> Result<T, ReadError> {
+    rmp_serde::from_slice(row).map_err(|source| ReadError::Decode {
+        table: table.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use locus_types::ColumnType;
+    use locus_types::protocol::WireRow;
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+
+    /// A row of the test table `player` (pk `id`).
+    #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+    pub(crate) struct Player {
+        pub(crate) id: u64,
+        pub(crate) name: String,
+        pub(crate) hp: i32,
+    }
+
+    pub(crate) const PLAYER: TableId = TableId(3);
+
+    pub(crate) fn welcome() -> ServerMessage {
+        let player = TableDef::builder("player")
+            .column("id", ColumnType::U64)
+            .column("name", ColumnType::String)
+            .column("hp", ColumnType::I32)
+            .primary_key("id")
+            .build()
+            .unwrap();
+        ServerMessage::Welcome {
+            version: 1,
+            identity: Identity([9; 32]),
+            token: Token([1; 32]),
+            tick_rate: 20,
+            tick: 100,
+            tables: vec![WireTable {
+                id: PLAYER,
+                def: player,
+            }],
+            reducers: vec![],
+        }
+    }
+
+    pub(crate) fn player(id: u64, name: &str, hp: i32) -> WireRow {
+        WireRow(
+            rmp_serde::to_vec(&Player {
+                id,
+                name: name.into(),
+                hp,
+            })
+            .unwrap(),
+        )
+    }
+
+    pub(crate) fn key(id: u64) -> WireRow {
+        WireRow(Cache::key(&id).unwrap())
+    }
+
+    pub(crate) fn tick(
+        tick: u64,
+        inserts: Vec<WireRow>,
+        updates: Vec<WireRow>,
+        deletes: Vec<WireRow>,
+    ) -> ServerMessage {
+        ServerMessage::Tick {
+            tick,
+            tables: vec![TableDelta {
+                table: PLAYER,
+                inserts,
+                updates,
+                deletes,
+            }],
+        }
+    }
+
+    fn names(cache: &Cache) -> Vec<(u64, String, i32)> {
+        cache
+            .rows::<Player>("player")
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.id, p.name, p.hp))
+            .collect()
+    }
+
+    #[test]
+    fn ticks_insert_update_and_delete_rows() {
+        let mut cache = Cache::new();
+        let events = cache.apply(&welcome());
+        assert_eq!(
+            events,
+            [Event::Connected {
+                identity: Identity([9; 32]),
+                tick: 100
+            }]
+        );
+        assert_eq!(cache.identity(), Some(Identity([9; 32])));
+        assert_eq!(cache.table_id("player"), Some(PLAYER));
+        assert_eq!(cache.table_name(PLAYER), Some("player"));
+
+        let events = cache.apply(&tick(
+            101,
+            vec![player(1, "ann", 10), player(2, "bob", 20)],
+            vec![],
+            vec![],
+        ));
+        assert_eq!(events.len(), 2);
+        assert!(
+            matches!(&events[0], Event::Inserted { table: PLAYER, name, key, row }
+                if &**name == "player" && **key == key_bytes(1) && **row == player(1, "ann", 10).0)
+        );
+        assert_eq!(cache.len("player"), 2);
+        assert_eq!(cache.tick(), 101);
+        assert_eq!(
+            cache.get::<Player, _>("player", &2u64).unwrap(),
+            Some(Player {
+                id: 2,
+                name: "bob".into(),
+                hp: 20
+            })
+        );
+
+        let events = cache.apply(&tick(102, vec![], vec![player(1, "ann", 7)], vec![key(2)]));
+        assert!(
+            matches!(&events[..], [Event::Deleted { old, .. }, Event::Updated { old: before, new, .. }]
+                if **old == player(2, "bob", 20).0
+                    && **before == player(1, "ann", 10).0
+                    && **new == player(1, "ann", 7).0)
+        );
+        assert_eq!(names(&cache), [(1, "ann".into(), 7)]);
+        assert_eq!(cache.get_raw("player", &key_bytes(2)), None);
+        assert_eq!(
+            cache.get_raw("player", &key_bytes(1)),
+            Some(&player(1, "ann", 7).0[..])
+        );
+        assert_eq!(cache.len("nope"), 0);
+        assert!(matches!(
+            cache.rows::<Player>("nope"),
+            Err(ReadError::NoSuchTable { .. })
+        ));
+    }
+
+    fn key_bytes(id: u64) -> Vec<u8> {
+        key(id).0
+    }
+
+    #[test]
+    fn within_a_tick_deletes_come_before_updates_before_inserts() {
+        let mut cache = Cache::new();
+        cache.apply(&welcome());
+        cache.apply(&tick(101, vec![player(1, "ann", 10)], vec![], vec![]));
+        // Row 1 leaves and re-enters in the same tick (e.g. it left one subscription and entered the area); row 2
+        // is inserted and updated. Applied in wire order (inserts, updates, deletes) either would fail.
+        let events = cache.apply(&tick(
+            102,
+            vec![player(1, "ann", 11), player(2, "bob", 20)],
+            vec![player(1, "ann", 12)],
+            vec![key(1)],
+        ));
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                Event::Deleted { .. } => "delete",
+                Event::Updated { .. } => "update",
+                Event::Inserted { .. } => "insert",
+                Event::Inconsistent { .. } => "inconsistent",
+                _ => "other",
+            })
+            .collect();
+        // delete 1; update 1 (not in view any more: inconsistent, inserted); insert 1 (in view now:
+        // inconsistent, replaces); insert 2.
+        assert_eq!(
+            kinds,
+            [
+                "delete",
+                "inconsistent",
+                "insert",
+                "inconsistent",
+                "update",
+                "insert"
+            ]
+        );
+        assert_eq!(
+            names(&cache),
+            [(1, "ann".into(), 11), (2, "bob".into(), 20)]
+        );
+
+        // The well-formed case: a row deleted and re-inserted in one tick ends up present, with the inserted
+        // value; an update and an insert of different rows both apply.
+        let events = cache.apply(&tick(
+            103,
+            vec![player(1, "ann", 1), player(3, "cat", 30)],
+            vec![player(2, "bob", 21)],
+            vec![key(1)],
+        ));
+        assert!(
+            !events
+                .iter()
+                .any(|e| matches!(e, Event::Inconsistent { .. }))
+        );
+        assert_eq!(
+            names(&cache),
+            [
+                (1, "ann".into(), 1),
+                (2, "bob".into(), 21),
+                (3, "cat".into(), 30)
+            ]
+        );
+    }
+
+    #[test]
+    fn updates_and_deletes_of_unknown_rows_are_error_events_not_panics() {
+        let mut cache = Cache::new();
+        // Before any Welcome: the table is unknown.
+        let events = cache.apply(&tick(1, vec![player(1, "ann", 1)], vec![], vec![]));
+        assert_eq!(
+            events,
+            [Event::Inconsistent {
+                table: PLAYER,
+                error: ApplyError::UnknownTable
+            }]
+        );
+        cache.apply(&welcome());
+        let events = cache.apply(&tick(101, vec![], vec![player(5, "eve", 1)], vec![key(6)]));
+        assert_eq!(
+            events[0],
+            Event::Inconsistent {
+                table: PLAYER,
+                error: ApplyError::DeleteOfUnknownRow { key: key_bytes(6) }
+            }
+        );
+        assert_eq!(
+            events[1],
+            Event::Inconsistent {
+                table: PLAYER,
+                error: ApplyError::UpdateOfUnknownRow { key: key_bytes(5) }
+            }
+        );
+        assert!(matches!(events[2], Event::Inserted { .. }));
+        assert_eq!(events.len(), 3);
+        assert_eq!(names(&cache), [(5, "eve".into(), 1)]);
+
+        // A row that does not fit the schema is skipped.
+        let bad = WireRow(rmp_serde::to_vec(&(1u64, "x")).unwrap());
+        let events = cache.apply(&tick(102, vec![bad, WireRow(vec![0xc1])], vec![], vec![]));
+        assert!(matches!(
+            &events[..],
+            [
+                Event::Inconsistent {
+                    error: ApplyError::BadRow(RowError::WrongColumnCount { .. }),
+                    ..
+                },
+                Event::Inconsistent {
+                    error: ApplyError::BadRow(RowError::NotAnArray),
+                    ..
+                }
+            ]
+        ));
+        assert_eq!(cache.len("player"), 1);
+    }
+
+    #[test]
+    fn unsubscribed_rows_are_deleted_by_the_following_tick() {
+        let mut cache = Cache::new();
+        cache.apply(&welcome());
+        let events = cache.apply(&ServerMessage::Subscribed {
+            request: 4,
+            table: PLAYER,
+        });
+        assert_eq!(
+            events,
+            [Event::Subscribed {
+                request: RequestId(4),
+                table: PLAYER
+            }]
+        );
+        cache.apply(&tick(
+            101,
+            vec![player(1, "ann", 1), player(2, "bob", 2)],
+            vec![],
+            vec![],
+        ));
+        let events = cache.apply(&ServerMessage::Unsubscribed {
+            request: 5,
+            table: PLAYER,
+        });
+        assert_eq!(
+            events,
+            [Event::Unsubscribed {
+                request: RequestId(5),
+                table: PLAYER
+            }]
+        );
+        // The server decides what leaves the view (rows may stay visible through the area of interest).
+        assert_eq!(cache.len("player"), 2);
+        let events = cache.apply(&tick(102, vec![], vec![], vec![key(1), key(2)]));
+        assert_eq!(events.len(), 2);
+        assert!(
+            events
+                .iter()
+                .all(|e| matches!(e, Event::Deleted { table: PLAYER, .. }))
+        );
+        assert_eq!(cache.len("player"), 0);
+    }
+
+    #[test]
+    fn a_new_welcome_empties_the_view_with_delete_events() {
+        let mut cache = Cache::new();
+        cache.apply(&welcome());
+        cache.apply(&tick(101, vec![player(1, "ann", 1)], vec![], vec![]));
+        let events = cache.apply(&welcome());
+        assert!(
+            matches!(&events[..], [Event::Deleted { key, .. }, Event::Connected { .. }] if **key == key_bytes(1))
+        );
+        assert_eq!(cache.len("player"), 0);
+        assert_eq!(cache.tick(), 100);
+    }
+
+    #[test]
+    fn results_and_errors_become_events() {
+        let mut cache = Cache::new();
+        let events = cache.apply(&ServerMessage::Result {
+            request: 7,
+            tick: 3,
+            outcome: CallOutcome::Ok,
+        });
+        assert_eq!(
+            events,
+            [Event::CallResult {
+                request: RequestId(7),
+                tick: 3,
+                outcome: CallOutcome::Ok
+            }]
+        );
+        let events = cache.apply(&ServerMessage::Error {
+            code: ErrorCode::NoSuchTable,
+            message: "no".into(),
+            request: Some(8),
+            fatal: false,
+        });
+        assert_eq!(
+            events,
+            [Event::ServerError {
+                code: ErrorCode::NoSuchTable,
+                message: "no".into(),
+                request: Some(RequestId(8)),
+                fatal: false
+            }]
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! The blocking client: a [`Connection`] run by a background thread, a [`Cache`] and row callbacks, for games and
+//! tools that are not async.
+//!
+//! The background thread owns a current-thread tokio runtime and the connection; it forwards server messages to
+//! the client. Nothing happens to the cache or callbacks until the owner calls [`Client::poll`] (typically once
+//! per frame), which never blocks. Requests are queued without blocking too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::AtomicU32;
+use std::sync::mpsc::{self, TryRecvError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use locus_module::ReducerCall;
+use locus_types::Identity;
+use locus_types::protocol::{CallOutcome, Filter, ServerMessage};
+use serde::de::DeserializeOwned;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use crate::cache::decode_row;
+use crate::{
+    Cache, ClientConfig, ConnectError, Connection, Event, RequestId, SendError, Sender, Welcome,
+};
+
+/// What the network thread hands the client.
+enum Incoming {
+    Message(ServerMessage),
+    /// The connection ended; why, for people.
+    Ended(String),
+}
+
+/// A live connection run by a background thread.
+struct Link {
+    sender: Sender,
+    inbox: Mutex<mpsc::Receiver<Incoming>>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    /// `poll` has delivered [`Event::Disconnected`].
+    ended: bool,
+}
+
+impl Link {
+    /// Start the network thread and connect; returns once `Welcome` came (or connecting failed).
+    fn start(
+        config: &ClientConfig,
+        next_request: Arc<AtomicU32>,
+    ) -> Result<(Link, Welcome), ConnectError> {
+        let (ready_tx, ready_rx) = mpsc::sync_channel(1);
+        let (inbox_tx, inbox_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let config = config.clone();
+        let thread = std::thread::Builder::new()
+            .name("locus-client".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(ConnectError::Thread(e)));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let conn = match Connection::connect_counting(&config, next_request).await {
+                        Ok(conn) => conn,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    if ready_tx
+                        .send(Ok((conn.sender(), conn.welcome().clone())))
+                        .is_err()
+                    {
+                        conn.close().await;
+                        return;
+                    }
+                    run(conn, inbox_tx, stop_rx).await;
+                });
+            })
+            .map_err(ConnectError::Thread)?;
+        let ready = ready_rx.recv();
+        match ready {
+            Ok(Ok((sender, welcome))) => Ok((
+                Link {
+                    sender,
+                    inbox: Mutex::new(inbox_rx),
+                    stop: Some(stop_tx),
+                    thread: Some(thread),
+                    ended: false,
+                },
+                welcome,
+            )),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(ConnectError::Thread(std::io::Error::other(
+                    "the network thread stopped while connecting",
+                )))
+            }
+        }
+    }
+
+    /// Close the connection and wait for the thread.
+    fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            warn!("the network thread panicked");
+        }
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// The network thread's loop: forward messages until the connection ends, a fatal error comes, or the client
+/// stops it.
+async fn run(mut conn: Connection, inbox: mpsc::Sender<Incoming>, mut stop: oneshot::Receiver<()>) {
+    loop {
+        tokio::select! {
+            _ = &mut stop => {
+                debug!("closing the connection");
+                break;
+            }
+            message = conn.next_message() => match message {
+                Ok(message) => {
+                    let fatal = match &message {
+                        ServerMessage::Error { fatal: true, code, message, .. } => {
+                            Some(format!("the server closed the connection: {code:?}: {message}"))
+                        }
+                        _ => None,
+                    };
+                    if inbox.send(Incoming::Message(message)).is_err() {
+                        break;
+                    }
+                    if let Some(reason) = fatal {
+                        let _ = inbox.send(Incoming::Ended(reason));
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let _ = inbox.send(Incoming::Ended(e.describe()));
+                    break;
+                }
+            },
+        }
+    }
+    conn.close().await;
+}
+
+type RowCallback = Box<dyn FnMut(&Event) + Send>;
+type ResultCallback = Box<dyn FnMut(RequestId, &CallOutcome) + Send>;
+
+#[derive(Default)]
+struct Callbacks {
+    /// By table name.
+    rows: HashMap<String, Vec<RowCallback>>,
+    results: Vec<ResultCallback>,
+}
+
+impl Callbacks {
+    fn fire(&mut self, event: &Event) {
+        match event {
+            Event::Inserted { name, .. }
+            | Event::Updated { name, .. }
+            | Event::Deleted { name, .. } => {
+                if let Some(callbacks) = self.rows.get_mut(&**name) {
+                    for f in callbacks {
+                        f(event);
+                    }
+                }
+            }
+            Event::CallResult {
+                request, outcome, ..
+            } => {
+                for f in &mut self.results {
+                    f(*request, outcome);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Decode a row for a callback, logging rows that do not decode as `T`.
+fn decode_for_callback<T: DeserializeOwned>(table: &str, row: &[u8]) -> Option<T> {
+    decode_row(table, row)
+        .inspect_err(|e| warn!("row callback skipped: {e}"))
+        .ok()
+}
+
+/// A blocking client: connection, client cache and callbacks. See the [module docs](self).
+///
+/// Call [`Client::poll`] regularly: the network thread reads eagerly, so messages not yet polled wait in memory.
+/// Dropping the client closes the connection (waiting briefly for the server to be told).
+#[cfg_attr(feature = "bevy", derive(bevy_ecs::resource::Resource))]
+pub struct Client {
+    config: ClientConfig,
+    welcome: Welcome,
+    cache: Cache,
+    link: Option<Link>,
+    next_request: Arc<AtomicU32>,
+    /// Table name → filter, replayed by [`Client::reconnect`].
+    subscriptions: BTreeMap<String, Filter>,
+    callbacks: Mutex<Callbacks>,
+    /// Events produced outside `poll` (connect, reconnect), delivered by the next `poll`.
+    pending: Vec<Event>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.config.addr)
+            .field("identity", &self.welcome.identity)
+            .field("connected", &self.is_connected())
+            .field("subscriptions", &self.subscriptions)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connect (see [`Connection::connect`]) on a new background thread; returns once the server has answered
+    /// with `Welcome`. The first [`Client::poll`] reports [`Event::Connected`].
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`].
+    pub fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
+        let next_request = Arc::new(AtomicU32::new(1));
+        let (link, welcome) = Link::start(&config, next_request.clone())?;
+        let mut cache = Cache::new();
+        let pending = cache.apply_welcome(&welcome);
+        Ok(Client {
+            config,
+            welcome,
+            cache,
+            link: Some(link),
+            next_request,
+            subscriptions: BTreeMap::new(),
+            callbacks: Mutex::new(Callbacks::default()),
+            pending,
+        })
+    }
+
+    /// The client's identity (the same after [`Client::reconnect`]).
+    #[must_use]
+    pub fn identity(&self) -> Identity {
+        self.welcome.identity
+    }
+
+    /// What the server said in the latest `Welcome`.
+    #[must_use]
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// The client cache: the rows in view as of the last [`Client::poll`].
+    #[must_use]
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
+    /// Whether the connection is up: `false` once [`Client::poll`] has returned [`Event::Disconnected`], until
+    /// [`Client::reconnect`] succeeds.
+    #[must_use]
+    pub fn is_connected(&self) -> bool {
+        self.link.as_ref().is_some_and(|l| !l.ended)
+    }
+
+    fn sender(&self) -> Result<&Sender, SendError> {
+        match &self.link {
+            Some(link) if !link.ended => Ok(&link.sender),
+            _ => Err(SendError::Closed),
+        }
+    }
+
+    /// Call a reducer with typed arguments (`my_reducer::call(args…)` of a module crate). Its outcome arrives as
+    /// [`Event::CallResult`] with the returned id (and fires [`Client::on_result`] callbacks).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`] ([`SendError::Closed`] when not connected).
+    pub fn call(&self, call: &ReducerCall) -> Result<RequestId, SendError> {
+        self.sender()?.call(call)
+    }
+
+    /// Call reducer `reducer` with encoded `args` (one MessagePack array, one element per parameter).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn call_raw(&self, reducer: &str, args: &[u8]) -> Result<RequestId, SendError> {
+        self.sender()?.call_raw(reducer, args)
+    }
+
+    /// Subscribe to public table `table` (replacing an earlier subscription to it). Remembered, so
+    /// [`Client::reconnect`] subscribes again.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`]; the subscription is then not remembered.
+    pub fn subscribe(&mut self, table: &str, filter: Filter) -> Result<RequestId, SendError> {
+        let request = self.sender()?.subscribe(table, filter.clone())?;
+        self.subscriptions.insert(table.to_owned(), filter);
+        Ok(request)
+    }
+
+    /// End the subscription to `table` (and forget it).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`]; the subscription is forgotten all the same.
+    pub fn unsubscribe(&mut self, table: &str) -> Result<RequestId, SendError> {
+        self.subscriptions.remove(table);
+        self.sender()?.unsubscribe(table)
+    }
+
+    /// Apply everything received since the last call to the cache, fire the callbacks, and return the events in
+    /// order. Never blocks.
+    pub fn poll(&mut self) -> Vec<Event> {
+        let mut events = std::mem::take(&mut self.pending);
+        if let Some(link) = self.link.as_mut().filter(|l| !l.ended) {
+            let inbox = link.inbox.get_mut().unwrap_or_else(PoisonError::into_inner);
+            loop {
+                match inbox.try_recv() {
+                    Ok(Incoming::Message(message)) => {
+                        self.cache.apply_into(&message, &mut events);
+                    }
+                    Ok(Incoming::Ended(reason)) => {
+                        link.ended = true;
+                        events.push(Event::Disconnected { reason });
+                        break;
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        link.ended = true;
+                        events.push(Event::Disconnected {
+                            reason: "the network thread stopped".into(),
+                        });
+                        break;
+                    }
+                }
+            }
+        }
+        let callbacks = self
+            .callbacks
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        for event in &events {
+            callbacks.fire(event);
+        }
+        events
+    }
+
+    /// Close the connection (waiting briefly for the server to be told). The cache keeps its last view; the next
+    /// [`Client::poll`] reports [`Event::Disconnected`].
+    pub fn disconnect(&mut self) {
+        if let Some(mut link) = self.link.take() {
+            link.shut_down();
+            if !link.ended {
+                self.pending.push(Event::Disconnected {
+                    reason: "closed by the client".into(),
+                });
+            }
+        }
+    }
+
+    /// Connect again with the same identity (the token of the last `Welcome`) and subscriptions, closing the
+    /// current connection if it is up. The cache starts a new view: the next [`Client::poll`] reports every row
+    /// of the old view as [`Event::Deleted`], then [`Event::Connected`], then the server's fresh inserts.
+    /// Messages of the old connection not yet polled are dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`]; the client is then disconnected and its cache keeps the old view.
+    pub fn reconnect(&mut self) -> Result<(), ConnectError> {
+        if let Some(mut link) = self.link.take() {
+            link.shut_down();
+        }
+        let mut config = self.config.clone();
+        config.token = Some(self.welcome.token);
+        let (link, welcome) = Link::start(&config, self.next_request.clone())?;
+        let events = self.cache.apply_welcome(&welcome);
+        self.pending.extend(events);
+        for (table, filter) in &self.subscriptions {
+            if let Err(e) = link.sender.subscribe(table, filter.clone()) {
+                warn!("cannot subscribe to `{table}` again: {e}");
+            }
+        }
+        self.welcome = welcome;
+        self.link = Some(link);
+        Ok(())
+    }
+
+    /// Run `f` with each row of `table` that enters the view, decoded as `T` (rows that do not decode are
+    /// logged and skipped). Fired by [`Client::poll`].
+    pub fn on_insert<T: DeserializeOwned + 'static>(
+        &mut self,
+        table: &str,
+        mut f: impl FnMut(&T) + Send + 'static,
+    ) {
+        self.on_row(table, move |event| {
+            if let Event::Inserted { name, row, .. } = event
+                && let Some(row) = decode_for_callback::<T>(name, row)
+            {
+                f(&row);
+            }
+        });
+    }
+
+    /// Run `f` with the old and new row each time a row of `table` in view changes. Fired by [`Client::poll`].
+    pub fn on_update<T: DeserializeOwned + 'static>(
+        &mut self,
+        table: &str,
+        mut f: impl FnMut(&T, &T) + Send + 'static,
+    ) {
+        self.on_row(table, move |event| {
+            if let Event::Updated { name, old, new, .. } = event
+                && let Some(old) = decode_for_callback::<T>(name, old)
+                && let Some(new) = decode_for_callback::<T>(name, new)
+            {
+                f(&old, &new);
+            }
+        });
+    }
+
+    /// Run `f` with each row of `table` that leaves the view (as last seen). Fired by [`Client::poll`].
+    pub fn on_delete<T: DeserializeOwned + 'static>(
+        &mut self,
+        table: &str,
+        mut f: impl FnMut(&T) + Send + 'static,
+    ) {
+        self.on_row(table, move |event| {
+            if let Event::Deleted { name, old, .. } = event
+                && let Some(old) = decode_for_callback::<T>(name, old)
+            {
+                f(&old);
+            }
+        });
+    }
+
+    /// Run `f` with the outcome of each reducer call of this client. Fired by [`Client::poll`].
+    pub fn on_result(&mut self, f: impl FnMut(RequestId, &CallOutcome) + Send + 'static) {
+        self.callbacks
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .results
+            .push(Box::new(f));
+    }
+
+    fn on_row(&mut self, table: &str, f: impl FnMut(&Event) + Send + 'static) {
+        self.callbacks
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .rows
+            .entry(table.to_owned())
+            .or_default()
+            .push(Box::new(f));
+    }
+}

@@ -1,0 +1,580 @@
+//! One connection to a Locus server, async (tokio + quinn).
+//!
+//! [`Connection::connect`] opens a QUIC connection (ALPN [`ALPN`], server name [`SERVER_NAME`], TLS 1.3 with a
+//! pinned certificate, see [`Trust`]), opens the one bidirectional stream, sends `Hello` and waits for `Welcome`.
+//! After that, requests go out through a [`Sender`] (cheap to clone, usable from any thread, never blocks) and
+//! server messages come in through [`Connection::next_message`].
+//!
+//! Outgoing frames are queued to a writer task spawned on the tokio runtime that called `connect`, so that
+//! runtime must keep running while the connection is used.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use locus_module::ReducerCall;
+use locus_types::Identity;
+use locus_types::protocol::{
+    self, ClientMessage, ErrorCode, Filter, FrameError, FrameReader, MAX_CLIENT_FRAME,
+    MAX_SERVER_FRAME, PROTOCOL_VERSION, ServerMessage, Token,
+};
+use thiserror::Error;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::Welcome;
+use crate::token_file::{self, TokenFileError};
+use crate::trust::{CertFileError, PinnedCertVerifier, Trust, fingerprint_hex};
+
+/// The ALPN protocol name of protocol version 1.
+pub const ALPN: &[u8] = b"locus/1";
+
+/// The TLS server name a client asks for (the certificate is pinned, so the name is not checked).
+pub const SERVER_NAME: &str = "locus";
+
+/// Interval between QUIC keep-alive packets (the server uses the same).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// A connection with no packet for this long is dead (the server uses the same).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// QUIC close code of a protocol violation (`engine/docs/protocol.md` §6).
+const CLOSE_PROTOCOL_VIOLATION: u32 = 2;
+
+/// How long closing waits for the close to reach the server.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Identifies one request of a client (a call or a (un)subscription); the server echoes it in its answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId(pub u32);
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// How to reach a server and who to be there.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The server's UDP address. No default.
+    pub addr: SocketAddr,
+    /// How to recognise the server's certificate. No default.
+    pub trust: Trust,
+    /// A file keeping the identity token: read at connect when [`token`](Self::token) is `None`, and written
+    /// (atomically, parent directories created) when the server hands out a token it does not hold yet.
+    /// Default: none (a new identity per process, unless `token` is set).
+    pub token_file: Option<PathBuf>,
+    /// The token to present; it takes precedence over the token file. Default: none.
+    pub token: Option<Token>,
+    /// How long QUIC handshake plus `Hello`/`Welcome` may take. Default: 5 s.
+    pub connect_timeout: Duration,
+}
+
+impl ClientConfig {
+    /// A config for `addr` trusted by `trust`, with the defaults above.
+    #[must_use]
+    pub fn new(addr: SocketAddr, trust: Trust) -> ClientConfig {
+        ClientConfig {
+            addr,
+            trust,
+            token_file: None,
+            token: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why connecting failed.
+#[derive(Debug, Error)]
+pub enum ConnectError {
+    /// The certificate file of [`Trust::CertFile`] cannot be used.
+    #[error(transparent)]
+    CertFile(#[from] CertFileError),
+    /// The token file cannot be read, or the new token cannot be saved to it.
+    #[error(transparent)]
+    TokenFile(#[from] TokenFileError),
+    /// The TLS configuration cannot be built (should not happen with the ring provider).
+    #[error("cannot configure TLS: {0}")]
+    Tls(#[source] rustls::Error),
+    /// The local UDP socket cannot be opened.
+    #[error("cannot open a UDP socket: {0}")]
+    Socket(#[source] std::io::Error),
+    /// The background thread or its runtime cannot be started (blocking [`Client`](crate::Client) only).
+    #[error("cannot start the network thread: {0}")]
+    Thread(#[source] std::io::Error),
+    /// quinn refused to start the connection (e.g. an unusable address).
+    #[error("cannot start connecting: {0}")]
+    Start(#[from] quinn::ConnectError),
+    /// The server presented a certificate other than the pinned one.
+    #[error(
+        "the server's certificate is not the pinned one: expected fingerprint {expected}, found {found}"
+    )]
+    FingerprintMismatch {
+        /// The pinned fingerprint (hex).
+        expected: String,
+        /// The fingerprint of the certificate the server presented (hex).
+        found: String,
+    },
+    /// The QUIC or TLS handshake failed, or the connection failed before `Welcome`.
+    #[error("connection failed: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// `Hello` could not be sent.
+    #[error("cannot send Hello: {0}")]
+    Hello(#[from] quinn::WriteError),
+    /// The server refused the `Hello` with an error (e.g. [`ErrorCode::UnsupportedVersion`]).
+    #[error("the server refused the connection: {code:?}: {message}")]
+    Refused {
+        /// The server's error code.
+        code: ErrorCode,
+        /// The server's message.
+        message: String,
+    },
+    /// No `Welcome` came: the stream ended or broke first, or a frame was malformed.
+    #[error("no Welcome from the server: {0}")]
+    NoWelcome(#[source] ReceiveError),
+    /// The server's first message was not `Welcome`, or chose a protocol version not offered.
+    #[error("protocol violation before Welcome: {0}")]
+    Protocol(String),
+    /// The whole connect took longer than [`ClientConfig::connect_timeout`].
+    #[error("no Welcome within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Why a request could not be sent.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection is closed (or, for [`Client`](crate::Client), not connected).
+    #[error("the connection is closed")]
+    Closed,
+    /// The message would exceed [`MAX_CLIENT_FRAME`] (e.g. huge reducer arguments).
+    #[error("a message of {len} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// The encoded message's length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// Why no further server message can be received. After any of these the connection is finished.
+#[derive(Debug, Error)]
+pub enum ReceiveError {
+    /// The connection ended: closed by the server (with its reason), by this client, timed out, or reset.
+    #[error("connection ended: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The stream broke (e.g. reset by the server).
+    #[error("the stream broke: {0}")]
+    Stream(quinn::ReadError),
+    /// The server finished the stream.
+    #[error("the server finished the stream")]
+    Finished,
+    /// The server sent a frame that is too large or not a message; the client closes the connection (QUIC
+    /// code 2), as its view could no longer be trusted.
+    #[error("bad frame from the server: {0}")]
+    Frame(#[from] FrameError),
+}
+
+impl ReceiveError {
+    /// Why the connection ended, for people: the server's QUIC close codes (`engine/docs/protocol.md` §6) are
+    /// spelled out.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        let ReceiveError::Connection(quinn::ConnectionError::ApplicationClosed(close)) = self
+        else {
+            return self.to_string();
+        };
+        let why = match close.error_code.into_inner() {
+            0 => "closed",
+            1 => "the server is shutting down",
+            2 => "protocol violation",
+            3 => "this client read too slowly",
+            4 => "the server failed",
+            _ => "unknown close code",
+        };
+        let reason = String::from_utf8_lossy(&close.reason);
+        format!(
+            "the server closed the connection (code {}: {why}): {reason}",
+            close.error_code
+        )
+    }
+}
+
+impl From<quinn::ReadError> for ReceiveError {
+    fn from(e: quinn::ReadError) -> ReceiveError {
+        match e {
+            quinn::ReadError::ConnectionLost(e) => ReceiveError::Connection(e),
+            e => ReceiveError::Stream(e),
+        }
+    }
+}
+
+/// The sending half of a connection: encodes requests and queues them, in order, for the connection's writer
+/// task. Cheap to clone; never blocks.
+#[derive(Clone, Debug)]
+pub struct Sender {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    next_request: Arc<AtomicU32>,
+}
+
+impl Sender {
+    /// Call a reducer with typed arguments (`my_reducer::call(args…)` of a module crate).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn call(&self, call: &ReducerCall) -> Result<RequestId, SendError> {
+        self.call_raw(call.reducer, &call.args)
+    }
+
+    /// Call reducer `reducer` with encoded `args` (one MessagePack array, one element per parameter).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn call_raw(&self, reducer: &str, args: &[u8]) -> Result<RequestId, SendError> {
+        self.request(|request| ClientMessage::Call {
+            request,
+            reducer: reducer.to_owned(),
+            args: args.to_vec(),
+        })
+    }
+
+    /// Subscribe to public table `table` (replacing an earlier subscription to it).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn subscribe(&self, table: &str, filter: Filter) -> Result<RequestId, SendError> {
+        self.request(|request| ClientMessage::Subscribe {
+            request,
+            table: table.to_owned(),
+            filter,
+        })
+    }
+
+    /// End the subscription to `table`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn unsubscribe(&self, table: &str) -> Result<RequestId, SendError> {
+        self.request(|request| ClientMessage::Unsubscribe {
+            request,
+            table: table.to_owned(),
+        })
+    }
+
+    /// Whether the connection's writer has stopped (sending would fail).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.frames.is_closed()
+    }
+
+    fn request(&self, message: impl FnOnce(u32) -> ClientMessage) -> Result<RequestId, SendError> {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let mut frame = Vec::new();
+        protocol::encode_frame(&message(request), &mut frame);
+        let len = frame.len() - protocol::FRAME_PREFIX;
+        if len > MAX_CLIENT_FRAME {
+            return Err(SendError::TooLarge {
+                len,
+                max: MAX_CLIENT_FRAME,
+            });
+        }
+        self.frames.send(frame).map_err(|_| SendError::Closed)?;
+        Ok(RequestId(request))
+    }
+}
+
+/// A QUIC client endpoint set up to pin the server's certificate (shared by [`Connection`] and
+/// [`crate::RawConnection`]).
+pub(crate) struct Quic {
+    pub(crate) endpoint: quinn::Endpoint,
+    pub(crate) config: quinn::ClientConfig,
+    pub(crate) verifier: Arc<PinnedCertVerifier>,
+    pub(crate) pinned: [u8; 32],
+}
+
+impl Quic {
+    pub(crate) fn new(config: &ClientConfig) -> Result<Quic, ConnectError> {
+        let pinned = config.trust.pinned()?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = Arc::new(PinnedCertVerifier::new(pinned, provider.clone()));
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(ConnectError::Tls)?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN.to_vec()];
+        let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+            .map_err(|e| ConnectError::Tls(rustls::Error::General(e.to_string())))?;
+        let mut quic = quinn::ClientConfig::new(Arc::new(quic_tls));
+        quic.transport_config(Arc::new(transport_config()));
+        let bind: SocketAddr = if config.addr.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let endpoint = quinn::Endpoint::client(bind).map_err(ConnectError::Socket)?;
+        Ok(Quic {
+            endpoint,
+            config: quic,
+            verifier,
+            pinned,
+        })
+    }
+}
+
+/// Reads whole server messages from the stream.
+#[derive(Debug)]
+struct Inbound {
+    recv: quinn::RecvStream,
+    frames: FrameReader,
+    buf: Box<[u8]>,
+}
+
+impl Inbound {
+    /// Cancel-safe: partial frames stay buffered.
+    async fn next(&mut self) -> Result<ServerMessage, ReceiveError> {
+        loop {
+            if let Some(payload) = self.frames.next_frame()? {
+                return Ok(protocol::decode_frame(payload)?);
+            }
+            match self.recv.read(&mut self.buf).await? {
+                Some(n) => self.frames.push(&self.buf[..n]),
+                None => return Err(ReceiveError::Finished),
+            }
+        }
+    }
+}
+
+/// A connection to a Locus server that has answered `Hello` with `Welcome`. See the [module docs](self).
+///
+/// Dropping it closes the connection abruptly; [`Connection::close`] says goodbye properly.
+#[derive(Debug)]
+pub struct Connection {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    inbound: Inbound,
+    sender: Sender,
+    welcome: Welcome,
+}
+
+impl Connection {
+    /// Connect: QUIC handshake with the pinned certificate, `Hello` with the token (from the config or its token
+    /// file), `Welcome`; then save the token to the token file if it is new. Must run inside a tokio runtime
+    /// (with time and I/O enabled), which must keep running while the connection is used.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`]; a wrong certificate is [`ConnectError::FingerprintMismatch`].
+    pub async fn connect(config: &ClientConfig) -> Result<Connection, ConnectError> {
+        Connection::connect_counting(config, Arc::new(AtomicU32::new(1))).await
+    }
+
+    /// [`Connection::connect`], taking request ids from `next_request`.
+    pub(crate) async fn connect_counting(
+        config: &ClientConfig,
+        next_request: Arc<AtomicU32>,
+    ) -> Result<Connection, ConnectError> {
+        let file_token = match &config.token_file {
+            Some(path) => token_file::load(path)?,
+            None => None,
+        };
+        let token = config.token.or(file_token);
+        let Quic {
+            endpoint,
+            config: quic,
+            verifier,
+            pinned,
+        } = Quic::new(config)?;
+        let handshake = handshake(&endpoint, quic, config.addr, token);
+        let result = match tokio::time::timeout(config.connect_timeout, handshake).await {
+            Ok(result) => result,
+            Err(_) => Err(ConnectError::Timeout(config.connect_timeout)),
+        };
+        let (conn, inbound, send, welcome) = match result {
+            Ok(parts) => parts,
+            Err(e) => {
+                endpoint.close(0u32.into(), b"connect failed");
+                return Err(match (e, verifier.refused()) {
+                    (ConnectError::Connection(_), Some(found)) => {
+                        ConnectError::FingerprintMismatch {
+                            expected: fingerprint_hex(&pinned),
+                            found: fingerprint_hex(&found),
+                        }
+                    }
+                    (e, _) => e,
+                });
+            }
+        };
+        if let Some(path) = &config.token_file
+            && file_token != Some(welcome.token)
+        {
+            if let Err(e) = token_file::save(path, &welcome.token) {
+                conn.close(0u32.into(), b"cannot save the token");
+                return Err(e.into());
+            }
+            debug!(path = %path.display(), "saved the identity token");
+        }
+        info!(
+            addr = %config.addr,
+            identity = %welcome.identity,
+            tick = welcome.tick,
+            "connected"
+        );
+        let (frames, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_frames(send, queue));
+        Ok(Connection {
+            endpoint,
+            conn,
+            inbound,
+            sender: Sender {
+                frames,
+                next_request,
+            },
+            welcome,
+        })
+    }
+
+    /// What the server said in `Welcome`.
+    #[must_use]
+    pub fn welcome(&self) -> &Welcome {
+        &self.welcome
+    }
+
+    /// The client's identity.
+    #[must_use]
+    pub fn identity(&self) -> Identity {
+        self.welcome.identity
+    }
+
+    /// A sending handle for this connection.
+    #[must_use]
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+
+    /// Call a reducer with typed arguments; the answer is a [`ServerMessage::Result`] with the returned id.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn call(&self, call: &ReducerCall) -> Result<RequestId, SendError> {
+        self.sender.call(call)
+    }
+
+    /// Call reducer `reducer` with encoded `args`.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn call_raw(&self, reducer: &str, args: &[u8]) -> Result<RequestId, SendError> {
+        self.sender.call_raw(reducer, args)
+    }
+
+    /// Subscribe to public table `table`; answered by [`ServerMessage::Subscribed`] (or an error), rows follow
+    /// in `Tick`s.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn subscribe(&self, table: &str, filter: Filter) -> Result<RequestId, SendError> {
+        self.sender.subscribe(table, filter)
+    }
+
+    /// End the subscription to `table`; answered by [`ServerMessage::Unsubscribed`].
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn unsubscribe(&self, table: &str) -> Result<RequestId, SendError> {
+        self.sender.unsubscribe(table)
+    }
+
+    /// The next message from the server. Cancel-safe (e.g. in `tokio::select!`): a partly received frame stays
+    /// buffered for the next call.
+    ///
+    /// # Errors
+    ///
+    /// [`ReceiveError`] once the connection has ended; every later call fails too.
+    pub async fn next_message(&mut self) -> Result<ServerMessage, ReceiveError> {
+        let result = self.inbound.next().await;
+        if let Err(ReceiveError::Frame(e)) = &result {
+            warn!("closing the connection: {e}");
+            self.conn
+                .close(CLOSE_PROTOCOL_VIOLATION.into(), b"bad frame");
+        }
+        result
+    }
+
+    /// Close the connection and wait (briefly) until the server was told.
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"bye");
+        let _ = tokio::time::timeout(CLOSE_LINGER, self.endpoint.wait_idle()).await;
+    }
+}
+
+fn transport_config() -> quinn::TransportConfig {
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(KEEP_ALIVE));
+    transport.max_idle_timeout(Some(
+        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("10 s is a valid idle timeout"),
+    ));
+    transport
+}
+
+/// QUIC handshake, open the stream, `Hello`, `Welcome`.
+async fn handshake(
+    endpoint: &quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: SocketAddr,
+    token: Option<Token>,
+) -> Result<(quinn::Connection, Inbound, quinn::SendStream, Welcome), ConnectError> {
+    let conn = endpoint.connect_with(config, addr, SERVER_NAME)?.await?;
+    let (mut send, recv) = conn.open_bi().await?;
+    let mut hello = Vec::new();
+    protocol::encode_frame(
+        &ClientMessage::Hello {
+            versions: vec![PROTOCOL_VERSION],
+            token,
+        },
+        &mut hello,
+    );
+    send.write_all(&hello).await?;
+    let mut inbound = Inbound {
+        recv,
+        frames: FrameReader::new(MAX_SERVER_FRAME),
+        buf: vec![0; 64 * 1024].into_boxed_slice(),
+    };
+    let first = inbound.next().await.map_err(ConnectError::NoWelcome)?;
+    let welcome = match first {
+        ServerMessage::Error { code, message, .. } => {
+            return Err(ConnectError::Refused { code, message });
+        }
+        message => Welcome::from_message(&message)
+            .ok_or_else(|| ConnectError::Protocol(format!("expected Welcome, got {message:?}")))?,
+    };
+    if welcome.version != PROTOCOL_VERSION {
+        return Err(ConnectError::Protocol(format!(
+            "the server chose protocol version {}, this client offered only {PROTOCOL_VERSION}",
+            welcome.version
+        )));
+    }
+    Ok((conn, inbound, send, welcome))
+}
+
+/// Write queued frames in order until every [`Sender`] is gone or the stream fails.
+async fn write_frames(mut send: quinn::SendStream, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(frame) = queue.recv().await {
+        if let Err(e) = send.write_all(&frame).await {
+            debug!("stopped sending: {e}");
+            return;
+        }
+    }
+    let _ = send.finish();
+}

@@ -1,0 +1,593 @@
+//! The client against a tiny in-test server over real QUIC on loopback.
+//!
+//! The server speaks just enough protocol: it reads `Hello` (recording the token presented), answers `Welcome`
+//! with one table (`player`) and an identity derived from the token (a fixed token for new clients), and serves
+//! `Subscribe` and a few reducers:
+//! - `spawn(name)`: inserts a player; `Result` Ok, then a `Tick` inserting the row.
+//! - `hurt(id, hp)`: sets a player's hp; `Result` Ok, then a `Tick` updating the row.
+//! - `fail()`: `Result` with `ReducerFailed`.
+//! - `die()`: a fatal `Error`, then the connection is closed.
+//! - `shutdown()`: the connection is closed with QUIC code 1 (the server is stopping), without a frame.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use locus_client::{
+    CallOutcome, Client, ClientConfig, ConnectError, Connection, ErrorCode, Event, Filter,
+    ReducerCall, RequestId, SendError, ServerMessage, Token, Trust, fingerprint,
+};
+use locus_types::protocol::{
+    self, ClientMessage, FrameReader, MAX_CLIENT_FRAME, TableDelta, WireRow, WireTable,
+};
+use locus_types::{ColumnType, Identity, TableDef, TableId};
+use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
+
+const PLAYER: TableId = TableId(2);
+/// The token the server issues to a client that presents none.
+const ISSUED: Token = Token([0x42; 32]);
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Player {
+    id: u64,
+    name: String,
+    hp: i32,
+}
+
+/// The identity the test server derives from a token.
+fn identity_of(token: &Token) -> Identity {
+    Identity(token.0.map(|b| !b))
+}
+
+#[derive(Default)]
+struct State {
+    /// The token of each `Hello`, in order.
+    hellos: Mutex<Vec<Option<Token>>>,
+    /// Rows of `player`, by id.
+    players: Mutex<Vec<Player>>,
+}
+
+struct TestServer {
+    addr: SocketAddr,
+    cert_der: Vec<u8>,
+    cert_pem: String,
+    state: Arc<State>,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    fn start() -> TestServer {
+        let certified = rcgen::generate_simple_self_signed(vec!["locus".into()]).unwrap();
+        let cert_der = certified.cert.der().to_vec();
+        let cert_pem = certified.cert.pem();
+        let key =
+            rustls::pki_types::PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert_der.clone().into()], key.into())
+            .unwrap();
+        tls.alpn_protocols = vec![b"locus/1".to_vec()];
+        let mut config = quinn::ServerConfig::with_crypto(Arc::new(
+            quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap(),
+        ));
+        let mut transport = quinn::TransportConfig::default();
+        transport.keep_alive_interval(Some(Duration::from_secs(2)));
+        config.transport_config(Arc::new(transport));
+
+        let state = Arc::new(State::default());
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop, stop_rx) = oneshot::channel::<()>();
+        let server_state = state.clone();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let endpoint =
+                    quinn::Endpoint::server(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+                addr_tx.send(endpoint.local_addr().unwrap()).unwrap();
+                let accept = async {
+                    while let Some(incoming) = endpoint.accept().await {
+                        let state = server_state.clone();
+                        tokio::spawn(async move {
+                            if let Ok(conn) = incoming.await {
+                                serve(conn, state).await;
+                            }
+                        });
+                    }
+                };
+                tokio::select! {
+                    _ = accept => {}
+                    _ = stop_rx => {}
+                }
+                endpoint.close(0u32.into(), b"test over");
+            });
+        });
+        TestServer {
+            addr: addr_rx.recv().unwrap(),
+            cert_der,
+            cert_pem,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    fn config(&self) -> ClientConfig {
+        let mut config =
+            ClientConfig::new(self.addr, Trust::Fingerprint(fingerprint(&self.cert_der)));
+        config.connect_timeout = Duration::from_secs(3);
+        config
+    }
+
+    fn hellos(&self) -> Vec<Option<Token>> {
+        self.state.hellos.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.thread.take().unwrap().join().unwrap();
+    }
+}
+
+fn schema() -> Vec<WireTable> {
+    let def = TableDef::builder("player")
+        .column("id", ColumnType::U64)
+        .column("name", ColumnType::String)
+        .column("hp", ColumnType::I32)
+        .primary_key("id")
+        .build()
+        .unwrap();
+    vec![WireTable { id: PLAYER, def }]
+}
+
+fn row(p: &Player) -> WireRow {
+    WireRow(rmp_serde::to_vec(p).unwrap())
+}
+
+fn rows_tick(inserts: Vec<WireRow>, updates: Vec<WireRow>) -> ServerMessage {
+    ServerMessage::Tick {
+        tick: 7,
+        tables: vec![TableDelta {
+            table: PLAYER,
+            inserts,
+            updates,
+            deletes: vec![],
+        }],
+    }
+}
+
+async fn read_message(
+    recv: &mut quinn::RecvStream,
+    frames: &mut FrameReader,
+) -> Option<ClientMessage> {
+    let mut buf = [0; 4096];
+    loop {
+        if let Some(payload) = frames.next_frame().unwrap() {
+            return Some(protocol::decode_frame(payload).unwrap());
+        }
+        let n = recv.read(&mut buf).await.ok()??;
+        frames.push(&buf[..n]);
+    }
+}
+
+async fn send(stream: &mut quinn::SendStream, messages: &[ServerMessage]) {
+    let mut out = Vec::new();
+    for m in messages {
+        protocol::encode_frame(m, &mut out);
+    }
+    stream.write_all(&out).await.unwrap();
+}
+
+async fn serve(conn: quinn::Connection, state: Arc<State>) {
+    let Ok((mut tx, mut rx)) = conn.accept_bi().await else {
+        return;
+    };
+    let mut frames = FrameReader::new(MAX_CLIENT_FRAME);
+    let Some(ClientMessage::Hello { versions, token }) = read_message(&mut rx, &mut frames).await
+    else {
+        panic!("Hello must come first");
+    };
+    assert_eq!(versions, [protocol::PROTOCOL_VERSION]);
+    state.hellos.lock().unwrap().push(token);
+    let token = token.unwrap_or(ISSUED);
+    let welcome = ServerMessage::Welcome {
+        version: 1,
+        identity: identity_of(&token),
+        token,
+        tick_rate: 20,
+        tick: 5,
+        tables: schema(),
+        reducers: vec![],
+    };
+    send(&mut tx, &[welcome]).await;
+    while let Some(message) = read_message(&mut rx, &mut frames).await {
+        match message {
+            ClientMessage::Subscribe { request, table, .. } => {
+                assert_eq!(table, "player");
+                let inserts = state.players.lock().unwrap().iter().map(row).collect();
+                let answer = ServerMessage::Subscribed {
+                    request,
+                    table: PLAYER,
+                };
+                send(&mut tx, &[answer, rows_tick(inserts, vec![])]).await;
+            }
+            ClientMessage::Call {
+                request,
+                reducer,
+                args,
+            } => {
+                let ok = ServerMessage::Result {
+                    request,
+                    tick: 7,
+                    outcome: CallOutcome::Ok,
+                };
+                match reducer.as_str() {
+                    "spawn" => {
+                        let (name,): (String,) = rmp_serde::from_slice(&args).unwrap();
+                        let player = {
+                            let mut players = state.players.lock().unwrap();
+                            let player = Player {
+                                id: players.len() as u64 + 1,
+                                name,
+                                hp: 100,
+                            };
+                            players.push(player.clone());
+                            player
+                        };
+                        send(&mut tx, &[ok, rows_tick(vec![row(&player)], vec![])]).await;
+                    }
+                    "hurt" => {
+                        let (id, hp): (u64, i32) = rmp_serde::from_slice(&args).unwrap();
+                        let player = {
+                            let mut players = state.players.lock().unwrap();
+                            let player = &mut players[id as usize - 1];
+                            player.hp = hp;
+                            player.clone()
+                        };
+                        send(&mut tx, &[ok, rows_tick(vec![], vec![row(&player)])]).await;
+                    }
+                    "fail" => {
+                        let failed = ServerMessage::Result {
+                            request,
+                            tick: 7,
+                            outcome: CallOutcome::Err {
+                                code: ErrorCode::ReducerFailed,
+                                message: "nope".into(),
+                            },
+                        };
+                        send(&mut tx, &[failed]).await;
+                    }
+                    "die" => {
+                        let fatal = ServerMessage::Error {
+                            code: ErrorCode::Internal,
+                            message: "the disk is on fire".into(),
+                            request: Some(request),
+                            fatal: true,
+                        };
+                        send(&mut tx, &[fatal]).await;
+                        let _ = tx.finish();
+                        // Let the frame arrive before closing (closing drops unsent stream data).
+                        let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                        conn.close(0u32.into(), b"fatal");
+                        return;
+                    }
+                    "shutdown" => {
+                        // As a stopping server does: QUIC close code 1, no frame.
+                        conn.close(1u32.into(), b"stopping");
+                        return;
+                    }
+                    other => panic!("unexpected reducer {other}"),
+                }
+            }
+            other => panic!("unexpected message {other:?}"),
+        }
+    }
+}
+
+fn spawn_call(name: &str) -> ReducerCall {
+    ReducerCall::new("spawn", rmp_serde::to_vec(&(name,)).unwrap())
+}
+
+/// Poll until an event satisfies `done`; returns every event polled.
+fn poll_until(client: &mut Client, done: impl Fn(&Event) -> bool) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut all = Vec::new();
+    loop {
+        let events = client.poll();
+        let finished = events.iter().any(&done);
+        all.extend(events);
+        if finished {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "timed out; events: {all:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[tokio::test]
+async fn connects_by_pinned_fingerprint_and_exchanges_messages() {
+    let server = TestServer::start();
+    let mut conn = Connection::connect(&server.config()).await.unwrap();
+    assert_eq!(conn.identity(), identity_of(&ISSUED));
+    assert_eq!(conn.welcome().token, ISSUED);
+    assert_eq!(conn.welcome().tables, schema());
+    assert_eq!(server.hellos(), [None]);
+
+    let sub = conn.subscribe("player", Filter::All).unwrap();
+    assert_eq!(
+        conn.next_message().await.unwrap(),
+        ServerMessage::Subscribed {
+            request: sub.0,
+            table: PLAYER
+        }
+    );
+    assert!(matches!(
+        conn.next_message().await.unwrap(),
+        ServerMessage::Tick { .. }
+    ));
+
+    let call = conn.call(&spawn_call("ann")).unwrap();
+    assert_ne!(call, sub, "request ids are distinct");
+    assert_eq!(
+        conn.next_message().await.unwrap(),
+        ServerMessage::Result {
+            request: call.0,
+            tick: 7,
+            outcome: CallOutcome::Ok
+        }
+    );
+    let ann = Player {
+        id: 1,
+        name: "ann".into(),
+        hp: 100,
+    };
+    assert_eq!(
+        conn.next_message().await.unwrap(),
+        rows_tick(vec![row(&ann)], vec![])
+    );
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn a_wrong_fingerprint_is_refused_with_a_clear_error() {
+    let server = TestServer::start();
+    let mut config = server.config();
+    config.trust = Trust::Fingerprint([0xee; 32]);
+    let err = Connection::connect(&config).await.unwrap_err();
+    let expected_hex = "ee".repeat(32);
+    let found_hex = locus_client::fingerprint_hex(&fingerprint(&server.cert_der));
+    match &err {
+        ConnectError::FingerprintMismatch { expected, found } => {
+            assert_eq!(expected, &expected_hex);
+            assert_eq!(found, &found_hex);
+        }
+        other => panic!("expected a fingerprint mismatch, got {other:?}"),
+    }
+    let text = err.to_string();
+    assert!(
+        text.contains("not the pinned one") && text.contains(&found_hex),
+        "{text}"
+    );
+    // The handshake never finished, so no Hello reached the server.
+    assert!(server.hellos().is_empty());
+}
+
+#[tokio::test]
+async fn a_certificate_file_in_der_or_pem_pins_its_fingerprint() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let der = dir.path().join("server.der");
+    let pem = dir.path().join("server.pem");
+    std::fs::write(&der, &server.cert_der).unwrap();
+    std::fs::write(&pem, &server.cert_pem).unwrap();
+    for file in [der, pem] {
+        let mut config = server.config();
+        config.trust = Trust::CertFile(file);
+        let conn = Connection::connect(&config).await.unwrap();
+        assert_eq!(conn.identity(), identity_of(&ISSUED));
+        conn.close().await;
+    }
+    let mut config = server.config();
+    config.trust = Trust::CertFile(dir.path().join("missing.pem"));
+    assert!(matches!(
+        Connection::connect(&config).await,
+        Err(ConnectError::CertFile(_))
+    ));
+}
+
+#[test]
+fn the_token_is_saved_and_presented_on_the_next_connect() {
+    let server = TestServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("profiles/ann/token");
+    let mut config = server.config();
+    config.token_file = Some(token_file.clone());
+
+    let first = Client::connect(config.clone()).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap().trim(),
+        ISSUED.to_hex()
+    );
+    let identity = first.identity();
+    drop(first);
+
+    let second = Client::connect(config).unwrap();
+    assert_eq!(second.identity(), identity, "the identity is restored");
+    assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+}
+
+#[test]
+fn callbacks_fire_for_rows_and_results() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.config()).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+    let log = |prefix: &'static str| {
+        let seen = seen.clone();
+        move |p: &Player| {
+            seen.lock()
+                .unwrap()
+                .push(format!("{prefix} {} {}", p.name, p.hp))
+        }
+    };
+    client.on_insert::<Player>("player", log("insert"));
+    let updates = seen.clone();
+    client.on_update::<Player>("player", move |old: &Player, new: &Player| {
+        updates
+            .lock()
+            .unwrap()
+            .push(format!("update {} {}->{}", new.name, old.hp, new.hp));
+    });
+    client.on_delete::<Player>("player", log("delete"));
+    let results = seen.clone();
+    client.on_result(move |request, outcome| {
+        results
+            .lock()
+            .unwrap()
+            .push(format!("result {} {outcome:?}", request.0));
+    });
+
+    let events = client.poll();
+    assert!(matches!(events[..], [Event::Connected { .. }]));
+    let spawn = client.call(&spawn_call("ann")).unwrap();
+    poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
+    let hurt = client
+        .call_raw("hurt", &rmp_serde::to_vec(&(1u64, 40i32)).unwrap())
+        .unwrap();
+    poll_until(&mut client, |e| matches!(e, Event::Updated { .. }));
+    let fail = client.call_raw("fail", &[0x90]).unwrap();
+    let events = poll_until(&mut client, |e| matches!(e, Event::CallResult { .. }));
+    assert!(events.contains(&Event::CallResult {
+        request: fail,
+        tick: 7,
+        outcome: CallOutcome::Err {
+            code: ErrorCode::ReducerFailed,
+            message: "nope".into()
+        }
+    }));
+
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            format!("result {} Ok", spawn.0),
+            "insert ann 100".to_owned(),
+            format!("result {} Ok", hurt.0),
+            "update ann 100->40".to_owned(),
+            format!(
+                "result {} Err {{ code: ReducerFailed, message: \"nope\" }}",
+                fail.0
+            ),
+        ]
+    );
+    assert_eq!(
+        client.cache().rows::<Player>("player").unwrap(),
+        [Player {
+            id: 1,
+            name: "ann".into(),
+            hp: 40
+        }]
+    );
+    assert!(client.is_connected());
+}
+
+#[test]
+fn a_fatal_error_closes_the_client_cleanly() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.config()).unwrap();
+    let die = client.call_raw("die", &[0x90]).unwrap();
+    let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
+    let fatal = events
+        .iter()
+        .position(|e| {
+            *e == Event::ServerError {
+                code: ErrorCode::Internal,
+                message: "the disk is on fire".into(),
+                request: Some(die),
+                fatal: true,
+            }
+        })
+        .expect("the fatal error is reported");
+    assert!(
+        matches!(&events[fatal + 1], Event::Disconnected { reason } if reason.contains("disk is on fire")),
+        "{events:?}"
+    );
+    assert!(!client.is_connected());
+    assert_eq!(client.call(&spawn_call("bob")), Err(SendError::Closed));
+    // Nothing more happens, and dropping the client does not hang.
+    assert!(client.poll().is_empty());
+    let started = Instant::now();
+    drop(client);
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_connection_closed_by_the_server_is_reported_with_its_reason() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.config()).unwrap();
+    client.call_raw("shutdown", &[0x90]).unwrap();
+    let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
+    assert!(
+        matches!(events.last(), Some(Event::Disconnected { reason })
+            if reason.contains("shutting down") && reason.contains("stopping")),
+        "{events:?}"
+    );
+    assert!(!client.is_connected());
+    // The client can come back (here the test server is still up).
+    client.reconnect().unwrap();
+    assert!(client.is_connected());
+    assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+}
+
+#[test]
+fn reconnect_keeps_the_identity_and_subscriptions_and_refills_the_cache() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.config()).unwrap();
+    client.subscribe("player", Filter::All).unwrap();
+    client.call(&spawn_call("ann")).unwrap();
+    poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
+    assert_eq!(client.cache().len("player"), 1);
+    let identity = client.identity();
+
+    client.reconnect().unwrap();
+    assert!(client.is_connected());
+    let events = poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match e {
+            Event::Deleted { .. } => "deleted",
+            Event::Connected { .. } => "connected",
+            Event::Subscribed { .. } => "subscribed",
+            Event::Inserted { .. } => "inserted",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["deleted", "connected", "subscribed", "inserted"]);
+    assert_eq!(client.identity(), identity);
+    assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+    assert_eq!(client.cache().len("player"), 1);
+    let request = client.call(&spawn_call("bob")).unwrap();
+    assert!(
+        request > RequestId(2),
+        "request ids keep counting across reconnects"
+    );
+}
+
+#[test]
+fn connecting_to_a_silent_address_times_out() {
+    // A UDP socket that never answers.
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let mut config = ClientConfig::new(silent.local_addr().unwrap(), Trust::Fingerprint([0; 32]));
+    config.connect_timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let err = Client::connect(config).unwrap_err();
+    assert!(matches!(err, ConnectError::Timeout(_)), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}

@@ -1,0 +1,166 @@
+//! Counters and recent percentiles of the running server, read by [`crate::Server::metrics`].
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use locus_types::Tick;
+
+use crate::world::TickStats;
+
+/// How many recent ticks the percentiles cover.
+const WINDOW: usize = 4096;
+
+/// Shared by the tick thread, the release thread and the network tasks.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    ticks: AtomicU64,
+    last_tick: AtomicU64,
+    overruns: AtomicU64,
+    sessions: AtomicU64,
+    calls: AtomicU64,
+    failed_calls: AtomicU64,
+    row_changes: AtomicU64,
+    rows_sent: AtomicU64,
+    pub(crate) bytes_out: AtomicU64,
+    pub(crate) bytes_in: AtomicU64,
+    pub(crate) connections: AtomicU64,
+    pub(crate) refused: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+    pub(crate) too_slow: AtomicU64,
+    pub(crate) failed: AtomicBool,
+    recent: Mutex<Recent>,
+}
+
+#[derive(Debug, Default)]
+struct Recent {
+    jitter: VecDeque<Duration>,
+    tick_time: VecDeque<Duration>,
+}
+
+fn push(q: &mut VecDeque<Duration>, d: Duration) {
+    if q.len() == WINDOW {
+        q.pop_front();
+    }
+    q.push_back(d);
+}
+
+/// Percentiles of a set of durations.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
+    /// How many samples.
+    pub samples: usize,
+}
+
+impl Percentiles {
+    fn of(q: &VecDeque<Duration>) -> Percentiles {
+        let mut v: Vec<Duration> = q.iter().copied().collect();
+        if v.is_empty() {
+            return Percentiles::default();
+        }
+        v.sort_unstable();
+        let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        Percentiles {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: *v.last().expect("not empty"),
+            samples: v.len(),
+        }
+    }
+}
+
+/// A copy of the server's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct MetricsSnapshot {
+    /// Ticks run.
+    pub ticks: u64,
+    /// The last tick run.
+    pub last_tick: u64,
+    /// Tick slots skipped because a tick started more than a period late.
+    pub overruns: u64,
+    /// Connected sessions (after the last tick).
+    pub sessions: u64,
+    /// Client reducer calls run.
+    pub calls: u64,
+    /// Of which failed.
+    pub failed_calls: u64,
+    /// Row changes committed.
+    pub row_changes: u64,
+    /// Rows sent to clients.
+    pub rows_sent: u64,
+    /// Bytes of frames handed to connections.
+    pub bytes_out: u64,
+    /// Bytes of frames received.
+    pub bytes_in: u64,
+    /// Connections accepted.
+    pub connections: u64,
+    /// Connections refused (full, or no `Hello` in time).
+    pub refused: u64,
+    /// Protocol violations answered with an error.
+    pub protocol_errors: u64,
+    /// Clients disconnected for reading too slowly.
+    pub too_slow: u64,
+    /// How late ticks started after their slot (recent ticks).
+    pub jitter: Percentiles,
+    /// How long ticks took, from start to frames handed to the release thread (recent ticks).
+    pub tick_time: Percentiles,
+}
+
+impl Metrics {
+    pub(crate) fn overrun(&self, skipped: u64) {
+        self.overruns.fetch_add(skipped, Ordering::Relaxed);
+    }
+
+    pub(crate) fn tick_done(
+        &self,
+        tick: Tick,
+        jitter: Duration,
+        took: Duration,
+        stats: &TickStats,
+        sessions: usize,
+    ) {
+        self.ticks.fetch_add(1, Ordering::Relaxed);
+        self.last_tick.store(tick.0, Ordering::Relaxed);
+        self.sessions.store(sessions as u64, Ordering::Relaxed);
+        self.calls
+            .fetch_add(u64::from(stats.calls), Ordering::Relaxed);
+        self.failed_calls
+            .fetch_add(u64::from(stats.failed_calls), Ordering::Relaxed);
+        self.row_changes
+            .fetch_add(stats.row_changes, Ordering::Relaxed);
+        self.rows_sent.fetch_add(stats.rows_sent, Ordering::Relaxed);
+        let mut r = self.recent.lock().expect("metrics lock");
+        push(&mut r.jitter, jitter);
+        push(&mut r.tick_time, took);
+    }
+
+    pub(crate) fn snapshot(&self) -> MetricsSnapshot {
+        let r = self.recent.lock().expect("metrics lock");
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        MetricsSnapshot {
+            ticks: get(&self.ticks),
+            last_tick: get(&self.last_tick),
+            overruns: get(&self.overruns),
+            sessions: get(&self.sessions),
+            calls: get(&self.calls),
+            failed_calls: get(&self.failed_calls),
+            row_changes: get(&self.row_changes),
+            rows_sent: get(&self.rows_sent),
+            bytes_out: get(&self.bytes_out),
+            bytes_in: get(&self.bytes_in),
+            connections: get(&self.connections),
+            refused: get(&self.refused),
+            protocol_errors: get(&self.protocol_errors),
+            too_slow: get(&self.too_slow),
+            jitter: Percentiles::of(&r.jitter),
+            tick_time: Percentiles::of(&r.tick_time),
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! The running server: the tick thread, the release thread and the network, started and stopped together.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use locus_host::{CallContext, HostConfig, Runtime};
+use locus_interest::InterestConfig;
+use locus_log::storage::FsStorage;
+use locus_log::{Durability, EncodedRecord, EncodedSnapshot, Log, LogConfig, Watermark};
+use locus_store::StoreConfig;
+use locus_types::{Tick, Timestamp};
+use thiserror::Error;
+
+use crate::cert;
+use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::net::{self, Inbox, Registry};
+use crate::world::{Input, World};
+
+/// Limits that keep one client from harming the others. Every default is stated on its field.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Messages a client may send per second, sustained. Default 200.
+    pub messages_per_second: u32,
+    /// Messages a client may send in a burst above the sustained rate. Default 400.
+    pub burst: u32,
+    /// Messages dropped for rate in a row after which the client is disconnected. Default 1,000.
+    pub flood_disconnect: u32,
+    /// Reducer calls of one client that may wait for one tick; more are refused with `Busy`. Default 64.
+    pub calls_per_tick: u32,
+    /// Inputs (all clients) the inbox holds before readers wait (backpressure). Default 65,536.
+    pub inbox: usize,
+    /// Batches of frames queued to one client before it counts as too slow and is disconnected. Default 256
+    /// (over 12 s of ticks at 20 Hz).
+    pub outbound: usize,
+    /// Connected clients at most; more are refused. Default 20,000.
+    pub max_clients: usize,
+    /// A connection idle this long is closed (clients keep it alive every 2 s). Default 10 s.
+    pub idle_timeout: Duration,
+    /// Time a new connection has to open its stream and send `Hello`. Default 5 s.
+    pub hello_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            messages_per_second: 200,
+            burst: 400,
+            flood_disconnect: 1_000,
+            calls_per_tick: 64,
+            inbox: 65_536,
+            outbound: 256,
+            max_clients: 20_000,
+            idle_timeout: Duration::from_secs(10),
+            hello_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// How to run a world. Every default is stated on its field.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// The data directory: the commit log and snapshots (`log/`), the certificate and key. Created if missing.
+    /// Default `locus-data`.
+    pub data_dir: PathBuf,
+    /// Where to listen. Default `127.0.0.1:7878` (loopback only).
+    pub listen: SocketAddr,
+    /// The module (WebAssembly bytes).
+    pub module: Vec<u8>,
+    /// Ticks per second. Default 20.
+    pub tick_rate: u16,
+    /// Seed of reducers' RNGs (mixed with the tick and the call's position). Default `0x10c05`.
+    pub seed: u64,
+    /// Reducer time, fuel and memory limits. Default [`HostConfig::default`].
+    pub host: HostConfig,
+    /// Interest management. Default [`InterestConfig::default`].
+    pub interest: InterestConfig,
+    /// Commit log and snapshots. Default [`LogConfig::default`].
+    pub log: LogConfig,
+    /// Per-client limits. Default [`Limits::default`].
+    pub limits: Limits,
+}
+
+impl ServerConfig {
+    /// The defaults, with `module` as the world's module.
+    #[must_use]
+    pub fn new(module: Vec<u8>) -> ServerConfig {
+        ServerConfig {
+            data_dir: PathBuf::from("locus-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
+            module,
+            tick_rate: 20,
+            seed: 0x10c05,
+            host: HostConfig::default(),
+            interest: InterestConfig::default(),
+            log: LogConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why the server did not start.
+#[derive(Debug, Error)]
+pub enum StartError {
+    /// The data directory cannot be used.
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The commit log could not be opened or recovered.
+    #[error("cannot recover the world: {0}")]
+    Recover(#[from] locus_log::OpenError),
+    /// The wasm engine could not start.
+    #[error(transparent)]
+    Runtime(#[from] locus_host::RuntimeError),
+    /// The module is not valid.
+    #[error("the module cannot be loaded: {0}")]
+    Load(#[from] locus_host::LoadError),
+    /// The module does not fit the recovered database, or cannot be instantiated.
+    #[error("the module cannot run on this data directory: {0}")]
+    Instantiate(#[from] locus_host::InstantiateError),
+    /// The new world's first snapshot could not be written.
+    #[error("cannot write the first snapshot: {0}")]
+    Snapshot(#[from] locus_log::SnapshotError),
+    /// The certificate could not be loaded or made.
+    #[error(transparent)]
+    Cert(#[from] cert::CertError),
+    /// The network could not start.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// TLS could not be set up with the certificate.
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+}
+
+/// A batch of frames for the release thread: sent once `tick` is durable.
+#[derive(Debug)]
+pub(crate) struct Release {
+    pub(crate) tick: Tick,
+    pub(crate) frames: Vec<(u32, Vec<u8>)>,
+}
+
+/// A running world. Dropping it stops it (see [`Server::shutdown`]).
+pub struct Server {
+    addr: SocketAddr,
+    fingerprint: [u8; 32],
+    cert_path: PathBuf,
+    recovered_tick: Tick,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    tick_thread: Option<JoinHandle<()>>,
+    release_thread: Option<JoinHandle<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+    endpoint: quinn::Endpoint,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+fn now_timestamp() -> Timestamp {
+    let micros = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64);
+    Timestamp(micros)
+}
+
+impl Server {
+    /// Recover (or create) the world in `config.data_dir`, load the module, and start ticking and listening.
+    ///
+    /// A new world runs the module's `init` reducer and writes its first snapshot before it accepts anyone.
+    ///
+    /// # Errors
+    ///
+    /// A [`StartError`]; nothing keeps running then.
+    pub fn start(config: ServerConfig) -> Result<Server, StartError> {
+        let data_dir = |source| StartError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&config.data_dir).map_err(data_dir)?;
+        let storage = FsStorage::open(config.data_dir.join("log")).map_err(data_dir)?;
+        let (mut log, recovered) =
+            Log::open(Arc::new(storage), config.log, StoreConfig::default())?;
+        for warning in &recovered.warnings {
+            tracing::warn!(%warning, "recovery");
+        }
+        let module = Runtime::new(config.host)?.load(&config.module)?;
+        let is_new = recovered.is_new();
+        let recovered_tick = recovered.tick;
+        let mut instance = module.instantiate(recovered.db)?;
+        if is_new {
+            let ctx = CallContext::server(Tick(0), now_timestamp(), config.seed);
+            if let Err(e) = instance.init(&ctx) {
+                tracing::warn!(%e, "the init reducer failed; the world starts empty");
+            }
+            log.snapshot(&EncodedSnapshot::new(Tick(0), instance.db()))?;
+        } else {
+            tracing::info!(
+                tick = recovered.tick.0,
+                transactions = recovered.transactions,
+                "recovered the world"
+            );
+        }
+        let durability = Durability::start(log);
+        let world = World::new(instance, config.interest, config.tick_rate, config.seed);
+        let identity = cert::load_or_create(&config.data_dir)?;
+
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("locus-net")
+            .enable_all()
+            .build()
+            .map_err(|source| StartError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        let metrics = Arc::new(Metrics::default());
+        let registry: Registry = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let (inbox_tx, inbox_rx) = tokio::sync::mpsc::channel::<Input>(config.limits.inbox);
+        let ticks_started = Arc::new(AtomicU64::new(0));
+        let endpoint = {
+            let _guard = runtime.enter();
+            net::listen(
+                config.listen,
+                &identity,
+                config.limits,
+                Inbox {
+                    tx: inbox_tx,
+                    ticks: ticks_started.clone(),
+                },
+                registry.clone(),
+                metrics.clone(),
+            )?
+        };
+        let addr = endpoint.local_addr().map_err(|source| StartError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (release_tx, release_rx) = mpsc::channel::<Release>();
+        let watermark = durability.watermark();
+        let release_thread = {
+            let registry = registry.clone();
+            let stop = stop.clone();
+            let metrics = metrics.clone();
+            std::thread::Builder::new()
+                .name("locus-release".into())
+                .spawn(move || release_loop(&release_rx, &watermark, &registry, &stop, &metrics))
+                .expect("spawn the release thread")
+        };
+        let tick_thread = {
+            let stop = stop.clone();
+            let metrics = metrics.clone();
+            let ticker = Ticker {
+                world,
+                durability: Some(durability),
+                inbox: inbox_rx,
+                release: release_tx,
+                period: Duration::from_secs_f64(1.0 / f64::from(config.tick_rate.max(1))),
+                next_tick: Tick(recovered_tick.0 + 1),
+                stop,
+                metrics,
+                ticks_started,
+            };
+            std::thread::Builder::new()
+                .name("locus-tick".into())
+                .spawn(move || ticker.run())
+                .expect("spawn the tick thread")
+        };
+        Ok(Server {
+            addr,
+            fingerprint: identity.fingerprint(),
+            cert_path: identity.cert_path,
+            recovered_tick,
+            stop,
+            metrics,
+            tick_thread: Some(tick_thread),
+            release_thread: Some(release_thread),
+            runtime: Some(runtime),
+            endpoint,
+        })
+    }
+
+    /// The address it listens on.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// SHA-256 of its certificate (what clients pin).
+    #[must_use]
+    pub fn fingerprint(&self) -> [u8; 32] {
+        self.fingerprint
+    }
+
+    /// Where its certificate is.
+    #[must_use]
+    pub fn cert_path(&self) -> &std::path::Path {
+        &self.cert_path
+    }
+
+    /// The tick recovery ended at (0 for a new world).
+    #[must_use]
+    pub fn recovered_tick(&self) -> Tick {
+        self.recovered_tick
+    }
+
+    /// Current counters and recent percentiles.
+    #[must_use]
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.metrics.snapshot()
+    }
+
+    /// Whether the world stopped on its own (a failed disk: nothing more can be made durable).
+    #[must_use]
+    pub fn has_failed(&self) -> bool {
+        self.metrics.failed.load(Ordering::Relaxed)
+    }
+
+    /// Stop: close every connection (`ShuttingDown`), finish the current tick, make it durable, stop.
+    pub fn shutdown(mut self) {
+        self.stop_all();
+    }
+
+    fn stop_all(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.tick_thread.take() {
+            let _ = t.join();
+        }
+        if let Some(t) = self.release_thread.take() {
+            let _ = t.join();
+        }
+        self.endpoint
+            .close(net::CLOSE_SHUTDOWN, b"the server is shutting down");
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
+struct Ticker {
+    world: World,
+    durability: Option<Durability>,
+    inbox: tokio::sync::mpsc::Receiver<Input>,
+    release: mpsc::Sender<Release>,
+    period: Duration,
+    next_tick: Tick,
+    stop: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    ticks_started: Arc<AtomicU64>,
+}
+
+impl Ticker {
+    /// The tick loop: tick `n` (counted from the loop's start) begins at `t0 + n · period`. A tick that starts
+    /// more than a period late skips the missed slots instead of running them back to back (no spiral).
+    fn run(mut self) {
+        let t0 = Instant::now();
+        let mut n: u64 = 0;
+        let mut inputs = Vec::new();
+        while !self.stop.load(Ordering::SeqCst) {
+            let mut deadline = t0 + self.period.mul_f64(n as f64);
+            let now = Instant::now();
+            if now < deadline {
+                std::thread::sleep(deadline - now);
+            }
+            let started = Instant::now();
+            let late = started.saturating_duration_since(deadline);
+            if late > self.period {
+                let skipped = (late.as_secs_f64() / self.period.as_secs_f64()) as u64;
+                n += skipped;
+                deadline = t0 + self.period.mul_f64(n as f64);
+                self.metrics.overrun(skipped);
+                tracing::warn!(skipped, late_ms = late.as_secs_f64() * 1e3, "tick overrun");
+            }
+            let jitter = started.saturating_duration_since(deadline);
+            let tick = self.next_tick;
+            self.ticks_started.store(tick.0, Ordering::Release);
+            inputs.clear();
+            while let Ok(input) = self.inbox.try_recv() {
+                inputs.push(input);
+            }
+            let out = self.world.run_tick(
+                tick,
+                now_timestamp(),
+                self.period.as_secs_f32(),
+                inputs.drain(..),
+            );
+            if !self.make_durable(out.record, tick) {
+                break;
+            }
+            let frames = out.frames;
+            self.metrics.tick_done(
+                tick,
+                jitter,
+                started.elapsed(),
+                &out.stats,
+                self.world.session_count(),
+            );
+            if self.release.send(Release { tick, frames }).is_err() {
+                break;
+            }
+            self.next_tick = Tick(tick.0 + 1);
+            n += 1;
+        }
+        // Drain: what was accepted becomes durable before the threads end.
+        if let Some(d) = self.durability.take()
+            && let Err(e) = d.shutdown()
+        {
+            tracing::error!(%e, "the commit log failed while shutting down");
+        }
+    }
+
+    /// Hand the record to the durability thread, and write a snapshot when one is due. False once the log has
+    /// failed: the world stops, since nothing more could be made durable.
+    fn make_durable(&mut self, record: EncodedRecord, tick: Tick) -> bool {
+        let Some(d) = self.durability.as_mut() else {
+            return false;
+        };
+        if let Err(e) = d.append(record) {
+            tracing::error!(%e, "the commit log failed; the world stops");
+            self.metrics.failed.store(true, Ordering::SeqCst);
+            return false;
+        }
+        if d.snapshot_due(tick) {
+            let snapshot = EncodedSnapshot::new(tick, self.world.instance().db());
+            if let Err(e) = d.snapshot(snapshot) {
+                tracing::error!(%e, "a snapshot failed; the world stops");
+                self.metrics.failed.store(true, Ordering::SeqCst);
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Send each tick's frames once the tick is durable ("confirmed reads"), in tick order.
+fn release_loop(
+    rx: &mpsc::Receiver<Release>,
+    watermark: &Watermark,
+    registry: &Registry,
+    stop: &AtomicBool,
+    metrics: &Metrics,
+) {
+    while let Ok(release) = rx.recv() {
+        loop {
+            match watermark.wait_for(release.tick, Duration::from_millis(200)) {
+                Ok(true) => break,
+                Ok(false) if !stop.load(Ordering::SeqCst) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::error!(%e, "the commit log failed: closing every connection");
+                    metrics.failed.store(true, Ordering::SeqCst);
+                    net::close_all(registry, &format!("the server's commit log failed: {e}"));
+                    return;
+                }
+            }
+        }
+        net::deliver(registry, release.frames, metrics);
+    }
+}

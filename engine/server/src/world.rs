@@ -1,0 +1,648 @@
+//! The world: the module instance, the interest stage and the sessions, advanced one tick at a time.
+//!
+//! Sans-IO like the crates it joins: it owns no clock, thread, socket or file. [`World::run_tick`] takes the tick's
+//! inputs (what the network decoded, in arrival order) and returns the tick's [`TickOutput`]: the log record to
+//! make durable and, per session, the encoded frames to release once it is.
+//!
+//! Within a tick, in this order:
+//! 1. the inputs, in arrival order: connects (running `client_connected` for an identity's first session),
+//!    disconnects (`client_disconnected` for its last), reducer calls (each its own transaction) and subscription
+//!    changes;
+//! 2. the `tick` reducer, then every due scheduled or periodic reducer;
+//! 3. one log record of every committed changeset;
+//! 4. the interest stage: the changesets (and any change to the `locus_area` system table, which moves areas) in,
+//!    each session's delta out, as `Tick` frames after the tick's results.
+
+use std::collections::HashMap;
+
+use locus_host::{CallContext, CallError, ModuleInstance};
+use locus_interest::{Area, Center, ClientId, Deltas, Filter, Interest, InterestConfig};
+use locus_log::EncodedRecord;
+use locus_store::Changeset;
+use locus_types::abi::{AREA_TABLE, AreaCenter, AreaRow};
+use locus_types::protocol::{
+    self, CallOutcome, ErrorCode, ServerMessage, TableDelta, Token, WireRow, WireTable,
+};
+use locus_types::{
+    ColumnId, Identity, ReducerDef, ReducerKind, TableAccess, TableDef, TableId, Tick, Timestamp,
+    Value, codec,
+};
+
+/// Row bytes per `Tick` frame before the rest of a delta goes into another frame (well below
+/// [`protocol::MAX_SERVER_FRAME`]).
+const SPLIT_AT: usize = 1 << 20;
+
+/// A connection, numbered by the network layer (never reused while the server runs).
+pub type SessionId = u32;
+
+/// One thing a session asked for, in the order the network received it.
+#[derive(Debug)]
+pub enum Input {
+    /// A client completed its `Hello`.
+    Connect {
+        /// The session.
+        session: SessionId,
+        /// Its identity (derived from its token).
+        identity: Identity,
+        /// Its token, echoed in `Welcome`.
+        token: Token,
+        /// The protocol version chosen.
+        version: u16,
+    },
+    /// A session ended (closed, timed out or dropped by the server). Always follows its `Connect`.
+    Disconnect {
+        /// The session.
+        session: SessionId,
+    },
+    /// A reducer call.
+    Call {
+        /// The session.
+        session: SessionId,
+        /// The client's request id.
+        request: u32,
+        /// The reducer.
+        reducer: String,
+        /// Its MessagePack arguments.
+        args: Vec<u8>,
+    },
+    /// A subscription.
+    Subscribe {
+        /// The session.
+        session: SessionId,
+        /// The client's request id.
+        request: u32,
+        /// The table's name.
+        table: String,
+        /// Which rows.
+        filter: protocol::Filter,
+    },
+    /// The end of a subscription.
+    Unsubscribe {
+        /// The session.
+        session: SessionId,
+        /// The client's request id.
+        request: u32,
+        /// The table's name.
+        table: String,
+    },
+}
+
+/// What one tick produced.
+#[derive(Debug)]
+pub struct TickOutput {
+    /// The tick.
+    pub tick: Tick,
+    /// Its log record (every committed changeset, in commit order).
+    pub record: EncodedRecord,
+    /// Per session, the frames to send once the record is durable: results and answers first, then the tick's
+    /// delta. Sessions with nothing to send are absent.
+    pub frames: Vec<(SessionId, Vec<u8>)>,
+    /// Counts for metrics and logs.
+    pub stats: TickStats,
+}
+
+/// Counts of one tick.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TickStats {
+    /// Client reducer calls run.
+    pub calls: u32,
+    /// Of which failed (rolled back).
+    pub failed_calls: u32,
+    /// Row changes committed (inserts + updates + deletes).
+    pub row_changes: u64,
+    /// Rows sent to clients (inserts + updates + deletes of every delta).
+    pub rows_sent: u64,
+    /// Bytes of frames produced for clients.
+    pub bytes_out: u64,
+}
+
+#[derive(Debug)]
+struct Session {
+    identity: Identity,
+    out: Vec<u8>,
+}
+
+/// A public table as the world serves it.
+#[derive(Debug)]
+struct PublicTable {
+    def: TableDef,
+}
+
+/// The world. See the [module docs](self).
+pub struct World {
+    instance: ModuleInstance,
+    interest: Interest,
+    sessions: HashMap<SessionId, Session>,
+    /// Connected sessions per identity.
+    identities: HashMap<Identity, u32>,
+    /// Public tables by id (`None` for private ones).
+    tables: Vec<Option<PublicTable>>,
+    names: HashMap<String, TableId>,
+    area_table: Option<TableId>,
+    wire_tables: Vec<WireTable>,
+    reducers: Vec<ReducerDef>,
+    tick_rate: u16,
+    seed: u64,
+    changesets: Vec<Changeset>,
+}
+
+impl std::fmt::Debug for World {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("World")
+            .field("sessions", &self.sessions.len())
+            .field("tables", &self.names)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A deterministic per-call seed from the world seed, the tick and the call's position in it (splitmix64).
+fn call_seed(seed: u64, tick: Tick, index: u64) -> u64 {
+    let mut z = seed
+        ^ tick.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ index.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn error_code(e: &CallError) -> ErrorCode {
+    match e {
+        CallError::NoSuchReducer(_) | CallError::NotCallable { .. } => ErrorCode::NoSuchReducer,
+        CallError::BadArguments { .. } => ErrorCode::BadArguments,
+        CallError::Failed { .. } => ErrorCode::ReducerFailed,
+        CallError::Interrupted { .. }
+        | CallError::MemoryLimit { .. }
+        | CallError::Trapped { .. } => ErrorCode::ReducerAborted,
+    }
+}
+
+impl World {
+    /// A world over a module instance whose database holds the world's state. `tick_rate` is announced to
+    /// clients; `seed` seeds every reducer's RNG (with the tick and the call's position).
+    #[must_use]
+    pub fn new(
+        instance: ModuleInstance,
+        interest: InterestConfig,
+        tick_rate: u16,
+        seed: u64,
+    ) -> World {
+        let db = instance.db();
+        let interest = Interest::new(interest, db);
+        let mut tables = Vec::new();
+        let mut names = HashMap::new();
+        let mut wire_tables = Vec::new();
+        for table in db.tables() {
+            let def = table.def();
+            if def.access == TableAccess::Public {
+                names.insert(def.name.clone(), table.id());
+                wire_tables.push(WireTable {
+                    id: table.id(),
+                    def: def.clone(),
+                });
+                tables.push(Some(PublicTable { def: def.clone() }));
+            } else {
+                tables.push(None);
+            }
+        }
+        let reducers = instance
+            .def()
+            .reducers
+            .iter()
+            .filter(|r| r.kind == ReducerKind::Client)
+            .cloned()
+            .collect();
+        World {
+            area_table: db.table_id(AREA_TABLE),
+            instance,
+            interest,
+            sessions: HashMap::new(),
+            identities: HashMap::new(),
+            tables,
+            names,
+            wire_tables,
+            reducers,
+            tick_rate,
+            seed,
+            changesets: Vec::new(),
+        }
+    }
+
+    /// The module instance (and through it the database).
+    #[must_use]
+    pub fn instance(&self) -> &ModuleInstance {
+        &self.instance
+    }
+
+    /// Mutable access to the module instance (for `init` on a new world, and module logs).
+    pub fn instance_mut(&mut self) -> &mut ModuleInstance {
+        &mut self.instance
+    }
+
+    /// Connected sessions.
+    #[must_use]
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    fn send(&mut self, session: SessionId, message: &ServerMessage) {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            protocol::encode_frame(message, &mut s.out);
+        }
+    }
+
+    fn error(&mut self, session: SessionId, request: u32, code: ErrorCode, message: String) {
+        self.send(
+            session,
+            &ServerMessage::Error {
+                code,
+                message,
+                request: Some(request),
+                fatal: false,
+            },
+        );
+    }
+
+    /// Run one tick: `inputs` in order, then the tick and scheduled reducers; see the [module docs](self).
+    pub fn run_tick(
+        &mut self,
+        tick: Tick,
+        now: Timestamp,
+        dt: f32,
+        inputs: impl IntoIterator<Item = Input>,
+    ) -> TickOutput {
+        let mut stats = TickStats::default();
+        let (seed, mut index) = (self.seed, 0u64);
+        let mut ctx = |sender: Identity| {
+            index += 1;
+            CallContext {
+                sender,
+                tick,
+                timestamp: now,
+                rng_seed: call_seed(seed, tick, index),
+            }
+        };
+        let mut connected = Vec::new();
+        for input in inputs {
+            match input {
+                Input::Connect {
+                    session,
+                    identity,
+                    token,
+                    version,
+                } => {
+                    self.sessions.insert(
+                        session,
+                        Session {
+                            identity,
+                            out: Vec::new(),
+                        },
+                    );
+                    self.interest.handle_connect(ClientId(session), identity);
+                    let count = self.identities.entry(identity).or_insert(0);
+                    *count += 1;
+                    if *count == 1 {
+                        match self.instance.client_connected(&ctx(identity)) {
+                            Ok(c) => self.changesets.push(c),
+                            Err(e) => tracing::warn!(%e, "client_connected failed"),
+                        }
+                    }
+                    let welcome = ServerMessage::Welcome {
+                        version,
+                        identity,
+                        token,
+                        tick_rate: self.tick_rate,
+                        tick: tick.0,
+                        tables: self.wire_tables.clone(),
+                        reducers: self.reducers.clone(),
+                    };
+                    self.send(session, &welcome);
+                    connected.push(session);
+                }
+                Input::Disconnect { session } => {
+                    let Some(s) = self.sessions.remove(&session) else {
+                        continue;
+                    };
+                    self.interest.handle_disconnect(ClientId(session));
+                    let count = self.identities.get_mut(&s.identity).expect("counted");
+                    *count -= 1;
+                    if *count == 0 {
+                        self.identities.remove(&s.identity);
+                        match self.instance.client_disconnected(&ctx(s.identity)) {
+                            Ok(c) => self.changesets.push(c),
+                            Err(e) => tracing::warn!(%e, "client_disconnected failed"),
+                        }
+                    }
+                }
+                Input::Call {
+                    session,
+                    request,
+                    reducer,
+                    args,
+                } => {
+                    let Some(identity) = self.sessions.get(&session).map(|s| s.identity) else {
+                        continue;
+                    };
+                    stats.calls += 1;
+                    let outcome = match self.instance.call(&reducer, &args, &ctx(identity)) {
+                        Ok(c) => {
+                            self.changesets.push(c);
+                            CallOutcome::Ok
+                        }
+                        Err(e) => {
+                            stats.failed_calls += 1;
+                            CallOutcome::Err {
+                                code: error_code(&e),
+                                message: e.to_string(),
+                            }
+                        }
+                    };
+                    self.send(
+                        session,
+                        &ServerMessage::Result {
+                            request,
+                            tick: tick.0,
+                            outcome,
+                        },
+                    );
+                }
+                Input::Subscribe {
+                    session,
+                    request,
+                    table,
+                    filter,
+                } => self.subscribe(session, request, &table, filter),
+                Input::Unsubscribe {
+                    session,
+                    request,
+                    table,
+                } => match self.names.get(&table).copied() {
+                    Some(id) if self.sessions.contains_key(&session) => {
+                        self.interest.handle_unsubscribe(ClientId(session), id);
+                        self.send(session, &ServerMessage::Unsubscribed { request, table: id });
+                    }
+                    Some(_) => {}
+                    None => self.error(
+                        session,
+                        request,
+                        ErrorCode::NoSuchTable,
+                        format!("no public table named `{table}`"),
+                    ),
+                },
+            }
+        }
+        match self.instance.tick(dt, &ctx(Identity::SERVER)) {
+            Ok(c) => self.changesets.push(c),
+            Err(e) => tracing::warn!(%e, "the tick reducer failed"),
+        }
+        for run in self.instance.run_due(now, &ctx(Identity::SERVER)) {
+            if let Some(e) = run.error {
+                tracing::warn!(%e, reducer = run.reducer, "a scheduled reducer failed");
+            }
+            self.changesets.push(run.changeset);
+        }
+        self.changesets.retain(|c| !c.is_empty());
+        let record = EncodedRecord::from_changesets(tick, &self.changesets);
+        for c in std::mem::take(&mut self.changesets) {
+            stats.row_changes += c.row_count() as u64;
+            self.interest.handle_changeset(&c);
+            self.move_areas(&c);
+        }
+        // Sessions that connected this tick: an area the module set in an earlier tick (a reconnect).
+        for session in connected {
+            self.restore_area(session);
+        }
+        let deltas = self.interest.poll_tick(tick);
+        let mut frames = Vec::new();
+        Self::encode_deltas(&deltas, &self.tables, &mut self.sessions, &mut stats);
+        for (&session, s) in &mut self.sessions {
+            if !s.out.is_empty() {
+                stats.bytes_out += s.out.len() as u64;
+                frames.push((session, std::mem::take(&mut s.out)));
+            }
+        }
+        frames.sort_unstable_by_key(|(s, _)| *s);
+        TickOutput {
+            tick,
+            record,
+            frames,
+            stats,
+        }
+    }
+
+    fn subscribe(
+        &mut self,
+        session: SessionId,
+        request: u32,
+        table: &str,
+        filter: protocol::Filter,
+    ) {
+        if !self.sessions.contains_key(&session) {
+            return;
+        }
+        let Some(id) = self.names.get(table).copied() else {
+            return self.error(
+                session,
+                request,
+                ErrorCode::NoSuchTable,
+                format!("no public table named `{table}`"),
+            );
+        };
+        let def = &self.tables[id.0 as usize].as_ref().expect("public").def;
+        let filter = match filter {
+            protocol::Filter::All => Filter::All,
+            protocol::Filter::Owner => Filter::Owner,
+            protocol::Filter::Eq { column, value } => {
+                let Some(c) = def.columns.iter().position(|c| c.name == column) else {
+                    return self.error(
+                        session,
+                        request,
+                        ErrorCode::BadSubscription,
+                        format!("table `{table}` has no column `{column}`"),
+                    );
+                };
+                match codec::decode_value(&def.columns[c], &value) {
+                    Ok(value) => Filter::Eq {
+                        column: ColumnId(c as u16),
+                        value,
+                    },
+                    Err(e) => {
+                        return self.error(
+                            session,
+                            request,
+                            ErrorCode::BadSubscription,
+                            format!("the value for `{table}.{column}` is not valid: {e}"),
+                        );
+                    }
+                }
+            }
+        };
+        match self
+            .interest
+            .handle_subscribe(ClientId(session), id, filter)
+        {
+            Ok(()) => self.send(session, &ServerMessage::Subscribed { request, table: id }),
+            Err(e) => self.error(session, request, ErrorCode::BadSubscription, e.to_string()),
+        }
+    }
+
+    /// Apply changes of the `locus_area` table to the sessions of the identities they name.
+    fn move_areas(&mut self, changeset: &Changeset) {
+        let Some(area_table) = self.area_table else {
+            return;
+        };
+        for tc in changeset.tables.iter().filter(|t| t.table == area_table) {
+            let set = tc.inserts.iter().chain(tc.updates.iter().map(|u| &u.new));
+            for row in set {
+                if let Some(area) = AreaRow::decode(row) {
+                    self.apply_area(area.identity, Some(&area));
+                }
+            }
+            for row in &tc.deletes {
+                if let Some(area) = AreaRow::decode(row) {
+                    self.apply_area(area.identity, None);
+                }
+            }
+        }
+    }
+
+    fn restore_area(&mut self, session: SessionId) {
+        let (Some(area_table), Some(s)) = (self.area_table, self.sessions.get(&session)) else {
+            return;
+        };
+        let identity = s.identity;
+        let row = self
+            .instance
+            .db()
+            .table(area_table)
+            .and_then(|t| t.get(&Value::Identity(identity)).ok().flatten())
+            .and_then(AreaRow::decode);
+        if let Some(area) = row {
+            self.set_session_area(session, Some(&area));
+        }
+    }
+
+    fn apply_area(&mut self, identity: Identity, area: Option<&AreaRow>) {
+        let sessions: Vec<SessionId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.identity == identity)
+            .map(|(id, _)| *id)
+            .collect();
+        for session in sessions {
+            self.set_session_area(session, area);
+        }
+    }
+
+    fn set_session_area(&mut self, session: SessionId, area: Option<&AreaRow>) {
+        let area = area.and_then(|a| {
+            let center = match &a.center {
+                AreaCenter::Fixed(p) => Center::Fixed(*p),
+                AreaCenter::Follow { table, key } => {
+                    let def = &self.tables.get(table.0 as usize)?.as_ref()?.def;
+                    let key =
+                        codec::decode_value(&def.columns[def.primary_key.index()], key).ok()?;
+                    Center::Follow { table: *table, key }
+                }
+            };
+            Some(Area {
+                center,
+                enter_radius: a.enter,
+                leave_radius: a.leave,
+            })
+        });
+        if let Err(e) = self.interest.handle_area(ClientId(session), area) {
+            tracing::warn!(%e, session, "the module set an area the interest stage refuses");
+        }
+    }
+
+    fn encode_deltas(
+        deltas: &Deltas<'_>,
+        tables: &[Option<PublicTable>],
+        sessions: &mut HashMap<SessionId, Session>,
+        stats: &mut TickStats,
+    ) {
+        let tick = deltas.tick();
+        let mut frame = DeltaFrame::default();
+        let mut key = Vec::new();
+        for (client, delta) in deltas.iter() {
+            if delta.is_empty() {
+                continue;
+            }
+            let Some(session) = sessions.get_mut(&client.0) else {
+                continue;
+            };
+            for &id in &delta.deletes {
+                let row = deltas.row(id);
+                let def = &tables[row.table.0 as usize].as_ref().expect("public").def;
+                key.clear();
+                codec::encode_value(&def.columns[def.primary_key.index()], row.key, &mut key)
+                    .expect("a stored key encodes");
+                frame.push(row.table, Kind::Delete, &key, tick, &mut session.out);
+            }
+            for &id in &delta.updates {
+                let row = deltas.row(id);
+                frame.push(row.table, Kind::Update, row.bytes, tick, &mut session.out);
+            }
+            for &id in &delta.inserts {
+                let row = deltas.row(id);
+                frame.push(row.table, Kind::Insert, row.bytes, tick, &mut session.out);
+            }
+            stats.rows_sent += delta.len() as u64;
+            frame.flush(tick, &mut session.out);
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Delete,
+    Update,
+    Insert,
+}
+
+/// A `Tick` message being filled for one session. It holds at most about [`SPLIT_AT`] bytes of rows; a larger
+/// delta (a big subscription's initial rows) goes out as several frames of the same tick, each complete in itself
+/// (the rows are distinct, so applying the frames one after the other is applying the whole).
+#[derive(Default)]
+struct DeltaFrame {
+    tables: Vec<TableDelta>,
+    index: HashMap<TableId, usize>,
+    size: usize,
+}
+
+impl DeltaFrame {
+    fn push(&mut self, table: TableId, kind: Kind, bytes: &[u8], tick: Tick, out: &mut Vec<u8>) {
+        let i = *self.index.entry(table).or_insert_with(|| {
+            self.tables.push(TableDelta {
+                table,
+                ..TableDelta::default()
+            });
+            self.tables.len() - 1
+        });
+        let list = match kind {
+            Kind::Delete => &mut self.tables[i].deletes,
+            Kind::Update => &mut self.tables[i].updates,
+            Kind::Insert => &mut self.tables[i].inserts,
+        };
+        list.push(WireRow(bytes.to_vec()));
+        self.size += bytes.len() + 8;
+        if self.size > SPLIT_AT {
+            self.flush(tick, out);
+        }
+    }
+
+    fn flush(&mut self, tick: Tick, out: &mut Vec<u8>) {
+        if self.tables.is_empty() {
+            return;
+        }
+        protocol::encode_frame(
+            &ServerMessage::Tick {
+                tick: tick.0,
+                tables: std::mem::take(&mut self.tables),
+            },
+            out,
+        );
+        self.index.clear();
+        self.size = 0;
+    }
+}

@@ -1,0 +1,453 @@
+//! End-to-end tests: the real server (wasmtime, the commit log with fsync, QUIC on loopback) running the demo
+//! module (`game-module`, built to wasm by the test), with real clients (`locus-client`).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use game_module as gm;
+use locus_client::{Client, ClientConfig, Event, Trust};
+use locus_server::{Server, ServerConfig};
+use locus_types::Identity;
+use locus_types::protocol::{
+    self, CallOutcome, ClientMessage, ErrorCode, FrameReader, MAX_SERVER_FRAME, PROTOCOL_VERSION,
+    ServerMessage,
+};
+
+static WASM: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    locus_host::build::build_module(
+        &workspace,
+        "game-module",
+        &workspace.join("target/wasm-modules"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+});
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn start(dir: &Path) -> Server {
+    let mut config = ServerConfig::new(WASM.clone());
+    config.data_dir = dir.to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    Server::start(config).expect("the server starts")
+}
+
+fn connect(addr: SocketAddr, fingerprint: [u8; 32], token_file: Option<PathBuf>) -> Client {
+    let mut config = ClientConfig::new(addr, Trust::Fingerprint(fingerprint));
+    config.token_file = token_file;
+    Client::connect(config).expect("the client connects")
+}
+
+/// Poll `client` until `done` holds (given every event so far), or panic after [`WAIT`].
+fn wait_for(
+    client: &mut Client,
+    what: &str,
+    mut done: impl FnMut(&Client, &[Event]) -> bool,
+) -> Vec<Event> {
+    let start = Instant::now();
+    let mut events = Vec::new();
+    loop {
+        events.extend(client.poll());
+        if done(client, &events) {
+            return events;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "timed out waiting for {what}; events: {events:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn players(client: &Client) -> Vec<gm::Player> {
+    client
+        .cache()
+        .rows::<gm::Player>("player")
+        .expect("player rows decode")
+}
+
+fn sees(client: &Client, identity: Identity) -> bool {
+    players(client).iter().any(|p| p.identity == identity)
+}
+
+fn result_of(events: &[Event], request: locus_client::RequestId) -> Option<&CallOutcome> {
+    events.iter().find_map(|e| match e {
+        Event::CallResult {
+            request: r,
+            outcome,
+            ..
+        } if *r == request => Some(outcome),
+        _ => None,
+    })
+}
+
+fn call_ok(client: &mut Client, call: &locus_module::ReducerCall) {
+    let request = client.call(call).expect("send");
+    let events = wait_for(client, "a call result", |_, ev| {
+        result_of(ev, request).is_some()
+    });
+    assert_eq!(result_of(&events, request), Some(&CallOutcome::Ok));
+}
+
+#[test]
+fn two_clients_see_each_other_when_near_and_stop_when_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    let mut a = connect(addr, fp, None);
+    let mut b = connect(addr, fp, None);
+    assert_ne!(a.identity(), b.identity());
+    for c in [&mut a, &mut b] {
+        c.subscribe("player", protocol::Filter::All).unwrap();
+    }
+    call_ok(&mut a, &gm::teleport::call(1000.0, 1000.0));
+    call_ok(&mut b, &gm::teleport::call(1010.0, 1000.0));
+    let (ia, ib) = (a.identity(), b.identity());
+    wait_for(&mut a, "a to see b", |c, _| sees(c, ib) && sees(c, ia));
+    wait_for(&mut b, "b to see a", |c, _| sees(c, ia) && sees(c, ib));
+    // b goes far away (beyond the 72 m leave radius): each loses the other, and still sees itself.
+    call_ok(&mut b, &gm::teleport::call(3000.0, 3000.0));
+    wait_for(&mut a, "a to lose b", |c, _| !sees(c, ib) && sees(c, ia));
+    wait_for(&mut b, "b to lose a", |c, _| !sees(c, ia) && sees(c, ib));
+    // And back within the 64 m enter radius.
+    call_ok(&mut b, &gm::teleport::call(1000.0, 1050.0));
+    wait_for(&mut a, "a to see b again", |c, _| sees(c, ib));
+    let m = server.metrics();
+    assert!(m.ticks > 0 && m.sessions == 2, "{m:?}");
+    server.shutdown();
+}
+
+#[test]
+fn a_reducer_error_comes_back_to_its_caller_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    let mut a = connect(addr, fp, None);
+    let mut b = connect(addr, fp, None);
+    let request = a.call(&gm::set_name::call(String::new())).unwrap();
+    let events = wait_for(&mut a, "the failed call's result", |_, ev| {
+        result_of(ev, request).is_some()
+    });
+    match result_of(&events, request) {
+        Some(CallOutcome::Err { code, message }) => {
+            assert_eq!(*code, ErrorCode::ReducerFailed);
+            assert!(message.contains("name"), "{message}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    // An unknown reducer and wrong argument types: errors in the result, for the caller.
+    let unknown = a.call_raw("no_such_reducer", &[0x90]).unwrap();
+    let wrong = a
+        .call_raw("move_to", &[0x92, 0xa1, b'x', 0xa1, b'y'])
+        .unwrap();
+    let events = wait_for(&mut a, "two more results", |_, ev| {
+        result_of(ev, unknown).is_some() && result_of(ev, wrong).is_some()
+    });
+    assert!(matches!(
+        result_of(&events, unknown),
+        Some(CallOutcome::Err {
+            code: ErrorCode::NoSuchReducer,
+            ..
+        })
+    ));
+    assert!(matches!(
+        result_of(&events, wrong),
+        Some(CallOutcome::Err {
+            code: ErrorCode::BadArguments,
+            ..
+        })
+    ));
+    // b, meanwhile, got no result and no error: a marker call of its own comes back first and alone.
+    let marker = b.call(&gm::move_to::call(10.0, 10.0)).unwrap();
+    let seen = wait_for(&mut b, "b's own result", |_, ev| {
+        result_of(ev, marker).is_some()
+    });
+    for e in &seen {
+        match e {
+            Event::CallResult { request, .. } => {
+                assert_eq!(*request, marker, "b got someone else's result")
+            }
+            Event::ServerError { .. } => panic!("b got an error meant for a: {e:?}"),
+            _ => {}
+        }
+    }
+    server.shutdown();
+}
+
+/// A raw protocol connection, for sending what a well-behaved client never would.
+struct Raw {
+    rt: tokio::runtime::Runtime,
+    conn: locus_client::RawConnection,
+    reader: FrameReader,
+}
+
+impl Raw {
+    fn open(addr: SocketAddr, fp: [u8; 32]) -> Raw {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let config = ClientConfig::new(addr, Trust::Fingerprint(fp));
+        let conn = rt
+            .block_on(locus_client::RawConnection::open(&config))
+            .expect("raw connect");
+        Raw {
+            rt,
+            conn,
+            reader: FrameReader::new(MAX_SERVER_FRAME),
+        }
+    }
+
+    fn send_bytes(&mut self, bytes: &[u8]) {
+        self.rt.block_on(self.conn.send(bytes)).expect("send");
+    }
+
+    fn send(&mut self, message: &ClientMessage) {
+        let mut out = Vec::new();
+        protocol::encode_frame(message, &mut out);
+        self.send_bytes(&out);
+    }
+
+    /// The next server message, or `None` once the stream or connection ends.
+    fn next(&mut self) -> Option<ServerMessage> {
+        loop {
+            if let Some(payload) = self
+                .reader
+                .next_frame()
+                .expect("server frames are well-formed")
+            {
+                return Some(protocol::decode_frame(payload).expect("server messages decode"));
+            }
+            let chunk = self.rt.block_on(async {
+                tokio::time::timeout(WAIT, self.conn.recv())
+                    .await
+                    .expect("the server answers in time")
+            })?;
+            self.reader.push(&chunk);
+        }
+    }
+
+    /// The next `Error` (skipping other messages).
+    fn next_error(&mut self) -> Option<(ErrorCode, bool, String)> {
+        loop {
+            match self.next()? {
+                ServerMessage::Error {
+                    code,
+                    fatal,
+                    message,
+                    ..
+                } => return Some((code, fatal, message)),
+                _ => continue,
+            }
+        }
+    }
+
+    fn hello(&mut self) {
+        self.send(&ClientMessage::Hello {
+            versions: vec![PROTOCOL_VERSION],
+            token: None,
+        });
+        assert!(matches!(self.next(), Some(ServerMessage::Welcome { .. })));
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    // A well-behaved client watches its own avatar move throughout.
+    let mut good = connect(addr, fp, None);
+    good.subscribe("player", protocol::Filter::All).unwrap();
+    call_ok(&mut good, &gm::teleport::call(500.0, 500.0));
+
+    // A call before Hello: fatal HelloRequired.
+    let mut raw = Raw::open(addr, fp);
+    raw.send(&ClientMessage::Call {
+        request: 1,
+        reducer: "move_to".into(),
+        args: vec![0x90],
+    });
+    let (code, fatal, _) = raw.next_error().expect("an error frame");
+    assert_eq!((code, fatal), (ErrorCode::HelloRequired, true));
+    assert!(
+        raw.next().is_none(),
+        "the connection is closed after a fatal error"
+    );
+
+    // No common version: fatal UnsupportedVersion.
+    let mut raw = Raw::open(addr, fp);
+    raw.send(&ClientMessage::Hello {
+        versions: vec![99],
+        token: None,
+    });
+    assert_eq!(
+        raw.next_error().map(|e| (e.0, e.1)),
+        Some((ErrorCode::UnsupportedVersion, true))
+    );
+
+    // A malformed frame: an error, and the connection goes on.
+    let mut raw = Raw::open(addr, fp);
+    raw.hello();
+    raw.send_bytes(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]);
+    assert_eq!(
+        raw.next_error().map(|e| (e.0, e.1)),
+        Some((ErrorCode::MalformedFrame, false))
+    );
+    raw.send(&ClientMessage::Subscribe {
+        request: 5,
+        table: "no_such_table".into(),
+        filter: protocol::Filter::All,
+    });
+    assert_eq!(
+        raw.next_error().map(|e| (e.0, e.1)),
+        Some((ErrorCode::NoSuchTable, false))
+    );
+    // A second Hello: fatal.
+    raw.send(&ClientMessage::Hello {
+        versions: vec![PROTOCOL_VERSION],
+        token: None,
+    });
+    assert_eq!(
+        raw.next_error().map(|e| (e.0, e.1)),
+        Some((ErrorCode::HelloTwice, true))
+    );
+
+    // An oversized frame: fatal FrameTooLarge, told before the payload is read.
+    let mut raw = Raw::open(addr, fp);
+    raw.hello();
+    raw.send_bytes(&(protocol::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes());
+    assert_eq!(
+        raw.next_error().map(|e| (e.0, e.1)),
+        Some((ErrorCode::FrameTooLarge, true))
+    );
+
+    // A flood: rate-limited, then disconnected.
+    let mut raw = Raw::open(addr, fp);
+    raw.hello();
+    let mut burst = Vec::new();
+    for i in 0..3_000 {
+        protocol::encode_frame(
+            &ClientMessage::Unsubscribe {
+                request: i,
+                table: "player".into(),
+            },
+            &mut burst,
+        );
+    }
+    raw.send_bytes(&burst);
+    let mut codes = Vec::new();
+    while let Some((code, fatal, _)) = raw.next_error() {
+        codes.push((code, fatal));
+        if fatal {
+            break;
+        }
+    }
+    assert!(
+        codes.contains(&(ErrorCode::RateLimited, false)),
+        "{codes:?}"
+    );
+    assert_eq!(
+        codes.last(),
+        Some(&(ErrorCode::RateLimited, true)),
+        "a persistent flood is disconnected"
+    );
+
+    // Through all of it the world ticked, and the good client is served: its move arrives.
+    call_ok(&mut good, &gm::teleport::call(520.0, 500.0));
+    let me = good.identity();
+    wait_for(&mut good, "its own moved avatar", |c, _| {
+        players(c)
+            .iter()
+            .any(|p| p.identity == me && (p.pos.x - 520.0).abs() < 1e-3)
+    });
+    let m = server.metrics();
+    assert!(m.protocol_errors >= 6, "{m:?}");
+    server.shutdown();
+}
+
+/// A free UDP port on loopback (bound and released; the server binds it again right away).
+fn free_port() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// `locus serve` as a child process; returns it once it prints its address.
+fn spawn_locus(dir: &Path, wasm: &Path, addr: SocketAddr) -> (std::process::Child, [u8; 32]) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .arg("--module")
+        .arg(wasm)
+        .args(["--listen", &addr.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn locus");
+    let stdout = child.stdout.take().unwrap();
+    let mut fingerprint = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(hex) = line.trim().strip_prefix("fingerprint") {
+            let t = Trust::parse_fingerprint(hex.trim()).expect("a fingerprint");
+            if let Trust::Fingerprint(f) = t {
+                fingerprint = Some(f);
+            }
+        }
+        if line.starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    (child, fingerprint.expect("locus printed its fingerprint"))
+}
+
+#[test]
+fn after_kill_9_and_a_restart_state_and_identities_are_intact_and_clients_reconnect() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = dir.path().join("game_module.wasm");
+    std::fs::write(&wasm, &*WASM).unwrap();
+    let data = dir.path().join("data");
+    let token_file = dir.path().join("client/token");
+    let addr = free_port();
+
+    let (mut server, fp) = spawn_locus(&data, &wasm, addr);
+    let mut client = connect(addr, fp, Some(token_file.clone()));
+    let identity = client.identity();
+    assert!(token_file.exists(), "the token was saved");
+    client.subscribe("player", protocol::Filter::All).unwrap();
+    // Confirmed: the result arrives only once the tick is durable.
+    call_ok(&mut client, &gm::teleport::call(1234.0, 567.0));
+    call_ok(&mut client, &gm::set_name::call("survivor".into()));
+    let before: gm::Player = players(&client)
+        .into_iter()
+        .find(|p| p.identity == identity)
+        .unwrap();
+    server.kill().unwrap(); // SIGKILL
+    server.wait().unwrap();
+    wait_for(&mut client, "the client to notice", |c, _| {
+        !c.is_connected()
+    });
+
+    let (mut server, fp2) = spawn_locus(&data, &wasm, addr);
+    assert_eq!(fp2, fp, "the certificate is kept in the data directory");
+    client.reconnect().expect("reconnect with the saved token");
+    assert_eq!(client.identity(), identity, "the same identity");
+    wait_for(&mut client, "its player again", |c, _| {
+        players(c).iter().any(|p| {
+            p.identity == identity
+                && p.name == "survivor"
+                && p.id == before.id
+                && (p.pos.x - 1234.0).abs() < 1e-3
+        })
+    });
+    // A brand-new client process with the token file is the same identity too.
+    let again = connect(addr, fp, Some(token_file));
+    assert_eq!(again.identity(), identity);
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
