@@ -496,6 +496,13 @@ impl Connection {
         self.sender.unsubscribe(table)
     }
 
+    /// The QUIC connection's statistics (UDP datagrams and bytes each way, packets, path RTT): what went over the
+    /// wire, headers and acknowledgements included.
+    #[must_use]
+    pub fn stats(&self) -> quinn::ConnectionStats {
+        self.conn.stats()
+    }
+
     /// The next message from the server. Cancel-safe (e.g. in `tokio::select!`): a partly received frame stays
     /// buffered for the next call.
     ///
