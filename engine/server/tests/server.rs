@@ -451,3 +451,69 @@ fn after_kill_9_and_a_restart_state_and_identities_are_intact_and_clients_reconn
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn a_client_that_goes_silent_times_out_and_client_disconnected_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(WASM.clone());
+    config.data_dir = dir.path().to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.limits.idle_timeout = Duration::from_secs(1);
+    let server = Server::start(config).unwrap();
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+
+    // The silent one: a raw connection that says hello, walks to (1000, 1000), then stops answering anything
+    // (its runtime is dropped first, so not even a QUIC close goes out).
+    let mut raw = Raw::open(addr, fp);
+    raw.send(&ClientMessage::Hello {
+        versions: vec![PROTOCOL_VERSION],
+        token: None,
+    });
+    let Some(ServerMessage::Welcome {
+        identity: silent, ..
+    }) = raw.next()
+    else {
+        panic!("a welcome")
+    };
+    let teleport = gm::teleport::call(1000.0, 1000.0);
+    raw.send(&ClientMessage::Call {
+        request: 1,
+        reducer: teleport.reducer.to_string(),
+        args: teleport.args.clone(),
+    });
+    assert!(std::iter::from_fn(|| raw.next()).any(|m| matches!(
+        m,
+        ServerMessage::Result {
+            request: 1,
+            outcome: CallOutcome::Ok,
+            ..
+        }
+    )));
+
+    let mut watcher = connect(addr, fp, None);
+    watcher.subscribe("player", protocol::Filter::All).unwrap();
+    call_ok(&mut watcher, &gm::teleport::call(1005.0, 1000.0));
+    let online = |c: &Client| {
+        players(c)
+            .iter()
+            .find(|p| p.identity == silent)
+            .map(|p| p.online)
+    };
+    wait_for(&mut watcher, "the silent player, online", |c, _| {
+        online(c) == Some(true)
+    });
+
+    let Raw { rt, conn, .. } = raw;
+    drop(rt);
+    std::mem::forget(conn);
+    let went = Instant::now();
+    wait_for(&mut watcher, "the silent player to go offline", |c, _| {
+        online(c) == Some(false)
+    });
+    assert!(
+        went.elapsed() < Duration::from_secs(5),
+        "detected within the idle timeout and a tick"
+    );
+    assert_eq!(server.metrics().sessions, 1);
+    server.shutdown();
+}
