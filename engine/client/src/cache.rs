@@ -176,6 +176,25 @@ pub enum Event {
     },
 }
 
+impl Event {
+    /// The variant's name in lower case (`"inserted"`, `"call_result"`, …): for logs and tests.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Connected { .. } => "connected",
+            Event::Inserted { .. } => "inserted",
+            Event::Updated { .. } => "updated",
+            Event::Deleted { .. } => "deleted",
+            Event::CallResult { .. } => "call_result",
+            Event::Subscribed { .. } => "subscribed",
+            Event::Unsubscribed { .. } => "unsubscribed",
+            Event::ServerError { .. } => "server_error",
+            Event::Inconsistent { .. } => "inconsistent",
+            Event::Disconnected { .. } => "disconnected",
+        }
+    }
+}
+
 /// Why part of a server message could not be applied to the cache as it stands.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ApplyError {
@@ -698,27 +717,18 @@ pub(crate) mod tests {
             vec![player(1, "ann", 12)],
             vec![key(1)],
         ));
-        let kinds: Vec<&str> = events
-            .iter()
-            .map(|e| match e {
-                Event::Deleted { .. } => "delete",
-                Event::Updated { .. } => "update",
-                Event::Inserted { .. } => "insert",
-                Event::Inconsistent { .. } => "inconsistent",
-                _ => "other",
-            })
-            .collect();
+        let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
         // delete 1; update 1 (not in view any more: inconsistent, inserted); insert 1 (in view now:
         // inconsistent, replaces); insert 2.
         assert_eq!(
             kinds,
             [
-                "delete",
+                "deleted",
                 "inconsistent",
-                "insert",
+                "inserted",
                 "inconsistent",
-                "update",
-                "insert"
+                "updated",
+                "inserted"
             ]
         );
         assert_eq!(

@@ -559,16 +559,7 @@ fn reconnect_keeps_the_identity_and_subscriptions_and_refills_the_cache() {
     client.reconnect().unwrap();
     assert!(client.is_connected());
     let events = poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
-    let kinds: Vec<&str> = events
-        .iter()
-        .map(|e| match e {
-            Event::Deleted { .. } => "deleted",
-            Event::Connected { .. } => "connected",
-            Event::Subscribed { .. } => "subscribed",
-            Event::Inserted { .. } => "inserted",
-            _ => "other",
-        })
-        .collect();
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
     assert_eq!(kinds, ["deleted", "connected", "subscribed", "inserted"]);
     assert_eq!(client.identity(), identity);
     assert_eq!(server.hellos(), [None, Some(ISSUED)]);
