@@ -180,11 +180,17 @@ fn main() {
     // The bytes of one player row and of a Tick frame carrying just its update.
     let row = rmp_serde::to_vec(&gm::Player {
         id: 1234,
+        pos: Vec2::new(2048.5, 2047.25),
         identity: locus_types::Identity([7; 32]),
         name: "player-1234".into(),
-        pos: Vec2::new(2048.5, 2047.25),
         target: Vec2::new(2100.0, 2000.0),
+        dir: Vec2::ZERO,
+        moving: true,
         online: true,
+        hp: 100,
+        level: 1,
+        xp: 0,
+        busy_until: locus_types::Timestamp(1_700_000_000_000_000),
     })
     .expect("encode");
     let mut frame = Vec::new();
