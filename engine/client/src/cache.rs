@@ -21,8 +21,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use locus_types::codec::{self, RowError};
-use locus_types::protocol::{CallOutcome, ErrorCode, ServerMessage, TableDelta, Token, WireTable};
-use locus_types::{Identity, ReducerDef, TableDef, TableId};
+pub use locus_types::protocol::Welcome;
+use locus_types::protocol::{CallOutcome, ErrorCode, ServerMessage, TableDelta, WireTable};
+use locus_types::{Identity, TableDef, TableId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use thiserror::Error;
@@ -34,52 +35,6 @@ pub type Row = Arc<[u8]>;
 
 /// The bytes of a row's primary-key column (see the [module docs](self)).
 pub type Key = Arc<[u8]>;
-
-/// What the server told a client when it connected (the fields of [`ServerMessage::Welcome`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Welcome {
-    /// The protocol version chosen.
-    pub version: u16,
-    /// The client's identity.
-    pub identity: Identity,
-    /// The token that restores the identity: keep it secret.
-    pub token: Token,
-    /// Ticks per second.
-    pub tick_rate: u16,
-    /// The last durable tick when the client connected.
-    pub tick: u64,
-    /// The public tables, with the ids rows are tagged with.
-    pub tables: Vec<WireTable>,
-    /// The reducers a client may call.
-    pub reducers: Vec<ReducerDef>,
-}
-
-impl Welcome {
-    /// The welcome in `message`, if it is one.
-    #[must_use]
-    pub fn from_message(message: &ServerMessage) -> Option<Welcome> {
-        match message {
-            ServerMessage::Welcome {
-                version,
-                identity,
-                token,
-                tick_rate,
-                tick,
-                tables,
-                reducers,
-            } => Some(Welcome {
-                version: *version,
-                identity: *identity,
-                token: *token,
-                tick_rate: *tick_rate,
-                tick: *tick,
-                tables: tables.clone(),
-                reducers: reducers.clone(),
-            }),
-            _ => None,
-        }
-    }
-}
 
 /// Something that happened to a client: a change of its view, an answer to one of its requests, or an error.
 #[derive(Clone, Debug, PartialEq)]
@@ -282,11 +237,7 @@ impl Cache {
     /// Apply one server message, appending what it changed to `events`.
     pub fn apply_into(&mut self, message: &ServerMessage, events: &mut Vec<Event>) {
         match message {
-            ServerMessage::Welcome { .. } => {
-                if let Some(welcome) = Welcome::from_message(message) {
-                    self.welcome_into(&welcome, events);
-                }
-            }
+            ServerMessage::Welcome(welcome) => self.welcome_into(welcome, events),
             ServerMessage::Result {
                 request,
                 tick,
@@ -565,7 +516,7 @@ pub(crate) fn decode_row<T: DeserializeOwned>(table: &str, row: &[u8]) -> Result
 #[cfg(test)]
 pub(crate) mod tests {
     use locus_types::ColumnType;
-    use locus_types::protocol::WireRow;
+    use locus_types::protocol::{Token, WireRow};
     use serde::{Deserialize, Serialize};
 
     use super::*;
@@ -588,7 +539,7 @@ pub(crate) mod tests {
             .primary_key("id")
             .build()
             .unwrap();
-        ServerMessage::Welcome {
+        ServerMessage::Welcome(Welcome {
             version: 1,
             identity: Identity([9; 32]),
             token: Token([1; 32]),
@@ -599,7 +550,7 @@ pub(crate) mod tests {
                 def: player,
             }],
             reducers: vec![],
-        }
+        })
     }
 
     pub(crate) fn player(id: u64, name: &str, hp: i32) -> WireRow {

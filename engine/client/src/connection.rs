@@ -563,8 +563,12 @@ async fn handshake(
         ServerMessage::Error { code, message, .. } => {
             return Err(ConnectError::Refused { code, message });
         }
-        message => Welcome::from_message(&message)
-            .ok_or_else(|| ConnectError::Protocol(format!("expected Welcome, got {message:?}")))?,
+        ServerMessage::Welcome(welcome) => welcome,
+        message => {
+            return Err(ConnectError::Protocol(format!(
+                "expected Welcome, got {message:?}"
+            )));
+        }
     };
     if welcome.version != PROTOCOL_VERSION {
         return Err(ConnectError::Protocol(format!(

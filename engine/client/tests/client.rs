@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use locus_client::{
     CallOutcome, Client, ClientConfig, ConnectError, Connection, ErrorCode, Event, Filter,
-    ReducerCall, RequestId, SendError, ServerMessage, Token, Trust, fingerprint,
+    ReducerCall, RequestId, SendError, ServerMessage, Token, Trust, Welcome, fingerprint,
 };
 use locus_types::protocol::{
     self, ClientMessage, FrameReader, MAX_CLIENT_FRAME, TableDelta, WireRow, WireTable,
@@ -199,7 +199,7 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
     assert_eq!(versions, [protocol::PROTOCOL_VERSION]);
     state.hellos.lock().unwrap().push(token);
     let token = token.unwrap_or(ISSUED);
-    let welcome = ServerMessage::Welcome {
+    let welcome = ServerMessage::Welcome(Welcome {
         version: 1,
         identity: identity_of(&token),
         token,
@@ -207,7 +207,7 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
         tick: 5,
         tables: schema(),
         reducers: vec![],
-    };
+    });
     send(&mut tx, &[welcome]).await;
     while let Some(message) = read_message(&mut rx, &mut frames).await {
         match message {

@@ -1553,3 +1553,34 @@ impl<'a> Deltas<'a> {
         self.iter().map(|(_, d)| d.len()).sum()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_key_index_keeps_dense_sparse_and_other_keys_apart() {
+        let mut index = KeyIndex::default();
+        let (t0, t1) = (TableId(0), TableId(1));
+        index.insert(t0, Value::U64(5), RowId(50));
+        index.insert(t1, Value::U64(5), RowId(51));
+        // Far beyond twice the row count: the sparse map.
+        index.insert(t0, Value::U64(1 << 40), RowId(52));
+        index.insert(t0, Value::I64(-3), RowId(53));
+        index.insert(t0, Value::String("k".into()), RowId(54));
+        assert!(index.dense[0].len() < 4096, "large keys do not blow up the dense vector");
+        assert_eq!(index.len(), 5);
+        assert_eq!(index.get(t0, &Value::U64(5)), Some(RowId(50)));
+        assert_eq!(index.get(t1, &Value::U64(5)), Some(RowId(51)));
+        assert_eq!(index.get(t0, &Value::U64(1 << 40)), Some(RowId(52)));
+        assert_eq!(index.get(t0, &Value::I64(-3)), Some(RowId(53)));
+        assert_eq!(index.get(t0, &Value::String("k".into())), Some(RowId(54)));
+        assert_eq!(index.get(t0, &Value::U64(6)), None);
+        assert_eq!(index.remove(t0, &Value::U64(5)), Some(RowId(50)));
+        assert_eq!(index.remove(t0, &Value::U64(1 << 40)), Some(RowId(52)));
+        assert_eq!(index.remove(t0, &Value::U64(5)), None);
+        assert_eq!(index.get(t0, &Value::U64(5)), None);
+        assert_eq!(index.get(t1, &Value::U64(5)), Some(RowId(51)));
+        assert_eq!(index.len(), 3);
+    }
+}

@@ -16,12 +16,13 @@
 use std::collections::HashMap;
 
 use locus_host::{CallContext, CallError, ModuleInstance};
-use locus_interest::{Area, Center, ClientId, Deltas, Filter, Interest, InterestConfig};
+use locus_interest::{Area, Center, ClientId, Deltas, Filter, Interest, InterestConfig, RowId};
 use locus_log::EncodedRecord;
 use locus_store::Changeset;
 use locus_types::abi::{AREA_TABLE, AreaCenter, AreaRow};
 use locus_types::protocol::{
-    self, CallOutcome, ErrorCode, ServerMessage, TableDelta, Token, WireRow, WireTable,
+    self, CallOutcome, ErrorCode, RowRef, ServerMessage, TableDeltaRef, TickRef, Token, Welcome,
+    WireTable,
 };
 use locus_types::{
     ColumnId, Identity, ReducerDef, ReducerKind, TableAccess, TableDef, TableId, Tick, Timestamp,
@@ -122,21 +123,15 @@ struct Session {
     out: Vec<u8>,
 }
 
-/// A public table as the world serves it.
-#[derive(Debug)]
-struct PublicTable {
-    def: TableDef,
-}
-
 /// The world. See the [module docs](self).
 pub struct World {
     instance: ModuleInstance,
     interest: Interest,
     sessions: HashMap<SessionId, Session>,
-    /// Connected sessions per identity.
-    identities: HashMap<Identity, u32>,
+    /// The connected sessions of each identity (an identity is here while it has one).
+    identities: HashMap<Identity, Vec<SessionId>>,
     /// Public tables by id (`None` for private ones).
-    tables: Vec<Option<PublicTable>>,
+    tables: Vec<Option<TableDef>>,
     names: HashMap<String, TableId>,
     area_table: Option<TableId>,
     wire_tables: Vec<WireTable>,
@@ -199,7 +194,7 @@ impl World {
                     id: table.id(),
                     def: def.clone(),
                 });
-                tables.push(Some(PublicTable { def: def.clone() }));
+                tables.push(Some(def.clone()));
             } else {
                 tables.push(None);
             }
@@ -298,15 +293,15 @@ impl World {
                         },
                     );
                     self.interest.handle_connect(ClientId(session), identity);
-                    let count = self.identities.entry(identity).or_insert(0);
-                    *count += 1;
-                    if *count == 1 {
+                    let sessions = self.identities.entry(identity).or_default();
+                    sessions.push(session);
+                    if sessions.len() == 1 {
                         match self.instance.client_connected(&ctx(identity)) {
                             Ok(c) => self.changesets.push(c),
                             Err(e) => tracing::warn!(%e, "client_connected failed"),
                         }
                     }
-                    let welcome = ServerMessage::Welcome {
+                    let welcome = ServerMessage::Welcome(Welcome {
                         version,
                         identity,
                         token,
@@ -314,7 +309,7 @@ impl World {
                         tick: tick.0,
                         tables: self.wire_tables.clone(),
                         reducers: self.reducers.clone(),
-                    };
+                    });
                     self.send(session, &welcome);
                     connected.push(session);
                 }
@@ -323,9 +318,9 @@ impl World {
                         continue;
                     };
                     self.interest.handle_disconnect(ClientId(session));
-                    let count = self.identities.get_mut(&s.identity).expect("counted");
-                    *count -= 1;
-                    if *count == 0 {
+                    let sessions = self.identities.get_mut(&s.identity).expect("listed");
+                    sessions.retain(|&x| x != session);
+                    if sessions.is_empty() {
                         self.identities.remove(&s.identity);
                         match self.instance.client_disconnected(&ctx(s.identity)) {
                             Ok(c) => self.changesets.push(c),
@@ -447,7 +442,7 @@ impl World {
                 format!("no public table named `{table}`"),
             );
         };
-        let def = &self.tables[id.0 as usize].as_ref().expect("public").def;
+        let def = self.tables[id.0 as usize].as_ref().expect("public");
         let filter = match filter {
             protocol::Filter::All => Filter::All,
             protocol::Filter::Owner => Filter::Owner,
@@ -522,12 +517,7 @@ impl World {
     }
 
     fn apply_area(&mut self, identity: Identity, area: Option<&AreaRow>) {
-        let sessions: Vec<SessionId> = self
-            .sessions
-            .iter()
-            .filter(|(_, s)| s.identity == identity)
-            .map(|(id, _)| *id)
-            .collect();
+        let sessions = self.identities.get(&identity).cloned().unwrap_or_default();
         for session in sessions {
             self.set_session_area(session, area);
         }
@@ -538,7 +528,7 @@ impl World {
             let center = match &a.center {
                 AreaCenter::Fixed(p) => Center::Fixed(*p),
                 AreaCenter::Follow { table, key } => {
-                    let def = &self.tables.get(table.0 as usize)?.as_ref()?.def;
+                    let def = self.tables.get(table.0 as usize)?.as_ref()?;
                     let key =
                         codec::decode_value(&def.columns[def.primary_key.index()], key).ok()?;
                     Center::Follow { table: *table, key }
@@ -557,13 +547,26 @@ impl World {
 
     fn encode_deltas(
         deltas: &Deltas<'_>,
-        tables: &[Option<PublicTable>],
+        tables: &[Option<TableDef>],
         sessions: &mut HashMap<SessionId, Session>,
         stats: &mut TickStats,
     ) {
         let tick = deltas.tick();
+        // Primary keys of deleted rows, encoded once per tick (rows are borrowed from the interest stage).
+        let mut keys: HashMap<RowId, Vec<u8>> = HashMap::new();
+        for (_, delta) in deltas.iter() {
+            for &id in &delta.deletes {
+                keys.entry(id).or_insert_with(|| {
+                    let row = deltas.row(id);
+                    let def = tables[row.table.0 as usize].as_ref().expect("public");
+                    let mut key = Vec::new();
+                    codec::encode_value(&def.columns[def.primary_key.index()], row.key, &mut key)
+                        .expect("a stored key encodes");
+                    key
+                });
+            }
+        }
         let mut frame = DeltaFrame::default();
-        let mut key = Vec::new();
         for (client, delta) in deltas.iter() {
             if delta.is_empty() {
                 continue;
@@ -572,12 +575,13 @@ impl World {
                 continue;
             };
             for &id in &delta.deletes {
-                let row = deltas.row(id);
-                let def = &tables[row.table.0 as usize].as_ref().expect("public").def;
-                key.clear();
-                codec::encode_value(&def.columns[def.primary_key.index()], row.key, &mut key)
-                    .expect("a stored key encodes");
-                frame.push(row.table, Kind::Delete, &key, tick, &mut session.out);
+                frame.push(
+                    deltas.row(id).table,
+                    Kind::Delete,
+                    &keys[&id],
+                    tick,
+                    &mut session.out,
+                );
             }
             for &id in &delta.updates {
                 let row = deltas.row(id);
@@ -600,31 +604,34 @@ enum Kind {
     Insert,
 }
 
-/// A `Tick` message being filled for one session. It holds at most about [`SPLIT_AT`] bytes of rows; a larger
-/// delta (a big subscription's initial rows) goes out as several frames of the same tick, each complete in itself
-/// (the rows are distinct, so applying the frames one after the other is applying the whole).
+/// A `Tick` message being filled for one session, borrowing the rows. It holds at most about [`SPLIT_AT`] bytes of
+/// rows; a larger delta (a big subscription's initial rows) goes out as several frames of the same tick, each
+/// complete in itself (the rows are distinct, so applying the frames one after the other is applying the whole).
 #[derive(Default)]
-struct DeltaFrame {
-    tables: Vec<TableDelta>,
-    index: HashMap<TableId, usize>,
+struct DeltaFrame<'a> {
+    tables: Vec<TableDeltaRef<'a>>,
     size: usize,
 }
 
-impl DeltaFrame {
-    fn push(&mut self, table: TableId, kind: Kind, bytes: &[u8], tick: Tick, out: &mut Vec<u8>) {
-        let i = *self.index.entry(table).or_insert_with(|| {
-            self.tables.push(TableDelta {
-                table,
-                ..TableDelta::default()
-            });
-            self.tables.len() - 1
-        });
+impl<'a> DeltaFrame<'a> {
+    fn push(&mut self, table: TableId, kind: Kind, bytes: &'a [u8], tick: Tick, out: &mut Vec<u8>) {
+        // A client's delta spans a handful of tables: a linear search beats a map.
+        let i = match self.tables.iter().position(|t| t.table == table) {
+            Some(i) => i,
+            None => {
+                self.tables.push(TableDeltaRef {
+                    table,
+                    ..TableDeltaRef::default()
+                });
+                self.tables.len() - 1
+            }
+        };
         let list = match kind {
             Kind::Delete => &mut self.tables[i].deletes,
             Kind::Update => &mut self.tables[i].updates,
             Kind::Insert => &mut self.tables[i].inserts,
         };
-        list.push(WireRow(bytes.to_vec()));
+        list.push(RowRef(bytes));
         self.size += bytes.len() + 8;
         if self.size > SPLIT_AT {
             self.flush(tick, out);
@@ -636,13 +643,13 @@ impl DeltaFrame {
             return;
         }
         protocol::encode_frame(
-            &ServerMessage::Tick {
+            &TickRef::Tick {
                 tick: tick.0,
-                tables: std::mem::take(&mut self.tables),
+                tables: &self.tables,
             },
             out,
         );
-        self.index.clear();
+        self.tables.clear();
         self.size = 0;
     }
 }

@@ -134,22 +134,7 @@ pub enum Filter {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum ServerMessage {
     /// The answer to `Hello`.
-    Welcome {
-        /// The protocol version chosen.
-        version: u16,
-        /// The client's identity.
-        identity: Identity,
-        /// The token that restores it (the one presented, or a new one): keep it secret.
-        token: Token,
-        /// Ticks per second.
-        tick_rate: u16,
-        /// The last tick whose effects the client may already be told about (durable).
-        tick: u64,
-        /// The public tables with their ids (the ids rows are tagged with).
-        tables: Vec<WireTable>,
-        /// The reducers a client may call.
-        reducers: Vec<ReducerDef>,
-    },
+    Welcome(Welcome),
     /// The result of a `Call`, sent once the tick it ran in is durable (with that tick's `Tick` message right
     /// after it).
     Result {
@@ -193,6 +178,56 @@ pub enum ServerMessage {
         fatal: bool,
     },
 }
+
+/// What the server tells a client when it connects. (A newtype variant of a struct encodes exactly as the struct's
+/// fields in a variant would: `{"Welcome": [version, identity, …]}`.)
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Welcome {
+    /// The protocol version chosen.
+    pub version: u16,
+    /// The client's identity.
+    pub identity: Identity,
+    /// The token that restores it (the one presented, or a new one): keep it secret.
+    pub token: Token,
+    /// Ticks per second.
+    pub tick_rate: u16,
+    /// The last tick whose effects the client may already be told about (durable).
+    pub tick: u64,
+    /// The public tables with their ids (the ids rows are tagged with).
+    pub tables: Vec<WireTable>,
+    /// The reducers a client may call.
+    pub reducers: Vec<ReducerDef>,
+}
+
+/// A `Tick` message borrowing its rows, for the server's hot path: it encodes exactly as
+/// [`ServerMessage::Tick`] with the same content, without copying each row into a `Vec` first.
+#[derive(Debug, Serialize)]
+pub enum TickRef<'a> {
+    /// See [`ServerMessage::Tick`].
+    Tick {
+        /// The tick.
+        tick: u64,
+        /// Per table.
+        tables: &'a [TableDeltaRef<'a>],
+    },
+}
+
+/// [`TableDelta`] borrowing its rows.
+#[derive(Debug, Default, Serialize)]
+pub struct TableDeltaRef<'a> {
+    /// The table.
+    pub table: TableId,
+    /// As [`TableDelta::inserts`].
+    pub inserts: Vec<RowRef<'a>>,
+    /// As [`TableDelta::updates`].
+    pub updates: Vec<RowRef<'a>>,
+    /// As [`TableDelta::deletes`].
+    pub deletes: Vec<RowRef<'a>>,
+}
+
+/// [`WireRow`] borrowed.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct RowRef<'a>(#[serde(with = "serde_bytes")] pub &'a [u8]);
 
 /// A table as announced in `Welcome`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -635,6 +670,48 @@ mod tests {
             decode_frame::<ClientMessage>(&ok[4..]),
             Err(FrameError::Malformed(m)) if m.contains("1 bytes follow")
         ));
+    }
+
+    #[test]
+    fn borrowed_ticks_and_welcome_encode_as_documented() {
+        let (row, key) = ([0x92, 0x05, 0xc3], [0x05]);
+        let owned = ServerMessage::Tick {
+            tick: 9,
+            tables: vec![TableDelta {
+                table: TableId(3),
+                inserts: vec![WireRow(row.to_vec())],
+                updates: vec![WireRow(row.to_vec())],
+                deletes: vec![WireRow(key.to_vec())],
+            }],
+        };
+        let borrowed = TickRef::Tick {
+            tick: 9,
+            tables: &[TableDeltaRef {
+                table: TableId(3),
+                inserts: vec![RowRef(&row)],
+                updates: vec![RowRef(&row)],
+                deletes: vec![RowRef(&key)],
+            }],
+        };
+        assert_eq!(hex(&borrowed), hex(&owned));
+        let welcome = ServerMessage::Welcome(Welcome {
+            version: 1,
+            identity: Identity([1; 32]),
+            token: Token([2; 32]),
+            tick_rate: 20,
+            tick: 5,
+            tables: vec![],
+            reducers: vec![],
+        });
+        let bytes = hex(&welcome);
+        // {"Welcome": [1, bin(32), bin(32), 20, 5, [], []]}: the fields in a 7-array, as protocol.md lists them.
+        assert!(
+            bytes.starts_with("00 00 00 53 81 a7 57 65 6c 63 6f 6d 65 97 01 c4 20"),
+            "{bytes}"
+        );
+        let mut frame = Vec::new();
+        encode_frame(&welcome, &mut frame);
+        assert_eq!(decode_frame::<ServerMessage>(&frame[4..]).unwrap(), welcome);
     }
 
     #[test]
