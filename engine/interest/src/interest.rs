@@ -1568,7 +1568,10 @@ mod tests {
         index.insert(t0, Value::U64(1 << 40), RowId(52));
         index.insert(t0, Value::I64(-3), RowId(53));
         index.insert(t0, Value::String("k".into()), RowId(54));
-        assert!(index.dense[0].len() < 4096, "large keys do not blow up the dense vector");
+        assert!(
+            index.dense[0].len() < 4096,
+            "large keys do not blow up the dense vector"
+        );
         assert_eq!(index.len(), 5);
         assert_eq!(index.get(t0, &Value::U64(5)), Some(RowId(50)));
         assert_eq!(index.get(t1, &Value::U64(5)), Some(RowId(51)));
