@@ -25,6 +25,36 @@ fn require_server(ctx: &ReducerContext) -> Result<(), String> {
 #[reducer]
 pub fn admin_spawn_creatures(ctx: &ReducerContext, count: u32) -> Result<(), String> {
     require_server(ctx)?;
+    spawn_in(ctx, count, Vec2::ZERO, Vec2::splat(WORLD_SIZE))
+}
+
+/// As [`admin_spawn_creatures`], within the rectangle from (`x0`, `y0`) to (`x1`, `y1`) (clamped to the world):
+/// the load tester keeps the standard crowd's density in a square scaled to its player count.
+#[reducer]
+pub fn admin_spawn_creatures_in(
+    ctx: &ReducerContext,
+    count: u32,
+    x0: f32,
+    y0: f32,
+    x1: f32,
+    y1: f32,
+) -> Result<(), String> {
+    require_server(ctx)?;
+    let world = |v: f32| {
+        if v.is_finite() {
+            Ok(v.clamp(0.0, WORLD_SIZE))
+        } else {
+            Err(format!("not a finite coordinate: {v}"))
+        }
+    };
+    let (x0, y0, x1, y1) = (world(x0)?, world(y0)?, world(x1)?, world(y1)?);
+    if x1 <= x0 || y1 <= y0 {
+        return Err(format!("an empty rectangle: ({x0}, {y0}) to ({x1}, {y1})"));
+    }
+    spawn_in(ctx, count, Vec2::new(x0, y0), Vec2::new(x1, y1))
+}
+
+fn spawn_in(ctx: &ReducerContext, count: u32, min: Vec2, max: Vec2) -> Result<(), String> {
     let kinds = &content().spawns.creatures;
     let total: u32 = kinds.iter().map(|k| k.count).sum();
     if total == 0 {
@@ -45,13 +75,7 @@ pub fn admin_spawn_creatures(ctx: &ReducerContext, count: u32) -> Result<(), Str
             .expect("pick < total");
         let terrain = terrain_ids(&kind.terrain);
         let hostile = kind.temperament == crate::content::Temperament::Hostile;
-        if let Some(p) = find_spot(
-            &mut ctx.rng(),
-            Vec2::ZERO,
-            Vec2::splat(WORLD_SIZE),
-            &terrain,
-            hostile,
-        ) {
+        if let Some(p) = find_spot(&mut ctx.rng(), min, max, &terrain, hostile) {
             spawn_creature(ctx, kind, p)?;
         }
     }

@@ -62,7 +62,7 @@
 //! | `replenish_node(node_id)` | scheduled | refills a depleted node | — |
 //! | `respawn_player(player_id)` | scheduled | a dead player back at full health at a spawn point | — |
 //! | `respawn_creature(kind, x, y)` | scheduled | a new creature at a dead one's home | — |
-//! | `admin_spawn_creatures(count)`, `admin_give(player_id, item, count)`, `admin_tick_naive(dt)` | client, server only | see [`admin`] | any caller but the server |
+//! | `admin_spawn_creatures(count)`, `admin_spawn_creatures_in(count, x0, y0, x1, y1)`, `admin_give(player_id, item, count)`, `admin_tick_naive(dt)` | client, server only | see [`admin`] | any caller but the server |
 //!
 //! Natively, the movement rules are plain functions:
 //!

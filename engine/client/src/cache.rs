@@ -214,6 +214,7 @@ struct TableView {
 pub struct Cache {
     identity: Option<Identity>,
     tick: u64,
+    tick_time: u64,
     tables: HashMap<TableId, TableView>,
     by_name: HashMap<Arc<str>, TableId>,
     /// Scratch for [`codec::validate_row`].
@@ -255,8 +256,11 @@ impl Cache {
                 request: RequestId(*request),
                 table: *table,
             }),
-            ServerMessage::Tick { tick, tables } => {
-                self.tick = self.tick.max(*tick);
+            ServerMessage::Tick { tick, time, tables } => {
+                if *tick >= self.tick {
+                    self.tick = *tick;
+                    self.tick_time = *time;
+                }
                 for delta in tables {
                     self.apply_delta(delta, events);
                 }
@@ -419,6 +423,12 @@ impl Cache {
         self.tick
     }
 
+    /// The timestamp of the latest `Tick` applied (microseconds since the Unix epoch; 0 before any).
+    #[must_use]
+    pub fn tick_time(&self) -> u64 {
+        self.tick_time
+    }
+
     /// The id of the table called `name`.
     #[must_use]
     pub fn table_id(&self, name: &str) -> Option<TableId> {
@@ -576,6 +586,7 @@ pub(crate) mod tests {
     ) -> ServerMessage {
         ServerMessage::Tick {
             tick,
+            time: tick * 50_000,
             tables: vec![TableDelta {
                 table: PLAYER,
                 inserts,

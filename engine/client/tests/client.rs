@@ -156,6 +156,7 @@ fn row(p: &Player) -> WireRow {
 fn rows_tick(inserts: Vec<WireRow>, updates: Vec<WireRow>) -> ServerMessage {
     ServerMessage::Tick {
         tick: 7,
+        time: 350_000,
         tables: vec![TableDelta {
             table: PLAYER,
             inserts,

@@ -197,6 +197,7 @@ fn main() {
     protocol::encode_frame(
         &ServerMessage::Tick {
             tick: 123_456,
+            time: 1_700_000_000_000_000,
             tables: vec![TableDelta {
                 table: TableId(1),
                 inserts: vec![],

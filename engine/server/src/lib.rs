@@ -33,5 +33,5 @@ pub mod world;
 
 pub use metrics::{MetricsSnapshot, Percentiles};
 pub use net::ALPN;
-pub use server::{Limits, Server, ServerConfig, StartError};
+pub use server::{AdminCallError, Limits, Server, ServerConfig, StartError};
 pub use world::World;

@@ -12,6 +12,7 @@ use locus_interest::InterestConfig;
 use locus_log::storage::FsStorage;
 use locus_log::{Durability, EncodedRecord, EncodedSnapshot, Log, LogConfig, Watermark};
 use locus_store::StoreConfig;
+use locus_types::protocol::CallOutcome;
 use locus_types::{Tick, Timestamp};
 use thiserror::Error;
 
@@ -149,6 +150,42 @@ pub enum StartError {
 pub(crate) struct Release {
     pub(crate) tick: Tick,
     pub(crate) frames: Vec<(u32, Vec<u8>)>,
+    /// Operators' answers, given once `tick` is durable.
+    pub(crate) replies: Vec<(mpsc::Sender<AdminReply>, AdminReply)>,
+}
+
+/// What an operator asks the tick thread to do, at the next tick boundary.
+#[derive(Debug)]
+pub(crate) enum AdminOp {
+    /// Run a reducer as the server.
+    Call {
+        /// The reducer.
+        reducer: String,
+        /// Its MessagePack arguments.
+        args: Vec<u8>,
+    },
+}
+
+/// The tick thread's answer to an [`AdminOp`], given once the tick it took effect in is durable.
+#[derive(Debug)]
+pub(crate) enum AdminReply {
+    /// The outcome of [`AdminOp::Call`].
+    Call(CallOutcome),
+}
+
+/// An [`AdminOp`] with where to answer.
+#[derive(Debug)]
+pub(crate) struct AdminRequest {
+    pub(crate) op: AdminOp,
+    pub(crate) reply: mpsc::Sender<AdminReply>,
+}
+
+/// Why [`Server::admin_call`] has no outcome.
+#[derive(Debug, Error)]
+pub enum AdminCallError {
+    /// The server stopped (shut down, or its commit log failed) before the call's tick was durable.
+    #[error("the server stopped before the call was made durable")]
+    Stopped,
 }
 
 /// A running world. Dropping it stops it (see [`Server::shutdown`]).
@@ -163,6 +200,7 @@ pub struct Server {
     release_thread: Option<JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
     endpoint: quinn::Endpoint,
+    admin: mpsc::Sender<AdminRequest>,
 }
 
 impl std::fmt::Debug for Server {
@@ -255,6 +293,7 @@ impl Server {
 
         let stop = Arc::new(AtomicBool::new(false));
         let (release_tx, release_rx) = mpsc::channel::<Release>();
+        let (admin_tx, admin_rx) = mpsc::channel::<AdminRequest>();
         let watermark = durability.watermark();
         let release_thread = {
             let registry = registry.clone();
@@ -272,6 +311,8 @@ impl Server {
                 world,
                 durability: Some(durability),
                 inbox: inbox_rx,
+                admin: admin_rx,
+                admin_ids: 0,
                 release: release_tx,
                 period: Duration::from_secs_f64(1.0 / f64::from(config.tick_rate.max(1))),
                 next_tick: Tick(recovered_tick.0 + 1),
@@ -295,6 +336,7 @@ impl Server {
             release_thread: Some(release_thread),
             runtime: Some(runtime),
             endpoint,
+            admin: admin_tx,
         })
     }
 
@@ -326,6 +368,46 @@ impl Server {
     #[must_use]
     pub fn metrics(&self) -> MetricsSnapshot {
         self.metrics.snapshot()
+    }
+
+    /// Run a reducer as the server itself ([`locus_types::Identity::SERVER`], the sender admin-only reducers
+    /// accept) in the next tick, in its own transaction like a client's call. Blocks until that tick is durable,
+    /// then returns the outcome (an `Err` outcome wrote nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`AdminCallError::Stopped`] if the server stops first.
+    pub fn admin_call(
+        &self,
+        call: &locus_module::ReducerCall,
+    ) -> Result<CallOutcome, AdminCallError> {
+        self.admin_call_raw(call.reducer, &call.args)
+    }
+
+    /// [`Server::admin_call`] by name with MessagePack arguments.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminCallError::Stopped`] if the server stops first.
+    pub fn admin_call_raw(
+        &self,
+        reducer: &str,
+        args: &[u8],
+    ) -> Result<CallOutcome, AdminCallError> {
+        let (reply, answer) = mpsc::channel();
+        self.admin
+            .send(AdminRequest {
+                op: AdminOp::Call {
+                    reducer: reducer.to_owned(),
+                    args: args.to_vec(),
+                },
+                reply,
+            })
+            .map_err(|_| AdminCallError::Stopped)?;
+        match answer.recv() {
+            Ok(AdminReply::Call(outcome)) => Ok(outcome),
+            Err(_) => Err(AdminCallError::Stopped),
+        }
     }
 
     /// Whether the world stopped on its own (a failed disk: nothing more can be made durable).
@@ -365,6 +447,8 @@ struct Ticker {
     world: World,
     durability: Option<Durability>,
     inbox: tokio::sync::mpsc::Receiver<Input>,
+    admin: mpsc::Receiver<AdminRequest>,
+    admin_ids: u64,
     release: mpsc::Sender<Release>,
     period: Duration,
     next_tick: Tick,
@@ -402,6 +486,20 @@ impl Ticker {
             while let Ok(input) = self.inbox.try_recv() {
                 inputs.push(input);
             }
+            let mut waiting = Vec::new();
+            while let Ok(AdminRequest { op, reply }) = self.admin.try_recv() {
+                match op {
+                    AdminOp::Call { reducer, args } => {
+                        self.admin_ids += 1;
+                        inputs.push(Input::AdminCall {
+                            id: self.admin_ids,
+                            reducer,
+                            args,
+                        });
+                        waiting.push((self.admin_ids, reply));
+                    }
+                }
+            }
             let out = self.world.run_tick(
                 tick,
                 now_timestamp(),
@@ -412,6 +510,15 @@ impl Ticker {
                 break;
             }
             let frames = out.frames;
+            let replies = out
+                .admin
+                .into_iter()
+                .filter_map(|(id, outcome)| {
+                    let at = waiting.iter().position(|(w, _)| *w == id)?;
+                    let (_, reply) = waiting.swap_remove(at);
+                    Some((reply, AdminReply::Call(outcome)))
+                })
+                .collect();
             self.metrics.tick_done(
                 tick,
                 jitter,
@@ -419,7 +526,15 @@ impl Ticker {
                 &out.stats,
                 self.world.session_count(),
             );
-            if self.release.send(Release { tick, frames }).is_err() {
+            if self
+                .release
+                .send(Release {
+                    tick,
+                    frames,
+                    replies,
+                })
+                .is_err()
+            {
                 break;
             }
             self.next_tick = Tick(tick.0 + 1);
@@ -479,5 +594,9 @@ fn release_loop(
             }
         }
         net::deliver(registry, release.frames, metrics);
+        for (reply, answer) in release.replies {
+            // The operator may have given up waiting.
+            let _ = reply.send(answer);
+        }
     }
 }

@@ -77,6 +77,17 @@ pub enum Input {
         /// Which rows.
         filter: protocol::Filter,
     },
+    /// A reducer call by the server's operator (`locus call`, [`crate::Server::admin_call`]): it runs as
+    /// [`Identity::SERVER`], so admin-only reducers accept it. Its outcome comes back in
+    /// [`TickOutput::admin`] under `id`.
+    AdminCall {
+        /// Chosen by the caller, echoed in the output.
+        id: u64,
+        /// The reducer.
+        reducer: String,
+        /// Its MessagePack arguments.
+        args: Vec<u8>,
+    },
     /// The end of a subscription.
     Unsubscribe {
         /// The session.
@@ -98,6 +109,8 @@ pub struct TickOutput {
     /// Per session, the frames to send once the record is durable: results and answers first, then the tick's
     /// delta. Sessions with nothing to send are absent.
     pub frames: Vec<(SessionId, Vec<u8>)>,
+    /// The outcomes of this tick's [`Input::AdminCall`]s, by id, to report once the record is durable.
+    pub admin: Vec<(u64, CallOutcome)>,
     /// Counts for metrics and logs.
     pub stats: TickStats,
 }
@@ -277,6 +290,7 @@ impl World {
             }
         };
         let mut connected = Vec::new();
+        let mut admin = Vec::new();
         for input in inputs {
             match input {
                 Input::Connect {
@@ -360,6 +374,20 @@ impl World {
                         },
                     );
                 }
+                Input::AdminCall { id, reducer, args } => {
+                    let outcome = match self.instance.call(&reducer, &args, &ctx(Identity::SERVER))
+                    {
+                        Ok(c) => {
+                            self.changesets.push(c);
+                            CallOutcome::Ok
+                        }
+                        Err(e) => CallOutcome::Err {
+                            code: error_code(&e),
+                            message: e.to_string(),
+                        },
+                    };
+                    admin.push((id, outcome));
+                }
                 Input::Subscribe {
                     session,
                     request,
@@ -408,7 +436,7 @@ impl World {
         }
         let deltas = self.interest.poll_tick(tick);
         let mut frames = Vec::new();
-        Self::encode_deltas(&deltas, &self.tables, &mut self.sessions, &mut stats);
+        Self::encode_deltas(&deltas, &self.tables, &mut self.sessions, now, &mut stats);
         for (&session, s) in &mut self.sessions {
             if !s.out.is_empty() {
                 stats.bytes_out += s.out.len() as u64;
@@ -420,6 +448,7 @@ impl World {
             tick,
             record,
             frames,
+            admin,
             stats,
         }
     }
@@ -549,6 +578,7 @@ impl World {
         deltas: &Deltas<'_>,
         tables: &[Option<TableDef>],
         sessions: &mut HashMap<SessionId, Session>,
+        now: Timestamp,
         stats: &mut TickStats,
     ) {
         let tick = deltas.tick();
@@ -566,7 +596,10 @@ impl World {
                 });
             }
         }
-        let mut frame = DeltaFrame::default();
+        let mut frame = DeltaFrame {
+            time: now.as_micros(),
+            ..DeltaFrame::default()
+        };
         for (client, delta) in deltas.iter() {
             if delta.is_empty() {
                 continue;
@@ -609,6 +642,8 @@ enum Kind {
 /// complete in itself (the rows are distinct, so applying the frames one after the other is applying the whole).
 #[derive(Default)]
 struct DeltaFrame<'a> {
+    /// The tick's timestamp (microseconds since the Unix epoch).
+    time: u64,
     tables: Vec<TableDeltaRef<'a>>,
     size: usize,
 }
@@ -645,6 +680,7 @@ impl<'a> DeltaFrame<'a> {
         protocol::encode_frame(
             &TickRef::Tick {
                 tick: tick.0,
+                time: self.time,
                 tables: &self.tables,
             },
             out,

@@ -120,6 +120,77 @@ fn two_clients_see_each_other_when_near_and_stop_when_far() {
 }
 
 #[test]
+fn an_admin_call_runs_as_the_server_and_a_client_cannot_make_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    let mut a = connect(addr, fp, None);
+    a.subscribe("creature", protocol::Filter::All).unwrap();
+    a.subscribe("player", protocol::Filter::All).unwrap();
+    // A client may not spawn creatures.
+    let request = a
+        .call(&gm::admin::admin_spawn_creatures_in::call(
+            5, 600.0, 600.0, 700.0, 700.0,
+        ))
+        .unwrap();
+    let events = wait_for(&mut a, "the refusal", |_, ev| {
+        result_of(ev, request).is_some()
+    });
+    assert!(
+        matches!(result_of(&events, request), Some(CallOutcome::Err { code: ErrorCode::ReducerFailed, message }) if message.contains("only the server")),
+        "{events:?}"
+    );
+    // The operator may; the creatures appear around the client's avatar (where it spawned: land).
+    let me = a.identity();
+    wait_for(&mut a, "my avatar", |c, _| sees(c, me));
+    let at = players(&a).iter().find(|p| p.identity == me).unwrap().pos;
+    let creatures_near = |c: &Client| {
+        c.cache()
+            .rows::<gm::Creature>("creature")
+            .unwrap()
+            .iter()
+            .filter(|r| r.pos.distance(at) < 40.0)
+            .count()
+    };
+    let before = creatures_near(&a);
+    let outcome = server
+        .admin_call(&gm::admin::admin_spawn_creatures_in::call(
+            40,
+            at.x - 20.0,
+            at.y - 20.0,
+            at.x + 20.0,
+            at.y + 20.0,
+        ))
+        .unwrap();
+    assert_eq!(outcome, CallOutcome::Ok);
+    wait_for(&mut a, "the spawned creatures", |c, _| {
+        creatures_near(c) >= before + 5
+    });
+    // Errors come back as outcomes and write nothing.
+    let outcome = server
+        .admin_call(&gm::admin::admin_spawn_creatures_in::call(
+            3, 10.0, 10.0, 10.0, 10.0,
+        ))
+        .unwrap();
+    assert!(
+        matches!(&outcome, CallOutcome::Err { code: ErrorCode::ReducerFailed, message } if message.contains("empty rectangle")),
+        "{outcome:?}"
+    );
+    let outcome = server.admin_call_raw("no_such_reducer", &[0x90]).unwrap();
+    assert!(
+        matches!(
+            &outcome,
+            CallOutcome::Err {
+                code: ErrorCode::NoSuchReducer,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    server.shutdown();
+}
+
+#[test]
 fn a_reducer_error_comes_back_to_its_caller_only() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());

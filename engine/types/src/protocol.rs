@@ -163,6 +163,10 @@ pub enum ServerMessage {
     Tick {
         /// The tick.
         tick: u64,
+        /// The tick's timestamp, in microseconds since the Unix epoch: the time its reducers saw
+        /// (`ctx.timestamp`), taken when the tick started. A client on the same clock can measure update latency
+        /// from it; any client can use it to interpolate between ticks.
+        time: u64,
         /// Per table.
         tables: Vec<TableDelta>,
     },
@@ -207,6 +211,8 @@ pub enum TickRef<'a> {
     Tick {
         /// The tick.
         tick: u64,
+        /// As in [`ServerMessage::Tick`].
+        time: u64,
         /// Per table.
         tables: &'a [TableDeltaRef<'a>],
     },
@@ -554,6 +560,7 @@ mod tests {
             (
                 hex(&ServerMessage::Tick {
                     tick: 1234,
+                    time: 1_700_000_000_000_000,
                     tables: vec![TableDelta {
                         table: TableId(1),
                         inserts: vec![],
@@ -677,6 +684,7 @@ mod tests {
         let (row, key) = ([0x92, 0x05, 0xc3], [0x05]);
         let owned = ServerMessage::Tick {
             tick: 9,
+            time: 77,
             tables: vec![TableDelta {
                 table: TableId(3),
                 inserts: vec![WireRow(row.to_vec())],
@@ -686,6 +694,7 @@ mod tests {
         };
         let borrowed = TickRef::Tick {
             tick: 9,
+            time: 77,
             tables: &[TableDeltaRef {
                 table: TableId(3),
                 inserts: vec![RowRef(&row)],
@@ -718,6 +727,7 @@ mod tests {
     fn server_messages_round_trip_and_error_codes_are_stable() {
         let tick = ServerMessage::Tick {
             tick: 42,
+            time: 1,
             tables: vec![TableDelta {
                 table: TableId(2),
                 inserts: vec![WireRow(vec![0x92, 0x01, 0xc0])],
