@@ -87,6 +87,8 @@ pub mod items;
 pub mod players;
 pub mod resources;
 pub mod terrain;
+#[cfg(feature = "upgrade-demo")]
+pub mod upgrade_demo;
 pub mod world;
 
 pub use locus_module::Vec2;

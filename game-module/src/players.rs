@@ -40,45 +40,63 @@ pub const HP_REGEN_PER_SEC: u32 = 1;
 /// What a new player carries.
 pub const STARTING_ITEMS: &[(&str, u32)] = &[("wood", 5)];
 
-/// A player: one per client identity, public and spatial.
-///
-/// Column order matters for cost, not meaning: the key and the spatial column come first, so the interest stage
-/// reads only the start of each row.
-#[table(public)]
-#[derive(Clone, Debug, PartialEq)]
-pub struct Player {
-    /// Assigned on insert.
-    #[primary_key]
-    #[auto_inc]
-    pub id: u64,
-    /// Where it is (always on walkable terrain, inside the world).
-    #[spatial]
-    pub pos: Vec2,
-    /// The client that plays it.
-    #[unique]
-    pub identity: Identity,
-    /// Display name: generated `player-<id>`, or one chosen with `set_name` (see [`validate_name`]).
-    #[unique]
-    pub name: String,
-    /// Where it is walking to; equal to `pos` when it is not walking to a point.
-    pub target: Vec2,
-    /// The direction it walks in (unit length), or zero when it walks to `target` or stands.
-    pub dir: Vec2,
-    /// Whether the tick should move it (it has a direction or a target away from `pos`). Indexed, so the tick
-    /// visits only walking players.
-    #[index(btree)]
-    pub moving: bool,
-    /// Whether its client is connected; only online players move, and creatures ignore offline ones.
-    pub online: bool,
-    /// Health: `0` while dead (until the respawn).
-    pub hp: u32,
-    /// Level, from `xp` ([`level_for_xp`]).
-    pub level: u32,
-    /// Experience, from gathering and kills.
-    pub xp: u64,
-    /// Its next action (attack, gather, craft, eat) may start at this time, not before.
-    pub busy_until: Timestamp,
+/// Declares [`Player`]; the `upgrade-demo` feature appends a column (a live module upgrade's example: see
+/// [`crate::upgrade_demo`]).
+macro_rules! player_table {
+    ($($extra:tt)*) => {
+        /// A player: one per client identity, public and spatial.
+        ///
+        /// Column order matters for cost, not meaning: the key and the spatial column come first, so the interest stage
+        /// reads only the start of each row.
+        #[table(public)]
+        #[derive(Clone, Debug, PartialEq)]
+        pub struct Player {
+            /// Assigned on insert.
+            #[primary_key]
+            #[auto_inc]
+            pub id: u64,
+            /// Where it is (always on walkable terrain, inside the world).
+            #[spatial]
+            pub pos: Vec2,
+            /// The client that plays it.
+            #[unique]
+            pub identity: Identity,
+            /// Display name: generated `player-<id>`, or one chosen with `set_name` (see [`validate_name`]).
+            #[unique]
+            pub name: String,
+            /// Where it is walking to; equal to `pos` when it is not walking to a point.
+            pub target: Vec2,
+            /// The direction it walks in (unit length), or zero when it walks to `target` or stands.
+            pub dir: Vec2,
+            /// Whether the tick should move it (it has a direction or a target away from `pos`). Indexed, so the tick
+            /// visits only walking players.
+            #[index(btree)]
+            pub moving: bool,
+            /// Whether its client is connected; only online players move, and creatures ignore offline ones.
+            pub online: bool,
+            /// Health: `0` while dead (until the respawn).
+            pub hp: u32,
+            /// Level, from `xp` ([`level_for_xp`]).
+            pub level: u32,
+            /// Experience, from gathering and kills.
+            pub xp: u64,
+            /// Its next action (attack, gather, craft, eat) may start at this time, not before.
+            pub busy_until: Timestamp,
+
+            $($extra)*
+        }
+    };
 }
+
+#[cfg(not(feature = "upgrade-demo"))]
+player_table!();
+
+#[cfg(feature = "upgrade-demo")]
+player_table!(
+    /// A title shown with the name (added by the upgrade; existing players get the default).
+    #[default("Adventurer")]
+    pub title: String,
+);
 
 impl Player {
     /// Whether it is alive.
@@ -284,6 +302,8 @@ pub fn client_connected(ctx: &ReducerContext) -> Result<(), String> {
                 level: 1,
                 xp: 0,
                 busy_until: ctx.timestamp,
+                #[cfg(feature = "upgrade-demo")]
+                title: "Newcomer".into(),
             })?;
             player.name = format!("{GENERATED_NAME_PREFIX}{}", player.id);
             for &(item, count) in STARTING_ITEMS {

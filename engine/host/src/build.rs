@@ -60,18 +60,36 @@ pub fn build_module(
     package: &str,
     target_dir: &Path,
 ) -> Result<Vec<u8>, BuildError> {
+    build_module_with_features(workspace, package, &[], target_dir)
+}
+
+/// [`build_module`] with cargo features of `package` enabled (give each feature set its own `target_dir`: the
+/// output file's name does not depend on the features).
+///
+/// # Errors
+///
+/// A [`BuildError`], with the tail of cargo's output when the build fails.
+pub fn build_module_with_features(
+    workspace: &Path,
+    package: &str,
+    features: &[&str],
+    target_dir: &Path,
+) -> Result<Vec<u8>, BuildError> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(&cargo)
-        .current_dir(workspace)
-        .args([
-            "build",
-            "--release",
-            "--locked",
-            "--target",
-            WASM_TARGET,
-            "-p",
-            package,
-        ])
+    let mut command = Command::new(&cargo);
+    command.current_dir(workspace).args([
+        "build",
+        "--release",
+        "--locked",
+        "--target",
+        WASM_TARGET,
+        "-p",
+        package,
+    ]);
+    if !features.is_empty() {
+        command.arg("--features").arg(features.join(","));
+    }
+    let output = command
         .arg("--target-dir")
         .arg(target_dir)
         // Flags meant for the outer (native) build must not leak into the wasm build.

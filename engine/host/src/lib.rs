@@ -49,8 +49,10 @@ mod config;
 mod env;
 mod error;
 mod instance;
+mod upgrade;
 
 pub use config::{Budget, EPOCH_PERIOD, HostConfig};
 pub use env::{CallContext, LogLine};
 pub use error::{CallError, InstantiateError, LoadError, RuntimeError};
 pub use instance::{Module, ModuleInstance, Runtime, ScheduledRun};
+pub use upgrade::{Upgrade, UpgradeError};

@@ -30,10 +30,7 @@ fn client(name: &str, params: &[(&str, ColumnType)]) -> ReducerDef {
         kind: ReducerKind::Client,
         params: params
             .iter()
-            .map(|(n, ty)| ColumnDef {
-                name: (*n).into(),
-                ty: ty.clone(),
-            })
+            .map(|(n, ty)| ColumnDef::new(*n, ty.clone()))
             .collect(),
     }
 }
@@ -1125,10 +1122,10 @@ mod sdk {
         let player = inst.db().table_id("player").unwrap();
         // The key as a `player.id` value is in a row: a positive fixint for small ids.
         let key = codec::encode_row(
-            &[locus_types::ColumnDef {
-                name: "id".into(),
-                ty: locus_types::ColumnType::U64,
-            }],
+            &[locus_types::ColumnDef::new(
+                "id",
+                locus_types::ColumnType::U64,
+            )],
             &[locus_types::Value::U64(id)],
         )
         .unwrap()[1..]

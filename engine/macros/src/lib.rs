@@ -66,7 +66,9 @@ fn ident_name(ident: &Ident) -> String {
 /// Field attributes: `#[primary_key]` (exactly one), `#[auto_inc]` (on an integer primary key: inserting `0`
 /// takes the next value of the table's sequence), `#[unique]`, `#[index(btree)]`, `#[spatial]` (one `Vec2`
 /// column per table, in an R-tree), `#[owner]` (an `Identity` column: the row is visible only to that player),
-/// `#[opaque]` (store the field as an opaque serde value whatever its type's name). A column has at most one
+/// `#[opaque]` (store the field as an opaque serde value whatever its type's name), `#[default(expr)]` (the value
+/// rows stored before this column existed get when `locus publish` adds it to a live world; `expr` converts
+/// `Into` the field's type; without it they get the type's zero value). A column has at most one
 /// index besides the primary key's own; a `#[unique]` or `#[index(btree)]` on the primary key lets it answer
 /// ranges (its own index is a hash index).
 ///

@@ -259,7 +259,7 @@ fn generate(
     let param_defs = params.iter().map(|p| {
         let n = &p.name;
         let ty = p.col.tokens();
-        quote!(::locus_module::ColumnDef { name: ::std::string::String::from(#n), ty: #ty })
+        quote!(::locus_module::ColumnDef::new(#n, #ty))
     });
     let kind_tokens = kind.tokens();
     let reducer_export = format_ident!("__locus_reducer_{}", name);

@@ -30,6 +30,8 @@ struct Column {
     auto_inc: Option<Span>,
     index: Option<(IndexAttr, Span)>,
     owner: Option<Span>,
+    /// `#[default(expr)]`: what rows stored before the column existed get on a module upgrade.
+    default: Option<syn::Expr>,
 }
 
 /// Expand `#[table(attr)] item`.
@@ -184,6 +186,7 @@ fn parse_columns(item: &mut ItemStruct, checks: &mut Checks) -> syn::Result<Vec<
         let mut index: Option<(IndexAttr, Span)> = None;
         let mut owner = None;
         let mut opaque = false;
+        let mut default = None;
         let mut kept: Vec<Attribute> = Vec::with_capacity(field.attrs.len());
         let mut set_index = |kind: IndexAttr, span: Span, push_err: &mut dyn FnMut(syn::Error)| {
             if index.is_some() {
@@ -234,6 +237,14 @@ fn parse_columns(item: &mut ItemStruct, checks: &mut Checks) -> syn::Result<Vec<
                     push_err(e);
                 }
                 opaque = true;
+            } else if path.is_ident("default") {
+                match attr.parse_args::<syn::Expr>() {
+                    Ok(expr) => default = Some(expr),
+                    Err(_) => push_err(syn::Error::new_spanned(
+                        &attr,
+                        "expected #[default(expression)], e.g. #[default(100)]",
+                    )),
+                }
             } else if path.is_ident("index") {
                 let parsed = attr.parse_args::<Ident>().ok().and_then(|kind| {
                     match kind.to_string().as_str() {
@@ -313,6 +324,7 @@ fn parse_columns(item: &mut ItemStruct, checks: &mut Checks) -> syn::Result<Vec<
             auto_inc,
             index,
             owner,
+            default,
         });
     }
     match errors {
@@ -440,7 +452,24 @@ fn generate(
     let column_defs = columns.iter().map(|c| {
         let name = &c.name;
         let ty = c.col.tokens();
-        quote!(::locus_module::ColumnDef { name: ::std::string::String::from(#name), ty: #ty })
+        let default = match &c.default {
+            None => quote!(::std::option::Option::None),
+            Some(expr) if c.col.is_bytes_like() => quote!(::std::option::Option::Some(
+                ::locus_module::__private::encode_default_bytes(&(#expr))
+            )),
+            Some(expr) => {
+                let field_ty = &c.ty;
+                quote!(::std::option::Option::Some({
+                    let value: #field_ty = ::std::convert::Into::into(#expr);
+                    ::locus_module::__private::encode_default(&value)
+                }))
+            }
+        };
+        quote!(::locus_module::ColumnDef {
+            name: ::std::string::String::from(#name),
+            ty: #ty,
+            default: #default,
+        })
     });
     let index_defs = columns.iter().enumerate().filter_map(|(i, c)| {
         let (kind, _) = c.index?;

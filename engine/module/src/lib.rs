@@ -112,6 +112,25 @@ pub mod __private {
     use crate::reducer::ReducerResult;
     use crate::{ReducerCall, ReducerContext, ReducerDef, Table};
 
+    /// A `#[default(expr)]` column default, encoded as the column's values are (`T` is the field's type).
+    ///
+    /// # Panics
+    ///
+    /// If the value does not encode (a serde type that refuses MessagePack): a mistake in the module, found when
+    /// the host reads its description.
+    pub fn encode_default<T: serde::Serialize>(value: &T) -> ::std::vec::Vec<u8> {
+        rmp_serde::to_vec(value).expect("a column default encodes")
+    }
+
+    /// [`encode_default`] for a bytes column (MessagePack `bin`, as rows store it).
+    ///
+    /// # Panics
+    ///
+    /// Never for bytes.
+    pub fn encode_default_bytes(value: &[u8]) -> ::std::vec::Vec<u8> {
+        rmp_serde::to_vec(serde_bytes::Bytes::new(value)).expect("bytes encode")
+    }
+
     /// `A` and `B` are the same type.
     #[diagnostic::on_unimplemented(
         message = "this column is declared as `{Self}`, which is not the SDK's `{T}`",

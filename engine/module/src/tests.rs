@@ -264,13 +264,7 @@ fn generated_table_def_equals_the_hand_built_one() {
     assert_eq!(kv.name, "kv_store");
     assert_eq!(kv.access, TableAccess::Private);
     assert!(!kv.auto_inc);
-    assert_eq!(
-        kv.columns[0],
-        ColumnDef {
-            name: "key".into(),
-            ty: ColumnType::String
-        }
-    );
+    assert_eq!(kv.columns[0], ColumnDef::new("key", ColumnType::String));
     Blob::def().validate().unwrap();
     Signed::def().validate().unwrap();
     let ranked = Ranked::def();
@@ -398,10 +392,7 @@ fn reducer_defs_have_kinds_and_typed_params() {
         ReducerDef {
             name: "say".into(),
             kind: ReducerKind::Client,
-            params: vec![ColumnDef {
-                name: "text".into(),
-                ty: ColumnType::String
-            }],
+            params: vec![ColumnDef::new("text", ColumnType::String)],
         }
     );
     assert_eq!(
@@ -421,10 +412,7 @@ fn reducer_defs_have_kinds_and_typed_params() {
     assert_eq!(on_tick::def().kind, ReducerKind::Tick);
     assert_eq!(
         on_tick::def().params,
-        [ColumnDef {
-            name: "dt".into(),
-            ty: ColumnType::F32
-        }]
+        [ColumnDef::new("dt", ColumnType::F32)]
     );
     assert_eq!(quarter::def().kind, ReducerKind::Every { millis: 250 });
     assert_eq!(setup::def().kind, ReducerKind::Init);

@@ -30,6 +30,7 @@
 pub mod abi;
 pub mod codec;
 pub mod ids;
+pub mod migrate;
 pub mod protocol;
 pub mod schema;
 pub mod value;

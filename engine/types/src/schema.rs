@@ -139,6 +139,24 @@ pub struct ColumnDef {
     pub name: String,
     /// The column's type.
     pub ty: ColumnType,
+    /// The value rows stored before this column existed get when a module upgrade adds it: one value of `ty`,
+    /// encoded as in a row (`#[default(expr)]` in a module). `None`: the type's zero value
+    /// ([`crate::migrate::zero_value`]). Omitted from the encoding when `None`, so schemas without defaults
+    /// encode as before.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "serde_bytes")]
+    pub default: Option<Vec<u8>>,
+}
+
+impl ColumnDef {
+    /// A column without a declared default.
+    #[must_use]
+    pub fn new(name: impl Into<String>, ty: ColumnType) -> ColumnDef {
+        ColumnDef {
+            name: name.into(),
+            ty,
+            default: None,
+        }
+    }
 }
 
 /// The kind of a secondary index.
@@ -478,9 +496,22 @@ impl TableBuilder {
     /// Append a column.
     #[must_use]
     pub fn column(mut self, name: impl Into<String>, ty: ColumnType) -> Self {
+        self.columns.push(ColumnDef::new(name, ty));
+        self
+    }
+
+    /// Append a column with a declared default (its encoding; see [`ColumnDef::default`]).
+    #[must_use]
+    pub fn column_with_default(
+        mut self,
+        name: impl Into<String>,
+        ty: ColumnType,
+        default: Vec<u8>,
+    ) -> Self {
         self.columns.push(ColumnDef {
             name: name.into(),
             ty,
+            default: Some(default),
         });
         self
     }
