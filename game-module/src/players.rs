@@ -315,6 +315,13 @@ pub fn client_connected(ctx: &ReducerContext) -> Result<(), String> {
     player.online = true;
     let player = players.id().update(player)?;
     ctx.set_area_follow(ctx.sender, players, &player.id, VIEW_ENTER, VIEW_LEAVE)?;
+    locus_module::info!(
+        "{} (player {}) entered the world at ({:.0}, {:.0})",
+        player.name,
+        player.id,
+        player.pos.x,
+        player.pos.y
+    );
     Ok(())
 }
 
@@ -325,6 +332,7 @@ pub fn client_disconnected(ctx: &ReducerContext) -> Result<(), String> {
     if let Some(mut player) = players.identity().find(&ctx.sender) {
         player.online = false;
         player.stop();
+        locus_module::info!("{} (player {}) left", player.name, player.id);
         players.id().update(player)?;
     }
     Ok(())

@@ -22,7 +22,9 @@ use std::sync::Arc;
 
 use locus_types::codec::{self, RowError};
 pub use locus_types::protocol::Welcome;
-use locus_types::protocol::{CallOutcome, ErrorCode, ServerMessage, TableDelta, WireTable};
+use locus_types::protocol::{
+    AdminReply, CallOutcome, ErrorCode, ServerMessage, TableDelta, WireTable,
+};
 use locus_types::{Identity, TableDef, TableId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -116,6 +118,13 @@ pub enum Event {
         /// Whether the server closes the connection after it.
         fatal: bool,
     },
+    /// The answer to an operator's command ([`ServerMessage::Admin`]).
+    Admin {
+        /// The command's request id.
+        request: RequestId,
+        /// The answer.
+        reply: AdminReply,
+    },
     /// A server message did not fit the cache's view (see the [module docs](self)); the cache was not corrupted.
     Inconsistent {
         /// The table concerned.
@@ -144,6 +153,7 @@ impl Event {
             Event::Subscribed { .. } => "subscribed",
             Event::Unsubscribed { .. } => "unsubscribed",
             Event::ServerError { .. } => "server_error",
+            Event::Admin { .. } => "admin",
             Event::Inconsistent { .. } => "inconsistent",
             Event::Disconnected { .. } => "disconnected",
         }
@@ -265,6 +275,10 @@ impl Cache {
                     self.apply_delta(delta, events);
                 }
             }
+            ServerMessage::Admin { request, reply } => events.push(Event::Admin {
+                request: RequestId(*request),
+                reply: reply.clone(),
+            }),
             ServerMessage::Error {
                 code,
                 message,

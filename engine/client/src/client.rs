@@ -306,6 +306,19 @@ impl Client {
         self.sender()?.call_raw(reducer, args)
     }
 
+    /// Send an operator's command (only the server's admin identity may); the answer arrives as
+    /// [`Event::Admin`], a refusal as [`Event::ServerError`], with the returned id.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn admin(
+        &self,
+        command: locus_types::protocol::AdminCommand,
+    ) -> Result<RequestId, SendError> {
+        self.sender()?.admin(command)
+    }
+
     /// Subscribe to public table `table` (replacing an earlier subscription to it). Remembered, so
     /// [`Client::reconnect`] subscribes again.
     ///

@@ -17,8 +17,8 @@ use std::time::Duration;
 use locus_module::ReducerCall;
 use locus_types::Identity;
 use locus_types::protocol::{
-    self, ClientMessage, ErrorCode, Filter, FrameError, FrameReader, MAX_CLIENT_FRAME,
-    MAX_SERVER_FRAME, PROTOCOL_VERSION, ServerMessage, Token,
+    self, AdminCommand, ClientMessage, ErrorCode, Filter, FrameError, FrameReader,
+    MAX_CLIENT_FRAME, MAX_SERVER_FRAME, PROTOCOL_VERSION, ServerMessage, Token,
 };
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -267,6 +267,20 @@ impl Sender {
         })
     }
 
+    /// Send an operator's command (only the server's admin identity may: see `locus`'s admin commands). The
+    /// answer comes as [`ServerMessage::Admin`] with the returned request id.
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn admin(&self, command: AdminCommand) -> Result<RequestId, SendError> {
+        // A command may be larger than other messages (a module); the server accepts that only from its admin.
+        self.request_up_to(protocol::MAX_ADMIN_FRAME, |request| ClientMessage::Admin {
+            request,
+            command,
+        })
+    }
+
     /// Whether the connection's writer has stopped (sending would fail).
     #[must_use]
     pub fn is_closed(&self) -> bool {
@@ -274,15 +288,20 @@ impl Sender {
     }
 
     fn request(&self, message: impl FnOnce(u32) -> ClientMessage) -> Result<RequestId, SendError> {
+        self.request_up_to(MAX_CLIENT_FRAME, message)
+    }
+
+    fn request_up_to(
+        &self,
+        max: usize,
+        message: impl FnOnce(u32) -> ClientMessage,
+    ) -> Result<RequestId, SendError> {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::new();
         protocol::encode_frame(&message(request), &mut frame);
         let len = frame.len() - protocol::FRAME_PREFIX;
-        if len > MAX_CLIENT_FRAME {
-            return Err(SendError::TooLarge {
-                len,
-                max: MAX_CLIENT_FRAME,
-            });
+        if len > max {
+            return Err(SendError::TooLarge { len, max });
         }
         self.frames.send(frame).map_err(|_| SendError::Closed)?;
         Ok(RequestId(request))
@@ -494,6 +513,15 @@ impl Connection {
     /// [`SendError`].
     pub fn unsubscribe(&self, table: &str) -> Result<RequestId, SendError> {
         self.sender.unsubscribe(table)
+    }
+
+    /// Send an operator's command; answered by [`ServerMessage::Admin`] (see [`Sender::admin`]).
+    ///
+    /// # Errors
+    ///
+    /// [`SendError`].
+    pub fn admin(&self, command: AdminCommand) -> Result<RequestId, SendError> {
+        self.sender.admin(command)
     }
 
     /// The QUIC connection's statistics (UDP datagrams and bytes each way, packets, path RTT): what went over the

@@ -26,6 +26,45 @@ pub fn new_token() -> Token {
     Token(t)
 }
 
+/// The file, in a data directory, holding the operator's token (64 hex digits, readable only by its owner): a
+/// client that presents it is the world's admin (`locus publish`, `call`, `query`, `logs`, `snapshot`). The same
+/// format as a client's token file, so any client can use it.
+pub const ADMIN_TOKEN_FILE: &str = "admin.token";
+
+/// Read the admin token of `data_dir`, creating it (randomly, synced, owner-only) on first start.
+///
+/// # Errors
+///
+/// An I/O error, or `InvalidData` if the file does not hold a token.
+pub fn load_or_create_admin_token(data_dir: &std::path::Path) -> std::io::Result<Token> {
+    use std::io::Write as _;
+    let path = data_dir.join(ADMIN_TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Token::from_hex(&text).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold a token (64 hex digits)", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let token = new_token();
+            let hex = token.to_hex();
+            let tmp = data_dir.join(format!("{ADMIN_TOKEN_FILE}.tmp"));
+            let mut options = std::fs::OpenOptions::new();
+            options.write(true).create(true).truncate(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+            let mut file = options.open(&tmp)?;
+            file.write_all(hex.as_bytes())?;
+            file.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(data_dir)?.sync_all()?;
+            Ok(token)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

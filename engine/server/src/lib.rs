@@ -24,14 +24,19 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod admin_client;
 pub mod cert;
 pub mod identity;
 mod metrics;
 mod net;
+mod prometheus;
+pub mod query;
 mod server;
 pub mod world;
 
 pub use metrics::{MetricsSnapshot, Percentiles};
 pub use net::ALPN;
-pub use server::{AdminCallError, Limits, Server, ServerConfig, StartError};
+pub use server::{
+    AdminCallError, Limits, MODULE_FILE, PublishError, Server, ServerConfig, StartError,
+};
 pub use world::World;

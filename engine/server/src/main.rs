@@ -1,11 +1,21 @@
 //! `locus`: run and operate a Locus world.
+//!
+//! - `locus serve` runs a world (see `--help`); SIGINT or SIGTERM stops it gracefully.
+//! - `locus publish`, `call`, `query`, `logs`, `snapshot` talk to a running world as its admin, with the token
+//!   the world wrote to its data directory at first start (`admin.token`) and its certificate (`cert.der`).
+//!   The reference is `engine/docs/operations.md`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use anyhow::Context as _;
-use clap::{Parser, Subcommand};
-use locus_server::{Server, ServerConfig, cert};
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+use locus_client::Trust;
+use locus_server::admin_client::{AdminSession, AdminTarget, encode_args};
+use locus_server::query::{QueryResult, format_table};
+use locus_server::{MODULE_FILE, Server, ServerConfig, cert};
+use locus_types::protocol::{AdminCommand, AdminReply, CallOutcome, ModuleLogLine};
 
 /// Locus: a game-world database for MMOs.
 #[derive(Debug, Parser)]
@@ -18,21 +28,104 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run a world. With no arguments: build the demo module (`game-module`) to wasm if it is missing or stale,
-    /// keep the world in `./locus-data`, and listen on 127.0.0.1:7878.
+    /// keep the world in `./locus-data`, and listen on 127.0.0.1:7878. A module published to the world
+    /// (`locus publish`) is kept in the data directory and runs on restart unless `--module` says otherwise.
     Serve {
-        /// The data directory (commit log, snapshots, certificate).
+        /// The data directory (commit log, snapshots, certificate, admin token, published module).
         #[arg(long, default_value = "locus-data")]
         data_dir: PathBuf,
         /// Address to listen on (UDP).
         #[arg(long, default_value = "127.0.0.1:7878")]
         listen: SocketAddr,
-        /// A module's .wasm file instead of the demo module.
+        /// A module's .wasm file instead of the published or demo module.
         #[arg(long)]
         module: Option<PathBuf>,
         /// Ticks per second.
         #[arg(long, default_value_t = 20)]
         tick_rate: u16,
+        /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9187; path /metrics).
+        #[arg(long)]
+        metrics: Option<SocketAddr>,
     },
+    /// Replace the running module with a new version, without disconnecting anyone. Compatible schema changes
+    /// (new tables, columns appended with a default, indexes, reducers) are migrated; anything else is refused
+    /// with every offending change named, and the old module keeps running.
+    Publish {
+        /// The new module (.wasm).
+        module: PathBuf,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Call a reducer as the server (admin-only reducers accept it). Arguments as a JSON array.
+    Call {
+        /// The reducer.
+        reducer: String,
+        /// Its arguments: a JSON array, one element per parameter (a bare value for one parameter).
+        #[arg(default_value = "[]")]
+        args: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Run a read-only SQL query: SELECT columns | * | COUNT(*) FROM table [WHERE ...] [ORDER BY ...] [LIMIT n].
+    Query {
+        /// The statement.
+        sql: String,
+        /// Print the result as JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print the module's recent log lines; with -f, keep printing new ones.
+    Logs {
+        /// Follow: keep printing lines as the module writes them.
+        #[arg(short, long)]
+        follow: bool,
+        /// How many recent lines to print first.
+        #[arg(short = 'n', long, default_value_t = 100)]
+        tail: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Write a snapshot of the world now.
+    Snapshot {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which world to talk to, and the admin credentials.
+#[derive(Debug, Args)]
+struct Target {
+    /// The world's data directory: the admin token and the certificate are read from it.
+    #[arg(long, default_value = "locus-data")]
+    data_dir: PathBuf,
+    /// The server's address.
+    #[arg(long, default_value = "127.0.0.1:7878")]
+    server: SocketAddr,
+    /// The admin token file (default: <data-dir>/admin.token).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Pin this certificate fingerprint (64 hex digits) instead of reading <data-dir>/cert.der.
+    #[arg(long)]
+    fingerprint: Option<String>,
+}
+
+impl Target {
+    fn resolve(&self) -> anyhow::Result<AdminTarget> {
+        let trust = match &self.fingerprint {
+            Some(f) => Trust::parse_fingerprint(f).context("--fingerprint")?,
+            None => Trust::CertFile(self.data_dir.join("cert.der")),
+        };
+        Ok(AdminTarget {
+            server: self.server,
+            trust,
+            token_file: self
+                .token_file
+                .clone()
+                .unwrap_or_else(|| self.data_dir.join(locus_server::identity::ADMIN_TOKEN_FILE)),
+        })
+    }
 }
 
 /// The workspace this binary was built from (the demo module lives there).
@@ -55,6 +148,7 @@ fn demo_module() -> anyhow::Result<Vec<u8>> {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| "info,quinn=warn".into()),
@@ -66,35 +160,217 @@ fn main() -> anyhow::Result<()> {
             listen,
             module,
             tick_rate,
-        } => {
-            let wasm = match module {
-                Some(path) => {
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+            metrics,
+        } => serve(data_dir, listen, module, tick_rate, metrics),
+        Command::Publish { module, target } => {
+            let wasm =
+                std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
+            admin(&target, |mut session| async move {
+                match session.run(AdminCommand::Publish { wasm }).await? {
+                    AdminReply::Published { tick, changes } => {
+                        say(&format!(
+                            "published: the new module runs from tick {}",
+                            tick + 1
+                        ));
+                        if changes.is_empty() {
+                            say("  (no schema changes)");
+                        }
+                        for c in changes {
+                            say(&format!("  {c}"));
+                        }
+                        Ok(())
+                    }
+                    AdminReply::Refused { message } => bail!("refused: {message}"),
+                    other => bail!("unexpected answer {other:?}"),
                 }
-                None => demo_module()?,
-            };
-            let mut config = ServerConfig::new(wasm);
-            config.data_dir = data_dir.clone();
-            config.listen = listen;
-            config.tick_rate = tick_rate;
-            let server = Server::start(config).context("starting the world")?;
-            #[expect(clippy::print_stdout, reason = "the command's output for its user")]
-            {
-                println!("Locus world running");
-                println!("  listening on      {}", server.local_addr());
-                println!("  data directory    {}", data_dir.display());
-                println!("  certificate       {}", server.cert_path().display());
-                println!("  fingerprint       {}", cert::hex(&server.fingerprint()));
-                println!("  recovered to tick {}", server.recovered_tick().0);
-                println!("Press Ctrl-C to stop.");
+            })
+        }
+        Command::Call {
+            reducer,
+            args,
+            target,
+        } => {
+            let json: serde_json::Value =
+                serde_json::from_str(&args).context("the arguments are not JSON")?;
+            admin(&target, |mut session| async move {
+                let def = session
+                    .reducers()
+                    .iter()
+                    .find(|r| r.name == reducer)
+                    .cloned();
+                let args = match &def {
+                    Some(def) => encode_args(def, &json).map_err(anyhow::Error::msg)?,
+                    None => bail!("the module has no client-callable reducer `{reducer}`"),
+                };
+                match session.run(AdminCommand::Call { reducer, args }).await? {
+                    AdminReply::Called {
+                        tick,
+                        outcome: CallOutcome::Ok,
+                    } => {
+                        say(&format!("ok (tick {tick})"));
+                        Ok(())
+                    }
+                    AdminReply::Called {
+                        outcome: CallOutcome::Err { code, message },
+                        ..
+                    } => bail!("the call failed ({code:?}): {message}"),
+                    other => bail!("unexpected answer {other:?}"),
+                }
+            })
+        }
+        Command::Query { sql, json, target } => admin(&target, |mut session| async move {
+            match session.run(AdminCommand::Query { sql }).await? {
+                AdminReply::Rows { json: text } if json => {
+                    say(&text);
+                    Ok(())
+                }
+                AdminReply::Rows { json: text } => {
+                    let result: QueryResult =
+                        serde_json::from_str(&text).context("the server's answer")?;
+                    say(format_table(&result).trim_end());
+                    Ok(())
+                }
+                AdminReply::Refused { message } => bail!("{message}"),
+                other => bail!("unexpected answer {other:?}"),
             }
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(tokio::signal::ctrl_c())?;
-            tracing::info!("stopping");
-            server.shutdown();
+        }),
+        Command::Logs {
+            follow,
+            tail,
+            target,
+        } => admin(&target, |mut session| async move {
+            let mut reply = session.run(AdminCommand::Logs { tail, follow }).await?;
+            loop {
+                match reply {
+                    AdminReply::Logs { lines } => lines.iter().for_each(print_line),
+                    AdminReply::Refused { message } => bail!("{message}"),
+                    other => bail!("unexpected answer {other:?}"),
+                }
+                if !follow {
+                    return Ok(());
+                }
+                // The Logs command was this session's first request.
+                reply = session.next_reply(1).await?;
+            }
+        }),
+        Command::Snapshot { target } => admin(&target, |mut session| async move {
+            match session.run(AdminCommand::Snapshot).await? {
+                AdminReply::Snapshot { tick } => {
+                    say(&format!("snapshot of tick {tick} written"));
+                    Ok(())
+                }
+                AdminReply::Refused { message } => bail!("{message}"),
+                other => bail!("unexpected answer {other:?}"),
+            }
+        }),
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "the command's output for its user")]
+fn say(text: &str) {
+    println!("{text}");
+}
+
+fn print_line(line: &ModuleLogLine) {
+    say(&format!(
+        "tick {:>8}  {:<5}  {:<24}  {}",
+        line.tick, line.level, line.reducer, line.message
+    ));
+}
+
+/// Connect as the admin and run `f` on the session.
+fn admin<F, Fut>(target: &Target, f: F) -> anyhow::Result<()>
+where
+    F: FnOnce(AdminSession) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let target = target.resolve()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let session = AdminSession::connect(&target)
+            .await
+            .with_context(|| format!("connecting to the world at {}", target.server))?;
+        tokio::time::timeout(locus_server::admin_client::ANSWER_TIMEOUT, f(session))
+            .await
+            .unwrap_or_else(|_| bail!("no answer from the server"))
+    })
+}
+
+fn serve(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    module: Option<PathBuf>,
+    tick_rate: u16,
+    metrics: Option<SocketAddr>,
+) -> anyhow::Result<()> {
+    let published = data_dir.join(MODULE_FILE);
+    let wasm = match module {
+        Some(path) => {
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
+        }
+        None if published.exists() => {
+            tracing::info!(
+                path = %published.display(),
+                "running the module last published to this world"
+            );
+            std::fs::read(&published).with_context(|| format!("reading {}", published.display()))?
+        }
+        None => demo_module()?,
+    };
+    let mut config = ServerConfig::new(wasm);
+    config.data_dir = data_dir.clone();
+    config.listen = listen;
+    config.tick_rate = tick_rate;
+    config.metrics = metrics;
+    let server = Server::start(config).context("starting the world")?;
+    say("Locus world running");
+    say(&format!("  listening on      {}", server.local_addr()));
+    say(&format!("  data directory    {}", data_dir.display()));
+    say(&format!(
+        "  certificate       {}",
+        server.cert_path().display()
+    ));
+    say(&format!(
+        "  fingerprint       {}",
+        cert::hex(&server.fingerprint())
+    ));
+    say(&format!(
+        "  admin token       {}",
+        server.admin_token_path().display()
+    ));
+    if let Some(addr) = server.metrics_addr() {
+        say(&format!("  metrics           http://{addr}/metrics"));
+    }
+    say(&format!(
+        "  recovered to tick {}",
+        server.recovered_tick().0
+    ));
+    say("Press Ctrl-C to stop.");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let signal = rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT"),
+            _ = term.recv() => Ok("SIGTERM"),
+        }
+    })?;
+    tracing::info!(
+        signal,
+        "stopping: finishing the tick, making it durable, writing a snapshot"
+    );
+    let stopped = server.shutdown_gracefully(Duration::from_secs(10));
+    match stopped {
+        Ok(tick) => {
+            tracing::info!(
+                tick = tick.0,
+                "stopped; the world is durable through this tick"
+            );
             Ok(())
         }
+        Err(e) => Err(anyhow::anyhow!(e).context("the world did not stop cleanly")),
     }
 }

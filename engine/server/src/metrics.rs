@@ -1,11 +1,12 @@
 //! Counters and recent percentiles of the running server, read by [`crate::Server::metrics`].
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use locus_types::Tick;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 
 use crate::world::TickStats;
 
@@ -31,6 +32,22 @@ pub(crate) struct Metrics {
     pub(crate) too_slow: AtomicU64,
     pub(crate) failed: AtomicBool,
     recent: Mutex<Recent>,
+    /// Tick durations, for Prometheus.
+    pub(crate) tick_histogram: TickHistogram,
+    /// Calls and failures per client reducer.
+    pub(crate) reducers: Mutex<HashMap<Arc<str>, (u64, u64)>>,
+    /// Rows per table, refreshed about once a second by the tick thread.
+    pub(crate) table_rows: Mutex<Vec<(String, u64)>>,
+}
+
+/// Tick durations in seconds, in buckets from 0.5 ms to about 0.5 s.
+#[derive(Debug)]
+pub(crate) struct TickHistogram(pub(crate) Histogram);
+
+impl Default for TickHistogram {
+    fn default() -> Self {
+        TickHistogram(Histogram::new(exponential_buckets(0.0005, 2.0, 11)))
+    }
 }
 
 #[derive(Debug, Default)]
@@ -118,6 +135,19 @@ impl Metrics {
         self.overruns.fetch_add(skipped, Ordering::Relaxed);
     }
 
+    /// Count each client reducer call (the reducer, whether it failed).
+    pub(crate) fn reducer_calls(&self, calls: &[(Arc<str>, bool)]) {
+        if calls.is_empty() {
+            return;
+        }
+        let mut map = self.reducers.lock().expect("metrics lock");
+        for (name, failed) in calls {
+            let entry = map.entry(name.clone()).or_default();
+            entry.0 += 1;
+            entry.1 += u64::from(*failed);
+        }
+    }
+
     pub(crate) fn tick_done(
         &self,
         tick: Tick,
@@ -126,6 +156,7 @@ impl Metrics {
         stats: &TickStats,
         sessions: usize,
     ) {
+        self.tick_histogram.0.observe(took.as_secs_f64());
         self.ticks.fetch_add(1, Ordering::Relaxed);
         self.last_tick.store(tick.0, Ordering::Relaxed);
         self.sessions.store(sessions as u64, Ordering::Relaxed);

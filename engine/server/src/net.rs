@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use locus_types::protocol::{
-    self, ClientMessage, ErrorCode, FrameError, FrameReader, MAX_CLIENT_FRAME, PROTOCOL_VERSION,
-    ServerMessage,
+    self, AdminCommand, AdminReply, ClientMessage, ErrorCode, FrameError, FrameReader,
+    MAX_ADMIN_FRAME, MAX_CLIENT_FRAME, PROTOCOL_VERSION, ServerMessage,
 };
 use quinn::VarInt;
 use tokio::sync::mpsc;
@@ -22,7 +22,9 @@ use crate::cert;
 use crate::identity::{identity_of, new_token};
 use crate::metrics::Metrics;
 use crate::server::{Limits, StartError};
-use crate::world::{Input, SessionId};
+use crate::world::{AdminFrom, Input, SessionId};
+use locus_host::Runtime;
+use locus_types::Identity;
 
 /// The ALPN protocol id of protocol version 1.
 pub const ALPN: &[u8] = b"locus/1";
@@ -37,6 +39,10 @@ const CLOSE_INTERNAL: VarInt = VarInt::from_u32(4);
 pub(crate) struct Inbox {
     pub(crate) tx: mpsc::Sender<Input>,
     pub(crate) ticks: Arc<AtomicU64>,
+    /// The operator's identity: the one session kind that may send `Admin` commands.
+    pub(crate) admin: Identity,
+    /// Compiles published modules (off the tick thread).
+    pub(crate) runtime: Runtime,
 }
 
 /// What the writer task of a connection is given.
@@ -208,7 +214,7 @@ async fn connection(
     };
     metrics.connections.fetch_add(1, Ordering::Relaxed);
     let first = tokio::time::timeout(limits.hello_timeout, hello(&conn)).await;
-    let (mut send, recv, reader, payload) = match first {
+    let (mut send, recv, mut reader, payload) = match first {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             metrics.refused.fetch_add(1, Ordering::Relaxed);
@@ -257,6 +263,10 @@ async fn connection(
         }
     };
     let identity = identity_of(&token);
+    let is_admin = identity == inbox.admin;
+    if is_admin {
+        reader.set_max(MAX_ADMIN_FRAME);
+    }
     let (tx, rx) = mpsc::channel(limits.outbound);
     registry.lock().expect("registry lock").insert(
         session,
@@ -278,7 +288,12 @@ async fn connection(
     }
     tracing::debug!(session, "connected");
     let writer = tokio::spawn(writer(send, rx, conn.clone()));
-    read_loop(session, &conn, recv, reader, &limits, &inbox, &tx, &metrics).await;
+    let peer = Peer {
+        session,
+        is_admin,
+        conn: &conn,
+    };
+    read_loop(&peer, recv, reader, &limits, &inbox, &tx, &metrics).await;
     registry.lock().expect("registry lock").remove(&session);
     let _ = inbox.tx.send(Input::Disconnect { session }).await;
     drop(tx);
@@ -310,13 +325,15 @@ async fn writer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Out>, conn: 
     let _ = send.finish();
 }
 
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the connection's parts, passed once"
-)]
-async fn read_loop(
+/// Who is on a connection.
+struct Peer<'a> {
     session: SessionId,
-    conn: &quinn::Connection,
+    is_admin: bool,
+    conn: &'a quinn::Connection,
+}
+
+async fn read_loop(
+    peer: &Peer<'_>,
     mut recv: quinn::RecvStream,
     mut reader: FrameReader,
     limits: &Limits,
@@ -324,6 +341,7 @@ async fn read_loop(
     tx: &mpsc::Sender<Out>,
     metrics: &Metrics,
 ) {
+    let (session, conn) = (peer.session, peer.conn);
     let mut buf = vec![0; 64 * 1024];
     let mut bucket = Bucket::new(limits.messages_per_second, limits.burst);
     let mut dropped_in_a_row = 0u32;
@@ -371,7 +389,8 @@ async fn read_loop(
                 ClientMessage::Hello { .. } => None,
                 ClientMessage::Call { request, .. }
                 | ClientMessage::Subscribe { request, .. }
-                | ClientMessage::Unsubscribe { request, .. } => Some(*request),
+                | ClientMessage::Unsubscribe { request, .. }
+                | ClientMessage::Admin { request, .. } => Some(*request),
             };
             if !bucket.take() {
                 dropped_in_a_row += 1;
@@ -442,6 +461,26 @@ async fn read_loop(
                     request,
                     table,
                 },
+                ClientMessage::Admin { request, .. } if !peer.is_admin => {
+                    error(
+                        ErrorCode::Forbidden,
+                        "only the world's admin (the token in the data directory's admin.token) may send \
+                         admin commands",
+                        Some(request),
+                    );
+                    continue;
+                }
+                ClientMessage::Admin {
+                    request,
+                    command: AdminCommand::Publish { wasm },
+                } => {
+                    compile_and_publish(session, request, wasm, inbox, tx.clone());
+                    continue;
+                }
+                ClientMessage::Admin { request, command } => Input::Admin {
+                    from: AdminFrom::Session { session, request },
+                    command,
+                },
             };
             if inbox.tx.send(input).await.is_err() {
                 return;
@@ -455,6 +494,49 @@ async fn read_loop(
             Ok(None) | Err(_) => return,
         }
     }
+}
+
+/// Compile a published module on a blocking thread (seconds, for a large module), then queue it for the tick
+/// thread; a module that does not load is refused at once.
+fn compile_and_publish(
+    session: SessionId,
+    request: u32,
+    wasm: Vec<u8>,
+    inbox: &Inbox,
+    out: mpsc::Sender<Out>,
+) {
+    let (runtime, inputs) = (inbox.runtime.clone(), inbox.tx.clone());
+    tokio::spawn(async move {
+        let compiled = tokio::task::spawn_blocking(move || {
+            let module = runtime.load(&wasm);
+            (module, wasm)
+        })
+        .await;
+        let from = AdminFrom::Session { session, request };
+        let refusal = match compiled {
+            Ok((Ok(module), wasm)) => {
+                let _ = inputs
+                    .send(Input::Publish {
+                        from,
+                        module: Box::new(module),
+                        wasm,
+                    })
+                    .await;
+                return;
+            }
+            Ok((Err(e), _)) => format!("the module cannot be loaded: {e}"),
+            Err(e) => format!("compiling the module failed: {e}"),
+        };
+        let mut frame = Vec::new();
+        protocol::encode_frame(
+            &ServerMessage::Admin {
+                request,
+                reply: AdminReply::Refused { message: refusal },
+            },
+            &mut frame,
+        );
+        let _ = out.send(Out::Data(frame)).await;
+    });
 }
 
 /// Hand each session its frames; a session whose queue is full is too slow and is disconnected.
@@ -483,15 +565,20 @@ pub(crate) fn deliver(registry: &Registry, frames: Vec<(SessionId, Vec<u8>)>, me
 }
 
 /// Close every connection with an `Internal` error (the world has stopped).
-pub(crate) fn close_all(registry: &Registry, message: &str) {
+pub(crate) fn close_all(registry: &Registry, code: ErrorCode, message: &str) {
+    let close = if code == ErrorCode::ShuttingDown {
+        CLOSE_SHUTDOWN
+    } else {
+        CLOSE_INTERNAL
+    };
     for handle in registry.lock().expect("registry lock").values() {
-        let frame = error_frame(ErrorCode::Internal, message, None, true);
+        let frame = error_frame(code, message, None, true);
         if handle
             .tx
-            .try_send(Out::Close(frame, CLOSE_INTERNAL, message.to_owned()))
+            .try_send(Out::Close(frame, close, message.to_owned()))
             .is_err()
         {
-            handle.conn.close(CLOSE_INTERNAL, message.as_bytes());
+            handle.conn.close(close, message.as_bytes());
         }
     }
 }

@@ -7,19 +7,20 @@ use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
+use locus_host::Module;
 use locus_host::{CallContext, HostConfig, Runtime};
 use locus_interest::InterestConfig;
 use locus_log::storage::FsStorage;
 use locus_log::{Durability, EncodedRecord, EncodedSnapshot, Log, LogConfig, Watermark};
 use locus_store::StoreConfig;
-use locus_types::protocol::CallOutcome;
+use locus_types::protocol::{AdminCommand, AdminReply, CallOutcome, ErrorCode};
 use locus_types::{Tick, Timestamp};
 use thiserror::Error;
 
 use crate::cert;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::net::{self, Inbox, Registry};
-use crate::world::{Input, World};
+use crate::world::{AdminFrom, Deferred, Input, World};
 
 /// Limits that keep one client from harming the others. Every default is stated on its field.
 #[derive(Clone, Copy, Debug)]
@@ -83,6 +84,9 @@ pub struct ServerConfig {
     pub log: LogConfig,
     /// Per-client limits. Default [`Limits::default`].
     pub limits: Limits,
+    /// Serve Prometheus metrics over HTTP here (path `/metrics`; port 0 picks one, see
+    /// [`Server::metrics_addr`]). Default: none.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -99,6 +103,7 @@ impl ServerConfig {
             interest: InterestConfig::default(),
             log: LogConfig::default(),
             limits: Limits::default(),
+            metrics: None,
         }
     }
 }
@@ -154,29 +159,19 @@ pub(crate) struct Release {
     pub(crate) replies: Vec<(mpsc::Sender<AdminReply>, AdminReply)>,
 }
 
-/// What an operator asks the tick thread to do, at the next tick boundary.
+/// What the server's own API asks the tick thread to do, at the next tick boundary.
 #[derive(Debug)]
-pub(crate) enum AdminOp {
-    /// Run a reducer as the server.
-    Call {
-        /// The reducer.
-        reducer: String,
-        /// Its MessagePack arguments.
-        args: Vec<u8>,
-    },
+pub(crate) enum LocalRequest {
+    /// An operator's command.
+    Command(AdminCommand),
+    /// A compiled module to publish, with its bytes.
+    Publish(Box<Module>, Vec<u8>),
 }
 
-/// The tick thread's answer to an [`AdminOp`], given once the tick it took effect in is durable.
-#[derive(Debug)]
-pub(crate) enum AdminReply {
-    /// The outcome of [`AdminOp::Call`].
-    Call(CallOutcome),
-}
-
-/// An [`AdminOp`] with where to answer.
+/// A [`LocalRequest`] with where to answer (once what it did is durable).
 #[derive(Debug)]
 pub(crate) struct AdminRequest {
-    pub(crate) op: AdminOp,
+    pub(crate) request: LocalRequest,
     pub(crate) reply: mpsc::Sender<AdminReply>,
 }
 
@@ -188,6 +183,20 @@ pub enum AdminCallError {
     Stopped,
 }
 
+/// Why [`Server::publish`] did not swap the module in. The old module keeps running in every case.
+#[derive(Debug, Error)]
+pub enum PublishError {
+    /// The bytes are not a valid module.
+    #[error("the module cannot be loaded: {0}")]
+    Load(#[from] locus_host::LoadError),
+    /// The server refused it (an incompatible schema, each change named; or the data did not migrate).
+    #[error("{0}")]
+    Refused(String),
+    /// The server stopped first.
+    #[error("the server stopped before the module was published")]
+    Stopped,
+}
+
 /// A running world. Dropping it stops it (see [`Server::shutdown`]).
 pub struct Server {
     addr: SocketAddr,
@@ -196,11 +205,15 @@ pub struct Server {
     recovered_tick: Tick,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
-    tick_thread: Option<JoinHandle<()>>,
+    tick_thread: Option<JoinHandle<Result<Tick, String>>>,
     release_thread: Option<JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
     endpoint: quinn::Endpoint,
     admin: mpsc::Sender<AdminRequest>,
+    runtime_host: Runtime,
+    admin_token_path: PathBuf,
+    registry: Registry,
+    metrics_addr: Option<SocketAddr>,
 }
 
 impl std::fmt::Debug for Server {
@@ -238,7 +251,8 @@ impl Server {
         for warning in &recovered.warnings {
             tracing::warn!(%warning, "recovery");
         }
-        let module = Runtime::new(config.host)?.load(&config.module)?;
+        let host = Runtime::new(config.host)?;
+        let module = host.load(&config.module)?;
         let is_new = recovered.is_new();
         let recovered_tick = recovered.tick;
         let mut instance = module.instantiate(recovered.db)?;
@@ -258,6 +272,8 @@ impl Server {
         let durability = Durability::start(log);
         let world = World::new(instance, config.interest, config.tick_rate, config.seed);
         let identity = cert::load_or_create(&config.data_dir)?;
+        let admin_token =
+            crate::identity::load_or_create_admin_token(&config.data_dir).map_err(data_dir)?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -281,6 +297,8 @@ impl Server {
                 Inbox {
                     tx: inbox_tx,
                     ticks: ticks_started.clone(),
+                    admin: crate::identity::identity_of(&admin_token),
+                    runtime: host.clone(),
                 },
                 registry.clone(),
                 metrics.clone(),
@@ -291,17 +309,33 @@ impl Server {
             source,
         })?;
 
+        let metrics_addr = match config.metrics {
+            None => None,
+            Some(addr) => {
+                let listen = |source| StartError::Listen { addr, source };
+                let listener = std::net::TcpListener::bind(addr).map_err(listen)?;
+                listener.set_nonblocking(true).map_err(listen)?;
+                let local = listener.local_addr().map_err(listen)?;
+                let _guard = runtime.enter();
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(listen)?;
+                let exporter = Arc::new(crate::prometheus::Exporter {
+                    metrics: metrics.clone(),
+                    watermark: durability.watermark(),
+                });
+                runtime.spawn(crate::prometheus::serve(listener, exporter));
+                Some(local)
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let (release_tx, release_rx) = mpsc::channel::<Release>();
         let (admin_tx, admin_rx) = mpsc::channel::<AdminRequest>();
         let watermark = durability.watermark();
         let release_thread = {
             let registry = registry.clone();
-            let stop = stop.clone();
             let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name("locus-release".into())
-                .spawn(move || release_loop(&release_rx, &watermark, &registry, &stop, &metrics))
+                .spawn(move || release_loop(&release_rx, &watermark, &registry, &metrics))
                 .expect("spawn the release thread")
         };
         let tick_thread = {
@@ -313,6 +347,8 @@ impl Server {
                 inbox: inbox_rx,
                 admin: admin_rx,
                 admin_ids: 0,
+                data_dir: config.data_dir.clone(),
+                tick_rate: config.tick_rate,
                 release: release_tx,
                 period: Duration::from_secs_f64(1.0 / f64::from(config.tick_rate.max(1))),
                 next_tick: Tick(recovered_tick.0 + 1),
@@ -337,6 +373,10 @@ impl Server {
             runtime: Some(runtime),
             endpoint,
             admin: admin_tx,
+            runtime_host: host,
+            registry,
+            metrics_addr,
+            admin_token_path: config.data_dir.join(crate::identity::ADMIN_TOKEN_FILE),
         })
     }
 
@@ -394,20 +434,63 @@ impl Server {
         reducer: &str,
         args: &[u8],
     ) -> Result<CallOutcome, AdminCallError> {
-        let (reply, answer) = mpsc::channel();
-        self.admin
-            .send(AdminRequest {
-                op: AdminOp::Call {
-                    reducer: reducer.to_owned(),
-                    args: args.to_vec(),
-                },
-                reply,
-            })
-            .map_err(|_| AdminCallError::Stopped)?;
-        match answer.recv() {
-            Ok(AdminReply::Call(outcome)) => Ok(outcome),
-            Err(_) => Err(AdminCallError::Stopped),
+        match self.local(LocalRequest::Command(AdminCommand::Call {
+            reducer: reducer.to_owned(),
+            args: args.to_vec(),
+        })) {
+            Some(AdminReply::Called { outcome, .. }) => Ok(outcome),
+            _ => Err(AdminCallError::Stopped),
         }
+    }
+
+    /// Run an operator's command (as `locus call`, `query`, `logs` or `snapshot` would; a `Publish` goes through
+    /// [`Server::publish`]) at the next tick boundary, and wait for its answer. `None` if the server stopped first.
+    #[must_use]
+    pub fn admin(&self, command: AdminCommand) -> Option<AdminReply> {
+        match command {
+            AdminCommand::Publish { wasm } => Some(match self.publish(&wasm) {
+                Ok(changes) => AdminReply::Published { tick: 0, changes },
+                Err(e) => AdminReply::Refused {
+                    message: e.to_string(),
+                },
+            }),
+            command => self.local(LocalRequest::Command(command)),
+        }
+    }
+
+    /// Replace the running module with `wasm` at a tick boundary (see `engine/docs/operations.md`): compile it
+    /// (on this thread), plan the schema change, migrate a copy of the data, store the module and a snapshot,
+    /// then swap. Returns the changes made. Clients stay connected and get the new schema.
+    ///
+    /// # Errors
+    ///
+    /// A [`PublishError`]; the old module keeps running.
+    pub fn publish(&self, wasm: &[u8]) -> Result<Vec<String>, PublishError> {
+        let module = self.runtime_host.load(wasm)?;
+        match self.local(LocalRequest::Publish(Box::new(module), wasm.to_vec())) {
+            Some(AdminReply::Published { changes, .. }) => Ok(changes),
+            Some(AdminReply::Refused { message }) => Err(PublishError::Refused(message)),
+            _ => Err(PublishError::Stopped),
+        }
+    }
+
+    /// The file holding the operator's token (created at first start; see
+    /// [`crate::identity::ADMIN_TOKEN_FILE`]).
+    #[must_use]
+    pub fn admin_token_path(&self) -> &std::path::Path {
+        &self.admin_token_path
+    }
+
+    fn local(&self, request: LocalRequest) -> Option<AdminReply> {
+        let (reply, answer) = mpsc::channel();
+        self.admin.send(AdminRequest { request, reply }).ok()?;
+        answer.recv().ok()
+    }
+
+    /// Where Prometheus metrics are served (`http://ADDR/metrics`), if configured.
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// Whether the world stopped on its own (a failed disk: nothing more can be made durable).
@@ -416,30 +499,76 @@ impl Server {
         self.metrics.failed.load(Ordering::Relaxed)
     }
 
-    /// Stop: close every connection (`ShuttingDown`), finish the current tick, make it durable, stop.
+    /// Stop; see [`Server::shutdown_gracefully`].
     pub fn shutdown(mut self) {
-        self.stop_all();
+        let _ = self.stop_all(Duration::from_secs(2));
     }
 
-    fn stop_all(&mut self) {
+    /// Stop gracefully: finish the current tick, make everything durable and write a snapshot of the last tick,
+    /// send every client its last frames and a `ShuttingDown` error, close the connections (QUIC code 1) and wait
+    /// up to `linger` for them to be acknowledged. Returns the last durable tick.
+    ///
+    /// # Errors
+    ///
+    /// A [`ShutdownError`] if the commit log had failed (what was acknowledged to clients is still durable:
+    /// nothing is acknowledged before it is).
+    pub fn shutdown_gracefully(mut self, linger: Duration) -> Result<Tick, ShutdownError> {
+        self.stop_all(linger)
+    }
+
+    fn stop_all(&mut self, linger: Duration) -> Result<Tick, ShutdownError> {
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.tick_thread.take() {
-            let _ = t.join();
-        }
+        let result = match self.tick_thread.take().map(JoinHandle::join) {
+            Some(Ok(Ok(tick))) => Ok(tick),
+            Some(Ok(Err(e))) => Err(ShutdownError::Log(e)),
+            Some(Err(_)) => Err(ShutdownError::Log("the tick thread panicked".into())),
+            None => Err(ShutdownError::Stopped),
+        };
         if let Some(t) = self.release_thread.take() {
             let _ = t.join();
         }
-        self.endpoint
-            .close(net::CLOSE_SHUTDOWN, b"the server is shutting down");
         if let Some(rt) = self.runtime.take() {
-            rt.shutdown_timeout(Duration::from_secs(2));
+            net::close_all(
+                &self.registry,
+                ErrorCode::ShuttingDown,
+                "the server is shutting down",
+            );
+            let endpoint = self.endpoint.clone();
+            rt.block_on(async move {
+                // Writers send the final frames, then close; wait for the peers to acknowledge.
+                let _ = tokio::time::timeout(linger, async {
+                    while !self.registry.lock().expect("registry lock").is_empty()
+                        && endpoint.open_connections() > 0
+                    {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+                .await;
+                endpoint.close(net::CLOSE_SHUTDOWN, b"the server is shutting down");
+                let _ = tokio::time::timeout(linger, endpoint.wait_idle()).await;
+            });
+            rt.shutdown_timeout(Duration::from_secs(1));
         }
+        result
     }
+}
+
+/// Why a shutdown was not clean.
+#[derive(Debug, Error)]
+pub enum ShutdownError {
+    /// The commit log had failed; the world stopped at its last durable tick.
+    #[error("the commit log failed: {0}")]
+    Log(String),
+    /// It was already stopped.
+    #[error("already stopped")]
+    Stopped,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.stop_all();
+        if self.tick_thread.is_some() {
+            let _ = self.stop_all(Duration::from_secs(2));
+        }
     }
 }
 
@@ -449,6 +578,8 @@ struct Ticker {
     inbox: tokio::sync::mpsc::Receiver<Input>,
     admin: mpsc::Receiver<AdminRequest>,
     admin_ids: u64,
+    data_dir: PathBuf,
+    tick_rate: u16,
     release: mpsc::Sender<Release>,
     period: Duration,
     next_tick: Tick,
@@ -460,7 +591,8 @@ struct Ticker {
 impl Ticker {
     /// The tick loop: tick `n` (counted from the loop's start) begins at `t0 + n · period`. A tick that starts
     /// more than a period late skips the missed slots instead of running them back to back (no spiral).
-    fn run(mut self) {
+    /// Returns the last tick made durable when stopped (after a final snapshot), or why the log failed.
+    fn run(mut self) -> Result<Tick, String> {
         let t0 = Instant::now();
         let mut n: u64 = 0;
         let mut inputs = Vec::new();
@@ -487,18 +619,14 @@ impl Ticker {
                 inputs.push(input);
             }
             let mut waiting = Vec::new();
-            while let Ok(AdminRequest { op, reply }) = self.admin.try_recv() {
-                match op {
-                    AdminOp::Call { reducer, args } => {
-                        self.admin_ids += 1;
-                        inputs.push(Input::AdminCall {
-                            id: self.admin_ids,
-                            reducer,
-                            args,
-                        });
-                        waiting.push((self.admin_ids, reply));
-                    }
-                }
+            while let Ok(AdminRequest { request, reply }) = self.admin.try_recv() {
+                self.admin_ids += 1;
+                let from = AdminFrom::Local(self.admin_ids);
+                inputs.push(match request {
+                    LocalRequest::Command(command) => Input::Admin { from, command },
+                    LocalRequest::Publish(module, wasm) => Input::Publish { from, module, wasm },
+                });
+                waiting.push((self.admin_ids, reply));
             }
             let out = self.world.run_tick(
                 tick,
@@ -510,14 +638,21 @@ impl Ticker {
                 break;
             }
             let frames = out.frames;
+            self.metrics.reducer_calls(&out.calls);
+            if tick.0.is_multiple_of(u64::from(self.tick_rate.max(1))) {
+                let rows = self
+                    .world
+                    .instance()
+                    .db()
+                    .tables()
+                    .map(|t| (t.name().to_owned(), t.len() as u64))
+                    .collect();
+                *self.metrics.table_rows.lock().expect("metrics lock") = rows;
+            }
             let replies = out
                 .admin
                 .into_iter()
-                .filter_map(|(id, outcome)| {
-                    let at = waiting.iter().position(|(w, _)| *w == id)?;
-                    let (_, reply) = waiting.swap_remove(at);
-                    Some((reply, AdminReply::Call(outcome)))
-                })
+                .filter_map(|(id, answer)| Some((take_waiting(&mut waiting, id)?, answer)))
                 .collect();
             self.metrics.tick_done(
                 tick,
@@ -537,14 +672,114 @@ impl Ticker {
             {
                 break;
             }
+            for job in out.deferred {
+                if !self.deferred(job, tick, &mut waiting) {
+                    break;
+                }
+            }
             self.next_tick = Tick(tick.0 + 1);
             n += 1;
         }
-        // Drain: what was accepted becomes durable before the threads end.
-        if let Some(d) = self.durability.take()
-            && let Err(e) = d.shutdown()
+        // Drain: what was accepted becomes durable before the threads end, and a snapshot of the last tick makes
+        // the next start quick.
+        let last = Tick(self.next_tick.0 - 1);
+        let Some(mut d) = self.durability.take() else {
+            return Err("the commit log had failed".into());
+        };
+        if !self.metrics.failed.load(Ordering::SeqCst)
+            && let Err(e) = d.snapshot(EncodedSnapshot::new(last, self.world.instance().db()))
         {
-            tracing::error!(%e, "the commit log failed while shutting down");
+            tracing::error!(%e, "the final snapshot could not be handed over");
+        }
+        match d.shutdown() {
+            Ok(_) if self.metrics.failed.load(Ordering::SeqCst) => {
+                Err("the commit log had failed".into())
+            }
+            Ok(_) => Ok(last),
+            Err(e) => {
+                tracing::error!(%e, "the commit log failed while shutting down");
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// Do what the tick left to the shell (after its record was handed over). False once the log has failed.
+    fn deferred(
+        &mut self,
+        job: Deferred,
+        tick: Tick,
+        waiting: &mut Vec<(u64, mpsc::Sender<AdminReply>)>,
+    ) -> bool {
+        let (from, reply) = match job {
+            Deferred::Snapshot(from) => {
+                let reply = match self.snapshot_now(tick, None) {
+                    Ok(()) => AdminReply::Snapshot { tick: tick.0 },
+                    Err(message) => AdminReply::Refused { message },
+                };
+                (from, reply)
+            }
+            Deferred::Publish { from, module, wasm } => (from, self.publish(tick, &module, &wasm)),
+        };
+        if let Some((id, reply)) = self.world.reply(from, reply)
+            && let Some(sender) = take_waiting(waiting, id)
+        {
+            let _ = sender.send(reply);
+        }
+        !self.metrics.failed.load(Ordering::SeqCst)
+    }
+
+    /// Write a snapshot of `tick` (of `db`, or the world's) and wait until it is durable.
+    fn snapshot_now(
+        &mut self,
+        tick: Tick,
+        db: Option<&locus_store::Database>,
+    ) -> Result<(), String> {
+        let Some(d) = self.durability.as_mut() else {
+            return Err("the commit log is closed".into());
+        };
+        let db = db.unwrap_or(self.world.instance().db());
+        if let Err(e) = d.snapshot(EncodedSnapshot::new(tick, db)) {
+            self.metrics.failed.store(true, Ordering::SeqCst);
+            return Err(format!("the commit log failed: {e}"));
+        }
+        if let Err(e) = d.flush() {
+            self.metrics.failed.store(true, Ordering::SeqCst);
+            return Err(format!("the commit log failed: {e}"));
+        }
+        match d.snapshot_failure() {
+            Some(e) => Err(format!("the snapshot was not written: {e}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Upgrade to `module`: plan and migrate (the world untouched on failure), store the module's bytes as
+    /// `module.wasm` in the data directory, write a snapshot of the migrated data at `tick` and wait for it, then
+    /// swap. The snapshot comes before any record in the new schema, so recovery never replays new rows into old
+    /// tables.
+    fn publish(&mut self, tick: Tick, module: &Module, wasm: &[u8]) -> AdminReply {
+        let refused = |message: String| AdminReply::Refused { message };
+        let upgrade = match self.world.upgrade(module) {
+            Ok(u) => u,
+            Err(e) => return refused(e.to_string()),
+        };
+        if let Err(e) = store_module(&self.data_dir, wasm) {
+            return refused(format!("cannot store the module: {e}"));
+        }
+        if let Err(e) = self.snapshot_now(tick, Some(upgrade.instance.db())) {
+            tracing::error!(%e, "the migrated world's snapshot failed; the old module keeps running");
+            return refused(e);
+        }
+        let changes: Vec<String> = upgrade
+            .plan
+            .changes
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        tracing::info!(tick = tick.0, ?changes, "published a new module");
+        self.world.swap(upgrade.instance, tick);
+        AdminReply::Published {
+            tick: tick.0,
+            changes,
         }
     }
 
@@ -571,24 +806,50 @@ impl Ticker {
     }
 }
 
+fn take_waiting(
+    waiting: &mut Vec<(u64, mpsc::Sender<AdminReply>)>,
+    id: u64,
+) -> Option<mpsc::Sender<AdminReply>> {
+    let at = waiting.iter().position(|(w, _)| *w == id)?;
+    Some(waiting.swap_remove(at).1)
+}
+
+/// The file in a data directory holding the last published module, which `locus serve` runs on restart.
+pub const MODULE_FILE: &str = "module.wasm";
+
+/// Store `wasm` as [`MODULE_FILE`] in `data_dir`: a temporary file, synced, renamed over the old one, and the
+/// directory synced.
+fn store_module(data_dir: &std::path::Path, wasm: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let tmp = data_dir.join(format!("{MODULE_FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(wasm)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, data_dir.join(MODULE_FILE))?;
+    std::fs::File::open(data_dir)?.sync_all()
+}
+
 /// Send each tick's frames once the tick is durable ("confirmed reads"), in tick order.
 fn release_loop(
     rx: &mpsc::Receiver<Release>,
     watermark: &Watermark,
     registry: &Registry,
-    stop: &AtomicBool,
     metrics: &Metrics,
 ) {
     while let Ok(release) = rx.recv() {
         loop {
             match watermark.wait_for(release.tick, Duration::from_millis(200)) {
                 Ok(true) => break,
-                Ok(false) if !stop.load(Ordering::SeqCst) => {}
-                Ok(false) => return,
+                // While stopping too: the tick thread makes everything it handed over durable before it ends.
+                Ok(false) => {}
                 Err(e) => {
                     tracing::error!(%e, "the commit log failed: closing every connection");
                     metrics.failed.store(true, Ordering::SeqCst);
-                    net::close_all(registry, &format!("the server's commit log failed: {e}"));
+                    net::close_all(
+                        registry,
+                        ErrorCode::Internal,
+                        &format!("the server's commit log failed: {e}"),
+                    );
                     return;
                 }
             }

@@ -13,16 +13,16 @@
 //! 4. the interest stage: the changesets (and any change to the `locus_area` system table, which moves areas) in,
 //!    each session's delta out, as `Tick` frames after the tick's results.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
-use locus_host::{CallContext, CallError, ModuleInstance};
+use locus_host::{CallContext, CallError, LogLine, Module, ModuleInstance, Upgrade, UpgradeError};
 use locus_interest::{Area, Center, ClientId, Deltas, Filter, Interest, InterestConfig, RowId};
 use locus_log::EncodedRecord;
 use locus_store::Changeset;
 use locus_types::abi::{AREA_TABLE, AreaCenter, AreaRow};
 use locus_types::protocol::{
-    self, CallOutcome, ErrorCode, RowRef, ServerMessage, TableDeltaRef, TickRef, Token, Welcome,
-    WireTable,
+    self, AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
+    TableDeltaRef, TickRef, Token, Welcome, WireTable,
 };
 use locus_types::{
     ColumnId, Identity, ReducerDef, ReducerKind, TableAccess, TableDef, TableId, Tick, Timestamp,
@@ -77,16 +77,25 @@ pub enum Input {
         /// Which rows.
         filter: protocol::Filter,
     },
-    /// A reducer call by the server's operator (`locus call`, [`crate::Server::admin_call`]): it runs as
-    /// [`Identity::SERVER`], so admin-only reducers accept it. Its outcome comes back in
-    /// [`TickOutput::admin`] under `id`.
-    AdminCall {
-        /// Chosen by the caller, echoed in the output.
-        id: u64,
-        /// The reducer.
-        reducer: String,
-        /// Its MessagePack arguments.
-        args: Vec<u8>,
+    /// An operator's command (not `Publish`, which arrives compiled as [`Input::Publish`]). Calls run as
+    /// [`Identity::SERVER`], so admin-only reducers accept them. The answer goes to `from`: a session's as a frame
+    /// with the tick's others, a local one in [`TickOutput::admin`]; snapshots are left to the shell
+    /// ([`TickOutput::deferred`]).
+    Admin {
+        /// Who asked.
+        from: AdminFrom,
+        /// What.
+        command: AdminCommand,
+    },
+    /// A new module to swap in (compiled off the tick thread); the shell does it after the tick
+    /// ([`TickOutput::deferred`]).
+    Publish {
+        /// Who asked.
+        from: AdminFrom,
+        /// The compiled module.
+        module: Box<Module>,
+        /// Its bytes (the shell stores them beside the log).
+        wasm: Vec<u8>,
     },
     /// The end of a subscription.
     Unsubscribe {
@@ -99,6 +108,39 @@ pub enum Input {
     },
 }
 
+/// Who sent an operator's command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminFrom {
+    /// A client session with the admin identity, and its request id.
+    Session {
+        /// The session.
+        session: SessionId,
+        /// Its request id.
+        request: u32,
+    },
+    /// The server's own API ([`crate::Server::admin_call`]), with an id of the caller's.
+    Local(u64),
+}
+
+/// Work a tick leaves to the shell, which owns the commit log and the files.
+#[derive(Debug)]
+pub enum Deferred {
+    /// Write a snapshot now and answer `from` once it is durable.
+    Snapshot(AdminFrom),
+    /// Upgrade to `module` ([`World::upgrade`], then a snapshot, then [`World::swap`]) and answer `from`.
+    Publish {
+        /// Who asked.
+        from: AdminFrom,
+        /// The compiled module.
+        module: Box<Module>,
+        /// Its bytes.
+        wasm: Vec<u8>,
+    },
+}
+
+/// How many module log lines the world keeps for `locus logs`.
+pub const LOG_TAIL: usize = 1_000;
+
 /// What one tick produced.
 #[derive(Debug)]
 pub struct TickOutput {
@@ -109,8 +151,12 @@ pub struct TickOutput {
     /// Per session, the frames to send once the record is durable: results and answers first, then the tick's
     /// delta. Sessions with nothing to send are absent.
     pub frames: Vec<(SessionId, Vec<u8>)>,
-    /// The outcomes of this tick's [`Input::AdminCall`]s, by id, to report once the record is durable.
-    pub admin: Vec<(u64, CallOutcome)>,
+    /// Answers to local operator commands ([`AdminFrom::Local`]), by id, to give once the record is durable.
+    pub admin: Vec<(u64, AdminReply)>,
+    /// Snapshots and upgrades for the shell, in the order asked.
+    pub deferred: Vec<Deferred>,
+    /// Each client reducer call of the tick: the reducer, and whether it failed (for per-reducer metrics).
+    pub calls: Vec<(std::sync::Arc<str>, bool)>,
     /// Counts for metrics and logs.
     pub stats: TickStats,
 }
@@ -133,6 +179,10 @@ pub struct TickStats {
 #[derive(Debug)]
 struct Session {
     identity: Identity,
+    token: Token,
+    version: u16,
+    /// Its subscriptions, by table name, as asked (replayed after a module upgrade).
+    subscriptions: Vec<(String, protocol::Filter)>,
     out: Vec<u8>,
 }
 
@@ -151,7 +201,12 @@ pub struct World {
     reducers: Vec<ReducerDef>,
     tick_rate: u16,
     seed: u64,
+    interest_config: InterestConfig,
     changesets: Vec<Changeset>,
+    /// The last [`LOG_TAIL`] module log lines.
+    log_tail: VecDeque<ModuleLogLine>,
+    /// Sessions following the module log, with the request id of their `Logs` command.
+    log_followers: HashMap<SessionId, u32>,
 }
 
 impl std::fmt::Debug for World {
@@ -160,6 +215,60 @@ impl std::fmt::Debug for World {
             .field("sessions", &self.sessions.len())
             .field("tables", &self.names)
             .finish_non_exhaustive()
+    }
+}
+
+/// What the world derives from its module's schema.
+struct Schema {
+    tables: Vec<Option<TableDef>>,
+    names: HashMap<String, TableId>,
+    area_table: Option<TableId>,
+    wire_tables: Vec<WireTable>,
+    reducers: Vec<ReducerDef>,
+}
+
+impl Schema {
+    fn of(instance: &ModuleInstance) -> Schema {
+        let db = instance.db();
+        let mut tables = Vec::new();
+        let mut names = HashMap::new();
+        let mut wire_tables = Vec::new();
+        for table in db.tables() {
+            let def = table.def();
+            if def.access == TableAccess::Public {
+                names.insert(def.name.clone(), table.id());
+                wire_tables.push(WireTable {
+                    id: table.id(),
+                    def: def.clone(),
+                });
+                tables.push(Some(def.clone()));
+            } else {
+                tables.push(None);
+            }
+        }
+        let reducers = instance
+            .def()
+            .reducers
+            .iter()
+            .filter(|r| r.kind == ReducerKind::Client)
+            .cloned()
+            .collect();
+        Schema {
+            tables,
+            names,
+            area_table: db.table_id(AREA_TABLE),
+            wire_tables,
+            reducers,
+        }
+    }
+}
+
+fn log_line(line: LogLine) -> ModuleLogLine {
+    ModuleLogLine {
+        tick: line.tick.0,
+        level: format!("{:?}", line.level).to_lowercase(),
+        reducer: line.reducer.to_string(),
+        message: line.message,
     }
 }
 
@@ -194,44 +303,23 @@ impl World {
         tick_rate: u16,
         seed: u64,
     ) -> World {
-        let db = instance.db();
-        let interest = Interest::new(interest, db);
-        let mut tables = Vec::new();
-        let mut names = HashMap::new();
-        let mut wire_tables = Vec::new();
-        for table in db.tables() {
-            let def = table.def();
-            if def.access == TableAccess::Public {
-                names.insert(def.name.clone(), table.id());
-                wire_tables.push(WireTable {
-                    id: table.id(),
-                    def: def.clone(),
-                });
-                tables.push(Some(def.clone()));
-            } else {
-                tables.push(None);
-            }
-        }
-        let reducers = instance
-            .def()
-            .reducers
-            .iter()
-            .filter(|r| r.kind == ReducerKind::Client)
-            .cloned()
-            .collect();
+        let schema = Schema::of(&instance);
         World {
-            area_table: db.table_id(AREA_TABLE),
+            interest: Interest::new(interest, instance.db()),
+            area_table: schema.area_table,
             instance,
-            interest,
             sessions: HashMap::new(),
             identities: HashMap::new(),
-            tables,
-            names,
-            wire_tables,
-            reducers,
+            tables: schema.tables,
+            names: schema.names,
+            wire_tables: schema.wire_tables,
+            reducers: schema.reducers,
             tick_rate,
             seed,
+            interest_config: interest,
             changesets: Vec::new(),
+            log_tail: VecDeque::new(),
+            log_followers: HashMap::new(),
         }
     }
 
@@ -291,6 +379,8 @@ impl World {
         };
         let mut connected = Vec::new();
         let mut admin = Vec::new();
+        let mut deferred = Vec::new();
+        let mut calls = Vec::new();
         for input in inputs {
             match input {
                 Input::Connect {
@@ -303,6 +393,9 @@ impl World {
                         session,
                         Session {
                             identity,
+                            token,
+                            version,
+                            subscriptions: Vec::new(),
                             out: Vec::new(),
                         },
                     );
@@ -332,6 +425,7 @@ impl World {
                         continue;
                     };
                     self.interest.handle_disconnect(ClientId(session));
+                    self.log_followers.remove(&session);
                     let sessions = self.identities.get_mut(&s.identity).expect("listed");
                     sessions.retain(|&x| x != session);
                     if sessions.is_empty() {
@@ -365,6 +459,7 @@ impl World {
                             }
                         }
                     };
+                    calls.push((std::sync::Arc::from(reducer), outcome != CallOutcome::Ok));
                     self.send(
                         session,
                         &ServerMessage::Result {
@@ -374,19 +469,61 @@ impl World {
                         },
                     );
                 }
-                Input::AdminCall { id, reducer, args } => {
-                    let outcome = match self.instance.call(&reducer, &args, &ctx(Identity::SERVER))
-                    {
-                        Ok(c) => {
-                            self.changesets.push(c);
-                            CallOutcome::Ok
+                Input::Admin { from, command } => {
+                    let reply = match command {
+                        AdminCommand::Call { reducer, args } => {
+                            let outcome =
+                                match self.instance.call(&reducer, &args, &ctx(Identity::SERVER)) {
+                                    Ok(c) => {
+                                        self.changesets.push(c);
+                                        CallOutcome::Ok
+                                    }
+                                    Err(e) => CallOutcome::Err {
+                                        code: error_code(&e),
+                                        message: e.to_string(),
+                                    },
+                                };
+                            Some(AdminReply::Called {
+                                tick: tick.0,
+                                outcome,
+                            })
                         }
-                        Err(e) => CallOutcome::Err {
-                            code: error_code(&e),
-                            message: e.to_string(),
-                        },
+                        AdminCommand::Query { sql } => {
+                            Some(match crate::query::query(self.instance.db(), &sql) {
+                                Ok(result) => AdminReply::Rows {
+                                    json: serde_json::to_string(&result)
+                                        .expect("a query result serializes"),
+                                },
+                                Err(e) => AdminReply::Refused {
+                                    message: e.to_string(),
+                                },
+                            })
+                        }
+                        AdminCommand::Logs { tail, follow } => {
+                            let skip = self.log_tail.len().saturating_sub(tail as usize);
+                            let lines = self.log_tail.iter().skip(skip).cloned().collect();
+                            if let (true, AdminFrom::Session { session, request }) = (follow, from)
+                            {
+                                self.log_followers.insert(session, request);
+                            }
+                            Some(AdminReply::Logs { lines })
+                        }
+                        AdminCommand::Snapshot => {
+                            deferred.push(Deferred::Snapshot(from));
+                            None
+                        }
+                        AdminCommand::Publish { .. } => Some(AdminReply::Refused {
+                            message: "a module must be compiled before it is published".into(),
+                        }),
                     };
-                    admin.push((id, outcome));
+                    if let Some(reply) = reply
+                        && let Some(local) = self.reply(from, reply)
+                    {
+                        admin.push(local);
+                    }
+                }
+                Input::Publish { from, module, wasm } => {
+                    deferred.push(Deferred::Publish { from, module, wasm })
                 }
                 Input::Subscribe {
                     session,
@@ -401,6 +538,9 @@ impl World {
                 } => match self.names.get(&table).copied() {
                     Some(id) if self.sessions.contains_key(&session) => {
                         self.interest.handle_unsubscribe(ClientId(session), id);
+                        if let Some(s) = self.sessions.get_mut(&session) {
+                            s.subscriptions.retain(|(t, _)| *t != table);
+                        }
                         self.send(session, &ServerMessage::Unsubscribed { request, table: id });
                     }
                     Some(_) => {}
@@ -423,6 +563,7 @@ impl World {
             }
             self.changesets.push(run.changeset);
         }
+        self.forward_logs();
         self.changesets.retain(|c| !c.is_empty());
         let record = EncodedRecord::from_changesets(tick, &self.changesets);
         for c in std::mem::take(&mut self.changesets) {
@@ -449,6 +590,8 @@ impl World {
             record,
             frames,
             admin,
+            deferred,
+            calls,
             stats,
         }
     }
@@ -463,49 +606,154 @@ impl World {
         if !self.sessions.contains_key(&session) {
             return;
         }
+        match self.resubscribe(session, table, filter) {
+            Ok(id) => self.send(session, &ServerMessage::Subscribed { request, table: id }),
+            Err((code, message)) => self.error(session, request, code, message),
+        }
+    }
+
+    /// Subscribe `session` to `table` in the interest stage and remember it (for a module upgrade).
+    fn resubscribe(
+        &mut self,
+        session: SessionId,
+        table: &str,
+        filter: protocol::Filter,
+    ) -> Result<TableId, (ErrorCode, String)> {
         let Some(id) = self.names.get(table).copied() else {
-            return self.error(
-                session,
-                request,
+            return Err((
                 ErrorCode::NoSuchTable,
                 format!("no public table named `{table}`"),
-            );
+            ));
         };
         let def = self.tables[id.0 as usize].as_ref().expect("public");
-        let filter = match filter {
+        let resolved = match &filter {
             protocol::Filter::All => Filter::All,
             protocol::Filter::Owner => Filter::Owner,
             protocol::Filter::Eq { column, value } => {
-                let Some(c) = def.columns.iter().position(|c| c.name == column) else {
-                    return self.error(
-                        session,
-                        request,
+                let Some(c) = def.columns.iter().position(|c| c.name == *column) else {
+                    return Err((
                         ErrorCode::BadSubscription,
                         format!("table `{table}` has no column `{column}`"),
-                    );
+                    ));
                 };
-                match codec::decode_value(&def.columns[c], &value) {
+                match codec::decode_value(&def.columns[c], value) {
                     Ok(value) => Filter::Eq {
                         column: ColumnId(c as u16),
                         value,
                     },
                     Err(e) => {
-                        return self.error(
-                            session,
-                            request,
+                        return Err((
                             ErrorCode::BadSubscription,
                             format!("the value for `{table}.{column}` is not valid: {e}"),
-                        );
+                        ));
                     }
                 }
             }
         };
-        match self
-            .interest
-            .handle_subscribe(ClientId(session), id, filter)
-        {
-            Ok(()) => self.send(session, &ServerMessage::Subscribed { request, table: id }),
-            Err(e) => self.error(session, request, ErrorCode::BadSubscription, e.to_string()),
+        self.interest
+            .handle_subscribe(ClientId(session), id, resolved)
+            .map_err(|e| (ErrorCode::BadSubscription, e.to_string()))?;
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.subscriptions.retain(|(t, _)| t != table);
+            s.subscriptions.push((table.to_owned(), filter));
+        }
+        Ok(id)
+    }
+
+    /// Answer an operator: a session's answer is queued as a frame (sent with this tick's, once durable); a local
+    /// one is returned.
+    pub fn reply(&mut self, from: AdminFrom, reply: AdminReply) -> Option<(u64, AdminReply)> {
+        match from {
+            AdminFrom::Session { session, request } => {
+                self.send(session, &ServerMessage::Admin { request, reply });
+                None
+            }
+            AdminFrom::Local(id) => Some((id, reply)),
+        }
+    }
+
+    /// Move the module's new log lines into the tail and to the sessions following the log.
+    fn forward_logs(&mut self) {
+        let lines: Vec<ModuleLogLine> = self
+            .instance
+            .drain_logs()
+            .into_iter()
+            .map(log_line)
+            .collect();
+        if lines.is_empty() {
+            return;
+        }
+        let followers: Vec<(SessionId, u32)> =
+            self.log_followers.iter().map(|(&s, &r)| (s, r)).collect();
+        for (session, request) in followers {
+            self.send(
+                session,
+                &ServerMessage::Admin {
+                    request,
+                    reply: AdminReply::Logs {
+                        lines: lines.clone(),
+                    },
+                },
+            );
+        }
+        for line in lines {
+            if self.log_tail.len() == LOG_TAIL {
+                self.log_tail.pop_front();
+            }
+            self.log_tail.push_back(line);
+        }
+    }
+
+    /// Prepare an upgrade to `module` over a migrated copy of the database ([`Module::upgrade`]); the world is
+    /// unchanged until [`World::swap`].
+    ///
+    /// # Errors
+    ///
+    /// An [`UpgradeError`] naming what is incompatible.
+    pub fn upgrade(&self, module: &Module) -> Result<Upgrade, UpgradeError> {
+        module.upgrade(&self.instance)
+    }
+
+    /// Run `instance` (from [`World::upgrade`]) from now on. Every session stays connected: it is sent a new
+    /// `Welcome` (the new schema; a client drops its view on it), its subscriptions are made again by table name,
+    /// its area restored from the module's `locus_area` table, and its whole view arrives as inserts in the next
+    /// tick.
+    pub fn swap(&mut self, instance: ModuleInstance, tick: Tick) {
+        let schema = Schema::of(&instance);
+        self.interest = Interest::new(self.interest_config, instance.db());
+        self.instance = instance;
+        self.tables = schema.tables;
+        self.names = schema.names;
+        self.area_table = schema.area_table;
+        self.wire_tables = schema.wire_tables;
+        self.reducers = schema.reducers;
+        let mut sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
+        sessions.sort_unstable();
+        for session in sessions {
+            let s = &self.sessions[&session];
+            let (identity, subscriptions) = (s.identity, s.subscriptions.clone());
+            let welcome = ServerMessage::Welcome(Welcome {
+                version: s.version,
+                identity,
+                token: s.token,
+                tick_rate: self.tick_rate,
+                tick: tick.0,
+                tables: self.wire_tables.clone(),
+                reducers: self.reducers.clone(),
+            });
+            self.send(session, &welcome);
+            self.interest.handle_connect(ClientId(session), identity);
+            for (table, filter) in subscriptions {
+                if let Err((_, e)) = self.resubscribe(session, &table, filter) {
+                    tracing::warn!(
+                        session,
+                        table,
+                        e,
+                        "a subscription did not survive the upgrade"
+                    );
+                }
+            }
+            self.restore_area(session);
         }
     }
 

@@ -28,6 +28,9 @@ pub const PROTOCOL_VERSION: u16 = 1;
 /// connection with [`ErrorCode::FrameTooLarge`].
 pub const MAX_CLIENT_FRAME: usize = 64 * 1024;
 
+/// Largest frame payload an operator's session (the admin identity) may send: a `Publish` carries a module.
+pub const MAX_ADMIN_FRAME: usize = 64 * 1024 * 1024;
+
 /// Largest frame payload the server sends. A tick's rows for one client that would exceed it are split over
 /// several `Tick` frames of the same tick.
 pub const MAX_SERVER_FRAME: usize = 4 * 1024 * 1024;
@@ -110,6 +113,104 @@ pub enum ClientMessage {
         /// The table's name.
         table: String,
     },
+    /// An operator's command (the `locus` CLI). Only the server's admin identity may send it; anyone else gets
+    /// [`ErrorCode::Forbidden`]. Answered by [`ServerMessage::Admin`] with the same `request` id.
+    Admin {
+        /// Chosen by the client, echoed in the answer.
+        request: u32,
+        /// What to do.
+        command: AdminCommand,
+    },
+}
+
+/// What an operator can ask of a running world.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AdminCommand {
+    /// Run a reducer as the server itself (so admin-only reducers accept it), in the next tick. Answered by
+    /// [`AdminReply::Called`] once the tick is durable.
+    Call {
+        /// The reducer.
+        reducer: String,
+        /// One MessagePack array, one element per parameter.
+        #[serde(with = "serde_bytes")]
+        args: Vec<u8>,
+    },
+    /// A read-only SQL `SELECT` over any table, private ones included, at a tick boundary. Answered by
+    /// [`AdminReply::Rows`].
+    Query {
+        /// The statement.
+        sql: String,
+    },
+    /// The module's last `tail` log lines ([`AdminReply::Logs`]); with `follow`, every later line too, in
+    /// further `Logs` replies of the same request, until the connection ends.
+    Logs {
+        /// How many recent lines (the server keeps the last 1,000).
+        tail: u32,
+        /// Keep sending new lines.
+        follow: bool,
+    },
+    /// Write a snapshot of the world now. Answered by [`AdminReply::Snapshot`] once it is durable.
+    Snapshot,
+    /// Replace the running module with `wasm` at a tick boundary, migrating the data if the schema change is
+    /// compatible. Answered by [`AdminReply::Published`] or [`AdminReply::Refused`] (which names every
+    /// incompatible change; the old module keeps running).
+    Publish {
+        /// The new module.
+        #[serde(with = "serde_bytes")]
+        wasm: Vec<u8>,
+    },
+}
+
+/// The answer to an [`AdminCommand`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum AdminReply {
+    /// The outcome of a `Call` and its tick.
+    Called {
+        /// The tick it ran in.
+        tick: u64,
+        /// What happened.
+        outcome: CallOutcome,
+    },
+    /// A query's result: JSON `{"columns": [..], "rows": [[..], ..], "truncated": bool}`.
+    Rows {
+        /// The result as JSON text.
+        json: String,
+    },
+    /// Module log lines, oldest first.
+    Logs {
+        /// The lines.
+        lines: Vec<ModuleLogLine>,
+    },
+    /// A snapshot of `tick` is durable.
+    Snapshot {
+        /// Its tick.
+        tick: u64,
+    },
+    /// The new module runs from the tick after `tick`; `changes` lists what changed (empty: the same schema).
+    Published {
+        /// The last tick of the old module.
+        tick: u64,
+        /// Each change, for people.
+        changes: Vec<String>,
+    },
+    /// The command could not be done; nothing changed.
+    Refused {
+        /// Why, for people.
+        message: String,
+    },
+}
+
+/// One line of the module's log.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModuleLogLine {
+    /// The tick of the call that wrote it.
+    pub tick: u64,
+    /// `error`, `warn`, `info`, `debug` or `trace`.
+    pub level: String,
+    /// The reducer that wrote it.
+    pub reducer: String,
+    /// The text.
+    pub message: String,
 }
 
 /// Which rows of a table a subscription wants. Of a spatial table, only rows inside the client's area of interest
@@ -169,6 +270,13 @@ pub enum ServerMessage {
         time: u64,
         /// Per table.
         tables: Vec<TableDelta>,
+    },
+    /// The answer to a [`ClientMessage::Admin`] (sent only to the admin identity).
+    Admin {
+        /// The command's request id.
+        request: u32,
+        /// The answer.
+        reply: AdminReply,
     },
     /// Something the client did was refused. If `fatal`, the server closes the connection after this frame.
     Error {
@@ -321,11 +429,13 @@ pub enum ErrorCode {
     ShuttingDown = 15,
     /// The server failed (e.g. its disk); the call's effects are not durable. Fatal.
     Internal = 16,
+    /// An `Admin` command from an identity that is not the server's admin. Not fatal.
+    Forbidden = 17,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::UnsupportedVersion,
         ErrorCode::MalformedFrame,
         ErrorCode::FrameTooLarge,
@@ -342,6 +452,7 @@ impl ErrorCode {
         ErrorCode::TooSlow,
         ErrorCode::ShuttingDown,
         ErrorCode::Internal,
+        ErrorCode::Forbidden,
     ];
 }
 
@@ -440,6 +551,12 @@ impl FrameReader {
             start: 0,
             max,
         }
+    }
+
+    /// Change the largest payload accepted from the next frame on (e.g. once a session is known to be the
+    /// operator's).
+    pub fn set_max(&mut self, max: usize) {
+        self.max = max;
     }
 
     /// Append received bytes.

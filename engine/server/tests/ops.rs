@@ -1,0 +1,620 @@
+//! Operating a live world: hot-swapping the module under load, the admin commands (`locus publish`, `call`,
+//! `query`, `logs`, `snapshot`) against a running server, the Prometheus endpoint, and graceful shutdown.
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+use game_module as gm;
+use locus_client::{Client, ClientConfig, Event, Trust};
+use locus_server::{Server, ServerConfig};
+use locus_types::protocol::{self, AdminCommand, AdminReply, CallOutcome, ErrorCode};
+use locus_types::{Value, codec};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+static V1: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    locus_host::build::build_module(
+        &workspace(),
+        "game-module",
+        &workspace().join("target/wasm-modules"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+});
+
+/// The demo module with a `guild` table, a `found_guild` reducer and a `player.title` column.
+static V2: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    locus_host::build::build_module_with_features(
+        &workspace(),
+        "game-module",
+        &["upgrade-demo"],
+        &workspace().join("target/wasm-modules-upgrade-demo"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+});
+
+/// A different module altogether: publishing it over the demo world must be refused.
+static OTHER: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    locus_host::build::build_module(
+        &workspace(),
+        "locus-test-module",
+        &workspace().join("target/wasm-modules"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"))
+});
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn start(dir: &Path, metrics: bool) -> Server {
+    let mut config = ServerConfig::new(V1.clone());
+    config.data_dir = dir.to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.metrics = metrics.then(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+    Server::start(config).expect("the server starts")
+}
+
+fn connect(server: &Server) -> Client {
+    let config = ClientConfig::new(
+        server.local_addr(),
+        Trust::Fingerprint(server.fingerprint()),
+    );
+    Client::connect(config).expect("the client connects")
+}
+
+fn wait_for(
+    client: &mut Client,
+    what: &str,
+    mut done: impl FnMut(&Client, &[Event]) -> bool,
+) -> Vec<Event> {
+    let start = Instant::now();
+    let mut events = Vec::new();
+    loop {
+        events.extend(client.poll());
+        if done(client, &events) {
+            return events;
+        }
+        assert!(start.elapsed() < WAIT, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn result_of(events: &[Event], request: locus_client::RequestId) -> Option<&CallOutcome> {
+    events.iter().find_map(|e| match e {
+        Event::CallResult {
+            request: r,
+            outcome,
+            ..
+        } if *r == request => Some(outcome),
+        _ => None,
+    })
+}
+
+fn call(client: &mut Client, reducer: &str, args: &[u8]) -> CallOutcome {
+    let request = client.call_raw(reducer, args).expect("send");
+    let events = wait_for(client, "a call result", |_, ev| {
+        result_of(ev, request).is_some()
+    });
+    result_of(&events, request).unwrap().clone()
+}
+
+/// The named column of every row of `table` in the client's cache, decoded by the cache's current schema.
+fn column(client: &Client, table: &str, name: &str) -> Vec<Value> {
+    let def = client.cache().table_def(table).expect("a table").clone();
+    let at = def
+        .columns
+        .iter()
+        .position(|c| c.name == name)
+        .expect("a column");
+    client
+        .cache()
+        .iter_raw(table)
+        .map(|(_, row)| codec::decode_row(&def.columns, row).unwrap()[at].clone())
+        .collect()
+}
+
+/// Run `locus` with `args` against `server`'s data directory.
+fn locus(dir: &Path, server: &Server, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--server", &server.local_addr().to_string()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run locus")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false);
+    let mut clients: Vec<Client> = (0..4).map(|_| connect(&server)).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        c.subscribe("player", protocol::Filter::All).unwrap();
+        let outcome = call(
+            c,
+            "teleport",
+            &gm::teleport::call(1000.0 + 5.0 * i as f32, 1000.0).args,
+        );
+        assert_eq!(outcome, CallOutcome::Ok);
+    }
+    for c in &mut clients {
+        wait_for(c, "all four players", |c, _| c.cache().len("player") >= 4);
+    }
+    // Keep everyone walking while the new module is published from another process.
+    let v2 = dir.path().join("v2.wasm");
+    std::fs::write(&v2, &*V2).unwrap();
+    let publish = {
+        let (bin, data, addr) = (
+            env!("CARGO_BIN_EXE_locus"),
+            dir.path().to_owned(),
+            server.local_addr().to_string(),
+        );
+        let v2 = v2.clone();
+        std::thread::spawn(move || {
+            Command::new(bin)
+                .arg("publish")
+                .arg(&v2)
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--server", &addr])
+                .env("RUST_LOG", "warn")
+                .output()
+                .unwrap()
+        })
+    };
+    let mut events: Vec<Vec<Event>> = vec![Vec::new(); clients.len()];
+    let mut step = 0u32;
+    while !publish.is_finished() {
+        step += 1;
+        for (i, c) in clients.iter_mut().enumerate() {
+            if step.is_multiple_of(10) {
+                let x = 1000.0 + 5.0 * i as f32 + (step % 20) as f32;
+                c.call(&gm::move_to::call(x, 1010.0)).unwrap();
+            }
+            events[i].extend(c.poll());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = publish.join().unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("new table `guild`"), "{text}");
+    assert!(text.contains("new column `player.title`"), "{text}");
+    assert!(text.contains("new reducer `found_guild`"), "{text}");
+    // Nobody was disconnected; everyone got the new schema and their view back, with the default filled in.
+    for (i, c) in clients.iter_mut().enumerate() {
+        wait_for(c, "the new schema and the players again", |c, _| {
+            c.cache()
+                .table_def("player")
+                .is_some_and(|d| d.columns.iter().any(|col| col.name == "title"))
+                && c.cache().len("player") >= 4
+        });
+        events[i].extend(c.poll());
+        assert!(
+            !events[i]
+                .iter()
+                .any(|e| matches!(e, Event::Disconnected { .. })),
+            "client {i} was disconnected"
+        );
+        assert!(c.is_connected());
+        let titles = column(c, "player", "title");
+        assert!(
+            titles
+                .iter()
+                .all(|t| *t == Value::String("Adventurer".into())),
+            "{titles:?}"
+        );
+    }
+    // Old rows are intact: every player kept its name and is still where it walked.
+    let names = column(&clients[0], "player", "name");
+    assert_eq!(names.len(), 4);
+    assert!(
+        names
+            .iter()
+            .all(|n| matches!(n, Value::String(s) if s.starts_with("player-")))
+    );
+    // The new reducer works, and its table is there to subscribe to.
+    let c = &mut clients[0];
+    c.subscribe("guild", protocol::Filter::All).unwrap();
+    let args = rmp_serde::to_vec(&("Wolves",)).unwrap();
+    assert_eq!(call(c, "found_guild", &args), CallOutcome::Ok);
+    wait_for(c, "the guild row", |c, _| c.cache().len("guild") == 1);
+    let me = c.identity();
+    wait_for(c, "my new title", |c, _| {
+        let def = c.cache().table_def("player").unwrap().clone();
+        c.cache().iter_raw("player").any(|(_, row)| {
+            let v = codec::decode_row(&def.columns, row).unwrap();
+            v[2] == Value::Identity(me)
+                && *v.last().unwrap() == Value::String("Guild founder".into())
+        })
+    });
+    // Walking still works.
+    assert_eq!(
+        call(c, "move_to", &gm::move_to::call(1030.0, 1030.0).args),
+        CallOutcome::Ok
+    );
+    // The published module is stored, and a restart runs it on the migrated data.
+    assert_eq!(
+        std::fs::read(dir.path().join(locus_server::MODULE_FILE)).unwrap(),
+        *V2
+    );
+    drop(clients);
+    server.shutdown();
+    let mut config = ServerConfig::new(V2.clone());
+    config.data_dir = dir.path().to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = Server::start(config).expect("the upgraded world restarts");
+    let reply = server.admin(AdminCommand::Query {
+        sql: "SELECT name FROM guild".into(),
+    });
+    assert!(
+        matches!(&reply, Some(AdminReply::Rows { json }) if json.contains("Wolves")),
+        "{reply:?}"
+    );
+    server.shutdown();
+}
+
+#[test]
+fn an_incompatible_publish_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false);
+    let mut c = connect(&server);
+    let other = dir.path().join("other.wasm");
+    std::fs::write(&other, &*OTHER).unwrap();
+    let out = locus(dir.path(), &server, &["publish", other.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    // Every offending change is named.
+    for change in [
+        "table `creature` removed",
+        "column `player.pos Vec2` changed to `name` String",
+        "table `player`: its owner column changed",
+        "reducer `move_to` removed",
+    ] {
+        assert!(err.contains(change), "{change} missing from: {err}");
+    }
+    assert!(!dir.path().join(locus_server::MODULE_FILE).exists());
+    // The old module keeps running.
+    assert_eq!(
+        call(&mut c, "set_name", &gm::set_name::call("Ada".into()).args),
+        CallOutcome::Ok
+    );
+    // Over the in-process API too, and a module that is not wasm at all.
+    assert!(matches!(
+        server.publish(&OTHER),
+        Err(locus_server::PublishError::Refused(m)) if m.contains("table `creature` removed")
+    ));
+    assert!(matches!(
+        server.publish(b"not wasm"),
+        Err(locus_server::PublishError::Load(_))
+    ));
+    server.shutdown();
+}
+
+#[test]
+fn call_query_logs_and_snapshot_work_for_the_admin_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false);
+    let mut c = connect(&server);
+    assert_eq!(
+        call(&mut c, "set_name", &gm::set_name::call("Ada".into()).args),
+        CallOutcome::Ok
+    );
+    // call: an admin-only reducer, as the server.
+    let out = locus(
+        dir.path(),
+        &server,
+        &[
+            "call",
+            "admin_spawn_creatures_in",
+            "[7, 100, 100, 300, 300]",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("ok (tick "), "{}", stdout(&out));
+    let bad = locus(dir.path(), &server, &["call", "admin_give", "[1]"]);
+    assert!(!bad.status.success());
+    assert!(
+        stderr(&bad).contains("takes 3 arguments"),
+        "{}",
+        stderr(&bad)
+    );
+    // query: private tables too, WHERE / ORDER BY / LIMIT.
+    let out = locus(
+        dir.path(),
+        &server,
+        &[
+            "query",
+            // (set_name stores names in lower case)
+            "SELECT name, level FROM player WHERE name = 'ada' ORDER BY id LIMIT 5",
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["columns"], serde_json::json!(["name", "level"]));
+    assert_eq!(json["rows"], serde_json::json!([["ada", 1]]));
+    let out = locus(
+        dir.path(),
+        &server,
+        &["query", "SELECT COUNT(*) FROM inventory_item"],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = locus(dir.path(), &server, &["query", "DELETE FROM player"]);
+    assert!(!out.status.success());
+    // logs: the module's lines (the demo logs every player entering).
+    let out = locus(dir.path(), &server, &["logs", "-n", "50"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("entered the world"),
+        "{}",
+        stdout(&out)
+    );
+    // logs -f: a line written after the command started arrives.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args(["logs", "-f", "-n", "0", "--data-dir"])
+        .arg(dir.path())
+        .args(["--server", &server.local_addr().to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut late = connect(&server);
+    let lines = std::io::BufReader::new(follow.stdout.take().unwrap());
+    let mut seen = false;
+    for line in lines.lines() {
+        late.poll();
+        if line.unwrap().contains("entered the world") {
+            seen = true;
+            break;
+        }
+    }
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert!(seen, "logs -f printed the new line");
+    // snapshot.
+    let out = locus(dir.path(), &server, &["snapshot"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let tick: u64 = text
+        .trim()
+        .strip_prefix("snapshot of tick ")
+        .and_then(|t| t.strip_suffix(" written"))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        dir.path()
+            .join("log")
+            .join(format!("snap-{tick:020}.snap"))
+            .exists()
+    );
+    // Anyone else is refused, with the Forbidden code, and nothing happens.
+    let stranger = dir.path().join("stranger.token");
+    std::fs::write(&stranger, "ab".repeat(32)).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args([
+            "call",
+            "admin_spawn_creatures_in",
+            "[1000, 0, 0, 4000, 4000]",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("--token-file")
+        .arg(&stranger)
+        .args(["--server", &server.local_addr().to_string()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("only the world's admin"),
+        "{}",
+        stderr(&out)
+    );
+    let request = c
+        .admin(AdminCommand::Query {
+            sql: "SELECT * FROM chat_quota".into(),
+        })
+        .unwrap();
+    let events = wait_for(&mut c, "the refusal", |_, ev| {
+        ev.iter()
+            .any(|e| matches!(e, Event::ServerError { request: Some(r), .. } if *r == request))
+    });
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::ServerError {
+            code: ErrorCode::Forbidden,
+            fatal: false,
+            ..
+        }
+    )));
+    server.shutdown();
+}
+
+fn scrape(addr: SocketAddr) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: locus\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+fn sample(metrics: &prometheus_parse::Scrape, name: &str, label: Option<(&str, &str)>) -> f64 {
+    let s = metrics
+        .samples
+        .iter()
+        .find(|s| s.metric == name && label.is_none_or(|(k, v)| s.labels.get(k) == Some(v)))
+        .unwrap_or_else(|| panic!("no sample {name} {label:?}"));
+    match s.value {
+        prometheus_parse::Value::Counter(v)
+        | prometheus_parse::Value::Gauge(v)
+        | prometheus_parse::Value::Untyped(v) => v,
+        ref other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn the_metrics_endpoint_parses_as_prometheus_text_and_its_counters_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), true);
+    let addr = server.metrics_addr().expect("metrics are served");
+    let parse = |text: &str| {
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+    };
+    let first = parse(&scrape(addr));
+    let mut c = connect(&server);
+    assert_eq!(
+        call(&mut c, "set_name", &gm::set_name::call("Ada".into()).args),
+        CallOutcome::Ok
+    );
+    assert!(matches!(
+        call(&mut c, "set_name", &gm::set_name::call(String::new()).args),
+        CallOutcome::Err { .. }
+    ));
+    std::thread::sleep(Duration::from_millis(1200));
+    let text = scrape(addr);
+    let second = parse(&text);
+    assert!(sample(&second, "locus_ticks_total", None) > sample(&first, "locus_ticks_total", None));
+    assert_eq!(sample(&second, "locus_clients_connected", None), 1.0);
+    assert_eq!(
+        sample(
+            &second,
+            "locus_reducer_calls_total",
+            Some(("reducer", "set_name"))
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &second,
+            "locus_reducer_errors_total",
+            Some(("reducer", "set_name"))
+        ),
+        1.0
+    );
+    assert!(sample(&second, "locus_bytes_out_total", None) > 0.0);
+    assert!(sample(&second, "locus_bytes_in_total", None) > 0.0);
+    assert!(sample(&second, "locus_table_rows", Some(("table", "player"))) >= 1.0);
+    assert!(sample(&second, "locus_durability_lag_ticks", None) >= 0.0);
+    assert!(
+        text.contains("# TYPE locus_tick_duration_seconds histogram"),
+        "{text}"
+    );
+    assert!(
+        text.contains("locus_tick_duration_seconds_bucket{le=\"0.001\"}"),
+        "{text}"
+    );
+    server.shutdown();
+}
+
+fn free_port() -> SocketAddr {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+#[test]
+fn sigterm_finishes_the_tick_writes_a_snapshot_tells_clients_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let wasm = dir.path().join("game_module.wasm");
+    std::fs::write(&wasm, &*V1).unwrap();
+    let addr = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args(["serve", "--data-dir"])
+        .arg(&data)
+        .arg("--module")
+        .arg(&wasm)
+        .args(["--listen", &addr.to_string()])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        if line.unwrap().starts_with("Press Ctrl-C") {
+            break;
+        }
+    }
+    let mut c = Client::connect(ClientConfig::new(
+        addr,
+        Trust::CertFile(data.join("cert.der")),
+    ))
+    .unwrap();
+    assert_eq!(
+        call(&mut c, "set_name", &gm::set_name::call("Ada".into()).args),
+        CallOutcome::Ok
+    );
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "locus exited with {exit:?}");
+    // The client was told.
+    let events = wait_for(&mut c, "the shutdown", |c, _| !c.is_connected());
+    assert!(
+        events.iter().any(|e| matches!(
+            e,
+            Event::ServerError {
+                code: ErrorCode::ShuttingDown,
+                fatal: true,
+                ..
+            }
+        ) || matches!(e, Event::Disconnected { reason } if reason.contains("shutting down"))),
+        "{events:?}"
+    );
+    // The last tick is in a snapshot, and a restart recovers to it with the name intact.
+    let mut stderr_text = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr_text)
+        .unwrap();
+    let last: u64 = stderr_text
+        .lines()
+        .filter(|l| l.contains("stopped;"))
+        .find_map(|l| l.split("tick=").nth(1))
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no final tick in: {stderr_text}"));
+    assert!(
+        data.join("log")
+            .join(format!("snap-{last:020}.snap"))
+            .exists(),
+        "{stderr_text}"
+    );
+    let mut config = ServerConfig::new(V1.clone());
+    config.data_dir = data;
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = Server::start(config).unwrap();
+    assert_eq!(server.recovered_tick().0, last);
+    let reply = server.admin(AdminCommand::Query {
+        sql: "SELECT name FROM player".into(),
+    });
+    assert!(
+        matches!(&reply, Some(AdminReply::Rows { json }) if json.contains("ada")),
+        "{reply:?}"
+    );
+    server.shutdown();
+}
