@@ -65,6 +65,40 @@ impl Module {
     }
 }
 
+impl Module {
+    /// Instantiate over a recovered database whose schema may be older than this module's (a world restarted with a
+    /// newer build): plan the change from the database's own tables (the commit log keeps the schema, not the old
+    /// reducers, so reducer changes are not checked here), migrate if needed, and instantiate. Returns the plan;
+    /// when it is not empty the caller should write a snapshot before logging anything in the new schema.
+    ///
+    /// # Errors
+    ///
+    /// An [`UpgradeError`] naming every incompatible table change.
+    pub fn instantiate_upgrading(
+        &self,
+        db: Database,
+    ) -> Result<(ModuleInstance, Plan), UpgradeError> {
+        let system = [
+            locus_types::abi::SCHEDULE_TABLE,
+            locus_types::abi::AREA_TABLE,
+        ];
+        let old_tables: Vec<TableDef> = db
+            .tables()
+            .map(|t| t.def().clone())
+            .filter(|d| !system.contains(&d.name.as_str()))
+            .collect();
+        let reducers = &self.def().reducers;
+        let plan = migrate::plan(&old_tables, reducers, &self.def().tables, reducers)
+            .map_err(UpgradeError::Incompatible)?;
+        let db = if plan.is_empty() {
+            db
+        } else {
+            migrated(&db, &plan).map_err(UpgradeError::Migrate)?
+        };
+        Ok((self.instantiate(db)?, plan))
+    }
+}
+
 /// `old` with every table as `plan` defines it (tables `plan` does not name, the system tables, as they are).
 fn migrated(old: &Database, plan: &Plan) -> Result<Database, String> {
     let mut db = Database::new(*old.config());

@@ -128,9 +128,10 @@ pub enum StartError {
     /// The module is not valid.
     #[error("the module cannot be loaded: {0}")]
     Load(#[from] locus_host::LoadError),
-    /// The module does not fit the recovered database, or cannot be instantiated.
+    /// The module does not fit the recovered database (each incompatible change named), or cannot be
+    /// instantiated.
     #[error("the module cannot run on this data directory: {0}")]
-    Instantiate(#[from] locus_host::InstantiateError),
+    Upgrade(#[from] locus_host::UpgradeError),
     /// The new world's first snapshot could not be written.
     #[error("cannot write the first snapshot: {0}")]
     Snapshot(#[from] locus_log::SnapshotError),
@@ -255,7 +256,15 @@ impl Server {
         let module = host.load(&config.module)?;
         let is_new = recovered.is_new();
         let recovered_tick = recovered.tick;
-        let mut instance = module.instantiate(recovered.db)?;
+        let (mut instance, plan) = module.instantiate_upgrading(recovered.db)?;
+        if !is_new && !plan.is_empty() {
+            let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
+            tracing::info!(
+                ?changes,
+                "the module's schema is newer than the data's: migrated"
+            );
+            log.snapshot(&EncodedSnapshot::new(recovered_tick, instance.db()))?;
+        }
         if is_new {
             let ctx = CallContext::server(Tick(0), now_timestamp(), config.seed);
             if let Err(e) = instance.init(&ctx) {

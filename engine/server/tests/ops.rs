@@ -254,6 +254,12 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
     );
     drop(clients);
     server.shutdown();
+    // The old module no longer fits the data: starting it is refused with the change named.
+    let mut config = ServerConfig::new(V1.clone());
+    config.data_dir = dir.path().to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let err = Server::start(config).unwrap_err().to_string();
+    assert!(err.contains("column `player.title` removed"), "{err}");
     let mut config = ServerConfig::new(V2.clone());
     config.data_dir = dir.path().to_owned();
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
@@ -616,5 +622,42 @@ fn sigterm_finishes_the_tick_writes_a_snapshot_tells_clients_and_exits_0() {
         matches!(&reply, Some(AdminReply::Rows { json }) if json.contains("ada")),
         "{reply:?}"
     );
+    server.shutdown();
+}
+
+#[test]
+fn a_restart_with_a_newer_compatible_module_migrates_the_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path(), false);
+    let mut c = connect(&server);
+    assert_eq!(
+        call(&mut c, "set_name", &gm::set_name::call("Ada".into()).args),
+        CallOutcome::Ok
+    );
+    drop(c);
+    server.shutdown();
+    let mut config = ServerConfig::new(V2.clone());
+    config.data_dir = dir.path().to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = Server::start(config).expect("a newer compatible module starts on old data");
+    let reply = server.admin(AdminCommand::Query {
+        sql: "SELECT name, title FROM player".into(),
+    });
+    assert!(
+        matches!(&reply, Some(AdminReply::Rows { json }) if json.contains(r#"["ada","Adventurer"]"#)),
+        "{reply:?}"
+    );
+    server.shutdown();
+    // The migration was snapshotted: a second restart recovers it without migrating again.
+    let mut config = ServerConfig::new(V2.clone());
+    config.data_dir = dir.path().to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let server = Server::start(config).unwrap();
+    assert!(matches!(
+        server.admin(AdminCommand::Query {
+            sql: "SELECT COUNT(*) FROM guild".into()
+        }),
+        Some(AdminReply::Rows { .. })
+    ));
     server.shutdown();
 }
