@@ -1,0 +1,258 @@
+//! `loadtest`: the Locus end-to-end load tester (`BENCHMARKS.md`, "End to end").
+//!
+//! It runs thousands of bots — real protocol clients over QUIC, from one process — against a real server, and
+//! reports players connected, tick time, reducer round trip, update latency, bandwidth and packets per client,
+//! server CPU per player per tick, errors and disconnects: as a table, as JSON (`--json`) and as an SVG plot
+//! (`--plot`). `--ramp` raises the player count step by step until the service level breaks (p99 tick ≤ 50 ms,
+//! p99 update latency ≤ 150 ms, no disconnects) and reports the largest count that held it.
+//!
+//! ```sh
+//! cargo run --release -p loadtest -- --players 1000 --duration 60s \
+//!     --json target/loadtest/report.json --plot target/loadtest/plot.svg
+//! cargo run --release -p loadtest -- --ramp --json target/loadtest/ramp.json --plot target/loadtest/ramp.svg
+//! ```
+//!
+//! Without `--server` it starts the server itself: it runs its own binary again as `loadtest serve-child` (the
+//! real `locus_server::Server` with the demo module, in a temporary data directory), so the server's CPU time is
+//! its own process's (read from `/proc`, Linux) and the bots' stays out of it. With `--server ADDR` (e.g. a
+//! `locus serve`) it needs `--fingerprint` or `--cert`, and server-side figures are reported as unavailable.
+//!
+//! Parts: [`scenario`] (the standard crowd's geometry and choices), [`bots`] (behaviour as bevy_ecs systems at
+//! 20 Hz), [`net`] (one tokio task per bot, a quinn endpoint per few hundred bots), [`wire`] (QUIC setup and a
+//! borrowing `Tick` reader), [`histogram`], [`child`] (the server process), [`report`], [`plot`], [`run`].
+
+mod bots;
+mod child;
+mod histogram;
+mod net;
+mod plot;
+mod report;
+mod run;
+mod scenario;
+mod wire;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadtest",
+    about = "Load-test a Locus server with bot clients over QUIC (BENCHMARKS.md, end to end)",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Sub>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+enum Sub {
+    /// Internal: run the server under test (started by the load test itself).
+    #[command(hide = true)]
+    ServeChild {
+        /// Data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+        /// A prebuilt module instead of building the demo module.
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// Ticks per second.
+        #[arg(long, default_value_t = 20)]
+        tick_rate: u16,
+    },
+}
+
+/// What bots do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Scenario {
+    /// The standard crowd of BENCHMARKS.md: walk to random waypoints at 5 m/s, chat now and then, rarely gather
+    /// or fight; 2 NPCs per player; density of 10,000 players on 4096² m.
+    Standard,
+    /// Connect, teleport into the arena and stand still (the baseline cost of a session).
+    Idle,
+}
+
+/// The options of a load test.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// Bots (players). In ramp mode the first step's count unless --ramp-start is given.
+    #[arg(long, default_value_t = 100)]
+    pub(crate) players: u32,
+    /// How long to measure once every bot is in (e.g. 60s, 2m, 500ms).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// How long to let the world settle after every bot is in, before measuring.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub(crate) warmup: Duration,
+    /// An external server (e.g. `locus serve`) instead of starting one; needs --fingerprint or --cert.
+    #[arg(long)]
+    pub(crate) server: Option<SocketAddr>,
+    /// The external server's certificate fingerprint (64 hex digits, as `locus serve` prints it).
+    #[arg(long, requires = "server")]
+    pub(crate) fingerprint: Option<String>,
+    /// The external server's certificate file (`cert.der` in its data directory, or PEM).
+    #[arg(long, requires = "server", conflicts_with = "fingerprint")]
+    pub(crate) cert: Option<PathBuf>,
+    /// What the bots do.
+    #[arg(long, value_enum, default_value_t = Scenario::Standard)]
+    pub(crate) scenario: Scenario,
+    /// Raise the player count step by step until the service level breaks.
+    #[arg(long)]
+    pub(crate) ramp: bool,
+    /// Ramp: the first step's players.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) ramp_start: u32,
+    /// Ramp: players added per step.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) ramp_step: u32,
+    /// Ramp: stop after this many players even if the service level holds.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) ramp_max: u32,
+    /// Ramp: how long each step is measured (after --warmup).
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    pub(crate) ramp_measure: Duration,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub(crate) json: Option<PathBuf>,
+    /// Write a plot (SVG) of tick time, latency and bandwidth against time (and players, in ramp mode) here.
+    #[arg(long)]
+    pub(crate) plot: Option<PathBuf>,
+    /// Seed of every bot's choices.
+    #[arg(long, default_value_t = 0x10c05)]
+    pub(crate) seed: u64,
+    /// Bots connecting per second.
+    #[arg(long, default_value_t = 200.0)]
+    pub(crate) connect_rate: f64,
+    /// Bots sharing one quinn endpoint (one UDP socket and driver task).
+    #[arg(long, default_value_t = 100)]
+    pub(crate) bots_per_endpoint: u32,
+    /// Threads of the bots' tokio runtime.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) threads: usize,
+    /// Side of the square the bots live in, in metres, instead of the standard density's (a dense square makes
+    /// every bot see the others: the smoke test uses it).
+    #[arg(long)]
+    pub(crate) arena: Option<f32>,
+    /// Tables every bot subscribes to (comma-separated, `Filter::All`; spatial ones are limited to its area).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "player,creature,resource_node,ground_item,local_message,chunk,inventory_item"
+    )]
+    pub(crate) tables: Vec<String>,
+    /// A prebuilt module for the started server instead of building the demo module.
+    #[arg(long, conflicts_with = "server")]
+    pub(crate) module: Option<PathBuf>,
+    /// Ticks per second of the started server.
+    #[arg(long, default_value_t = 20, conflicts_with = "server")]
+    pub(crate) tick_rate: u16,
+    /// NPCs spawned per player (started server only).
+    #[arg(long, default_value_t = scenario::NPCS_PER_PLAYER)]
+    pub(crate) npcs_per_player: u32,
+    /// No progress bar.
+    #[arg(long)]
+    pub(crate) quiet: bool,
+}
+
+/// `60s`, `2m`, `500ms`, `1h`, or a number of seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?} (try 60s, 2m, 500ms)"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1e3,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("unknown unit {other:?} in {s:?}")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("not a duration: {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    // The server child logs errors only by default (tick overruns show in the report; warnings would tear the
+    // progress bar); RUST_LOG overrides both.
+    let default = if cli.command.is_some() {
+        "error"
+    } else {
+        "warn"
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Some(Sub::ServeChild {
+            data_dir,
+            listen,
+            module,
+            tick_rate,
+        }) => child::serve_child(&data_dir, listen, module.as_deref(), tick_rate),
+        None => run::run(&cli.run),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("60s"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "--players",
+            "1000",
+            "--duration",
+            "60s",
+            "--json",
+            "r.json",
+        ])
+        .unwrap();
+        assert!(cli.command.is_none());
+        assert_eq!(cli.run.players, 1000);
+        assert_eq!(cli.run.tables.len(), 7);
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "serve-child",
+            "--data-dir",
+            "/tmp/x",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Some(Sub::ServeChild { .. })));
+        // an external server needs its certificate named
+        assert!(Cli::try_parse_from(["loadtest", "--fingerprint", "ab"]).is_err());
+    }
+}

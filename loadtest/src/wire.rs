@@ -1,0 +1,351 @@
+//! The bots' side of the wire: QUIC endpoints that pin the server's certificate, and a `Tick` frame reader that
+//! borrows its rows instead of copying each into a `Vec` (thousands of bots read every frame of the world).
+//!
+//! The protocol is `engine/docs/protocol.md`; `locus_types::protocol` encodes and decodes every other message.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use game_module::Vec2;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// Receive buffer asked for each bot endpoint's UDP socket (the kernel caps it at `net.core.rmem_max`).
+const SOCKET_BUFFER: usize = 4 << 20;
+
+/// A verifier accepting exactly the certificate with the pinned SHA-256 fingerprint (TLS 1.3 signatures are still
+/// checked), as `locus_client` does.
+#[derive(Debug)]
+struct Pinned {
+    fingerprint: [u8; 32],
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if locus_client::fingerprint(end_entity) == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            ))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(
+            rustls::PeerIncompatible::Tls13RequiredForQuic,
+        ))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// The QUIC client configuration of every bot: ALPN `locus/1`, the pinned certificate, keep-alive every 2 s and
+/// a 10 s idle timeout (as `locus_client`).
+pub(crate) fn client_config(fingerprint: [u8; 32]) -> anyhow::Result<quinn::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(Pinned {
+        fingerprint,
+        provider: provider.clone(),
+    });
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![locus_client::ALPN.to_vec()];
+    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic_tls));
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(locus_client::KEEP_ALIVE));
+    transport.max_idle_timeout(Some(quinn::IdleTimeout::try_from(
+        locus_client::IDLE_TIMEOUT,
+    )?));
+    config.transport_config(Arc::new(transport));
+    Ok(config)
+}
+
+/// A client endpoint (one UDP socket and its driver) for connections to `server`, with a large receive buffer.
+/// Must be called inside a tokio runtime.
+pub(crate) fn endpoint(server: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let (domain, bind): (Domain, SocketAddr) = if server.is_ipv4() {
+        (Domain::IPV4, (Ipv4Addr::UNSPECIFIED, 0).into())
+    } else {
+        (Domain::IPV6, (Ipv6Addr::UNSPECIFIED, 0).into())
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: without it a burst of frames to a few hundred bots can overflow the default buffer.
+    let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    socket.set_nonblocking(true)?;
+    socket.bind(&bind.into())?;
+    let endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        socket.into(),
+        Arc::new(quinn::TokioRuntime),
+    )?;
+    Ok(endpoint)
+}
+
+/// The fingerprint of a certificate file (DER, or the first PEM `CERTIFICATE` block).
+pub(crate) fn cert_file_fingerprint(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
+    use rustls::pki_types::pem::PemObject;
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.windows(10).any(|w| w == b"-----BEGIN") {
+        let cert = CertificateDer::pem_slice_iter(&bytes)
+            .next()
+            .context("no CERTIFICATE block")??;
+        Ok(locus_client::fingerprint(&cert))
+    } else {
+        Ok(locus_client::fingerprint(&bytes))
+    }
+}
+
+/// Which list of a table delta a row came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum RowKind {
+    /// Entered the view: row bytes.
+    Insert,
+    /// Changed in view: row bytes.
+    Update,
+    /// Left the view: primary-key bytes.
+    Delete,
+}
+
+/// Why bytes are not a well-formed `Tick` message.
+#[derive(Debug)]
+pub(crate) struct MalformedTick(&'static str);
+
+impl std::fmt::Display for MalformedTick {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed Tick message: {}", self.0)
+    }
+}
+
+impl std::error::Error for MalformedTick {}
+
+/// A cursor over MessagePack bytes.
+struct Cursor<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn array(&mut self) -> Result<u32, MalformedTick> {
+        rmp::decode::read_array_len(&mut self.rest).map_err(|_| MalformedTick("expected an array"))
+    }
+
+    fn uint(&mut self) -> Result<u64, MalformedTick> {
+        rmp::decode::read_int(&mut self.rest).map_err(|_| MalformedTick("expected an integer"))
+    }
+
+    fn bin(&mut self) -> Result<&'a [u8], MalformedTick> {
+        let len = rmp::decode::read_bin_len(&mut self.rest)
+            .map_err(|_| MalformedTick("expected bin"))? as usize;
+        if self.rest.len() < len {
+            return Err(MalformedTick("bin past the end"));
+        }
+        let (bytes, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(bytes)
+    }
+
+    fn str(&mut self) -> Result<&'a [u8], MalformedTick> {
+        let len = rmp::decode::read_str_len(&mut self.rest)
+            .map_err(|_| MalformedTick("expected a string"))? as usize;
+        if self.rest.len() < len {
+            return Err(MalformedTick("string past the end"));
+        }
+        let (bytes, rest) = self.rest.split_at(len);
+        self.rest = rest;
+        Ok(bytes)
+    }
+}
+
+/// If `payload` (one frame's payload) is a `Tick` message, call `row(table, kind, bytes)` for each row and key it
+/// carries, in order, and return its `(tick, time)`; `Ok(None)` if it is another message.
+///
+/// # Errors
+///
+/// [`MalformedTick`] if it starts as a `Tick` but is not one.
+pub(crate) fn visit_tick(
+    payload: &[u8],
+    mut row: impl FnMut(u32, RowKind, &[u8]),
+) -> Result<Option<(u64, u64)>, MalformedTick> {
+    let mut c = Cursor { rest: payload };
+    match rmp::decode::read_map_len(&mut c.rest) {
+        Ok(1) => {}
+        _ => return Ok(None),
+    }
+    match c.str() {
+        Ok(b"Tick") => {}
+        _ => return Ok(None),
+    }
+    if c.array()? != 3 {
+        return Err(MalformedTick("a Tick has 3 fields"));
+    }
+    let tick = c.uint()?;
+    let time = c.uint()?;
+    for _ in 0..c.array()? {
+        if c.array()? != 4 {
+            return Err(MalformedTick("a table delta has 4 fields"));
+        }
+        let table = u32::try_from(c.uint()?).map_err(|_| MalformedTick("table id"))?;
+        for kind in [RowKind::Insert, RowKind::Update, RowKind::Delete] {
+            for _ in 0..c.array()? {
+                row(table, kind, c.bin()?);
+            }
+        }
+    }
+    if !c.rest.is_empty() {
+        return Err(MalformedTick("bytes after the message"));
+    }
+    Ok(Some((tick, time)))
+}
+
+/// The first two columns of a row whose key is an unsigned integer and whose second column is a `Vec2` (players,
+/// creatures, resource nodes of the demo world), and the bytes after them.
+pub(crate) fn id_and_pos(row: &[u8]) -> Option<(u64, Vec2, &[u8])> {
+    let mut c = Cursor { rest: row };
+    if c.array().ok()? < 2 {
+        return None;
+    }
+    let id = c.uint().ok()?;
+    let pos = locus_types::codec::read_vec2(c.rest.get(..11)?)?;
+    Some((id, pos, &c.rest[11..]))
+}
+
+/// A player row's `identity` column (the third), from the bytes after `id` and `pos`.
+pub(crate) fn identity_after_pos(rest: &[u8]) -> Option<[u8; 32]> {
+    let mut c = Cursor { rest };
+    c.bin().ok()?.try_into().ok()
+}
+
+/// An unsigned integer primary key.
+pub(crate) fn key_u64(key: &[u8]) -> Option<u64> {
+    Cursor { rest: key }.uint().ok()
+}
+
+/// Microseconds since the Unix epoch, now (the clock the server stamps ticks with).
+pub(crate) fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+}
+
+/// How long a bot waits for the QUIC handshake and `Welcome` (longer than `locus_client`'s 5 s: a thousand bots
+/// connect at once).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[cfg(test)]
+mod tests {
+    use locus_types::TableId;
+    use locus_types::protocol::{self, ServerMessage, TableDelta, WireRow};
+
+    use super::*;
+
+    fn player_row(id: u64, pos: Vec2, identity: [u8; 32]) -> Vec<u8> {
+        rmp_serde::to_vec(&game_module::Player {
+            id,
+            pos,
+            identity: locus_types::Identity(identity),
+            name: format!("player-{id}"),
+            target: pos,
+            dir: Vec2::ZERO,
+            moving: false,
+            online: true,
+            hp: 100,
+            level: 1,
+            xp: 0,
+            busy_until: locus_types::Timestamp(0),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn tick_frames_are_read_row_by_row() {
+        let a = player_row(5, Vec2::new(2048.0, 2047.5), [7; 32]);
+        let b = player_row(300, Vec2::new(1.0, 2.0), [9; 32]);
+        let message = ServerMessage::Tick {
+            tick: 1234,
+            time: 1_700_000_000_000_000,
+            tables: vec![
+                TableDelta {
+                    table: TableId(3),
+                    inserts: vec![WireRow(a.clone())],
+                    updates: vec![WireRow(b.clone())],
+                    deletes: vec![WireRow(rmp_serde::to_vec(&9u64).unwrap())],
+                },
+                TableDelta {
+                    table: TableId(70_000),
+                    ..TableDelta::default()
+                },
+            ],
+        };
+        let mut frame = Vec::new();
+        protocol::encode_frame(&message, &mut frame);
+        let mut seen = Vec::new();
+        let header = visit_tick(&frame[4..], |t, k, bytes| seen.push((t, k, bytes.to_vec())))
+            .unwrap()
+            .unwrap();
+        assert_eq!(header, (1234, 1_700_000_000_000_000));
+        assert_eq!(seen.len(), 3);
+        assert_eq!(seen[0], (3, RowKind::Insert, a.clone()));
+        assert_eq!(seen[1], (3, RowKind::Update, b));
+        assert_eq!(seen[2].1, RowKind::Delete);
+        assert_eq!(key_u64(&seen[2].2), Some(9));
+
+        let (id, pos, rest) = id_and_pos(&a).unwrap();
+        assert_eq!((id, pos), (5, Vec2::new(2048.0, 2047.5)));
+        assert_eq!(identity_after_pos(rest), Some([7; 32]));
+
+        // Other messages are left to the general decoder; a broken Tick is an error.
+        let mut other = Vec::new();
+        protocol::encode_frame(
+            &ServerMessage::Subscribed {
+                request: 1,
+                table: TableId(2),
+            },
+            &mut other,
+        );
+        assert!(visit_tick(&other[4..], |_, _, _| {}).unwrap().is_none());
+        let cut = &frame[4..frame.len() - 3];
+        assert!(visit_tick(cut, |_, _, _| {}).is_err());
+    }
+}
