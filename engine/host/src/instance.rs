@@ -507,6 +507,14 @@ struct Periodic {
     next: Option<Timestamp>,
 }
 
+/// A seed for the `position`-th run of a pass from the pass's seed (splitmix64 of both).
+fn mix_seed(seed: u64, position: u64) -> u64 {
+    let mut z = seed ^ position.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
 /// What running one due scheduled or periodic reducer did.
 #[derive(Debug)]
 pub struct ScheduledRun {
@@ -716,8 +724,19 @@ impl ModuleInstance {
     ///
     /// A periodic reducer first becomes due one period after the first `run_due`; it runs at most once per
     /// `run_due` even if several periods passed (missed periods are skipped, never queued).
+    ///
+    /// Each run's RNG seed is derived from `ctx.rng_seed` and the run's position in the pass, so runs due at the same
+    /// time (e.g. many schedules made by one reducer) draw different numbers.
     pub fn run_due(&mut self, now: Timestamp, ctx: &CallContext) -> Vec<ScheduledRun> {
         let mut runs = Vec::new();
+        let mut position = 0u64;
+        let mut next_ctx = || {
+            position += 1;
+            CallContext {
+                rng_seed: mix_seed(ctx.rng_seed, position),
+                ..*ctx
+            }
+        };
         for i in 0..self.every.len() {
             let p = &mut self.every[i];
             let next = *p.next.get_or_insert(now.add_micros(p.period_micros));
@@ -727,7 +746,7 @@ impl ModuleInstance {
             let behind = (now.0 - next.0) / p.period_micros.max(1);
             p.next = Some(next.add_micros((behind + 1) * p.period_micros));
             let reducer = p.reducer;
-            let result = self.invoke(reducer, &[0x90], ctx, None);
+            let result = self.invoke(reducer, &[0x90], &next_ctx(), None);
             let (changeset, error) = match result {
                 Ok(c) => (c, None),
                 Err(e) => (Changeset::default(), Some(e)),
@@ -763,7 +782,7 @@ impl ModuleInstance {
                 });
                 continue;
             };
-            match self.invoke(index, &row.args, ctx, Some(row.id)) {
+            match self.invoke(index, &row.args, &next_ctx(), Some(row.id)) {
                 Ok(changeset) => runs.push(ScheduledRun {
                     reducer: row.reducer,
                     changeset,
