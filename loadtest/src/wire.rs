@@ -7,97 +7,15 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use game_module::Vec2;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// Receive buffer asked for each bot endpoint's UDP socket (the kernel caps it at `net.core.rmem_max`).
 const SOCKET_BUFFER: usize = 4 << 20;
 
-/// A verifier accepting exactly the certificate with the pinned SHA-256 fingerprint (TLS 1.3 signatures are still
-/// checked), as `locus_client` does.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: [u8; 32],
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if locus_client::fingerprint(end_entity) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::InvalidCertificate(
-                rustls::CertificateError::ApplicationVerificationFailure,
-            ))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        _message: &[u8],
-        _cert: &CertificateDer<'_>,
-        _dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::PeerIncompatible(
-            rustls::PeerIncompatible::Tls13RequiredForQuic,
-        ))
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// The QUIC client configuration of every bot: ALPN `locus/1`, the pinned certificate, keep-alive every 2 s and
 /// a 10 s idle timeout (as `locus_client`).
 pub(crate) fn client_config(fingerprint: [u8; 32]) -> anyhow::Result<quinn::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(Pinned {
-        fingerprint,
-        provider: provider.clone(),
-    });
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![locus_client::ALPN.to_vec()];
-    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut config = quinn::ClientConfig::new(Arc::new(quic_tls));
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(locus_client::KEEP_ALIVE));
-    transport.max_idle_timeout(Some(quinn::IdleTimeout::try_from(
-        locus_client::IDLE_TIMEOUT,
-    )?));
-    config.transport_config(Arc::new(transport));
-    Ok(config)
+    Ok(locus_client::quic_client_config(fingerprint)?)
 }
 
 /// A client endpoint (one UDP socket and its driver) for connections to `server`, with a large receive buffer.
@@ -126,16 +44,7 @@ pub(crate) fn endpoint(server: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
 
 /// The fingerprint of a certificate file (DER, or the first PEM `CERTIFICATE` block).
 pub(crate) fn cert_file_fingerprint(path: &std::path::Path) -> anyhow::Result<[u8; 32]> {
-    use rustls::pki_types::pem::PemObject;
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    if bytes.windows(10).any(|w| w == b"-----BEGIN") {
-        let cert = CertificateDer::pem_slice_iter(&bytes)
-            .next()
-            .context("no CERTIFICATE block")??;
-        Ok(locus_client::fingerprint(&cert))
-    } else {
-        Ok(locus_client::fingerprint(&bytes))
-    }
+    Ok(locus_client::Trust::CertFile(path.to_owned()).pinned()?)
 }
 
 /// Which list of a table delta a row came in.

@@ -320,19 +320,7 @@ pub(crate) struct Quic {
 impl Quic {
     pub(crate) fn new(config: &ClientConfig) -> Result<Quic, ConnectError> {
         let pinned = config.trust.pinned()?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Arc::new(PinnedCertVerifier::new(pinned, provider.clone()));
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(ConnectError::Tls)?
-            .dangerous()
-            .with_custom_certificate_verifier(verifier.clone())
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![ALPN.to_vec()];
-        let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-            .map_err(|e| ConnectError::Tls(rustls::Error::General(e.to_string())))?;
-        let mut quic = quinn::ClientConfig::new(Arc::new(quic_tls));
-        quic.transport_config(Arc::new(transport_config()));
+        let (quic, verifier) = pinned_config(pinned).map_err(ConnectError::Tls)?;
         let bind: SocketAddr = if config.addr.is_ipv4() {
             (Ipv4Addr::UNSPECIFIED, 0).into()
         } else {
@@ -552,6 +540,36 @@ impl Connection {
         self.conn.close(0u32.into(), b"bye");
         let _ = tokio::time::timeout(CLOSE_LINGER, self.endpoint.wait_idle()).await;
     }
+}
+
+/// The QUIC client configuration a Locus client uses: TLS 1.3 with ALPN [`ALPN`], accepting exactly the server
+/// certificate whose SHA-256 fingerprint is `pinned` (handshake signatures still checked), keep-alive every
+/// [`KEEP_ALIVE`] and an idle timeout of [`IDLE_TIMEOUT`]. For tools that open many raw connections (the load
+/// tester); [`Connection::connect`] uses it too.
+///
+/// # Errors
+///
+/// A `rustls` error if TLS cannot be configured (not expected with the ring provider).
+pub fn quic_client_config(pinned: [u8; 32]) -> Result<quinn::ClientConfig, rustls::Error> {
+    pinned_config(pinned).map(|(config, _)| config)
+}
+
+fn pinned_config(
+    pinned: [u8; 32],
+) -> Result<(quinn::ClientConfig, Arc<PinnedCertVerifier>), rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(PinnedCertVerifier::new(pinned, provider.clone()));
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier.clone())
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| rustls::Error::General(e.to_string()))?;
+    let mut quic = quinn::ClientConfig::new(Arc::new(quic_tls));
+    quic.transport_config(Arc::new(transport_config()));
+    Ok((quic, verifier))
 }
 
 fn transport_config() -> quinn::TransportConfig {

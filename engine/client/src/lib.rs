@@ -83,7 +83,7 @@ pub use cache::{ApplyError, Cache, Event, Key, ReadError, Row, Welcome};
 pub use client::Client;
 pub use connection::{
     ALPN, ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, KEEP_ALIVE, ReceiveError,
-    RequestId, SERVER_NAME, SendError, Sender,
+    RequestId, SERVER_NAME, SendError, Sender, quic_client_config,
 };
 pub use locus_module::ReducerCall;
 pub use locus_types::protocol::{CallOutcome, ErrorCode, Filter, ServerMessage, Token};

@@ -39,8 +39,12 @@ impl Trust {
         parse_fingerprint(s).map(Trust::Fingerprint)
     }
 
-    /// The pinned fingerprint: the one given, or the one of the certificate file.
-    pub(crate) fn pinned(&self) -> Result<[u8; 32], CertFileError> {
+    /// The fingerprint to pin: the given one, or the certificate file's (read now).
+    ///
+    /// # Errors
+    ///
+    /// [`CertFileError`] if the file cannot be read or holds no certificate.
+    pub fn pinned(&self) -> Result<[u8; 32], CertFileError> {
         match self {
             Trust::Fingerprint(fp) => Ok(*fp),
             Trust::CertFile(path) => cert_file_fingerprint(path),
