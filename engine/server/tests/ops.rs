@@ -50,10 +50,15 @@ static OTHER: LazyLock<Vec<u8>> = LazyLock::new(|| {
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn start(dir: &Path, metrics: bool) -> Server {
-    let mut config = ServerConfig::new(V1.clone());
+fn server_config(dir: &Path, wasm: &[u8]) -> ServerConfig {
+    let mut config = ServerConfig::new(wasm.to_vec());
     config.data_dir = dir.to_owned();
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config
+}
+
+fn start(dir: &Path, metrics: bool) -> Server {
+    let mut config = server_config(dir, &V1);
     config.metrics = metrics.then(|| SocketAddr::from(([127, 0, 0, 1], 0)));
     Server::start(config).expect("the server starts")
 }
@@ -139,6 +144,9 @@ fn stderr(o: &Output) -> String {
 
 #[test]
 fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
+    // Build the new version first: clients that are not polled for the minutes a cold build takes would (rightly)
+    // be dropped as too slow.
+    LazyLock::force(&V2);
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), false);
     let mut clients: Vec<Client> = (0..4).map(|_| connect(&server)).collect();
@@ -147,7 +155,9 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
         let outcome = call(
             c,
             "teleport",
-            &gm::teleport::call(1000.0 + 5.0 * i as f32, 1000.0).args,
+            // In the spawn zone: land, and no hostile creature spawns there (a player killed during the test would
+            // respawn out of the others' view).
+            &gm::teleport::call(2048.0 + 5.0 * i as f32, 2048.0).args,
         );
         assert_eq!(outcome, CallOutcome::Ok);
     }
@@ -182,8 +192,8 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
         step += 1;
         for (i, c) in clients.iter_mut().enumerate() {
             if step.is_multiple_of(10) {
-                let x = 1000.0 + 5.0 * i as f32 + (step % 20) as f32;
-                c.call(&gm::move_to::call(x, 1010.0)).unwrap();
+                let x = 2048.0 + 5.0 * i as f32 + (step % 20) as f32;
+                c.call(&gm::move_to::call(x, 2058.0)).unwrap();
             }
             events[i].extend(c.poll());
         }
@@ -244,7 +254,7 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
     });
     // Walking still works.
     assert_eq!(
-        call(c, "move_to", &gm::move_to::call(1030.0, 1030.0).args),
+        call(c, "move_to", &gm::move_to::call(2070.0, 2070.0).args),
         CallOutcome::Ok
     );
     // The published module is stored, and a restart runs it on the migrated data.
@@ -255,14 +265,10 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
     drop(clients);
     server.shutdown();
     // The old module no longer fits the data: starting it is refused with the change named.
-    let mut config = ServerConfig::new(V1.clone());
-    config.data_dir = dir.path().to_owned();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = server_config(dir.path(), &V1);
     let err = Server::start(config).unwrap_err().to_string();
     assert!(err.contains("column `player.title` removed"), "{err}");
-    let mut config = ServerConfig::new(V2.clone());
-    config.data_dir = dir.path().to_owned();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = server_config(dir.path(), &V2);
     let server = Server::start(config).expect("the upgraded world restarts");
     let reply = server.admin(AdminCommand::Query {
         sql: "SELECT name FROM guild".into(),
@@ -276,6 +282,7 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
 
 #[test]
 fn an_incompatible_publish_is_refused_and_changes_nothing() {
+    LazyLock::force(&OTHER);
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), false);
     let mut c = connect(&server);
@@ -610,9 +617,7 @@ fn sigterm_finishes_the_tick_writes_a_snapshot_tells_clients_and_exits_0() {
             .exists(),
         "{stderr_text}"
     );
-    let mut config = ServerConfig::new(V1.clone());
-    config.data_dir = data;
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = server_config(&data, &V1);
     let server = Server::start(config).unwrap();
     assert_eq!(server.recovered_tick().0, last);
     let reply = server.admin(AdminCommand::Query {
@@ -636,9 +641,7 @@ fn a_restart_with_a_newer_compatible_module_migrates_the_data() {
     );
     drop(c);
     server.shutdown();
-    let mut config = ServerConfig::new(V2.clone());
-    config.data_dir = dir.path().to_owned();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = server_config(dir.path(), &V2);
     let server = Server::start(config).expect("a newer compatible module starts on old data");
     let reply = server.admin(AdminCommand::Query {
         sql: "SELECT name, title FROM player".into(),
@@ -649,9 +652,7 @@ fn a_restart_with_a_newer_compatible_module_migrates_the_data() {
     );
     server.shutdown();
     // The migration was snapshotted: a second restart recovers it without migrating again.
-    let mut config = ServerConfig::new(V2.clone());
-    config.data_dir = dir.path().to_owned();
-    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    let config = server_config(dir.path(), &V2);
     let server = Server::start(config).unwrap();
     assert!(matches!(
         server.admin(AdminCommand::Query {
