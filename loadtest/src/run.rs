@@ -315,8 +315,8 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
                 kind: "external",
                 addr: addr.to_string(),
                 metrics_available: false,
-                note: "an external server's tick time and CPU are not reachable from here (a metrics endpoint is \
-                       being built); NPCs are not spawned"
+                note: "an external server's tick time and CPU are not read by the load tester (watch them on \
+                       `locus serve --metrics ADDR`); NPCs are not spawned"
                     .into(),
             };
             (None, addr, fp, info)
