@@ -30,7 +30,11 @@ pub enum TokenFileError {
 }
 
 /// The token in `path`, or `None` if there is no such file.
-pub(crate) fn load(path: &Path) -> Result<Option<Token>, TokenFileError> {
+///
+/// # Errors
+///
+/// [`TokenFileError`] if it cannot be read or does not hold a token.
+pub fn load(path: &Path) -> Result<Option<Token>, TokenFileError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Token::from_hex(&text)
             .map(Some)
@@ -45,8 +49,12 @@ pub(crate) fn load(path: &Path) -> Result<Option<Token>, TokenFileError> {
     }
 }
 
-/// Write `token` to `path` atomically.
-pub(crate) fn save(path: &Path, token: &Token) -> Result<(), TokenFileError> {
+/// Write `token` to `path` atomically (see the [module docs](self)).
+///
+/// # Errors
+///
+/// [`TokenFileError::Io`].
+pub fn save(path: &Path, token: &Token) -> Result<(), TokenFileError> {
     let io = |source| TokenFileError::Io {
         path: path.to_owned(),
         source,

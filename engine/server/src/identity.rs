@@ -5,6 +5,8 @@
 //! are hashes of tokens): there is no token table to leak, and a restart — or a `kill -9` — cannot lose one.
 //! Identities are public (other players see them in owner columns); the hash cannot be turned back into the token.
 
+use locus_client::TokenFileError;
+use locus_client::token_file;
 use locus_types::Identity;
 use locus_types::protocol::Token;
 use sha2::{Digest, Sha256};
@@ -31,38 +33,20 @@ pub fn new_token() -> Token {
 /// format as a client's token file, so any client can use it.
 pub const ADMIN_TOKEN_FILE: &str = "admin.token";
 
-/// Read the admin token of `data_dir`, creating it (randomly, synced, owner-only) on first start.
+/// Read the admin token of `data_dir`, creating it (randomly, atomically, owner-only: a client token file,
+/// [`locus_client::token_file`]) on first start.
 ///
 /// # Errors
 ///
-/// An I/O error, or `InvalidData` if the file does not hold a token.
-pub fn load_or_create_admin_token(data_dir: &std::path::Path) -> std::io::Result<Token> {
-    use std::io::Write as _;
+/// A [`TokenFileError`] if it cannot be read or written, or does not hold a token.
+pub fn load_or_create_admin_token(data_dir: &std::path::Path) -> Result<Token, TokenFileError> {
     let path = data_dir.join(ADMIN_TOKEN_FILE);
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Token::from_hex(&text).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("{} does not hold a token (64 hex digits)", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let token = new_token();
-            let hex = token.to_hex();
-            let tmp = data_dir.join(format!("{ADMIN_TOKEN_FILE}.tmp"));
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut file = options.open(&tmp)?;
-            file.write_all(hex.as_bytes())?;
-            file.sync_all()?;
-            std::fs::rename(&tmp, &path)?;
-            std::fs::File::open(data_dir)?.sync_all()?;
-            Ok(token)
-        }
-        Err(e) => Err(e),
+    if let Some(token) = token_file::load(&path)? {
+        return Ok(token);
     }
+    let token = new_token();
+    token_file::save(&path, &token)?;
+    Ok(token)
 }
 
 #[cfg(test)]

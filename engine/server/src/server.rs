@@ -135,6 +135,9 @@ pub enum StartError {
     /// The new world's first snapshot could not be written.
     #[error("cannot write the first snapshot: {0}")]
     Snapshot(#[from] locus_log::SnapshotError),
+    /// The admin token could not be read or made.
+    #[error("the admin token: {0}")]
+    AdminToken(#[from] locus_client::TokenFileError),
     /// The certificate could not be loaded or made.
     #[error(transparent)]
     Cert(#[from] cert::CertError),
@@ -281,8 +284,7 @@ impl Server {
         let durability = Durability::start(log);
         let world = World::new(instance, config.interest, config.tick_rate, config.seed);
         let identity = cert::load_or_create(&config.data_dir)?;
-        let admin_token =
-            crate::identity::load_or_create_admin_token(&config.data_dir).map_err(data_dir)?;
+        let admin_token = crate::identity::load_or_create_admin_token(&config.data_dir)?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)

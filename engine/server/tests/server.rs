@@ -1,11 +1,13 @@
 //! End-to-end tests: the real server (wasmtime, the commit log with fsync, QUIC on loopback) running the demo
 //! module (`game-module`, built to wasm by the test), with real clients (`locus-client`).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{DEMO, WAIT, free_port, result_of, wait_for};
 use game_module as gm;
 use locus_client::{Client, ClientConfig, Event, Trust};
 use locus_server::{Server, ServerConfig};
@@ -15,20 +17,8 @@ use locus_types::protocol::{
     ServerMessage,
 };
 
-static WASM: LazyLock<Vec<u8>> = LazyLock::new(|| {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    locus_host::build::build_module(
-        &workspace,
-        "game-module",
-        &workspace.join("target/wasm-modules"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"))
-});
-
-const WAIT: Duration = Duration::from_secs(15);
-
 fn start(dir: &Path) -> Server {
-    let mut config = ServerConfig::new(WASM.clone());
+    let mut config = ServerConfig::new(DEMO.clone());
     config.data_dir = dir.to_owned();
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     Server::start(config).expect("the server starts")
@@ -40,27 +30,6 @@ fn connect(addr: SocketAddr, fingerprint: [u8; 32], token_file: Option<PathBuf>)
     Client::connect(config).expect("the client connects")
 }
 
-/// Poll `client` until `done` holds (given every event so far), or panic after [`WAIT`].
-fn wait_for(
-    client: &mut Client,
-    what: &str,
-    mut done: impl FnMut(&Client, &[Event]) -> bool,
-) -> Vec<Event> {
-    let start = Instant::now();
-    let mut events = Vec::new();
-    loop {
-        events.extend(client.poll());
-        if done(client, &events) {
-            return events;
-        }
-        assert!(
-            start.elapsed() < WAIT,
-            "timed out waiting for {what}; events: {events:?}"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
 fn players(client: &Client) -> Vec<gm::Player> {
     client
         .cache()
@@ -70,17 +39,6 @@ fn players(client: &Client) -> Vec<gm::Player> {
 
 fn sees(client: &Client, identity: Identity) -> bool {
     players(client).iter().any(|p| p.identity == identity)
-}
-
-fn result_of(events: &[Event], request: locus_client::RequestId) -> Option<&CallOutcome> {
-    events.iter().find_map(|e| match e {
-        Event::CallResult {
-            request: r,
-            outcome,
-            ..
-        } if *r == request => Some(outcome),
-        _ => None,
-    })
 }
 
 fn call_ok(client: &mut Client, call: &locus_module::ReducerCall) {
@@ -439,14 +397,6 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
     server.shutdown();
 }
 
-/// A free UDP port on loopback (bound and released; the server binds it again right away).
-fn free_port() -> SocketAddr {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
 /// `locus serve` as a child process; returns it once it prints its address.
 fn spawn_locus(dir: &Path, wasm: &Path, addr: SocketAddr) -> (std::process::Child, [u8; 32]) {
     use std::io::BufRead;
@@ -481,7 +431,7 @@ fn spawn_locus(dir: &Path, wasm: &Path, addr: SocketAddr) -> (std::process::Chil
 fn after_kill_9_and_a_restart_state_and_identities_are_intact_and_clients_reconnect() {
     let dir = tempfile::tempdir().unwrap();
     let wasm = dir.path().join("game_module.wasm");
-    std::fs::write(&wasm, &*WASM).unwrap();
+    std::fs::write(&wasm, &*DEMO).unwrap();
     let data = dir.path().join("data");
     let token_file = dir.path().join("client/token");
     let addr = free_port();
@@ -526,7 +476,7 @@ fn after_kill_9_and_a_restart_state_and_identities_are_intact_and_clients_reconn
 #[test]
 fn a_client_that_goes_silent_times_out_and_client_disconnected_runs() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = ServerConfig::new(WASM.clone());
+    let mut config = ServerConfig::new(DEMO.clone());
     config.data_dir = dir.path().to_owned();
     config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
     config.limits.idle_timeout = Duration::from_secs(1);
