@@ -161,6 +161,11 @@ pub(crate) struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
+    /// The protocol version the bots speak: 2 receives changed rows as patches of their changed columns, 1 as
+    /// whole rows (the baseline to compare bandwidth and server CPU against).
+    #[arg(long, default_value_t = locus_types::protocol::PROTOCOL_VERSION,
+          value_parser = clap::value_parser!(u16).range(1..=2))]
+    pub(crate) protocol: u16,
 }
 
 /// `60s`, `2m`, `500ms`, `1h`, or a number of seconds.

@@ -21,7 +21,7 @@ use game_module::Vec2;
 use locus_module::ReducerCall;
 use locus_types::protocol::{
     self, CallOutcome, ClientMessage, ErrorCode, Filter, FrameReader, MAX_SERVER_FRAME,
-    PROTOCOL_VERSION, ServerMessage,
+    ServerMessage,
 };
 use tokio::sync::mpsc;
 
@@ -198,6 +198,8 @@ pub(crate) struct NetContext {
     pub(crate) config: quinn::ClientConfig,
     /// The tables each bot subscribes to (all with `Filter::All`; spatial ones are limited to its area).
     pub(crate) tables: Vec<String>,
+    /// The protocol version the bots offer (and so speak).
+    pub(crate) protocol: u16,
     /// Counters.
     pub(crate) stats: Arc<Stats>,
     /// To the ECS world.
@@ -285,7 +287,7 @@ async fn session(
         let mut hello = Vec::new();
         protocol::encode_frame(
             &ClientMessage::Hello {
-                versions: vec![PROTOCOL_VERSION],
+                versions: vec![ctx.protocol],
                 token: None,
             },
             &mut hello,
@@ -444,6 +446,21 @@ fn handle_frame(
                             }
                         }
                     }
+                    RowKind::Patch => {
+                        let Some((id, pos)) = wire::patch_id_and_pos(bytes) else {
+                            return;
+                        };
+                        if v.me == Some(id) {
+                            if pos.is_some() {
+                                v.pos = pos;
+                            }
+                        } else {
+                            if let Some(pos) = pos {
+                                v.players.insert(id, pos);
+                            }
+                            others += 1;
+                        }
+                    }
                     RowKind::Delete => {
                         if let Some(k) = wire::key_u64(bytes) {
                             v.players.remove(&k);
@@ -459,6 +476,11 @@ fn handle_frame(
                 match kind {
                     RowKind::Insert | RowKind::Update => {
                         if let Some((id, pos, _)) = wire::id_and_pos(bytes) {
+                            map.insert(id, pos);
+                        }
+                    }
+                    RowKind::Patch => {
+                        if let Some((id, Some(pos))) = wire::patch_id_and_pos(bytes) {
                             map.insert(id, pos);
                         }
                     }

@@ -409,6 +409,8 @@ pub(crate) struct Report {
     pub(crate) scenario: String,
     /// The seed.
     pub(crate) seed: u64,
+    /// The protocol version the bots spoke (1: whole rows only; 2: patches of changed columns).
+    pub(crate) protocol: u16,
     /// The service level steps are judged by.
     pub(crate) sla: Sla,
     /// The server.
@@ -435,10 +437,11 @@ fn opt(x: Option<f64>, digits: usize) -> String {
 pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "\nlocus loadtest: {} scenario, {} mode, seed {}, server {} ({}), {} CPUs",
+        "\nlocus loadtest: {} scenario, {} mode, seed {}, protocol version {}, server {} ({}), {} CPUs",
         report.scenario,
         report.mode,
         report.seed,
+        report.protocol,
         report.server.kind,
         report.server.addr,
         report.machine.cpus

@@ -347,6 +347,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         addr,
         config: wire::client_config(fingerprint)?,
         tables: args.tables.clone(),
+        protocol: args.protocol,
         stats: stats.clone(),
         events: events_tx,
     });
@@ -436,6 +437,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         mode: if args.ramp { "ramp" } else { "run" },
         scenario: format!("{:?}", args.scenario).to_lowercase(),
         seed: args.seed,
+        protocol: args.protocol,
         sla: Sla::default(),
         server: server_info,
         machine: Machine::this(),

@@ -56,6 +56,8 @@ pub(crate) enum RowKind {
     Update,
     /// Left the view: primary-key bytes.
     Delete,
+    /// Changed in view, as a patch of its changed columns (protocol version 2; see `locus_types::patch`).
+    Patch,
 }
 
 /// Why bytes are not a well-formed `Tick` message.
@@ -132,11 +134,19 @@ pub(crate) fn visit_tick(
     let tick = c.uint()?;
     let time = c.uint()?;
     for _ in 0..c.array()? {
-        if c.array()? != 4 {
-            return Err(MalformedTick("a table delta has 4 fields"));
+        // Version 2 appends the patches when there are any.
+        let fields = c.array()?;
+        if fields != 4 && fields != 5 {
+            return Err(MalformedTick("a table delta has 4 or 5 fields"));
         }
         let table = u32::try_from(c.uint()?).map_err(|_| MalformedTick("table id"))?;
-        for kind in [RowKind::Insert, RowKind::Update, RowKind::Delete] {
+        let kinds = [
+            RowKind::Insert,
+            RowKind::Update,
+            RowKind::Delete,
+            RowKind::Patch,
+        ];
+        for &kind in &kinds[..fields as usize - 1] {
             for _ in 0..c.array()? {
                 row(table, kind, c.bin()?);
             }
@@ -158,6 +168,22 @@ pub(crate) fn id_and_pos(row: &[u8]) -> Option<(u64, Vec2, &[u8])> {
     let id = c.uint().ok()?;
     let pos = locus_types::codec::read_vec2(c.rest.get(..11)?)?;
     Some((id, pos, &c.rest[11..]))
+}
+
+/// The key of a patch whose table's key is an unsigned integer and whose column 1 is a `Vec2` (as in
+/// [`id_and_pos`]), and the new position if the patch changes it.
+pub(crate) fn patch_id_and_pos(patch: &[u8]) -> Option<(u64, Option<Vec2>)> {
+    let mut c = Cursor { rest: patch };
+    if c.array().ok()? < 3 {
+        return None;
+    }
+    let id = c.uint().ok()?;
+    // Column indices increase and the key (column 0) is never patched: a position change is the first pair.
+    let pos = match c.uint().ok()? {
+        1 => Some(locus_types::codec::read_vec2(c.rest.get(..11)?)?),
+        _ => None,
+    };
+    Some((id, pos))
 }
 
 /// A player row's `identity` column (the third), from the bytes after `id` and `pos`.
@@ -211,6 +237,21 @@ mod tests {
     fn tick_frames_are_read_row_by_row() {
         let a = player_row(5, Vec2::new(2048.0, 2047.5), [7; 32]);
         let b = player_row(300, Vec2::new(1.0, 2.0), [9; 32]);
+        let def = <game_module::Player as locus_module::Table>::def();
+        let patch = |old: &[u8], new: &[u8]| {
+            let mut out = Vec::new();
+            assert!(locus_types::patch::make_patch(
+                &def.columns,
+                0,
+                old,
+                new,
+                &mut locus_types::patch::Scratch::default(),
+                &mut out
+            ));
+            out
+        };
+        let moved = patch(&b, &player_row(300, Vec2::new(1.5, 2.0), [9; 32]));
+        let hurt = patch(&b, &[&b[..b.len() - 3], &[0x63, 0x01, 0x00]].concat());
         let message = ServerMessage::Tick {
             tick: 1234,
             time: 1_700_000_000_000_000,
@@ -220,6 +261,7 @@ mod tests {
                     inserts: vec![WireRow(a.clone())],
                     updates: vec![WireRow(b.clone())],
                     deletes: vec![WireRow(rmp_serde::to_vec(&9u64).unwrap())],
+                    patches: vec![WireRow(moved.clone()), WireRow(hurt.clone())],
                 },
                 TableDelta {
                     table: TableId(70_000),
@@ -234,7 +276,13 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(header, (1234, 1_700_000_000_000_000));
-        assert_eq!(seen.len(), 3);
+        assert_eq!(seen.len(), 5);
+        assert_eq!(seen[3], (3, RowKind::Patch, moved.clone()));
+        assert_eq!(
+            patch_id_and_pos(&moved),
+            Some((300, Some(Vec2::new(1.5, 2.0))))
+        );
+        assert_eq!(patch_id_and_pos(&hurt), Some((300, None)));
         assert_eq!(seen[0], (3, RowKind::Insert, a.clone()));
         assert_eq!(seen[1], (3, RowKind::Update, b));
         assert_eq!(seen[2].1, RowKind::Delete);

@@ -10,17 +10,21 @@
 //! - The **schema** is the list of tables of the last `Welcome`; rows of other tables are refused.
 //!
 //! Invariants:
-//! - A `Tick`'s [`TableDelta`] is applied deletes first, then updates, then inserts, per table in message order.
+//! - A `Tick`'s [`TableDelta`] is applied deletes first, then updates, then patches (protocol version 2: a row's
+//!   changed columns, applied to the version held, see [`locus_types::patch`]), then inserts, per table in message
+//!   order.
 //! - Every row in the cache is valid for its table's schema, and is stored under its own key.
 //! - A message that does not fit the cache (an update or delete of a row not in view, an insert of a row already
 //!   in view, a row that does not fit its schema, an unknown table) never panics: it yields an
 //!   [`Event::Inconsistent`], and the cache still converges to what the server says (an update of an unknown row
-//!   inserts it, an insert of a known row replaces it).
+//!   inserts it, an insert of a known row replaces it). A patch that cannot be applied (to a row not in view, or
+//!   not fitting it) leaves the row as it was until the server sends it whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use locus_types::codec::{self, RowError};
+use locus_types::patch::{self, PatchError};
 pub use locus_types::protocol::Welcome;
 use locus_types::protocol::{
     AdminReply, CallOutcome, ErrorCode, ServerMessage, TableDelta, WireTable,
@@ -187,6 +191,15 @@ pub enum ApplyError {
         /// The row's key.
         key: Vec<u8>,
     },
+    /// A patch of a row not in view; it was ignored.
+    #[error("a patch of a row not in view")]
+    PatchOfUnknownRow {
+        /// The row's key.
+        key: Vec<u8>,
+    },
+    /// A patch that does not fit its table or the row held; it was ignored.
+    #[error("a patch does not fit its row: {0}")]
+    BadPatch(#[from] PatchError),
 }
 
 /// Why rows cannot be read from the cache.
@@ -368,10 +381,50 @@ impl Cache {
                 }),
             }
         }
-        for (rows, is_update) in [(&delta.updates, true), (&delta.inserts, false)] {
+        let mut patched = Vec::new();
+        for (rows, is_patch, is_update) in [
+            (&delta.updates, false, true),
+            (&delta.patches, true, true),
+            (&delta.inserts, false, false),
+        ] {
             for row in rows {
-                let key = match codec::validate_row(&view.def.columns, &row.0, &mut self.offsets) {
-                    Ok(()) => &row.0[self.offsets[pk] as usize..self.offsets[pk + 1] as usize],
+                let bytes: &[u8] = if is_patch {
+                    let applied =
+                        patch::patch_key(&view.def.columns, pk, &row.0).and_then(|key| match view
+                            .rows
+                            .get(key)
+                        {
+                            Some(old) => {
+                                patch::apply_patch(&view.def.columns, pk, old, &row.0, &mut patched)
+                                    .map(|()| true)
+                            }
+                            None => Ok(false),
+                        });
+                    match applied {
+                        Ok(true) => &patched,
+                        Ok(false) => {
+                            let key = patch::patch_key(&view.def.columns, pk, &row.0)
+                                .expect("read above")
+                                .to_vec();
+                            events.push(Event::Inconsistent {
+                                table,
+                                error: ApplyError::PatchOfUnknownRow { key },
+                            });
+                            continue;
+                        }
+                        Err(e) => {
+                            events.push(Event::Inconsistent {
+                                table,
+                                error: ApplyError::BadPatch(e),
+                            });
+                            continue;
+                        }
+                    }
+                } else {
+                    &row.0
+                };
+                let key = match codec::validate_row(&view.def.columns, bytes, &mut self.offsets) {
+                    Ok(()) => &bytes[self.offsets[pk] as usize..self.offsets[pk + 1] as usize],
                     Err(e) => {
                         events.push(Event::Inconsistent {
                             table,
@@ -380,7 +433,7 @@ impl Cache {
                         continue;
                     }
                 };
-                let new: Row = row.0.as_slice().into();
+                let new: Row = bytes.into();
                 let name = view.name.clone();
                 match view.rows.get_mut(key) {
                     Some(slot) => {
@@ -606,8 +659,58 @@ pub(crate) mod tests {
                 inserts,
                 updates,
                 deletes,
+                patches: vec![],
             }],
         }
+    }
+
+    #[test]
+    fn patches_change_the_held_row_and_bad_ones_are_reported() {
+        let mut cache = Cache::new();
+        cache.apply(&welcome());
+        cache.apply(&tick(
+            101,
+            vec![player(1, "a name long enough", 10)],
+            vec![],
+            vec![],
+        ));
+        let def = cache.table_def("player").unwrap().clone();
+        let mut p = Vec::new();
+        assert!(patch::make_patch(
+            &def.columns,
+            0,
+            &player(1, "a name long enough", 10).0,
+            &player(1, "a name long enough", 7).0,
+            &mut patch::Scratch::default(),
+            &mut p,
+        ));
+        let mut message = tick(102, vec![], vec![], vec![]);
+        let ServerMessage::Tick { tables, .. } = &mut message else {
+            unreachable!()
+        };
+        tables[0].patches = vec![
+            WireRow(p.clone()),
+            // Of a row not in view: key 2.
+            WireRow([&[p[0], 0x02], &p[2..]].concat()),
+            // A string where `hp` (an i32) is.
+            WireRow(vec![0x93, 0x01, 0x02, 0xa1, b'x']),
+        ];
+        let events = cache.apply(&message);
+        assert_eq!(names(&cache), [(1, "a name long enough".into(), 7)]);
+        assert!(matches!(&events[0], Event::Updated { old, new, .. }
+            if **old == *player(1, "a name long enough", 10).0 && **new == *player(1, "a name long enough", 7).0));
+        assert!(matches!(
+            &events[1],
+            Event::Inconsistent { error: ApplyError::PatchOfUnknownRow { key }, .. } if key == &[0x02]
+        ));
+        assert!(matches!(
+            &events[2],
+            Event::Inconsistent {
+                error: ApplyError::BadPatch(PatchError::BadValue(_)),
+                ..
+            }
+        ));
+        assert_eq!(events.len(), 3);
     }
 
     fn names(cache: &Cache) -> Vec<(u64, String, i32)> {

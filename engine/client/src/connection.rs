@@ -18,7 +18,7 @@ use locus_module::ReducerCall;
 use locus_types::Identity;
 use locus_types::protocol::{
     self, AdminCommand, ClientMessage, ErrorCode, Filter, FrameError, FrameReader,
-    MAX_CLIENT_FRAME, MAX_SERVER_FRAME, PROTOCOL_VERSION, ServerMessage, Token,
+    MAX_CLIENT_FRAME, MAX_SERVER_FRAME, SUPPORTED_VERSIONS, ServerMessage, Token,
 };
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -593,7 +593,8 @@ async fn handshake(
     let mut hello = Vec::new();
     protocol::encode_frame(
         &ClientMessage::Hello {
-            versions: vec![PROTOCOL_VERSION],
+            // Newest first; the cache applies either version's ticks.
+            versions: SUPPORTED_VERSIONS.iter().rev().copied().collect(),
             token,
         },
         &mut hello,
@@ -616,9 +617,9 @@ async fn handshake(
             )));
         }
     };
-    if welcome.version != PROTOCOL_VERSION {
+    if !SUPPORTED_VERSIONS.contains(&welcome.version) {
         return Err(ConnectError::Protocol(format!(
-            "the server chose protocol version {}, this client offered only {PROTOCOL_VERSION}",
+            "the server chose protocol version {}, this client offered only {SUPPORTED_VERSIONS:?}",
             welcome.version
         )));
     }

@@ -162,6 +162,7 @@ fn rows_tick(inserts: Vec<WireRow>, updates: Vec<WireRow>) -> ServerMessage {
             inserts,
             updates,
             deletes: vec![],
+            patches: vec![],
         }],
     }
 }
@@ -197,7 +198,7 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
     else {
         panic!("Hello must come first");
     };
-    assert_eq!(versions, [protocol::PROTOCOL_VERSION]);
+    assert_eq!(versions, [2, 1], "newest first");
     state.hellos.lock().unwrap().push(token);
     let token = token.unwrap_or(ISSUED);
     let welcome = ServerMessage::Welcome(Welcome {

@@ -497,10 +497,15 @@ fn key_of(world: &World, deltas: &Deltas<'_>, row: RowId) -> Key {
 /// Client `i`'s delta as keys.
 fn key_delta(world: &World, deltas: &Deltas<'_>, i: usize) -> KeyDelta {
     let d = deltas.get(ClientId(i as u32)).expect("connected");
-    let keys = |ids: &[RowId]| ids.iter().map(|id| key_of(world, deltas, *id)).collect();
+    let keys =
+        |ids: &[RowId]| -> Vec<_> { ids.iter().map(|id| key_of(world, deltas, *id)).collect() };
     KeyDelta {
         inserts: keys(&d.inserts),
-        updates: keys(&d.updates),
+        // A patch is an update sent as its changed columns.
+        updates: keys(&d.updates)
+            .into_iter()
+            .chain(keys(&d.patches))
+            .collect(),
         deletes: keys(&d.deletes),
     }
 }
@@ -556,7 +561,7 @@ impl Held {
                     "client {i}: insert of {key:?} held already"
                 );
             }
-            for id in &d.updates {
+            for id in d.updates.iter().chain(&d.patches) {
                 let key = key_of(world, deltas, *id);
                 assert!(
                     held.contains(&key),
@@ -686,7 +691,7 @@ fn interest_ticks(
             tally.delivered += delivered as u64;
             for (_, d) in deltas.iter() {
                 tally.kinds[0] += d.inserts.len() as u64;
-                tally.kinds[1] += d.updates.len() as u64;
+                tally.kinds[1] += (d.updates.len() + d.patches.len()) as u64;
                 tally.kinds[2] += d.deletes.len() as u64;
             }
             held.apply(world, &deltas);

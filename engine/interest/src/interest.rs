@@ -26,6 +26,14 @@
 //!
 //! A client never receives a row of a private table, nor a row whose owner column names someone else.
 //!
+//! # Patches
+//!
+//! A changed row goes to a client as a **patch** ([`Delta::patches`]: only the changed columns, see
+//! [`locus_types::patch`]) when the client holds exactly the row's version from before this tick: its view entry
+//! was sent and not deferred by a byte budget since. Otherwise (or when the patch would not be shorter than the row)
+//! it goes as a whole-row update. So applying a delta's patches to the rows the client holds always gives the
+//! rows' current bytes (with [`InterestConfig::patches`] off, every change is a whole row).
+//!
 //! # Cost
 //!
 //! A tick's work is proportional to what changed and who watches it: each changed row visits its watchers (and,
@@ -35,7 +43,9 @@
 use foldhash::fast::FixedState;
 use hashbrown::HashMap;
 use locus_store::{Changeset, Database};
-use locus_types::{ColumnDef, ColumnId, Identity, TableAccess, TableId, Tick, Value, Vec2, codec};
+use locus_types::{
+    ColumnDef, ColumnId, Identity, TableAccess, TableId, Tick, Value, Vec2, codec, patch,
+};
 
 use crate::error::{AreaError, SubscribeError};
 use crate::grid::{Block, Cell, Grid};
@@ -108,6 +118,9 @@ pub struct InterestConfig {
     pub byte_budget: Option<usize>,
     /// Framing bytes counted per row against the budget. Default 8.
     pub row_overhead: usize,
+    /// Send changed rows as patches of their changed columns where the client holds the previous version (see
+    /// [Patches](self#patches)). Default `true`.
+    pub patches: bool,
 }
 
 impl Default for InterestConfig {
@@ -118,6 +131,7 @@ impl Default for InterestConfig {
             max_visible: 256,
             byte_budget: None,
             row_overhead: 8,
+            patches: true,
         }
     }
 }
@@ -127,8 +141,11 @@ impl Default for InterestConfig {
 pub struct Delta {
     /// Rows that are new to the client (entering its view, new rows in view, initial rows of a subscription).
     pub inserts: Vec<RowId>,
-    /// Rows in its view whose bytes changed.
+    /// Rows in its view whose bytes changed, to be sent whole.
     pub updates: Vec<RowId>,
+    /// Rows in its view whose bytes changed, to be sent as their patch ([`RowRef::patch`]) against the version the
+    /// client holds.
+    pub patches: Vec<RowId>,
     /// Rows that left its view or were deleted (send their table and key).
     pub deletes: Vec<RowId>,
 }
@@ -137,18 +154,22 @@ impl Delta {
     /// Whether there is nothing to send.
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.inserts.is_empty() && self.updates.is_empty() && self.deletes.is_empty()
+        self.inserts.is_empty()
+            && self.updates.is_empty()
+            && self.patches.is_empty()
+            && self.deletes.is_empty()
     }
 
-    /// Rows delivered: inserts + updates + deletes.
+    /// Rows delivered: inserts + updates + patches + deletes.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.inserts.len() + self.updates.len() + self.deletes.len()
+        self.inserts.len() + self.updates.len() + self.patches.len() + self.deletes.len()
     }
 
     fn clear(&mut self) {
         self.inserts.clear();
         self.updates.clear();
+        self.patches.clear();
         self.deletes.clear();
     }
 }
@@ -162,6 +183,9 @@ pub struct RowRef<'a> {
     pub key: &'a Value,
     /// The row's bytes (for a deleted row, its last bytes).
     pub bytes: &'a [u8],
+    /// The patch turning the row's version before this tick into `bytes` (for rows in [`Delta::patches`]; empty
+    /// when the row has none).
+    pub patch: &'a [u8],
 }
 
 #[derive(Debug)]
@@ -185,6 +209,12 @@ struct Row {
     key: Value,
     bytes: Box<[u8]>,
     owner: Option<Identity>,
+    /// The bytes as of the last poll, kept at the row's first change since (empty otherwise): what a client that
+    /// was sent the row holds.
+    base: Vec<u8>,
+    /// This tick's patch from `base` to `bytes`, made by the poll (empty if none; valid while `Hot::changed` is
+    /// the poll's sequence number).
+    patch: Vec<u8>,
     /// `(client, index in the client's view)` for every client that has the row in view.
     watchers: Vec<(u32, u32)>,
     /// Index in its table's `rows`.
@@ -212,7 +242,7 @@ struct Entry {
     table: u16,
     /// Whether the table is spatial.
     spatial: bool,
-    /// [`SENT`], [`DIRTY`] and [`QUEUED`].
+    /// [`SENT`], [`DIRTY`], [`QUEUED`] and [`STALE`].
     flags: u8,
 }
 
@@ -222,6 +252,9 @@ const SENT: u8 = 1;
 const DIRTY: u8 = 2;
 /// Entry flag: the row is in the client's `touched` or `pending` list.
 const QUEUED: u8 = 4;
+/// Entry flag: the row was deferred by the byte budget, so the client may hold an older version than the last
+/// poll's: its next update is sent whole.
+const STALE: u8 = 8;
 /// Tables past this many are not mirrored (a view entry names its table in 16 bits).
 const MAX_TABLES: usize = 1 << 16;
 
@@ -317,6 +350,7 @@ pub struct Interest {
     max_enter: f32,
     offsets: Vec<u32>,
     scratch: Vec<(f32, RowId)>,
+    patch_scratch: patch::Scratch,
 }
 
 /// Rows by table and primary key.
@@ -452,6 +486,7 @@ impl Interest {
             near: Vec::new(),
             offsets: Vec::new(),
             scratch: Vec::new(),
+            patch_scratch: patch::Scratch::default(),
         };
         for table in db.tables().take(MAX_TABLES) {
             let def = table.def();
@@ -532,6 +567,8 @@ impl Interest {
             key: key.clone(),
             bytes: bytes.into(),
             owner,
+            base: Vec::new(),
+            patch: Vec::new(),
             watchers: Vec::new(),
             table_slot: info.rows.len() as u32,
             alive: true,
@@ -595,6 +632,11 @@ impl Interest {
                     continue;
                 };
                 let row = &mut self.rows[id.0 as usize];
+                if self.config.patches && self.hot[id.0 as usize].changed != self.seq {
+                    // The first change since the last poll: keep what clients were sent.
+                    row.base.clear();
+                    row.base.extend_from_slice(&row.bytes);
+                }
                 let old_cell = self.row_grid.cell(self.hot[id.0 as usize].pos);
                 if row.bytes.len() == update.new.len() {
                     row.bytes.copy_from_slice(&update.new);
@@ -1050,6 +1092,8 @@ impl Interest {
             // An update already emitted this tick (an eviction after it) would follow the delete: drop it.
             if let Some(i) = client.out.updates.iter().rposition(|r| *r == row) {
                 client.out.updates.remove(i);
+            } else if let Some(i) = client.out.patches.iter().rposition(|r| *r == row) {
+                client.out.patches.remove(i);
             }
             client.out.deletes.push(row);
         }
@@ -1094,6 +1138,24 @@ impl Interest {
                     self.remove_view(w, id);
                 }
                 continue;
+            }
+            {
+                // The patch its watchers may get (a client taking it into view this tick gets it whole).
+                let row = &mut self.rows[id.0 as usize];
+                row.patch.clear();
+                if !row.base.is_empty() {
+                    if !row.watchers.is_empty() {
+                        patch::make_patch(
+                            &info.columns,
+                            info.pk.index(),
+                            &row.base,
+                            &row.bytes,
+                            &mut self.patch_scratch,
+                            &mut row.patch,
+                        );
+                    }
+                    row.base.clear();
+                }
             }
             // Watchers: leave, or an update. Of a spatial row, only clients standing still: the others go over
             // their own view this tick (`moved_clients`, `full_clients`).
@@ -1235,7 +1297,11 @@ impl Interest {
                         let c = self.clients[ci].as_mut().expect("connected");
                         if unlimited && e.flags & (SENT | QUEUED) == SENT {
                             // Nothing can defer it: straight into the delta.
-                            c.out.updates.push(e.row);
+                            if Self::patchable(&self.rows, &self.hot, seq, e) {
+                                c.out.patches.push(e.row);
+                            } else {
+                                c.out.updates.push(e.row);
+                            }
                         } else {
                             Self::mark_dirty(c, slot as u32);
                         }
@@ -1403,9 +1469,17 @@ impl Interest {
         }
     }
 
+    /// Whether the changed row of view entry `e` goes to its client as a patch (see [Patches](self#patches)).
+    fn patchable(rows: &[Row], hot: &[Hot], seq: u64, e: Entry) -> bool {
+        !e.has(STALE)
+            && hot[e.row.0 as usize].changed == seq
+            && !rows[e.row.0 as usize].patch.is_empty()
+    }
+
     fn output(&mut self, clients: std::ops::Range<usize>) {
         let budget = self.config.byte_budget;
         let overhead = self.config.row_overhead;
+        let seq = self.seq;
         for ci in clients.clone() {
             let Some(c) = self.clients[ci].as_mut() else {
                 continue;
@@ -1419,7 +1493,11 @@ impl Interest {
                     if !e.has(SENT) {
                         c.out.inserts.push(e.row);
                     } else if e.has(DIRTY) {
-                        c.out.updates.push(e.row);
+                        if Self::patchable(&self.rows, &self.hot, seq, *e) {
+                            c.out.patches.push(e.row);
+                        } else {
+                            c.out.updates.push(e.row);
+                        }
                     }
                     e.flags = SENT;
                 }
@@ -1448,7 +1526,11 @@ impl Interest {
                         if !e.has(SENT) {
                             c.out.inserts.push(id);
                         } else if e.has(DIRTY) {
-                            c.out.updates.push(id);
+                            if Self::patchable(&self.rows, &self.hot, seq, *e) {
+                                c.out.patches.push(id);
+                            } else {
+                                c.out.updates.push(id);
+                            }
                         }
                         e.flags = SENT;
                     }
@@ -1475,16 +1557,27 @@ impl Interest {
                     let mut spent = c.out.deletes.len() * 2 * overhead;
                     let mut sent_any = false;
                     for (slot, id) in items {
-                        let size = self.rows[id.0 as usize].bytes.len() + overhead;
                         let e = &mut c.view[slot as usize];
+                        let patched =
+                            e.has(SENT) && Self::patchable(&self.rows, &self.hot, seq, *e);
+                        let row = &self.rows[id.0 as usize];
+                        let size = if patched {
+                            row.patch.len()
+                        } else {
+                            row.bytes.len()
+                        } + overhead;
                         if e.flags & (SENT | DIRTY) != SENT {
                             if sent_any && spent + size > budget {
+                                // Deferred: by the time it is sent the client may be a version behind.
+                                e.set(STALE, true);
                                 c.pending.push(id);
                                 continue;
                             }
                             spent += size;
                             sent_any = true;
-                            if e.has(SENT) {
+                            if patched {
+                                c.out.patches.push(id);
+                            } else if e.has(SENT) {
                                 c.out.updates.push(id);
                             } else {
                                 c.out.inserts.push(id);
@@ -1544,6 +1637,7 @@ impl<'a> Deltas<'a> {
             table: r.table,
             key: &r.key,
             bytes: &r.bytes,
+            patch: &r.patch,
         }
     }
 

@@ -437,6 +437,12 @@ impl Sim {
                     .iter()
                     .chain(&delta.updates)
                     .map(|r| deltas.row(*r).bytes.len() + self.config.row_overhead)
+                    .chain(
+                        delta
+                            .patches
+                            .iter()
+                            .map(|r| deltas.row(*r).patch.len() + self.config.row_overhead),
+                    )
                     .collect();
                 let spent =
                     rows.iter().sum::<usize>() + delta.deletes.len() * 2 * self.config.row_overhead;
@@ -479,6 +485,34 @@ impl Sim {
                 });
                 *held = row.bytes.to_vec();
                 line += &format!(" ~{k:?}");
+            }
+            for &r in &delta.patches {
+                let k = key(r);
+                let row = deltas.row(r);
+                let held = model.held.get_mut(&k).unwrap_or_else(|| {
+                    panic!(
+                        "client {} was sent a patch of {k:?}, which it does not hold",
+                        client.0
+                    )
+                });
+                // The patch applies to exactly the version the client holds and gives the row's latest bytes.
+                let def = &self.defs[k.0 as usize];
+                let mut patched = Vec::new();
+                locus_types::patch::apply_patch(
+                    &def.columns,
+                    def.primary_key.index(),
+                    held,
+                    row.patch,
+                    &mut patched,
+                )
+                .unwrap_or_else(|e| panic!("client {}: patch of {k:?}: {e}", client.0));
+                assert_eq!(
+                    patched, row.bytes,
+                    "client {}: the patch of {k:?} applied to its version is not the latest",
+                    client.0
+                );
+                *held = patched;
+                line += &format!(" *{k:?}");
             }
             self.transcript.push(line);
         }
@@ -763,13 +797,19 @@ fn hysteresis_keeps_a_row_at_the_edge_from_flickering() {
         }
         let deltas = interest.poll_tick(Tick(t as u64 + 1));
         let d = deltas.get(client).expect("connected");
-        seen.push(match (d.inserts.len(), d.updates.len(), d.deletes.len()) {
-            (0, 0, 0) => "-",
-            (1, 0, 0) => "insert",
-            (0, 1, 0) => "update",
-            (0, 0, 1) => "delete",
-            _ => "several",
-        });
+        seen.push(
+            match (
+                d.inserts.len(),
+                d.updates.len() + d.patches.len(),
+                d.deletes.len(),
+            ) {
+                (0, 0, 0) => "-",
+                (1, 0, 0) => "insert",
+                (0, 1, 0) => "update",
+                (0, 0, 1) => "delete",
+                _ => "several",
+            },
+        );
     }
     assert_eq!(
         seen,
@@ -779,4 +819,80 @@ fn hysteresis_keeps_a_row_at_the_edge_from_flickering() {
         "positions 12 (outside enter), 9 (enters), 12, 14.9 (stays: within leave), 9.5, 16 (leaves), 12, 14 \
          (outside enter: stays out), 9.9 (enters)"
     );
+}
+
+/// A moved row reaches a client that holds it as a patch of its position alone (which applied to the held row
+/// gives the new one), and as a whole row with patches turned off or when its hit points and team change too.
+#[test]
+fn a_moved_row_is_sent_as_a_patch_of_its_position() {
+    let defs = defs();
+    for patches in [true, false] {
+        let mut db = Database::default();
+        for d in &defs {
+            db.create_table(d.clone()).expect("create");
+        }
+        let config = InterestConfig {
+            patches,
+            ..InterestConfig::default()
+        };
+        let mut interest = Interest::new(config, &db);
+        let client = ClientId(1);
+        interest.handle_connect(client, identity(1));
+        interest
+            .handle_subscribe(client, UNIT, Filter::All)
+            .expect("subscribe");
+        let area = Area {
+            center: Center::Fixed(Vec2::ZERO),
+            enter_radius: 50.0,
+            leave_radius: 60.0,
+        };
+        interest.handle_area(client, Some(area)).expect("area");
+        let row = |x: f32, team: u64, hp: i64| {
+            codec::encode_row(
+                &defs[0].columns,
+                &[
+                    Value::U64(7),
+                    Value::Vec2(Vec2::new(x, 0.0)),
+                    Value::U64(team),
+                    Value::I64(hp),
+                ],
+            )
+            .expect("row")
+        };
+        let mut held = row(1.0, 1, 100);
+        let mut tx = db.begin();
+        tx.insert(UNIT, &held).expect("insert");
+        interest.handle_changeset(&tx.commit());
+        let deltas = interest.poll_tick(Tick(1));
+        assert_eq!(deltas.get(client).expect("connected").inserts.len(), 1);
+        // Two moves in one tick: one patch against the version the client holds.
+        for (t, steps) in [
+            (2, vec![row(2.0, 1, 100), row(3.0, 1, 100)]),
+            (3, vec![row(4.0, 2, 90)]),
+        ] {
+            for r in &steps {
+                let mut tx = db.begin();
+                tx.update(UNIT, r).expect("update");
+                interest.handle_changeset(&tx.commit());
+            }
+            let deltas = interest.poll_tick(Tick(t));
+            let d = deltas.get(client).expect("connected");
+            let new = steps.last().expect("a step");
+            if patches && t == 2 {
+                assert_eq!((d.updates.len(), d.patches.len()), (0, 1), "tick {t}");
+                let p = deltas.row(d.patches[0]).patch;
+                // [7, 1, pos]: the key, the column index, the position.
+                assert_eq!(p.len(), 1 + 1 + 1 + 11, "tick {t}");
+                let mut out = Vec::new();
+                locus_types::patch::apply_patch(&defs[0].columns, 0, &held, p, &mut out)
+                    .expect("applies");
+                assert_eq!(&out, new);
+            } else {
+                // Off, or three of four columns changed: the patch would not be shorter.
+                assert_eq!((d.updates.len(), d.patches.len()), (1, 0), "tick {t}");
+                assert_eq!(deltas.row(d.updates[0]).bytes, new.as_slice());
+            }
+            held = new.clone();
+        }
+    }
 }

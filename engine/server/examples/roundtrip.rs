@@ -203,6 +203,7 @@ fn main() {
                 inserts: vec![],
                 updates: vec![WireRow(row.clone())],
                 deletes: vec![],
+                patches: vec![],
             }],
         },
         &mut frame,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use locus_types::protocol::{
     self, AdminCommand, AdminReply, ClientMessage, ErrorCode, FrameError, FrameReader,
-    MAX_ADMIN_FRAME, MAX_CLIENT_FRAME, PROTOCOL_VERSION, ServerMessage,
+    MAX_ADMIN_FRAME, MAX_CLIENT_FRAME, SUPPORTED_VERSIONS, ServerMessage,
 };
 use quinn::VarInt;
 use tokio::sync::mpsc;
@@ -235,14 +235,22 @@ async fn connection(
             message,
         )
     };
+    // The highest version both speak.
+    let common = |versions: &[u16]| {
+        SUPPORTED_VERSIONS
+            .iter()
+            .rev()
+            .copied()
+            .find(|v| versions.contains(v))
+    };
     let verdict = match protocol::decode_frame::<ClientMessage>(&payload) {
-        Ok(ClientMessage::Hello { versions, token }) if versions.contains(&PROTOCOL_VERSION) => {
-            Ok(token)
+        Ok(ClientMessage::Hello { versions, token }) if common(&versions).is_some() => {
+            Ok((token, common(&versions).expect("checked")))
         }
         Ok(ClientMessage::Hello { versions, .. }) => Err(refuse(
             ErrorCode::UnsupportedVersion,
             format!(
-                "the server speaks protocol version {PROTOCOL_VERSION}; the client offered {versions:?}"
+                "the server speaks protocol versions {SUPPORTED_VERSIONS:?}; the client offered {versions:?}"
             ),
         )),
         Ok(_) => Err(refuse(
@@ -254,8 +262,8 @@ async fn connection(
             format!("the Hello is malformed: {e}"),
         )),
     };
-    let token = match verdict {
-        Ok(token) => token.unwrap_or_else(new_token),
+    let (token, version) = match verdict {
+        Ok((token, version)) => (token.unwrap_or_else(new_token), version),
         Err(out) => {
             metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
             write_out(&mut send, &conn, out).await;
@@ -279,7 +287,7 @@ async fn connection(
         session,
         identity,
         token,
-        version: PROTOCOL_VERSION,
+        version,
     };
     if inbox.tx.send(connect).await.is_err() {
         registry.lock().expect("registry lock").remove(&session);

@@ -868,6 +868,15 @@ impl World {
                 let row = deltas.row(id);
                 frame.push(row.table, Kind::Update, row.bytes, tick, &mut session.out);
             }
+            for &id in &delta.patches {
+                let row = deltas.row(id);
+                if session.version >= 2 {
+                    frame.push(row.table, Kind::Patch, row.patch, tick, &mut session.out);
+                } else {
+                    // Version 1 knows only whole rows.
+                    frame.push(row.table, Kind::Update, row.bytes, tick, &mut session.out);
+                }
+            }
             for &id in &delta.inserts {
                 let row = deltas.row(id);
                 frame.push(row.table, Kind::Insert, row.bytes, tick, &mut session.out);
@@ -882,6 +891,7 @@ impl World {
 enum Kind {
     Delete,
     Update,
+    Patch,
     Insert,
 }
 
@@ -912,6 +922,7 @@ impl<'a> DeltaFrame<'a> {
         let list = match kind {
             Kind::Delete => &mut self.tables[i].deletes,
             Kind::Update => &mut self.tables[i].updates,
+            Kind::Patch => &mut self.tables[i].patches,
             Kind::Insert => &mut self.tables[i].inserts,
         };
         list.push(RowRef(bytes));

@@ -536,3 +536,82 @@ fn a_client_that_goes_silent_times_out_and_client_disconnected_runs() {
     assert_eq!(server.metrics().sessions, 1);
     server.shutdown();
 }
+
+/// A session speaks the highest version both sides offer. A walking player reaches a version-2 client as patches
+/// of its position (which, applied by the client cache, track the row exactly), and a version-1 client as whole
+/// rows only.
+#[test]
+fn version_2_sessions_get_patches_and_version_1_sessions_whole_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    for (offered, chosen) in [(vec![1], 1), (vec![2, 1], 2)] {
+        let mut raw = Raw::open(addr, fp);
+        raw.send(&ClientMessage::Hello {
+            versions: offered.clone(),
+            token: None,
+        });
+        let mut cache = locus_client::Cache::new();
+        let welcome = raw.next().expect("Welcome");
+        assert!(
+            matches!(&welcome, ServerMessage::Welcome(w) if w.version == chosen),
+            "offered {offered:?}: {welcome:?}"
+        );
+        cache.apply(&welcome);
+        raw.send(&ClientMessage::Subscribe {
+            request: 1,
+            table: "player".into(),
+            filter: protocol::Filter::All,
+        });
+        let call = |raw: &mut Raw, request: u32, c: locus_module::ReducerCall| {
+            raw.send(&ClientMessage::Call {
+                request,
+                reducer: c.reducer.into(),
+                args: c.args,
+            });
+        };
+        call(&mut raw, 2, gm::teleport::call(500.0, 500.0));
+        call(&mut raw, 3, gm::move_to::call(504.0, 500.0));
+        let (mut updates, mut patches) = (0, 0);
+        let deadline = Instant::now() + WAIT;
+        let me = loop {
+            assert!(Instant::now() < deadline, "offered {offered:?}: the walk never ended");
+            let message = raw.next().expect("the session goes on");
+            if let ServerMessage::Result {
+                request, outcome, ..
+            } = &message
+            {
+                assert_eq!(outcome, &CallOutcome::Ok, "offered {offered:?}, call {request}");
+            }
+            if let ServerMessage::Tick { tables, .. } = &message {
+                for t in tables {
+                    updates += t.updates.len();
+                    patches += t.patches.len();
+                }
+            }
+            for event in cache.apply(&message) {
+                assert!(
+                    !matches!(event, Event::Inconsistent { .. }),
+                    "offered {offered:?}: {event:?}"
+                );
+            }
+            let identity = cache.identity().expect("welcomed");
+            let me = cache
+                .rows::<gm::Player>("player")
+                .expect("rows decode")
+                .into_iter()
+                .find(|p| p.identity == identity);
+            if let Some(me) = me.filter(|p| p.pos == gm::Vec2::new(504.0, 500.0) && !p.moving) {
+                break me;
+            }
+        };
+        assert_eq!(me.target, gm::Vec2::new(504.0, 500.0));
+        if chosen == 1 {
+            assert!(updates > 0, "version 1 got no updates");
+            assert_eq!(patches, 0, "version 1 got patches");
+        } else {
+            assert!(patches > 0, "version 2 got no patches ({updates} updates)");
+        }
+    }
+    server.shutdown();
+}

@@ -219,6 +219,18 @@ pub fn decode_value(column: &ColumnDef, bytes: &[u8]) -> Result<Value, RowError>
     Ok(v)
 }
 
+/// The length of the one value of `column`'s type at the start of `bytes` (which may go on past it), checked as
+/// [`validate_row`] checks a column.
+///
+/// # Errors
+///
+/// A [`RowError`] if `bytes` does not start with a valid value of the column.
+pub fn value_len(column: &ColumnDef, bytes: &[u8]) -> Result<usize, RowError> {
+    let mut cur = Cursor { buf: bytes, pos: 0 };
+    read_value(&mut cur, &column.ty, column, false)?;
+    Ok(cur.pos)
+}
+
 /// Read the integer that is the first column of a row, without validating the rest of the row.
 ///
 /// Returns `None` if `row` does not start with an array header followed by an integer.

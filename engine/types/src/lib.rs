@@ -7,6 +7,7 @@
 //! - [`schema`]: [`TableDef`] and friends, with the invariants [`TableDef::validate`] enforces.
 //! - [`value`]: [`Value`], a decoded column value with a total order (index keys are values).
 //! - [`codec`]: the one row encoding used at the module ABI, in the commit log and on the wire.
+//! - [`patch`]: row patches, an update sent as only the columns that changed.
 //! - [`abi`]: the module ABI: the one list of host calls ([`for_each_host_call!`]), errnos, export names, the
 //!   module description ([`abi::ModuleDef`]) and the rows of the system table `locus_area` ([`abi::AreaRow`]).
 //!
@@ -31,6 +32,7 @@ pub mod abi;
 pub mod codec;
 pub mod ids;
 pub mod migrate;
+pub mod patch;
 pub mod protocol;
 pub mod schema;
 pub mod value;

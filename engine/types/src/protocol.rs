@@ -21,8 +21,15 @@ use thiserror::Error;
 
 use crate::{Identity, ReducerDef, TableDef, TableId};
 
-/// The protocol version this code speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The newest protocol version, the one this code's clients offer.
+///
+/// - Version 1: rows change as whole rows (`TableDelta::updates`).
+/// - Version 2: also as patches of the changed columns (`TableDelta::patches`, see [`crate::patch`]). Otherwise
+///   the same messages: a version-1 peer never sees a `patches` field.
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// Every version the server speaks; it picks the highest one a client offers.
+pub const SUPPORTED_VERSIONS: [u16; 2] = [1, 2];
 
 /// Largest frame payload a client may send (bytes after the length prefix). A larger length prefix closes the
 /// connection with [`ErrorCode::FrameTooLarge`].
@@ -337,6 +344,9 @@ pub struct TableDeltaRef<'a> {
     pub updates: Vec<RowRef<'a>>,
     /// As [`TableDelta::deletes`].
     pub deletes: Vec<RowRef<'a>>,
+    /// As [`TableDelta::patches`] (left out of the encoding when empty, as version 1 requires).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<RowRef<'a>>,
 }
 
 /// [`WireRow`] borrowed.
@@ -352,7 +362,8 @@ pub struct WireTable {
     pub def: TableDef,
 }
 
-/// The changes of one table in a client's view in one tick: apply deletes, then updates, then inserts.
+/// The changes of one table in a client's view in one tick: apply deletes, then updates, then patches, then
+/// inserts.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TableDelta {
     /// The table.
@@ -364,6 +375,11 @@ pub struct TableDelta {
     /// Primary keys of rows leaving the view (deleted, out of the area, unsubscribed), each encoded as the
     /// key column's value is in a row.
     pub deletes: Vec<WireRow>,
+    /// Rows in view of which only some columns changed, as patches ([`crate::patch`]: the key and the new values
+    /// of the changed columns) against the version of the row the client last received. Protocol version 2 only;
+    /// the field is absent (a 4-element array) when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub patches: Vec<WireRow>,
 }
 
 /// Bytes of a row (or of a key), as a MessagePack `bin`.
@@ -685,9 +701,26 @@ mod tests {
                             0x92, 0x05, 0x92, 0xca, 0x45, 0, 0, 0, 0xca, 0x45, 0, 0, 0,
                         ])],
                         deletes: vec![WireRow(vec![0x09])],
+                        patches: vec![],
                     }],
                 }),
                 "Tick",
+            ),
+            (
+                hex(&ServerMessage::Tick {
+                    tick: 1234,
+                    time: 1_700_000_000_000_000,
+                    tables: vec![TableDelta {
+                        table: TableId(1),
+                        inserts: vec![],
+                        updates: vec![],
+                        deletes: vec![],
+                        patches: vec![WireRow(vec![
+                            0x93, 0x05, 0x01, 0x92, 0xca, 0x45, 0, 0x08, 0, 0xca, 0x45, 0, 0, 0,
+                        ])],
+                    }],
+                }),
+                "Tick with a patch",
             ),
             (
                 hex(&ServerMessage::Error {
@@ -807,6 +840,7 @@ mod tests {
                 inserts: vec![WireRow(row.to_vec())],
                 updates: vec![WireRow(row.to_vec())],
                 deletes: vec![WireRow(key.to_vec())],
+                patches: vec![WireRow(key.to_vec())],
             }],
         };
         let borrowed = TickRef::Tick {
@@ -817,6 +851,7 @@ mod tests {
                 inserts: vec![RowRef(&row)],
                 updates: vec![RowRef(&row)],
                 deletes: vec![RowRef(&key)],
+                patches: vec![RowRef(&key)],
             }],
         };
         assert_eq!(hex(&borrowed), hex(&owned));
@@ -841,6 +876,39 @@ mod tests {
     }
 
     #[test]
+    fn a_delta_without_patches_is_the_version_1_encoding() {
+        let v1 = TableDelta {
+            table: TableId(2),
+            inserts: vec![WireRow(vec![0x91, 0x01])],
+            updates: vec![],
+            deletes: vec![],
+            patches: vec![],
+        };
+        let bytes = hex(&ServerMessage::Tick {
+            tick: 1,
+            time: 2,
+            tables: vec![v1.clone()],
+        });
+        // {"Tick": [1, 2, [[2, [bin], [], []]]]}: four fields, as version 1 has them.
+        assert!(bytes.ends_with("94 02 91 c4 02 91 01 90 90"), "{bytes}");
+        let mut v2 = v1;
+        v2.patches.push(WireRow(vec![0x93, 0x01, 0x01, 0x02]));
+        let message = ServerMessage::Tick {
+            tick: 1,
+            time: 2,
+            tables: vec![v2],
+        };
+        let bytes = hex(&message);
+        assert!(
+            bytes.contains("95 02 91 c4 02 91 01 90 90 91 c4 04 93 01 01 02"),
+            "{bytes}"
+        );
+        let mut frame = Vec::new();
+        encode_frame(&message, &mut frame);
+        assert_eq!(decode_frame::<ServerMessage>(&frame[4..]).unwrap(), message);
+    }
+
+    #[test]
     fn server_messages_round_trip_and_error_codes_are_stable() {
         let tick = ServerMessage::Tick {
             tick: 42,
@@ -850,6 +918,7 @@ mod tests {
                 inserts: vec![WireRow(vec![0x92, 0x01, 0xc0])],
                 updates: vec![],
                 deletes: vec![WireRow(vec![0x05])],
+                patches: vec![],
             }],
         };
         let mut bytes = Vec::new();
