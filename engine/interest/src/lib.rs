@@ -5,7 +5,8 @@
 //! of other tables matching its **subscriptions** (`column = value`, `owner = me`), and never a row of a private
 //! table or a row owned by someone else. The work per tick is proportional to what changed and who watches it.
 //! Under crowding a per-client cap keeps the nearest rows, and an optional per-client byte budget defers the rest
-//! with priority accumulation.
+//! with priority accumulation. A changed row goes to a client that holds its previous version as a **patch** of
+//! its changed columns ([`locus_types::patch`]), a few bytes instead of the whole row.
 //!
 //! This crate is **sans-IO**: no sockets, threads or clocks. The tick thread feeds it with `handle_*` calls (the
 //! committed [`Changeset`](locus_store::Changeset)s, connects, areas, subscriptions) and takes each tick's output

@@ -575,13 +575,20 @@ fn version_2_sessions_get_patches_and_version_1_sessions_whole_rows() {
         let (mut updates, mut patches) = (0, 0);
         let deadline = Instant::now() + WAIT;
         let me = loop {
-            assert!(Instant::now() < deadline, "offered {offered:?}: the walk never ended");
+            assert!(
+                Instant::now() < deadline,
+                "offered {offered:?}: the walk never ended"
+            );
             let message = raw.next().expect("the session goes on");
             if let ServerMessage::Result {
                 request, outcome, ..
             } = &message
             {
-                assert_eq!(outcome, &CallOutcome::Ok, "offered {offered:?}, call {request}");
+                assert_eq!(
+                    outcome,
+                    &CallOutcome::Ok,
+                    "offered {offered:?}, call {request}"
+                );
             }
             if let ServerMessage::Tick { tables, .. } = &message {
                 for t in tables {
