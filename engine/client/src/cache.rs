@@ -232,6 +232,19 @@ struct TableView {
     rows: BTreeMap<Key, Row>,
 }
 
+impl TableView {
+    /// Write to `out` the row `patch` makes of the row it names.
+    fn patched(&self, pk: usize, patch: &[u8], out: &mut Vec<u8>) -> Result<(), ApplyError> {
+        let key = patch::patch_key(&self.def.columns, pk, patch)?;
+        let old = self
+            .rows
+            .get(key)
+            .ok_or_else(|| ApplyError::PatchOfUnknownRow { key: key.to_vec() })?;
+        patch::apply_patch(&self.def.columns, pk, old, patch, out)?;
+        Ok(())
+    }
+}
+
 /// The rows in a client's view, by table and key. See the [module docs](self).
 #[derive(Debug, Default)]
 pub struct Cache {
@@ -389,37 +402,11 @@ impl Cache {
         ] {
             for row in rows {
                 let bytes: &[u8] = if is_patch {
-                    let applied =
-                        patch::patch_key(&view.def.columns, pk, &row.0).and_then(|key| match view
-                            .rows
-                            .get(key)
-                        {
-                            Some(old) => {
-                                patch::apply_patch(&view.def.columns, pk, old, &row.0, &mut patched)
-                                    .map(|()| true)
-                            }
-                            None => Ok(false),
-                        });
-                    match applied {
-                        Ok(true) => &patched,
-                        Ok(false) => {
-                            let key = patch::patch_key(&view.def.columns, pk, &row.0)
-                                .expect("read above")
-                                .to_vec();
-                            events.push(Event::Inconsistent {
-                                table,
-                                error: ApplyError::PatchOfUnknownRow { key },
-                            });
-                            continue;
-                        }
-                        Err(e) => {
-                            events.push(Event::Inconsistent {
-                                table,
-                                error: ApplyError::BadPatch(e),
-                            });
-                            continue;
-                        }
+                    if let Err(error) = view.patched(pk, &row.0, &mut patched) {
+                        events.push(Event::Inconsistent { table, error });
+                        continue;
                     }
+                    &patched
                 } else {
                     &row.0
                 };

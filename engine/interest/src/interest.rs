@@ -632,8 +632,12 @@ impl Interest {
                     continue;
                 };
                 let row = &mut self.rows[id.0 as usize];
-                if self.config.patches && self.hot[id.0 as usize].changed != self.seq {
-                    // The first change since the last poll: keep what clients were sent.
+                if self.config.patches
+                    && !row.watchers.is_empty()
+                    && self.hot[id.0 as usize].changed != self.seq
+                {
+                    // The first change since the last poll of a row in someone's view: keep what they were sent
+                    // (views only gain rows during a poll, and those arrive whole).
                     row.base.clear();
                     row.base.extend_from_slice(&row.bytes);
                 }

@@ -749,16 +749,13 @@ fn a_byte_budget_defers_rows_and_every_client_catches_up() {
     );
 }
 
-/// A row moving back and forth between the enter and leave radii does not flicker: it enters within the enter
-/// radius, stays (as updates) until beyond the leave radius, and only then leaves.
-#[test]
-fn hysteresis_keeps_a_row_at_the_edge_from_flickering() {
+/// A database of [`defs`], and one client subscribed to every unit, its area fixed at the origin.
+fn unit_watcher(config: InterestConfig, enter: f32, leave: f32) -> (Database, Interest, ClientId) {
     let mut db = Database::default();
-    let defs = defs();
-    for d in &defs {
-        db.create_table(d.clone()).expect("create");
+    for d in defs() {
+        db.create_table(d).expect("create");
     }
-    let mut interest = Interest::new(InterestConfig::default(), &db);
+    let mut interest = Interest::new(config, &db);
     let client = ClientId(3);
     interest.handle_connect(client, identity(3));
     interest
@@ -766,10 +763,19 @@ fn hysteresis_keeps_a_row_at_the_edge_from_flickering() {
         .expect("subscribe");
     let area = Area {
         center: Center::Fixed(Vec2::ZERO),
-        enter_radius: 10.0,
-        leave_radius: 15.0,
+        enter_radius: enter,
+        leave_radius: leave,
     };
     interest.handle_area(client, Some(area)).expect("area");
+    (db, interest, client)
+}
+
+/// A row moving back and forth between the enter and leave radii does not flicker: it enters within the enter
+/// radius, stays (as updates) until beyond the leave radius, and only then leaves.
+#[test]
+fn hysteresis_keeps_a_row_at_the_edge_from_flickering() {
+    let defs = defs();
+    let (mut db, mut interest, client) = unit_watcher(InterestConfig::default(), 10.0, 15.0);
     let row = |x: f32| {
         codec::encode_row(
             &defs[0].columns,
@@ -827,26 +833,11 @@ fn hysteresis_keeps_a_row_at_the_edge_from_flickering() {
 fn a_moved_row_is_sent_as_a_patch_of_its_position() {
     let defs = defs();
     for patches in [true, false] {
-        let mut db = Database::default();
-        for d in &defs {
-            db.create_table(d.clone()).expect("create");
-        }
         let config = InterestConfig {
             patches,
             ..InterestConfig::default()
         };
-        let mut interest = Interest::new(config, &db);
-        let client = ClientId(1);
-        interest.handle_connect(client, identity(1));
-        interest
-            .handle_subscribe(client, UNIT, Filter::All)
-            .expect("subscribe");
-        let area = Area {
-            center: Center::Fixed(Vec2::ZERO),
-            enter_radius: 50.0,
-            leave_radius: 60.0,
-        };
-        interest.handle_area(client, Some(area)).expect("area");
+        let (mut db, mut interest, client) = unit_watcher(config, 50.0, 60.0);
         let row = |x: f32, team: u64, hp: i64| {
             codec::encode_row(
                 &defs[0].columns,

@@ -230,13 +230,7 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
     assert!(err.contains("column `player.title` removed"), "{err}");
     let config = server_config(dir.path(), &V2);
     let server = Server::start(config).expect("the upgraded world restarts");
-    let reply = server.admin(AdminCommand::Query {
-        sql: "SELECT name FROM guild".into(),
-    });
-    assert!(
-        matches!(&reply, Some(AdminReply::Rows { json }) if json.contains("Wolves")),
-        "{reply:?}"
-    );
+    assert_query_has(&server, "SELECT name FROM guild", "Wolves");
     server.shutdown();
 }
 
@@ -575,13 +569,7 @@ fn sigterm_finishes_the_tick_writes_a_snapshot_tells_clients_and_exits_0() {
     let config = server_config(&data, &DEMO);
     let server = Server::start(config).unwrap();
     assert_eq!(server.recovered_tick().0, last);
-    let reply = server.admin(AdminCommand::Query {
-        sql: "SELECT name FROM player".into(),
-    });
-    assert!(
-        matches!(&reply, Some(AdminReply::Rows { json }) if json.contains("ada")),
-        "{reply:?}"
-    );
+    assert_query_has(&server, "SELECT name FROM player", "ada");
     server.shutdown();
 }
 
@@ -598,12 +586,10 @@ fn a_restart_with_a_newer_compatible_module_migrates_the_data() {
     server.shutdown();
     let config = server_config(dir.path(), &V2);
     let server = Server::start(config).expect("a newer compatible module starts on old data");
-    let reply = server.admin(AdminCommand::Query {
-        sql: "SELECT name, title FROM player".into(),
-    });
-    assert!(
-        matches!(&reply, Some(AdminReply::Rows { json }) if json.contains(r#"["ada","Adventurer"]"#)),
-        "{reply:?}"
+    assert_query_has(
+        &server,
+        "SELECT name, title FROM player",
+        r#"["ada","Adventurer"]"#,
     );
     server.shutdown();
     // The migration was snapshotted: a second restart recovers it without migrating again.
@@ -616,4 +602,13 @@ fn a_restart_with_a_newer_compatible_module_migrates_the_data() {
         Some(AdminReply::Rows { .. })
     ));
     server.shutdown();
+}
+
+/// Run `sql` as the admin and assert that its JSON result contains `needle`.
+fn assert_query_has(server: &Server, sql: &str, needle: &str) {
+    let reply = server.admin(AdminCommand::Query { sql: sql.into() });
+    assert!(
+        matches!(&reply, Some(AdminReply::Rows { json }) if json.contains(needle)),
+        "{sql}: {reply:?}"
+    );
 }

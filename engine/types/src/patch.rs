@@ -101,10 +101,6 @@ pub fn make_patch(
             }
         }
     }
-    if out.len() >= new.len() {
-        out.clear();
-        return false;
-    }
     true
 }
 

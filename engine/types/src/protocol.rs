@@ -632,6 +632,15 @@ mod tests {
             .join(" ")
     }
 
+    fn assert_round_trips(message: &ServerMessage) {
+        let mut frame = Vec::new();
+        encode_frame(message, &mut frame);
+        assert_eq!(
+            &decode_frame::<ServerMessage>(&frame[4..]).unwrap(),
+            message
+        );
+    }
+
     /// The examples of `engine/docs/protocol.md`, byte for byte.
     #[test]
     fn the_examples_of_the_protocol_doc() {
@@ -870,9 +879,7 @@ mod tests {
             bytes.starts_with("00 00 00 53 81 a7 57 65 6c 63 6f 6d 65 97 01 c4 20"),
             "{bytes}"
         );
-        let mut frame = Vec::new();
-        encode_frame(&welcome, &mut frame);
-        assert_eq!(decode_frame::<ServerMessage>(&frame[4..]).unwrap(), welcome);
+        assert_round_trips(&welcome);
     }
 
     #[test]
@@ -903,9 +910,7 @@ mod tests {
             bytes.contains("95 02 91 c4 02 91 01 90 90 91 c4 04 93 01 01 02"),
             "{bytes}"
         );
-        let mut frame = Vec::new();
-        encode_frame(&message, &mut frame);
-        assert_eq!(decode_frame::<ServerMessage>(&frame[4..]).unwrap(), message);
+        assert_round_trips(&message);
     }
 
     #[test]
@@ -921,9 +926,7 @@ mod tests {
                 patches: vec![],
             }],
         };
-        let mut bytes = Vec::new();
-        encode_frame(&tick, &mut bytes);
-        assert_eq!(decode_frame::<ServerMessage>(&bytes[4..]).unwrap(), tick);
+        assert_round_trips(&tick);
         for (i, c) in ErrorCode::ALL.iter().enumerate() {
             assert_eq!(*c as u16, i as u16 + 1);
             assert_eq!(ErrorCode::try_from(*c as u16), Ok(*c));
