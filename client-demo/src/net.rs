@@ -190,6 +190,17 @@ impl Plugin for NetPlugin {
     }
 }
 
+/// What the player reads when connecting failed. When no server answered, how to start one.
+fn connect_failure(addr: std::net::SocketAddr, e: &ConnectError) -> String {
+    match e {
+        ConnectError::NoServer { .. } => format!(
+            "cannot connect: {e}. Is a world running? Start one with \
+             `cargo run --release -p locus-server -- serve`, or point --server at one"
+        ),
+        e => format!("cannot connect to {addr}: {e}"),
+    }
+}
+
 /// Start connecting when due; install a finished connection.
 fn connect(
     mut net: ResMut<'_, Net>,
@@ -232,7 +243,7 @@ fn connect(
                 commands.insert_resource(client);
             }
             Ok(Err(e)) => {
-                let reason = format!("cannot connect to {}: {e}", net.config.addr);
+                let reason = connect_failure(net.config.addr, &e);
                 log.system(reason.clone());
                 net.fail(reason);
             }
@@ -292,4 +303,28 @@ fn follow_events(
     // Calls whose answer never came (a dropped connection) are not kept forever.
     net.in_flight
         .retain(|_, (sent, _)| sent.elapsed() < Duration::from_secs(30));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_silent_address_is_explained_with_how_to_start_a_server() {
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 7878));
+        let silent = ConnectError::NoServer {
+            addr,
+            timeout: Duration::from_secs(5),
+        };
+        assert_eq!(
+            connect_failure(addr, &silent),
+            "cannot connect: no server answered at 127.0.0.1:7878 within 5s. Is a world running? Start one with \
+             `cargo run --release -p locus-server -- serve`, or point --server at one"
+        );
+        let mute = ConnectError::Timeout(Duration::from_secs(5));
+        assert_eq!(
+            connect_failure(addr, &mute),
+            "cannot connect to 127.0.0.1:7878: the server accepted the connection but sent no Welcome within 5s"
+        );
+    }
 }

@@ -129,11 +129,12 @@ pub(crate) fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Build the demo module into `target/loadtest-module` (its own target directory: an outer cargo may hold the
-/// lock of `target/`).
+/// Build the demo module into `target/wasm-modules`, the wasm target directory that `locus serve` and the tests
+/// use too (its own target directory: an outer cargo may hold the lock of `target/`), so whichever runs first
+/// builds it for the others.
 pub(crate) fn build_demo_module() -> anyhow::Result<Vec<u8>> {
     let ws = workspace();
-    locus_host::build::build_module(&ws, "game-module", &ws.join("target/loadtest-module"))
+    locus_host::build::build_module(&ws, "game-module", &ws.join("target/wasm-modules"))
         .context("building the demo module (game-module) to wasm")
 }
 

@@ -138,8 +138,18 @@ pub enum ConnectError {
     /// The server's first message was not `Welcome`, or chose a protocol version not offered.
     #[error("protocol violation before Welcome: {0}")]
     Protocol(String),
-    /// The whole connect took longer than [`ClientConfig::connect_timeout`].
-    #[error("no Welcome within {0:?}")]
+    /// No server answered the QUIC handshake within [`ClientConfig::connect_timeout`]: nothing listens at the
+    /// address (a closed UDP port does not refuse, it stays silent), or a firewall drops the packets.
+    #[error("no server answered at {addr} within {timeout:?}")]
+    NoServer {
+        /// The address tried.
+        addr: SocketAddr,
+        /// How long the client waited.
+        timeout: Duration,
+    },
+    /// The server completed the QUIC handshake but sent no `Welcome` before [`ClientConfig::connect_timeout`] ran
+    /// out (counted from the start of the connect).
+    #[error("the server accepted the connection but sent no Welcome within {0:?}")]
     Timeout(Duration),
 }
 
@@ -399,11 +409,7 @@ impl Connection {
             verifier,
             pinned,
         } = Quic::new(config)?;
-        let handshake = handshake(&endpoint, quic, config.addr, token);
-        let result = match tokio::time::timeout(config.connect_timeout, handshake).await {
-            Ok(result) => result,
-            Err(_) => Err(ConnectError::Timeout(config.connect_timeout)),
-        };
+        let result = handshake(&endpoint, quic, config, token).await;
         let (conn, inbound, send, welcome) = match result {
             Ok(parts) => parts,
             Err(e) => {
@@ -582,13 +588,42 @@ fn transport_config() -> quinn::TransportConfig {
 }
 
 /// QUIC handshake, open the stream, `Hello`, `Welcome`.
+/// Open a QUIC connection to `config.addr` within `config.connect_timeout`: [`ConnectError::NoServer`] if nobody
+/// answers in time. Returns the connection and the deadline of the rest of the connect.
+pub(crate) async fn quic_connect(
+    endpoint: &quinn::Endpoint,
+    quic: quinn::ClientConfig,
+    config: &ClientConfig,
+) -> Result<(quinn::Connection, tokio::time::Instant), ConnectError> {
+    let deadline = tokio::time::Instant::now() + config.connect_timeout;
+    let connecting = endpoint.connect_with(quic, config.addr, SERVER_NAME)?;
+    match tokio::time::timeout_at(deadline, connecting).await {
+        Ok(conn) => Ok((conn?, deadline)),
+        Err(_) => Err(ConnectError::NoServer {
+            addr: config.addr,
+            timeout: config.connect_timeout,
+        }),
+    }
+}
+
 async fn handshake(
     endpoint: &quinn::Endpoint,
-    config: quinn::ClientConfig,
-    addr: SocketAddr,
+    quic: quinn::ClientConfig,
+    config: &ClientConfig,
     token: Option<Token>,
 ) -> Result<(quinn::Connection, Inbound, quinn::SendStream, Welcome), ConnectError> {
-    let conn = endpoint.connect_with(config, addr, SERVER_NAME)?.await?;
+    let (conn, deadline) = quic_connect(endpoint, quic, config).await?;
+    match tokio::time::timeout_at(deadline, hello(conn, token)).await {
+        Ok(result) => result,
+        Err(_) => Err(ConnectError::Timeout(config.connect_timeout)),
+    }
+}
+
+/// Send `Hello` on a new stream of `conn` and wait for `Welcome`.
+async fn hello(
+    conn: quinn::Connection,
+    token: Option<Token>,
+) -> Result<(quinn::Connection, Inbound, quinn::SendStream, Welcome), ConnectError> {
     let (mut send, recv) = conn.open_bi().await?;
     let mut hello = Vec::new();
     protocol::encode_frame(

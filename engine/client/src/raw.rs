@@ -3,7 +3,7 @@
 //! For testing servers and writing tools (the server's tests send malformed, oversized and out-of-order frames
 //! with it). It pins the certificate like [`crate::Connection`] but sends no `Hello`.
 
-use crate::connection::{ClientConfig, ConnectError, Quic};
+use crate::connection::{ClientConfig, ConnectError, Quic, quic_connect};
 
 /// A QUIC connection to a Locus server with its bidirectional stream open, and nothing sent yet.
 #[derive(Debug)]
@@ -23,17 +23,9 @@ impl RawConnection {
     /// [`ConnectError`].
     pub async fn open(config: &ClientConfig) -> Result<RawConnection, ConnectError> {
         let quic = Quic::new(config)?;
-        let connect = async {
-            let conn = quic
-                .endpoint
-                .connect_with(quic.config.clone(), config.addr, "locus")?
-                .await?;
-            let (send, recv) = conn.open_bi().await?;
-            Ok::<_, ConnectError>((conn, send, recv))
-        };
-        let (conn, send, recv) = tokio::time::timeout(config.connect_timeout, connect)
-            .await
-            .map_err(|_| ConnectError::Timeout(config.connect_timeout))??;
+        let (conn, _) = quic_connect(&quic.endpoint, quic.config.clone(), config).await?;
+        // Opening a stream waits for nothing from the server.
+        let (send, recv) = conn.open_bi().await?;
         Ok(RawConnection {
             endpoint: quic.endpoint,
             conn,

@@ -46,6 +46,8 @@ struct State {
     hellos: Mutex<Vec<Option<Token>>>,
     /// Rows of `player`, by id.
     players: Mutex<Vec<Player>>,
+    /// Complete QUIC handshakes but never answer `Hello`.
+    silent: std::sync::atomic::AtomicBool,
 }
 
 struct TestServer {
@@ -190,6 +192,10 @@ async fn send(stream: &mut quinn::SendStream, messages: &[ServerMessage]) {
 }
 
 async fn serve(conn: quinn::Connection, state: Arc<State>) {
+    if state.silent.load(std::sync::atomic::Ordering::SeqCst) {
+        conn.closed().await;
+        return;
+    }
     let Ok((mut tx, mut rx)) = conn.accept_bi().await else {
         return;
     };
@@ -574,13 +580,40 @@ fn reconnect_keeps_the_identity_and_subscriptions_and_refills_the_cache() {
 }
 
 #[test]
-fn connecting_to_a_silent_address_times_out() {
-    // A UDP socket that never answers.
+fn connecting_to_a_silent_address_says_no_server_answered() {
+    // A UDP socket that never answers, and a port nothing listens on (closed ports stay silent too).
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let mut config = ClientConfig::new(silent.local_addr().unwrap(), Trust::Fingerprint([0; 32]));
-    config.connect_timeout = Duration::from_millis(300);
-    let started = Instant::now();
+    let free = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    for addr in [silent.local_addr().unwrap(), free] {
+        let mut config = ClientConfig::new(addr, Trust::Fingerprint([0; 32]));
+        config.connect_timeout = Duration::from_millis(300);
+        let started = Instant::now();
+        let err = Client::connect(config).unwrap_err();
+        assert!(
+            matches!(err, ConnectError::NoServer { addr: a, .. } if a == addr),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            format!("no server answered at {addr} within 300ms")
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
+
+#[test]
+fn a_server_that_completes_the_handshake_but_sends_no_welcome_is_a_timeout() {
+    let server = TestServer::start();
+    server
+        .state
+        .silent
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut config = server.config();
+    config.connect_timeout = Duration::from_millis(500);
     let err = Client::connect(config).unwrap_err();
     assert!(matches!(err, ConnectError::Timeout(_)), "{err:?}");
-    assert!(started.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        err.to_string(),
+        "the server accepted the connection but sent no Welcome within 500ms"
+    );
 }

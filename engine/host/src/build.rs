@@ -3,9 +3,17 @@
 //! Used by tests (which build their test module from source on every clean checkout) and by `locus serve` (which
 //! builds the demo world). The build runs with its own `--target-dir`: when it runs under an outer cargo (a test),
 //! the outer one holds the lock on the workspace's `target/debug`.
+//!
+//! Before the first build in a process, [`ensure_wasm_target`] checks that the toolchain cargo will use has the
+//! standard library for [`WASM_TARGET`]. rustup installs the `targets` of `rust-toolchain.toml` only when it
+//! installs the toolchain itself, so on a machine where the pinned toolchain was already there the target is
+//! often missing: with `rustup` on `PATH` it is installed (one line on stderr says so); without it the error
+//! names the command to run.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Mutex;
 
 use thiserror::Error;
 
@@ -36,6 +44,27 @@ pub enum BuildError {
     /// cargo succeeded but the expected `.wasm` file is not there.
     #[error("cargo succeeded but `{0}` does not exist (is the crate a cdylib?)")]
     NoOutput(PathBuf),
+    /// The toolchain has no standard library for [`WASM_TARGET`] and it could not be installed.
+    #[error(
+        "the Rust standard library for {WASM_TARGET} is not installed for the toolchain at `{}`, and {why}; \
+         install it with `rustup target add {WASM_TARGET}` (run in the workspace, so that it applies to the \
+         toolchain pinned by rust-toolchain.toml)",
+        sysroot.display()
+    )]
+    MissingTarget {
+        /// The toolchain's sysroot (`rustc --print sysroot`).
+        sysroot: PathBuf,
+        /// Why it was not installed here (no rustup on `PATH`, or what rustup said).
+        why: String,
+    },
+    /// `rustc --print sysroot` failed, so the toolchain cargo will use is unknown.
+    #[error("cannot ask `{rustc}` for its sysroot: {message}")]
+    Sysroot {
+        /// The rustc executable tried.
+        rustc: String,
+        /// What went wrong.
+        message: String,
+    },
     /// The module file could not be read.
     #[error("cannot read `{path}`: {source}")]
     Read {
@@ -46,11 +75,108 @@ pub enum BuildError {
     },
 }
 
+/// Whether the toolchain whose sysroot is `sysroot` has the standard library for [`WASM_TARGET`] (a
+/// `libstd-*.rlib` in `lib/rustlib/wasm32-unknown-unknown/lib`).
+#[must_use]
+pub fn has_wasm_target(sysroot: &Path) -> bool {
+    let dir = sysroot.join("lib/rustlib").join(WASM_TARGET).join("lib");
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("libstd-") && name.ends_with(".rlib")
+        })
+    })
+}
+
+/// The sysroot of the rustc that cargo uses in `workspace`: `$RUSTC` or `rustc` from `PATH`, run there (so a
+/// rustup proxy picks the toolchain of `rust-toolchain.toml`, or of `RUSTUP_TOOLCHAIN` under an outer cargo).
+fn sysroot(workspace: &Path, rustc: &str) -> Result<PathBuf, BuildError> {
+    let output = Command::new(rustc)
+        .current_dir(workspace)
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| BuildError::Sysroot {
+            rustc: rustc.to_owned(),
+            message: e.to_string(),
+        })?;
+    if !output.status.success() {
+        return Err(BuildError::Sysroot {
+            rustc: rustc.to_owned(),
+            message: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        });
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim(),
+    ))
+}
+
+/// Make sure the toolchain cargo uses in `workspace` can build for [`WASM_TARGET`], installing the target with
+/// rustup when it is missing (saying so in one line on stderr). Checked once per process; concurrent callers in
+/// one process wait for the first. A concurrent install by another process is tolerated: if rustup fails, the
+/// target is looked for again before giving up.
+///
+/// # Errors
+///
+/// [`BuildError::MissingTarget`] when the target is missing and rustup is not on `PATH` or fails (the message
+/// names the command to run), [`BuildError::Sysroot`] when rustc cannot be asked.
+pub fn ensure_wasm_target(workspace: &Path) -> Result<(), BuildError> {
+    static CHECKED: Mutex<bool> = Mutex::new(false);
+    let mut checked = CHECKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if *checked {
+        return Ok(());
+    }
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_owned());
+    check_or_install(workspace, &rustc, "rustup")?;
+    *checked = true;
+    Ok(())
+}
+
+/// [`ensure_wasm_target`] with the rustc and rustup executables given (tests use stand-ins).
+fn check_or_install(workspace: &Path, rustc: &str, rustup: &str) -> Result<(), BuildError> {
+    let sysroot = sysroot(workspace, rustc)?;
+    if has_wasm_target(&sysroot) {
+        return Ok(());
+    }
+    install_wasm_target(workspace, &sysroot, rustup)
+}
+
+fn install_wasm_target(workspace: &Path, sysroot: &Path, rustup: &str) -> Result<(), BuildError> {
+    let missing = |why: String| BuildError::MissingTarget {
+        sysroot: sysroot.to_owned(),
+        why,
+    };
+    // Straight to stderr, not through print macros: a test harness captures those, and this line is for the
+    // person waiting on a build that is about to download something.
+    let _ = writeln!(
+        std::io::stderr(),
+        "locus: the toolchain at {} has no {WASM_TARGET} target; installing it: rustup target add {WASM_TARGET}",
+        sysroot.display()
+    );
+    let output = Command::new(rustup)
+        .current_dir(workspace)
+        .args(["target", "add", WASM_TARGET])
+        .output();
+    match output {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(missing("`rustup` is not on PATH".to_owned()))
+        }
+        Err(e) => Err(missing(format!("`rustup` could not be started ({e})"))),
+        Ok(_) if has_wasm_target(sysroot) => Ok(()),
+        Ok(out) => Err(missing(format!(
+            "`rustup target add {WASM_TARGET}` failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
+}
+
 /// Build `package` of the workspace at `workspace` in release mode for [`WASM_TARGET`] into `target_dir`, and
 /// return the module's bytes.
 ///
 /// Uses the `CARGO` environment variable (set when running under cargo) or `cargo` from `PATH`, so the toolchain
-/// pinned by `rust-toolchain.toml` is used. A build that is up to date takes well under a second.
+/// pinned by `rust-toolchain.toml` is used. A build that is up to date takes well under a second. The wasm target
+/// is installed first if it is missing ([`ensure_wasm_target`]).
 ///
 /// # Errors
 ///
@@ -75,6 +201,7 @@ pub fn build_module_with_features(
     features: &[&str],
     target_dir: &Path,
 ) -> Result<Vec<u8>, BuildError> {
+    ensure_wasm_target(workspace)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut command = Command::new(&cargo);
     command.current_dir(workspace).args([
@@ -119,4 +246,114 @@ pub fn build_module_with_features(
         return Err(BuildError::NoOutput(path));
     }
     std::fs::read(&path).map_err(|source| BuildError::Read { path, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt as _;
+
+    /// A scratch directory with a fake sysroot and executables.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("locus-build-{name}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(dir.join("sysroot/lib/rustlib")).expect("scratch");
+            Scratch(dir)
+        }
+
+        fn sysroot(&self) -> PathBuf {
+            self.0.join("sysroot")
+        }
+
+        /// An executable shell script; returns its path.
+        fn script(&self, name: &str, body: &str) -> String {
+            let path = self.0.join(name);
+            std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).expect("script");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+            path.to_string_lossy().into_owned()
+        }
+
+        /// A rustc that reports the fake sysroot.
+        fn rustc(&self) -> String {
+            self.script("rustc", &format!("echo '{}'", self.sysroot().display()))
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn std_dir(sysroot: &Path) -> PathBuf {
+        sysroot.join("lib/rustlib").join(WASM_TARGET).join("lib")
+    }
+
+    #[test]
+    fn a_target_counts_only_with_its_std() {
+        let s = Scratch::new("has");
+        assert!(!has_wasm_target(&s.sysroot()));
+        std::fs::create_dir_all(std_dir(&s.sysroot())).unwrap();
+        assert!(!has_wasm_target(&s.sysroot()), "an empty target directory");
+        std::fs::write(std_dir(&s.sysroot()).join("libcore-0123.rlib"), b"").unwrap();
+        assert!(!has_wasm_target(&s.sysroot()), "core without std");
+        std::fs::write(std_dir(&s.sysroot()).join("libstd-0123.rlib"), b"").unwrap();
+        assert!(has_wasm_target(&s.sysroot()));
+    }
+
+    #[test]
+    fn without_rustup_the_error_names_the_command() {
+        let s = Scratch::new("norustup");
+        let rustc = s.rustc();
+        let missing = s.0.join("no-such-rustup");
+        let err = check_or_install(&s.0, &rustc, &missing.to_string_lossy()).unwrap_err();
+        assert!(matches!(err, BuildError::MissingTarget { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("rustup target add wasm32-unknown-unknown"), "{text}");
+        assert!(text.contains("not on PATH"), "{text}");
+        assert!(text.contains(&s.sysroot().display().to_string()), "{text}");
+    }
+
+    #[test]
+    fn rustup_installs_a_missing_target_once() {
+        let s = Scratch::new("install");
+        let rustc = s.rustc();
+        let log = s.0.join("rustup.log");
+        // A rustup that records its arguments and "installs" the target's std.
+        let rustup = s.script(
+            "rustup",
+            &format!(
+                "echo \"$@\" >> '{log}'\nmkdir -p '{dir}' && touch '{dir}/libstd-42.rlib'",
+                log = log.display(),
+                dir = std_dir(&s.sysroot()).display()
+            ),
+        );
+        check_or_install(&s.0, &rustc, &rustup).expect("installed");
+        assert!(has_wasm_target(&s.sysroot()));
+        check_or_install(&s.0, &rustc, &rustup).expect("present");
+        let calls = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(calls.trim(), format!("target add {WASM_TARGET}"), "one install, nothing else");
+    }
+
+    #[test]
+    fn a_failing_rustup_is_reported_with_what_it_said() {
+        let s = Scratch::new("fails");
+        let rustc = s.rustc();
+        let rustup = s.script("rustup", "echo 'error: could not download' >&2; exit 1");
+        let err = check_or_install(&s.0, &rustc, &rustup).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("could not download"), "{text}");
+        assert!(text.contains("rustup target add wasm32-unknown-unknown"), "{text}");
+    }
+
+    #[test]
+    fn a_broken_rustc_is_a_sysroot_error() {
+        let s = Scratch::new("rustc");
+        let rustc = s.script("rustc", "echo 'no toolchain' >&2; exit 1");
+        let err = check_or_install(&s.0, &rustc, "rustup").unwrap_err();
+        assert!(matches!(&err, BuildError::Sysroot { message, .. } if message.contains("no toolchain")), "{err:?}");
+    }
 }

@@ -640,6 +640,9 @@ impl ModuleInstance {
 
     /// Call a client-callable reducer by name with MessagePack arguments (an array, one element per parameter).
     ///
+    /// The arguments are read by [`codec::normalize_args`]: a float parameter also accepts an integer or the other
+    /// float width when the number converts, and the reducer is given the canonical encoding.
+    ///
     /// # Errors
     ///
     /// A [`CallError`]; the call's writes are then rolled back.
@@ -661,7 +664,15 @@ impl ModuleInstance {
                 kind: def.kind,
             });
         }
-        self.invoke(index, args, ctx, None)
+        // A client's numbers in another form than the parameter's float type are converted (when they convert
+        // exactly enough), so the reducer always gets the one encoding.
+        let args = codec::normalize_args(&def.params, args, &mut self.offsets).map_err(|e| {
+            CallError::BadArguments {
+                reducer: reducer.to_owned(),
+                message: e.to_string(),
+            }
+        })?;
+        self.invoke(index, &args, ctx, None)
     }
 
     fn lifecycle(

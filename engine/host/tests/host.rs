@@ -345,6 +345,46 @@ fn arguments_are_checked_against_the_reducers_parameters() {
 }
 
 #[test]
+fn a_float_parameter_takes_an_int_or_a_float_64_and_the_reducer_gets_a_float_32() {
+    // Traps unless its arguments are exactly `91 ca 3f 80 00 00`: [1.0 as float 32].
+    let f = Fixture::new().reducer(
+        client("takes_f32", &[("x", ColumnType::F32)]),
+        &format!(
+            "{} (if (i32.ne (i32.load (i32.const 320)) (i32.const 6)) (then unreachable))
+             (if (i32.ne (i32.load (i32.const 1000)) (i32.const 0x803fca91)) (then unreachable))
+             (if (i32.ne (i32.load16_u (i32.const 1004)) (i32.const 0)) (then unreachable))
+             i32.const 0",
+            expect("(call $args (i32.const 1000) (i32.const 64) (i32.const 320))", Errno::Ok)
+        ),
+    );
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    for given in [
+        &[0x91, 0xca, 0x3f, 0x80, 0, 0][..],
+        &[0x91, 0x01],
+        &[0x91, 0xd3, 0, 0, 0, 0, 0, 0, 0, 1],
+        // 1.0 as float 64
+        &[0x91, 0xcb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0],
+    ] {
+        inst.call("takes_f32", given, &ctx())
+            .unwrap_or_else(|e| panic!("{given:02x?}: {e}"));
+    }
+    // 2^24 + 1 has no f32; a bool is no number.
+    let err = inst
+        .call("takes_f32", &[0x91, 0xce, 0x01, 0, 0, 0x01], &ctx())
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad arguments for `takes_f32`: column `x` expects F32, found int 16777217, which does not convert to it"
+    );
+    let err = inst.call("takes_f32", &[0x91, 0xc3], &ctx()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "bad arguments for `takes_f32`: column `x` expects F32, found bool"
+    );
+}
+
+#[test]
 fn only_client_reducers_can_be_called_by_name() {
     let init = ReducerDef {
         kind: ReducerKind::Init,

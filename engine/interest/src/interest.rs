@@ -38,7 +38,9 @@
 //!
 //! A tick's work is proportional to what changed and who watches it: each changed row visits its watchers (and,
 //! for clients that stood still, the clients in the grid cells around it); each client whose center moved scans
-//! the rows in the grid cells around it and its own view. Nothing scans the world per client.
+//! the rows in the grid cells around it and its own view. Nothing scans the world per client. Each poll also walks
+//! the client slots, one per [`ClientId`] up to the highest connected one, so the caller reuses ids (lowest free
+//! first) and the slots stay bounded by the clients connected at the peak.
 
 use foldhash::fast::FixedState;
 use hashbrown::HashMap;
@@ -52,6 +54,10 @@ use crate::grid::{Block, Cell, Grid};
 use crate::prefetch::prefetch;
 
 /// A connected client, numbered by the caller (the server's session id).
+///
+/// The stage keeps a slot per id up to the highest connected one, and every poll walks those slots: callers should
+/// reuse ids, lowest free first (the server does), so that the slots stay as many as the clients connected at the
+/// peak rather than every connection ever made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ClientId(pub u32);
 
@@ -527,6 +533,13 @@ impl Interest {
         self.index.len()
     }
 
+    /// How many client slots it holds: one past the highest connected [`ClientId`] (0 with no client). Each poll
+    /// walks this many slots.
+    #[must_use]
+    pub fn client_slots(&self) -> usize {
+        self.clients.len()
+    }
+
     // ---- rows ---------------------------------------------------------------------------------------------
 
     /// Decode what the stage needs of a row: key, position, owner.
@@ -702,12 +715,26 @@ impl Interest {
         self.by_identity.entry(identity).or_default().push(client.0);
     }
 
-    /// A client disconnected: forget it and its view (nothing is sent).
+    /// A client disconnected: forget it and its view (nothing is sent). Its id may be connected again (to anyone)
+    /// at once: nothing of the old client is left in its slot. The slots past the highest connected id are
+    /// dropped, and their memory too once they are mostly unused.
     pub fn handle_disconnect(&mut self, client: ClientId) {
         let Some(slot) = self.clients.get_mut(client.0 as usize) else {
             return;
         };
         let Some(c) = slot.take() else { return };
+        let live = self.clients.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        self.clients.truncate(live);
+        // Give back the memory of a past peak, keeping twice the slots in use so that a crowd coming and going does
+        // not reallocate every time. A poll's per-client scratch is rebuilt by the next poll.
+        if self.clients.capacity() > 4 * live.max(16) {
+            let keep = 2 * live.max(16);
+            self.clients.shrink_to(keep);
+            self.modes.clear();
+            self.modes.shrink_to(keep);
+            self.order.clear();
+            self.order.shrink_to(keep);
+        }
         for e in &c.view {
             let row = &mut self.rows[e.row.0 as usize];
             row.watchers.retain(|(w, _)| *w != client.0);
@@ -1655,6 +1682,156 @@ impl<'a> Deltas<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use locus_types::{ColumnType, IndexKind, TableDef};
+
+    /// A world of a spatial table `unit` (id, pos) with a row at each x of `xs`, and a table `item` (id, owner)
+    /// with an owner column and one row owned by each of `owners`.
+    fn world(xs: &[f32], owners: &[Identity]) -> (Database, Interest) {
+        let mut db = Database::default();
+        let unit = TableDef::builder("unit")
+            .column("id", ColumnType::U32)
+            .column("pos", ColumnType::Vec2)
+            .primary_key("id")
+            .index("pos", IndexKind::Spatial)
+            .access(TableAccess::Public)
+            .build()
+            .expect("valid");
+        let item = TableDef::builder("item")
+            .column("id", ColumnType::U32)
+            .column("owner", ColumnType::Identity)
+            .primary_key("id")
+            .owner("owner")
+            .access(TableAccess::Public)
+            .build()
+            .expect("valid");
+        let (u, i) = (
+            db.create_table(unit.clone()).expect("create"),
+            db.create_table(item.clone()).expect("create"),
+        );
+        let mut tx = db.begin();
+        for (k, &x) in xs.iter().enumerate() {
+            let row = [Value::U64(k as u64), Value::Vec2(Vec2::new(x, 0.0))];
+            tx.insert(u, &codec::encode_row(&unit.columns, &row).expect("encode"))
+                .expect("insert");
+        }
+        for (k, &owner) in owners.iter().enumerate() {
+            let row = [Value::U64(k as u64), Value::Identity(owner)];
+            tx.insert(i, &codec::encode_row(&item.columns, &row).expect("encode"))
+                .expect("insert");
+        }
+        let _ = tx.commit();
+        let interest = Interest::new(InterestConfig::default(), &db);
+        (db, interest)
+    }
+
+    const UNIT: TableId = TableId(0);
+    const ITEM: TableId = TableId(1);
+
+    /// Connect `client` as `identity`, watching units within 50 m of the origin and its own items.
+    fn join(interest: &mut Interest, client: ClientId, identity: Identity) {
+        interest.handle_connect(client, identity);
+        interest.handle_subscribe(client, UNIT, Filter::All).expect("subscribe");
+        interest.handle_subscribe(client, ITEM, Filter::Owner).expect("subscribe");
+        let area = Area {
+            center: Center::Fixed(Vec2::ZERO),
+            enter_radius: 50.0,
+            leave_radius: 60.0,
+        };
+        interest.handle_area(client, Some(area)).expect("area");
+    }
+
+    /// What the stage holds for clients: slots and their capacity, identities, clients in the grid, subscribers,
+    /// and watchers of rows.
+    fn client_state(interest: &Interest) -> [usize; 6] {
+        let mut in_grid = 0;
+        interest
+            .client_grid
+            .for_each_near(Vec2::ZERO, 1e4, |_, _| in_grid += 1);
+        [
+            interest.client_slots(),
+            interest.clients.capacity(),
+            interest.by_identity.len(),
+            in_grid,
+            interest.tables.iter().map(|t| t.subscribers.len()).sum(),
+            interest.rows.iter().map(|r| r.watchers.len()).sum(),
+        ]
+    }
+
+    #[test]
+    fn ten_thousand_connects_and_disconnects_leave_the_client_slots_as_they_were() {
+        let (_db, mut interest) = world(&[1.0, 10.0, 500.0], &[Identity([1; 32])]);
+        // A player who stays, and one slot that comes and goes.
+        join(&mut interest, ClientId(0), Identity([1; 32]));
+        interest.poll_tick(Tick(1));
+        let before = client_state(&interest);
+        assert_eq!(before[0], 1);
+        for cycle in 0..10_000u32 {
+            let id = ClientId(1);
+            join(&mut interest, id, Identity([(cycle % 200) as u8 + 2; 32]));
+            let deltas = interest.poll_tick(Tick(2 + 2 * u64::from(cycle)));
+            assert_eq!(deltas.get(id).expect("connected").inserts.len(), 2);
+            interest.handle_disconnect(id);
+            interest.poll_tick(Tick(3 + 2 * u64::from(cycle)));
+        }
+        assert_eq!(client_state(&interest), before);
+        assert_eq!(interest.modes.len(), 1, "a poll walks one slot");
+        assert!(interest.modes.capacity() <= 32 && interest.order.capacity() <= 32);
+    }
+
+    #[test]
+    fn slots_shrink_back_after_a_peak() {
+        let (_db, mut interest) = world(&[1.0], &[]);
+        for c in 0..1_000 {
+            join(&mut interest, ClientId(c), Identity([7; 32]));
+        }
+        interest.poll_tick(Tick(1));
+        assert_eq!(interest.client_slots(), 1_000);
+        // The peak leaves, but for client 3.
+        for c in (0..1_000).filter(|&c| c != 3) {
+            interest.handle_disconnect(ClientId(c));
+        }
+        assert_eq!(interest.client_slots(), 4);
+        assert!(interest.clients.capacity() <= 64, "{}", interest.clients.capacity());
+        let deltas = interest.poll_tick(Tick(2));
+        assert_eq!(deltas.iter().count(), 1);
+        assert!(interest.modes.capacity() <= 64);
+        interest.handle_disconnect(ClientId(3));
+        assert_eq!(client_state(&interest)[..1], [0]);
+        assert_eq!(client_state(&interest)[2..], [0; 4]);
+    }
+
+    #[test]
+    fn a_reused_client_id_starts_afresh() {
+        let (ada, bob) = (Identity([1; 32]), Identity([2; 32]));
+        let (_db, mut interest) = world(&[1.0, 10.0], &[ada, bob]);
+        let id = ClientId(0);
+        join(&mut interest, id, ada);
+        // Only inserts, as (table, key).
+        let inserted = |deltas: &Deltas<'_>| -> Vec<(TableId, Value)> {
+            let d = deltas.get(id).expect("connected");
+            assert!(d.deletes.is_empty() && d.updates.is_empty() && d.patches.is_empty());
+            let mut rows: Vec<_> = d
+                .inserts
+                .iter()
+                .map(|&r| (deltas.row(r).table, deltas.row(r).key.clone()))
+                .collect();
+            rows.sort_by_key(|(t, k)| (*t, format!("{k:?}")));
+            rows
+        };
+        assert_eq!(
+            inserted(&interest.poll_tick(Tick(1))),
+            [(UNIT, Value::U64(0)), (UNIT, Value::U64(1)), (ITEM, Value::U64(0))]
+        );
+        // Ada leaves; Bob gets her id in the same tick: he is sent the whole view again, and his item, not hers.
+        interest.handle_disconnect(id);
+        join(&mut interest, id, bob);
+        assert_eq!(
+            inserted(&interest.poll_tick(Tick(2))),
+            [(UNIT, Value::U64(0)), (UNIT, Value::U64(1)), (ITEM, Value::U64(1))]
+        );
+        assert_eq!(interest.by_identity.len(), 1);
+        assert!(interest.by_identity.contains_key(&bob));
+    }
 
     #[test]
     fn the_key_index_keeps_dense_sparse_and_other_keys_apart() {

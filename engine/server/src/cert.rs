@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use locus_client::token_file::write_atomic;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
@@ -69,6 +70,10 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CertError + '_ {
 
 /// Load the certificate from `dir`, or make and store one (for the names `locus` and `localhost`).
 ///
+/// Both files are written atomically ([`locus_client::token_file::write_atomic`]), the key (owner-only) before the
+/// certificate, and a pair is loaded only when both files exist: a crash while making them leaves no file or a
+/// lone key, and the next start makes a new pair. Temporary files a crash left behind are ignored.
+///
 /// # Errors
 ///
 /// A [`CertError`].
@@ -89,8 +94,8 @@ pub fn load_or_create(dir: &Path) -> Result<Identity, CertError> {
         rcgen::generate_simple_self_signed(vec!["locus".to_owned(), "localhost".to_owned()])?;
     let cert = made.cert.der().to_vec();
     let key = made.signing_key.serialize_der();
-    write_private(&key_path, &key)?;
-    std::fs::write(&cert_path, &cert).map_err(io(&cert_path))?;
+    write_atomic(&key_path, &key, true).map_err(io(&key_path))?;
+    write_atomic(&cert_path, &cert, false).map_err(io(&cert_path))?;
     Ok(Identity {
         cert: CertificateDer::from(cert),
         key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
@@ -99,16 +104,56 @@ pub fn load_or_create(dir: &Path) -> Result<Identity, CertError> {
     })
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), CertError> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_while_making_the_pair_does_not_stop_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a crash between the two renames leaves: the key alone, and a partial temporary certificate.
+        std::fs::write(dir.path().join(KEY_FILE), b"a key without its certificate").unwrap();
+        std::fs::write(dir.path().join(".cert.der.tmp-1"), b"partial").unwrap();
+        let made = load_or_create(dir.path()).unwrap();
+        assert!(made.created, "a new pair replaces the lone key");
+        let PrivateKeyDer::Pkcs8(key) = &made.key else {
+            panic!("a PKCS #8 key")
+        };
+        // The pair on disk is the one returned, and it is what the next start loads.
+        assert_eq!(std::fs::read(dir.path().join(KEY_FILE)).unwrap(), key.secret_pkcs8_der());
+        assert_eq!(std::fs::read(dir.path().join(CERT_FILE)).unwrap(), made.cert.as_ref());
+        let loaded = load_or_create(dir.path()).unwrap();
+        assert!(!loaded.created);
+        assert_eq!(loaded.fingerprint(), made.fingerprint());
+        // The key matches the certificate: TLS accepts the pair.
+        rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![loaded.cert], loaded.key)
+        .expect("the key belongs to the certificate");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let key = std::fs::metadata(dir.path().join(KEY_FILE)).unwrap();
+            assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        }
     }
-    let mut f = options.open(path).map_err(io(path))?;
-    f.write_all(bytes).map_err(io(path))?;
-    f.sync_all().map_err(io(path))
+
+    #[test]
+    fn the_key_and_the_certificate_are_replaced_by_a_rename_never_written_in_place() {
+        // A file written in place changes every hard link to it; one renamed over it leaves them alone. So no
+        // crash can leave a half-written key or certificate behind the names the next start reads.
+        for lone in [KEY_FILE, CERT_FILE] {
+            let dir = tempfile::tempdir().unwrap();
+            let other = dir.path().join("other");
+            std::fs::write(&other, b"old bytes").unwrap();
+            std::fs::hard_link(&other, dir.path().join(lone)).unwrap();
+            let made = load_or_create(dir.path()).unwrap();
+            assert!(made.created);
+            assert_eq!(std::fs::read(&other).unwrap(), b"old bytes", "{lone}");
+        }
+    }
 }

@@ -12,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use locus_client::Trust;
+use locus_host::Budget;
 use locus_server::admin_client::{AdminSession, AdminTarget, encode_args};
 use locus_server::query::{QueryResult, format_table};
 use locus_server::{MODULE_FILE, Server, ServerConfig, cert};
@@ -46,6 +47,14 @@ enum Command {
         /// Serve Prometheus metrics over HTTP at this address (e.g. 127.0.0.1:9187; path /metrics).
         #[arg(long)]
         metrics: Option<SocketAddr>,
+        /// Stop a reducer call that runs longer than this many milliseconds of wall-clock time (its writes are
+        /// rolled back; the caller gets ReducerAborted). Default 100 (two ticks at 20 Hz).
+        #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+        reducer_time_limit: Option<u64>,
+        /// Bound each reducer call by wasmtime fuel (about one unit per wasm instruction) instead of time: a
+        /// runaway call stops at the same instruction every time, but all wasm code runs slower.
+        #[arg(long, value_name = "UNITS", conflicts_with = "reducer_time_limit", value_parser = clap::value_parser!(u64).range(1..))]
+        reducer_fuel: Option<u64>,
     },
     /// Replace the running module with a new version, without disconnecting anyone. Compatible schema changes
     /// (new tables, columns appended with a default, indexes, reducers) are migrated; anything else is refused
@@ -134,10 +143,11 @@ fn workspace() -> PathBuf {
 }
 
 /// Build the demo module with cargo, in its own target directory (an outer `cargo run` may hold the lock on
-/// `target/`). Cargo rebuilds only what changed, so a fresh module costs about a second.
+/// `target/`): `target/wasm-modules`, which the load tester and the tests use too, so whichever runs first builds
+/// it for the others. Cargo rebuilds only what changed, so a fresh module costs about a second.
 fn demo_module() -> anyhow::Result<Vec<u8>> {
     let ws = workspace();
-    let target = ws.join("target").join("locus-serve");
+    let target = ws.join("target").join("wasm-modules");
     tracing::info!(
         "building the demo module (game-module) to wasm; the first build takes a minute"
     );
@@ -161,7 +171,16 @@ fn main() -> anyhow::Result<()> {
             module,
             tick_rate,
             metrics,
-        } => serve(data_dir, listen, module, tick_rate, metrics),
+            reducer_time_limit,
+            reducer_fuel,
+        } => serve(
+            data_dir,
+            listen,
+            module,
+            tick_rate,
+            metrics,
+            budget(reducer_time_limit, reducer_fuel),
+        ),
         Command::Publish { module, target } => {
             let wasm =
                 std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
@@ -298,32 +317,50 @@ where
     })
 }
 
+/// The reducer budget chosen with `serve --reducer-time-limit MS` or `--reducer-fuel UNITS` (clap lets at most one
+/// through), else the host's default (`HostConfig::default`: 100 ms).
+fn budget(time_limit_ms: Option<u64>, fuel: Option<u64>) -> Budget {
+    match (time_limit_ms, fuel) {
+        (_, Some(fuel)) => Budget::Fuel(fuel),
+        (Some(ms), None) => Budget::Time(Duration::from_millis(ms)),
+        (None, None) => locus_host::HostConfig::default().budget,
+    }
+}
+
 fn serve(
     data_dir: PathBuf,
     listen: SocketAddr,
     module: Option<PathBuf>,
     tick_rate: u16,
     metrics: Option<SocketAddr>,
+    budget: Budget,
 ) -> anyhow::Result<()> {
     let published = data_dir.join(MODULE_FILE);
-    let wasm = match module {
-        Some(path) => {
-            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?
-        }
+    // A module named on the command line is stored with the world (so a restart without `--module` runs it); the
+    // demo module is not (a rebuilt demo runs on restart).
+    let (wasm, keep_module) = match module {
+        Some(path) => (
+            std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+            true,
+        ),
         None if published.exists() => {
             tracing::info!(
                 path = %published.display(),
-                "running the module last published to this world"
+                "running the module stored with this world"
             );
-            std::fs::read(&published).with_context(|| format!("reading {}", published.display()))?
+            let wasm = std::fs::read(&published)
+                .with_context(|| format!("reading {}", published.display()))?;
+            (wasm, true)
         }
-        None => demo_module()?,
+        None => (demo_module()?, false),
     };
     let mut config = ServerConfig::new(wasm);
     config.data_dir = data_dir.clone();
     config.listen = listen;
     config.tick_rate = tick_rate;
     config.metrics = metrics;
+    config.keep_module = keep_module;
+    config.host.budget = budget;
     let server = Server::start(config).context("starting the world")?;
     say("Locus world running");
     say(&format!("  listening on      {}", server.local_addr()));
@@ -372,5 +409,45 @@ fn serve(
             Ok(())
         }
         Err(e) => Err(anyhow::anyhow!(e).context("the world did not stop cleanly")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_options_choose_the_hosts_budget() {
+        let serve = |args: &[&str]| {
+            let cli = Cli::try_parse_from([&["locus", "serve"], args].concat())?;
+            let Command::Serve {
+                reducer_time_limit,
+                reducer_fuel,
+                ..
+            } = cli.command
+            else {
+                unreachable!("a serve command")
+            };
+            Ok::<_, clap::Error>(budget(reducer_time_limit, reducer_fuel))
+        };
+        assert_eq!(
+            serve(&[]).unwrap(),
+            Budget::Time(Duration::from_millis(100))
+        );
+        assert_eq!(
+            serve(&["--reducer-time-limit", "20"]).unwrap(),
+            Budget::Time(Duration::from_millis(20))
+        );
+        assert_eq!(
+            serve(&["--reducer-fuel", "5000000"]).unwrap(),
+            Budget::Fuel(5_000_000)
+        );
+        for refused in [
+            &["--reducer-time-limit", "20", "--reducer-fuel", "1"][..],
+            &["--reducer-time-limit", "0"],
+            &["--reducer-fuel", "0"],
+        ] {
+            assert!(serve(refused).is_err(), "{refused:?}");
+        }
     }
 }

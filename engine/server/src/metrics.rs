@@ -36,6 +36,9 @@ pub(crate) struct Metrics {
     pub(crate) tick_histogram: TickHistogram,
     /// Calls and failures per client reducer.
     pub(crate) reducers: Mutex<HashMap<Arc<str>, (u64, u64)>>,
+    /// Failures per server-run reducer (lifecycle, tick, periodic, scheduled).
+    pub(crate) server_failures: Mutex<HashMap<Arc<str>, u64>>,
+    server_failures_total: AtomicU64,
     /// Rows per table, refreshed about once a second by the tick thread.
     pub(crate) table_rows: Mutex<Vec<(String, u64)>>,
 }
@@ -124,6 +127,8 @@ pub struct MetricsSnapshot {
     pub protocol_errors: u64,
     /// Clients disconnected for reading too slowly.
     pub too_slow: u64,
+    /// Failures of reducers the server ran (lifecycle, tick, periodic, scheduled), every one counted.
+    pub server_reducer_failures: u64,
     /// How late ticks started after their slot (recent ticks).
     pub jitter: Percentiles,
     /// How long ticks took, from start to frames handed to the release thread (recent ticks).
@@ -145,6 +150,19 @@ impl Metrics {
             let entry = map.entry(name.clone()).or_default();
             entry.0 += 1;
             entry.1 += u64::from(*failed);
+        }
+    }
+
+    /// Count each failure of a server-run reducer (one name per failure).
+    pub(crate) fn server_failures(&self, failures: &[Arc<str>]) {
+        if failures.is_empty() {
+            return;
+        }
+        self.server_failures_total
+            .fetch_add(failures.len() as u64, Ordering::Relaxed);
+        let mut map = self.server_failures.lock().expect("metrics lock");
+        for name in failures {
+            *map.entry(name.clone()).or_default() += 1;
         }
     }
 
@@ -190,6 +208,7 @@ impl Metrics {
             refused: get(&self.refused),
             protocol_errors: get(&self.protocol_errors),
             too_slow: get(&self.too_slow),
+            server_reducer_failures: get(&self.server_failures_total),
             jitter: Percentiles::of(&r.jitter),
             tick_time: Percentiles::of(&r.tick_time),
         }

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -22,18 +22,33 @@ use crate::cert;
 use crate::identity::{identity_of, new_token};
 use crate::metrics::Metrics;
 use crate::server::{Limits, StartError};
-use crate::world::{AdminFrom, Input, SessionId};
+use crate::world::{AdminFrom, Closing, Input, SessionId, SessionIds};
 use locus_host::Runtime;
 use locus_types::Identity;
 
 /// The ALPN protocol id of protocol version 1.
 pub const ALPN: &[u8] = b"locus/1";
 
-/// QUIC close codes (the reason text says more).
+/// QUIC application close codes (the reason text says more). `engine/docs/protocol.md` §6 lists which fatal error
+/// goes with which ([`close_code`]).
 pub(crate) const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(1);
 const CLOSE_PROTOCOL: VarInt = VarInt::from_u32(2);
 const CLOSE_TOO_SLOW: VarInt = VarInt::from_u32(3);
 const CLOSE_INTERNAL: VarInt = VarInt::from_u32(4);
+
+/// How long a connection closing for a fatal error waits for the answers to its earlier inputs (released once
+/// durable) before it closes without them.
+const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// The QUIC close code a connection closed for fatal error `code` gets.
+fn close_code(code: ErrorCode) -> VarInt {
+    match code {
+        ErrorCode::ShuttingDown => CLOSE_SHUTDOWN,
+        ErrorCode::TooSlow => CLOSE_TOO_SLOW,
+        ErrorCode::Internal => CLOSE_INTERNAL,
+        _ => CLOSE_PROTOCOL,
+    }
+}
 
 /// The world's inbox, and the number of the tick that started last (to count calls per tick).
 pub(crate) struct Inbox {
@@ -43,6 +58,8 @@ pub(crate) struct Inbox {
     pub(crate) admin: Identity,
     /// Compiles published modules (off the tick thread).
     pub(crate) runtime: Runtime,
+    /// Session ids: allocated here when a `Hello` is accepted, freed by the release thread ([`SessionId`]).
+    pub(crate) ids: Arc<Mutex<SessionIds>>,
 }
 
 /// What the writer task of a connection is given.
@@ -102,9 +119,11 @@ pub(crate) fn listen(
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(limits.idle_timeout).map_err(|e| tls(&e))?,
     ));
-    // One stream per client is all the protocol uses.
+    // One stream per client is all the protocol uses; no datagrams either (a client cannot send any, so none is
+    // buffered unread).
     transport.max_concurrent_bidi_streams(VarInt::from_u32(1));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    transport.datagram_receive_buffer_size(None);
     config.transport_config(Arc::new(transport));
     let endpoint = quinn::Endpoint::server(config, addr)
         .map_err(|source| StartError::Listen { addr, source })?;
@@ -125,7 +144,6 @@ async fn accept_loop(
     registry: Registry,
     metrics: Arc<Metrics>,
 ) {
-    let next = AtomicU32::new(1);
     while let Some(incoming) = endpoint.accept().await {
         let connected = registry.lock().expect("registry lock").len();
         if connected >= limits.max_clients {
@@ -133,10 +151,8 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         }
-        let session = next.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(connection(
             incoming,
-            session,
             limits,
             inbox.clone(),
             registry.clone(),
@@ -177,11 +193,22 @@ impl Bucket {
     }
 }
 
+/// Why a new connection has no first frame to read as its `Hello`.
+enum NoHello {
+    /// The stream did not open, or ended early, or the connection failed: only a close can be sent.
+    Gone(String),
+    /// The first frame's length prefix is over the limit: said with an `Error` frame on the stream.
+    TooLarge(quinn::SendStream, String),
+}
+
 /// Read the first frame (the `Hello`) of a new connection.
 async fn hello(
     conn: &quinn::Connection,
-) -> Result<(quinn::SendStream, quinn::RecvStream, FrameReader, Vec<u8>), String> {
-    let (send, mut recv) = conn.accept_bi().await.map_err(|e| e.to_string())?;
+) -> Result<(quinn::SendStream, quinn::RecvStream, FrameReader, Vec<u8>), NoHello> {
+    let (send, mut recv) = conn
+        .accept_bi()
+        .await
+        .map_err(|e| NoHello::Gone(e.to_string()))?;
     let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
     let mut buf = vec![0; 4096];
     loop {
@@ -191,19 +218,18 @@ async fn hello(
                 return Ok((send, recv, reader, payload));
             }
             Ok(None) => {}
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(NoHello::TooLarge(send, e.to_string())),
         }
         match recv.read(&mut buf).await {
             Ok(Some(n)) => reader.push(&buf[..n]),
-            Ok(None) => return Err("the stream ended before a Hello".into()),
-            Err(e) => return Err(e.to_string()),
+            Ok(None) => return Err(NoHello::Gone("the stream ended before a Hello".into())),
+            Err(e) => return Err(NoHello::Gone(e.to_string())),
         }
     }
 }
 
 async fn connection(
     incoming: quinn::Incoming,
-    session: SessionId,
     limits: Limits,
     inbox: Arc<Inbox>,
     registry: Registry,
@@ -213,10 +239,24 @@ async fn connection(
         return;
     };
     metrics.connections.fetch_add(1, Ordering::Relaxed);
+    // Before the session exists, a fatal error is told at once: an error frame, then the close.
+    let refuse = |code: ErrorCode, message: String| {
+        Out::Close(
+            error_frame(code, &message, None, true),
+            close_code(code),
+            message,
+        )
+    };
     let first = tokio::time::timeout(limits.hello_timeout, hello(&conn)).await;
     let (mut send, recv, mut reader, payload) = match first {
         Ok(Ok(x)) => x,
-        Ok(Err(e)) => {
+        Ok(Err(NoHello::TooLarge(mut send, message))) => {
+            metrics.refused.fetch_add(1, Ordering::Relaxed);
+            metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+            write_out(&mut send, &conn, refuse(ErrorCode::FrameTooLarge, message)).await;
+            return;
+        }
+        Ok(Err(NoHello::Gone(e))) => {
             metrics.refused.fetch_add(1, Ordering::Relaxed);
             conn.close(CLOSE_PROTOCOL, e.as_bytes());
             return;
@@ -227,14 +267,8 @@ async fn connection(
             return;
         }
     };
-    // The Hello: anything else first, or no common version, ends the connection with an error frame.
-    let refuse = |code: ErrorCode, message: String| {
-        Out::Close(
-            error_frame(code, &message, None, true),
-            CLOSE_PROTOCOL,
-            message,
-        )
-    };
+    // The Hello: a well-formed message other than Hello first (HelloRequired), bytes that are no client message
+    // (MalformedFrame), or no common version, end the connection with an error frame.
     // The highest version both speak.
     let common = |versions: &[u16]| {
         SUPPORTED_VERSIONS
@@ -259,7 +293,7 @@ async fn connection(
         )),
         Err(e) => Err(refuse(
             ErrorCode::MalformedFrame,
-            format!("the Hello is malformed: {e}"),
+            format!("the first message is not a well-formed Hello: {e}"),
         )),
     };
     let (token, version) = match verdict {
@@ -275,6 +309,8 @@ async fn connection(
     if is_admin {
         reader.set_max(MAX_ADMIN_FRAME);
     }
+    // The session exists from here: it gets an id (freed by the release thread after its `Disconnect`).
+    let session = inbox.ids.lock().expect("session ids lock").allocate();
     let (tx, rx) = mpsc::channel(limits.outbound);
     registry.lock().expect("registry lock").insert(
         session,
@@ -291,21 +327,37 @@ async fn connection(
     };
     if inbox.tx.send(connect).await.is_err() {
         registry.lock().expect("registry lock").remove(&session);
+        // The world never heard of it.
+        inbox.ids.lock().expect("session ids lock").release(session);
         conn.close(CLOSE_SHUTDOWN, b"the server is shutting down");
         return;
     }
     tracing::debug!(session, "connected");
-    let writer = tokio::spawn(writer(send, rx, conn.clone()));
+    let mut writer = tokio::spawn(writer(send, rx, conn.clone()));
+    // Each publish being compiled holds a clone of `compiling`: the `Disconnect` waits for them (below).
+    let (compiling, mut compiled) = mpsc::channel::<()>(1);
     let peer = Peer {
         session,
         is_admin,
-        conn: &conn,
+        compiling,
     };
-    read_loop(&peer, recv, reader, &limits, &inbox, &tx, &metrics).await;
+    let fatal = read_loop(&peer, recv, reader, &limits, &inbox, &tx, &metrics).await;
+    let mut writer_done = false;
+    if let Some((code, message)) = fatal {
+        metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+        writer_done =
+            close_after_answers(session, code, message, &inbox, &tx, &conn, &mut writer).await;
+    }
     registry.lock().expect("registry lock").remove(&session);
+    // A publish still compiling queues its `Publish` (answered to this session) first: the `Disconnect` must follow
+    // every input of the session, or the id could be freed and reused before that answer is made.
+    drop(peer);
+    let _ = compiled.recv().await;
     let _ = inbox.tx.send(Input::Disconnect { session }).await;
     drop(tx);
-    let _ = writer.await;
+    if !writer_done {
+        let _ = writer.await;
+    }
     tracing::debug!(session, "disconnected");
 }
 
@@ -333,23 +385,68 @@ async fn writer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Out>, conn: 
     let _ = send.finish();
 }
 
-/// Who is on a connection.
-struct Peer<'a> {
+/// End a session for a fatal error in its input, after the answers to what it sent before: the world puts the
+/// error frame behind them ([`Input::Close`]), and the release thread hands it to the writer once the tick is
+/// durable, which writes it and closes the connection. A client that does not read is closed without it: by
+/// [`deliver`] when its queue is full, or here after [`CLOSE_WAIT`]. Returns whether `writer` ended (and was
+/// awaited).
+async fn close_after_answers(
     session: SessionId,
-    is_admin: bool,
-    conn: &'a quinn::Connection,
+    code: ErrorCode,
+    message: String,
+    inbox: &Inbox,
+    tx: &mpsc::Sender<Out>,
+    conn: &quinn::Connection,
+    writer: &mut tokio::task::JoinHandle<()>,
+) -> bool {
+    let close = close_code(code);
+    let input = Input::Close {
+        session,
+        code,
+        message: message.clone(),
+        close_code: close.into_inner() as u32,
+    };
+    if inbox.tx.send(input).await.is_err() {
+        // The world has stopped: nothing more will be answered; say it now.
+        let frame = error_frame(code, &message, None, true);
+        if tx
+            .try_send(Out::Close(frame, close, message.clone()))
+            .is_err()
+        {
+            conn.close(close, message.as_bytes());
+        }
+        return false;
+    }
+    tokio::select! {
+        _ = writer => true,
+        _ = conn.closed() => false,
+        () = tokio::time::sleep(CLOSE_WAIT) => {
+            conn.close(close, message.as_bytes());
+            false
+        }
+    }
 }
 
+/// Who is on a connection.
+struct Peer {
+    session: SessionId,
+    is_admin: bool,
+    /// Cloned into each publish being compiled (see [`compile_and_publish`]).
+    compiling: mpsc::Sender<()>,
+}
+
+/// Read the session's frames into the inbox until the stream ends (`None`) or a fatal error in the input (its code
+/// and message). After a fatal error nothing more is read.
 async fn read_loop(
-    peer: &Peer<'_>,
+    peer: &Peer,
     mut recv: quinn::RecvStream,
     mut reader: FrameReader,
     limits: &Limits,
     inbox: &Inbox,
     tx: &mpsc::Sender<Out>,
     metrics: &Metrics,
-) {
-    let (session, conn) = (peer.session, peer.conn);
+) -> Option<(ErrorCode, String)> {
+    let session = peer.session;
     let mut buf = vec![0; 64 * 1024];
     let mut bucket = Bucket::new(limits.messages_per_second, limits.burst);
     let mut dropped_in_a_row = 0u32;
@@ -359,17 +456,6 @@ async fn read_loop(
     let error = |code: ErrorCode, message: &str, request: Option<u32>| {
         metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
         let _ = tx.try_send(Out::Data(error_frame(code, message, request, false)));
-    };
-    let fatal = |code: ErrorCode, message: String| {
-        metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-        let frame = error_frame(code, &message, None, true);
-        if let Err(e) = tx.try_send(Out::Close(frame, CLOSE_PROTOCOL, message)) {
-            // The client is not reading: close without the frame.
-            let Out::Close(_, code, reason) = e.into_inner() else {
-                unreachable!("sent a Close")
-            };
-            conn.close(code, reason.as_bytes());
-        }
     };
     // While messages are dropped for rate, one error frame a second says so (not one per message: a flood must
     // not turn into a flood of answers).
@@ -381,9 +467,9 @@ async fn read_loop(
                 Ok(Some(p)) => p,
                 Ok(None) => break,
                 Err(e @ FrameError::TooLarge { .. }) => {
-                    return fatal(ErrorCode::FrameTooLarge, e.to_string());
+                    return Some((ErrorCode::FrameTooLarge, e.to_string()));
                 }
-                Err(e) => return fatal(ErrorCode::MalformedFrame, e.to_string()),
+                Err(e) => return Some((ErrorCode::MalformedFrame, e.to_string())),
             };
             let message = match protocol::decode_frame::<ClientMessage>(payload) {
                 Ok(m) => m,
@@ -403,13 +489,13 @@ async fn read_loop(
             if !bucket.take() {
                 dropped_in_a_row += 1;
                 if dropped_in_a_row >= limits.flood_disconnect {
-                    return fatal(
+                    return Some((
                         ErrorCode::RateLimited,
                         format!(
                             "over {} messages dropped for rate in a row: disconnected",
                             limits.flood_disconnect
                         ),
-                    );
+                    ));
                 }
                 if rate_told.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
                     rate_told = Some(Instant::now());
@@ -424,7 +510,7 @@ async fn read_loop(
             dropped_in_a_row = 0;
             let input = match message {
                 ClientMessage::Hello { .. } => {
-                    return fatal(ErrorCode::HelloTwice, "a second Hello".into());
+                    return Some((ErrorCode::HelloTwice, "a second Hello".into()));
                 }
                 ClientMessage::Call {
                     request,
@@ -482,7 +568,7 @@ async fn read_loop(
                     request,
                     command: AdminCommand::Publish { wasm },
                 } => {
-                    compile_and_publish(session, request, wasm, inbox, tx.clone());
+                    compile_and_publish(peer, request, wasm, inbox, tx.clone());
                     continue;
                 }
                 ClientMessage::Admin { request, command } => Input::Admin {
@@ -491,7 +577,7 @@ async fn read_loop(
                 },
             };
             if inbox.tx.send(input).await.is_err() {
-                return;
+                return None;
             }
         }
         match recv.read(&mut buf).await {
@@ -499,7 +585,7 @@ async fn read_loop(
                 metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
                 reader.push(&buf[..n]);
             }
-            Ok(None) | Err(_) => return,
+            Ok(None) | Err(_) => return None,
         }
     }
 }
@@ -507,14 +593,17 @@ async fn read_loop(
 /// Compile a published module on a blocking thread (seconds, for a large module), then queue it for the tick
 /// thread; a module that does not load is refused at once.
 fn compile_and_publish(
-    session: SessionId,
+    peer: &Peer,
     request: u32,
     wasm: Vec<u8>,
     inbox: &Inbox,
     out: mpsc::Sender<Out>,
 ) {
     let (runtime, inputs) = (inbox.runtime.clone(), inbox.tx.clone());
+    let (session, compiling) = (peer.session, peer.compiling.clone());
     tokio::spawn(async move {
+        // Held until the `Publish` is queued (or refused): the session's `Disconnect` waits for it.
+        let _compiling = compiling;
         let compiled = tokio::task::spawn_blocking(move || {
             let module = runtime.load(&wasm);
             (module, wasm)
@@ -572,13 +661,28 @@ pub(crate) fn deliver(registry: &Registry, frames: Vec<(SessionId, Vec<u8>)>, me
     }
 }
 
-/// Close every connection with an `Internal` error (the world has stopped).
+/// Close the sessions the world closed for a fatal error ([`crate::world::Input::Close`]), after their frames
+/// of the same tick (handed over by [`deliver`] just before): the writer sends the `Error` frame, then closes. A
+/// session whose queue is full is not reading: it is closed without the frame.
+pub(crate) fn close_after(registry: &Registry, closes: Vec<Closing>) {
+    let registry = registry.lock().expect("registry lock");
+    for closing in closes {
+        let Some(handle) = registry.get(&closing.session) else {
+            continue;
+        };
+        let code = VarInt::from_u32(closing.close_code);
+        let out = Out::Close(closing.frame, code, closing.reason);
+        if let Err(mpsc::error::TrySendError::Full(Out::Close(_, code, reason))) =
+            handle.tx.try_send(out)
+        {
+            handle.conn.close(code, reason.as_bytes());
+        }
+    }
+}
+
+/// Close every connection with a fatal error (`ShuttingDown`, or `Internal` when the world has stopped).
 pub(crate) fn close_all(registry: &Registry, code: ErrorCode, message: &str) {
-    let close = if code == ErrorCode::ShuttingDown {
-        CLOSE_SHUTDOWN
-    } else {
-        CLOSE_INTERNAL
-    };
+    let close = close_code(code);
     for handle in registry.lock().expect("registry lock").values() {
         let frame = error_frame(code, message, None, true);
         if handle

@@ -14,6 +14,7 @@
 //! | `locus_row_changes_total` | counter | row changes committed |
 //! | `locus_reducer_calls_total{reducer}` | counter | client reducer calls |
 //! | `locus_reducer_errors_total{reducer}` | counter | of which failed (rolled back) |
+//! | `locus_server_reducer_failures_total{reducer}` | counter | failures of reducers the server runs (lifecycle, tick, periodic, scheduled) |
 //! | `locus_durability_lag_ticks` | gauge | ticks run but not yet durable (their results and deltas wait) |
 //! | `locus_protocol_errors_total`, `locus_clients_too_slow_total` | counter | refused client input / slow readers dropped |
 //! | `locus_failed` | gauge | 1 once the commit log failed |
@@ -141,6 +142,17 @@ impl Exporter {
             "locus_reducer_errors",
             "Client reducer calls that failed",
             errors,
+        );
+        let server_failures: Family<Labels, Counter> = Family::default();
+        for (name, n) in m.server_failures.lock().expect("metrics lock").iter() {
+            server_failures
+                .get_or_create(&vec![("reducer".into(), name.to_string())])
+                .inc_by(*n);
+        }
+        r.register(
+            "locus_server_reducer_failures",
+            "Failures of reducers the server runs (lifecycle, tick, periodic, scheduled)",
+            server_failures,
         );
         let durable = self.watermark.tick().0;
         gauge(

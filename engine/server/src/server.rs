@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::cert;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::net::{self, Inbox, Registry};
-use crate::world::{AdminFrom, Deferred, Input, World};
+use crate::world::{AdminFrom, Closing, Deferred, Input, SessionId, SessionIds, World};
 
 /// Limits that keep one client from harming the others. Every default is stated on its field.
 #[derive(Clone, Copy, Debug)]
@@ -65,13 +65,19 @@ impl Default for Limits {
 /// How to run a world. Every default is stated on its field.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// The data directory: the commit log and snapshots (`log/`), the certificate and key. Created if missing.
-    /// Default `locus-data`.
+    /// The data directory: the commit log and snapshots (`log/`), the certificate and key, the admin token and the
+    /// module ([`MODULE_FILE`]). Created if missing; if [`Server::start`] fails, a directory it created is removed
+    /// again (a directory that existed keeps what it held). Default `locus-data`.
     pub data_dir: PathBuf,
     /// Where to listen. Default `127.0.0.1:7878` (loopback only).
     pub listen: SocketAddr,
     /// The module (WebAssembly bytes).
     pub module: Vec<u8>,
+    /// Store [`module`](Self::module) in the data directory as [`MODULE_FILE`] (atomically, once it is known to run
+    /// on the data, as a publish does), so that the world's module is kept with its data: `locus serve` without
+    /// `--module` runs it on restart. Default `true`; `locus serve` turns it off for the demo module it builds
+    /// itself, so that a rebuilt demo runs on restart.
+    pub keep_module: bool,
     /// Ticks per second. Default 20.
     pub tick_rate: u16,
     /// Seed of reducers' RNGs (mixed with the tick and the call's position). Default `0x10c05`.
@@ -97,6 +103,7 @@ impl ServerConfig {
             data_dir: PathBuf::from("locus-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 7878)),
             module,
+            keep_module: true,
             tick_rate: 20,
             seed: 0x10c05,
             host: HostConfig::default(),
@@ -159,8 +166,12 @@ pub enum StartError {
 pub(crate) struct Release {
     pub(crate) tick: Tick,
     pub(crate) frames: Vec<(u32, Vec<u8>)>,
+    /// Sessions to close for a fatal error, after their frames (each with its `Error` frame last).
+    pub(crate) closes: Vec<Closing>,
     /// Operators' answers, given once `tick` is durable.
     pub(crate) replies: Vec<(mpsc::Sender<AdminReply>, AdminReply)>,
+    /// Session ids to free once the frames are delivered ([`crate::world::TickOutput::freed`]).
+    pub(crate) freed: Vec<SessionId>,
 }
 
 /// What the server's own API asks the tick thread to do, at the next tick boundary.
@@ -238,12 +249,34 @@ fn now_timestamp() -> Timestamp {
 impl Server {
     /// Recover (or create) the world in `config.data_dir`, load the module, and start ticking and listening.
     ///
-    /// A new world runs the module's `init` reducer and writes its first snapshot before it accepts anyone.
+    /// A new world runs the module's `init` reducer and writes its first snapshot before it accepts anyone. The
+    /// module is stored in the data directory ([`ServerConfig::keep_module`]) once it is known to fit the data.
     ///
     /// # Errors
     ///
-    /// A [`StartError`]; nothing keeps running then.
+    /// A [`StartError`]; nothing keeps running then, and a data directory this call created (with any missing
+    /// parents) is removed again. A module that does not load is refused before anything is created.
     pub fn start(config: ServerConfig) -> Result<Server, StartError> {
+        // The outermost directory of `data_dir` that does not exist yet: what this start creates.
+        let created = config
+            .data_dir
+            .ancestors()
+            .take_while(|p| !p.as_os_str().is_empty() && !p.exists())
+            .last()
+            .map(std::path::Path::to_owned);
+        let started = Server::start_in(config);
+        if started.is_err()
+            && let Some(dir) = created
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(%e, dir = %dir.display(), "cannot remove the data directory of a failed start");
+        }
+        started
+    }
+
+    fn start_in(config: ServerConfig) -> Result<Server, StartError> {
+        let host = Runtime::new(config.host)?;
+        let module = host.load(&config.module)?;
         let data_dir = |source| StartError::DataDir {
             path: config.data_dir.clone(),
             source,
@@ -255,11 +288,17 @@ impl Server {
         for warning in &recovered.warnings {
             tracing::warn!(%warning, "recovery");
         }
-        let host = Runtime::new(config.host)?;
-        let module = host.load(&config.module)?;
         let is_new = recovered.is_new();
         let recovered_tick = recovered.tick;
         let (mut instance, plan) = module.instantiate_upgrading(recovered.db)?;
+        // Before the migrated data's snapshot, as a publish does: recovery never meets new-schema data with only
+        // the old module stored.
+        if config.keep_module
+            && std::fs::read(config.data_dir.join(MODULE_FILE)).ok().as_deref()
+                != Some(config.module.as_slice())
+        {
+            store_module(&config.data_dir, &config.module).map_err(data_dir)?;
+        }
         if !is_new && !plan.is_empty() {
             let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
             tracing::info!(
@@ -268,10 +307,13 @@ impl Server {
             );
             log.snapshot(&EncodedSnapshot::new(recovered_tick, instance.db()))?;
         }
+        let mut init_failed = None;
         if is_new {
-            let ctx = CallContext::server(Tick(0), now_timestamp(), config.seed);
+            let now = now_timestamp();
+            let ctx = CallContext::server(Tick(0), now, config.seed);
             if let Err(e) = instance.init(&ctx) {
-                tracing::warn!(%e, "the init reducer failed; the world starts empty");
+                tracing::warn!("the init reducer failed; the world starts without its writes");
+                init_failed = Some((e, now));
             }
             log.snapshot(&EncodedSnapshot::new(Tick(0), instance.db()))?;
         } else {
@@ -282,7 +324,10 @@ impl Server {
             );
         }
         let durability = Durability::start(log);
-        let world = World::new(instance, config.interest, config.tick_rate, config.seed);
+        let mut world = World::new(instance, config.interest, config.tick_rate, config.seed);
+        if let Some((e, now)) = init_failed {
+            world.server_reducer_failed(&e, Tick(0), now);
+        }
         let identity = cert::load_or_create(&config.data_dir)?;
         let admin_token = crate::identity::load_or_create_admin_token(&config.data_dir)?;
 
@@ -297,6 +342,7 @@ impl Server {
             })?;
         let metrics = Arc::new(Metrics::default());
         let registry: Registry = Arc::new(Mutex::new(std::collections::HashMap::new()));
+        let session_ids = Arc::new(Mutex::new(SessionIds::default()));
         let (inbox_tx, inbox_rx) = tokio::sync::mpsc::channel::<Input>(config.limits.inbox);
         let ticks_started = Arc::new(AtomicU64::new(0));
         let endpoint = {
@@ -310,6 +356,7 @@ impl Server {
                     ticks: ticks_started.clone(),
                     admin: crate::identity::identity_of(&admin_token),
                     runtime: host.clone(),
+                    ids: session_ids.clone(),
                 },
                 registry.clone(),
                 metrics.clone(),
@@ -346,7 +393,9 @@ impl Server {
             let metrics = metrics.clone();
             std::thread::Builder::new()
                 .name("locus-release".into())
-                .spawn(move || release_loop(&release_rx, &watermark, &registry, &metrics))
+                .spawn(move || {
+                    release_loop(&release_rx, &watermark, &registry, &metrics, &session_ids)
+                })
                 .expect("spawn the release thread")
         };
         let tick_thread = {
@@ -650,6 +699,7 @@ impl Ticker {
             }
             let frames = out.frames;
             self.metrics.reducer_calls(&out.calls);
+            self.metrics.server_failures(&out.server_failures);
             if tick.0.is_multiple_of(u64::from(self.tick_rate.max(1))) {
                 let rows = self
                     .world
@@ -677,7 +727,9 @@ impl Ticker {
                 .send(Release {
                     tick,
                     frames,
+                    closes: out.closes,
                     replies,
+                    freed: out.freed,
                 })
                 .is_err()
             {
@@ -828,16 +880,10 @@ fn take_waiting(
 /// The file in a data directory holding the last published module, which `locus serve` runs on restart.
 pub const MODULE_FILE: &str = "module.wasm";
 
-/// Store `wasm` as [`MODULE_FILE`] in `data_dir`: a temporary file, synced, renamed over the old one, and the
-/// directory synced.
+/// Store `wasm` as [`MODULE_FILE`] in `data_dir`, atomically ([`locus_client::token_file::write_atomic`]: a
+/// temporary file, synced, renamed over the old one, and the directory synced).
 fn store_module(data_dir: &std::path::Path, wasm: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let tmp = data_dir.join(format!("{MODULE_FILE}.tmp"));
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(wasm)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, data_dir.join(MODULE_FILE))?;
-    std::fs::File::open(data_dir)?.sync_all()
+    locus_client::token_file::write_atomic(&data_dir.join(MODULE_FILE), wasm, false)
 }
 
 /// Send each tick's frames once the tick is durable ("confirmed reads"), in tick order.
@@ -846,6 +892,7 @@ fn release_loop(
     watermark: &Watermark,
     registry: &Registry,
     metrics: &Metrics,
+    ids: &Mutex<SessionIds>,
 ) {
     while let Ok(release) = rx.recv() {
         loop {
@@ -866,9 +913,17 @@ fn release_loop(
             }
         }
         net::deliver(registry, release.frames, metrics);
+        net::close_after(registry, release.closes);
         for (reply, answer) in release.replies {
             // The operator may have given up waiting.
             let _ = reply.send(answer);
+        }
+        // Last: every frame made for these sessions has now been handed over, so their ids may be reused.
+        let mut ids = ids.lock().expect("session ids lock");
+        for session in release.freed {
+            if !ids.release(session) {
+                tracing::error!(session, "a session id was freed twice");
+            }
         }
     }
 }

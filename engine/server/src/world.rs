@@ -13,7 +13,7 @@
 //! 4. the interest stage: the changesets (and any change to the `locus_area` system table, which moves areas) in,
 //!    each session's delta out, as `Tick` frames after the tick's results.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use locus_host::{CallContext, CallError, LogLine, Module, ModuleInstance, Upgrade, UpgradeError};
 use locus_interest::{Area, Center, ClientId, Deltas, Filter, Interest, InterestConfig, RowId};
@@ -33,8 +33,85 @@ use locus_types::{
 /// [`protocol::MAX_SERVER_FRAME`]).
 const SPLIT_AT: usize = 1 << 20;
 
-/// A connection, numbered by the network layer (never reused while the server runs).
+/// A session (a connection past its `Hello`), numbered by the network layer from [`SessionIds`]: the lowest id free
+/// when the `Hello` is accepted.
+///
+/// Ids are reused, so they stay as few as the sessions connected at the peak (the interest stage walks one slot per
+/// id every tick). An id is free again only once nothing meant for its old session can reach a new one: after the
+/// world processed the session's [`Input::Disconnect`] (which every input of the session precedes, the answer to a
+/// `Publish` being compiled included), and the release thread delivered that tick's frames (so every earlier
+/// tick's too): see [`TickOutput::freed`].
 pub type SessionId = u32;
+
+/// The session ids in use: [`SessionIds::allocate`] hands out the lowest free one, [`SessionIds::release`] takes one
+/// back once [`TickOutput::freed`] named it and that tick's frames were delivered.
+#[derive(Debug, Default)]
+pub struct SessionIds {
+    /// Free ids below `next`.
+    free: BTreeSet<SessionId>,
+    /// One past the highest id in use (or waiting to be freed).
+    next: SessionId,
+}
+
+impl SessionIds {
+    /// The lowest free id, now in use.
+    ///
+    /// # Panics
+    ///
+    /// If all 2^32 ids are in use.
+    pub fn allocate(&mut self) -> SessionId {
+        if let Some(id) = self.free.pop_first() {
+            return id;
+        }
+        let id = self.next;
+        self.next = id.checked_add(1).expect("fewer than 2^32 sessions at once");
+        id
+    }
+
+    /// Give `id` back. Returns false (and changes nothing) if it was not in use: a second release of an id would
+    /// let two sessions share it.
+    pub fn release(&mut self, id: SessionId) -> bool {
+        if id >= self.next || !self.free.insert(id) {
+            return false;
+        }
+        // Keep the free ids below the highest in use, so `next` (and the ids) shrink back after a peak.
+        while self.next > 0 && self.free.remove(&(self.next - 1)) {
+            self.next -= 1;
+        }
+        true
+    }
+
+    /// How many ids are in use (or waiting to be freed).
+    #[must_use]
+    pub fn in_use(&self) -> usize {
+        self.next as usize - self.free.len()
+    }
+}
+
+#[cfg(test)]
+mod session_ids_tests {
+    use super::SessionIds;
+
+    #[test]
+    fn the_lowest_free_id_is_reused_and_ids_shrink_back_after_a_peak() {
+        let mut ids = SessionIds::default();
+        let peak: Vec<u32> = (0..100).map(|_| ids.allocate()).collect();
+        assert_eq!(peak, (0..100).collect::<Vec<_>>());
+        assert!(ids.release(42) && ids.release(7));
+        assert_eq!((ids.allocate(), ids.allocate(), ids.allocate()), (7, 42, 100));
+        assert!(!ids.release(1_000), "never handed out");
+        assert!(ids.release(3));
+        assert!(!ids.release(3), "released twice");
+        for id in (0..=100).filter(|&id| id != 3 && id != 5) {
+            assert!(ids.release(id));
+        }
+        assert_eq!(ids.in_use(), 1);
+        assert_eq!(ids.next, 6, "the free ids above the highest in use are forgotten");
+        assert!(ids.release(5));
+        assert_eq!((ids.in_use(), ids.next, ids.free.len()), (0, 0, 0));
+        assert_eq!(ids.allocate(), 0);
+    }
+}
 
 /// One thing a session asked for, in the order the network received it.
 #[derive(Debug)]
@@ -54,6 +131,20 @@ pub enum Input {
     Disconnect {
         /// The session.
         session: SessionId,
+    },
+    /// The network found a fatal error in a session's input and stopped reading it. Queued behind the session's
+    /// earlier inputs, so their answers (`Result`s and the rest) are made first; the world then adds the fatal
+    /// `Error` frame after the tick's frames for the session ([`TickOutput::closes`]), and the shell closes the
+    /// connection once they are delivered. Its `Disconnect` follows.
+    Close {
+        /// The session.
+        session: SessionId,
+        /// The fatal error.
+        code: ErrorCode,
+        /// Its message, for people (also the QUIC close reason).
+        message: String,
+        /// The QUIC application close code to close the connection with.
+        close_code: u32,
     },
     /// A reducer call.
     Call {
@@ -141,6 +232,21 @@ pub enum Deferred {
 /// How many module log lines the world keeps for `locus logs`.
 pub const LOG_TAIL: usize = 1_000;
 
+/// How often, at most, the failures of one server-run reducer after its first are summed up in the module log.
+pub const FAILURE_REPORT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Failures of one server-run reducer since its last line in the module log.
+#[derive(Debug)]
+struct Unreported {
+    /// When the reducer's last line was written, and in which tick.
+    reported_at: Timestamp,
+    reported_tick: Tick,
+    /// Failures since.
+    count: u64,
+    /// The last of them, and its tick.
+    last: Option<(Tick, String)>,
+}
+
 /// What one tick produced.
 #[derive(Debug)]
 pub struct TickOutput {
@@ -157,8 +263,31 @@ pub struct TickOutput {
     pub deferred: Vec<Deferred>,
     /// Each client reducer call of the tick: the reducer, and whether it failed (for per-reducer metrics).
     pub calls: Vec<(std::sync::Arc<str>, bool)>,
+    /// Each failure of a reducer the server ran (lifecycle, tick, periodic, scheduled; and a failed `init` reported
+    /// with [`World::server_reducer_failed`] before the first tick): the reducer, once per failure, logged or not.
+    pub server_failures: Vec<std::sync::Arc<str>>,
+    /// Sessions to close after their [`TickOutput::frames`] are delivered (from [`Input::Close`]), in input order.
+    pub closes: Vec<Closing>,
+    /// The sessions whose [`Input::Disconnect`] this tick processed, in input order: no frame of this tick or a
+    /// later one is for them, and no answer will be. The shell gives each id back to its [`SessionIds`] once this
+    /// tick's frames are delivered (an earlier tick's frames, waiting for durability, may still be for the
+    /// session), so a reused id never receives an old session's frames.
+    pub freed: Vec<SessionId>,
     /// Counts for metrics and logs.
     pub stats: TickStats,
+}
+
+/// A session to close for a fatal error ([`Input::Close`]), once its frames of the tick are delivered.
+#[derive(Debug)]
+pub struct Closing {
+    /// The session.
+    pub session: SessionId,
+    /// Its last frame: the fatal `Error`.
+    pub frame: Vec<u8>,
+    /// The QUIC application close code.
+    pub close_code: u32,
+    /// The QUIC close reason.
+    pub reason: String,
 }
 
 /// Counts of one tick.
@@ -207,6 +336,10 @@ pub struct World {
     log_tail: VecDeque<ModuleLogLine>,
     /// Sessions following the module log, with the request id of their `Logs` command.
     log_followers: HashMap<SessionId, u32>,
+    /// Server-run reducers that failed within the last [`FAILURE_REPORT_INTERVAL`], by name.
+    unreported: HashMap<String, Unreported>,
+    /// Failures for the next [`TickOutput::server_failures`].
+    server_failures: Vec<std::sync::Arc<str>>,
 }
 
 impl std::fmt::Debug for World {
@@ -320,6 +453,8 @@ impl World {
             changesets: Vec::new(),
             log_tail: VecDeque::new(),
             log_followers: HashMap::new(),
+            unreported: HashMap::new(),
+            server_failures: Vec::new(),
         }
     }
 
@@ -338,6 +473,12 @@ impl World {
     #[must_use]
     pub fn session_count(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// The interest stage (its clients are the sessions, by id).
+    #[must_use]
+    pub fn interest(&self) -> &Interest {
+        &self.interest
     }
 
     fn send(&mut self, session: SessionId, message: &ServerMessage) {
@@ -381,6 +522,8 @@ impl World {
         let mut admin = Vec::new();
         let mut deferred = Vec::new();
         let mut calls = Vec::new();
+        let mut closes = Vec::new();
+        let mut freed = Vec::new();
         for input in inputs {
             match input {
                 Input::Connect {
@@ -405,7 +548,7 @@ impl World {
                     if sessions.len() == 1 {
                         match self.instance.client_connected(&ctx(identity)) {
                             Ok(c) => self.changesets.push(c),
-                            Err(e) => tracing::warn!(%e, "client_connected failed"),
+                            Err(e) => self.server_reducer_failed(&e, tick, now),
                         }
                     }
                     let welcome = ServerMessage::Welcome(Welcome {
@@ -421,6 +564,8 @@ impl World {
                     connected.push(session);
                 }
                 Input::Disconnect { session } => {
+                    // Nothing of this tick or later is for it: the shell frees the id once the tick is released.
+                    freed.push(session);
                     let Some(s) = self.sessions.remove(&session) else {
                         continue;
                     };
@@ -432,7 +577,7 @@ impl World {
                         self.identities.remove(&s.identity);
                         match self.instance.client_disconnected(&ctx(s.identity)) {
                             Ok(c) => self.changesets.push(c),
-                            Err(e) => tracing::warn!(%e, "client_disconnected failed"),
+                            Err(e) => self.server_reducer_failed(&e, tick, now),
                         }
                     }
                 }
@@ -525,6 +670,30 @@ impl World {
                 Input::Publish { from, module, wasm } => {
                     deferred.push(Deferred::Publish { from, module, wasm })
                 }
+                Input::Close {
+                    session,
+                    code,
+                    message,
+                    close_code,
+                } => {
+                    // After this tick's frames for the session: its earlier inputs' answers and the tick's delta.
+                    let mut frame = Vec::new();
+                    protocol::encode_frame(
+                        &ServerMessage::Error {
+                            code,
+                            message: message.clone(),
+                            request: None,
+                            fatal: true,
+                        },
+                        &mut frame,
+                    );
+                    closes.push(Closing {
+                        session,
+                        frame,
+                        close_code,
+                        reason: message,
+                    });
+                }
                 Input::Subscribe {
                     session,
                     request,
@@ -555,15 +724,16 @@ impl World {
         }
         match self.instance.tick(dt, &ctx(Identity::SERVER)) {
             Ok(c) => self.changesets.push(c),
-            Err(e) => tracing::warn!(%e, "the tick reducer failed"),
+            Err(e) => self.server_reducer_failed(&e, tick, now),
         }
         for run in self.instance.run_due(now, &ctx(Identity::SERVER)) {
             if let Some(e) = run.error {
-                tracing::warn!(%e, reducer = run.reducer, "a scheduled reducer failed");
+                self.server_reducer_failed(&e, tick, now);
             }
             self.changesets.push(run.changeset);
         }
         self.forward_logs();
+        self.report_repeated_failures(tick, now);
         self.changesets.retain(|c| !c.is_empty());
         let record = EncodedRecord::from_changesets(tick, &self.changesets);
         for c in std::mem::take(&mut self.changesets) {
@@ -592,6 +762,9 @@ impl World {
             admin,
             deferred,
             calls,
+            server_failures: std::mem::take(&mut self.server_failures),
+            closes,
+            freed,
             stats,
         }
     }
@@ -636,7 +809,8 @@ impl World {
                         format!("table `{table}` has no column `{column}`"),
                     ));
                 };
-                match codec::decode_value(&def.columns[c], value) {
+                // As a reducer's arguments: a float column takes any number that converts.
+                match codec::decode_arg(&def.columns[c], value) {
                     Ok(value) => Filter::Eq {
                         column: ColumnId(c as u16),
                         value,
@@ -672,6 +846,80 @@ impl World {
         }
     }
 
+    /// Report a failure of a reducer the server ran (not a client's call, whose caller gets the error): counted in
+    /// [`TickOutput::server_failures`], and written to the module log at level `error` under the reducer's name,
+    /// after the reducer's own lines. The first failure of a reducer is written at once; further ones are counted
+    /// and summed up in one line per [`FAILURE_REPORT_INTERVAL`] ([`World::run_tick`] writes it), so a reducer
+    /// failing every tick writes one line every 10 s, not 20 a second. A reducer with no failure for a whole
+    /// interval starts afresh. Each line also goes to `tracing` (a warning).
+    ///
+    /// The shell calls it for a new world's failed `init` (before the first tick); `run_tick` for the rest.
+    pub fn server_reducer_failed(&mut self, error: &CallError, tick: Tick, now: Timestamp) {
+        let reducer = error.reducer();
+        self.server_failures.push(std::sync::Arc::from(reducer));
+        if let Some(u) = self.unreported.get_mut(reducer) {
+            u.count += 1;
+            u.last = Some((tick, error.to_string()));
+            return;
+        }
+        self.unreported.insert(
+            reducer.to_owned(),
+            Unreported {
+                reported_at: now,
+                reported_tick: tick,
+                count: 0,
+                last: None,
+            },
+        );
+        let message = format!(
+            "{error} (further failures of `{reducer}` are summed up every {} s)",
+            FAILURE_REPORT_INTERVAL.as_secs()
+        );
+        self.forward_logs();
+        self.failure_line(tick, reducer.to_owned(), message);
+    }
+
+    /// Sum up the failures of each server-run reducer whose last line is [`FAILURE_REPORT_INTERVAL`] old, and
+    /// forget the reducers that did not fail since.
+    fn report_repeated_failures(&mut self, tick: Tick, now: Timestamp) {
+        if self.unreported.is_empty() {
+            return;
+        }
+        let interval = FAILURE_REPORT_INTERVAL.as_micros() as u64;
+        let mut due: Vec<(String, u64, Tick, Tick, String)> = Vec::new();
+        self.unreported.retain(|reducer, u| {
+            if now.0.saturating_sub(u.reported_at.0) < interval {
+                return true;
+            }
+            let Some((last_tick, last)) = u.last.take() else {
+                return false;
+            };
+            due.push((reducer.clone(), u.count, u.reported_tick, last_tick, last));
+            u.count = 0;
+            u.reported_at = now;
+            u.reported_tick = tick;
+            true
+        });
+        due.sort_unstable();
+        for (reducer, count, since, last_tick, last) in due {
+            let message = format!(
+                "failed again {count} times after tick {}; the last time (tick {}): {last}",
+                since.0, last_tick.0
+            );
+            self.failure_line(tick, reducer, message);
+        }
+    }
+
+    fn failure_line(&mut self, tick: Tick, reducer: String, message: String) {
+        tracing::warn!(reducer, tick = tick.0, "{message}");
+        self.publish_lines(vec![ModuleLogLine {
+            tick: tick.0,
+            level: "error".into(),
+            reducer,
+            message,
+        }]);
+    }
+
     /// Move the module's new log lines into the tail and to the sessions following the log.
     fn forward_logs(&mut self) {
         let lines: Vec<ModuleLogLine> = self
@@ -680,6 +928,11 @@ impl World {
             .into_iter()
             .map(log_line)
             .collect();
+        self.publish_lines(lines);
+    }
+
+    /// Append `lines` to the tail and send them to the sessions following the log.
+    fn publish_lines(&mut self, lines: Vec<ModuleLogLine>) {
         if lines.is_empty() {
             return;
         }
@@ -830,17 +1083,20 @@ impl World {
         stats: &mut TickStats,
     ) {
         let tick = deltas.tick();
-        // Primary keys of deleted rows, encoded once per tick (rows are borrowed from the interest stage).
-        let mut keys: HashMap<RowId, Vec<u8>> = HashMap::new();
+        // Primary keys of deleted rows, found once per tick: the key column's bytes inside the row's last bytes,
+        // byte-identical to the key in the row the client holds (never decoded and re-encoded, which could change
+        // the integer form a module wrote). Borrowed from the interest stage's rows.
+        let mut keys: HashMap<RowId, &[u8]> = HashMap::new();
+        let mut offsets = Vec::new();
         for (_, delta) in deltas.iter() {
             for &id in &delta.deletes {
                 keys.entry(id).or_insert_with(|| {
                     let row = deltas.row(id);
                     let def = tables[row.table.0 as usize].as_ref().expect("public");
-                    let mut key = Vec::new();
-                    codec::encode_value(&def.columns[def.primary_key.index()], row.key, &mut key)
-                        .expect("a stored key encodes");
-                    key
+                    let pk = def.primary_key.index();
+                    codec::locate_columns(&def.columns, row.bytes, pk + 1, &mut offsets)
+                        .expect("a committed row is valid");
+                    &row.bytes[offsets[pk] as usize..offsets[pk + 1] as usize]
                 });
             }
         }
@@ -859,7 +1115,7 @@ impl World {
                 frame.push(
                     deltas.row(id).table,
                     Kind::Delete,
-                    &keys[&id],
+                    keys[&id],
                     tick,
                     &mut session.out,
                 );
@@ -946,5 +1202,177 @@ impl<'a> DeltaFrame<'a> {
         );
         self.tables.clear();
         self.size = 0;
+    }
+}
+
+#[cfg(test)]
+mod server_failure_tests {
+    use super::*;
+    use locus_host::{HostConfig, Runtime};
+    use locus_store::Database;
+    use locus_types::ColumnType;
+
+    /// A world whose `on_tick` reducer fails with "no luck" every tick, logging "trying" (info) the first time.
+    fn failing_world() -> World {
+        let def = ReducerDef {
+            name: "on_tick".into(),
+            kind: ReducerKind::Tick,
+            params: vec![locus_types::ColumnDef::new("dt", ColumnType::F32)],
+        };
+        let desc = rmp_serde::to_vec_named(&def).unwrap();
+        let escaped: String = desc.iter().map(|b| format!("\\{b:02x}")).collect();
+        let wat = format!(
+            r#"(module
+              (import "locus_v1" "reducer_fail" (func $fail (param i32 i32) (result i32)))
+              (import "locus_v1" "log" (func $log (param i32 i32 i32) (result i32)))
+              (memory (export "memory") 1)
+              (global $calls (mut i32) (i32.const 0))
+              (data (i32.const 0) "no luck")
+              (data (i32.const 16) "trying")
+              (data (i32.const 4096) "{escaped}")
+              (func (export "__locus_abi_version") (result i32) i32.const 1)
+              (func (export "__locus_describe_reducer_on_tick") (result i64) i64.const {packed})
+              (func (export "__locus_reducer_on_tick") (param i32) (result i32)
+                (if (i32.eqz (global.get $calls)) (then
+                  (drop (call $log (i32.const 2) (i32.const 16) (i32.const 6)))))
+                (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+                (drop (call $fail (i32.const 0) (i32.const 7)))
+                i32.const 1))"#,
+            packed = (4096u64 << 32) | desc.len() as u64,
+        );
+        let wasm = wat::parse_str(&wat).unwrap();
+        let instance = Runtime::new(HostConfig::default())
+            .unwrap()
+            .load(&wasm)
+            .unwrap()
+            .instantiate(Database::default())
+            .unwrap();
+        World::new(instance, InterestConfig::default(), 20, 7)
+    }
+
+    /// The world time of tick `n` at 20 Hz.
+    fn at(n: u64) -> Timestamp {
+        Timestamp(1_700_000_000_000_000 + n * 50_000)
+    }
+
+    #[test]
+    fn a_tick_reducer_failing_every_tick_is_logged_with_repeat_counts_and_counted_every_time() {
+        let mut world = failing_world();
+        // A new world's failed `init`, reported by the shell before the first tick.
+        let init = CallError::Failed {
+            reducer: "init".into(),
+            message: "no world today".into(),
+        };
+        world.server_reducer_failed(&init, Tick(0), at(0));
+        let mut failures: HashMap<std::sync::Arc<str>, u64> = HashMap::new();
+        for n in 1..=1_000 {
+            let out = world.run_tick(Tick(n), at(n), 0.05, []);
+            for name in out.server_failures {
+                *failures.entry(name).or_default() += 1;
+            }
+        }
+        // Every failure is counted.
+        assert_eq!(failures.get("on_tick"), Some(&1_000));
+        assert_eq!(failures.get("init"), Some(&1));
+        let lines: Vec<&ModuleLogLine> = world.log_tail.iter().collect();
+        let shown: Vec<(u64, &str, &str)> = lines
+            .iter()
+            .map(|l| (l.tick, l.level.as_str(), l.reducer.as_str()))
+            .collect();
+        // The reducer's own line comes before its failure; then one line per 10 s (200 ticks at 20 Hz).
+        assert_eq!(
+            shown,
+            [
+                (0, "error", "init"),
+                (1, "info", "on_tick"),
+                (1, "error", "on_tick"),
+                (201, "error", "on_tick"),
+                (401, "error", "on_tick"),
+                (601, "error", "on_tick"),
+                (801, "error", "on_tick"),
+            ]
+        );
+        assert_eq!(
+            lines[2].message,
+            "reducer `on_tick` failed: no luck (further failures of `on_tick` are summed up every 10 s)"
+        );
+        assert_eq!(
+            lines[3].message,
+            "failed again 200 times after tick 1; the last time (tick 201): reducer `on_tick` failed: no luck"
+        );
+        assert!(lines[4].message.starts_with("failed again 200 times after tick 201;"));
+        // `init` failed once and never again: it is forgotten after an interval, with no repeat line.
+        assert!(!world.unreported.contains_key("init"));
+    }
+
+    #[test]
+    fn call_errors_map_to_the_wire_codes_of_the_abi_documents_table() {
+        let r = || "r".to_owned();
+        let samples = [
+            ("NoSuchReducer", CallError::NoSuchReducer(r())),
+            (
+                "NotCallable",
+                CallError::NotCallable {
+                    reducer: r(),
+                    kind: ReducerKind::Tick,
+                },
+            ),
+            (
+                "BadArguments",
+                CallError::BadArguments {
+                    reducer: r(),
+                    message: String::new(),
+                },
+            ),
+            (
+                "Failed",
+                CallError::Failed {
+                    reducer: r(),
+                    message: String::new(),
+                },
+            ),
+            (
+                "Trapped",
+                CallError::Trapped {
+                    reducer: r(),
+                    message: String::new(),
+                },
+            ),
+            (
+                "Interrupted",
+                CallError::Interrupted {
+                    reducer: r(),
+                    budget: "time",
+                },
+            ),
+            (
+                "MemoryLimit",
+                CallError::MemoryLimit {
+                    reducer: r(),
+                    limit: 0,
+                },
+            ),
+        ];
+        // engine/docs/module-abi.md §5.4: | `Variant` | N `Code` | when |
+        let doc = include_str!("../../docs/module-abi.md");
+        let header = "| `CallError` | wire `ErrorCode` | when |";
+        let table = &doc[doc.find(header).expect("the mapping table")..];
+        let rows: Vec<(&str, String)> = table
+            .lines()
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                (cells[1].trim_matches('`'), cells[2].replace('`', ""))
+            })
+            .collect();
+        let expected: Vec<(&str, String)> = samples
+            .iter()
+            .map(|(name, e)| {
+                let code = error_code(e);
+                (*name, format!("{} {code:?}", u16::from(code)))
+            })
+            .collect();
+        assert_eq!(rows, expected);
     }
 }

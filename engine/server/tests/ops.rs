@@ -254,7 +254,11 @@ fn an_incompatible_publish_is_refused_and_changes_nothing() {
     ] {
         assert!(err.contains(change), "{change} missing from: {err}");
     }
-    assert!(!dir.path().join(locus_server::MODULE_FILE).exists());
+    // The stored module is still the running one.
+    assert_eq!(
+        std::fs::read(dir.path().join(locus_server::MODULE_FILE)).unwrap(),
+        *DEMO
+    );
     // The old module keeps running.
     assert_eq!(
         call(&mut c, "set_name", &gm::set_name::call("Ada".into()).args),
@@ -611,4 +615,242 @@ fn assert_query_has(server: &Server, sql: &str, needle: &str) {
         matches!(&reply, Some(AdminReply::Rows { json }) if json.contains(needle)),
         "{sql}: {reply:?}"
     );
+}
+
+// ---- `locus serve` options, failures of server-run reducers, the stored module, failed starts ----------------------
+
+/// A module with no tables: its tick reducer `on_tick` fails with "no luck" every tick, and its client reducer
+/// `spin` loops forever.
+static FAILING: LazyLock<Vec<u8>> = LazyLock::new(|| {
+    use locus_types::{ColumnDef, ColumnType, ReducerDef, ReducerKind};
+    let reducers = [
+        ReducerDef {
+            name: "on_tick".into(),
+            kind: ReducerKind::Tick,
+            params: vec![ColumnDef::new("dt", ColumnType::F32)],
+        },
+        ReducerDef {
+            name: "spin".into(),
+            kind: ReducerKind::Client,
+            params: vec![],
+        },
+    ];
+    let mut data = String::new();
+    let mut describe = String::new();
+    let mut at = 4096u64;
+    for r in &reducers {
+        let bytes = rmp_serde::to_vec_named(r).unwrap();
+        let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+        data.push_str(&format!("(data (i32.const {at}) \"{escaped}\")\n"));
+        describe.push_str(&format!(
+            "(func (export \"__locus_describe_reducer_{}\") (result i64) i64.const {})\n",
+            r.name,
+            (at << 32) | bytes.len() as u64
+        ));
+        at += bytes.len() as u64 + 8;
+    }
+    wat::parse_str(format!(
+        r#"(module
+          (import "locus_v1" "reducer_fail" (func $fail (param i32 i32) (result i32)))
+          (memory (export "memory") 1)
+          (data (i32.const 0) "no luck")
+          {data}
+          (func (export "__locus_abi_version") (result i32) i32.const 1)
+          {describe}
+          (func (export "__locus_reducer_on_tick") (param i32) (result i32)
+            (drop (call $fail (i32.const 0) (i32.const 7)))
+            i32.const 1)
+          (func (export "__locus_reducer_spin") (param i32) (result i32)
+            (loop $l (br $l))
+            i32.const 0))"#
+    ))
+    .unwrap()
+});
+
+/// A `locus serve` child process, killed when dropped.
+struct Serving {
+    child: std::process::Child,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Run `locus serve --data-dir DIR --listen <a free port> ARGS…` until it says it is ready.
+fn serve(dir: &Path, args: &[&str]) -> Serving {
+    let addr = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args(["serve", "--data-dir"])
+        .arg(dir)
+        .args(["--listen", &addr.to_string()])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn locus");
+    let stdout = child.stdout.take().unwrap();
+    let mut serving = Serving {
+        child,
+        addr,
+        metrics: None,
+    };
+    let mut ready = false;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.unwrap();
+        if let Some(url) = line.trim().strip_prefix("metrics") {
+            let at = url.trim().trim_start_matches("http://").trim_end_matches("/metrics");
+            serving.metrics = Some(at.parse().expect("a metrics address"));
+        }
+        if line.starts_with("Press Ctrl-C") {
+            ready = true;
+            break;
+        }
+    }
+    assert!(ready, "locus serve {args:?} did not start");
+    serving
+}
+
+/// Run `locus ARGS…` against the world in `dir` served at `addr`.
+fn locus_at(dir: &Path, addr: SocketAddr, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_locus"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .args(["--server", &addr.to_string()])
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run locus")
+}
+
+fn failing_module(dir: &Path) -> String {
+    let path = dir.join("failing.wasm");
+    std::fs::write(&path, &*FAILING).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+#[test]
+fn the_reducer_budget_options_of_serve_reach_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = failing_module(dir.path());
+    for (option, value, budget) in [
+        ("--reducer-fuel", "2000000", "fuel"),
+        ("--reducer-time-limit", "20", "time"),
+    ] {
+        let data = dir.path().join(budget);
+        let world = serve(&data, &["--module", &module, option, value]);
+        // No arguments: `call` sends the empty array.
+        let out = locus_at(&data, world.addr, &["call", "spin"]);
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert!(
+            err.contains("ReducerAborted")
+                && err.contains(&format!("it exceeded its {budget} budget")),
+            "{option}: {err}"
+        );
+    }
+}
+
+#[test]
+fn a_tick_reducer_failing_every_tick_is_logged_once_by_name_and_counted_every_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = failing_module(dir.path());
+    let data = dir.path().join("data");
+    let world = serve(&data, &["--module", &module, "--metrics", "127.0.0.1:0"]);
+    let metrics = world.metrics.expect("metrics are served");
+    let parse = |text: &str| {
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).expect("parses")
+    };
+    let started = std::time::Instant::now();
+    while sample(&parse(&scrape(metrics)), "locus_ticks_total", None) < 40.0 {
+        assert!(started.elapsed() < common::WAIT, "the world does not tick");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = locus_at(&data, world.addr, &["logs", "-n", "1000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    // Forty failures (and more), one line: the first failure, at level error under the reducer's name. The next
+    // line would sum up ten seconds of failures.
+    assert_eq!(lines.len(), 1, "{text}");
+    let line = lines[0];
+    assert!(
+        line.contains(" error ")
+            && line.contains(" on_tick ")
+            && line.contains("reducer `on_tick` failed: no luck"),
+        "{line}"
+    );
+    let m = parse(&scrape(metrics));
+    let ticks = sample(&m, "locus_ticks_total", None);
+    let failures = sample(
+        &m,
+        "locus_server_reducer_failures_total",
+        Some(("reducer", "on_tick")),
+    );
+    // Every tick failed once; a scrape reads the tick count first, and a tick counts its failure first.
+    assert!(
+        ticks >= 40.0 && (ticks..=ticks + 2.0).contains(&failures),
+        "{failures} failures in {ticks} ticks"
+    );
+}
+
+#[test]
+fn serve_keeps_a_module_given_with_dash_dash_module_and_runs_it_on_a_restart_without() {
+    let dir = tempfile::tempdir().unwrap();
+    let module = failing_module(dir.path());
+    let data = dir.path().join("data");
+    let stored = data.join(locus_server::MODULE_FILE);
+    let world = serve(&data, &["--module", &module]);
+    assert_eq!(std::fs::read(&stored).unwrap(), *FAILING);
+    drop(world); // SIGKILL
+    // No `--module`: the stored module runs (the demo module would have no reducer `spin`).
+    let world = serve(&data, &["--reducer-fuel", "1000000"]);
+    let out = locus_at(&data, world.addr, &["call", "spin"]);
+    let err = stderr(&out);
+    assert!(err.contains("exceeded its fuel budget"), "{err}");
+    // Nothing but the module itself was written beside it.
+    let names: Vec<String> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("module"))
+        .collect();
+    assert_eq!(names, [locus_server::MODULE_FILE]);
+}
+
+#[test]
+fn a_failed_start_removes_the_data_directory_it_created_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let start = |data: &Path, wasm: &[u8], listen: SocketAddr| {
+        let mut config = server_config(data, wasm);
+        config.listen = listen;
+        Server::start(config)
+    };
+    let any = SocketAddr::from(([127, 0, 0, 1], 0));
+    // A module that does not load: nothing is created, not even the missing parents.
+    let nested = dir.path().join("a/b/data");
+    let err = start(&nested, b"not wasm", any).unwrap_err();
+    assert!(matches!(err, locus_server::StartError::Load(_)), "{err}");
+    assert!(!dir.path().join("a").exists());
+    // A failure after the world was made (the address is taken): everything it made is removed.
+    let taken = std::net::UdpSocket::bind(any).unwrap();
+    let busy = taken.local_addr().unwrap();
+    let err = start(&nested, &FAILING, busy).unwrap_err();
+    assert!(
+        matches!(err, locus_server::StartError::Listen { .. }),
+        "{err}"
+    );
+    assert!(!dir.path().join("a").exists());
+    // A directory that existed keeps what it held.
+    let existing = dir.path().join("existing");
+    std::fs::create_dir(&existing).unwrap();
+    std::fs::write(existing.join("notes.txt"), "mine").unwrap();
+    assert!(start(&existing, b"not wasm", any).is_err());
+    assert!(start(&existing, &FAILING, busy).is_err());
+    assert_eq!(std::fs::read_to_string(existing.join("notes.txt")).unwrap(), "mine");
+    // And a good start still works there.
+    start(&existing, &FAILING, any).unwrap().shutdown();
 }

@@ -622,3 +622,299 @@ fn version_2_sessions_get_patches_and_version_1_sessions_whole_rows() {
     }
     server.shutdown();
 }
+
+/// A hand-written module (WAT): one public table `thing` (`id: U64` primary key, `n: U64`) and two client reducers
+/// that keep the key's bytes exactly as the caller wrote them in the arguments `[k]`: `put(k: u64)` inserts the row
+/// `[k, k]`, and `remove(k: u64)` deletes the row whose key is `k`. (The Rust SDK always writes the shortest
+/// integer form; this module writes whatever form the call used, e.g. `cf` and 8 bytes, as another language's
+/// SDK may.)
+fn keys_module() -> Vec<u8> {
+    use locus_types::{ColumnDef, ColumnType, ReducerDef, ReducerKind, TableAccess, TableDef};
+    let table = TableDef::builder("thing")
+        .column("id", ColumnType::U64)
+        .column("n", ColumnType::U64)
+        .primary_key("id")
+        .access(TableAccess::Public)
+        .build()
+        .unwrap();
+    let reducer = |name: &str| ReducerDef {
+        name: name.into(),
+        kind: ReducerKind::Client,
+        params: vec![ColumnDef::new("k", ColumnType::U64)],
+    };
+    let (mut data, mut describe, mut at) = (String::new(), String::new(), 4096u64);
+    for (kind, name, bytes) in [
+        ("table", "thing", rmp_serde::to_vec_named(&table).unwrap()),
+        ("reducer", "put", rmp_serde::to_vec_named(&reducer("put")).unwrap()),
+        ("reducer", "remove", rmp_serde::to_vec_named(&reducer("remove")).unwrap()),
+    ] {
+        let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+        data.push_str(&format!("(data (i32.const {at}) \"{escaped}\")\n"));
+        describe.push_str(&format!(
+            "(func (export \"__locus_describe_{kind}_{name}\") (result i64) i64.const {})\n",
+            (at << 32) | bytes.len() as u64
+        ));
+        at += bytes.len() as u64 + 8;
+    }
+    let wat = format!(
+        r#"(module
+  (import "locus_v1" "table_id" (func $table_id (param i32 i32 i32) (result i32)))
+  (import "locus_v1" "insert" (func $insert (param i32 i32 i32 i32) (result i32)))
+  (import "locus_v1" "delete" (func $delete (param i32 i32 i32) (result i32)))
+  (import "locus_v1" "reducer_args" (func $args (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "thing")
+  {data}
+  (func (export "__locus_abi_version") (result i32) i32.const 1)
+  {describe}
+  ;; The id of `thing`.
+  (func $thing (result i32)
+    (if (call $table_id (i32.const 256) (i32.const 5) (i32.const 300)) (then unreachable))
+    (i32.load (i32.const 300)))
+  ;; Copy the arguments (fixarray(1), then k) to 1024; return the length of k's bytes (at 1025).
+  (func $key (result i32)
+    (if (call $args (i32.const 1024) (i32.const 1024) (i32.const 308)) (then unreachable))
+    (i32.sub (i32.load (i32.const 308)) (i32.const 1)))
+  ;; put(k): insert the row [k, k]: the header 92, then k's bytes twice.
+  (func (export "__locus_reducer_put") (param $len i32) (result i32) (local $k i32)
+    (local.set $k (call $key))
+    (i32.store8 (i32.const 1024) (i32.const 0x92))
+    (memory.copy (i32.add (i32.const 1025) (local.get $k)) (i32.const 1025) (local.get $k))
+    (i32.ne
+      (call $insert (call $thing) (i32.const 1024)
+        (i32.add (i32.const 1) (i32.shl (local.get $k) (i32.const 1))) (i32.const 320))
+      (i32.const 0)))
+  ;; remove(k): delete the row whose key is k.
+  (func (export "__locus_reducer_remove") (param $len i32) (result i32)
+    (i32.ne (call $delete (call $thing) (i32.const 1025) (call $key)) (i32.const 0)))
+)"#
+    );
+    wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"))
+}
+
+fn start_module(dir: &Path, wasm: Vec<u8>) -> Server {
+    let mut config = ServerConfig::new(wasm);
+    config.data_dir = dir.to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    Server::start(config).expect("the server starts")
+}
+
+/// How the server closed `raw`'s connection: its QUIC application close code.
+fn close_code(raw: &Raw) -> Option<u64> {
+    let conn = raw.conn.connection().clone();
+    let closed = raw
+        .rt
+        .block_on(async { tokio::time::timeout(WAIT, conn.closed()).await })
+        .expect("the connection closes");
+    match closed {
+        quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code.into_inner()),
+        _ => None,
+    }
+}
+
+/// A module writes a `U64` key as `cf` and 8 bytes; the row keeps those bytes, and so does the key of its delete
+/// (not the shortest form `07`), so a client that matches keys by bytes, like the Rust SDK's cache, deletes it.
+#[test]
+fn a_delete_key_is_the_key_columns_bytes_in_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_module(dir.path(), keys_module());
+    let mut client = connect(server.local_addr(), server.fingerprint(), None);
+    client.subscribe("thing", protocol::Filter::All).unwrap();
+    let wide = [0xcf, 0, 0, 0, 0, 0, 0, 0, 7];
+    let put = client.call_raw("put", &[&[0x91][..], &wide].concat()).unwrap();
+    let events = wait_for(&mut client, "the row", |c, ev| {
+        result_of(ev, put).is_some() && c.cache().len("thing") == 1
+    });
+    assert_eq!(result_of(&events, put), Some(&CallOutcome::Ok));
+    let row = [&[0x92][..], &wide, &wide].concat();
+    assert_eq!(client.cache().get_raw("thing", &wide), Some(&row[..]));
+    // Deleted by value (the shortest form): the delete still names the key as the row holds it.
+    let remove = client.call_raw("remove", &[0x91, 0x07]).unwrap();
+    let events = wait_for(&mut client, "the row's delete", |_, ev| {
+        result_of(ev, remove).is_some()
+            && ev
+                .iter()
+                .any(|e| matches!(e, Event::Deleted { .. } | Event::Inconsistent { .. }))
+    });
+    assert_eq!(result_of(&events, remove), Some(&CallOutcome::Ok));
+    for e in &events {
+        assert!(!matches!(e, Event::Inconsistent { .. }), "{e:?}");
+    }
+    assert!(events.iter().any(
+        |e| matches!(e, Event::Deleted { key, old, .. } if **key == wide && **old == row[..])
+    ));
+    assert_eq!(client.cache().len("thing"), 0);
+    server.shutdown();
+}
+
+/// Calls accepted before a fatal error are answered before it: a client sends 20 calls, then floods until it is
+/// disconnected for rate; it gets the 20 results, then the fatal `RateLimited`, then the close (QUIC code 2), and
+/// the world holds the 20 calls' rows.
+#[test]
+fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_error() {
+    const N: u32 = 20;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_module(dir.path(), keys_module());
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    let mut raw = Raw::open(addr, fp);
+    raw.hello();
+    let mut burst = Vec::new();
+    for i in 0..N {
+        protocol::encode_frame(
+            &ClientMessage::Call {
+                request: i,
+                reducer: "put".into(),
+                args: vec![0x91, i as u8 + 1],
+            },
+            &mut burst,
+        );
+    }
+    for i in 0..3_000 {
+        protocol::encode_frame(
+            &ClientMessage::Unsubscribe {
+                request: 1_000 + i,
+                table: "thing".into(),
+            },
+            &mut burst,
+        );
+    }
+    // The server stops reading at the fatal error, so the end of the burst may be refused.
+    let _ = raw.rt.block_on(raw.conn.send(&burst));
+    let mut results = Vec::new();
+    let fatal = loop {
+        match raw.next() {
+            Some(ServerMessage::Result {
+                request, outcome, ..
+            }) => results.push((request, outcome)),
+            Some(ServerMessage::Error {
+                code, fatal: true, ..
+            }) => break code,
+            Some(_) => {}
+            None => panic!("closed without a fatal error; results: {results:?}"),
+        }
+    };
+    assert_eq!(fatal, ErrorCode::RateLimited);
+    let expected: Vec<_> = (0..N).map(|i| (i, CallOutcome::Ok)).collect();
+    assert_eq!(results, expected, "every accepted call's result, in order");
+    assert!(raw.next().is_none(), "nothing after the fatal error");
+    assert_eq!(close_code(&raw), Some(2));
+    let mut watcher = connect(addr, fp, None);
+    watcher.subscribe("thing", protocol::Filter::All).unwrap();
+    wait_for(&mut watcher, "the 20 rows", |c, _| {
+        c.cache().len("thing") == N as usize
+    });
+    server.shutdown();
+}
+
+/// What §3.1 and §1 of protocol.md say about a connection's first message and its streams, each checked.
+#[test]
+fn the_first_message_and_the_streams_behave_as_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_module(dir.path(), keys_module());
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    let refused = |first: &[u8]| {
+        let mut raw = Raw::open(addr, fp);
+        raw.send_bytes(first);
+        let error = raw.next_error().map(|e| (e.0, e.1));
+        assert!(raw.next().is_none(), "closed after a fatal error");
+        (error, close_code(&raw))
+    };
+    let fatal = |code| (Some((code, true)), Some(2));
+    // Bytes that are no client message: fatal MalformedFrame.
+    assert_eq!(
+        refused(&[0, 0, 0, 1, 0xc1]),
+        fatal(ErrorCode::MalformedFrame)
+    );
+    // A Hello whose token is 31 bytes: fatal MalformedFrame.
+    let mut hello = vec![0x81, 0xa5, b'H', b'e', b'l', b'l', b'o', 0x92, 0x91, 0x02, 0xc4, 31];
+    hello.extend([7; 31]);
+    let mut frame = (hello.len() as u32).to_be_bytes().to_vec();
+    frame.extend(&hello);
+    assert_eq!(refused(&frame), fatal(ErrorCode::MalformedFrame));
+    // A well-formed message other than Hello: fatal HelloRequired.
+    let mut unsubscribe = Vec::new();
+    protocol::encode_frame(
+        &ClientMessage::Unsubscribe {
+            request: 1,
+            table: "thing".into(),
+        },
+        &mut unsubscribe,
+    );
+    assert_eq!(refused(&unsubscribe), fatal(ErrorCode::HelloRequired));
+    // An oversized first frame: fatal FrameTooLarge, with its error frame as after a Hello.
+    let too_large = (protocol::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes();
+    assert_eq!(refused(&too_large), fatal(ErrorCode::FrameTooLarge));
+
+    let mut raw = Raw::open(addr, fp);
+    raw.hello();
+    // No datagrams, no unidirectional stream, no second bidirectional stream: QUIC does not let the client open
+    // them, and the session goes on over its one stream.
+    let conn = raw.conn.connection().clone();
+    assert!(matches!(
+        conn.send_datagram(vec![1, 2, 3].into()),
+        Err(quinn::SendDatagramError::UnsupportedByPeer)
+    ));
+    let wait = Duration::from_millis(300);
+    let uni = raw
+        .rt
+        .block_on(async { tokio::time::timeout(wait, conn.open_uni()).await });
+    assert!(uni.is_err(), "a unidirectional stream opened");
+    let bi = raw
+        .rt
+        .block_on(async { tokio::time::timeout(wait, conn.open_bi()).await });
+    assert!(bi.is_err(), "a second bidirectional stream opened");
+    // A refused Subscribe keeps the subscription it would have replaced.
+    raw.send(&ClientMessage::Subscribe {
+        request: 1,
+        table: "thing".into(),
+        filter: protocol::Filter::All,
+    });
+    assert!(matches!(
+        raw.next(),
+        Some(ServerMessage::Subscribed { request: 1, .. })
+    ));
+    raw.send(&ClientMessage::Subscribe {
+        request: 2,
+        table: "thing".into(),
+        filter: protocol::Filter::Eq {
+            column: "no_such_column".into(),
+            value: vec![0x01],
+        },
+    });
+    assert_eq!(
+        raw.next_error().map(|e| (e.0, e.1)),
+        Some((ErrorCode::BadSubscription, false))
+    );
+    // Trailing bytes after the arguments' array: BadArguments, nothing run.
+    raw.send(&ClientMessage::Call {
+        request: 3,
+        reducer: "put".into(),
+        args: vec![0x91, 0x05, 0xc0],
+    });
+    raw.send(&ClientMessage::Call {
+        request: 4,
+        reducer: "put".into(),
+        args: vec![0x91, 0x06],
+    });
+    let mut inserted = Vec::new();
+    let mut outcomes = Vec::new();
+    while outcomes.len() < 2 || inserted.is_empty() {
+        match raw.next().expect("the session goes on") {
+            ServerMessage::Result {
+                request, outcome, ..
+            } => outcomes.push((request, outcome)),
+            ServerMessage::Tick { tables, .. } => {
+                inserted.extend(tables.into_iter().flat_map(|t| t.inserts).map(|r| r.0));
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        matches!(&outcomes[0], (3, CallOutcome::Err { code: ErrorCode::BadArguments, .. })),
+        "{outcomes:?}"
+    );
+    assert_eq!(outcomes[1], (4, CallOutcome::Ok));
+    // Row [6, 6] reached the client: the `All` subscription is still in force.
+    assert_eq!(inserted, vec![vec![0x92, 0x06, 0x06]]);
+    server.shutdown();
+}

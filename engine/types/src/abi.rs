@@ -691,6 +691,35 @@ mod tests {
     }
 
     #[test]
+    fn the_abi_document_lists_every_host_call_in_order_and_counts_them_right() {
+        let names: &[&str] = for_each_host_call!(names);
+        let doc = include_str!("../../docs/module-abi.md");
+        let section = |start: &str, end: &str| {
+            let from = doc.find(start).unwrap_or_else(|| panic!("no `{start}`"));
+            let to = from + doc[from..].find(end).unwrap_or_else(|| panic!("no `{end}`"));
+            &doc[from..to]
+        };
+        // §7 has one `### `name`` heading per host call, in list order.
+        let calls = section("## 7. Host calls", "## 8. Iterators");
+        let documented: Vec<&str> = calls
+            .lines()
+            .filter_map(|l| l.strip_prefix("### `")?.strip_suffix('`'))
+            .collect();
+        assert_eq!(documented, names, "module-abi.md §7 headings vs for_each_host_call!");
+        // Every sentence that counts them says how many there are.
+        let n = names.len();
+        for claim in [
+            format!("All {n} calls, in ABI list order."),
+            format!("one of the {n} host calls of §7"),
+        ] {
+            assert!(doc.contains(&claim), "module-abi.md should say: {claim}");
+        }
+        let counts =
+            doc.matches(" host calls of §7").count() + doc.matches(" calls, in ABI list").count();
+        assert_eq!(counts, 2, "a new sentence counting the host calls needs a check here");
+    }
+
+    #[test]
     fn errno_codes_round_trip_and_are_dense() {
         for (i, e) in Errno::ALL.iter().enumerate() {
             assert_eq!(e.code() as usize, i);

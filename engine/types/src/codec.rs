@@ -22,6 +22,10 @@
 //!
 //! Invariant: [`validate_row`] accepts a byte string if and only if [`decode_row`] does, and for any row it accepts,
 //! `encode_row(decode_row(row))` decodes to the same values.
+//!
+//! What clients give — reducer arguments and subscription filter values — is read by [`normalize_args`] and
+//! [`decode_arg`], which accept any number that converts for a float column (an int `1` for an `F32`, say) and
+//! hand on the canonical encoding; rows stay as strict as the table says.
 
 use rmp::Marker;
 use thiserror::Error;
@@ -70,6 +74,18 @@ pub enum RowError {
         ty: ColumnType,
         /// The value found.
         value: i128,
+    },
+    /// A number given for a float column by a client (read by [`normalize_args`] or [`decode_arg`]) that does not
+    /// convert to the column's type: an integer beyond ±2^24 for `F32` (±2^53 for `F64`), or a `float 64` that is
+    /// not finite or whose rounding to `f32` is not.
+    #[error("column `{column}` expects {expected:?}, found {found}, which does not convert to it")]
+    NotConvertible {
+        /// The column (or parameter).
+        column: String,
+        /// Its type.
+        expected: ColumnType,
+        /// The number found, with its MessagePack type, e.g. `"int 16777217"`.
+        found: String,
     },
     /// A string column holds bytes that are not UTF-8.
     #[error("column `{column}` holds invalid UTF-8")]
@@ -142,7 +158,7 @@ pub fn validate_row(
     offsets: &mut Vec<u32>,
 ) -> Result<(), RowError> {
     offsets.clear();
-    let mut cur = Cursor { buf: row, pos: 0 };
+    let mut cur = Cursor::new(row);
     read_header(&mut cur, columns.len())?;
     for col in columns {
         offsets.push(cur.pos as u32);
@@ -173,7 +189,7 @@ pub fn locate_columns(
     offsets: &mut Vec<u32>,
 ) -> Result<(), RowError> {
     offsets.clear();
-    let mut cur = Cursor { buf: row, pos: 0 };
+    let mut cur = Cursor::new(row);
     read_header(&mut cur, columns.len())?;
     for col in &columns[..count.min(columns.len())] {
         offsets.push(cur.pos as u32);
@@ -189,7 +205,7 @@ pub fn locate_columns(
 ///
 /// As [`validate_row`].
 pub fn decode_row(columns: &[ColumnDef], row: &[u8]) -> Result<Vec<Value>, RowError> {
-    let mut cur = Cursor { buf: row, pos: 0 };
+    let mut cur = Cursor::new(row);
     read_header(&mut cur, columns.len())?;
     let mut values = Vec::with_capacity(columns.len());
     for col in columns {
@@ -209,7 +225,7 @@ pub fn decode_row(columns: &[ColumnDef], row: &[u8]) -> Result<Vec<Value>, RowEr
 ///
 /// A [`RowError`] if `bytes` is not exactly one value of `column`'s type.
 pub fn decode_value(column: &ColumnDef, bytes: &[u8]) -> Result<Value, RowError> {
-    let mut cur = Cursor { buf: bytes, pos: 0 };
+    let mut cur = Cursor::new(bytes);
     let v = read_value(&mut cur, &column.ty, column, true)?.unwrap_or(Value::Null);
     if cur.pos != bytes.len() {
         return Err(RowError::TrailingBytes {
@@ -226,9 +242,89 @@ pub fn decode_value(column: &ColumnDef, bytes: &[u8]) -> Result<Value, RowError>
 ///
 /// A [`RowError`] if `bytes` does not start with a valid value of the column.
 pub fn value_len(column: &ColumnDef, bytes: &[u8]) -> Result<usize, RowError> {
-    let mut cur = Cursor { buf: bytes, pos: 0 };
+    let mut cur = Cursor::new(bytes);
     read_value(&mut cur, &column.ty, column, false)?;
     Ok(cur.pos)
+}
+
+/// Check a client's reducer arguments against the reducer's `params` and return them in the one encoding.
+///
+/// Arguments are checked as a row of the parameters ([`validate_row`]), with one difference: clients in other
+/// languages write numbers as their MessagePack encoder chooses (JavaScript encoders write a whole-number float as
+/// an int, Python writes every float as `float 64`), so a **float parameter** — `F32`, `F64`, each component of a
+/// `Vec2`, also inside `Option` — accepts any MessagePack number that converts to it:
+///
+/// | given | `F32` | `F64` |
+/// |---|---|---|
+/// | int `n` (any int marker) | if `\|n\| ≤ 2^24`, exactly | if `\|n\| ≤ 2^53`, exactly |
+/// | `float 32` | as is | widened, exactly |
+/// | `float 64` | rounded to the nearest `f32` (ties to even), if the value and the result are finite | as is |
+///
+/// Integers are accepted by range, not by exactness: `2^24 + 1` is refused for `F32` (it has no `f32`), and so is
+/// `2^25` (which happens to have one). A `float 32` is taken as is (NaN and infinities included), but a `float 64`
+/// NaN or infinity is refused for `F32`, as is a finite one beyond `f32::MAX` once rounded (e.g. `1e300`); tiny
+/// values round to a subnormal or zero. A number that does not convert is refused with
+/// [`RowError::NotConvertible`]; anything else (`bool`, `str`, `nil` for a non-option, …) with the error
+/// [`validate_row`] gives.
+///
+/// A converted parameter is re-encoded as the engine writes it (`ca` / `cb` + big-endian bytes; a `Vec2` as
+/// `92 ca x ca y`); every other byte is kept. So the result is borrowed when nothing was converted, is always
+/// accepted by [`validate_row`], and is what the reducer is given. Rows (a module's output) stay strict:
+/// [`validate_row`] accepts only the canonical float markers. `offsets` is scratch space.
+///
+/// # Errors
+///
+/// A [`RowError`] naming the first parameter that is wrong.
+pub fn normalize_args<'a>(
+    params: &[ColumnDef],
+    args: &'a [u8],
+    offsets: &mut Vec<u32>,
+) -> Result<std::borrow::Cow<'a, [u8]>, RowError> {
+    offsets.clear();
+    let mut cur = Cursor::lenient(args);
+    read_header(&mut cur, params.len())?;
+    for param in params {
+        offsets.push(cur.pos as u32);
+        read_value(&mut cur, &param.ty, param, false)?;
+    }
+    offsets.push(cur.pos as u32);
+    if cur.pos != args.len() {
+        return Err(RowError::TrailingBytes {
+            count: args.len() - cur.pos,
+        });
+    }
+    if !cur.converted {
+        return Ok(std::borrow::Cow::Borrowed(args));
+    }
+    let mut out = Vec::with_capacity(args.len() + 8 * params.len());
+    out.extend_from_slice(&args[..offsets[0] as usize]);
+    for (i, param) in params.iter().enumerate() {
+        let bytes = &args[offsets[i] as usize..offsets[i + 1] as usize];
+        if value_len(param, bytes).is_ok() {
+            out.extend_from_slice(bytes);
+        } else {
+            let value = decode_arg(param, bytes).expect("checked above");
+            encode_value(param, &value, &mut out).expect("a decoded value encodes");
+        }
+    }
+    Ok(std::borrow::Cow::Owned(out))
+}
+
+/// Decode one value of `column` given by a client (a subscription filter's value): as [`decode_value`], except
+/// that float columns accept any number that converts, as [`normalize_args`] describes for parameters.
+///
+/// # Errors
+///
+/// A [`RowError`] if `bytes` is not exactly one such value.
+pub fn decode_arg(column: &ColumnDef, bytes: &[u8]) -> Result<Value, RowError> {
+    let mut cur = Cursor::lenient(bytes);
+    let v = read_value(&mut cur, &column.ty, column, true)?.unwrap_or(Value::Null);
+    if cur.pos != bytes.len() {
+        return Err(RowError::TrailingBytes {
+            count: bytes.len() - cur.pos,
+        });
+    }
+    Ok(v)
 }
 
 /// Read the integer that is the first column of a row, without validating the rest of the row.
@@ -236,7 +332,7 @@ pub fn value_len(column: &ColumnDef, bytes: &[u8]) -> Result<usize, RowError> {
 /// Returns `None` if `row` does not start with an array header followed by an integer.
 #[must_use]
 pub fn read_first_int(row: &[u8]) -> Option<i128> {
-    let mut cur = Cursor { buf: row, pos: 0 };
+    let mut cur = Cursor::new(row);
     match Marker::from_u8(cur.byte()?) {
         Marker::FixArray(_) => {}
         Marker::Array16 => cur.pos += 2,
@@ -350,7 +446,7 @@ fn encode_typed(
             e::write_uint(out, t.0).expect("Vec write");
         }
         (ColumnType::Opaque, Value::Opaque(raw)) => {
-            let mut cur = Cursor { buf: raw, pos: 0 };
+            let mut cur = Cursor::new(raw);
             let ok = skip_any(&mut cur, 0, column).is_ok() && cur.pos == raw.len();
             if !ok {
                 return Err(EncodeError::BadOpaque {
@@ -371,9 +467,31 @@ fn int_fits(ty: &ColumnType, v: i128) -> bool {
 struct Cursor<'a> {
     buf: &'a [u8],
     pos: usize,
+    /// Float columns accept any number that converts ([`normalize_args`]); otherwise only their own marker.
+    lenient: bool,
+    /// A number was converted to a float column's type (only when `lenient`).
+    converted: bool,
 }
 
 impl<'a> Cursor<'a> {
+    /// A strict cursor (rows).
+    fn new(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor {
+            buf,
+            pos: 0,
+            lenient: false,
+            converted: false,
+        }
+    }
+
+    /// A lenient cursor (arguments and filter values).
+    fn lenient(buf: &'a [u8]) -> Cursor<'a> {
+        Cursor {
+            lenient: true,
+            ..Cursor::new(buf)
+        }
+    }
+
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let s = self.buf.get(self.pos..end)?;
@@ -492,14 +610,8 @@ fn read_value(
                 _ => Value::I64(n as i64),
             }
         }
-        ColumnType::F32 => match marker {
-            Marker::F32 => Value::F32(f32::from_be_bytes(cur.be().ok_or_else(truncated)?)),
-            m => return Err(wrong(m)),
-        },
-        ColumnType::F64 => match marker {
-            Marker::F64 => Value::F64(f64::from_be_bytes(cur.be().ok_or_else(truncated)?)),
-            m => return Err(wrong(m)),
-        },
+        ColumnType::F32 => Value::F32(read_f32(cur, marker, ty, col)?),
+        ColumnType::F64 => Value::F64(read_f64(cur, marker, ty, col)?),
         ColumnType::String => {
             let len = str_len(cur, marker)
                 .ok_or_else(truncated)?
@@ -538,10 +650,7 @@ fn read_value(
             let mut xy = [0f32; 2];
             for c in &mut xy {
                 let m = Marker::from_u8(cur.byte().ok_or_else(truncated)?);
-                if m != Marker::F32 {
-                    return Err(wrong(m));
-                }
-                *c = f32::from_be_bytes(cur.be().ok_or_else(truncated)?);
+                *c = read_f32(cur, m, ty, col)?;
             }
             Value::Vec2(glam::Vec2::new(xy[0], xy[1]))
         }
@@ -555,6 +664,122 @@ fn read_value(
         }
     };
     Ok(want.then_some(v))
+}
+
+/// A MessagePack number, as read for a float column from a client ([`normalize_args`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Number {
+    Int(i128),
+    F32(f32),
+    F64(f64),
+}
+
+/// The largest integer magnitude an `F32` argument accepts: every integer up to it is exact in an `f32`.
+const F32_EXACT_INT: u128 = 1 << 24;
+/// The largest integer magnitude an `F64` argument accepts: every integer up to it is exact in an `f64`.
+const F64_EXACT_INT: u128 = 1 << 53;
+
+impl Number {
+    /// The value as an `F32` argument: an integer within ±2^24 exactly, a `float 64` rounded to the nearest `f32`
+    /// (ties to even) if it is finite and so is the result; `None` if it does not convert.
+    fn to_f32(self) -> Option<f32> {
+        match self {
+            Number::Int(n) => (n.unsigned_abs() <= F32_EXACT_INT).then_some(n as f32),
+            Number::F32(v) => Some(v),
+            // A non-finite input gives a non-finite result; so does a finite one beyond f32's range.
+            Number::F64(v) => Some(v as f32).filter(|r| r.is_finite()),
+        }
+    }
+
+    /// The value as an `F64` argument: an integer within ±2^53 exactly, a `float 32` widened (always exact);
+    /// `None` if it does not convert.
+    fn to_f64(self) -> Option<f64> {
+        match self {
+            Number::Int(n) => (n.unsigned_abs() <= F64_EXACT_INT).then_some(n as f64),
+            Number::F32(v) => Some(f64::from(v)),
+            Number::F64(v) => Some(v),
+        }
+    }
+
+    fn refused(self, ty: &ColumnType, col: &ColumnDef) -> RowError {
+        RowError::NotConvertible {
+            column: col.name.clone(),
+            expected: ty.clone(),
+            found: match self {
+                Number::Int(n) => format!("int {n}"),
+                Number::F32(v) => format!("float 32 {v:?}"),
+                Number::F64(v) => format!("float 64 {v:?}"),
+            },
+        }
+    }
+}
+
+/// Read a number of another type than the float column `ty` expects (its `marker` read), for a lenient cursor;
+/// a strict cursor, or a marker that is no number, gives the column's `WrongType` error.
+fn read_other_number(
+    cur: &mut Cursor<'_>,
+    marker: Marker,
+    ty: &ColumnType,
+    col: &ColumnDef,
+) -> Result<Number, RowError> {
+    let truncated = || RowError::Truncated {
+        column: col.name.clone(),
+    };
+    let wrong = || RowError::WrongType {
+        column: col.name.clone(),
+        expected: ty.clone(),
+        found: marker_name(marker),
+    };
+    if !cur.lenient {
+        return Err(wrong());
+    }
+    Ok(match marker {
+        Marker::F32 => Number::F32(f32::from_be_bytes(cur.be().ok_or_else(truncated)?)),
+        Marker::F64 => Number::F64(f64::from_be_bytes(cur.be().ok_or_else(truncated)?)),
+        m => Number::Int(read_int(cur, m).ok_or_else(truncated)?.ok_or_else(wrong)?),
+    })
+}
+
+/// Read an `f32` (of an `F32` column, or a component of a `Vec2` one: `ty`) whose `marker` was read.
+fn read_f32(
+    cur: &mut Cursor<'_>,
+    marker: Marker,
+    ty: &ColumnType,
+    col: &ColumnDef,
+) -> Result<f32, RowError> {
+    if marker == Marker::F32 {
+        return cur
+            .be()
+            .map(f32::from_be_bytes)
+            .ok_or_else(|| RowError::Truncated {
+                column: col.name.clone(),
+            });
+    }
+    let n = read_other_number(cur, marker, ty, col)?;
+    let v = n.to_f32().ok_or_else(|| n.refused(ty, col))?;
+    cur.converted = true;
+    Ok(v)
+}
+
+/// Read an `f64` of an `F64` column whose `marker` was read.
+fn read_f64(
+    cur: &mut Cursor<'_>,
+    marker: Marker,
+    ty: &ColumnType,
+    col: &ColumnDef,
+) -> Result<f64, RowError> {
+    if marker == Marker::F64 {
+        return cur
+            .be()
+            .map(f64::from_be_bytes)
+            .ok_or_else(|| RowError::Truncated {
+                column: col.name.clone(),
+            });
+    }
+    let n = read_other_number(cur, marker, ty, col)?;
+    let v = n.to_f64().ok_or_else(|| n.refused(ty, col))?;
+    cur.converted = true;
+    Ok(v)
 }
 
 /// `None`: truncated. `Some(None)`: not an int marker.
@@ -674,6 +899,7 @@ fn skip_any(cur: &mut Cursor<'_>, depth: usize, col: &ColumnDef) -> Result<(), R
 #[cfg(test)]
 mod tests {
     use glam::Vec2;
+    use proptest::prelude::*;
     use serde::Serialize;
 
     use super::*;
@@ -846,5 +1072,263 @@ mod tests {
             decode_value(col, &deep),
             Err(RowError::TooDeep { .. })
         ));
+    }
+
+    fn params(types: &[ColumnType]) -> Vec<ColumnDef> {
+        types
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| ColumnDef::new(format!("p{i}"), ty.clone()))
+            .collect()
+    }
+
+    /// `args` normalised against `params`, as bytes.
+    fn normalized(params: &[ColumnDef], args: &[u8]) -> Result<Vec<u8>, RowError> {
+        normalize_args(params, args, &mut Vec::new()).map(std::borrow::Cow::into_owned)
+    }
+
+    /// The argument array `[value]`, `value` written by `write`.
+    fn one(write: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut out = vec![0x91];
+        write(&mut out);
+        out
+    }
+
+    fn f32_arg(v: f32) -> Vec<u8> {
+        one(|o| rmp::encode::write_f32(o, v).unwrap())
+    }
+
+    #[test]
+    fn float_arguments_accept_numbers_that_convert() {
+        use rmp::encode as e;
+        let f32s = params(&[ColumnType::F32]);
+        // Integers within ±2^24, in any int marker, become the float 32 the reducer is given.
+        for (n, want) in [(1i64, 1.0f32), (-3, -3.0), (0, 0.0), (1 << 24, 16_777_216.0)] {
+            assert_eq!(normalized(&f32s, &one(|o| drop(e::write_sint(o, n)))), Ok(f32_arg(want)));
+            assert_eq!(normalized(&f32s, &one(|o| e::write_i64(o, n).unwrap())), Ok(f32_arg(want)));
+        }
+        assert_eq!(normalized(&f32s, &one(|o| e::write_u64(o, 7).unwrap())), Ok(f32_arg(7.0)));
+        assert_eq!(
+            normalized(&f32s, &one(|o| drop(e::write_sint(o, -(1 << 24))))),
+            Ok(f32_arg(-16_777_216.0))
+        );
+        // 2^24 + 1 has no f32; 2^25 has one but is out of the range.
+        for n in [(1i64 << 24) + 1, -(1 << 24) - 1, 1 << 25, i64::MIN] {
+            assert_eq!(
+                normalized(&f32s, &one(|o| drop(e::write_sint(o, n)))),
+                Err(RowError::NotConvertible {
+                    column: "p0".into(),
+                    expected: ColumnType::F32,
+                    found: format!("int {n}"),
+                })
+            );
+        }
+        assert_eq!(
+            normalized(&f32s, &one(|o| drop(e::write_uint(o, u64::MAX))))
+                .unwrap_err()
+                .to_string(),
+            "column `p0` expects F32, found int 18446744073709551615, which does not convert to it"
+        );
+        // float 64 → f32, rounded to nearest when finite.
+        assert_eq!(normalized(&f32s, &one(|o| e::write_f64(o, 1.5).unwrap())), Ok(f32_arg(1.5)));
+        assert_eq!(
+            normalized(&f32s, &one(|o| e::write_f64(o, 0.1).unwrap())),
+            Ok(f32_arg(0.1f32))
+        );
+        assert_eq!(
+            normalized(&f32s, &one(|o| e::write_f64(o, f64::from(f32::MAX)).unwrap())),
+            Ok(f32_arg(f32::MAX))
+        );
+        for v in [1e300, -1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
+            assert!(
+                matches!(
+                    normalized(&f32s, &one(|o| e::write_f64(o, v).unwrap())),
+                    Err(RowError::NotConvertible { expected: ColumnType::F32, .. })
+                ),
+                "{v}"
+            );
+        }
+        assert_eq!(
+            normalized(&f32s, &one(|o| e::write_f64(o, 1e300).unwrap()))
+                .unwrap_err()
+                .to_string(),
+            "column `p0` expects F32, found float 64 1e300, which does not convert to it"
+        );
+        // F64: ints within ±2^53, float 32 widened.
+        let f64s = params(&[ColumnType::F64]);
+        let f64_arg = |v: f64| one(|o| e::write_f64(o, v).unwrap());
+        assert_eq!(normalized(&f64s, &one(|o| drop(e::write_sint(o, 1 << 53)))), Ok(f64_arg(9_007_199_254_740_992.0)));
+        assert!(matches!(
+            normalized(&f64s, &one(|o| drop(e::write_sint(o, (1 << 53) + 1)))),
+            Err(RowError::NotConvertible { expected: ColumnType::F64, .. })
+        ));
+        assert_eq!(normalized(&f64s, &f32_arg(0.1)), Ok(f64_arg(f64::from(0.1f32))));
+        assert_eq!(normalized(&f64s, &f32_arg(f32::NAN)).map(|b| b.len()), Ok(10));
+    }
+
+    #[test]
+    fn non_numbers_are_refused_for_floats_with_the_row_error() {
+        let f32s = params(&[ColumnType::F32]);
+        let mut offsets = Vec::new();
+        for bad in [one(|o| o.push(0xc3)), one(|o| o.push(0xc0)), one(|o| o.extend([0xa1, b'x'])), one(|o| o.push(0x90))] {
+            let strict = validate_row(&f32s, &bad, &mut offsets).unwrap_err();
+            assert!(matches!(strict, RowError::WrongType { .. }), "{strict}");
+            assert_eq!(normalized(&f32s, &bad), Err(strict));
+        }
+        assert_eq!(
+            normalized(&f32s, &one(|o| o.push(0xc3))).unwrap_err().to_string(),
+            "column `p0` expects F32, found bool"
+        );
+        // Truncated numbers are truncated, whatever their type.
+        for cut in [one(|o| o.extend([0xcb, 0, 0])), one(|o| o.extend([0xcd, 1]))] {
+            assert_eq!(
+                normalized(&f32s, &cut),
+                Err(RowError::Truncated { column: "p0".into() })
+            );
+        }
+    }
+
+    #[test]
+    fn arguments_keep_their_bytes_unless_a_number_is_converted() {
+        use rmp::encode as e;
+        let ps = params(&[
+            ColumnType::U64,
+            ColumnType::Vec2,
+            ColumnType::Option(Box::new(ColumnType::F32)),
+            ColumnType::String,
+        ]);
+        // A canonical argument array is borrowed, unchanged (a u64 in 9 bytes included).
+        let mut canonical = vec![0x94, 0xcf, 0, 0, 0, 0, 0, 0, 0, 5];
+        canonical.extend([0x92, 0xca, 0x3f, 0x80, 0, 0, 0xca, 0x40, 0x20, 0, 0, 0xc0, 0xa1, b'x']);
+        assert!(matches!(
+            normalize_args(&ps, &canonical, &mut Vec::new()),
+            Ok(std::borrow::Cow::Borrowed(_))
+        ));
+        // A JavaScript encoder's [5, [1, 2.5], 3, "x"]: the Vec2 and the option re-encoded, the rest kept.
+        let mut js = vec![0x94, 0xcf, 0, 0, 0, 0, 0, 0, 0, 5, 0x92, 0x01];
+        e::write_f64(&mut js, 2.5).unwrap();
+        js.extend([0x03, 0xa1, b'x']);
+        let mut want = vec![0x94, 0xcf, 0, 0, 0, 0, 0, 0, 0, 5];
+        want.extend([0x92, 0xca, 0x3f, 0x80, 0, 0, 0xca, 0x40, 0x20, 0, 0, 0xca, 0x40, 0x40, 0, 0, 0xa1, b'x']);
+        let out = normalized(&ps, &js).unwrap();
+        assert_eq!(out, want);
+        validate_row(&ps, &out, &mut Vec::new()).unwrap();
+        // A Vec2 component that does not convert names the Vec2.
+        let mut far = vec![0x94, 0x05, 0x92, 0x01];
+        e::write_f64(&mut far, 1e300).unwrap();
+        far.extend([0xc0, 0xa1, b'x']);
+        assert!(matches!(
+            normalized(&ps, &far),
+            Err(RowError::NotConvertible { expected: ColumnType::Vec2, .. })
+        ));
+        // Rows stay strict: an int is no F32 in a row.
+        assert!(matches!(
+            validate_row(&params(&[ColumnType::F32]), &[0x91, 0x01], &mut Vec::new()),
+            Err(RowError::WrongType { found: "int", .. })
+        ));
+        // Filter values decode the same way.
+        let col = ColumnDef::new("speed", ColumnType::F32);
+        assert_eq!(decode_arg(&col, &[0x02]), Ok(Value::F32(2.0)));
+        assert!(decode_value(&col, &[0x02]).is_err());
+        assert_eq!(decode_arg(&col, &[0x02, 0x03]), Err(RowError::TrailingBytes { count: 1 }));
+    }
+
+    /// A MessagePack number or other value a client might send, for the property test.
+    #[derive(Clone, Debug)]
+    enum Given {
+        Int(i128),
+        F32(f32),
+        F64(f64),
+        Other(Vec<u8>),
+    }
+
+    impl Given {
+        fn encode(&self, wide: bool, out: &mut Vec<u8>) {
+            use rmp::encode as e;
+            match *self {
+                // `wide`: the 9-byte form some encoders always use.
+                Given::Int(n) if n < 0 => {
+                    let n = n as i64;
+                    if wide { e::write_i64(out, n).unwrap() } else { drop(e::write_sint(out, n)) }
+                }
+                Given::Int(n) => {
+                    let n = n as u64;
+                    if wide { e::write_u64(out, n).unwrap() } else { drop(e::write_uint(out, n)) }
+                }
+                Given::F32(v) => e::write_f32(out, v).unwrap(),
+                Given::F64(v) => e::write_f64(out, v).unwrap(),
+                Given::Other(ref b) => out.extend_from_slice(b),
+            }
+        }
+    }
+
+    /// The rule, written out independently: `Some(bits)` of the float the reducer gets, or `None` if refused.
+    fn model(given: &Given, f64_target: bool) -> Option<u64> {
+        // Rounding to f32 overflows from f32::MAX + half an ulp (2^103) on; the tie rounds to even, i.e. up.
+        let f32_edge = f64::from(f32::MAX) + 2f64.powi(103);
+        match (given, f64_target) {
+            (&Given::Int(n), false) => (-16_777_216..=16_777_216).contains(&n).then(|| u64::from((n as f32).to_bits())),
+            (&Given::Int(n), true) => (-(1i128 << 53)..=1 << 53).contains(&n).then(|| (n as f64).to_bits()),
+            (&Given::F32(v), false) => Some(u64::from(v.to_bits())),
+            (&Given::F32(v), true) => Some(f64::from(v).to_bits()),
+            (&Given::F64(v), false) => (!v.is_nan() && v.abs() < f32_edge).then(|| u64::from((v as f32).to_bits())),
+            (&Given::F64(v), true) => Some(v.to_bits()),
+            (Given::Other(_), _) => None,
+        }
+    }
+
+    fn given() -> impl Strategy<Value = Given> {
+        let edge = f64::from(f32::MAX) + 2f64.powi(103);
+        prop_oneof![
+            (-(1i128 << 26)..(1i128 << 26)).prop_map(Given::Int),
+            (-(1i128 << 55)..(1i128 << 55)).prop_map(Given::Int),
+            any::<i64>().prop_map(|n| Given::Int(i128::from(n))),
+            any::<u64>().prop_map(|n| Given::Int(i128::from(n))),
+            any::<u32>().prop_map(|b| Given::F32(f32::from_bits(b))),
+            any::<u64>().prop_map(|b| Given::F64(f64::from_bits(b))),
+            (-1e6f64..1e6).prop_map(Given::F64),
+            prop::sample::select(vec![
+                edge, -edge, edge - 2f64.powi(75), f64::from(f32::MAX), f64::MAX, f64::MIN_POSITIVE, 1e-50,
+                f64::INFINITY, f64::NAN, -0.0,
+            ])
+            .prop_map(Given::F64),
+            prop::sample::select(vec![vec![0xc2], vec![0xc3], vec![0xc0], vec![0xa1, b'1'], vec![0xc4, 0], vec![0x90]])
+                .prop_map(Given::Other),
+        ]
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn float_arguments_follow_the_rule(given in given(), wide: bool, f64_target: bool) {
+            let ty = if f64_target { ColumnType::F64 } else { ColumnType::F32 };
+            let ps = params(&[ty.clone()]);
+            let args = one(|o| given.encode(wide, o));
+            let got = normalized(&ps, &args);
+            match model(&given, f64_target) {
+                Some(bits) => {
+                    let mut want = vec![0x91];
+                    if f64_target {
+                        rmp::encode::write_f64(&mut want, f64::from_bits(bits)).unwrap();
+                    } else {
+                        rmp::encode::write_f32(&mut want, f32::from_bits(bits as u32)).unwrap();
+                    }
+                    proptest::prop_assert_eq!(got, Ok(want.clone()));
+                    proptest::prop_assert!(validate_row(&ps, &want, &mut Vec::new()).is_ok());
+                }
+                None => {
+                    let e = got.unwrap_err();
+                    match given {
+                        Given::Other(_) => proptest::prop_assert_eq!(
+                            Err(e),
+                            validate_row(&ps, &args, &mut Vec::new())
+                        ),
+                        _ => proptest::prop_assert!(
+                            matches!(e, RowError::NotConvertible { ref expected, .. } if *expected == ty),
+                            "{}", e
+                        ),
+                    }
+                }
+            }
+        }
     }
 }

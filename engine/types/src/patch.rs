@@ -280,6 +280,27 @@ mod tests {
         let mut back = Vec::new();
         apply_patch(&cols, 0, &old, &out, &mut back).unwrap();
         assert_eq!(back, new);
+        // A key a module wrote in a longer form (uint 64) stays in that form: the patch's key is the key column's
+        // bytes in the row, as protocol.md promises.
+        let widen = |row: &[u8]| {
+            assert_eq!(&row[1..4], &[0xcd, 0x01, 0x2c]);
+            [&row[..1], &[0xcf, 0, 0, 0, 0, 0, 0, 0x01, 0x2c], &row[4..]].concat()
+        };
+        let (old, new) = (widen(&old), widen(&new));
+        assert!(make_patch(
+            &cols,
+            0,
+            &old,
+            &new,
+            &mut Scratch::default(),
+            &mut out
+        ));
+        assert_eq!(
+            patch_key(&cols, 0, &out).unwrap(),
+            &[0xcf, 0, 0, 0, 0, 0, 0, 0x01, 0x2c]
+        );
+        apply_patch(&cols, 0, &old, &out, &mut back).unwrap();
+        assert_eq!(back, new);
     }
 
     #[test]

@@ -425,9 +425,10 @@ pub enum ErrorCode {
     NoSuchReducer = 6,
     /// The arguments do not match the reducer's parameters.
     BadArguments = 7,
-    /// The reducer returned an error or panicked; `message` is its message.
+    /// The reducer returned an error (the host's `CallError::Failed`); `message` is its message.
     ReducerFailed = 8,
-    /// The reducer was stopped: out of time or fuel, out of memory, or a trap.
+    /// The reducer was stopped: out of time or fuel, out of memory, or a trap (a Rust panic is one). The host's
+    /// `CallError::Interrupted`, `MemoryLimit` and `Trapped` (`engine/docs/module-abi.md` §5.4).
     ReducerAborted = 9,
     /// Too many messages per second: messages are being dropped (one such error a second while it lasts).
     /// Persistent flooding is fatal.
@@ -747,6 +748,142 @@ mod tests {
                 "protocol.md lacks the bytes of {what}: {bytes}"
             );
         }
+    }
+
+    /// Bytes from hex digits separated by spaces.
+    fn unhex(hex: &str) -> Vec<u8> {
+        hex.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
+    /// Bytes as hex, in full.
+    fn hex_bytes(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Bytes as protocol.md shows them: hex, or for more than 16 bytes the first 4 and `…`.
+    fn shown(bytes: &[u8]) -> String {
+        if bytes.len() > 16 {
+            format!("{} …", hex_bytes(&bytes[..4]))
+        } else {
+            hex_bytes(bytes)
+        }
+    }
+
+    /// The column encoding examples of `engine/docs/protocol.md` §2, each checked against the codec: the written
+    /// form is what `encode_value` writes; "also" forms decode to the same value; "refused" forms do not decode.
+    /// Rows are read as `decode_value` reads a row's column, arguments as `decode_arg` reads a client's value.
+    #[test]
+    fn the_column_encodings_of_the_protocol_doc() {
+        use crate::codec::{decode_arg, decode_value, encode_row, encode_value};
+        use crate::{ColumnDef, ColumnType, Value};
+        let doc = include_str!("../../docs/protocol.md");
+        // The example's lines: the one starting with `label`, and the indented ones after it.
+        let block = |label: &str| -> String {
+            let mut lines = doc.lines().skip_while(|l| !l.starts_with(label));
+            let first = lines
+                .next()
+                .unwrap_or_else(|| panic!("protocol.md has no example `{label}`"));
+            let rest = lines.take_while(|l| l.starts_with(' '));
+            std::iter::once(first).chain(rest).collect::<Vec<_>>().join("\n")
+        };
+        let id = |prefix: &str, n: usize| [unhex(prefix), vec![9; n]].concat();
+        let u8_ = ColumnType::U8;
+        let opt_u8 = ColumnType::Option(Box::new(ColumnType::U8));
+        // (label, type, value, written, also, refused, read as a client's argument)
+        let examples: Vec<(&str, ColumnType, Value, Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>, bool)> = vec![
+            ("Bool true:", ColumnType::Bool, Value::Bool(true), unhex("c3"), vec![], vec![unhex("01"), unhex("c0")], false),
+            (
+                "U8 5:", u8_.clone(), Value::U64(5), unhex("05"),
+                vec![unhex("cc 05"), unhex("d0 05"), unhex("cf 00 00 00 00 00 00 00 05")],
+                vec![unhex("d0 ff"), unhex("cd 01 00")], false,
+            ),
+            ("U64 300:", ColumnType::U64, Value::U64(300), unhex("cd 01 2c"), vec![unhex("cf 00 00 00 00 00 00 01 2c")], vec![], false),
+            (
+                "I32 -7:", ColumnType::I32, Value::I64(-7), unhex("f9"),
+                vec![unhex("d0 f9"), unhex("d2 ff ff ff f9")], vec![unhex("ce 80 00 00 00")], false,
+            ),
+            ("I32 200:", ColumnType::I32, Value::I64(200), unhex("cc c8"), vec![unhex("d1 00 c8")], vec![], false),
+            ("I64 -200:", ColumnType::I64, Value::I64(-200), unhex("d1 ff 38"), vec![], vec![], false),
+            (
+                "F32 1.5:", ColumnType::F32, Value::F32(1.5), unhex("ca 3f c0 00 00"), vec![],
+                vec![unhex("cb 3f f8 00 00 00 00 00 00"), unhex("01")], false,
+            ),
+            (
+                "F32 argument 2.0:", ColumnType::F32, Value::F32(2.0), unhex("ca 40 00 00 00"),
+                vec![unhex("02"), unhex("cb 40 00 00 00 00 00 00 00")],
+                vec![unhex("ce 01 00 00 01"), unhex("c3")], true,
+            ),
+            (
+                "F64 0.25:", ColumnType::F64, Value::F64(0.25), unhex("cb 3f d0 00 00 00 00 00 00"), vec![],
+                vec![unhex("ca 3e 80 00 00")], false,
+            ),
+            (
+                "String \"Ada\":", ColumnType::String, Value::String("Ada".into()), unhex("a3 41 64 61"),
+                vec![unhex("d9 03 41 64 61")], vec![unhex("c4 03 41 64 61"), unhex("a2 ff fe")], false,
+            ),
+            (
+                "Bytes 010203:", ColumnType::Bytes, Value::Bytes(vec![1, 2, 3].into()), unhex("c4 03 01 02 03"),
+                vec![unhex("c5 00 03 01 02 03")], vec![unhex("a3 01 02 03")], false,
+            ),
+            (
+                "Vec2 (1.5, -2.0):", ColumnType::Vec2, Value::Vec2(glam::Vec2::new(1.5, -2.0)),
+                unhex("92 ca 3f c0 00 00 ca c0 00 00 00"), vec![],
+                vec![unhex("dc 00 02 ca 3f c0 00 00 ca c0 00 00 00")], false,
+            ),
+            (
+                "Identity 09 (x32):", ColumnType::Identity, Value::Identity(Identity([9; 32])), id("c4 20", 32),
+                vec![id("c5 00 20", 32)], vec![id("c4 1f", 31)], false,
+            ),
+            (
+                "Timestamp 1700000000000000:", ColumnType::Timestamp, Value::Timestamp(crate::Timestamp(1_700_000_000_000_000)),
+                unhex("cf 00 06 0a 24 18 1e 40 00"), vec![unhex("d3 00 06 0a 24 18 1e 40 00")], vec![unhex("ff")], false,
+            ),
+            ("Option(U8) nil:", opt_u8.clone(), Value::Null, unhex("c0"), vec![], vec![], false),
+            ("Option(U8) 5:", opt_u8, Value::U64(5), unhex("05"), vec![unhex("cc 05")], vec![], false),
+            (
+                "Opaque [1, \"x\"]:", ColumnType::Opaque, Value::Opaque(unhex("92 01 a1 78").into()),
+                unhex("92 01 a1 78"), vec![], vec![unhex("c1")], false,
+            ),
+        ];
+        for (label, ty, value, written, also, refused, argument) in examples {
+            let text = block(label);
+            let column = ColumnDef::new("c", ty);
+            let decode = |bytes: &[u8]| {
+                if argument {
+                    decode_arg(&column, bytes)
+                } else {
+                    decode_value(&column, bytes)
+                }
+            };
+            let mut out = Vec::new();
+            encode_value(&column, &value, &mut out).unwrap();
+            assert_eq!(out, written, "{label} writes other bytes");
+            for bytes in std::iter::once(&written).chain(&also) {
+                assert!(text.contains(&shown(bytes)), "`{label}` lacks {}", shown(bytes));
+                assert_eq!(decode(bytes).as_ref(), Ok(&value), "{label} {}", shown(bytes));
+            }
+            for bytes in &refused {
+                assert!(text.contains(&shown(bytes)), "`{label}` lacks {}", shown(bytes));
+                assert!(decode(bytes).is_err(), "{label}: {} is accepted", shown(bytes));
+            }
+        }
+        let columns = [
+            ColumnDef::new("id", ColumnType::U64),
+            ColumnDef::new("name", ColumnType::String),
+            ColumnDef::new("pos", ColumnType::Vec2),
+        ];
+        let row = encode_row(
+            &columns,
+            &[Value::U64(300), Value::String("Ada".into()), Value::Vec2(glam::Vec2::new(1.5, -2.0))],
+        )
+        .unwrap();
+        assert!(block("row [300, \"Ada\", (1.5, -2.0)]").contains(&hex_bytes(&row)));
     }
 
     #[test]
