@@ -6,7 +6,9 @@
 //!
 //! Terms:
 //! - A table's **key** is its primary-key column's value in the row encoding: the bytes of that column inside a
-//!   row, as [`codec::validate_row`] locates them. Deletes on the wire carry keys; the cache keys rows by them.
+//!   row, as [`codec::validate_row`] locates them. Deletes and patches on the wire carry keys, byte-identical to
+//!   the key column in the row (`engine/docs/protocol.md` §2, "Keys"); the cache keys rows by them and never
+//!   decodes a key.
 //! - The **schema** is the list of tables of the last `Welcome`; rows of other tables are refused.
 //!
 //! Invariants:
@@ -555,7 +557,11 @@ impl Cache {
             .transpose()
     }
 
-    /// Encode a primary-key value as a key (as a row column of its type is encoded).
+    /// Encode a primary-key value as a key (as a row column of its type is encoded), in the shortest form.
+    ///
+    /// Keys are matched by bytes (the server sends the key column's bytes as the module wrote them), so this finds
+    /// rows whose module writes keys in the shortest form, as every Locus SDK module does; for a module that writes
+    /// another form (e.g. a `u64` always as `cf` and 8 bytes), look the row up with [`Cache::iter_raw`].
     ///
     /// # Errors
     ///

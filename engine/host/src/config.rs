@@ -21,7 +21,8 @@ pub const EPOCH_PERIOD: Duration = Duration::from_millis(1);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostConfig {
     /// What bounds each reducer call (and each describe export at load time). Default
-    /// `Budget::Time(100 ms)`: two ticks at 20 Hz, far above what a healthy reducer needs.
+    /// `Budget::Time(100 ms)`: two ticks at 20 Hz, far above what a healthy reducer needs (`locus serve
+    /// --reducer-time-limit` / `--reducer-fuel` set it; `engine/docs/operations.md` explains the default).
     pub budget: Budget,
     /// Largest linear memory an instance may have, in bytes. A `memory.grow` past it traps, stopping the call.
     /// Default 64 MiB.

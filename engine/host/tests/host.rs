@@ -645,6 +645,89 @@ fn findings_of_the_abi_review_stay_fixed() {
     inst.call("edges", &[0x90], &ctx()).unwrap();
 }
 
+#[test]
+fn the_log_lines_of_a_rolled_back_call_are_kept() {
+    // Each writes a row, logs "boom" (at 700), then fails, traps or runs out of time.
+    let log_then = |how: &str| format!("{INSERT_ROW1} (drop (call $log (i32.const 1) (i32.const 700) (i32.const 4))) {how}");
+    let f = Fixture::new()
+        .reducer(client("fails", &[]), &log_then("i32.const 1"))
+        .reducer(client("traps", &[]), &log_then("unreachable"))
+        .reducer(client("spins", &[]), &log_then(SPIN));
+    let rt = runtime();
+    let mut inst = instance(&rt, &f);
+    for reducer in ["fails", "traps", "spins"] {
+        inst.call(reducer, &[0x90], &ctx()).unwrap_err();
+    }
+    assert!(things(&inst).is_empty(), "every write was rolled back");
+    let logs: Vec<(String, String)> = inst
+        .drain_logs()
+        .into_iter()
+        .map(|l| (l.reducer.to_string(), l.message))
+        .collect();
+    let boom = |r: &str| (r.to_owned(), "boom".to_owned());
+    assert_eq!(logs, [boom("fails"), boom("traps"), boom("spins")]);
+}
+
+#[test]
+fn every_host_call_outside_a_reducer_answers_as_documented() {
+    // engine/docs/module-abi.md §7: from a describe export (no reducer running) every call returns NotInReducer,
+    // except `table_id` (no table is known yet), `log` (works) and `iter_close` (no iterator is open). The calls come
+    // from the ABI list itself, so a new call is checked too. All arguments are 0 (every buffer lies in memory).
+    macro_rules! signatures {
+        ($( $(#[$doc:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty; )*) => {
+            &[$((stringify!($name), &[$(stringify!($ty)),*] as &[&str])),*]
+        };
+    }
+    let calls: &[(&str, &[&str])] = locus_types::for_each_host_call!(signatures);
+    let wasm_type = |ty: &str| match ty {
+        "u32" => "i32",
+        "u64" => "i64",
+        "f32" => "f32",
+        other => panic!("an ABI argument of type {other}"),
+    };
+    let mut imports = String::new();
+    let mut checks = String::new();
+    for (name, params) in calls {
+        let types: Vec<&str> = params.iter().map(|t| wasm_type(t)).collect();
+        imports.push_str(&format!(
+            "(import \"locus_v1\" \"{name}\" (func $h_{name} (param {}) (result i32)))\n",
+            types.join(" ")
+        ));
+        let zeros: String = types.iter().map(|t| format!(" ({t}.const 0)")).collect();
+        let code = match *name {
+            "table_id" => Errno::NoSuchTable,
+            "log" => Errno::Ok,
+            "iter_close" => Errno::NoSuchIterator,
+            _ => Errno::NotInReducer,
+        };
+        checks.push_str(&expect(&format!("(call $h_{name}{zeros})"), code));
+        checks.push('\n');
+    }
+    // `index_range` with invalid bounds reads no buffer: out-of-memory pointers do not trap.
+    checks.push_str(&expect(
+        "(call $h_index_range (i32.const 0) (i32.const 0) (i32.const -8) (i32.const 100) (i32.const -8) (i32.const 100) (i32.const 3) (i32.const 0))",
+        Errno::NotInReducer,
+    ));
+    let thing = rmp_serde::to_vec_named(&thing_table()).unwrap();
+    let wat = format!(
+        r#"(module
+  {imports}
+  (memory (export "memory") 1)
+  (data (i32.const 2048) "{desc}")
+  (func (export "__locus_abi_version") (result i32) i32.const 1)
+  (func (export "__locus_describe_table_thing") (result i64)
+    {checks}
+    i64.const {packed}))"#,
+        desc = escape(&thing),
+        packed = (2048u64 << 32) | thing.len() as u64,
+    );
+    // The module loads only if every check passed (a failed one is `unreachable` in the describe export).
+    let module = runtime()
+        .load(&wat::parse_str(&wat).unwrap())
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(module.def().tables, [thing_table()]);
+}
+
 // ---- Areas of interest: `area_follow`, `area_fixed`, `area_clear` ---------------------------------------------
 
 const AREA_IMPORTS: &str = r#"

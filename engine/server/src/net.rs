@@ -694,3 +694,46 @@ pub(crate) fn close_all(registry: &Registry, code: ErrorCode, message: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table "Closing" of `engine/docs/protocol.md` §6: each fatal error a row names is closed with that row's
+    /// QUIC close code, and every fatal error is named.
+    #[test]
+    fn close_codes_are_the_documented_ones() {
+        let doc = include_str!("../../docs/protocol.md");
+        let table = doc
+            .split("| QUIC close code |")
+            .nth(1)
+            .expect("protocol.md has the close code table");
+        let mut named = Vec::new();
+        for line in table.lines().skip(2).take_while(|l| l.starts_with('|')) {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let code: u32 = cells[1].parse().expect("a close code");
+            for c in ErrorCode::ALL {
+                if cells[3].contains(&format!("`{c:?}`")) {
+                    assert_eq!(close_code(c), VarInt::from_u32(code), "{c:?}");
+                    named.push(c);
+                }
+            }
+        }
+        use ErrorCode::*;
+        let fatal = [
+            UnsupportedVersion,
+            MalformedFrame,
+            FrameTooLarge,
+            HelloRequired,
+            HelloTwice,
+            RateLimited,
+            TooSlow,
+            ShuttingDown,
+            Internal,
+        ];
+        for c in fatal {
+            assert!(named.contains(&c), "protocol.md gives {c:?} no close code");
+        }
+        assert_eq!(named.len(), fatal.len(), "only fatal errors close");
+    }
+}

@@ -229,6 +229,7 @@ pub struct Server {
     admin_token_path: PathBuf,
     registry: Registry,
     metrics_addr: Option<SocketAddr>,
+    session_ids: Arc<Mutex<SessionIds>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -391,6 +392,7 @@ impl Server {
         let release_thread = {
             let registry = registry.clone();
             let metrics = metrics.clone();
+            let session_ids = session_ids.clone();
             std::thread::Builder::new()
                 .name("locus-release".into())
                 .spawn(move || {
@@ -437,6 +439,7 @@ impl Server {
             registry,
             metrics_addr,
             admin_token_path: config.data_dir.join(crate::identity::ADMIN_TOKEN_FILE),
+            session_ids,
         })
     }
 
@@ -551,6 +554,14 @@ impl Server {
     #[must_use]
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// One past the highest session id in use (or waiting to be freed after its session ended): the most client
+    /// slots the interest stage walks each tick. Ids are reused lowest first ([`crate::world::SessionId`]), so
+    /// this follows the peak of sessions connected at once, not the connections ever made.
+    #[must_use]
+    pub fn session_slots(&self) -> usize {
+        self.session_ids.lock().expect("session ids lock").span()
     }
 
     /// Whether the world stopped on its own (a failed disk: nothing more can be made durable).

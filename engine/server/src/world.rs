@@ -86,6 +86,12 @@ impl SessionIds {
     pub fn in_use(&self) -> usize {
         self.next as usize - self.free.len()
     }
+
+    /// One past the highest id in use (or waiting to be freed); 0 with none.
+    #[must_use]
+    pub fn span(&self) -> usize {
+        self.next as usize
+    }
 }
 
 #[cfg(test)]
@@ -106,9 +112,9 @@ mod session_ids_tests {
             assert!(ids.release(id));
         }
         assert_eq!(ids.in_use(), 1);
-        assert_eq!(ids.next, 6, "the free ids above the highest in use are forgotten");
+        assert_eq!(ids.span(), 6, "the free ids above the highest in use are forgotten");
         assert!(ids.release(5));
-        assert_eq!((ids.in_use(), ids.next, ids.free.len()), (0, 0, 0));
+        assert_eq!((ids.in_use(), ids.span(), ids.free.len()), (0, 0, 0));
         assert_eq!(ids.allocate(), 0);
     }
 }

@@ -85,7 +85,7 @@ pub enum RowError {
         /// Its type.
         expected: ColumnType,
         /// The number found, with its MessagePack type, e.g. `"int 16777217"`.
-        found: String,
+        found: Box<str>,
     },
     /// A string column holds bytes that are not UTF-8.
     #[error("column `{column}` holds invalid UTF-8")]
@@ -709,7 +709,8 @@ impl Number {
                 Number::Int(n) => format!("int {n}"),
                 Number::F32(v) => format!("float 32 {v:?}"),
                 Number::F64(v) => format!("float 64 {v:?}"),
-            },
+            }
+            .into(),
         }
     }
 }
@@ -1119,7 +1120,7 @@ mod tests {
                 Err(RowError::NotConvertible {
                     column: "p0".into(),
                     expected: ColumnType::F32,
-                    found: format!("int {n}"),
+                    found: format!("int {n}").into(),
                 })
             );
         }
@@ -1233,6 +1234,26 @@ mod tests {
         assert_eq!(decode_arg(&col, &[0x02, 0x03]), Err(RowError::TrailingBytes { count: 1 }));
     }
 
+    #[test]
+    fn the_argument_examples_of_module_abi_hold() {
+        let doc = include_str!("../../docs/module-abi.md");
+        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+        let x = params(&[ColumnType::F32]);
+        let given = [0x91, 0x01];
+        let claim = format!("(`{}`) reaches the reducer as `{}`", hex(&given), hex(&normalized(&x, &given).unwrap()));
+        assert!(doc.contains(&claim), "module-abi.md §3.4 should say: {claim}");
+        let pos = params(&[ColumnType::Vec2]);
+        let mut given = vec![0x91, 0x92, 0x01];
+        rmp::encode::write_f64(&mut given, 2.5).unwrap();
+        let claim = format!("(`{}`) as `{}`", hex(&given), hex(&normalized(&pos, &given).unwrap()));
+        assert!(doc.contains(&claim), "module-abi.md §3.4 should say: {claim}");
+        let unwrapped = doc.replace('\n', " ");
+        for given in [vec![0x91, 0xc3], vec![0x91, 0xce, 0x01, 0, 0, 0x01]] {
+            let e = normalized(&params(&[ColumnType::F32]), &given).unwrap_err().to_string().replace("p0", "x");
+            assert!(unwrapped.contains(&format!("``{e}``")), "module-abi.md §3.4 should quote: {e}");
+        }
+    }
+
     /// A MessagePack number or other value a client might send, for the property test.
     #[derive(Clone, Debug)]
     enum Given {
@@ -1301,7 +1322,7 @@ mod tests {
         #[test]
         fn float_arguments_follow_the_rule(given in given(), wide: bool, f64_target: bool) {
             let ty = if f64_target { ColumnType::F64 } else { ColumnType::F32 };
-            let ps = params(&[ty.clone()]);
+            let ps = params(std::slice::from_ref(&ty));
             let args = one(|o| given.encode(wide, o));
             let got = normalized(&ps, &args);
             match model(&given, f64_target) {

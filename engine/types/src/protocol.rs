@@ -11,7 +11,7 @@
 //!   variant name to the array of its fields; a unit variant is its name as a string; a struct is an array of its
 //!   fields in order).
 //! - Rows travel as the bytes of the one row encoding ([`crate::codec`]) inside a MessagePack `bin`, never
-//!   re-encoded.
+//!   re-encoded; so do keys (a deleted row's key, a patch's key): the bytes of the key column inside the row.
 //!
 //! Invariant: [`decode_frame`] accepts exactly the frames [`encode_frame`] can write for messages within the size
 //! limit, and decoding an encoded message gives the message back.
@@ -372,8 +372,9 @@ pub struct TableDelta {
     pub inserts: Vec<WireRow>,
     /// Rows in view whose bytes changed (same primary key).
     pub updates: Vec<WireRow>,
-    /// Primary keys of rows leaving the view (deleted, out of the area, unsubscribed), each encoded as the
-    /// key column's value is in a row.
+    /// Primary keys of rows leaving the view (deleted, out of the area, unsubscribed): each exactly the bytes of
+    /// the key column inside the row (as the module wrote them, never re-encoded), so a client can match them
+    /// byte for byte against the rows it holds.
     pub deletes: Vec<WireRow>,
     /// Rows in view of which only some columns changed, as patches ([`crate::patch`]: the key and the new values
     /// of the changed columns) against the version of the row the client last received. Protocol version 2 only;
@@ -412,12 +413,12 @@ pub enum CallOutcome {
 pub enum ErrorCode {
     /// No protocol version in common. Fatal.
     UnsupportedVersion = 1,
-    /// A frame's payload is not one well-formed message: dropped, the connection goes on (a malformed `Hello` is
-    /// fatal).
+    /// A frame's payload is not one well-formed client message: after `Hello` it is dropped and the connection goes
+    /// on; as the first frame (no client message, or a malformed `Hello`) it is fatal.
     MalformedFrame = 2,
-    /// A frame's length prefix exceeds [`MAX_CLIENT_FRAME`]. Fatal.
+    /// A frame's length prefix exceeds [`MAX_CLIENT_FRAME`] (before or after `Hello`). Fatal.
     FrameTooLarge = 3,
-    /// A message other than `Hello` came first. Fatal.
+    /// A well-formed client message other than `Hello` came first. Fatal.
     HelloRequired = 4,
     /// A second `Hello`. Fatal.
     HelloTwice = 5,
@@ -792,66 +793,149 @@ mod tests {
             let rest = lines.take_while(|l| l.starts_with(' '));
             std::iter::once(first).chain(rest).collect::<Vec<_>>().join("\n")
         };
+        /// One example: its label, the column type and value, the written bytes, bytes also accepted, bytes refused,
+        /// and whether it is read as a client's value (else as a row's).
+        struct Example {
+            label: &'static str,
+            ty: ColumnType,
+            value: Value,
+            written: Vec<u8>,
+            also: Vec<Vec<u8>>,
+            refused: Vec<Vec<u8>>,
+            argument: bool,
+        }
+        let ex = |label, ty, value, written: &str, also: &[&str], refused: &[&str]| Example {
+            label,
+            ty,
+            value,
+            written: unhex(written),
+            also: also.iter().map(|h| unhex(h)).collect(),
+            refused: refused.iter().map(|h| unhex(h)).collect(),
+            argument: false,
+        };
+        let opt_u8 = || ColumnType::Option(Box::new(ColumnType::U8));
         let id = |prefix: &str, n: usize| [unhex(prefix), vec![9; n]].concat();
-        let u8_ = ColumnType::U8;
-        let opt_u8 = ColumnType::Option(Box::new(ColumnType::U8));
-        // (label, type, value, written, also, refused, read as a client's argument)
-        let examples: Vec<(&str, ColumnType, Value, Vec<u8>, Vec<Vec<u8>>, Vec<Vec<u8>>, bool)> = vec![
-            ("Bool true:", ColumnType::Bool, Value::Bool(true), unhex("c3"), vec![], vec![unhex("01"), unhex("c0")], false),
-            (
-                "U8 5:", u8_.clone(), Value::U64(5), unhex("05"),
-                vec![unhex("cc 05"), unhex("d0 05"), unhex("cf 00 00 00 00 00 00 00 05")],
-                vec![unhex("d0 ff"), unhex("cd 01 00")], false,
+        let examples = [
+            ex("Bool true:", ColumnType::Bool, Value::Bool(true), "c3", &[], &["01", "c0"]),
+            ex(
+                "U8 5:",
+                ColumnType::U8,
+                Value::U64(5),
+                "05",
+                &["cc 05", "d0 05", "cf 00 00 00 00 00 00 00 05"],
+                &["d0 ff", "cd 01 00"],
             ),
-            ("U64 300:", ColumnType::U64, Value::U64(300), unhex("cd 01 2c"), vec![unhex("cf 00 00 00 00 00 00 01 2c")], vec![], false),
-            (
-                "I32 -7:", ColumnType::I32, Value::I64(-7), unhex("f9"),
-                vec![unhex("d0 f9"), unhex("d2 ff ff ff f9")], vec![unhex("ce 80 00 00 00")], false,
+            ex(
+                "U64 300:",
+                ColumnType::U64,
+                Value::U64(300),
+                "cd 01 2c",
+                &["cf 00 00 00 00 00 00 01 2c"],
+                &[],
             ),
-            ("I32 200:", ColumnType::I32, Value::I64(200), unhex("cc c8"), vec![unhex("d1 00 c8")], vec![], false),
-            ("I64 -200:", ColumnType::I64, Value::I64(-200), unhex("d1 ff 38"), vec![], vec![], false),
-            (
-                "F32 1.5:", ColumnType::F32, Value::F32(1.5), unhex("ca 3f c0 00 00"), vec![],
-                vec![unhex("cb 3f f8 00 00 00 00 00 00"), unhex("01")], false,
+            ex(
+                "I32 -7:",
+                ColumnType::I32,
+                Value::I64(-7),
+                "f9",
+                &["d0 f9", "d2 ff ff ff f9"],
+                &["ce 80 00 00 00"],
             ),
-            (
-                "F32 argument 2.0:", ColumnType::F32, Value::F32(2.0), unhex("ca 40 00 00 00"),
-                vec![unhex("02"), unhex("cb 40 00 00 00 00 00 00 00")],
-                vec![unhex("ce 01 00 00 01"), unhex("c3")], true,
+            ex("I32 200:", ColumnType::I32, Value::I64(200), "cc c8", &["d1 00 c8"], &[]),
+            ex("I64 -200:", ColumnType::I64, Value::I64(-200), "d1 ff 38", &[], &[]),
+            ex(
+                "F32 1.5:",
+                ColumnType::F32,
+                Value::F32(1.5),
+                "ca 3f c0 00 00",
+                &[],
+                &["cb 3f f8 00 00 00 00 00 00", "01"],
             ),
-            (
-                "F64 0.25:", ColumnType::F64, Value::F64(0.25), unhex("cb 3f d0 00 00 00 00 00 00"), vec![],
-                vec![unhex("ca 3e 80 00 00")], false,
+            Example {
+                argument: true,
+                ..ex(
+                    "F32 argument 2.0:",
+                    ColumnType::F32,
+                    Value::F32(2.0),
+                    "ca 40 00 00 00",
+                    &["02", "cb 40 00 00 00 00 00 00 00"],
+                    &["ce 01 00 00 01", "c3"],
+                )
+            },
+            ex(
+                "F64 0.25:",
+                ColumnType::F64,
+                Value::F64(0.25),
+                "cb 3f d0 00 00 00 00 00 00",
+                &[],
+                &["ca 3e 80 00 00"],
             ),
-            (
-                "String \"Ada\":", ColumnType::String, Value::String("Ada".into()), unhex("a3 41 64 61"),
-                vec![unhex("d9 03 41 64 61")], vec![unhex("c4 03 41 64 61"), unhex("a2 ff fe")], false,
+            ex(
+                "String \"Ada\":",
+                ColumnType::String,
+                Value::String("Ada".into()),
+                "a3 41 64 61",
+                &["d9 03 41 64 61"],
+                &["c4 03 41 64 61", "a2 ff fe"],
             ),
-            (
-                "Bytes 010203:", ColumnType::Bytes, Value::Bytes(vec![1, 2, 3].into()), unhex("c4 03 01 02 03"),
-                vec![unhex("c5 00 03 01 02 03")], vec![unhex("a3 01 02 03")], false,
+            ex(
+                "Bytes 010203:",
+                ColumnType::Bytes,
+                Value::Bytes(vec![1, 2, 3].into()),
+                "c4 03 01 02 03",
+                &["c5 00 03 01 02 03"],
+                &["a3 01 02 03"],
             ),
-            (
-                "Vec2 (1.5, -2.0):", ColumnType::Vec2, Value::Vec2(glam::Vec2::new(1.5, -2.0)),
-                unhex("92 ca 3f c0 00 00 ca c0 00 00 00"), vec![],
-                vec![unhex("dc 00 02 ca 3f c0 00 00 ca c0 00 00 00")], false,
+            ex(
+                "Vec2 (1.5, -2.0):",
+                ColumnType::Vec2,
+                Value::Vec2(glam::Vec2::new(1.5, -2.0)),
+                "92 ca 3f c0 00 00 ca c0 00 00 00",
+                &[],
+                &["dc 00 02 ca 3f c0 00 00 ca c0 00 00 00"],
             ),
-            (
-                "Identity 09 (x32):", ColumnType::Identity, Value::Identity(Identity([9; 32])), id("c4 20", 32),
-                vec![id("c5 00 20", 32)], vec![id("c4 1f", 31)], false,
+            Example {
+                written: id("c4 20", 32),
+                also: vec![id("c5 00 20", 32)],
+                refused: vec![id("c4 1f", 31)],
+                ..ex(
+                    "Identity 09 (x32):",
+                    ColumnType::Identity,
+                    Value::Identity(Identity([9; 32])),
+                    "",
+                    &[],
+                    &[],
+                )
+            },
+            ex(
+                "Timestamp 1700000000000000:",
+                ColumnType::Timestamp,
+                Value::Timestamp(crate::Timestamp(1_700_000_000_000_000)),
+                "cf 00 06 0a 24 18 1e 40 00",
+                &["d3 00 06 0a 24 18 1e 40 00"],
+                &["ff"],
             ),
-            (
-                "Timestamp 1700000000000000:", ColumnType::Timestamp, Value::Timestamp(crate::Timestamp(1_700_000_000_000_000)),
-                unhex("cf 00 06 0a 24 18 1e 40 00"), vec![unhex("d3 00 06 0a 24 18 1e 40 00")], vec![unhex("ff")], false,
-            ),
-            ("Option(U8) nil:", opt_u8.clone(), Value::Null, unhex("c0"), vec![], vec![], false),
-            ("Option(U8) 5:", opt_u8, Value::U64(5), unhex("05"), vec![unhex("cc 05")], vec![], false),
-            (
-                "Opaque [1, \"x\"]:", ColumnType::Opaque, Value::Opaque(unhex("92 01 a1 78").into()),
-                unhex("92 01 a1 78"), vec![], vec![unhex("c1")], false,
+            ex("Option(U8) nil:", opt_u8(), Value::Null, "c0", &[], &[]),
+            ex("Option(U8) 5:", opt_u8(), Value::U64(5), "05", &["cc 05"], &[]),
+            ex(
+                "Opaque [1, \"x\"]:",
+                ColumnType::Opaque,
+                Value::Opaque(unhex("92 01 a1 78").into()),
+                "92 01 a1 78",
+                &[],
+                &["c1"],
             ),
         ];
-        for (label, ty, value, written, also, refused, argument) in examples {
+        for Example {
+            label,
+            ty,
+            value,
+            written,
+            also,
+            refused,
+            argument,
+        } in examples
+        {
             let text = block(label);
             let column = ColumnDef::new("c", ty);
             let decode = |bytes: &[u8]| {
