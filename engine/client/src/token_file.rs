@@ -80,9 +80,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8], owner_only: bool) -> std::io::Res
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir)?;
-    let name = path.file_name().ok_or_else(|| {
-        std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")
-    })?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp-{}", std::process::id()));
@@ -140,11 +140,16 @@ mod tests {
         // What a crash mid-write leaves: a partial temporary file (another process's, or this one's), no target.
         let leftover = dir.path().join(".key.der.tmp-1");
         std::fs::write(&leftover, b"par").unwrap();
-        let ours = dir.path().join(format!(".key.der.tmp-{}", std::process::id()));
+        let ours = dir
+            .path()
+            .join(format!(".key.der.tmp-{}", std::process::id()));
         std::fs::write(&ours, b"partial").unwrap();
         write_atomic(&path, b"whole", true).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"whole");
-        assert!(!ours.exists(), "this process's temporary file became the file");
+        assert!(
+            !ours.exists(),
+            "this process's temporary file became the file"
+        );
         write_atomic(&path, b"again", false).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"again");
         #[cfg(unix)]

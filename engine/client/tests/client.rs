@@ -583,7 +583,10 @@ fn reconnect_keeps_the_identity_and_subscriptions_and_refills_the_cache() {
 fn connecting_to_a_silent_address_says_no_server_answered() {
     // A UDP socket that never answers, and a port nothing listens on (closed ports stay silent too).
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
-    let free = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let free = UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     for addr in [silent.local_addr().unwrap(), free] {
         let mut config = ClientConfig::new(addr, Trust::Fingerprint([0; 32]));
         config.connect_timeout = Duration::from_millis(300);

@@ -122,7 +122,9 @@ fn sysroot(workspace: &Path, rustc: &str) -> Result<PathBuf, BuildError> {
 /// names the command to run), [`BuildError::Sysroot`] when rustc cannot be asked.
 pub fn ensure_wasm_target(workspace: &Path) -> Result<(), BuildError> {
     static CHECKED: Mutex<bool> = Mutex::new(false);
-    let mut checked = CHECKED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut checked = CHECKED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     if *checked {
         return Ok(());
     }
@@ -258,7 +260,8 @@ mod tests {
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
-            let dir = std::env::temp_dir().join(format!("locus-build-{name}-{}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("locus-build-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(dir.join("sysroot/lib/rustlib")).expect("scratch");
             Scratch(dir)
@@ -312,7 +315,10 @@ mod tests {
         let err = check_or_install(&s.0, &rustc, &missing.to_string_lossy()).unwrap_err();
         assert!(matches!(err, BuildError::MissingTarget { .. }), "{err:?}");
         let text = err.to_string();
-        assert!(text.contains("rustup target add wasm32-unknown-unknown"), "{text}");
+        assert!(
+            text.contains("rustup target add wasm32-unknown-unknown"),
+            "{text}"
+        );
         assert!(text.contains("not on PATH"), "{text}");
         assert!(text.contains(&s.sysroot().display().to_string()), "{text}");
     }
@@ -335,7 +341,11 @@ mod tests {
         assert!(has_wasm_target(&s.sysroot()));
         check_or_install(&s.0, &rustc, &rustup).expect("present");
         let calls = std::fs::read_to_string(&log).unwrap();
-        assert_eq!(calls.trim(), format!("target add {WASM_TARGET}"), "one install, nothing else");
+        assert_eq!(
+            calls.trim(),
+            format!("target add {WASM_TARGET}"),
+            "one install, nothing else"
+        );
     }
 
     #[test]
@@ -346,7 +356,10 @@ mod tests {
         let err = check_or_install(&s.0, &rustc, &rustup).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("could not download"), "{text}");
-        assert!(text.contains("rustup target add wasm32-unknown-unknown"), "{text}");
+        assert!(
+            text.contains("rustup target add wasm32-unknown-unknown"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -354,6 +367,9 @@ mod tests {
         let s = Scratch::new("rustc");
         let rustc = s.script("rustc", "echo 'no toolchain' >&2; exit 1");
         let err = check_or_install(&s.0, &rustc, "rustup").unwrap_err();
-        assert!(matches!(&err, BuildError::Sysroot { message, .. } if message.contains("no toolchain")), "{err:?}");
+        assert!(
+            matches!(&err, BuildError::Sysroot { message, .. } if message.contains("no toolchain")),
+            "{err:?}"
+        );
     }
 }

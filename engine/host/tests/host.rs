@@ -354,7 +354,10 @@ fn a_float_parameter_takes_an_int_or_a_float_64_and_the_reducer_gets_a_float_32(
              (if (i32.ne (i32.load (i32.const 1000)) (i32.const 0x803fca91)) (then unreachable))
              (if (i32.ne (i32.load16_u (i32.const 1004)) (i32.const 0)) (then unreachable))
              i32.const 0",
-            expect("(call $args (i32.const 1000) (i32.const 64) (i32.const 320))", Errno::Ok)
+            expect(
+                "(call $args (i32.const 1000) (i32.const 64) (i32.const 320))",
+                Errno::Ok
+            )
         ),
     );
     let rt = runtime();
@@ -648,7 +651,11 @@ fn findings_of_the_abi_review_stay_fixed() {
 #[test]
 fn the_log_lines_of_a_rolled_back_call_are_kept() {
     // Each writes a row, logs "boom" (at 700), then fails, traps or runs out of time.
-    let log_then = |how: &str| format!("{INSERT_ROW1} (drop (call $log (i32.const 1) (i32.const 700) (i32.const 4))) {how}");
+    let log_then = |how: &str| {
+        format!(
+            "{INSERT_ROW1} (drop (call $log (i32.const 1) (i32.const 700) (i32.const 4))) {how}"
+        )
+    };
     let f = Fixture::new()
         .reducer(client("fails", &[]), &log_then("i32.const 1"))
         .reducer(client("traps", &[]), &log_then("unreachable"))

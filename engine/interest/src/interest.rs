@@ -723,7 +723,11 @@ impl Interest {
             return;
         };
         let Some(c) = slot.take() else { return };
-        let live = self.clients.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+        let live = self
+            .clients
+            .iter()
+            .rposition(Option::is_some)
+            .map_or(0, |i| i + 1);
         self.clients.truncate(live);
         // Give back the memory of a past peak, keeping twice the slots in use so that a crowd coming and going does
         // not reallocate every time. A poll's per-client scratch is rebuilt by the next poll.
@@ -1730,8 +1734,12 @@ mod tests {
     /// Connect `client` as `identity`, watching units within 50 m of the origin and its own items.
     fn join(interest: &mut Interest, client: ClientId, identity: Identity) {
         interest.handle_connect(client, identity);
-        interest.handle_subscribe(client, UNIT, Filter::All).expect("subscribe");
-        interest.handle_subscribe(client, ITEM, Filter::Owner).expect("subscribe");
+        interest
+            .handle_subscribe(client, UNIT, Filter::All)
+            .expect("subscribe");
+        interest
+            .handle_subscribe(client, ITEM, Filter::Owner)
+            .expect("subscribe");
         let area = Area {
             center: Center::Fixed(Vec2::ZERO),
             enter_radius: 50.0,
@@ -1791,7 +1799,11 @@ mod tests {
             interest.handle_disconnect(ClientId(c));
         }
         assert_eq!(interest.client_slots(), 4);
-        assert!(interest.clients.capacity() <= 64, "{}", interest.clients.capacity());
+        assert!(
+            interest.clients.capacity() <= 64,
+            "{}",
+            interest.clients.capacity()
+        );
         let deltas = interest.poll_tick(Tick(2));
         assert_eq!(deltas.iter().count(), 1);
         assert!(interest.modes.capacity() <= 64);
@@ -1820,14 +1832,22 @@ mod tests {
         };
         assert_eq!(
             inserted(&interest.poll_tick(Tick(1))),
-            [(UNIT, Value::U64(0)), (UNIT, Value::U64(1)), (ITEM, Value::U64(0))]
+            [
+                (UNIT, Value::U64(0)),
+                (UNIT, Value::U64(1)),
+                (ITEM, Value::U64(0))
+            ]
         );
         // Ada leaves; Bob gets her id in the same tick: he is sent the whole view again, and his item, not hers.
         interest.handle_disconnect(id);
         join(&mut interest, id, bob);
         assert_eq!(
             inserted(&interest.poll_tick(Tick(2))),
-            [(UNIT, Value::U64(0)), (UNIT, Value::U64(1)), (ITEM, Value::U64(1))]
+            [
+                (UNIT, Value::U64(0)),
+                (UNIT, Value::U64(1)),
+                (ITEM, Value::U64(1))
+            ]
         );
         assert_eq!(interest.by_identity.len(), 1);
         assert!(interest.by_identity.contains_key(&bob));

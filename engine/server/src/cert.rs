@@ -120,8 +120,14 @@ mod tests {
             panic!("a PKCS #8 key")
         };
         // The pair on disk is the one returned, and it is what the next start loads.
-        assert_eq!(std::fs::read(dir.path().join(KEY_FILE)).unwrap(), key.secret_pkcs8_der());
-        assert_eq!(std::fs::read(dir.path().join(CERT_FILE)).unwrap(), made.cert.as_ref());
+        assert_eq!(
+            std::fs::read(dir.path().join(KEY_FILE)).unwrap(),
+            key.secret_pkcs8_der()
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join(CERT_FILE)).unwrap(),
+            made.cert.as_ref()
+        );
         let loaded = load_or_create(dir.path()).unwrap();
         assert!(!loaded.created);
         assert_eq!(loaded.fingerprint(), made.fingerprint());

@@ -295,7 +295,9 @@ impl Server {
         // Before the migrated data's snapshot, as a publish does: recovery never meets new-schema data with only
         // the old module stored.
         if config.keep_module
-            && std::fs::read(config.data_dir.join(MODULE_FILE)).ok().as_deref()
+            && std::fs::read(config.data_dir.join(MODULE_FILE))
+                .ok()
+                .as_deref()
                 != Some(config.module.as_slice())
         {
             store_module(&config.data_dir, &config.module).map_err(data_dir)?;

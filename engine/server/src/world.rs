@@ -11,7 +11,9 @@
 //! 2. the `tick` reducer, then every due scheduled or periodic reducer;
 //! 3. one log record of every committed changeset;
 //! 4. the interest stage: the changesets (and any change to the `locus_area` system table, which moves areas) in,
-//!    each session's delta out, as `Tick` frames after the tick's results.
+//!    each session's delta out, as `Tick` frames after the tick's results;
+//! 5. sessions the network closed for a fatal error ([`Input::Close`]): their `Error` frame, to go after all of the
+//!    above ([`TickOutput::closes`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -104,7 +106,10 @@ mod session_ids_tests {
         let peak: Vec<u32> = (0..100).map(|_| ids.allocate()).collect();
         assert_eq!(peak, (0..100).collect::<Vec<_>>());
         assert!(ids.release(42) && ids.release(7));
-        assert_eq!((ids.allocate(), ids.allocate(), ids.allocate()), (7, 42, 100));
+        assert_eq!(
+            (ids.allocate(), ids.allocate(), ids.allocate()),
+            (7, 42, 100)
+        );
         assert!(!ids.release(1_000), "never handed out");
         assert!(ids.release(3));
         assert!(!ids.release(3), "released twice");
@@ -112,7 +117,11 @@ mod session_ids_tests {
             assert!(ids.release(id));
         }
         assert_eq!(ids.in_use(), 1);
-        assert_eq!(ids.span(), 6, "the free ids above the highest in use are forgotten");
+        assert_eq!(
+            ids.span(),
+            6,
+            "the free ids above the highest in use are forgotten"
+        );
         assert!(ids.release(5));
         assert_eq!((ids.in_use(), ids.span(), ids.free.len()), (0, 0, 0));
         assert_eq!(ids.allocate(), 0);
@@ -1306,7 +1315,11 @@ mod server_failure_tests {
             lines[3].message,
             "failed again 200 times after tick 1; the last time (tick 201): reducer `on_tick` failed: no luck"
         );
-        assert!(lines[4].message.starts_with("failed again 200 times after tick 201;"));
+        assert!(
+            lines[4]
+                .message
+                .starts_with("failed again 200 times after tick 201;")
+        );
         // `init` failed once and never again: it is forgotten after an interval, with no repeat line.
         assert!(!world.unreported.contains_key("init"));
     }

@@ -703,7 +703,10 @@ fn serve(dir: &Path, args: &[&str]) -> Serving {
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.unwrap();
         if let Some(url) = line.trim().strip_prefix("metrics") {
-            let at = url.trim().trim_start_matches("http://").trim_end_matches("/metrics");
+            let at = url
+                .trim()
+                .trim_start_matches("http://")
+                .trim_end_matches("/metrics");
             serving.metrics = Some(at.parse().expect("a metrics address"));
         }
         if line.starts_with("Press Ctrl-C") {
@@ -850,7 +853,10 @@ fn a_failed_start_removes_the_data_directory_it_created_and_nothing_else() {
     std::fs::write(existing.join("notes.txt"), "mine").unwrap();
     assert!(start(&existing, b"not wasm", any).is_err());
     assert!(start(&existing, &FAILING, busy).is_err());
-    assert_eq!(std::fs::read_to_string(existing.join("notes.txt")).unwrap(), "mine");
+    assert_eq!(
+        std::fs::read_to_string(existing.join("notes.txt")).unwrap(),
+        "mine"
+    );
     // And a good start still works there.
     start(&existing, &FAILING, any).unwrap().shutdown();
 }

@@ -696,7 +696,10 @@ mod tests {
         let doc = include_str!("../../docs/module-abi.md");
         let section = |start: &str, end: &str| {
             let from = doc.find(start).unwrap_or_else(|| panic!("no `{start}`"));
-            let to = from + doc[from..].find(end).unwrap_or_else(|| panic!("no `{end}`"));
+            let to = from
+                + doc[from..]
+                    .find(end)
+                    .unwrap_or_else(|| panic!("no `{end}`"));
             &doc[from..to]
         };
         // §7 has one `### `name`` heading per host call, in list order.
@@ -705,7 +708,10 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("### `")?.strip_suffix('`'))
             .collect();
-        assert_eq!(documented, names, "module-abi.md §7 headings vs for_each_host_call!");
+        assert_eq!(
+            documented, names,
+            "module-abi.md §7 headings vs for_each_host_call!"
+        );
         // Every sentence that counts them says how many there are.
         let n = names.len();
         for claim in [
@@ -716,7 +722,10 @@ mod tests {
         }
         let counts =
             doc.matches(" host calls of §7").count() + doc.matches(" calls, in ABI list").count();
-        assert_eq!(counts, 2, "a new sentence counting the host calls needs a check here");
+        assert_eq!(
+            counts, 2,
+            "a new sentence counting the host calls needs a check here"
+        );
     }
 
     #[test]

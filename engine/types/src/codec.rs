@@ -1104,11 +1104,25 @@ mod tests {
         use rmp::encode as e;
         let f32s = params(&[ColumnType::F32]);
         // Integers within ±2^24, in any int marker, become the float 32 the reducer is given.
-        for (n, want) in [(1i64, 1.0f32), (-3, -3.0), (0, 0.0), (1 << 24, 16_777_216.0)] {
-            assert_eq!(normalized(&f32s, &one(|o| drop(e::write_sint(o, n)))), Ok(f32_arg(want)));
-            assert_eq!(normalized(&f32s, &one(|o| e::write_i64(o, n).unwrap())), Ok(f32_arg(want)));
+        for (n, want) in [
+            (1i64, 1.0f32),
+            (-3, -3.0),
+            (0, 0.0),
+            (1 << 24, 16_777_216.0),
+        ] {
+            assert_eq!(
+                normalized(&f32s, &one(|o| drop(e::write_sint(o, n)))),
+                Ok(f32_arg(want))
+            );
+            assert_eq!(
+                normalized(&f32s, &one(|o| e::write_i64(o, n).unwrap())),
+                Ok(f32_arg(want))
+            );
         }
-        assert_eq!(normalized(&f32s, &one(|o| e::write_u64(o, 7).unwrap())), Ok(f32_arg(7.0)));
+        assert_eq!(
+            normalized(&f32s, &one(|o| e::write_u64(o, 7).unwrap())),
+            Ok(f32_arg(7.0))
+        );
         assert_eq!(
             normalized(&f32s, &one(|o| drop(e::write_sint(o, -(1 << 24))))),
             Ok(f32_arg(-16_777_216.0))
@@ -1131,20 +1145,29 @@ mod tests {
             "column `p0` expects F32, found int 18446744073709551615, which does not convert to it"
         );
         // float 64 → f32, rounded to nearest when finite.
-        assert_eq!(normalized(&f32s, &one(|o| e::write_f64(o, 1.5).unwrap())), Ok(f32_arg(1.5)));
+        assert_eq!(
+            normalized(&f32s, &one(|o| e::write_f64(o, 1.5).unwrap())),
+            Ok(f32_arg(1.5))
+        );
         assert_eq!(
             normalized(&f32s, &one(|o| e::write_f64(o, 0.1).unwrap())),
             Ok(f32_arg(0.1f32))
         );
         assert_eq!(
-            normalized(&f32s, &one(|o| e::write_f64(o, f64::from(f32::MAX)).unwrap())),
+            normalized(
+                &f32s,
+                &one(|o| e::write_f64(o, f64::from(f32::MAX)).unwrap())
+            ),
             Ok(f32_arg(f32::MAX))
         );
         for v in [1e300, -1e300, f64::INFINITY, f64::NEG_INFINITY, f64::NAN] {
             assert!(
                 matches!(
                     normalized(&f32s, &one(|o| e::write_f64(o, v).unwrap())),
-                    Err(RowError::NotConvertible { expected: ColumnType::F32, .. })
+                    Err(RowError::NotConvertible {
+                        expected: ColumnType::F32,
+                        ..
+                    })
                 ),
                 "{v}"
             );
@@ -1158,33 +1181,57 @@ mod tests {
         // F64: ints within ±2^53, float 32 widened.
         let f64s = params(&[ColumnType::F64]);
         let f64_arg = |v: f64| one(|o| e::write_f64(o, v).unwrap());
-        assert_eq!(normalized(&f64s, &one(|o| drop(e::write_sint(o, 1 << 53)))), Ok(f64_arg(9_007_199_254_740_992.0)));
+        assert_eq!(
+            normalized(&f64s, &one(|o| drop(e::write_sint(o, 1 << 53)))),
+            Ok(f64_arg(9_007_199_254_740_992.0))
+        );
         assert!(matches!(
             normalized(&f64s, &one(|o| drop(e::write_sint(o, (1 << 53) + 1)))),
-            Err(RowError::NotConvertible { expected: ColumnType::F64, .. })
+            Err(RowError::NotConvertible {
+                expected: ColumnType::F64,
+                ..
+            })
         ));
-        assert_eq!(normalized(&f64s, &f32_arg(0.1)), Ok(f64_arg(f64::from(0.1f32))));
-        assert_eq!(normalized(&f64s, &f32_arg(f32::NAN)).map(|b| b.len()), Ok(10));
+        assert_eq!(
+            normalized(&f64s, &f32_arg(0.1)),
+            Ok(f64_arg(f64::from(0.1f32)))
+        );
+        assert_eq!(
+            normalized(&f64s, &f32_arg(f32::NAN)).map(|b| b.len()),
+            Ok(10)
+        );
     }
 
     #[test]
     fn non_numbers_are_refused_for_floats_with_the_row_error() {
         let f32s = params(&[ColumnType::F32]);
         let mut offsets = Vec::new();
-        for bad in [one(|o| o.push(0xc3)), one(|o| o.push(0xc0)), one(|o| o.extend([0xa1, b'x'])), one(|o| o.push(0x90))] {
+        for bad in [
+            one(|o| o.push(0xc3)),
+            one(|o| o.push(0xc0)),
+            one(|o| o.extend([0xa1, b'x'])),
+            one(|o| o.push(0x90)),
+        ] {
             let strict = validate_row(&f32s, &bad, &mut offsets).unwrap_err();
             assert!(matches!(strict, RowError::WrongType { .. }), "{strict}");
             assert_eq!(normalized(&f32s, &bad), Err(strict));
         }
         assert_eq!(
-            normalized(&f32s, &one(|o| o.push(0xc3))).unwrap_err().to_string(),
+            normalized(&f32s, &one(|o| o.push(0xc3)))
+                .unwrap_err()
+                .to_string(),
             "column `p0` expects F32, found bool"
         );
         // Truncated numbers are truncated, whatever their type.
-        for cut in [one(|o| o.extend([0xcb, 0, 0])), one(|o| o.extend([0xcd, 1]))] {
+        for cut in [
+            one(|o| o.extend([0xcb, 0, 0])),
+            one(|o| o.extend([0xcd, 1])),
+        ] {
             assert_eq!(
                 normalized(&f32s, &cut),
-                Err(RowError::Truncated { column: "p0".into() })
+                Err(RowError::Truncated {
+                    column: "p0".into()
+                })
             );
         }
     }
@@ -1200,7 +1247,9 @@ mod tests {
         ]);
         // A canonical argument array is borrowed, unchanged (a u64 in 9 bytes included).
         let mut canonical = vec![0x94, 0xcf, 0, 0, 0, 0, 0, 0, 0, 5];
-        canonical.extend([0x92, 0xca, 0x3f, 0x80, 0, 0, 0xca, 0x40, 0x20, 0, 0, 0xc0, 0xa1, b'x']);
+        canonical.extend([
+            0x92, 0xca, 0x3f, 0x80, 0, 0, 0xca, 0x40, 0x20, 0, 0, 0xc0, 0xa1, b'x',
+        ]);
         assert!(matches!(
             normalize_args(&ps, &canonical, &mut Vec::new()),
             Ok(std::borrow::Cow::Borrowed(_))
@@ -1210,7 +1259,10 @@ mod tests {
         e::write_f64(&mut js, 2.5).unwrap();
         js.extend([0x03, 0xa1, b'x']);
         let mut want = vec![0x94, 0xcf, 0, 0, 0, 0, 0, 0, 0, 5];
-        want.extend([0x92, 0xca, 0x3f, 0x80, 0, 0, 0xca, 0x40, 0x20, 0, 0, 0xca, 0x40, 0x40, 0, 0, 0xa1, b'x']);
+        want.extend([
+            0x92, 0xca, 0x3f, 0x80, 0, 0, 0xca, 0x40, 0x20, 0, 0, 0xca, 0x40, 0x40, 0, 0, 0xa1,
+            b'x',
+        ]);
         let out = normalized(&ps, &js).unwrap();
         assert_eq!(out, want);
         validate_row(&ps, &out, &mut Vec::new()).unwrap();
@@ -1220,7 +1272,10 @@ mod tests {
         far.extend([0xc0, 0xa1, b'x']);
         assert!(matches!(
             normalized(&ps, &far),
-            Err(RowError::NotConvertible { expected: ColumnType::Vec2, .. })
+            Err(RowError::NotConvertible {
+                expected: ColumnType::Vec2,
+                ..
+            })
         ));
         // Rows stay strict: an int is no F32 in a row.
         assert!(matches!(
@@ -1231,26 +1286,54 @@ mod tests {
         let col = ColumnDef::new("speed", ColumnType::F32);
         assert_eq!(decode_arg(&col, &[0x02]), Ok(Value::F32(2.0)));
         assert!(decode_value(&col, &[0x02]).is_err());
-        assert_eq!(decode_arg(&col, &[0x02, 0x03]), Err(RowError::TrailingBytes { count: 1 }));
+        assert_eq!(
+            decode_arg(&col, &[0x02, 0x03]),
+            Err(RowError::TrailingBytes { count: 1 })
+        );
     }
 
     #[test]
     fn the_argument_examples_of_module_abi_hold() {
         let doc = include_str!("../../docs/module-abi.md");
-        let hex = |b: &[u8]| b.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
+        let hex = |b: &[u8]| {
+            b.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
         let x = params(&[ColumnType::F32]);
         let given = [0x91, 0x01];
-        let claim = format!("(`{}`) reaches the reducer as `{}`", hex(&given), hex(&normalized(&x, &given).unwrap()));
-        assert!(doc.contains(&claim), "module-abi.md §3.4 should say: {claim}");
+        let claim = format!(
+            "(`{}`) reaches the reducer as `{}`",
+            hex(&given),
+            hex(&normalized(&x, &given).unwrap())
+        );
+        assert!(
+            doc.contains(&claim),
+            "module-abi.md §3.4 should say: {claim}"
+        );
         let pos = params(&[ColumnType::Vec2]);
         let mut given = vec![0x91, 0x92, 0x01];
         rmp::encode::write_f64(&mut given, 2.5).unwrap();
-        let claim = format!("(`{}`) as `{}`", hex(&given), hex(&normalized(&pos, &given).unwrap()));
-        assert!(doc.contains(&claim), "module-abi.md §3.4 should say: {claim}");
+        let claim = format!(
+            "(`{}`) as `{}`",
+            hex(&given),
+            hex(&normalized(&pos, &given).unwrap())
+        );
+        assert!(
+            doc.contains(&claim),
+            "module-abi.md §3.4 should say: {claim}"
+        );
         let unwrapped = doc.replace('\n', " ");
         for given in [vec![0x91, 0xc3], vec![0x91, 0xce, 0x01, 0, 0, 0x01]] {
-            let e = normalized(&params(&[ColumnType::F32]), &given).unwrap_err().to_string().replace("p0", "x");
-            assert!(unwrapped.contains(&format!("``{e}``")), "module-abi.md §3.4 should quote: {e}");
+            let e = normalized(&params(&[ColumnType::F32]), &given)
+                .unwrap_err()
+                .to_string()
+                .replace("p0", "x");
+            assert!(
+                unwrapped.contains(&format!("``{e}``")),
+                "module-abi.md §3.4 should quote: {e}"
+            );
         }
     }
 
@@ -1270,11 +1353,19 @@ mod tests {
                 // `wide`: the 9-byte form some encoders always use.
                 Given::Int(n) if n < 0 => {
                     let n = n as i64;
-                    if wide { e::write_i64(out, n).unwrap() } else { drop(e::write_sint(out, n)) }
+                    if wide {
+                        e::write_i64(out, n).unwrap()
+                    } else {
+                        drop(e::write_sint(out, n))
+                    }
                 }
                 Given::Int(n) => {
                     let n = n as u64;
-                    if wide { e::write_u64(out, n).unwrap() } else { drop(e::write_uint(out, n)) }
+                    if wide {
+                        e::write_u64(out, n).unwrap()
+                    } else {
+                        drop(e::write_uint(out, n))
+                    }
                 }
                 Given::F32(v) => e::write_f32(out, v).unwrap(),
                 Given::F64(v) => e::write_f64(out, v).unwrap(),
@@ -1288,11 +1379,17 @@ mod tests {
         // Rounding to f32 overflows from f32::MAX + half an ulp (2^103) on; the tie rounds to even, i.e. up.
         let f32_edge = f64::from(f32::MAX) + 2f64.powi(103);
         match (given, f64_target) {
-            (&Given::Int(n), false) => (-16_777_216..=16_777_216).contains(&n).then(|| u64::from((n as f32).to_bits())),
-            (&Given::Int(n), true) => (-(1i128 << 53)..=1 << 53).contains(&n).then(|| (n as f64).to_bits()),
+            (&Given::Int(n), false) => (-16_777_216..=16_777_216)
+                .contains(&n)
+                .then(|| u64::from((n as f32).to_bits())),
+            (&Given::Int(n), true) => (-(1i128 << 53)..=1 << 53)
+                .contains(&n)
+                .then(|| (n as f64).to_bits()),
             (&Given::F32(v), false) => Some(u64::from(v.to_bits())),
             (&Given::F32(v), true) => Some(f64::from(v).to_bits()),
-            (&Given::F64(v), false) => (!v.is_nan() && v.abs() < f32_edge).then(|| u64::from((v as f32).to_bits())),
+            (&Given::F64(v), false) => {
+                (!v.is_nan() && v.abs() < f32_edge).then(|| u64::from((v as f32).to_bits()))
+            }
             (&Given::F64(v), true) => Some(v.to_bits()),
             (Given::Other(_), _) => None,
         }
@@ -1309,12 +1406,27 @@ mod tests {
             any::<u64>().prop_map(|b| Given::F64(f64::from_bits(b))),
             (-1e6f64..1e6).prop_map(Given::F64),
             prop::sample::select(vec![
-                edge, -edge, edge - 2f64.powi(75), f64::from(f32::MAX), f64::MAX, f64::MIN_POSITIVE, 1e-50,
-                f64::INFINITY, f64::NAN, -0.0,
+                edge,
+                -edge,
+                edge - 2f64.powi(75),
+                f64::from(f32::MAX),
+                f64::MAX,
+                f64::MIN_POSITIVE,
+                1e-50,
+                f64::INFINITY,
+                f64::NAN,
+                -0.0,
             ])
             .prop_map(Given::F64),
-            prop::sample::select(vec![vec![0xc2], vec![0xc3], vec![0xc0], vec![0xa1, b'1'], vec![0xc4, 0], vec![0x90]])
-                .prop_map(Given::Other),
+            prop::sample::select(vec![
+                vec![0xc2],
+                vec![0xc3],
+                vec![0xc0],
+                vec![0xa1, b'1'],
+                vec![0xc4, 0],
+                vec![0x90]
+            ])
+            .prop_map(Given::Other),
         ]
     }
 

@@ -791,7 +791,10 @@ mod tests {
                 .next()
                 .unwrap_or_else(|| panic!("protocol.md has no example `{label}`"));
             let rest = lines.take_while(|l| l.starts_with(' '));
-            std::iter::once(first).chain(rest).collect::<Vec<_>>().join("\n")
+            std::iter::once(first)
+                .chain(rest)
+                .collect::<Vec<_>>()
+                .join("\n")
         };
         /// One example: its label, the column type and value, the written bytes, bytes also accepted, bytes refused,
         /// and whether it is read as a client's value (else as a row's).
@@ -816,7 +819,14 @@ mod tests {
         let opt_u8 = || ColumnType::Option(Box::new(ColumnType::U8));
         let id = |prefix: &str, n: usize| [unhex(prefix), vec![9; n]].concat();
         let examples = [
-            ex("Bool true:", ColumnType::Bool, Value::Bool(true), "c3", &[], &["01", "c0"]),
+            ex(
+                "Bool true:",
+                ColumnType::Bool,
+                Value::Bool(true),
+                "c3",
+                &[],
+                &["01", "c0"],
+            ),
             ex(
                 "U8 5:",
                 ColumnType::U8,
@@ -841,8 +851,22 @@ mod tests {
                 &["d0 f9", "d2 ff ff ff f9"],
                 &["ce 80 00 00 00"],
             ),
-            ex("I32 200:", ColumnType::I32, Value::I64(200), "cc c8", &["d1 00 c8"], &[]),
-            ex("I64 -200:", ColumnType::I64, Value::I64(-200), "d1 ff 38", &[], &[]),
+            ex(
+                "I32 200:",
+                ColumnType::I32,
+                Value::I64(200),
+                "cc c8",
+                &["d1 00 c8"],
+                &[],
+            ),
+            ex(
+                "I64 -200:",
+                ColumnType::I64,
+                Value::I64(-200),
+                "d1 ff 38",
+                &[],
+                &[],
+            ),
             ex(
                 "F32 1.5:",
                 ColumnType::F32,
@@ -916,7 +940,14 @@ mod tests {
                 &["ff"],
             ),
             ex("Option(U8) nil:", opt_u8(), Value::Null, "c0", &[], &[]),
-            ex("Option(U8) 5:", opt_u8(), Value::U64(5), "05", &["cc 05"], &[]),
+            ex(
+                "Option(U8) 5:",
+                opt_u8(),
+                Value::U64(5),
+                "05",
+                &["cc 05"],
+                &[],
+            ),
             ex(
                 "Opaque [1, \"x\"]:",
                 ColumnType::Opaque,
@@ -949,12 +980,29 @@ mod tests {
             encode_value(&column, &value, &mut out).unwrap();
             assert_eq!(out, written, "{label} writes other bytes");
             for bytes in std::iter::once(&written).chain(&also) {
-                assert!(text.contains(&shown(bytes)), "`{label}` lacks {}", shown(bytes));
-                assert_eq!(decode(bytes).as_ref(), Ok(&value), "{label} {}", shown(bytes));
+                assert!(
+                    text.contains(&shown(bytes)),
+                    "`{label}` lacks {}",
+                    shown(bytes)
+                );
+                assert_eq!(
+                    decode(bytes).as_ref(),
+                    Ok(&value),
+                    "{label} {}",
+                    shown(bytes)
+                );
             }
             for bytes in &refused {
-                assert!(text.contains(&shown(bytes)), "`{label}` lacks {}", shown(bytes));
-                assert!(decode(bytes).is_err(), "{label}: {} is accepted", shown(bytes));
+                assert!(
+                    text.contains(&shown(bytes)),
+                    "`{label}` lacks {}",
+                    shown(bytes)
+                );
+                assert!(
+                    decode(bytes).is_err(),
+                    "{label}: {} is accepted",
+                    shown(bytes)
+                );
             }
         }
         let columns = [
@@ -964,7 +1012,11 @@ mod tests {
         ];
         let row = encode_row(
             &columns,
-            &[Value::U64(300), Value::String("Ada".into()), Value::Vec2(glam::Vec2::new(1.5, -2.0))],
+            &[
+                Value::U64(300),
+                Value::String("Ada".into()),
+                Value::Vec2(glam::Vec2::new(1.5, -2.0)),
+            ],
         )
         .unwrap();
         assert!(block("row [300, \"Ada\", (1.5, -2.0)]").contains(&hex_bytes(&row)));
