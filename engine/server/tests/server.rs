@@ -482,6 +482,17 @@ fn a_client_that_goes_silent_times_out_and_client_disconnected_runs() {
     config.limits.idle_timeout = Duration::from_secs(1);
     let server = Server::start(config).unwrap();
     let (addr, fp) = (server.local_addr(), server.fingerprint());
+    // The demo world generates its terrain in its first ticks (about a second on a loaded 2-core machine). The raw
+    // client sends nothing while it waits for its Welcome, so with a 1 s idle timeout it must not wait through
+    // them: start once those ticks are behind.
+    let started = Instant::now();
+    while server.metrics().ticks < 10 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the world does not tick"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     // The silent one: a raw connection that says hello, walks to (1000, 1000), then stops answering anything
     // (its runtime is dropped first, so not even a QUIC close goes out).
