@@ -148,29 +148,35 @@ fn install_wasm_target(workspace: &Path, sysroot: &Path, rustup: &str) -> Result
         sysroot: sysroot.to_owned(),
         why,
     };
-    // Straight to stderr, not through print macros: a test harness captures those, and this line is for the
-    // person waiting on a build that is about to download something.
+    let child = Command::new(rustup)
+        .current_dir(workspace)
+        .args(["target", "add", WASM_TARGET])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => missing("`rustup` is not on PATH".to_owned()),
+            _ => missing(format!("`rustup` could not be started ({e})")),
+        })?;
+    // Once rustup runs (so only then): straight to stderr, not through print macros, which a test harness
+    // captures; this line is for the person waiting on a build that is now downloading something.
     let _ = writeln!(
         std::io::stderr(),
         "locus: the toolchain at {} has no {WASM_TARGET} target; installing it: rustup target add {WASM_TARGET}",
         sysroot.display()
     );
-    let output = Command::new(rustup)
-        .current_dir(workspace)
-        .args(["target", "add", WASM_TARGET])
-        .output();
-    match output {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(missing("`rustup` is not on PATH".to_owned()))
-        }
-        Err(e) => Err(missing(format!("`rustup` could not be started ({e})"))),
-        Ok(_) if has_wasm_target(sysroot) => Ok(()),
-        Ok(out) => Err(missing(format!(
-            "`rustup target add {WASM_TARGET}` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
+    let out = child
+        .wait_with_output()
+        .map_err(|e| missing(format!("waiting for `rustup` failed ({e})")))?;
+    if has_wasm_target(sysroot) {
+        return Ok(());
     }
+    Err(missing(format!(
+        "`rustup target add {WASM_TARGET}` failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    )))
 }
 
 /// Build `package` of the workspace at `workspace` in release mode for [`WASM_TARGET`] into `target_dir`, and

@@ -665,14 +665,15 @@ impl ModuleInstance {
             });
         }
         // A client's numbers in another form than the parameter's float type are converted (when they convert
-        // exactly enough), so the reducer always gets the one encoding.
+        // exactly enough), so the reducer always gets the one encoding. This is the arguments' one check: what
+        // `normalize_args` returns is a valid row of the parameters.
         let args = codec::normalize_args(&def.params, args, &mut self.offsets).map_err(|e| {
             CallError::BadArguments {
                 reducer: reducer.to_owned(),
                 message: e.to_string(),
             }
         })?;
-        self.invoke(index, &args, ctx, None)
+        self.invoke_checked(index, &args, ctx, None)
     }
 
     fn lifecycle(
@@ -812,7 +813,8 @@ impl ModuleInstance {
         runs
     }
 
-    /// Run reducer `index` in a transaction. `schedule` is a schedule row to delete in the same transaction.
+    /// Run reducer `index` in a transaction, after checking `args` against its parameters. `schedule` is a schedule
+    /// row to delete in the same transaction.
     fn invoke(
         &mut self,
         index: usize,
@@ -821,13 +823,24 @@ impl ModuleInstance {
         schedule: Option<u64>,
     ) -> Result<Changeset, CallError> {
         let def = &self.module.def.reducers[index];
-        let name = &self.names[index];
         if let Err(e) = codec::validate_row(&def.params, args, &mut self.offsets) {
             return Err(CallError::BadArguments {
-                reducer: name.to_string(),
+                reducer: self.names[index].to_string(),
                 message: e.to_string(),
             });
         }
+        self.invoke_checked(index, args, ctx, schedule)
+    }
+
+    /// [`Self::invoke`] with `args` already known to be a valid row of the reducer's parameters.
+    fn invoke_checked(
+        &mut self,
+        index: usize,
+        args: &[u8],
+        ctx: &CallContext,
+        schedule: Option<u64>,
+    ) -> Result<Changeset, CallError> {
+        let name = &self.names[index];
         let env = &mut self.store.data_mut().env;
         env.begin_call(name.clone(), args, *ctx);
         if let Some(id) = schedule {
