@@ -5,7 +5,8 @@ use thiserror::Error;
 
 use crate::ClientId;
 
-/// Why [`Interest::handle_area`](crate::Interest::handle_area) refused an area.
+/// Why [`Interest::handle_area`](crate::Interest::handle_area) refused an area (or the stage refused an area the
+/// module set in its area table).
 #[derive(Clone, Debug, PartialEq, Error)]
 pub enum AreaError {
     /// No client has this id.
@@ -27,6 +28,9 @@ pub enum AreaError {
     /// A fixed center that is not a finite point.
     #[error("the area's center {0} is not a finite point")]
     Center(Vec2),
+    /// A module-set area follows a key that is not a value of the followed table's primary key column.
+    #[error("the area follows a key that is not a primary key of table {0:?}")]
+    Key(TableId),
 }
 
 /// Why [`Interest::handle_subscribe`](crate::Interest::handle_subscribe) refused a subscription.

@@ -8,7 +8,8 @@
 //! with priority accumulation. A changed row goes to a client that holds its previous version as a **patch** of
 //! its changed columns ([`locus_types::patch`]), a few bytes instead of the whole row.
 //!
-//! This crate is **sans-IO**: no sockets, threads or clocks. The tick thread feeds it with `handle_*` calls (the
+//! This crate is **sans-IO**: no sockets, clocks or threads of its own (the per-client work of a poll can run on a
+//! thread pool the caller passes in, [`Interest::poll_tick_on`], with the same output as on one thread). The tick thread feeds it with `handle_*` calls (the
 //! committed [`Changeset`](locus_store::Changeset)s, connects, areas, subscriptions) and takes each tick's output
 //! with [`Interest::poll_tick`]; the server encodes and sends the [`Deltas`]. It deliberately does not encode or
 //! send anything, nor decide areas (the module does, through the server).
@@ -42,12 +43,17 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod deltas;
 mod error;
 mod grid;
 mod interest;
+mod key_index;
+mod mirror;
+mod pass;
 mod prefetch;
+mod registry;
+mod view;
 
+pub use deltas::{Delta, Deltas, RowRef};
 pub use error::{AreaError, SubscribeError};
-pub use interest::{
-    Area, Center, ClientId, Delta, Deltas, Filter, Interest, InterestConfig, RowId, RowRef,
-};
+pub use interest::{Area, Center, ClientId, Filter, Interest, InterestConfig, RowId};

@@ -1,0 +1,121 @@
+//! The output pass: a client's queued rows become its delta, within its byte budget.
+
+use super::{Ctx, Scratch, patchable};
+use crate::registry::Client;
+use crate::view::{DIRTY, QUEUED, SENT, STALE};
+
+/// Fill `c`'s delta from its queued rows: a row not sent yet is an insert, a changed one a patch or an update.
+/// Under a [byte budget](crate::InterestConfig::byte_budget) the rows that do not fit stay pending, gaining
+/// priority every tick (+1 per tick waiting, up to +1 more for nearness, +1 for entering) until sent; deletes are
+/// always sent, and at least one row per tick.
+pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
+    let mirror = ctx.mirror;
+    let budget = ctx.config.byte_budget;
+    let overhead = ctx.config.row_overhead;
+    let Client {
+        view,
+        out,
+        area,
+        center,
+        ..
+    } = c;
+    if budget.is_none() && view.touched.len() * 8 >= view.entries.len() {
+        // Most of the view is queued: walk the view itself instead of looking each row up.
+        for e in &mut view.entries {
+            if !e.has(QUEUED) {
+                continue;
+            }
+            if !e.has(SENT) {
+                out.inserts.push(e.row);
+            } else if e.has(DIRTY) {
+                if patchable(mirror, *e) {
+                    out.patches.push(e.row);
+                } else {
+                    out.updates.push(e.row);
+                }
+            }
+            e.flags = SENT;
+        }
+        view.touched.clear();
+        return;
+    }
+    let mut queue = std::mem::take(&mut view.touched);
+    queue.append(&mut view.pending);
+    // Resolve each queued row to its view slot; rows that left the view are dropped.
+    let items = &mut s.items;
+    items.clear();
+    items.extend(
+        queue
+            .iter()
+            .filter_map(|&id| view.slot(id).map(|slot| (slot, id))),
+    );
+    queue.clear();
+    match budget {
+        None => {
+            for &(slot, id) in items.iter() {
+                let e = &mut view.entries[slot as usize];
+                if !e.has(SENT) {
+                    out.inserts.push(id);
+                } else if e.has(DIRTY) {
+                    if patchable(mirror, *e) {
+                        out.patches.push(id);
+                    } else {
+                        out.updates.push(id);
+                    }
+                }
+                e.flags = SENT;
+            }
+        }
+        Some(budget) => {
+            let enter = area.as_ref().map_or(1.0, |a| a.leave_radius.max(1.0));
+            for &(slot, id) in items.iter() {
+                let row = mirror.row(id);
+                let near = match (*center, mirror.info(row.table).spatial) {
+                    (Some(center), Some(_)) => {
+                        (1.0 - (center - mirror.hot(id).pos).length() / enter).clamp(0.0, 1.0)
+                    }
+                    _ => 1.0,
+                };
+                let sent = view.entries[slot as usize].has(SENT);
+                view.priority[slot as usize] += 1.0 + near + if sent { 0.0 } else { 1.0 };
+            }
+            items.sort_by(|a, b| {
+                let pa = view.priority[a.0 as usize];
+                let pb = view.priority[b.0 as usize];
+                pb.total_cmp(&pa).then(a.1.cmp(&b.1))
+            });
+            let mut spent = out.deletes.len() * 2 * overhead;
+            let mut sent_any = false;
+            for &(slot, id) in items.iter() {
+                let e = &mut view.entries[slot as usize];
+                let patched = e.has(SENT) && patchable(mirror, *e);
+                let row = mirror.row(id);
+                let size = if patched {
+                    row.patch.len()
+                } else {
+                    row.bytes.len()
+                } + overhead;
+                if e.flags & (SENT | DIRTY) != SENT {
+                    if sent_any && spent + size > budget {
+                        // Deferred: by the time it is sent the client may be a version behind.
+                        e.set(STALE, true);
+                        view.pending.push(id);
+                        continue;
+                    }
+                    spent += size;
+                    sent_any = true;
+                    if patched {
+                        out.patches.push(id);
+                    } else if e.has(SENT) {
+                        out.updates.push(id);
+                    } else {
+                        out.inserts.push(id);
+                    }
+                }
+                e.flags = SENT;
+                view.priority[slot as usize] = 0.0;
+            }
+        }
+    }
+    view.touched = queue;
+}
