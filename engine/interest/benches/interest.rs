@@ -84,6 +84,8 @@ const LEAVE: f32 = 72.0;
 const SEEN: f64 = 50.0;
 /// Moves per transaction (the tick loop batches; one transaction per mover would only add changesets).
 const TX_MOVERS: usize = 1000;
+/// Worker threads of the parallel variant.
+const THREADS: usize = 2;
 /// Target of BENCHMARKS.md.
 const TARGET_NS: f64 = 50.0;
 const SEED: u64 = 0x10c0_5eed;
@@ -671,6 +673,7 @@ fn interest_ticks(
     interest: &mut Interest,
     held: &mut Held,
     tally: &mut Tally,
+    pool: Option<&rayon::ThreadPool>,
 ) {
     b.iter_custom(|iters| {
         let mut total = Duration::ZERO;
@@ -681,7 +684,10 @@ fn interest_ticks(
                 interest.handle_changeset(c);
             }
             let handled = Instant::now();
-            let deltas = interest.poll_tick(Tick(world.ticks));
+            let deltas = match pool {
+                Some(pool) => interest.poll_tick_on(Tick(world.ticks), pool),
+                None => interest.poll_tick(Tick(world.ticks)),
+            };
             let delivered = black_box(deltas.delivered());
             let end = Instant::now();
             total += end - start;
@@ -732,6 +738,8 @@ struct Outcome {
     side: f32,
     real: Tally,
     brute: Tally,
+    /// The stage on `THREADS` worker threads.
+    parallel: Tally,
 }
 
 fn label(players: usize) -> String {
@@ -763,6 +771,18 @@ fn ratio(brute: &Tally, real: &Tally) -> String {
         format!("{:.1}x", brute.ns_per_row() / real.ns_per_row())
     } else {
         "n/a".to_owned()
+    }
+}
+
+/// How many times faster per tick `parallel` ran than `one`.
+fn speedup(one: &Tally, parallel: &Tally) -> String {
+    if one.ran() && parallel.ran() {
+        format!(
+            "{:.2}x faster than",
+            one.ms_per_tick() / parallel.ms_per_tick()
+        )
+    } else {
+        "n/a against".to_owned()
     }
 }
 
@@ -852,6 +872,8 @@ fn bench_crowd(
     let (crowd_id, brute_id) = (format!("crowd_{name}"), format!("brute_force_{name}"));
     let run_crowd = wanted(filter, &[&format!("interest/fanout/{crowd_id}")]);
     let run_brute = wanted(filter, &[&format!("interest/fanout/{brute_id}")]);
+    let parallel_id = format!("crowd_{name}_{THREADS}threads");
+    let run_parallel = wanted(filter, &[&format!("interest/fanout/{parallel_id}")]);
 
     let started = Instant::now();
     let mut world = World::new(players);
@@ -918,7 +940,25 @@ fn bench_crowd(
     let mut real = Tally::default();
     if run_crowd {
         group.bench_function(&crowd_id, |b| {
-            interest_ticks(b, &mut world, &mut interest, &mut held, &mut real);
+            interest_ticks(b, &mut world, &mut interest, &mut held, &mut real, None);
+        });
+    }
+    // The same stage continuing on the same crowd, its per-client work on a pool of `THREADS` workers.
+    let mut parallel = Tally::default();
+    if run_parallel {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(THREADS)
+            .build()
+            .expect("a thread pool");
+        group.bench_function(&parallel_id, |b| {
+            interest_ticks(
+                b,
+                &mut world,
+                &mut interest,
+                &mut held,
+                &mut parallel,
+                Some(&pool),
+            );
         });
     }
     // After the timed ticks: the sampled clients' held rows, and one more tick checked against the brute force
@@ -952,7 +992,8 @@ fn bench_crowd(
              tick; delivered {:.0} row updates/tick ({})  real: {}/delivered row ({}/tick: handle_changeset \
              {handle_ms:.2} ms + poll_tick & delivered {:.2} ms; target <= {TARGET_NS} ns: {})  baseline (brute force: \
              per client 3 within_radius({LEAVE} m) R-tree queries + diff against its previous view): {}/delivered \
-             row ({}/tick, {:.0} rows/tick)  ratio {}",
+             row ({}/tick, {:.0} rows/tick)  ratio {};  on {THREADS} worker threads: {}/delivered row ({}/tick), \
+             {} the one-thread time per tick (target >= 1.8x)",
             world.rows(),
             world.side,
             within_enter - 1.0,
@@ -967,6 +1008,9 @@ fn bench_crowd(
             ms(&base),
             base.delivered_per_tick(),
             ratio(&base, &real),
+            ns(&parallel),
+            ms(&parallel),
+            speedup(&real, &parallel),
         ),
     );
     Outcome {
@@ -976,6 +1020,7 @@ fn bench_crowd(
         side: world.side,
         real,
         brute: base,
+        parallel,
     }
 }
 
@@ -983,14 +1028,14 @@ fn scaling_table(outcomes: &[Outcome], report: &mut Vec<String>) {
     say(
         report,
         "interest/fanout  scaling | N players | rows | world side | ms/tick | delivered/tick | ns/delivered | \
-         brute ms/tick | brute ns/delivered | ratio | target <= 50 ns"
+         brute ms/tick | brute ns/delivered | ratio | target <= 50 ns | ms/tick on 2 threads | speedup (>= 1.8x)"
             .to_owned(),
     );
     for o in outcomes {
         say(
             report,
             format!(
-                "interest/fanout  scaling | {} ({}) | {} | {:.0} m | {} | {:.0} | {} | {} | {} | {} | {}",
+                "interest/fanout  scaling | {} ({}) | {} | {:.0} m | {} | {:.0} | {} | {} | {} | {} | {} | {} | {}",
                 o.players,
                 o.label,
                 o.rows,
@@ -1002,6 +1047,8 @@ fn scaling_table(outcomes: &[Outcome], report: &mut Vec<String>) {
                 ns(&o.brute),
                 ratio(&o.brute, &o.real),
                 verdict(&o.real),
+                ms(&o.parallel),
+                speedup(&o.real, &o.parallel),
             ),
         );
     }
@@ -1036,8 +1083,9 @@ fn main() {
         let ids = [
             format!("interest/fanout/crowd_{name}"),
             format!("interest/fanout/brute_force_{name}"),
+            format!("interest/fanout/crowd_{name}_{THREADS}threads"),
         ];
-        if wanted(filter, &[&ids[0], &ids[1]]) {
+        if wanted(filter, &[&ids[0], &ids[1], &ids[2]]) {
             outcomes.push(bench_crowd(&mut c, players, filter, &mut report));
         }
     }

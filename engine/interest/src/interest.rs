@@ -302,7 +302,8 @@ impl Interest {
         self.mirror.begin_poll();
         self.registry.update_centers(&self.mirror);
         let changed = self.mirror.take_changed();
-        pass::changed::fan_out(&mut self.mirror, &mut self.registry, &changed);
+        self.mirror.make_patches(&changed, pool);
+        pass::changed::fan_out(&self.mirror, &mut self.registry, &changed);
         let mut clients = self.registry.take_in_cell_order();
         let workers = pool
             .map_or(1, rayon::ThreadPool::current_num_threads)
@@ -322,7 +323,7 @@ impl Interest {
             Some(pool) if workers > 1 && clients.len() > 1 => {
                 // Runs of neighbouring clients (the order is by grid cell), several per thread so that a slow run
                 // does not hold the others up.
-                let run = clients.len().div_ceil(workers * 8).max(16);
+                let run = clients.len().div_ceil(workers * 8).max(8);
                 let scratch = &self.scratch;
                 pool.install(|| {
                     use rayon::prelude::*;

@@ -68,6 +68,25 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// Make the row's patch of this poll from `base` (see [`Mirror::make_patches`]).
+    fn make_patch(&mut self, tables: &[TableInfo], scratch: &mut patch::Scratch) {
+        self.patch.clear();
+        if !self.base.is_empty() && self.alive {
+            if !self.watchers.is_empty() {
+                let info = &tables[self.table.0 as usize];
+                patch::make_patch(
+                    &info.columns,
+                    info.pk.index(),
+                    &self.base,
+                    &self.bytes,
+                    scratch,
+                    &mut self.patch,
+                );
+            }
+            self.base.clear();
+        }
+    }
+
     /// The key column's bytes in the row (byte-identical to what the client holds).
     pub(crate) fn key_bytes(&self) -> &[u8] {
         &self.bytes[self.key_at.0 as usize..self.key_at.1 as usize]
@@ -434,23 +453,39 @@ impl Mirror {
         std::mem::take(&mut self.changed)
     }
 
-    /// Make the patch a changed row's watchers may get (a client taking it into view this tick gets it whole).
-    pub(crate) fn make_patch(&mut self, id: RowId) {
-        let row = &mut self.rows[id.0 as usize];
-        row.patch.clear();
-        if !row.base.is_empty() {
-            if !row.watchers.is_empty() {
-                let info = &self.tables[row.table.0 as usize];
-                patch::make_patch(
-                    &info.columns,
-                    info.pk.index(),
-                    &row.base,
-                    &row.bytes,
-                    &mut self.patch_scratch,
-                    &mut row.patch,
-                );
+    /// Make the patch each changed row's watchers may get (a client taking it into view this tick gets it whole),
+    /// on `pool` when there are enough of them to share out.
+    pub(crate) fn make_patches(&mut self, changed: &[RowId], pool: Option<&rayon::ThreadPool>) {
+        let Mirror {
+            tables,
+            rows,
+            hot,
+            patch_scratch,
+            seq,
+            ..
+        } = self;
+        let seq = *seq;
+        let tables = &tables[..];
+        match pool {
+            // Over every row, in runs, those that changed: worth it once a good share of them did.
+            Some(pool) if pool.current_num_threads() > 1 && changed.len() * 16 >= rows.len() => {
+                use rayon::prelude::*;
+                pool.install(|| {
+                    rows.par_iter_mut()
+                        .zip(hot.par_iter())
+                        .with_min_len(2048)
+                        .for_each_init(patch::Scratch::default, |scratch, (row, hot)| {
+                            if hot.changed == seq {
+                                row.make_patch(tables, scratch);
+                            }
+                        });
+                });
             }
-            row.base.clear();
+            _ => {
+                for id in changed {
+                    rows[id.0 as usize].make_patch(tables, patch_scratch);
+                }
+            }
         }
     }
 

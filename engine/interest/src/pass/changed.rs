@@ -6,7 +6,7 @@ use crate::interest::RowId;
 use crate::mirror::Mirror;
 use crate::registry::{Client, Mode, Registry};
 
-/// Make each changed row's patch, and queue it in the inbox of every client it may matter to:
+/// Queue each changed row (its patch made) in the inbox of every client it may matter to:
 ///
 /// - a deleted row: every client holding it;
 /// - a row of a non-spatial table: every client holding it, and the clients that may take it in (the
@@ -15,13 +15,10 @@ use crate::registry::{Client, Mode, Registry};
 ///   over their own view and surroundings this tick, in [`super::moved`] and [`super::full`]).
 ///
 /// A client is queued a row at most once.
-pub(crate) fn fan_out(mirror: &mut Mirror, registry: &mut Registry, changed: &[RowId]) {
+pub(crate) fn fan_out(mirror: &Mirror, registry: &mut Registry, changed: &[RowId]) {
     let any_still = registry.any_still();
     let mut candidates = Vec::new();
     for &id in changed {
-        if mirror.row(id).alive {
-            mirror.make_patch(id);
-        }
         let row = mirror.row(id);
         let info = mirror.info(row.table);
         let spatial = info.spatial.is_some();
