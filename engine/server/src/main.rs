@@ -55,6 +55,10 @@ enum Command {
         /// runaway call stops at the same instruction every time, but all wasm code runs slower.
         #[arg(long, value_name = "UNITS", conflicts_with = "reducer_time_limit", value_parser = clap::value_parser!(u64).range(1..))]
         reducer_fuel: Option<u64>,
+        /// Worker threads for each tick's per-client work (interest and frame encoding); 1 keeps it on the tick
+        /// thread. Default: the machine's cores.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        workers: Option<u16>,
     },
     /// Replace the running module with a new version, without disconnecting anyone. Compatible schema changes
     /// (new tables, columns appended with a default, indexes, reducers) are migrated; anything else is refused
@@ -173,6 +177,7 @@ fn main() -> anyhow::Result<()> {
             metrics,
             reducer_time_limit,
             reducer_fuel,
+            workers,
         } => serve(
             data_dir,
             listen,
@@ -180,6 +185,7 @@ fn main() -> anyhow::Result<()> {
             tick_rate,
             metrics,
             budget(reducer_time_limit, reducer_fuel),
+            workers,
         ),
         Command::Publish { module, target } => {
             let wasm =
@@ -334,6 +340,7 @@ fn serve(
     tick_rate: u16,
     metrics: Option<SocketAddr>,
     budget: Budget,
+    workers: Option<u16>,
 ) -> anyhow::Result<()> {
     let published = data_dir.join(MODULE_FILE);
     // A module named on the command line is stored with the world (so a restart without `--module` runs it); the
@@ -358,6 +365,9 @@ fn serve(
     config.data_dir = data_dir.clone();
     config.listen = listen;
     config.tick_rate = tick_rate;
+    if let Some(n) = workers {
+        config.workers = usize::from(n);
+    }
     config.metrics = metrics;
     config.keep_module = keep_module;
     config.host.budget = budget;

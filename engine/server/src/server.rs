@@ -93,6 +93,10 @@ pub struct ServerConfig {
     /// Serve Prometheus metrics over HTTP here (path `/metrics`; port 0 picks one, see
     /// [`Server::metrics_addr`]). Default: none.
     pub metrics: Option<SocketAddr>,
+    /// Worker threads for the per-client work of each tick (the interest stage's view updates and deltas, and the
+    /// encoding of each client's frames); 1 runs it on the tick thread. The output does not depend on it. Default:
+    /// the machine's cores ([`std::thread::available_parallelism`]).
+    pub workers: usize,
 }
 
 impl ServerConfig {
@@ -111,6 +115,7 @@ impl ServerConfig {
             log: LogConfig::default(),
             limits: Limits::default(),
             metrics: None,
+            workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
 }
@@ -126,6 +131,9 @@ pub enum StartError {
         /// The error.
         source: std::io::Error,
     },
+    /// The worker threads could not be started.
+    #[error("cannot start the worker threads: {0}")]
+    Workers(String),
     /// The commit log could not be opened or recovered.
     #[error("cannot recover the world: {0}")]
     Recover(#[from] locus_log::OpenError),
@@ -328,6 +336,14 @@ impl Server {
         }
         let durability = Durability::start(log);
         let mut world = World::new(instance, config.interest, config.tick_rate, config.seed);
+        if config.workers > 1 {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(config.workers)
+                .thread_name(|i| format!("locus-worker-{i}"))
+                .build()
+                .map_err(|e| StartError::Workers(e.to_string()))?;
+            world.set_pool(std::sync::Arc::new(pool));
+        }
         if let Some((e, now)) = init_failed {
             world.server_reducer_failed(&e, Tick(0), now);
         }

@@ -18,17 +18,16 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use locus_host::{CallContext, CallError, LogLine, Module, ModuleInstance, Upgrade, UpgradeError};
-use locus_interest::{Area, Center, ClientId, Deltas, Filter, Interest, InterestConfig, RowId};
+use locus_interest::{ClientId, Delta, Deltas, Filter, Interest, InterestConfig};
 use locus_log::EncodedRecord;
 use locus_store::Changeset;
-use locus_types::abi::{AREA_TABLE, AreaCenter, AreaRow};
 use locus_types::protocol::{
     self, AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
     TableDeltaRef, TickRef, Token, Welcome, WireTable,
 };
 use locus_types::{
     ColumnId, Identity, ReducerDef, ReducerKind, TableAccess, TableDef, TableId, Tick, Timestamp,
-    Value, codec,
+    codec,
 };
 
 /// Row bytes per `Tick` frame before the rest of a delta goes into another frame (well below
@@ -335,15 +334,14 @@ pub struct World {
     instance: ModuleInstance,
     interest: Interest,
     sessions: HashMap<SessionId, Session>,
-    /// The connected sessions of each identity (an identity is here while it has one).
-    identities: HashMap<Identity, Vec<SessionId>>,
     /// Public tables by id (`None` for private ones).
     tables: Vec<Option<TableDef>>,
     names: HashMap<String, TableId>,
-    area_table: Option<TableId>,
     wire_tables: Vec<WireTable>,
     reducers: Vec<ReducerDef>,
     tick_rate: u16,
+    /// The shell's worker threads: the interest stage's per-client work and the frame encoding run on them.
+    pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     seed: u64,
     interest_config: InterestConfig,
     changesets: Vec<Changeset>,
@@ -370,7 +368,6 @@ impl std::fmt::Debug for World {
 struct Schema {
     tables: Vec<Option<TableDef>>,
     names: HashMap<String, TableId>,
-    area_table: Option<TableId>,
     wire_tables: Vec<WireTable>,
     reducers: Vec<ReducerDef>,
 }
@@ -404,7 +401,6 @@ impl Schema {
         Schema {
             tables,
             names,
-            area_table: db.table_id(AREA_TABLE),
             wire_tables,
             reducers,
         }
@@ -454,15 +450,14 @@ impl World {
         let schema = Schema::of(&instance);
         World {
             interest: Interest::new(interest, instance.db()),
-            area_table: schema.area_table,
             instance,
             sessions: HashMap::new(),
-            identities: HashMap::new(),
             tables: schema.tables,
             names: schema.names,
             wire_tables: schema.wire_tables,
             reducers: schema.reducers,
             tick_rate,
+            pool: None,
             seed,
             interest_config: interest,
             changesets: Vec::new(),
@@ -471,6 +466,13 @@ impl World {
             unreported: HashMap::new(),
             server_failures: Vec::new(),
         }
+    }
+
+    /// Run the per-client work of each tick — the interest stage's view updates, deltas and byte budgets, and the
+    /// encoding of each session's frames — on `pool` (the shell's worker threads) instead of the calling thread.
+    /// The frames are the same, byte for byte, whatever the pool's size.
+    pub fn set_pool(&mut self, pool: std::sync::Arc<rayon::ThreadPool>) {
+        self.pool = Some(pool);
     }
 
     /// The module instance (and through it the database).
@@ -533,7 +535,6 @@ impl World {
                 rng_seed: call_seed(seed, tick, index),
             }
         };
-        let mut connected = Vec::new();
         let mut admin = Vec::new();
         let mut deferred = Vec::new();
         let mut calls = Vec::new();
@@ -558,9 +559,7 @@ impl World {
                         },
                     );
                     self.interest.handle_connect(ClientId(session), identity);
-                    let sessions = self.identities.entry(identity).or_default();
-                    sessions.push(session);
-                    if sessions.len() == 1 {
+                    if self.interest.clients_of(identity).count() == 1 {
                         match self.instance.client_connected(&ctx(identity)) {
                             Ok(c) => self.changesets.push(c),
                             Err(e) => self.server_reducer_failed(&e, tick, now),
@@ -576,7 +575,6 @@ impl World {
                         reducers: self.reducers.clone(),
                     });
                     self.send(session, &welcome);
-                    connected.push(session);
                 }
                 Input::Disconnect { session } => {
                     // Nothing of this tick or later is for it: the shell frees the id once the tick is released.
@@ -586,10 +584,7 @@ impl World {
                     };
                     self.interest.handle_disconnect(ClientId(session));
                     self.log_followers.remove(&session);
-                    let sessions = self.identities.get_mut(&s.identity).expect("listed");
-                    sessions.retain(|&x| x != session);
-                    if sessions.is_empty() {
-                        self.identities.remove(&s.identity);
+                    if self.interest.clients_of(s.identity).next().is_none() {
                         match self.instance.client_disconnected(&ctx(s.identity)) {
                             Ok(c) => self.changesets.push(c),
                             Err(e) => self.server_reducer_failed(&e, tick, now),
@@ -754,15 +749,15 @@ impl World {
         for c in std::mem::take(&mut self.changesets) {
             stats.row_changes += c.row_count() as u64;
             self.interest.handle_changeset(&c);
-            self.move_areas(&c);
         }
-        // Sessions that connected this tick: an area the module set in an earlier tick (a reconnect).
-        for session in connected {
-            self.restore_area(session);
-        }
-        let deltas = self.interest.poll_tick(tick);
+        self.log_area_errors();
+        let pool = self.pool.as_deref();
+        let deltas = match pool {
+            Some(pool) => self.interest.poll_tick_on(tick, pool),
+            None => self.interest.poll_tick(tick),
+        };
         let mut frames = Vec::new();
-        Self::encode_deltas(&deltas, &self.tables, &mut self.sessions, now, &mut stats);
+        Self::encode_deltas(&deltas, &mut self.sessions, now, &mut stats, pool);
         for (&session, s) in &mut self.sessions {
             if !s.out.is_empty() {
                 stats.bytes_out += s.out.len() as u64;
@@ -992,7 +987,6 @@ impl World {
         self.instance = instance;
         self.tables = schema.tables;
         self.names = schema.names;
-        self.area_table = schema.area_table;
         self.wire_tables = schema.wire_tables;
         self.reducers = schema.reducers;
         let mut sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
@@ -1021,141 +1015,93 @@ impl World {
                     );
                 }
             }
-            self.restore_area(session);
+        }
+        self.log_area_errors();
+    }
+
+    /// Log the areas the module set that the interest stage refused (the client then has none).
+    fn log_area_errors(&mut self) {
+        for (client, e) in self.interest.take_area_errors() {
+            tracing::warn!(%e, session = client.0, "the module set an area the interest stage refuses");
         }
     }
 
-    /// Apply changes of the `locus_area` table to the sessions of the identities they name.
-    fn move_areas(&mut self, changeset: &Changeset) {
-        let Some(area_table) = self.area_table else {
-            return;
-        };
-        for tc in changeset.tables.iter().filter(|t| t.table == area_table) {
-            let set = tc.inserts.iter().chain(tc.updates.iter().map(|u| &u.new));
-            for row in set {
-                if let Some(area) = AreaRow::decode(row) {
-                    self.apply_area(area.identity, Some(&area));
-                }
-            }
-            for row in &tc.deletes {
-                if let Some(area) = AreaRow::decode(row) {
-                    self.apply_area(area.identity, None);
-                }
-            }
-        }
-    }
-
-    fn restore_area(&mut self, session: SessionId) {
-        let (Some(area_table), Some(s)) = (self.area_table, self.sessions.get(&session)) else {
-            return;
-        };
-        let identity = s.identity;
-        let row = self
-            .instance
-            .db()
-            .table(area_table)
-            .and_then(|t| t.get(&Value::Identity(identity)).ok().flatten())
-            .and_then(AreaRow::decode);
-        if let Some(area) = row {
-            self.set_session_area(session, Some(&area));
-        }
-    }
-
-    fn apply_area(&mut self, identity: Identity, area: Option<&AreaRow>) {
-        let sessions = self.identities.get(&identity).cloned().unwrap_or_default();
-        for session in sessions {
-            self.set_session_area(session, area);
-        }
-    }
-
-    fn set_session_area(&mut self, session: SessionId, area: Option<&AreaRow>) {
-        let area = area.and_then(|a| {
-            let center = match &a.center {
-                AreaCenter::Fixed(p) => Center::Fixed(*p),
-                AreaCenter::Follow { table, key } => {
-                    let def = self.tables.get(table.0 as usize)?.as_ref()?;
-                    let key =
-                        codec::decode_value(&def.columns[def.primary_key.index()], key).ok()?;
-                    Center::Follow { table: *table, key }
-                }
-            };
-            Some(Area {
-                center,
-                enter_radius: a.enter,
-                leave_radius: a.leave,
-            })
-        });
-        if let Err(e) = self.interest.handle_area(ClientId(session), area) {
-            tracing::warn!(%e, session, "the module set an area the interest stage refuses");
-        }
-    }
-
+    /// Encode each session's delta into its frames (after the frames it has queued), on `pool` when given.
     fn encode_deltas(
         deltas: &Deltas<'_>,
-        tables: &[Option<TableDef>],
         sessions: &mut HashMap<SessionId, Session>,
         now: Timestamp,
         stats: &mut TickStats,
+        pool: Option<&rayon::ThreadPool>,
     ) {
         let tick = deltas.tick();
-        // Primary keys of deleted rows, found once per tick: the key column's bytes inside the row's last bytes,
-        // byte-identical to the key in the row the client holds (never decoded and re-encoded, which could change
-        // the integer form a module wrote). Borrowed from the interest stage's rows.
-        let mut keys: HashMap<RowId, &[u8]> = HashMap::new();
-        let mut offsets = Vec::new();
-        for (_, delta) in deltas.iter() {
-            for &id in &delta.deletes {
-                keys.entry(id).or_insert_with(|| {
-                    let row = deltas.row(id);
-                    let def = tables[row.table.0 as usize].as_ref().expect("public");
-                    let pk = def.primary_key.index();
-                    codec::locate_columns(&def.columns, row.bytes, pk + 1, &mut offsets)
-                        .expect("a committed row is valid");
-                    &row.bytes[offsets[pk] as usize..offsets[pk + 1] as usize]
-                });
-            }
-        }
-        let mut frame = DeltaFrame {
-            time: now.as_micros(),
-            ..DeltaFrame::default()
+        let time = now.as_micros();
+        let work: Vec<(SessionId, &Delta, u16)> = deltas
+            .iter()
+            .filter(|(_, d)| !d.is_empty())
+            .filter_map(|(c, d)| sessions.get(&c.0).map(|s| (c.0, d, s.version)))
+            .collect();
+        let encode = |&(session, delta, version): &(SessionId, &Delta, u16)| {
+            let mut out = Vec::new();
+            encode_delta(deltas, delta, version, tick, time, &mut out);
+            (session, delta.len(), out)
         };
-        for (client, delta) in deltas.iter() {
-            if delta.is_empty() {
-                continue;
+        let encoded: Vec<(SessionId, usize, Vec<u8>)> = match pool {
+            Some(pool) if pool.current_num_threads() > 1 => pool.install(|| {
+                use rayon::prelude::*;
+                work.par_iter().with_min_len(32).map(encode).collect()
+            }),
+            _ => work.iter().map(encode).collect(),
+        };
+        for (session, rows, bytes) in encoded {
+            stats.rows_sent += rows as u64;
+            let s = sessions.get_mut(&session).expect("listed above");
+            if s.out.is_empty() {
+                s.out = bytes;
+            } else {
+                s.out.extend_from_slice(&bytes);
             }
-            let Some(session) = sessions.get_mut(&client.0) else {
-                continue;
-            };
-            for &id in &delta.deletes {
-                frame.push(
-                    deltas.row(id).table,
-                    Kind::Delete,
-                    keys[&id],
-                    tick,
-                    &mut session.out,
-                );
-            }
-            for &id in &delta.updates {
-                let row = deltas.row(id);
-                frame.push(row.table, Kind::Update, row.bytes, tick, &mut session.out);
-            }
-            for &id in &delta.patches {
-                let row = deltas.row(id);
-                if session.version >= 2 {
-                    frame.push(row.table, Kind::Patch, row.patch, tick, &mut session.out);
-                } else {
-                    // Version 1 knows only whole rows.
-                    frame.push(row.table, Kind::Update, row.bytes, tick, &mut session.out);
-                }
-            }
-            for &id in &delta.inserts {
-                let row = deltas.row(id);
-                frame.push(row.table, Kind::Insert, row.bytes, tick, &mut session.out);
-            }
-            stats.rows_sent += delta.len() as u64;
-            frame.flush(tick, &mut session.out);
         }
     }
+}
+
+/// Encode one session's delta as `Tick` frames into `out`. A deleted row is named by its key column's bytes in the
+/// row's last bytes, byte-identical to the key in the row the client holds (never decoded and re-encoded, which
+/// could change the integer form a module wrote).
+fn encode_delta(
+    deltas: &Deltas<'_>,
+    delta: &Delta,
+    version: u16,
+    tick: Tick,
+    time: u64,
+    out: &mut Vec<u8>,
+) {
+    let mut frame = DeltaFrame {
+        time,
+        ..DeltaFrame::default()
+    };
+    for &id in &delta.deletes {
+        let row = deltas.row(id);
+        frame.push(row.table, Kind::Delete, row.key_bytes, tick, out);
+    }
+    for &id in &delta.updates {
+        let row = deltas.row(id);
+        frame.push(row.table, Kind::Update, row.bytes, tick, out);
+    }
+    for &id in &delta.patches {
+        let row = deltas.row(id);
+        if version >= 2 {
+            frame.push(row.table, Kind::Patch, row.patch, tick, out);
+        } else {
+            // Version 1 knows only whole rows.
+            frame.push(row.table, Kind::Update, row.bytes, tick, out);
+        }
+    }
+    for &id in &delta.inserts {
+        let row = deltas.row(id);
+        frame.push(row.table, Kind::Insert, row.bytes, tick, out);
+    }
+    frame.flush(tick, out);
 }
 
 #[derive(Clone, Copy)]
