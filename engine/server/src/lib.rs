@@ -9,7 +9,8 @@
 //!     (confirmed reads: a client is never told what a crash could take back);
 //!   - the **network** (quinn on tokio): one task per connection reading frames, checking them and queueing them
 //!     into the bounded inbox, and one writing.
-//! - [`World`] is the sans-IO core (no clock, thread or socket), tested on its own.
+//! - [`World`] is the sans-IO core (no clock, thread or socket), tested on its own: [`testing::TestWorld`] drives
+//!   one with a manual clock and fake sessions (`tests/world.rs`).
 //! - The wire protocol is `engine/docs/protocol.md` ([`locus_types::protocol`] in code).
 //!
 //! It does not compile modules: it is given wasm bytes (the `locus serve` command builds the demo module).
@@ -32,6 +33,7 @@ mod net;
 mod prometheus;
 pub mod query;
 mod server;
+pub mod testing;
 pub mod world;
 
 pub use metrics::{MetricsSnapshot, Percentiles};

@@ -1,15 +1,23 @@
 //! End-to-end tests: the real server (wasmtime, the commit log with fsync, QUIC on loopback) running the demo
 //! module (`game-module`, built to wasm by the test), with real clients (`locus-client`).
+//!
+//! The world's own behaviour (views, results and errors, protocol versions, keys, fatal closes, the operator's
+//! commands) is tested without sockets in `world.rs`; these keep smoke tests of the whole, and what only the
+//! network and the process show: the first message and framing, rate limits, timeouts, `kill -9`, and ids reused
+//! only once the release thread delivered their old session's frames.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
+#[path = "common/keys.rs"]
+mod keys;
 
 use common::{DEMO, WAIT, free_port, result_of, wait_for};
 use game_module as gm;
-use locus_client::{Client, ClientConfig, Event, Trust};
+use keys::keys_module;
+use locus_client::{Client, ClientConfig, Trust};
 use locus_server::{Server, ServerConfig};
 use locus_types::Identity;
 use locus_types::protocol::{
@@ -74,134 +82,6 @@ fn two_clients_see_each_other_when_near_and_stop_when_far() {
     wait_for(&mut a, "a to see b again", |c, _| sees(c, ib));
     let m = server.metrics();
     assert!(m.ticks > 0 && m.sessions == 2, "{m:?}");
-    server.shutdown();
-}
-
-#[test]
-fn an_admin_call_runs_as_the_server_and_a_client_cannot_make_it() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
-    let (addr, fp) = (server.local_addr(), server.fingerprint());
-    let mut a = connect(addr, fp, None);
-    a.subscribe("creature", protocol::Filter::All).unwrap();
-    a.subscribe("player", protocol::Filter::All).unwrap();
-    // A client may not spawn creatures.
-    let request = a
-        .call(&gm::admin::admin_spawn_creatures_in::call(
-            5, 600.0, 600.0, 700.0, 700.0,
-        ))
-        .unwrap();
-    let events = wait_for(&mut a, "the refusal", |_, ev| {
-        result_of(ev, request).is_some()
-    });
-    assert!(
-        matches!(result_of(&events, request), Some(CallOutcome::Err { code: ErrorCode::ReducerFailed, message }) if message.contains("only the server")),
-        "{events:?}"
-    );
-    // The operator may; the creatures appear around the client's avatar (where it spawned: land).
-    let me = a.identity();
-    wait_for(&mut a, "my avatar", |c, _| sees(c, me));
-    let at = players(&a).iter().find(|p| p.identity == me).unwrap().pos;
-    let creatures_near = |c: &Client| {
-        c.cache()
-            .rows::<gm::Creature>("creature")
-            .unwrap()
-            .iter()
-            .filter(|r| r.pos.distance(at) < 40.0)
-            .count()
-    };
-    let before = creatures_near(&a);
-    let outcome = server
-        .admin_call(&gm::admin::admin_spawn_creatures_in::call(
-            40,
-            at.x - 20.0,
-            at.y - 20.0,
-            at.x + 20.0,
-            at.y + 20.0,
-        ))
-        .unwrap();
-    assert_eq!(outcome, CallOutcome::Ok);
-    wait_for(&mut a, "the spawned creatures", |c, _| {
-        creatures_near(c) >= before + 5
-    });
-    // Errors come back as outcomes and write nothing.
-    let outcome = server
-        .admin_call(&gm::admin::admin_spawn_creatures_in::call(
-            3, 10.0, 10.0, 10.0, 10.0,
-        ))
-        .unwrap();
-    assert!(
-        matches!(&outcome, CallOutcome::Err { code: ErrorCode::ReducerFailed, message } if message.contains("empty rectangle")),
-        "{outcome:?}"
-    );
-    let outcome = server.admin_call_raw("no_such_reducer", &[0x90]).unwrap();
-    assert!(
-        matches!(
-            &outcome,
-            CallOutcome::Err {
-                code: ErrorCode::NoSuchReducer,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
-    server.shutdown();
-}
-
-#[test]
-fn a_reducer_error_comes_back_to_its_caller_only() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
-    let (addr, fp) = (server.local_addr(), server.fingerprint());
-    let mut a = connect(addr, fp, None);
-    let mut b = connect(addr, fp, None);
-    let request = a.call(&gm::set_name::call(String::new())).unwrap();
-    let events = wait_for(&mut a, "the failed call's result", |_, ev| {
-        result_of(ev, request).is_some()
-    });
-    match result_of(&events, request) {
-        Some(CallOutcome::Err { code, message }) => {
-            assert_eq!(*code, ErrorCode::ReducerFailed);
-            assert!(message.contains("name"), "{message}");
-        }
-        other => panic!("expected a failure, got {other:?}"),
-    }
-    // An unknown reducer and wrong argument types: errors in the result, for the caller.
-    let unknown = a.call_raw("no_such_reducer", &[0x90]).unwrap();
-    let wrong = a
-        .call_raw("move_to", &[0x92, 0xa1, b'x', 0xa1, b'y'])
-        .unwrap();
-    let events = wait_for(&mut a, "two more results", |_, ev| {
-        result_of(ev, unknown).is_some() && result_of(ev, wrong).is_some()
-    });
-    assert!(matches!(
-        result_of(&events, unknown),
-        Some(CallOutcome::Err {
-            code: ErrorCode::NoSuchReducer,
-            ..
-        })
-    ));
-    assert!(matches!(
-        result_of(&events, wrong),
-        Some(CallOutcome::Err {
-            code: ErrorCode::BadArguments,
-            ..
-        })
-    ));
-    // b, meanwhile, got no result and no error: a marker call of its own comes back first and alone.
-    let marker = b.call(&gm::move_to::call(10.0, 10.0)).unwrap();
-    let seen = wait_for(&mut b, "b's own result", |_, ev| {
-        result_of(ev, marker).is_some()
-    });
-    for e in &seen {
-        match e {
-            Event::CallResult { request, .. } => {
-                assert_eq!(*request, marker, "b got someone else's result")
-            }
-            Event::ServerError { .. } => panic!("b got an error meant for a: {e:?}"),
-            _ => {}
-        }
-    }
     server.shutdown();
 }
 
@@ -554,169 +434,6 @@ fn a_client_that_goes_silent_times_out_and_client_disconnected_runs() {
     server.shutdown();
 }
 
-/// A session speaks the highest version both sides offer. A walking player reaches a version-2 client as patches
-/// of its position (which, applied by the client cache, track the row exactly), and a version-1 client as whole
-/// rows only.
-#[test]
-fn version_2_sessions_get_patches_and_version_1_sessions_whole_rows() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start(dir.path());
-    let (addr, fp) = (server.local_addr(), server.fingerprint());
-    for (offered, chosen) in [(vec![1], 1), (vec![2, 1], 2)] {
-        let mut raw = Raw::open(addr, fp);
-        raw.send(&ClientMessage::Hello {
-            versions: offered.clone(),
-            token: None,
-        });
-        let mut cache = locus_client::Cache::new();
-        let welcome = raw.next().expect("Welcome");
-        assert!(
-            matches!(&welcome, ServerMessage::Welcome(w) if w.version == chosen),
-            "offered {offered:?}: {welcome:?}"
-        );
-        cache.apply(&welcome);
-        raw.send(&ClientMessage::Subscribe {
-            request: 1,
-            table: "player".into(),
-            filter: protocol::Filter::All,
-        });
-        let call = |raw: &mut Raw, request: u32, c: locus_module::ReducerCall| {
-            raw.send(&ClientMessage::Call {
-                request,
-                reducer: c.reducer.into(),
-                args: c.args,
-            });
-        };
-        call(&mut raw, 2, gm::teleport::call(500.0, 500.0));
-        call(&mut raw, 3, gm::move_to::call(504.0, 500.0));
-        let (mut updates, mut patches) = (0, 0);
-        let deadline = Instant::now() + WAIT;
-        let me = loop {
-            assert!(
-                Instant::now() < deadline,
-                "offered {offered:?}: the walk never ended"
-            );
-            let message = raw.next().expect("the session goes on");
-            if let ServerMessage::Result {
-                request, outcome, ..
-            } = &message
-            {
-                assert_eq!(
-                    outcome,
-                    &CallOutcome::Ok,
-                    "offered {offered:?}, call {request}"
-                );
-            }
-            if let ServerMessage::Tick { tables, .. } = &message {
-                for t in tables {
-                    updates += t.updates.len();
-                    patches += t.patches.len();
-                }
-            }
-            for event in cache.apply(&message) {
-                assert!(
-                    !matches!(event, Event::Inconsistent { .. }),
-                    "offered {offered:?}: {event:?}"
-                );
-            }
-            let identity = cache.identity().expect("welcomed");
-            let me = cache
-                .rows::<gm::Player>("player")
-                .expect("rows decode")
-                .into_iter()
-                .find(|p| p.identity == identity);
-            if let Some(me) = me.filter(|p| p.pos == gm::Vec2::new(504.0, 500.0) && !p.moving) {
-                break me;
-            }
-        };
-        assert_eq!(me.target, gm::Vec2::new(504.0, 500.0));
-        if chosen == 1 {
-            assert!(updates > 0, "version 1 got no updates");
-            assert_eq!(patches, 0, "version 1 got patches");
-        } else {
-            assert!(patches > 0, "version 2 got no patches ({updates} updates)");
-        }
-    }
-    server.shutdown();
-}
-
-/// A hand-written module (WAT): one public table `thing` (`id: U64` primary key, `n: U64`) and two client reducers
-/// that keep the key's bytes exactly as the caller wrote them in the arguments `[k]`: `put(k: u64)` inserts the row
-/// `[k, k]`, and `remove(k: u64)` deletes the row whose key is `k`. (The Rust SDK always writes the shortest
-/// integer form; this module writes whatever form the call used, e.g. `cf` and 8 bytes, as another language's
-/// SDK may.)
-fn keys_module() -> Vec<u8> {
-    use locus_types::{ColumnDef, ColumnType, ReducerDef, ReducerKind, TableAccess, TableDef};
-    let table = TableDef::builder("thing")
-        .column("id", ColumnType::U64)
-        .column("n", ColumnType::U64)
-        .primary_key("id")
-        .access(TableAccess::Public)
-        .build()
-        .unwrap();
-    let reducer = |name: &str| ReducerDef {
-        name: name.into(),
-        kind: ReducerKind::Client,
-        params: vec![ColumnDef::new("k", ColumnType::U64)],
-    };
-    let (mut data, mut describe, mut at) = (String::new(), String::new(), 4096u64);
-    for (kind, name, bytes) in [
-        ("table", "thing", rmp_serde::to_vec_named(&table).unwrap()),
-        (
-            "reducer",
-            "put",
-            rmp_serde::to_vec_named(&reducer("put")).unwrap(),
-        ),
-        (
-            "reducer",
-            "remove",
-            rmp_serde::to_vec_named(&reducer("remove")).unwrap(),
-        ),
-    ] {
-        let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
-        data.push_str(&format!("(data (i32.const {at}) \"{escaped}\")\n"));
-        describe.push_str(&format!(
-            "(func (export \"__locus_describe_{kind}_{name}\") (result i64) i64.const {})\n",
-            (at << 32) | bytes.len() as u64
-        ));
-        at += bytes.len() as u64 + 8;
-    }
-    let wat = format!(
-        r#"(module
-  (import "locus_v1" "table_id" (func $table_id (param i32 i32 i32) (result i32)))
-  (import "locus_v1" "insert" (func $insert (param i32 i32 i32 i32) (result i32)))
-  (import "locus_v1" "delete" (func $delete (param i32 i32 i32) (result i32)))
-  (import "locus_v1" "reducer_args" (func $args (param i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 256) "thing")
-  {data}
-  (func (export "__locus_abi_version") (result i32) i32.const 1)
-  {describe}
-  ;; The id of `thing`.
-  (func $thing (result i32)
-    (if (call $table_id (i32.const 256) (i32.const 5) (i32.const 300)) (then unreachable))
-    (i32.load (i32.const 300)))
-  ;; Copy the arguments (fixarray(1), then k) to 1024; return the length of k's bytes (at 1025).
-  (func $key (result i32)
-    (if (call $args (i32.const 1024) (i32.const 1024) (i32.const 308)) (then unreachable))
-    (i32.sub (i32.load (i32.const 308)) (i32.const 1)))
-  ;; put(k): insert the row [k, k]: the header 92, then k's bytes twice.
-  (func (export "__locus_reducer_put") (param $len i32) (result i32) (local $k i32)
-    (local.set $k (call $key))
-    (i32.store8 (i32.const 1024) (i32.const 0x92))
-    (memory.copy (i32.add (i32.const 1025) (local.get $k)) (i32.const 1025) (local.get $k))
-    (i32.ne
-      (call $insert (call $thing) (i32.const 1024)
-        (i32.add (i32.const 1) (i32.shl (local.get $k) (i32.const 1))) (i32.const 320))
-      (i32.const 0)))
-  ;; remove(k): delete the row whose key is k.
-  (func (export "__locus_reducer_remove") (param $len i32) (result i32)
-    (i32.ne (call $delete (call $thing) (i32.const 1025) (call $key)) (i32.const 0)))
-)"#
-    );
-    wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"))
-}
-
 fn start_module(dir: &Path, wasm: Vec<u8>) -> Server {
     let mut config = ServerConfig::new(wasm);
     config.data_dir = dir.to_owned();
@@ -735,43 +452,6 @@ fn close_code(raw: &Raw) -> Option<u64> {
         quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code.into_inner()),
         _ => None,
     }
-}
-
-/// A module writes a `U64` key as `cf` and 8 bytes; the row keeps those bytes, and so does the key of its delete
-/// (not the shortest form `07`), so a client that matches keys by bytes, like the Rust SDK's cache, deletes it.
-#[test]
-fn a_delete_key_is_the_key_columns_bytes_in_the_row() {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_module(dir.path(), keys_module());
-    let mut client = connect(server.local_addr(), server.fingerprint(), None);
-    client.subscribe("thing", protocol::Filter::All).unwrap();
-    let wide = [0xcf, 0, 0, 0, 0, 0, 0, 0, 7];
-    let put = client
-        .call_raw("put", &[&[0x91][..], &wide].concat())
-        .unwrap();
-    let events = wait_for(&mut client, "the row", |c, ev| {
-        result_of(ev, put).is_some() && c.cache().len("thing") == 1
-    });
-    assert_eq!(result_of(&events, put), Some(&CallOutcome::Ok));
-    let row = [&[0x92][..], &wide, &wide].concat();
-    assert_eq!(client.cache().get_raw("thing", &wide), Some(&row[..]));
-    // Deleted by value (the shortest form): the delete still names the key as the row holds it.
-    let remove = client.call_raw("remove", &[0x91, 0x07]).unwrap();
-    let events = wait_for(&mut client, "the row's delete", |_, ev| {
-        result_of(ev, remove).is_some()
-            && ev
-                .iter()
-                .any(|e| matches!(e, Event::Deleted { .. } | Event::Inconsistent { .. }))
-    });
-    assert_eq!(result_of(&events, remove), Some(&CallOutcome::Ok));
-    for e in &events {
-        assert!(!matches!(e, Event::Inconsistent { .. }), "{e:?}");
-    }
-    assert!(events.iter().any(
-        |e| matches!(e, Event::Deleted { key, old, .. } if **key == wide && **old == row[..])
-    ));
-    assert_eq!(client.cache().len("thing"), 0);
-    server.shutdown();
 }
 
 /// Calls accepted before a fatal error are answered before it: a client sends 20 calls, then floods until it is
@@ -882,6 +562,19 @@ fn the_first_message_and_the_streams_behave_as_documented() {
     // An oversized first frame: fatal FrameTooLarge, with its error frame as after a Hello.
     let too_large = (protocol::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes();
     assert_eq!(refused(&too_large), fatal(ErrorCode::FrameTooLarge));
+    // A session speaks the highest version both sides offer (what each version is sent: `tests/world.rs`).
+    for (offered, chosen) in [(vec![1], 1), (vec![2, 1], 2), (vec![99, 1], 1)] {
+        let mut raw = Raw::open(addr, fp);
+        raw.send(&ClientMessage::Hello {
+            versions: offered.clone(),
+            token: None,
+        });
+        let welcome = raw.next();
+        assert!(
+            matches!(&welcome, Some(ServerMessage::Welcome(w)) if w.version == chosen),
+            "offered {offered:?}: {welcome:?}"
+        );
+    }
 
     let mut raw = Raw::open(addr, fp);
     raw.hello();
@@ -967,150 +660,6 @@ fn the_first_message_and_the_streams_behave_as_documented() {
 }
 
 // ---- session ids ----------------------------------------------------------------------------------------------
-
-/// The demo module, compiled once for the tests that drive a [`Sim`].
-static DEMO_MODULE: std::sync::LazyLock<locus_host::Module> = std::sync::LazyLock::new(|| {
-    locus_host::Runtime::new(locus_host::HostConfig::default())
-        .unwrap()
-        .load(&DEMO)
-        .unwrap()
-});
-
-/// The demo module's world (empty: no `init`), driven as the server drives it but without sockets, threads or a
-/// log: the inputs of a tick in, its output out, and the ids it freed given back as the release thread does once
-/// the tick's frames are delivered.
-struct Sim {
-    world: locus_server::World,
-    ids: locus_server::world::SessionIds,
-    /// Whether `ids` numbers the sessions (otherwise the caller does, and nothing is given back).
-    allocated: bool,
-    tick: u64,
-}
-
-impl Sim {
-    fn new(allocated: bool) -> Sim {
-        let instance = DEMO_MODULE
-            .instantiate(locus_store::Database::default())
-            .unwrap();
-        Sim {
-            world: locus_server::World::new(
-                instance,
-                locus_interest::InterestConfig::default(),
-                20,
-                7,
-            ),
-            ids: locus_server::world::SessionIds::default(),
-            allocated,
-            tick: 0,
-        }
-    }
-
-    fn tick(&mut self, inputs: Vec<locus_server::world::Input>) -> locus_server::world::TickOutput {
-        self.tick += 1;
-        let now = locus_types::Timestamp(1_700_000_000_000_000 + self.tick * 50_000);
-        let out = self
-            .world
-            .run_tick(locus_types::Tick(self.tick), now, 0.05, inputs);
-        for &session in out.freed.iter().filter(|_| self.allocated) {
-            assert!(self.ids.release(session), "session {session} freed twice");
-        }
-        out
-    }
-
-    /// A session of player `n` joining, subscribed to the players.
-    fn join(session: u32, n: u8) -> Vec<locus_server::world::Input> {
-        use locus_server::world::Input;
-        vec![
-            Input::Connect {
-                session,
-                identity: Identity([n; 32]),
-                token: protocol::Token([n; 32]),
-                version: PROTOCOL_VERSION,
-            },
-            Input::Subscribe {
-                session,
-                request: 1,
-                table: "player".into(),
-                filter: protocol::Filter::All,
-            },
-        ]
-    }
-
-    /// `cycles` sessions joining and leaving one after the other (of 8 players, so the world's rows stay the same),
-    /// numbered by `id` (the allocator's, or another numbering).
-    fn churn(&mut self, cycles: u32, mut id: impl FnMut(&mut Sim, u32) -> u32) {
-        for cycle in 0..cycles {
-            let session = id(self, cycle);
-            let out = self.tick(Sim::join(session, 2 + (cycle % 8) as u8));
-            assert!(
-                out.frames.iter().any(|(s, _)| *s == session),
-                "the session was welcomed"
-            );
-            let out = self.tick(vec![locus_server::world::Input::Disconnect { session }]);
-            assert_eq!(out.freed, [session]);
-            assert!(
-                out.frames.iter().all(|(s, _)| *s != session),
-                "nothing for a session gone"
-            );
-        }
-    }
-
-    /// The mean time of a tick with nothing to do but the module's tick and the interest stage's poll.
-    fn idle_tick(&mut self) -> Duration {
-        let start = Instant::now();
-        for _ in 0..200 {
-            self.tick(Vec::new());
-        }
-        start.elapsed() / 200
-    }
-}
-
-#[test]
-fn ten_thousand_sessions_coming_and_going_leave_the_session_slots_where_they_started() {
-    let mut sim = Sim::new(true);
-    // A player who stays throughout.
-    let stays = sim.ids.allocate();
-    sim.tick(Sim::join(stays, 1));
-    let slots = sim.world.interest().client_slots();
-    assert_eq!((slots, sim.ids.span()), (1, 1));
-    sim.churn(10_000, |sim, _| sim.ids.allocate());
-    assert_eq!(sim.world.interest().client_slots(), slots);
-    assert_eq!((sim.ids.span(), sim.ids.in_use()), (1, 1));
-    assert_eq!(sim.world.session_count(), 1);
-}
-
-/// The figures of the report: a tick's time and the interest stage's slots after 10,000 sessions came and went,
-/// with ids reused and with ids numbered as before (each new: 1, 2, 3, …; the slots at the end as at the old code's,
-/// emulated by the last session staying). Run with `--ignored --nocapture`.
-#[test]
-#[ignore = "a measurement, not a check"]
-#[expect(clippy::print_stderr, reason = "the measurement's output")]
-fn measure_a_tick_after_ten_thousand_sessions() {
-    for reuse in [true, false] {
-        let mut sim = Sim::new(reuse);
-        let stays = if reuse { sim.ids.allocate() } else { 1 };
-        sim.tick(Sim::join(stays, 1));
-        let (slots, tick) = (sim.world.interest().client_slots(), sim.idle_tick());
-        let start = Instant::now();
-        if reuse {
-            sim.churn(10_000, |sim, _| sim.ids.allocate());
-        } else {
-            sim.churn(9_999, |_, cycle| 2 + cycle);
-            sim.tick(Sim::join(10_001, 9));
-        }
-        let churn = start.elapsed();
-        let (after_slots, after_tick) = (sim.world.interest().client_slots(), sim.idle_tick());
-        eprintln!(
-            "ids {}: interest slots {slots} -> {after_slots}; idle tick {tick:?} -> {after_tick:?}; \
-             20,000 churn ticks took {churn:?}",
-            if reuse {
-                "reused"
-            } else {
-                "numbered as before"
-            },
-        );
-    }
-}
 
 /// Close `raw`'s connection now (the server hears of it at once, not after its idle timeout).
 fn leave(raw: Raw) {

@@ -1,0 +1,1058 @@
+//! The world on its own: the server's behaviour, driven through [`TestWorld`] (real modules under wasmtime, a manual
+//! clock, fake sessions reading what a client would decode; no socket, thread or file). The loopback tests in
+//! `server.rs` and `ops.rs` keep what only the network and the process show (framing, limits, timeouts, restarts
+//! of the process, the CLI, metrics).
+
+use std::sync::LazyLock;
+use std::time::{Duration, Instant};
+
+#[path = "common/failing.rs"]
+mod failing;
+#[path = "common/keys.rs"]
+mod keys;
+
+use game_module as gm;
+use locus_client::Event;
+use locus_host::{HostConfig, Module, Runtime};
+use locus_server::testing::{Ended, TestSession, TestWorld, TestWorldConfig};
+use locus_types::protocol::{
+    self, AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, PROTOCOL_VERSION,
+    ServerMessage, Token,
+};
+use locus_types::{Identity, Tick};
+
+/// Compile `wasm` once for every test that needs it (compiling the demo module takes seconds).
+fn compile(wasm: &[u8]) -> Module {
+    Runtime::new(HostConfig::default())
+        .unwrap()
+        .load(wasm)
+        .unwrap()
+}
+
+/// The demo module (`game-module`), built to wasm (into `target/wasm-modules`) and compiled.
+static DEMO: LazyLock<Module> = LazyLock::new(|| {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wasm = locus_host::build::build_module(
+        &workspace,
+        "game-module",
+        &workspace.join("target/wasm-modules"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    compile(&wasm)
+});
+
+static KEYS: LazyLock<Module> = LazyLock::new(|| compile(&keys::keys_module()));
+
+static FAILING: LazyLock<Module> = LazyLock::new(|| compile(&failing::failing_module()));
+
+/// A new demo world, without its `init` (no terrain rows, items or creatures: the reducers these tests call need
+/// none, and a world of 30,000 rows would only slow them).
+fn demo() -> TestWorld {
+    let config = TestWorldConfig {
+        init: false,
+        ..TestWorldConfig::default()
+    };
+    TestWorld::new(&DEMO, config).unwrap()
+}
+
+fn world_of(module: &Module) -> TestWorld {
+    TestWorld::new(module, TestWorldConfig::default()).unwrap()
+}
+
+fn players(w: &TestWorld, s: TestSession) -> Vec<gm::Player> {
+    w.cache(s)
+        .rows::<gm::Player>("player")
+        .expect("player rows decode")
+}
+
+fn sees(w: &TestWorld, s: TestSession, identity: Identity) -> bool {
+    players(w, s).iter().any(|p| p.identity == identity)
+}
+
+fn me(w: &TestWorld, s: TestSession) -> gm::Player {
+    let identity = w.identity(s);
+    players(w, s)
+        .into_iter()
+        .find(|p| p.identity == identity)
+        .expect("its own player in view")
+}
+
+/// Run one tick and assert that each of `calls` (session, request) succeeded in it.
+fn tick_ok(w: &mut TestWorld, calls: &[(TestSession, u32)]) {
+    w.tick();
+    for &(s, request) in calls {
+        assert_eq!(
+            w.result(s, request),
+            Some(&CallOutcome::Ok),
+            "call {request} of {s:?}"
+        );
+    }
+}
+
+/// Every cache event of `s` so far must fit its view (no `Inconsistent`).
+fn assert_consistent(w: &TestWorld, s: TestSession) {
+    for e in w.events(s) {
+        assert!(!matches!(e, Event::Inconsistent { .. }), "{s:?}: {e:?}");
+    }
+}
+
+#[test]
+fn two_sessions_see_each_other_when_near_and_stop_when_far() {
+    let mut w = demo();
+    let (a, b) = (w.connect(Identity([1; 32])), w.connect(Identity([2; 32])));
+    let (ia, ib) = (w.identity(a), w.identity(b));
+    for s in [a, b] {
+        w.subscribe(s, "player", protocol::Filter::All);
+    }
+    let ra = w.call(a, &gm::teleport::call(1000.0, 1000.0));
+    let rb = w.call(b, &gm::teleport::call(1010.0, 1000.0));
+    // Within the tick of the calls: each sees both.
+    tick_ok(&mut w, &[(a, ra), (b, rb)]);
+    assert!(sees(&w, a, ia) && sees(&w, a, ib), "a sees both");
+    assert!(sees(&w, b, ia) && sees(&w, b, ib), "b sees both");
+    // 70 m away: beyond the 64 m enter radius, within the 72 m leave radius: still seen.
+    let r = w.call(b, &gm::teleport::call(1070.0, 1000.0));
+    tick_ok(&mut w, &[(b, r)]);
+    assert!(
+        sees(&w, a, ib) && sees(&w, b, ia),
+        "kept within the leave radius"
+    );
+    // Far away: each loses the other, and still sees itself.
+    let r = w.call(b, &gm::teleport::call(3000.0, 3000.0));
+    tick_ok(&mut w, &[(b, r)]);
+    assert!(!sees(&w, a, ib) && sees(&w, a, ia), "a lost b");
+    assert!(!sees(&w, b, ia) && sees(&w, b, ib), "b lost a");
+    // Back to 70 m: outside the enter radius, so not seen yet.
+    let r = w.call(b, &gm::teleport::call(1070.0, 1000.0));
+    tick_ok(&mut w, &[(b, r)]);
+    assert!(!sees(&w, a, ib), "entered beyond the enter radius");
+    // Within 64 m: seen again.
+    let r = w.call(b, &gm::teleport::call(1050.0, 1000.0));
+    tick_ok(&mut w, &[(b, r)]);
+    assert!(sees(&w, a, ib) && sees(&w, b, ia), "seen again");
+    assert_eq!(me(&w, a).pos, me(&w, b).pos - gm::Vec2::new(50.0, 0.0));
+    assert_consistent(&w, a);
+    assert_consistent(&w, b);
+    assert_eq!(w.world().session_count(), 2);
+}
+
+#[test]
+fn an_admin_call_runs_as_the_server_and_a_session_cannot_make_it() {
+    let mut w = demo();
+    let a = w.connect(Identity([1; 32]));
+    w.subscribe(a, "creature", protocol::Filter::All);
+    w.subscribe(a, "player", protocol::Filter::All);
+    // A session may not spawn creatures.
+    let spawn = gm::admin::admin_spawn_creatures_in::call(5, 600.0, 600.0, 700.0, 700.0);
+    let refused = w.call(a, &spawn);
+    w.tick();
+    assert!(
+        matches!(w.result(a, refused), Some(CallOutcome::Err { code: ErrorCode::ReducerFailed, message }) if message.contains("only the server")),
+        "{:?}",
+        w.messages(a)
+    );
+    assert_eq!(
+        w.cache(a).len("creature"),
+        0,
+        "the refused call wrote nothing"
+    );
+    // The server's own API may; the creatures appear around the session's avatar.
+    let at = me(&w, a).pos;
+    let near = |w: &TestWorld| {
+        w.cache(a)
+            .rows::<gm::Creature>("creature")
+            .unwrap()
+            .iter()
+            .filter(|c| c.pos.distance(at) < 40.0)
+            .count()
+    };
+    let outcome = w.local_call(&gm::admin::admin_spawn_creatures_in::call(
+        40,
+        at.x - 20.0,
+        at.y - 20.0,
+        at.x + 20.0,
+        at.y + 20.0,
+    ));
+    assert_eq!(outcome, CallOutcome::Ok);
+    assert!(near(&w) >= 5, "{} creatures near", near(&w));
+    // So may a session's operator command (the network admits only the admin's): it runs as the server too.
+    let count = |w: &TestWorld| {
+        let db = w.world().instance().db();
+        db.table(db.table_id("creature").unwrap()).unwrap().len()
+    };
+    let before = count(&w);
+    let request = w.admin(
+        a,
+        AdminCommand::Call {
+            reducer: spawn.reducer.into(),
+            args: spawn.args.clone(),
+        },
+    );
+    let tick = w.tick().tick;
+    assert_eq!(
+        w.admin_reply(a, request),
+        Some(&AdminReply::Called {
+            tick: tick.0,
+            outcome: CallOutcome::Ok
+        })
+    );
+    assert!((before + 1..=before + 5).contains(&count(&w)));
+    // Errors come back as outcomes and write nothing.
+    let rows = count(&w);
+    let outcome = w.local_call(&gm::admin::admin_spawn_creatures_in::call(
+        3, 10.0, 10.0, 10.0, 10.0,
+    ));
+    assert!(
+        matches!(&outcome, CallOutcome::Err { code: ErrorCode::ReducerFailed, message } if message.contains("empty rectangle")),
+        "{outcome:?}"
+    );
+    let unknown = w.local_admin(AdminCommand::Call {
+        reducer: "no_such_reducer".into(),
+        args: vec![0x90],
+    });
+    assert!(
+        matches!(
+            &unknown,
+            AdminReply::Called {
+                outcome: CallOutcome::Err {
+                    code: ErrorCode::NoSuchReducer,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{unknown:?}"
+    );
+    assert_eq!(count(&w), rows);
+}
+
+#[test]
+fn a_reducer_error_comes_back_to_its_caller_only() {
+    let mut w = demo();
+    let (a, b) = (w.connect(Identity([1; 32])), w.connect(Identity([2; 32])));
+    w.tick();
+    let (_, _) = (w.take_messages(a), w.take_messages(b));
+    let failed = w.call(a, &gm::set_name::call(String::new()));
+    let unknown = w.call_raw(a, "no_such_reducer", &[0x90]);
+    let wrong = w.call_raw(a, "move_to", &[0x92, 0xa1, b'x', 0xa1, b'y']);
+    let not_an_array = w.call_raw(a, "move_to", &[0x01]);
+    let trailing = w.call_raw(a, "move_to", &[0x92, 0x01, 0x02, 0xc0]);
+    let marker = w.call(b, &gm::move_to::call(10.0, 10.0));
+    let out = w.tick();
+    match w.result(a, failed) {
+        Some(CallOutcome::Err { code, message }) => {
+            assert_eq!(*code, ErrorCode::ReducerFailed);
+            assert!(message.contains("name"), "{message}");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+    let code = |request| match w.result(a, request) {
+        Some(CallOutcome::Err { code, .. }) => Some(*code),
+        _ => None,
+    };
+    assert_eq!(code(unknown), Some(ErrorCode::NoSuchReducer));
+    assert_eq!(code(wrong), Some(ErrorCode::BadArguments));
+    assert_eq!(code(not_an_array), Some(ErrorCode::BadArguments));
+    assert_eq!(code(trailing), Some(ErrorCode::BadArguments));
+    // Each call answered once, in the order sent, in the tick it ran in.
+    let answered: Vec<u32> = w
+        .messages(a)
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Result { request, tick, .. } if *tick == out.tick.0 => Some(*request),
+            ServerMessage::Result { .. } => panic!("a result of another tick: {m:?}"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered, [failed, unknown, wrong, not_an_array, trailing]);
+    // b got its own result and nothing else: no result and no error meant for a.
+    assert_eq!(
+        w.messages(b),
+        [ServerMessage::Result {
+            request: marker,
+            tick: out.tick.0,
+            outcome: CallOutcome::Ok
+        }]
+    );
+    // Every call is counted for metrics, the failures as failed; only b's call wrote anything.
+    let calls: Vec<(&str, bool)> = out.calls.iter().map(|(r, f)| (&**r, *f)).collect();
+    assert_eq!(
+        calls,
+        [
+            ("set_name", true),
+            ("no_such_reducer", true),
+            ("move_to", true),
+            ("move_to", true),
+            ("move_to", true),
+            ("move_to", false),
+        ]
+    );
+    assert_eq!((out.stats.calls, out.stats.failed_calls), (6, 5));
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_for_that_session_only_and_the_world_keeps_ticking() {
+    let mut w = demo();
+    let (good, bad) = (w.connect(Identity([1; 32])), w.connect(Identity([2; 32])));
+    w.subscribe(good, "player", protocol::Filter::All);
+    let r = w.call(good, &gm::teleport::call(500.0, 500.0));
+    tick_ok(&mut w, &[(good, r)]);
+    let seen = w.take_messages(good).len();
+    assert!(seen > 0);
+    // The bad session subscribes to the players, then asks for what does not exist.
+    let own = w.subscribe(bad, "player", protocol::Filter::All);
+    let requests = [
+        w.subscribe(bad, "no_such_table", protocol::Filter::All),
+        w.unsubscribe(bad, "no_such_table"),
+        w.subscribe(
+            bad,
+            "player",
+            protocol::Filter::Eq {
+                column: "no_such_column".into(),
+                value: vec![0x01],
+            },
+        ),
+        w.subscribe(
+            bad,
+            "player",
+            protocol::Filter::Eq {
+                column: "name".into(),
+                value: vec![0x01],
+            },
+        ),
+    ];
+    let walk = w.call(bad, &gm::teleport::call(510.0, 500.0));
+    w.tick();
+    let errors: Vec<_> = requests.iter().map(|&r| w.error(bad, r)).collect();
+    let codes: Vec<_> = errors.iter().map(|e| e.map(|(c, _, f)| (c, f))).collect();
+    assert_eq!(
+        codes,
+        [
+            Some((ErrorCode::NoSuchTable, false)),
+            Some((ErrorCode::NoSuchTable, false)),
+            Some((ErrorCode::BadSubscription, false)),
+            Some((ErrorCode::BadSubscription, false)),
+        ]
+    );
+    for (_, message, _) in errors.iter().flatten() {
+        assert!(
+            message.contains("no_such_table")
+                || message.contains("no_such_column")
+                || message.contains("player.name"),
+            "a message naming what is wrong: {message}"
+        );
+    }
+    // The refused subscriptions kept the one they would have replaced: both players are in view.
+    assert!(
+        w.messages(bad)
+            .iter()
+            .any(|m| matches!(m, ServerMessage::Subscribed { request, .. } if *request == own)),
+        "{:?}",
+        w.messages(bad)
+    );
+    assert_eq!(w.result(bad, walk), Some(&CallOutcome::Ok));
+    let mut held: Vec<Identity> = players(&w, bad).iter().map(|p| p.identity).collect();
+    held.sort_unstable();
+    assert_eq!(held, [w.identity(good), w.identity(bad)]);
+    // The good session heard nothing of it, and is served on: its own move arrives.
+    for m in w.messages(good) {
+        assert!(
+            matches!(m, ServerMessage::Tick { .. }),
+            "the good session got {m:?}"
+        );
+    }
+    let r = w.call(good, &gm::teleport::call(520.0, 500.0));
+    tick_ok(&mut w, &[(good, r)]);
+    assert_eq!(me(&w, good).pos, gm::Vec2::new(520.0, 500.0));
+    assert_consistent(&w, good);
+}
+
+/// A walking player reaches a version-2 session as patches of its position (which, applied by the client cache,
+/// track the row exactly), and a version-1 session as whole rows only; both hold the same bytes.
+#[test]
+fn version_2_sessions_get_patches_and_version_1_sessions_whole_rows() {
+    let mut w = demo();
+    let v1 = w.connect_version(Identity([1; 32]), 1);
+    let v2 = w.connect_version(Identity([2; 32]), 2);
+    for s in [v1, v2] {
+        w.subscribe(s, "player", protocol::Filter::All);
+    }
+    let r1 = w.call(v1, &gm::teleport::call(500.0, 500.0));
+    let r2 = w.call(v2, &gm::teleport::call(502.0, 500.0));
+    tick_ok(&mut w, &[(v1, r1), (v2, r2)]);
+    let r1 = w.call(v1, &gm::move_to::call(504.0, 500.0));
+    let r2 = w.call(v2, &gm::move_to::call(502.0, 504.0));
+    tick_ok(&mut w, &[(v1, r1), (v2, r2)]);
+    let stopped = |w: &TestWorld| {
+        [v1, v2]
+            .iter()
+            .all(|&s| players(w, s).iter().all(|p| !p.moving))
+    };
+    assert!(w.run_until(100, stopped).is_some(), "the walks never ended");
+    for s in [v1, v2] {
+        let (mut updates, mut patches) = (0, 0);
+        for m in w.messages(s) {
+            if let ServerMessage::Tick { tables, .. } = m {
+                for t in tables {
+                    updates += t.updates.len();
+                    patches += t.patches.len();
+                }
+            }
+        }
+        if w.version(s) == 1 {
+            assert!(updates > 0, "version 1 got no updates");
+            assert_eq!(patches, 0, "version 1 got patches");
+        } else {
+            assert!(patches > 0, "version 2 got no patches ({updates} updates)");
+        }
+        assert_consistent(&w, s);
+    }
+    assert_eq!(me(&w, v1).pos, gm::Vec2::new(504.0, 500.0));
+    assert_eq!(me(&w, v2).pos, gm::Vec2::new(502.0, 504.0));
+    let rows = |s| -> Vec<(Vec<u8>, Vec<u8>)> {
+        w.cache(s)
+            .iter_raw("player")
+            .map(|(k, r)| (k.to_vec(), r.to_vec()))
+            .collect()
+    };
+    assert_eq!(rows(v1).len(), 2);
+    assert_eq!(
+        rows(v1),
+        rows(v2),
+        "patched rows are the whole rows, byte for byte"
+    );
+}
+
+/// A module writes a `U64` key as `cf` and 8 bytes; the row keeps those bytes, and so does the key of its delete
+/// (not the shortest form `07`), so a client that matches keys by bytes, like the Rust SDK's cache, deletes it.
+#[test]
+fn a_delete_key_is_the_key_columns_bytes_in_the_row() {
+    let mut w = world_of(&KEYS);
+    let s = w.connect(Identity([1; 32]));
+    w.subscribe(s, "thing", protocol::Filter::All);
+    let wide = [0xcf, 0, 0, 0, 0, 0, 0, 0, 7];
+    let put = w.call_raw(s, "put", &[&[0x91][..], &wide].concat());
+    tick_ok(&mut w, &[(s, put)]);
+    let row = [&[0x92][..], &wide, &wide].concat();
+    assert_eq!(w.cache(s).get_raw("thing", &wide), Some(&row[..]));
+    w.take_messages(s);
+    // Deleted by value (the shortest form): the delete still names the key as the row holds it.
+    let remove = w.call_raw(s, "remove", &[0x91, 0x07]);
+    tick_ok(&mut w, &[(s, remove)]);
+    let deletes: Vec<Vec<u8>> = w
+        .messages(s)
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Tick { tables, .. } => Some(tables),
+            _ => None,
+        })
+        .flatten()
+        .flat_map(|t| t.deletes.iter().map(|k| k.0.clone()))
+        .collect();
+    assert_eq!(deletes, [wide.to_vec()]);
+    assert_consistent(&w, s);
+    assert!(w.events(s).iter().any(
+        |e| matches!(e, Event::Deleted { key, old, .. } if **key == wide && **old == row[..])
+    ));
+    assert_eq!(w.cache(s).len("thing"), 0);
+}
+
+/// Calls accepted before a fatal error are answered before it: a session's 20 calls, then the network closes it
+/// (as for a flood); it gets the 20 results and the tick's rows, then the fatal `Error` last, then nothing; its
+/// `Disconnect` frees its id, and the world holds the 20 calls' rows.
+#[test]
+fn a_fatal_close_delivers_the_earlier_results_before_the_error_frame() {
+    const N: u8 = 20;
+    let mut w = world_of(&KEYS);
+    let s = w.connect(Identity([1; 32]));
+    let watcher = w.connect(Identity([2; 32]));
+    for session in [s, watcher] {
+        w.subscribe(session, "thing", protocol::Filter::All);
+    }
+    w.tick();
+    w.take_messages(s);
+    let calls: Vec<u32> = (1..=N).map(|k| w.call_raw(s, "put", &[0x91, k])).collect();
+    w.close(s, ErrorCode::RateLimited, "too many messages", 2);
+    let out = w.tick();
+    assert_eq!(out.closes.len(), 1);
+    let messages = w.take_messages(s);
+    let results: Vec<(u32, CallOutcome)> = messages
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Result {
+                request, outcome, ..
+            } => Some((*request, outcome.clone())),
+            _ => None,
+        })
+        .collect();
+    let expected: Vec<_> = calls.iter().map(|&r| (r, CallOutcome::Ok)).collect();
+    assert_eq!(results, expected, "every accepted call's result, in order");
+    assert!(
+        matches!(&messages[messages.len() - 2], ServerMessage::Tick { .. }),
+        "the tick's rows before the error: {messages:?}"
+    );
+    assert_eq!(
+        messages.last(),
+        Some(&ServerMessage::Error {
+            code: ErrorCode::RateLimited,
+            message: "too many messages".into(),
+            request: None,
+            fatal: true
+        })
+    );
+    assert_eq!(w.cache(s).len("thing"), usize::from(N));
+    assert!(matches!(
+        w.ended(s),
+        Some(Ended::Closed { close_code: 2, .. })
+    ));
+    // The network's `Disconnect` follows; nothing more reaches the session (the harness checks every frame).
+    let id = w.session_id(s);
+    let out = w.tick();
+    assert_eq!(out.freed, [id]);
+    w.run(3);
+    assert!(w.messages(s).is_empty());
+    assert_eq!(w.cache(watcher).len("thing"), usize::from(N));
+    assert_eq!(w.world().session_count(), 1);
+}
+
+/// A session's id is freed by the tick that ends it, with nothing of that tick for it; the same player reconnecting
+/// gets the id back and hears only about what it asked itself.
+#[test]
+fn a_reused_session_id_never_gets_the_old_sessions_frames() {
+    let mut w = demo();
+    let token = Token([7; 32]);
+    let walk = gm::move_dir::call(1.0, 0.0);
+    let other = w.connect(Identity([9; 32]));
+    w.tick();
+    for round in 0..3 {
+        let old = w.connect_token(token);
+        w.subscribe(old, "player", protocol::Filter::All);
+        for _ in 0..19 {
+            w.call(old, &walk);
+        }
+        w.tick();
+        assert!(w.messages(old).len() > 19, "round {round}");
+        // More calls, then gone in the same tick: their answers are never made.
+        let lost: Vec<u32> = (0..5).map(|_| w.call(old, &walk)).collect();
+        w.disconnect(old);
+        let out = w.tick();
+        let id = w.session_id(old);
+        assert_eq!(out.freed, [id], "round {round}");
+        assert!(out.frames.iter().all(|(s, _)| *s != id));
+        for request in lost {
+            assert_eq!(w.result(old, request), None);
+        }
+        // The same player reconnects at once: it gets the old id, its Welcome and its own result only.
+        let new = w.connect_token(token);
+        assert_eq!(w.session_id(new), id, "round {round}: the id is reused");
+        let request = w.call(new, &walk);
+        let out = w.tick();
+        let welcomes = w
+            .messages(new)
+            .iter()
+            .filter(|m| matches!(m, ServerMessage::Welcome(_)))
+            .count();
+        assert_eq!(welcomes, 1);
+        let results: Vec<u32> = w
+            .messages(new)
+            .iter()
+            .filter_map(|m| match m {
+                ServerMessage::Result { request, .. } => Some(*request),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(results, [request], "round {round}");
+        assert!(
+            w.messages(new)
+                .iter()
+                .all(|m| !matches!(m, ServerMessage::Subscribed { .. }))
+        );
+        assert!(out.frames.iter().any(|(s, _)| *s == id));
+        w.disconnect(new);
+        w.tick();
+        assert_eq!(w.session_ids().in_use(), 1, "round {round}");
+    }
+    assert!(w.ended(other).is_none());
+}
+
+#[test]
+fn call_query_logs_and_snapshot_answer_the_operator() {
+    let mut w = demo();
+    let player = w.connect(Identity([1; 32]));
+    let admin = w.connect(Identity([2; 32]));
+    let r = w.call(player, &gm::set_name::call("Ada".into()));
+    tick_ok(&mut w, &[(player, r)]);
+    // call: an admin-only reducer, as the server; wrong arguments are refused by the host.
+    let called = w.admin(
+        admin,
+        AdminCommand::Call {
+            reducer: "admin_spawn_creatures_in".into(),
+            args: gm::admin::admin_spawn_creatures_in::call(7, 100.0, 100.0, 300.0, 300.0).args,
+        },
+    );
+    let bad = w.admin(
+        admin,
+        AdminCommand::Call {
+            reducer: "admin_give".into(),
+            args: vec![0x91, 0x01],
+        },
+    );
+    // query: private tables too, WHERE / ORDER BY / LIMIT; only SELECT.
+    let query = |sql: &str| AdminCommand::Query { sql: sql.into() };
+    let rows = w.admin(
+        admin,
+        // (set_name stores names in lower case)
+        query("SELECT name, level FROM player WHERE name = 'ada' ORDER BY id LIMIT 5"),
+    );
+    let count = w.admin(admin, query("SELECT COUNT(*) FROM inventory_item"));
+    let delete = w.admin(admin, query("DELETE FROM player"));
+    // logs: the module's lines (the demo logs every player entering).
+    let logs = w.admin(
+        admin,
+        AdminCommand::Logs {
+            tail: 50,
+            follow: false,
+        },
+    );
+    let follow = w.admin(
+        admin,
+        AdminCommand::Logs {
+            tail: 0,
+            follow: true,
+        },
+    );
+    // A module must arrive compiled (the network compiles a `Publish`).
+    let publish = w.admin(admin, AdminCommand::Publish { wasm: vec![0] });
+    let tick = w.tick().tick.0;
+    let reply = |request| w.admin_reply(admin, request).cloned();
+    assert_eq!(
+        reply(called),
+        Some(AdminReply::Called {
+            tick,
+            outcome: CallOutcome::Ok
+        })
+    );
+    assert!(
+        matches!(
+            reply(bad),
+            Some(AdminReply::Called {
+                outcome: CallOutcome::Err {
+                    code: ErrorCode::BadArguments,
+                    ..
+                },
+                ..
+            })
+        ),
+        "{:?}",
+        reply(bad)
+    );
+    let Some(AdminReply::Rows { json }) = reply(rows) else {
+        panic!("{:?}", reply(rows))
+    };
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["columns"], serde_json::json!(["name", "level"]));
+    assert_eq!(json["rows"], serde_json::json!([["ada", 1]]));
+    assert!(matches!(reply(count), Some(AdminReply::Rows { .. })));
+    assert!(matches!(reply(delete), Some(AdminReply::Refused { .. })));
+    let Some(AdminReply::Logs { lines }) = reply(logs) else {
+        panic!("{:?}", reply(logs))
+    };
+    let entered = |lines: &[ModuleLogLine]| {
+        lines
+            .iter()
+            .filter(|l| l.message.contains("entered the world"))
+            .count()
+    };
+    assert_eq!(entered(&lines), 2, "{lines:?}");
+    assert_eq!(reply(follow), Some(AdminReply::Logs { lines: vec![] }));
+    assert!(
+        matches!(reply(publish), Some(AdminReply::Refused { message }) if message.contains("compiled"))
+    );
+    assert_eq!(
+        w.cache(player).len("creature"),
+        0,
+        "the player subscribed to nothing"
+    );
+    // logs -f: a line written later arrives, under the same request.
+    w.take_messages(admin);
+    w.connect(Identity([3; 32]));
+    w.tick();
+    let followed: Vec<&ModuleLogLine> = w
+        .messages(admin)
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Admin {
+                request,
+                reply: AdminReply::Logs { lines },
+            } if *request == follow => Some(lines),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(followed.len(), 1, "{followed:?}");
+    assert!(followed[0].message.contains("entered the world"));
+    // snapshot: made by the shell after the tick; a session's answer comes with the next tick's frames.
+    let snapshot = w.admin(admin, AdminCommand::Snapshot);
+    let tick = w.tick().tick;
+    assert_eq!(w.admin_reply(admin, snapshot), None);
+    assert_eq!(w.snapshot().tick(), tick);
+    assert!(w.records().is_empty(), "the snapshot holds every record");
+    w.tick();
+    assert_eq!(
+        w.admin_reply(admin, snapshot),
+        Some(&AdminReply::Snapshot { tick: tick.0 })
+    );
+    // The server's own API is answered in the tick.
+    let reply = w.local_admin(AdminCommand::Snapshot);
+    assert_eq!(
+        reply,
+        AdminReply::Snapshot {
+            tick: w.current_tick().0
+        }
+    );
+}
+
+#[test]
+fn a_tick_reducer_failing_every_tick_is_logged_once_by_name_and_counted_every_time() {
+    let mut w = world_of(&FAILING);
+    for n in 1..=40 {
+        let out = w.tick();
+        let failures: Vec<&str> = out.server_failures.iter().map(|r| &**r).collect();
+        assert_eq!(failures, ["on_tick"], "tick {n}");
+    }
+    let lines = |w: &mut TestWorld| match w.local_admin(AdminCommand::Logs {
+        tail: 1_000,
+        follow: false,
+    }) {
+        AdminReply::Logs { lines } => lines,
+        other => panic!("{other:?}"),
+    };
+    // Forty failures (and more), one line: the first failure, at level error under the reducer's name.
+    let first = lines(&mut w);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(
+        (
+            first[0].tick,
+            first[0].level.as_str(),
+            first[0].reducer.as_str()
+        ),
+        (1, "error", "on_tick")
+    );
+    assert!(
+        first[0]
+            .message
+            .starts_with("reducer `on_tick` failed: no luck"),
+        "{}",
+        first[0].message
+    );
+    // Ten seconds after it, one line sums up the failures since.
+    w.advance_clock(Duration::from_secs(10));
+    w.tick();
+    let then = lines(&mut w);
+    assert_eq!(then.len(), 2, "{then:?}");
+    let tick = w.current_tick().0;
+    assert!(
+        then[1]
+            .message
+            .starts_with(&format!("failed again {} times after tick 1;", tick - 2)),
+        "{}",
+        then[1].message
+    );
+}
+
+/// As after `kill -9` and a restart: the world recovered from its records alone, the player found again by its
+/// token's identity, with what it did.
+#[test]
+fn after_a_restart_from_the_records_state_and_identities_are_intact() {
+    let mut w = demo();
+    let token = Token([5; 32]);
+    let s = w.connect_token(token);
+    w.subscribe(s, "player", protocol::Filter::All);
+    let teleport = w.call(s, &gm::teleport::call(1234.0, 567.0));
+    let name = w.call(s, &gm::set_name::call("survivor".into()));
+    tick_ok(&mut w, &[(s, teleport), (s, name)]);
+    let before = me(&w, s);
+    w.run(5);
+    assert!(!w.records().is_empty());
+    let last = w.records().last().unwrap().tick();
+    w.restart().unwrap();
+    assert_eq!(w.ended(s), Some(&Ended::Lost));
+    assert_eq!(
+        w.current_tick(),
+        last,
+        "the ticks go on from the last record"
+    );
+    let again = w.connect_token(token);
+    assert_eq!(w.identity(again), w.identity(s));
+    w.subscribe(again, "player", protocol::Filter::All);
+    w.tick();
+    let after = me(&w, again);
+    assert_eq!(
+        (after.id, after.name.as_str(), after.pos),
+        (before.id, "survivor", before.pos)
+    );
+    assert!(after.online);
+    assert!(w.current_tick() > last);
+}
+
+/// A publish swaps the module at a tick boundary: every session stays, gets a new `Welcome` and its view again;
+/// an incompatible module is refused with every change named, and changes nothing.
+#[test]
+fn a_publish_keeps_every_session_and_an_incompatible_one_changes_nothing() {
+    let mut w = demo();
+    let s = w.connect(Identity([1; 32]));
+    w.subscribe(s, "player", protocol::Filter::All);
+    w.tick();
+    let held = players(&w, s);
+    assert_eq!(held.len(), 1);
+    let refused = w.publish(&KEYS);
+    assert!(
+        matches!(&refused, AdminReply::Refused { message } if message.contains("table `player` removed")),
+        "{refused:?}"
+    );
+    let published = w.publish(&DEMO);
+    assert!(
+        matches!(&published, AdminReply::Published { changes, .. } if changes.is_empty()),
+        "{published:?}"
+    );
+    w.take_messages(s);
+    w.tick();
+    assert!(
+        matches!(w.messages(s).first(), Some(ServerMessage::Welcome(_))),
+        "{:?}",
+        w.messages(s)
+    );
+    assert!(w.ended(s).is_none());
+    assert_eq!(
+        players(&w, s),
+        held,
+        "the view is back after the new Welcome"
+    );
+    // The snapshot of the swap holds the world: a restart recovers it.
+    assert!(w.snapshot().tick() > Tick(0));
+    w.restart().unwrap();
+    let again = w.connect(Identity([1; 32]));
+    w.subscribe(again, "player", protocol::Filter::All);
+    w.tick();
+    assert_eq!(me(&w, again).id, held[0].id);
+}
+
+#[test]
+fn ten_thousand_sessions_coming_and_going_leave_the_session_slots_where_they_started() {
+    let mut w = demo();
+    // A player who stays throughout.
+    let stays = w.connect(Identity([1; 32]));
+    w.subscribe(stays, "player", protocol::Filter::All);
+    w.tick();
+    let slots = w.world().interest().client_slots();
+    assert_eq!((slots, w.session_ids().span()), (1, 1));
+    for cycle in 0..10_000u32 {
+        let s = w.connect(Identity([2 + (cycle % 8) as u8; 32]));
+        w.subscribe(s, "player", protocol::Filter::All);
+        let out = w.tick();
+        assert!(out.frames.iter().any(|(id, _)| *id == w.session_id(s)));
+        w.disconnect(s);
+        let out = w.tick();
+        assert_eq!(out.freed, [w.session_id(s)]);
+    }
+    assert_eq!(w.world().interest().client_slots(), slots);
+    assert_eq!((w.session_ids().span(), w.session_ids().in_use()), (1, 1));
+    assert_eq!(w.world().session_count(), 1);
+}
+
+// ---- a measurement -------------------------------------------------------------------------------------------
+
+/// The demo module's world (empty: no `init`), driven directly as the server drives it (not through [`TestWorld`],
+/// so that the measurement can also number sessions as the old code did, never reusing an id): the inputs of a
+/// tick in, its output out, and the ids it freed given back as the release thread does once the tick's frames are
+/// delivered.
+struct Sim {
+    world: locus_server::World,
+    ids: locus_server::world::SessionIds,
+    /// Whether `ids` numbers the sessions (otherwise the caller does, and nothing is given back).
+    allocated: bool,
+    tick: u64,
+}
+
+impl Sim {
+    fn new(allocated: bool) -> Sim {
+        let instance = DEMO.instantiate(locus_store::Database::default()).unwrap();
+        Sim {
+            world: locus_server::World::new(
+                instance,
+                locus_interest::InterestConfig::default(),
+                20,
+                7,
+            ),
+            ids: locus_server::world::SessionIds::default(),
+            allocated,
+            tick: 0,
+        }
+    }
+
+    fn tick(&mut self, inputs: Vec<locus_server::world::Input>) -> locus_server::world::TickOutput {
+        self.tick += 1;
+        let now = locus_types::Timestamp(1_700_000_000_000_000 + self.tick * 50_000);
+        let out = self
+            .world
+            .run_tick(locus_types::Tick(self.tick), now, 0.05, inputs);
+        for &session in out.freed.iter().filter(|_| self.allocated) {
+            assert!(self.ids.release(session), "session {session} freed twice");
+        }
+        out
+    }
+
+    /// A session of player `n` joining, subscribed to the players.
+    fn join(session: u32, n: u8) -> Vec<locus_server::world::Input> {
+        use locus_server::world::Input;
+        vec![
+            Input::Connect {
+                session,
+                identity: Identity([n; 32]),
+                token: protocol::Token([n; 32]),
+                version: PROTOCOL_VERSION,
+            },
+            Input::Subscribe {
+                session,
+                request: 1,
+                table: "player".into(),
+                filter: protocol::Filter::All,
+            },
+        ]
+    }
+
+    /// `cycles` sessions joining and leaving one after the other (of 8 players, so the world's rows stay the same),
+    /// numbered by `id` (the allocator's, or another numbering).
+    fn churn(&mut self, cycles: u32, mut id: impl FnMut(&mut Sim, u32) -> u32) {
+        for cycle in 0..cycles {
+            let session = id(self, cycle);
+            let out = self.tick(Sim::join(session, 2 + (cycle % 8) as u8));
+            assert!(
+                out.frames.iter().any(|(s, _)| *s == session),
+                "the session was welcomed"
+            );
+            let out = self.tick(vec![locus_server::world::Input::Disconnect { session }]);
+            assert_eq!(out.freed, [session]);
+            assert!(
+                out.frames.iter().all(|(s, _)| *s != session),
+                "nothing for a session gone"
+            );
+        }
+    }
+
+    /// The mean time of a tick with nothing to do but the module's tick and the interest stage's poll.
+    fn idle_tick(&mut self) -> Duration {
+        let start = Instant::now();
+        for _ in 0..200 {
+            self.tick(Vec::new());
+        }
+        start.elapsed() / 200
+    }
+}
+
+/// The figures of the report: a tick's time and the interest stage's slots after 10,000 sessions came and went,
+/// with ids reused and with ids numbered as before (each new: 1, 2, 3, …; the slots at the end as at the old code's,
+/// emulated by the last session staying). Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+#[expect(clippy::print_stderr, reason = "the measurement's output")]
+fn measure_a_tick_after_ten_thousand_sessions() {
+    for reuse in [true, false] {
+        let mut sim = Sim::new(reuse);
+        let stays = if reuse { sim.ids.allocate() } else { 1 };
+        sim.tick(Sim::join(stays, 1));
+        let (slots, tick) = (sim.world.interest().client_slots(), sim.idle_tick());
+        let start = Instant::now();
+        if reuse {
+            sim.churn(10_000, |sim, _| sim.ids.allocate());
+        } else {
+            sim.churn(9_999, |_, cycle| 2 + cycle);
+            sim.tick(Sim::join(10_001, 9));
+        }
+        let churn = start.elapsed();
+        let (after_slots, after_tick) = (sim.world.interest().client_slots(), sim.idle_tick());
+        eprintln!(
+            "ids {}: interest slots {slots} -> {after_slots}; idle tick {tick:?} -> {after_tick:?}; \
+             20,000 churn ticks took {churn:?}",
+            if reuse {
+                "reused"
+            } else {
+                "numbered as before"
+            },
+        );
+    }
+}
+
+/// The frames of every tick of a crowd scenario, with the world's per-client work on `threads` worker threads
+/// (0: none, on the tick thread).
+fn crowd_frames(threads: usize) -> Vec<(u64, Vec<(u32, Vec<u8>)>)> {
+    let mut w = demo();
+    if threads > 0 {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        w.world_mut().set_pool(std::sync::Arc::new(pool));
+    }
+    // 60 players in three clusters, a few of them on protocol version 1 (whole rows instead of patches).
+    let sessions: Vec<TestSession> = (0..60u8)
+        .map(|i| {
+            let identity = Identity([i + 1; 32]);
+            if i % 7 == 0 {
+                w.connect_version(identity, 1)
+            } else {
+                w.connect(identity)
+            }
+        })
+        .collect();
+    for (i, &s) in sessions.iter().enumerate() {
+        w.subscribe(s, "player", protocol::Filter::All);
+        let cluster = (i % 3) as f32 * 400.0;
+        w.call(
+            s,
+            &gm::teleport::call(
+                1000.0 + cluster + (i % 10) as f32 * 9.0,
+                1000.0 + (i / 10) as f32 * 9.0,
+            ),
+        );
+    }
+    let mut frames = Vec::new();
+    for tick in 0..40u64 {
+        // Everyone walks; some turn, some stop; one leaves and comes back.
+        for (i, &s) in sessions.iter().enumerate() {
+            let angle = (i as f32 * 0.7 + tick as f32 * 0.1).sin();
+            if (i as u64 + tick) % 5 != 0 {
+                w.call(s, &gm::move_dir::call(angle, 1.0 - angle.abs()));
+            }
+        }
+        let out = w.tick();
+        frames.push((out.tick.0, out.frames.clone()));
+    }
+    frames
+}
+
+/// The frames every session gets are the same, byte for byte, whether the world's per-client work (interest and
+/// frame encoding) runs on the tick thread or on 1, 2 or 16 worker threads.
+#[test]
+fn the_frames_are_the_same_on_any_number_of_worker_threads() {
+    let alone = crowd_frames(0);
+    let bytes: usize = alone
+        .iter()
+        .flat_map(|(_, f)| f)
+        .map(|(_, b)| b.len())
+        .sum();
+    assert!(
+        bytes > 100_000,
+        "the scenario sends enough to compare ({bytes} bytes)"
+    );
+    for threads in [1, 2, 16] {
+        let other = crowd_frames(threads);
+        assert_eq!(other.len(), alone.len());
+        for ((tick, a), (_, b)) in alone.iter().zip(&other) {
+            assert!(
+                a == b,
+                "tick {tick}: the frames differ on {threads} threads"
+            );
+        }
+    }
+}
