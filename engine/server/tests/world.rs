@@ -983,9 +983,12 @@ fn measure_a_tick_after_ten_thousand_sessions() {
     }
 }
 
+/// Each tick's number and its frames, by session.
+type Frames = Vec<(u64, Vec<(u32, Vec<u8>)>)>;
+
 /// The frames of every tick of a crowd scenario, with the world's per-client work on `threads` worker threads
 /// (0: none, on the tick thread).
-fn crowd_frames(threads: usize) -> Vec<(u64, Vec<(u32, Vec<u8>)>)> {
+fn crowd_frames(threads: usize) -> Frames {
     let mut w = demo();
     if threads > 0 {
         let pool = rayon::ThreadPoolBuilder::new()
@@ -1021,7 +1024,7 @@ fn crowd_frames(threads: usize) -> Vec<(u64, Vec<(u32, Vec<u8>)>)> {
         // Everyone walks; some turn, some stop; one leaves and comes back.
         for (i, &s) in sessions.iter().enumerate() {
             let angle = (i as f32 * 0.7 + tick as f32 * 0.1).sin();
-            if (i as u64 + tick) % 5 != 0 {
+            if !(i as u64 + tick).is_multiple_of(5) {
                 w.call(s, &gm::move_dir::call(angle, 1.0 - angle.abs()));
             }
         }
