@@ -213,7 +213,25 @@ impl Interest {
     /// at the next poll. An area the stage refuses (see [`Interest::handle_area`]) leaves the client without one,
     /// and is reported by [`Interest::take_area_errors`].
     pub fn handle_changeset(&mut self, changeset: &Changeset) {
-        self.mirror.handle_changeset(changeset);
+        self.handle(std::slice::from_ref(changeset), None);
+    }
+
+    /// Feed a tick's committed changesets (in commit order) at once: the stage ends in the same state as after one
+    /// [`Interest::handle_changeset`] of each, but for the order it lists changed rows in (by row rather than by
+    /// first change), which the order within deltas follows. Feed a tick's changesets one way or the other for
+    /// deltas that are the same byte for byte.
+    pub fn handle_changesets(&mut self, changesets: &[Changeset]) {
+        self.handle(changesets, None);
+    }
+
+    /// As [`Interest::handle_changesets`], with the rows' updates applied on the threads of `pool`; the stage ends
+    /// in the same state whatever the pool's size.
+    pub fn handle_changesets_on(&mut self, changesets: &[Changeset], pool: &rayon::ThreadPool) {
+        self.handle(changesets, Some(pool));
+    }
+
+    fn handle(&mut self, changesets: &[Changeset], pool: Option<&rayon::ThreadPool>) {
+        self.mirror.handle_changesets(changesets, pool);
         for (identity, area) in self.mirror.take_area_changes() {
             for k in 0..self.registry.of_identity(identity).len() {
                 let client = self.registry.of_identity(identity)[k];
