@@ -27,14 +27,14 @@ use std::time::{Duration, Instant};
 
 use criterion::Criterion;
 use game_module::{self as gm, Vec2, terrain};
-use locus_host::{Budget, CallContext, HostConfig, ModuleInstance, Runtime};
+use locus_host::{Budget, CallContext, HostConfig, Hosted, Runtime};
 use locus_module::ReducerCall;
 use locus_store::Database;
 use locus_types::{Identity, Tick, Timestamp};
 
 /// The world under test and its clock.
 struct Bench {
-    inst: ModuleInstance,
+    inst: Hosted,
     tick: u64,
     now: Timestamp,
 }
@@ -125,7 +125,7 @@ fn setup(players: u32, creatures: u32) -> Bench {
     let inst = runtime
         .load(&wasm)
         .unwrap()
-        .instantiate(Database::default())
+        .hosted(Database::default())
         .unwrap();
     let mut bench = Bench {
         inst,

@@ -8,9 +8,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use game_module::{self as gm, Vec2, terrain};
-use locus_host::{
-    Budget, CallContext, CallError, HostConfig, Module, ModuleInstance, Runtime, build,
-};
+use locus_host::{Budget, CallContext, CallError, HostConfig, Hosted, Module, Runtime, build};
 use locus_interest::{Area, Center, ClientId, Filter, Interest, InterestConfig};
 use locus_module::ReducerCall;
 use locus_store::{Changeset, Database};
@@ -46,7 +44,7 @@ type View = HashMap<TableId, HashMap<String, Vec<u8>>>;
 
 /// A world with a manual clock, and optionally an interest stage with watching clients.
 struct World {
-    inst: ModuleInstance,
+    inst: Hosted,
     tick: u64,
     now: Timestamp,
     calls: u64,
@@ -58,7 +56,7 @@ struct World {
 impl World {
     /// A new world: `init`, then the first tick's scheduled generation.
     fn new() -> World {
-        let inst = MODULE.instantiate(Database::default()).unwrap();
+        let inst = MODULE.hosted(Database::default()).unwrap();
         let mut world = World {
             inst,
             tick: 0,

@@ -24,7 +24,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
-use locus_host::{Budget, CallContext, HostConfig, ModuleInstance, Runtime};
+use locus_host::{Budget, CallContext, HostConfig, Hosted, Runtime};
 use locus_store::{Database, Transaction};
 use locus_types::TableId;
 use locus_types::{Tick, Timestamp, Value, Vec2};
@@ -51,17 +51,13 @@ fn module_bytes() -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{e}"))
 }
 
-fn instance(wasm: &[u8], budget: Budget) -> ModuleInstance {
+fn instance(wasm: &[u8], budget: Budget) -> Hosted {
     let rt = Runtime::new(HostConfig {
         budget,
         ..HostConfig::default()
     })
     .unwrap();
-    let mut inst = rt
-        .load(wasm)
-        .unwrap()
-        .instantiate(Database::default())
-        .unwrap();
+    let mut inst = rt.load(wasm).unwrap().hosted(Database::default()).unwrap();
     // In chunks, so that an unoptimized build (`cargo test --benches`) stays within the call budget.
     let args = rmp_serde::to_vec(&(500u64,)).unwrap();
     for _ in 0..MOVERS / 500 {
@@ -146,7 +142,7 @@ fn main() {
     let mut raw = rt
         .load(&wat::parse_str(RAW_NOOP).unwrap())
         .unwrap()
-        .instantiate(Database::default())
+        .hosted(Database::default())
         .unwrap();
     let mut native_db = Database::default();
     let empty = [0x90u8];

@@ -1,12 +1,17 @@
 //! The engine side of every host call: [`Env`] knows the database, the open transaction and the running call, and
 //! nothing of wasm. The wasmtime layer ([`crate::calls`]) only moves bytes between guest memory and these methods.
 //!
+//! The database is not the instance's: its owner (the server's world) lends it for each call, and
+//! [`crate::ModuleInstance`] moves it into `Env::db` for the call and back out after it.
+//!
 //! Every method returns `Err(Errno)` for a runtime condition the module can handle; the ABI contract for each is in
 //! `locus_types::abi` and `engine/docs/module-abi.md`.
 //!
 //! # Invariants
 //!
 //! - `tx` is `Some` exactly while a reducer call is running (`call.active`).
+//! - `db` is the lent database while the instance runs something, and an empty placeholder otherwise; a call
+//!   starts and ends while it is lent.
 //! - Iterators and the call's log-line count belong to the running call and are cleared when it ends.
 //! - Only the module's own tables are visible: the system tables are reached through their host calls only
 //!   (`locus_schedule` through `schedule`/`unschedule`, `locus_area` through `area_follow`/`area_fixed`/
@@ -171,6 +176,7 @@ struct Call {
 /// The engine-side state of one module instance. See the [module docs](self).
 #[derive(Debug, Default)]
 pub(crate) struct Env {
+    /// The lent database (see the [module docs](self)).
     pub(crate) db: Database,
     tx: Option<TxLog>,
     /// The module's tables by name.
@@ -288,14 +294,15 @@ impl Env {
     }
 
     /// Make the module's tables (by name) visible, and remember the system tables and `Scheduled` reducers.
+    /// `table_count` is the number of tables of the database the instance will be lent.
     pub(crate) fn bind(
         &mut self,
         tables: HashMap<String, TableId>,
         system: SystemTables,
         scheduled: HashMap<String, Vec<ColumnDef>>,
+        table_count: usize,
     ) {
-        let n = self.db.tables().count();
-        self.visible = vec![false; n];
+        self.visible = vec![false; table_count];
         for id in tables.values() {
             self.visible[id.0 as usize] = true;
         }
@@ -318,6 +325,11 @@ impl Env {
         self.call.message = None;
         self.call.log_lines = 0;
         self.tx = Some(TxLog::new());
+    }
+
+    /// Whether a call is running (begun and not yet ended).
+    pub(crate) fn in_call_now(&self) -> bool {
+        self.call.active
     }
 
     /// End the running call: commit or roll back its transaction, close its iterators. Returns the changeset
@@ -818,13 +830,16 @@ impl Env {
                 .map_err(|e| insert_errno(&e))
         }
     }
+}
 
-    /// The area the module set for `identity`, if any (as committed, or as written by the running call).
-    pub(crate) fn area(&self, identity: Identity) -> Option<AreaRow> {
-        let t = self.db.table(self.area_table?)?;
-        let row = t.get(&Value::Identity(identity)).ok()??;
-        AreaRow::decode(row)
-    }
+/// The area of interest the module set for `identity` in `db` (a database a module was instantiated over), if
+/// any: its row of the system table `locus_area` ([`locus_types::abi::AREA_TABLE`]), decoded. Reads only the
+/// database, so no module instance is needed.
+#[must_use]
+pub fn area(db: &Database, identity: Identity) -> Option<AreaRow> {
+    let t = db.table(db.table_id(locus_types::abi::AREA_TABLE)?)?;
+    let row = t.get(&Value::Identity(identity)).ok()??;
+    AreaRow::decode(row)
 }
 
 /// Emit a module log line as a `tracing` event under the target `locus::module`.

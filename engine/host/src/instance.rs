@@ -4,13 +4,13 @@ use std::sync::Arc;
 use std::thread;
 
 use hashbrown::HashMap;
-use locus_store::{Changeset, Database};
+use locus_store::{BuildTableError, Changeset, Database, Table};
 use locus_types::abi::{
-    ABI_VERSION, AreaRow, EXPORT_ABI_VERSION, EXPORT_MEMORY, EXPORT_REDUCER_DEF_PREFIX,
+    ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_MEMORY, EXPORT_REDUCER_DEF_PREFIX,
     EXPORT_REDUCER_PREFIX, EXPORT_TABLE_PREFIX, IMPORT_MODULE, RESERVED_PREFIX, ReducerStatus,
 };
 use locus_types::{
-    ColumnType, Identity, ModuleDef, ReducerDef, ReducerKind, TableDef, TableId, Timestamp, codec,
+    ColumnType, ModuleDef, ReducerDef, ReducerKind, TableDef, TableId, Timestamp, codec,
 };
 use wasmtime::{
     Engine, ExternType, FuncType, InstancePre, Linker, Store, Trap, TypedFunc, ValType,
@@ -428,22 +428,84 @@ impl Module {
         &self.def
     }
 
-    /// Instantiate the module over `db`: create its tables (and the system tables `locus_schedule` and
+    /// Instantiate the module for `db`: create its tables (and the system tables `locus_schedule` and
     /// `locus_area`, in that order, after the module's) where `db` lacks them, and check those it has match.
     /// Tables already in `db` keep their rows (e.g. after recovery).
     ///
+    /// The instance does not keep the database: its owner lends it to every reducer-running method
+    /// ([`ModuleInstance::call`] and the others), and must always lend this database (or one with the same
+    /// tables, e.g. a copy).
+    ///
     /// # Errors
     ///
-    /// An [`InstantiateError`]; `db` is dropped with it.
-    pub fn instantiate(&self, mut db: Database) -> Result<ModuleInstance, InstantiateError> {
-        let mut tables = HashMap::new();
-        for t in &self.def.tables {
-            tables.insert(t.name.clone(), ensure_table(&mut db, t)?);
-        }
-        let system = SystemTables {
-            schedule: ensure_table(&mut db, &schedule_table_def())?,
-            area: ensure_table(&mut db, &locus_types::abi::area_table_def())?,
+    /// An [`InstantiateError`]; `db` is then unchanged.
+    pub fn instantiate(&self, db: &mut Database) -> Result<ModuleInstance, InstantiateError> {
+        let layout = self.layout(db, |old, def| {
+            if old.def() == def {
+                Ok(None)
+            } else {
+                Err(InstantiateError::SchemaMismatch(def.name.clone()))
+            }
+        })?;
+        let (instance, staged) = self.instantiate_laid_out(layout)?;
+        db.swap_tables(staged)
+            .expect("the staged tables were laid out over this database");
+        Ok(instance)
+    }
+
+    /// Lay this module's tables, then the system tables, out over `db`, which is only read: a table `db` has keeps
+    /// its id, and `existing(table, new definition)` says what becomes of it (`None`: kept as it is; `Some`: replaced
+    /// by a table built aside); a table `db` lacks is built aside, empty, under the next id.
+    pub(crate) fn layout<E: From<InstantiateError>>(
+        &self,
+        db: &Database,
+        mut existing: impl FnMut(&Table, &TableDef) -> Result<Option<Table>, E>,
+    ) -> Result<Layout, E> {
+        let mut layout = Layout {
+            tables: HashMap::new(),
+            system: SystemTables {
+                schedule: TableId(0),
+                area: TableId(0),
+            },
+            table_count: db.tables().count(),
+            staged: Vec::new(),
         };
+        let mut place = |def: &TableDef, layout: &mut Layout| -> Result<TableId, E> {
+            if let Some(id) = db.table_id(&def.name) {
+                let old = db.table(id).expect("named tables exist");
+                if let Some(table) = existing(old, def)? {
+                    layout.staged.push(table);
+                }
+                return Ok(id);
+            }
+            let id = TableId(layout.table_count as u32);
+            let table = db
+                .build_table(id, def.clone(), [], 0)
+                .map_err(|e| match e {
+                    BuildTableError::Schema(e) => InstantiateError::CreateTable(e.into()),
+                    BuildTableError::Insert(_) => unreachable!("no rows were given"),
+                })?;
+            layout.staged.push(table);
+            layout.table_count += 1;
+            Ok(id)
+        };
+        for t in &self.def.tables {
+            let id = place(t, &mut layout)?;
+            layout.tables.insert(t.name.clone(), id);
+        }
+        layout.system = SystemTables {
+            schedule: place(&schedule_table_def(), &mut layout)?,
+            area: place(&locus_types::abi::area_table_def(), &mut layout)?,
+        };
+        Ok(layout)
+    }
+
+    /// Instantiate the wasm module for a database laid out as `layout` says (once its staged tables are swapped
+    /// in, which the caller does); returns the instance and the staged tables.
+    pub(crate) fn instantiate_laid_out(
+        &self,
+        layout: Layout,
+    ) -> Result<(ModuleInstance, Vec<Table>), InstantiateError> {
         let scheduled = self
             .def
             .reducers
@@ -452,8 +514,7 @@ impl Module {
             .map(|r| (r.name.clone(), r.params.clone()))
             .collect();
         let mut env = Env::new((*self.runtime.config).clone());
-        env.db = db;
-        env.bind(tables, system, scheduled);
+        env.bind(layout.tables, layout.system, scheduled, layout.table_count);
         let mut every = Vec::new();
         for (i, r) in self.def.reducers.iter().enumerate() {
             if let ReducerKind::Every { millis } = r.kind {
@@ -475,29 +536,28 @@ impl Module {
                 .map(|r| Arc::from(r.name.as_str()))
                 .collect(),
             every,
-            area_table: system.area,
+            area_table: layout.system.area,
             tick_args: Vec::with_capacity(8),
             offsets: Vec::new(),
+            unwound: false,
         };
         instance.store.data_mut().env = env;
         instance
             .start()
             .map_err(|e| InstantiateError::Wasm(format!("{e:#}")))?;
-        Ok(instance)
+        Ok((instance, layout.staged))
     }
 }
 
-fn ensure_table(db: &mut Database, def: &TableDef) -> Result<TableId, InstantiateError> {
-    match db.table_id(&def.name) {
-        Some(id) => {
-            if db.table(id).map(|t| t.def()) == Some(def) {
-                Ok(id)
-            } else {
-                Err(InstantiateError::SchemaMismatch(def.name.clone()))
-            }
-        }
-        None => Ok(db.create_table(def.clone())?),
-    }
+/// Where a module's tables are (or will be, once `staged` is swapped in) in the database an instance is lent.
+pub(crate) struct Layout {
+    /// The module's tables by name.
+    tables: HashMap<String, TableId>,
+    system: SystemTables,
+    /// How many tables the database has once `staged` is swapped in.
+    table_count: usize,
+    /// Tables built aside, for [`Database::swap_tables`]: the new ones, and replacements of existing ones.
+    pub(crate) staged: Vec<Table>,
 }
 
 #[derive(Debug)]
@@ -527,7 +587,15 @@ pub struct ScheduledRun {
     pub error: Option<CallError>,
 }
 
-/// A module instantiated over its database: runs reducers, each in its own transaction.
+/// A module instantiated for a database: runs reducers, each in its own transaction.
+///
+/// The instance does not own the database. Each reducer-running method ([`ModuleInstance::call`],
+/// [`ModuleInstance::init`], [`ModuleInstance::client_connected`], [`ModuleInstance::client_disconnected`],
+/// [`ModuleInstance::tick`], [`ModuleInstance::run_due`]) borrows it as `&mut Database` for the call — it must be the
+/// database the instance was made for ([`Module::instantiate`]); one without the instance's `locus_area` table where
+/// it was is refused with a panic — and gives it back when the method returns,
+/// whatever happened: a call that fails, traps, is interrupted or panics has its writes rolled back first. Between
+/// calls the database is its owner's alone (snapshots, queries and the interest stage read it with no instance).
 ///
 /// One wasm instance is reused across calls. After a trap (a panic, an interruption, the memory limit, a bad
 /// pointer) the instance's memory may be inconsistent, so it is discarded and a fresh one made from the same
@@ -543,6 +611,8 @@ pub struct ModuleInstance {
     area_table: TableId,
     tick_args: Vec<u8>,
     offsets: Vec<u32>,
+    /// A panic unwound out of a call: the wasm instance is replaced before the next one.
+    unwound: bool,
 }
 
 impl std::fmt::Debug for ModuleInstance {
@@ -601,35 +671,12 @@ impl ModuleInstance {
         &self.module.def
     }
 
-    /// The database, for reads between calls.
-    #[must_use]
-    pub fn db(&self) -> &Database {
-        &self.store.data().env.db
-    }
-
     /// The id of the system table `locus_area` ([`locus_types::abi::AREA_TABLE`]): each client's area of
     /// interest as the module set it, one row per identity. Its rows, in changesets as in the database, decode with
-    /// [`AreaRow::decode`].
+    /// [`AreaRow::decode`](locus_types::abi::AreaRow::decode).
     #[must_use]
     pub fn area_table(&self) -> TableId {
         self.area_table
-    }
-
-    /// The area of interest the module set for `identity`, if any.
-    #[must_use]
-    pub fn area(&self, identity: Identity) -> Option<AreaRow> {
-        self.store.data().env.area(identity)
-    }
-
-    /// The database, for writes outside reducers (e.g. replaying the commit log before the first call).
-    pub fn db_mut(&mut self) -> &mut Database {
-        &mut self.store.data_mut().env.db
-    }
-
-    /// Give the database back (e.g. to instantiate a new module version over it).
-    #[must_use]
-    pub fn into_db(self) -> Database {
-        self.store.into_data().env.db
     }
 
     /// The module log lines written since the last drain, oldest first (each is also emitted as a `tracing`
@@ -638,7 +685,46 @@ impl ModuleInstance {
         self.store.data_mut().env.drain_logs()
     }
 
-    /// Call a client-callable reducer by name with MessagePack arguments (an array, one element per parameter).
+    /// Run `f` with `db` moved into the store's environment, where the host calls reach it, and move it back
+    /// afterwards — also when `f` unwinds, after rolling back the call it left running (the wasm instance is then
+    /// replaced before the next call, as after a trap).
+    ///
+    /// # Panics
+    ///
+    /// If `db` is not the database the instance was made for (its `locus_area` table is not where it was).
+    fn lend<R>(&mut self, db: &mut Database, f: impl FnOnce(&mut ModuleInstance) -> R) -> R {
+        /// Gives the database back when dropped, unwinding included.
+        struct Lent<'a> {
+            instance: &'a mut ModuleInstance,
+            db: &'a mut Database,
+        }
+        impl Drop for Lent<'_> {
+            fn drop(&mut self) {
+                let env = &mut self.instance.store.data_mut().env;
+                // A call still running here was left by a panic unwinding out of it.
+                let unwound = env.in_call_now();
+                if unwound {
+                    let _rolled_back = env.end_call(false);
+                }
+                std::mem::swap(&mut env.db, self.db);
+                self.instance.unwound |= unwound;
+            }
+        }
+        assert!(
+            db.table(self.area_table)
+                .is_some_and(|t| t.name() == locus_types::abi::AREA_TABLE),
+            "a module instance is lent the database it was made for"
+        );
+        if std::mem::take(&mut self.unwound) {
+            self.restart();
+        }
+        std::mem::swap(&mut self.store.data_mut().env.db, db);
+        let lent = Lent { instance: self, db };
+        f(&mut *lent.instance)
+    }
+
+    /// Call a client-callable reducer by name with MessagePack arguments (an array, one element per parameter),
+    /// over `db` (lent for the call).
     ///
     /// The arguments are read by [`codec::normalize_args`]: a float parameter also accepts an integer or the other
     /// float width when the number converts, and the reducer is given the canonical encoding.
@@ -647,6 +733,16 @@ impl ModuleInstance {
     ///
     /// A [`CallError`]; the call's writes are then rolled back.
     pub fn call(
+        &mut self,
+        db: &mut Database,
+        reducer: &str,
+        args: &[u8],
+        ctx: &CallContext,
+    ) -> Result<Changeset, CallError> {
+        self.lend(db, |this| this.call_lent(reducer, args, ctx))
+    }
+
+    fn call_lent(
         &mut self,
         reducer: &str,
         args: &[u8],
@@ -688,45 +784,62 @@ impl ModuleInstance {
         }
     }
 
-    /// Run the `init` reducer, if the module has one (once, when the world is created).
+    /// Run the `init` reducer, if the module has one (once, when the world is created), over `db`.
     ///
     /// # Errors
     ///
     /// A [`CallError`] if it fails; its writes are rolled back.
-    pub fn init(&mut self, ctx: &CallContext) -> Result<Changeset, CallError> {
-        self.lifecycle(ReducerKind::Init, &[0x90], ctx)
+    pub fn init(&mut self, db: &mut Database, ctx: &CallContext) -> Result<Changeset, CallError> {
+        self.lend(db, |this| this.lifecycle(ReducerKind::Init, &[0x90], ctx))
     }
 
-    /// Run the `client_connected` reducer, if any, with `ctx.sender` the client.
+    /// Run the `client_connected` reducer, if any, with `ctx.sender` the client, over `db`.
     ///
     /// # Errors
     ///
     /// A [`CallError`] if it fails; its writes are rolled back.
-    pub fn client_connected(&mut self, ctx: &CallContext) -> Result<Changeset, CallError> {
-        self.lifecycle(ReducerKind::ClientConnected, &[0x90], ctx)
+    pub fn client_connected(
+        &mut self,
+        db: &mut Database,
+        ctx: &CallContext,
+    ) -> Result<Changeset, CallError> {
+        self.lend(db, |this| {
+            this.lifecycle(ReducerKind::ClientConnected, &[0x90], ctx)
+        })
     }
 
-    /// Run the `client_disconnected` reducer, if any, with `ctx.sender` the client.
+    /// Run the `client_disconnected` reducer, if any, with `ctx.sender` the client, over `db`.
     ///
     /// # Errors
     ///
     /// A [`CallError`] if it fails; its writes are rolled back.
-    pub fn client_disconnected(&mut self, ctx: &CallContext) -> Result<Changeset, CallError> {
-        self.lifecycle(ReducerKind::ClientDisconnected, &[0x90], ctx)
+    pub fn client_disconnected(
+        &mut self,
+        db: &mut Database,
+        ctx: &CallContext,
+    ) -> Result<Changeset, CallError> {
+        self.lend(db, |this| {
+            this.lifecycle(ReducerKind::ClientDisconnected, &[0x90], ctx)
+        })
     }
 
-    /// Run the `tick` reducer, if any, with `dt` (seconds since the previous tick).
+    /// Run the `tick` reducer, if any, with `dt` (seconds since the previous tick), over `db`.
     ///
     /// # Errors
     ///
     /// A [`CallError`] if it fails; its writes are rolled back.
-    pub fn tick(&mut self, dt: f32, ctx: &CallContext) -> Result<Changeset, CallError> {
+    pub fn tick(
+        &mut self,
+        db: &mut Database,
+        dt: f32,
+        ctx: &CallContext,
+    ) -> Result<Changeset, CallError> {
         let mut args = std::mem::take(&mut self.tick_args);
         args.clear();
         args.push(0x91);
         args.push(0xca);
         args.extend_from_slice(&dt.to_be_bytes());
-        let r = self.lifecycle(ReducerKind::Tick, &args, ctx);
+        let r = self.lend(db, |this| this.lifecycle(ReducerKind::Tick, &args, ctx));
         self.tick_args = args;
         r
     }
@@ -739,7 +852,18 @@ impl ModuleInstance {
     ///
     /// Each run's RNG seed is derived from `ctx.rng_seed` and the run's position in the pass, so runs due at the same
     /// time (e.g. many schedules made by one reducer) draw different numbers.
-    pub fn run_due(&mut self, now: Timestamp, ctx: &CallContext) -> Vec<ScheduledRun> {
+    ///
+    /// `db` is lent for the whole pass.
+    pub fn run_due(
+        &mut self,
+        db: &mut Database,
+        now: Timestamp,
+        ctx: &CallContext,
+    ) -> Vec<ScheduledRun> {
+        self.lend(db, |this| this.run_due_lent(now, ctx))
+    }
+
+    fn run_due_lent(&mut self, now: Timestamp, ctx: &CallContext) -> Vec<ScheduledRun> {
         let mut runs = Vec::new();
         let mut position = 0u64;
         let mut next_ctx = || {
@@ -915,5 +1039,67 @@ impl ModuleInstance {
             reducer,
             message: truncated(&format!("{e:#}")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use locus_types::{Identity, Tick, Vec2};
+
+    /// The smallest module: one client reducer, `noop`, that does nothing.
+    fn noop() -> Module {
+        let wasm = wat::parse_str(
+            r#"(module
+              (memory (export "memory") 1)
+              (data (i32.const 16) "\83\a4name\a4noop\a4kind\a6Client\a6params\90")
+              (func (export "__locus_abi_version") (result i32) i32.const 1)
+              (func (export "__locus_describe_reducer_noop") (result i64)
+                i64.const 68719476767) ;; (16 << 32) | 31
+              (func (export "__locus_reducer_noop") (param i32) (result i32) i32.const 0))"#,
+        )
+        .unwrap();
+        Runtime::new(HostConfig::default())
+            .unwrap()
+            .load(&wasm)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_panic_inside_a_call_gives_the_database_back_rolled_back_and_the_next_call_works() {
+        let mut db = Database::default();
+        let mut inst = noop().instantiate(&mut db).unwrap();
+        let ctx = CallContext::server(Tick(1), Timestamp(0), 7);
+        let who = Identity([1; 32]);
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            inst.lend(&mut db, |this| {
+                let env = &mut this.store.data_mut().env;
+                env.begin_call("noop".into(), &[0x90], ctx);
+                env.area_fixed(who, Vec2::ZERO, 10.0, 12.0).unwrap();
+                assert!(crate::area(&env.db, who).is_some(), "written in the call");
+                panic!("a bug in a host call");
+            })
+        }));
+        assert!(panicked.is_err());
+        assert!(
+            db.table_id(locus_types::abi::AREA_TABLE).is_some(),
+            "the owner's database came back"
+        );
+        assert_eq!(crate::area(&db, who), None, "with the call rolled back");
+        assert!(inst.unwound);
+        inst.call(&mut db, "noop", &[0x90], &ctx).unwrap();
+        assert!(
+            !inst.unwound,
+            "the wasm instance was replaced before the next call"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "lent the database it was made for")]
+    fn an_instance_refuses_another_database() {
+        let mut db = Database::default();
+        let mut inst = noop().instantiate(&mut db).unwrap();
+        let ctx = CallContext::server(Tick(1), Timestamp(0), 7);
+        let _ = inst.call(&mut Database::default(), "noop", &[0x90], &ctx);
     }
 }

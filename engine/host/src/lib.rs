@@ -9,9 +9,14 @@
 //!   [`ModuleInstance`] then runs reducers — client calls, lifecycle, tick, periodic and scheduled — each in its own
 //!   transaction: committed on success, rolled back on an error, a trap or an interruption, with the reason
 //!   returned as a [`CallError`].
+//! - The database is not the instance's: its owner (the server's world) lends it as `&mut Database` to each call
+//!   and has it back when the call returns, so snapshots and queries read it with no instance involved. [`Hosted`]
+//!   pairs an instance with a database of its own, for tests and tools.
+//! - [`Module::upgrade`] prepares a new module version over a running one's database, migrating only the tables
+//!   whose definition changed, aside; [`Upgrade::apply`] swaps them in.
 //! - Reducers schedule one-shot calls and set each client's area of interest through host calls that write the
 //!   private system tables `locus_schedule` and `locus_area` in the call's transaction; the server reads areas back
-//!   with [`ModuleInstance::area_table`] / [`ModuleInstance::area`] and `locus_types::abi::AreaRow`.
+//!   with [`area`] (or the table [`ModuleInstance::area_table`]) and `locus_types::abi::AreaRow`.
 //! - Every call is bounded by time (epoch interruption) or fuel, and the instance's memory by a limit: a runaway
 //!   reducer stops, never the engine. A bad pointer from the module is a trap, never a host panic.
 //! - [`build`] compiles a module crate to wasm with cargo (for tests and `locus serve`).
@@ -36,9 +41,10 @@
 //! "#)?;
 //! let runtime = Runtime::new(HostConfig::default())?;
 //! let module = runtime.load(&wasm)?;
-//! let mut instance = module.instantiate(Database::default())?;
+//! let mut db = Database::default();
+//! let mut instance = module.instantiate(&mut db)?;
 //! let ctx = CallContext::server(Tick(1), Timestamp(0), 7);
-//! let changes = instance.call("noop", &[0x90], &ctx)?;
+//! let changes = instance.call(&mut db, "noop", &[0x90], &ctx)?;
 //! assert!(changes.is_empty());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -48,11 +54,13 @@ mod calls;
 mod config;
 mod env;
 mod error;
+mod hosted;
 mod instance;
 mod upgrade;
 
 pub use config::{Budget, EPOCH_PERIOD, HostConfig};
-pub use env::{CallContext, LogLine};
+pub use env::{CallContext, LogLine, area};
 pub use error::{CallError, InstantiateError, LoadError, RuntimeError};
+pub use hosted::Hosted;
 pub use instance::{Module, ModuleInstance, Runtime, ScheduledRun};
 pub use upgrade::{Upgrade, UpgradeError};

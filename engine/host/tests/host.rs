@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use locus_host::{Budget, CallContext, CallError, HostConfig, LoadError, ModuleInstance, Runtime};
+use locus_host::{
+    Budget, CallContext, CallError, HostConfig, Hosted, LoadError, Runtime, UpgradeError,
+};
 use locus_store::Database;
 use locus_types::abi::{AreaCenter, AreaRow, Errno};
 use locus_types::{
@@ -158,15 +160,15 @@ fn ctx() -> CallContext {
     CallContext::server(Tick(1), Timestamp(1_000_000), 42)
 }
 
-fn instance(runtime: &Runtime, f: &Fixture) -> ModuleInstance {
+fn instance(runtime: &Runtime, f: &Fixture) -> Hosted {
     runtime
         .load(&f.bytes())
         .unwrap()
-        .instantiate(Database::default())
+        .hosted(Database::default())
         .unwrap()
 }
 
-fn things(inst: &ModuleInstance) -> Vec<Vec<u8>> {
+fn things(inst: &Hosted) -> Vec<Vec<u8>> {
     let db = inst.db();
     let t = db.table(db.table_id("thing").unwrap()).unwrap();
     let mut rows: Vec<Vec<u8>> = t.iter().map(<[u8]>::to_vec).collect();
@@ -929,13 +931,231 @@ fn area_calls_need_a_reducer_and_trap_on_a_bad_identity_pointer() {
     );
 }
 
+// ---- The database lent for each call; upgrades that migrate only what changed --------------------------------
+
+/// The snapshot encoding of `db`: equal bytes, equal database (schema, sequences and rows in storage order).
+fn image(db: &Database) -> Vec<u8> {
+    locus_log::EncodedSnapshot::new(Tick(0), db)
+        .bytes()
+        .to_vec()
+}
+
+/// The rows of table `name` of `db`, sorted.
+fn rows_of(db: &Database, name: &str) -> Vec<Vec<u8>> {
+    let t = db.table(db.table_id(name).unwrap()).unwrap();
+    let mut rows: Vec<Vec<u8>> = t.iter().map(<[u8]>::to_vec).collect();
+    rows.sort();
+    rows
+}
+
+#[test]
+fn a_lent_database_comes_back_rolled_back_from_a_trap_an_interruption_or_a_failure() {
+    let f = writer()
+        .reducer(
+            client("insert2", &[]),
+            "(drop (call $insert (call $thing) (i32.const 600) (i32.const 3) (i32.const 320))) i32.const 0",
+        )
+        .reducer(client("spin", &[]), &format!("{INSERT_ROW1} {SPIN}"))
+        .reducer(
+            client("refuse", &[]),
+            &format!("{INSERT_ROW1} (drop (call $fail (i32.const 700) (i32.const 4))) i32.const 1"),
+        );
+    let module = runtime().load(&f.bytes()).unwrap();
+    for (reducer, first) in [
+        ("trap_after_write", false),
+        ("spin", true),
+        ("refuse", true),
+    ] {
+        // The owner keeps the database; the instance only borrows it for each call.
+        let mut db = Database::default();
+        let mut inst = module.instantiate(&mut db).unwrap();
+        if !first {
+            inst.call(&mut db, "insert1", &[0x90], &ctx()).unwrap();
+        }
+        let before = image(&db);
+        let err = inst.call(&mut db, reducer, &[0x90], &ctx()).unwrap_err();
+        let expected = match reducer {
+            "trap_after_write" => matches!(err, CallError::Trapped { .. }),
+            "spin" => matches!(err, CallError::Interrupted { budget: "time", .. }),
+            _ => matches!(err, CallError::Failed { .. }),
+        };
+        assert!(expected, "{reducer}: {err:?}");
+        assert_eq!(
+            image(&db),
+            before,
+            "{reducer}: the database came back with the call's writes rolled back"
+        );
+        // The owner writes between calls, and the next call runs over the same database and sees it.
+        let thing = db_thing(&db);
+        let mut tx = db.begin();
+        tx.insert(thing, &thing_row(2, 7)).unwrap();
+        let _ = tx.commit();
+        let changes = inst.call(&mut db, "insert2", &[0x90], &ctx()).unwrap();
+        assert!(
+            changes.is_empty(),
+            "{reducer}: [2, 7] is the owner's, so the module's insert failed"
+        );
+        let changes = inst.call(&mut db, "insert1", &[0x90], &ctx()).unwrap();
+        assert_eq!(changes.row_count(), usize::from(first), "{reducer}");
+        assert_eq!(
+            rows_of(&db, "thing"),
+            vec![thing_row(1, 5), thing_row(2, 7)]
+        );
+    }
+}
+
+fn db_thing(db: &Database) -> TableId {
+    db.table_id("thing").unwrap()
+}
+
+/// `thing` with a column `m` added.
+fn thing_v2() -> TableDef {
+    TableDef::builder("thing")
+        .column("id", ColumnType::U64)
+        .column("n", ColumnType::U64)
+        .column("m", ColumnType::U64)
+        .primary_key("id")
+        .build()
+        .unwrap()
+}
+
+/// A table of its own sequence, which no upgrade here changes.
+fn tally_table() -> TableDef {
+    TableDef::builder("tally")
+        .column("id", ColumnType::U64)
+        .column("v", ColumnType::U64)
+        .primary_key("id")
+        .auto_inc()
+        .build()
+        .unwrap()
+}
+
+fn with_tables(tables: Vec<TableDef>) -> Fixture {
+    let mut f = writer();
+    f.tables = tables;
+    f
+}
+
+#[test]
+fn an_upgrade_migrates_only_the_changed_tables_and_a_refused_one_changes_nothing() {
+    let rt = runtime();
+    let v1 = rt
+        .load(&with_tables(vec![thing_table(), tally_table()]).bytes())
+        .unwrap();
+    let mut world = v1.hosted(Database::default()).unwrap();
+    world.call("insert1", &[0x90], &ctx()).unwrap();
+    // `tally`: five rows from its sequence, two deleted (holes in its storage), as the owner writes it.
+    let tally = world.db.table_id("tally").unwrap();
+    let thing = db_thing(&world.db);
+    let mut tx = world.db.begin();
+    for v in 1..=5u64 {
+        let row = codec::encode_row(&tally_table().columns, &[Value::U64(0), Value::U64(v)]);
+        tx.insert(tally, &row.unwrap()).unwrap();
+    }
+    tx.delete(tally, &Value::U64(2)).unwrap();
+    tx.delete(tally, &Value::U64(4)).unwrap();
+    tx.insert(thing, &thing_row(2, 5)).unwrap();
+    let _ = tx.commit();
+    let storage = |db: &Database| {
+        let t = db.table(tally).unwrap();
+        let rows: Vec<(*const u8, Vec<u8>)> = t.iter().map(|r| (r.as_ptr(), r.to_vec())).collect();
+        (t.len(), t.next_auto_inc(), rows)
+    };
+    let tally_before = storage(&world.db);
+    assert_eq!((tally_before.0, tally_before.1), (3, 6));
+    let before = image(&world.db);
+
+    // Refused: an incompatible schema, then rows that do not fit the new one (a unique index over n = 5 twice),
+    // through an upgrade and through recovery with a newer module. The database is byte for byte as it was.
+    let mut retyped = thing_table();
+    retyped.columns[1].ty = ColumnType::String;
+    let mut unique_n = thing_table();
+    unique_n.indexes.push(locus_types::IndexDef {
+        column: locus_types::ColumnId(1),
+        kind: locus_types::IndexKind::Unique,
+    });
+    for (thing_def, incompatible) in [(retyped, true), (unique_n, false)] {
+        let bad = rt
+            .load(&with_tables(vec![thing_def, tally_table()]).bytes())
+            .unwrap();
+        let err = bad.upgrade(&world.instance, &world.db).unwrap_err();
+        assert_eq!(
+            matches!(err, UpgradeError::Incompatible(_)),
+            incompatible,
+            "{err}"
+        );
+        let err = bad.instantiate_upgrading(&mut world.db).unwrap_err();
+        assert_eq!(
+            matches!(err, UpgradeError::Incompatible(_)),
+            incompatible,
+            "{err}"
+        );
+        assert_eq!(
+            image(&world.db),
+            before,
+            "a refused upgrade changes nothing"
+        );
+        assert_eq!(storage(&world.db), tally_before);
+    }
+    // The running instance carries on over the database.
+    assert!(world.call("insert1", &[0x90], &ctx()).unwrap().is_empty());
+
+    // Accepted: `thing` gains a column, `extra` is new, `tally` and the system tables are not touched.
+    let mut extra = tally_table();
+    extra.name = "extra".into();
+    let v2 = rt
+        .load(&with_tables(vec![thing_v2(), tally_table(), extra.clone()]).bytes())
+        .unwrap();
+    let upgrade = v2.upgrade(&world.instance, &world.db).unwrap();
+    let mut rebuilt: Vec<&str> = upgrade.rebuilt().map(|t| t.name()).collect();
+    rebuilt.sort_unstable();
+    assert_eq!(rebuilt, ["extra", "thing"]);
+    let planned = locus_log::EncodedSnapshot::of_tables(Tick(0), &upgrade.tables(&world.db));
+    assert_eq!(image(&world.db), before, "preparing changes nothing");
+    let (instance, replaced) = upgrade.apply(&mut world.db);
+    world.instance = instance;
+    assert_eq!(replaced.len(), 1);
+    assert_eq!(replaced[0].def(), &thing_table());
+    assert_eq!(
+        planned.bytes(),
+        image(&world.db),
+        "the snapshot written before the swap is the database after it"
+    );
+    assert_eq!(
+        storage(&world.db),
+        tally_before,
+        "tally: the same rows, at the same addresses, and the same sequence"
+    );
+    let zero = |id, n| {
+        codec::encode_row(
+            &thing_v2().columns,
+            &[Value::U64(id), Value::U64(n), Value::U64(0)],
+        )
+        .unwrap()
+    };
+    assert_eq!(rows_of(&world.db, "thing"), vec![zero(1, 5), zero(2, 5)]);
+    assert_eq!(
+        world.db.table_id("extra"),
+        Some(TableId(4)),
+        "after the system tables"
+    );
+    assert_eq!(world.db.table(TableId(4)).unwrap().def(), &extra);
+    // The new instance runs over the same database: its insert of a two-column row is refused (an errno, no
+    // change), and the owner's next write to `tally` continues the sequence.
+    assert!(world.call("insert1", &[0x90], &ctx()).unwrap().is_empty());
+    let mut tx = world.db.begin();
+    let row = codec::encode_row(&tally_table().columns, &[Value::U64(0), Value::U64(9)]).unwrap();
+    assert_eq!(tx.insert(tally, &row).unwrap(), Value::U64(6));
+    let _ = tx.commit();
+}
+
 // ---- The SDK test module, built from source -------------------------------------------------------------------
 
 mod sdk {
     use std::path::Path;
     use std::sync::LazyLock;
 
-    use locus_host::{CallContext, CallError, HostConfig, ModuleInstance, Runtime, build};
+    use locus_host::{CallContext, CallError, HostConfig, Hosted, Runtime, build};
     use locus_store::Database;
     use locus_test_module as tm;
     use locus_types::abi::{AreaCenter, AreaRow, LogLevel};
@@ -953,12 +1173,12 @@ mod sdk {
         .unwrap_or_else(|e| panic!("{e}"))
     });
 
-    fn instance(config: HostConfig) -> ModuleInstance {
+    fn instance(config: HostConfig) -> Hosted {
         Runtime::new(config)
             .unwrap()
             .load(&WASM)
             .unwrap()
-            .instantiate(Database::default())
+            .hosted(Database::default())
             .unwrap()
     }
 
@@ -977,13 +1197,13 @@ mod sdk {
 
     /// Call through the module crate's own typed encoder (`tm::spawn::call(..)` etc.), as a Rust client would.
     fn call(
-        inst: &mut ModuleInstance,
+        inst: &mut Hosted,
         c: locus_module::ReducerCall,
     ) -> Result<locus_store::Changeset, CallError> {
         inst.call(c.reducer, &c.args, &as_client(1))
     }
 
-    fn rows<T: serde::de::DeserializeOwned>(inst: &ModuleInstance, table: &str) -> Vec<T> {
+    fn rows<T: serde::de::DeserializeOwned>(inst: &Hosted, table: &str) -> Vec<T> {
         let db = inst.db();
         let t = db.table(db.table_id(table).unwrap()).unwrap();
         t.iter()
@@ -991,13 +1211,13 @@ mod sdk {
             .collect()
     }
 
-    fn events(inst: &ModuleInstance) -> Vec<String> {
+    fn events(inst: &Hosted) -> Vec<String> {
         let mut e: Vec<tm::EventLog> = rows(inst, "event_log");
         e.sort_by_key(|e| e.id);
         e.into_iter().map(|e| e.text).collect()
     }
 
-    fn counter(inst: &ModuleInstance, name: &str) -> Option<i64> {
+    fn counter(inst: &Hosted, name: &str) -> Option<i64> {
         rows::<tm::Counter>(inst, "counter")
             .into_iter()
             .find(|c| c.name == name)
@@ -1222,7 +1442,7 @@ mod sdk {
     /// The `locus_area` rows of a changeset, decoded: (inserts, updates as (old, new), deletes).
     #[allow(clippy::type_complexity)]
     fn area_changes(
-        inst: &ModuleInstance,
+        inst: &Hosted,
         changes: &locus_store::Changeset,
     ) -> (Vec<AreaRow>, Vec<(AreaRow, AreaRow)>, Vec<AreaRow>) {
         let decode = |r: &[u8]| AreaRow::decode(r).expect("a valid area row");
@@ -1241,14 +1461,14 @@ mod sdk {
     }
 
     /// Every row of `locus_area` in the database, decoded.
-    fn areas(inst: &ModuleInstance) -> Vec<AreaRow> {
+    fn areas(inst: &Hosted) -> Vec<AreaRow> {
         let t = inst.db().table(inst.area_table()).unwrap();
         let mut rows: Vec<AreaRow> = t.iter().map(|r| AreaRow::decode(r).unwrap()).collect();
         rows.sort_by_key(|r| r.identity);
         rows
     }
 
-    fn following(id: u64, enter: f32, leave: f32, inst: &ModuleInstance) -> AreaRow {
+    fn following(id: u64, enter: f32, leave: f32, inst: &Hosted) -> AreaRow {
         let player = inst.db().table_id("player").unwrap();
         // The key as a `player.id` value is in a row: a positive fixint for small ids.
         let key = codec::encode_row(
@@ -1310,7 +1530,7 @@ mod sdk {
 
         // A new instance over the same database finds the table and its row (as after recovery).
         let module = inst.module().clone();
-        let inst = module.instantiate(inst.into_db()).unwrap();
+        let inst = module.hosted(inst.into_db()).unwrap();
         assert_eq!(inst.area_table(), area_id);
         assert_eq!(inst.area(Identity([1; 32])), Some(moved));
     }
@@ -1433,7 +1653,7 @@ mod sdk {
             .unwrap();
         let (mut log, recovered) = open(&disk);
         assert!(recovered.is_new());
-        let mut inst = module.instantiate(recovered.db).unwrap();
+        let mut inst = module.hosted(recovered.db).unwrap();
         log.snapshot(&EncodedSnapshot::new(Tick(0), inst.db()))
             .unwrap();
         for t in 1..=4u64 {
@@ -1463,7 +1683,7 @@ mod sdk {
 
         let (_log, recovered) = open(&disk.crash());
         assert_eq!(recovered.tick, Tick(4));
-        let mut inst = module.instantiate(recovered.db).unwrap();
+        let mut inst = module.hosted(recovered.db).unwrap();
         let players: Vec<tm::Player> = rows(&inst, "player");
         assert_eq!(
             players.len(),
@@ -1504,7 +1724,7 @@ mod sdk {
         log.snapshot(&EncodedSnapshot::new(Tick(0), &db)).unwrap();
         drop(log);
         let (_log, recovered) = open(&other);
-        let err = module.instantiate(recovered.db).unwrap_err();
+        let err = module.hosted(recovered.db).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the database's table `player` differs from the module's definition"

@@ -14,7 +14,9 @@
 //! - A tick: every player and NPC takes one step, written to the store as real transactions (`tx.update` of the
 //!   re-encoded row), one transaction per 1,000 movers. The changesets are made outside the timing (the store's
 //!   cost is measured in `locus-store`'s benches); the timed region is the whole interest stage of one tick:
-//!   `handle_changeset` of every changeset, `poll_tick`, and `Deltas::delivered`.
+//!   `handle_changesets` of the tick's changesets, `poll_tick`, and `Deltas::delivered`.
+//! - `crowd_*_2threads`: the same stage, continuing on the same crowd, with `handle_changesets_on` and
+//!   `poll_tick_on` on a pool of 2 worker threads; the summary gives the speedup per tick over one thread.
 //! - `crowd_1k`, `crowd_10k` (the standard), `crowd_50k`: the interest stage at 1k, 10k and 50k players.
 //! - `brute_force_*` (baseline): per-client recomputation from the store's R-tree on the same kind of ticks: for
 //!   every client, `within_radius(center, 72 m)` on each of the three tables, decode each row's key and position,
@@ -680,8 +682,9 @@ fn interest_ticks(
         for _ in 0..iters {
             let changesets = world.tick();
             let start = Instant::now();
-            for c in &changesets {
-                interest.handle_changeset(c);
+            match pool {
+                Some(pool) => interest.handle_changesets_on(&changesets, pool),
+                None => interest.handle_changesets(&changesets),
             }
             let handled = Instant::now();
             let deltas = match pool {

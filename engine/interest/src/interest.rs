@@ -41,6 +41,26 @@
 //! the rows in the grid cells around it and its own view. Nothing scans the world per client. Each poll also walks
 //! the client slots, one per [`ClientId`] up to the highest connected one, so the caller reuses ids (lowest free
 //! first) and the slots stay bounded by the clients connected at the peak.
+//!
+//! # Parts
+//!
+//! The stage is made of parts that each own their state: the **mirror** of public rows (rows, key index, grid,
+//! changed rows, each row's watchers; it also reads the module's area table), the **registry** of clients (dense
+//! reused slots, identities, subscriptions, the client grid; each client owns its **view** and its delta), the
+//! **passes** of a poll (one module each: changed rows, moved clients, full scans and the cap, the budgeted
+//! output) and the **output** ([`Deltas`]). See `mirror.rs`, `registry.rs`, `view.rs`, `pass/` and `deltas.rs`.
+//!
+//! # Threads
+//!
+//! A poll's per-client work — each client's rescans, changed rows, moved or full scan, cap and output — reads the
+//! mirror and writes only that client's own state, so [`Interest::poll_tick_on`] runs it on a thread pool the
+//! caller passes in (the stage has no threads of its own), in runs of clients in grid-cell order; the views'
+//! changes reach the rows' watchers afterwards, in that order. Likewise [`Interest::handle_changesets_on`] applies
+//! each row's updates in runs of rows. What a client's pass computes depends on nothing another client's pass
+//! writes, so the deltas are the same, row for row and in the same order, on any number of threads (a property
+//! test checks 0, 1, 2 and 5). What stays on the calling thread: inserts and deletes, resolving each update's key,
+//! the grid updates of moved rows, each client's center, the fan-out of changed rows to the clients standing
+//! still, and handing the views' changes to the watchers.
 
 use std::sync::Mutex;
 

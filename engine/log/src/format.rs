@@ -505,10 +505,29 @@ impl EncodedSnapshot {
     /// If the schema cannot be encoded (it always can: table definitions are plain data).
     #[must_use]
     pub fn new(tick: Tick, db: &Database) -> EncodedSnapshot {
-        let defs: Vec<&TableDef> = db.tables().map(Table::def).collect();
+        EncodedSnapshot::of_tables(tick, &db.tables().collect::<Vec<_>>())
+    }
+
+    /// Encode `tables` as the whole database after tick `tick`, as [`EncodedSnapshot::new`] does for a database's
+    /// tables: for a database about to change its tables (a module upgrade's migrated tables, built aside), whose
+    /// snapshot must be durable before the change is made. `tables` must be in id order, their ids `0..n`.
+    ///
+    /// # Panics
+    ///
+    /// If the schema cannot be encoded (it always can: table definitions are plain data).
+    #[must_use]
+    pub fn of_tables(tick: Tick, tables: &[&Table]) -> EncodedSnapshot {
+        debug_assert!(
+            tables
+                .iter()
+                .enumerate()
+                .all(|(i, t)| t.id().0 as usize == i),
+            "tables in id order"
+        );
+        let defs: Vec<&TableDef> = tables.iter().map(|t| t.def()).collect();
         let schema = rmp_serde::to_vec_named(&defs).expect("table definitions encode");
         let mut bytes = Vec::with_capacity(
-            64 + schema.len() + db.tables().map(|t| t.len() * 64).sum::<usize>(),
+            64 + schema.len() + tables.iter().map(|t| t.len() * 64).sum::<usize>(),
         );
         bytes.extend_from_slice(&SNAPSHOT_MAGIC);
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -519,7 +538,7 @@ impl EncodedSnapshot {
         block.put(&schema);
         block.finish();
         let mut total = 0u64;
-        for table in db.tables() {
+        for table in tables {
             let mut block = BlockWriter::start(&mut bytes, BLOCK_TABLE);
             block.put(&table.id().0.to_le_bytes());
             block.put(&table.next_auto_inc().to_le_bytes());

@@ -299,7 +299,8 @@ impl Server {
         }
         let is_new = recovered.is_new();
         let recovered_tick = recovered.tick;
-        let (mut instance, plan) = module.instantiate_upgrading(recovered.db)?;
+        let mut db = recovered.db;
+        let (mut instance, plan) = module.instantiate_upgrading(&mut db)?;
         // Before the migrated data's snapshot, as a publish does: recovery never meets new-schema data with only
         // the old module stored.
         if config.keep_module
@@ -316,17 +317,17 @@ impl Server {
                 ?changes,
                 "the module's schema is newer than the data's: migrated"
             );
-            log.snapshot(&EncodedSnapshot::new(recovered_tick, instance.db()))?;
+            log.snapshot(&EncodedSnapshot::new(recovered_tick, &db))?;
         }
         let mut init_failed = None;
         if is_new {
             let now = now_timestamp();
             let ctx = CallContext::server(Tick(0), now, config.seed);
-            if let Err(e) = instance.init(&ctx) {
+            if let Err(e) = instance.init(&mut db, &ctx) {
                 tracing::warn!("the init reducer failed; the world starts without its writes");
                 init_failed = Some((e, now));
             }
-            log.snapshot(&EncodedSnapshot::new(Tick(0), instance.db()))?;
+            log.snapshot(&EncodedSnapshot::new(Tick(0), &db))?;
         } else {
             tracing::info!(
                 tick = recovered.tick.0,
@@ -335,7 +336,7 @@ impl Server {
             );
         }
         let durability = Durability::start(log);
-        let mut world = World::new(instance, config.interest, config.tick_rate, config.seed);
+        let mut world = World::new(db, instance, config.interest, config.tick_rate, config.seed);
         if config.workers > 1 {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(config.workers)
@@ -732,7 +733,6 @@ impl Ticker {
             if tick.0.is_multiple_of(u64::from(self.tick_rate.max(1))) {
                 let rows = self
                     .world
-                    .instance()
                     .db()
                     .tables()
                     .map(|t| (t.name().to_owned(), t.len() as u64))
@@ -779,7 +779,7 @@ impl Ticker {
             return Err("the commit log had failed".into());
         };
         if !self.metrics.failed.load(Ordering::SeqCst)
-            && let Err(e) = d.snapshot(EncodedSnapshot::new(last, self.world.instance().db()))
+            && let Err(e) = d.snapshot(EncodedSnapshot::new(last, self.world.db()))
         {
             tracing::error!(%e, "the final snapshot could not be handed over");
         }
@@ -820,17 +820,17 @@ impl Ticker {
         !self.metrics.failed.load(Ordering::SeqCst)
     }
 
-    /// Write a snapshot of `tick` (of `db`, or the world's) and wait until it is durable.
+    /// Write `snapshot` (or one of the world's database at `tick`) and wait until it is durable.
     fn snapshot_now(
         &mut self,
         tick: Tick,
-        db: Option<&locus_store::Database>,
+        snapshot: Option<EncodedSnapshot>,
     ) -> Result<(), String> {
         let Some(d) = self.durability.as_mut() else {
             return Err("the commit log is closed".into());
         };
-        let db = db.unwrap_or(self.world.instance().db());
-        if let Err(e) = d.snapshot(EncodedSnapshot::new(tick, db)) {
+        let snapshot = snapshot.unwrap_or_else(|| EncodedSnapshot::new(tick, self.world.db()));
+        if let Err(e) = d.snapshot(snapshot) {
             self.metrics.failed.store(true, Ordering::SeqCst);
             return Err(format!("the commit log failed: {e}"));
         }
@@ -844,9 +844,9 @@ impl Ticker {
         }
     }
 
-    /// Upgrade to `module`: plan and migrate (the world untouched on failure), store the module's bytes as
-    /// `module.wasm` in the data directory, write a snapshot of the migrated data at `tick` and wait for it, then
-    /// swap. The snapshot comes before any record in the new schema, so recovery never replays new rows into old
+    /// Upgrade to `module`: plan and migrate the changed tables aside (the world untouched on failure), store the
+    /// module's bytes as `module.wasm` in the data directory, write a snapshot of the migrated data at `tick` and
+    /// wait for it, then swap the migrated tables and the new instance in. The snapshot comes before any record in the new schema, so recovery never replays new rows into old
     /// tables.
     fn publish(&mut self, tick: Tick, module: &Module, wasm: &[u8]) -> AdminReply {
         let refused = |message: String| AdminReply::Refused { message };
@@ -857,7 +857,8 @@ impl Ticker {
         if let Err(e) = store_module(&self.data_dir, wasm) {
             return refused(format!("cannot store the module: {e}"));
         }
-        if let Err(e) = self.snapshot_now(tick, Some(upgrade.instance.db())) {
+        let migrated = EncodedSnapshot::of_tables(tick, &self.world.upgraded_tables(&upgrade));
+        if let Err(e) = self.snapshot_now(tick, Some(migrated)) {
             tracing::error!(%e, "the migrated world's snapshot failed; the old module keeps running");
             return refused(e);
         }
@@ -868,7 +869,7 @@ impl Ticker {
             .map(ToString::to_string)
             .collect();
         tracing::info!(tick = tick.0, ?changes, "published a new module");
-        self.world.swap(upgrade.instance, tick);
+        self.world.swap(upgrade, tick);
         AdminReply::Published {
             tick: tick.0,
             changes,
@@ -887,7 +888,7 @@ impl Ticker {
             return false;
         }
         if d.snapshot_due(tick) {
-            let snapshot = EncodedSnapshot::new(tick, self.world.instance().db());
+            let snapshot = EncodedSnapshot::new(tick, self.world.db());
             if let Err(e) = d.snapshot(snapshot) {
                 tracing::error!(%e, "a snapshot failed; the world stops");
                 self.metrics.failed.store(true, Ordering::SeqCst);

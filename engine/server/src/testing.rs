@@ -208,15 +208,16 @@ impl TestWorld {
     ///
     /// A [`TestWorldError`] if the module does not instantiate.
     pub fn new(module: &Module, config: TestWorldConfig) -> Result<TestWorld, TestWorldError> {
-        let mut instance = module.instantiate(Database::new(StoreConfig::default()))?;
+        let mut db = Database::new(StoreConfig::default());
+        let mut instance = module.instantiate(&mut db)?;
         let init_failed = if config.init {
             let ctx = CallContext::server(Tick(0), config.start, config.seed);
-            instance.init(&ctx).err()
+            instance.init(&mut db, &ctx).err()
         } else {
             None
         };
-        let snapshot = EncodedSnapshot::new(Tick(0), instance.db());
-        let mut world = World::new(instance, config.interest, config.tick_rate, config.seed);
+        let snapshot = EncodedSnapshot::new(Tick(0), &db);
+        let mut world = World::new(db, instance, config.interest, config.tick_rate, config.seed);
         if let Some(e) = init_failed {
             world.server_reducer_failed(&e, Tick(0), config.start);
         }
@@ -672,18 +673,19 @@ impl TestWorld {
     fn deferred(&mut self, job: Deferred, tick: Tick) {
         let (from, reply) = match job {
             Deferred::Snapshot(from) => {
-                self.snapshot = EncodedSnapshot::new(tick, self.world.instance().db());
+                self.snapshot = EncodedSnapshot::new(tick, self.world.db());
                 self.records.clear();
                 (from, AdminReply::Snapshot { tick: tick.0 })
             }
             Deferred::Publish { from, module, .. } => {
                 let reply = match self.world.upgrade(&module) {
                     Ok(upgrade) => {
-                        self.snapshot = EncodedSnapshot::new(tick, upgrade.instance.db());
+                        let migrated = self.world.upgraded_tables(&upgrade);
+                        self.snapshot = EncodedSnapshot::of_tables(tick, &migrated);
                         self.records.clear();
                         let changes = upgrade.plan.changes.iter().map(ToString::to_string);
                         let changes = changes.collect();
-                        self.world.swap(upgrade.instance, tick);
+                        self.world.swap(upgrade, tick);
                         AdminReply::Published {
                             tick: tick.0,
                             changes,
@@ -728,8 +730,10 @@ impl TestWorld {
         let (_, recovered) =
             Log::open(Arc::new(disk), LogConfig::default(), StoreConfig::default())?;
         let module = self.world.instance().module().clone();
-        let (instance, _plan) = module.instantiate_upgrading(recovered.db)?;
+        let mut db = recovered.db;
+        let (instance, _plan) = module.instantiate_upgrading(&mut db)?;
         self.world = World::new(
+            db,
             instance,
             self.config.interest,
             self.config.tick_rate,

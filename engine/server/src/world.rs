@@ -1,4 +1,7 @@
-//! The world: the module instance, the interest stage and the sessions, advanced one tick at a time.
+//! The world: the database, the module instance, the interest stage and the sessions, advanced one tick at a time.
+//!
+//! The world owns the [`Database`]; the module instance does not hold it but is lent it (`&mut`) for each reducer
+//! call, so snapshots, queries and the interest stage read it with no instance involved.
 //!
 //! Sans-IO like the crates it joins: it owns no clock, thread, socket or file. [`World::run_tick`] takes the tick's
 //! inputs (what the network decoded, in arrival order) and returns the tick's [`TickOutput`]: the log record to
@@ -20,7 +23,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use locus_host::{CallContext, CallError, LogLine, Module, ModuleInstance, Upgrade, UpgradeError};
 use locus_interest::{ClientId, Delta, Deltas, Filter, Interest, InterestConfig};
 use locus_log::EncodedRecord;
-use locus_store::Changeset;
+use locus_store::{Changeset, Database, Table};
 use locus_types::protocol::{
     self, AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
     TableDeltaRef, TickRef, Token, Welcome, WireTable,
@@ -304,7 +307,11 @@ pub struct Closing {
     pub reason: String,
 }
 
-/// Counts of one tick.
+/// Counts of one tick, and where its time went.
+///
+/// The `*_time` fields are wall time of the tick's phases, read with [`std::time::Instant`] for metrics and
+/// benchmarks (`benches/tick.rs`); nothing the world outputs depends on them. They add up to
+/// [`World::run_tick`]'s time but for the bookkeeping between phases.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TickStats {
     /// Client reducer calls run.
@@ -317,6 +324,19 @@ pub struct TickStats {
     pub rows_sent: u64,
     /// Bytes of frames produced for clients.
     pub bytes_out: u64,
+    /// The inputs, in order: connects and disconnects (with their lifecycle reducers), client reducer calls,
+    /// subscriptions and commands.
+    pub inputs_time: std::time::Duration,
+    /// The `tick` reducer, the due scheduled and periodic reducers, and forwarding the module log.
+    pub server_reducers_time: std::time::Duration,
+    /// Encoding the log record.
+    pub record_time: std::time::Duration,
+    /// The changesets into the interest stage (`handle_changesets`; partly on the pool, if set).
+    pub interest_handle_time: std::time::Duration,
+    /// The interest stage's poll: view updates, deltas, patches and byte budgets (on the pool, if set).
+    pub interest_poll_time: std::time::Duration,
+    /// Encoding each session's frames (on the pool, if set) and gathering every session's frames.
+    pub encode_time: std::time::Duration,
 }
 
 #[derive(Debug)]
@@ -331,6 +351,8 @@ struct Session {
 
 /// The world. See the [module docs](self).
 pub struct World {
+    /// The world's state. The instance is lent it for each call.
+    db: Database,
     instance: ModuleInstance,
     interest: Interest,
     sessions: HashMap<SessionId, Session>,
@@ -373,8 +395,7 @@ struct Schema {
 }
 
 impl Schema {
-    fn of(instance: &ModuleInstance) -> Schema {
-        let db = instance.db();
+    fn of(db: &Database, instance: &ModuleInstance) -> Schema {
         let mut tables = Vec::new();
         let mut names = HashMap::new();
         let mut wire_tables = Vec::new();
@@ -438,18 +459,21 @@ fn error_code(e: &CallError) -> ErrorCode {
 }
 
 impl World {
-    /// A world over a module instance whose database holds the world's state. `tick_rate` is announced to
-    /// clients; `seed` seeds every reducer's RNG (with the tick and the call's position).
+    /// A world over `db`, the world's state, running `instance` (made for `db`: [`Module::instantiate`]).
+    /// `tick_rate` is announced to clients; `seed` seeds every reducer's RNG (with the tick and the call's
+    /// position).
     #[must_use]
     pub fn new(
+        db: Database,
         instance: ModuleInstance,
         interest: InterestConfig,
         tick_rate: u16,
         seed: u64,
     ) -> World {
-        let schema = Schema::of(&instance);
+        let schema = Schema::of(&db, &instance);
         World {
-            interest: Interest::new(interest, instance.db()),
+            interest: Interest::new(interest, &db),
+            db,
             instance,
             sessions: HashMap::new(),
             tables: schema.tables,
@@ -475,13 +499,19 @@ impl World {
         self.pool = Some(pool);
     }
 
-    /// The module instance (and through it the database).
+    /// The world's database, for reads between ticks (snapshots, queries, metrics).
+    #[must_use]
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The module instance (the database is [`World::db`]).
     #[must_use]
     pub fn instance(&self) -> &ModuleInstance {
         &self.instance
     }
 
-    /// Mutable access to the module instance (for `init` on a new world, and module logs).
+    /// Mutable access to the module instance (e.g. for its logs).
     pub fn instance_mut(&mut self) -> &mut ModuleInstance {
         &mut self.instance
     }
@@ -524,6 +554,7 @@ impl World {
         dt: f32,
         inputs: impl IntoIterator<Item = Input>,
     ) -> TickOutput {
+        let started = std::time::Instant::now();
         let mut stats = TickStats::default();
         let (seed, mut index) = (self.seed, 0u64);
         let mut ctx = |sender: Identity| {
@@ -560,7 +591,7 @@ impl World {
                     );
                     self.interest.handle_connect(ClientId(session), identity);
                     if self.interest.clients_of(identity).count() == 1 {
-                        match self.instance.client_connected(&ctx(identity)) {
+                        match self.instance.client_connected(&mut self.db, &ctx(identity)) {
                             Ok(c) => self.changesets.push(c),
                             Err(e) => self.server_reducer_failed(&e, tick, now),
                         }
@@ -585,7 +616,10 @@ impl World {
                     self.interest.handle_disconnect(ClientId(session));
                     self.log_followers.remove(&session);
                     if self.interest.clients_of(s.identity).next().is_none() {
-                        match self.instance.client_disconnected(&ctx(s.identity)) {
+                        match self
+                            .instance
+                            .client_disconnected(&mut self.db, &ctx(s.identity))
+                        {
                             Ok(c) => self.changesets.push(c),
                             Err(e) => self.server_reducer_failed(&e, tick, now),
                         }
@@ -601,19 +635,23 @@ impl World {
                         continue;
                     };
                     stats.calls += 1;
-                    let outcome = match self.instance.call(&reducer, &args, &ctx(identity)) {
-                        Ok(c) => {
-                            self.changesets.push(c);
-                            CallOutcome::Ok
-                        }
-                        Err(e) => {
-                            stats.failed_calls += 1;
-                            CallOutcome::Err {
-                                code: error_code(&e),
-                                message: e.to_string(),
+                    let outcome =
+                        match self
+                            .instance
+                            .call(&mut self.db, &reducer, &args, &ctx(identity))
+                        {
+                            Ok(c) => {
+                                self.changesets.push(c);
+                                CallOutcome::Ok
                             }
-                        }
-                    };
+                            Err(e) => {
+                                stats.failed_calls += 1;
+                                CallOutcome::Err {
+                                    code: error_code(&e),
+                                    message: e.to_string(),
+                                }
+                            }
+                        };
                     calls.push((std::sync::Arc::from(reducer), outcome != CallOutcome::Ok));
                     self.send(
                         session,
@@ -627,8 +665,9 @@ impl World {
                 Input::Admin { from, command } => {
                     let reply = match command {
                         AdminCommand::Call { reducer, args } => {
+                            let server = ctx(Identity::SERVER);
                             let outcome =
-                                match self.instance.call(&reducer, &args, &ctx(Identity::SERVER)) {
+                                match self.instance.call(&mut self.db, &reducer, &args, &server) {
                                     Ok(c) => {
                                         self.changesets.push(c);
                                         CallOutcome::Ok
@@ -644,7 +683,7 @@ impl World {
                             })
                         }
                         AdminCommand::Query { sql } => {
-                            Some(match crate::query::query(self.instance.db(), &sql) {
+                            Some(match crate::query::query(&self.db, &sql) {
                                 Ok(result) => AdminReply::Rows {
                                     json: serde_json::to_string(&result)
                                         .expect("a query result serializes"),
@@ -732,11 +771,16 @@ impl World {
                 },
             }
         }
-        match self.instance.tick(dt, &ctx(Identity::SERVER)) {
+        let inputs_done = std::time::Instant::now();
+        stats.inputs_time = inputs_done - started;
+        match self.instance.tick(&mut self.db, dt, &ctx(Identity::SERVER)) {
             Ok(c) => self.changesets.push(c),
             Err(e) => self.server_reducer_failed(&e, tick, now),
         }
-        for run in self.instance.run_due(now, &ctx(Identity::SERVER)) {
+        for run in self
+            .instance
+            .run_due(&mut self.db, now, &ctx(Identity::SERVER))
+        {
             if let Some(e) = run.error {
                 self.server_reducer_failed(&e, tick, now);
             }
@@ -744,18 +788,32 @@ impl World {
         }
         self.forward_logs();
         self.report_repeated_failures(tick, now);
+        let reducers_done = std::time::Instant::now();
+        stats.server_reducers_time = reducers_done - inputs_done;
         self.changesets.retain(|c| !c.is_empty());
         let record = EncodedRecord::from_changesets(tick, &self.changesets);
-        for c in std::mem::take(&mut self.changesets) {
-            stats.row_changes += c.row_count() as u64;
-            self.interest.handle_changeset(&c);
+        let recorded = std::time::Instant::now();
+        stats.record_time = recorded - reducers_done;
+        stats.row_changes += self
+            .changesets
+            .iter()
+            .map(|c| c.row_count() as u64)
+            .sum::<u64>();
+        match self.pool.as_deref() {
+            Some(pool) => self.interest.handle_changesets_on(&self.changesets, pool),
+            None => self.interest.handle_changesets(&self.changesets),
         }
+        self.changesets.clear();
         self.log_area_errors();
+        let handled = std::time::Instant::now();
+        stats.interest_handle_time = handled - recorded;
         let pool = self.pool.as_deref();
         let deltas = match pool {
             Some(pool) => self.interest.poll_tick_on(tick, pool),
             None => self.interest.poll_tick(tick),
         };
+        let polled = std::time::Instant::now();
+        stats.interest_poll_time = polled - handled;
         let mut frames = Vec::new();
         Self::encode_deltas(&deltas, &mut self.sessions, now, &mut stats, pool);
         for (&session, s) in &mut self.sessions {
@@ -765,6 +823,7 @@ impl World {
             }
         }
         frames.sort_unstable_by_key(|(s, _)| *s);
+        stats.encode_time = polled.elapsed();
         TickOutput {
             tick,
             record,
@@ -967,23 +1026,34 @@ impl World {
         }
     }
 
-    /// Prepare an upgrade to `module` over a migrated copy of the database ([`Module::upgrade`]); the world is
-    /// unchanged until [`World::swap`].
+    /// Prepare an upgrade to `module` ([`Module::upgrade`]): the tables whose definition changes are migrated
+    /// aside, the others are not copied; the world is unchanged until [`World::swap`]. The migrated data's
+    /// snapshot is [`World::upgraded_tables`].
     ///
     /// # Errors
     ///
     /// An [`UpgradeError`] naming what is incompatible.
     pub fn upgrade(&self, module: &Module) -> Result<Upgrade, UpgradeError> {
-        module.upgrade(&self.instance)
+        module.upgrade(&self.instance, &self.db)
     }
 
-    /// Run `instance` (from [`World::upgrade`]) from now on. Every session stays connected: it is sent a new
-    /// `Welcome` (the new schema; a client drops its view on it), its subscriptions are made again by table name,
-    /// its area restored from the module's `locus_area` table, and its whole view arrives as inserts in the next
-    /// tick.
-    pub fn swap(&mut self, instance: ModuleInstance, tick: Tick) {
-        let schema = Schema::of(&instance);
-        self.interest = Interest::new(self.interest_config, instance.db());
+    /// The world's tables as they will be once `upgrade` (from [`World::upgrade`], with no tick run since) is
+    /// swapped in, in id order: for the snapshot that must be durable first.
+    #[must_use]
+    pub fn upgraded_tables<'a>(&'a self, upgrade: &'a Upgrade) -> Vec<&'a Table> {
+        upgrade.tables(&self.db)
+    }
+
+    /// Run the upgrade (from [`World::upgrade`], with no tick run since) from now on: its migrated and new tables
+    /// are swapped into the database (the others stay as they are) and its instance replaces the running one.
+    /// Every session stays connected: it is sent a new `Welcome` (the new schema; a client drops its view on it),
+    /// its subscriptions are made again by table name, its area restored from the module's `locus_area` table, and
+    /// its whole view arrives as inserts in the next tick.
+    pub fn swap(&mut self, upgrade: Upgrade, tick: Tick) {
+        let (instance, replaced) = upgrade.apply(&mut self.db);
+        drop(replaced);
+        let schema = Schema::of(&self.db, &instance);
+        self.interest = Interest::new(self.interest_config, &self.db);
         self.instance = instance;
         self.tables = schema.tables;
         self.names = schema.names;
@@ -1202,13 +1272,14 @@ mod server_failure_tests {
             packed = (4096u64 << 32) | desc.len() as u64,
         );
         let wasm = wat::parse_str(&wat).unwrap();
+        let mut db = Database::default();
         let instance = Runtime::new(HostConfig::default())
             .unwrap()
             .load(&wasm)
             .unwrap()
-            .instantiate(Database::default())
+            .instantiate(&mut db)
             .unwrap();
-        World::new(instance, InterestConfig::default(), 20, 7)
+        World::new(db, instance, InterestConfig::default(), 20, 7)
     }
 
     /// The world time of tick `n` at 20 Hz.

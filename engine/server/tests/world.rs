@@ -177,7 +177,7 @@ fn an_admin_call_runs_as_the_server_and_a_session_cannot_make_it() {
     assert!(near(&w) >= 5, "{} creatures near", near(&w));
     // So may a session's operator command (the network admits only the admin's): it runs as the server too.
     let count = |w: &TestWorld| {
-        let db = w.world().instance().db();
+        let db = w.world().db();
         db.table(db.table_id("creature").unwrap()).unwrap().len()
     };
     let before = count(&w);
@@ -876,9 +876,11 @@ struct Sim {
 
 impl Sim {
     fn new(allocated: bool) -> Sim {
-        let instance = DEMO.instantiate(locus_store::Database::default()).unwrap();
+        let mut db = locus_store::Database::default();
+        let instance = DEMO.instantiate(&mut db).unwrap();
         Sim {
             world: locus_server::World::new(
+                db,
                 instance,
                 locus_interest::InterestConfig::default(),
                 20,

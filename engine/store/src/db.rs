@@ -21,7 +21,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use hashbrown::{HashMap, HashSet};
 use locus_types::{TableDef, TableId, Value};
 
-use crate::error::{ApplyError, CreateTableError, DeleteError, InsertError, UpdateError};
+use crate::error::{
+    ApplyError, BuildTableError, CreateTableError, DeleteError, InsertError, SwapTablesError,
+    UpdateError,
+};
 use crate::table::Table;
 
 /// Tuning of the store. Every field's default is stated on it.
@@ -250,6 +253,87 @@ impl Database {
             .get_mut(id.0 as usize)
             .ok_or(ApplyError::NoSuchTable(id))?;
         Ok(Redo { table })
+    }
+
+    /// Build a table apart from the database, to put in later with [`Database::swap_tables`] (e.g. a table
+    /// migrated to a new schema, built while the database keeps serving the old one): `def` under id `id`, with this
+    /// database's spatial margin, holding `rows` (bulk-loaded as by [`Database::load`]), its auto_inc sequence at
+    /// `next_auto_inc` or past the largest key loaded, whichever is larger. The database is only read.
+    ///
+    /// # Errors
+    ///
+    /// A [`BuildTableError`]: the definition is invalid, or a row does not fit it.
+    pub fn build_table<'r>(
+        &self,
+        id: TableId,
+        def: TableDef,
+        rows: impl IntoIterator<Item = &'r [u8]>,
+        next_auto_inc: u64,
+    ) -> Result<Table, BuildTableError> {
+        def.validate()?;
+        let mut table = Table::new(id, def, self.config.spatial_margin);
+        table.load(rows).map_err(|(_, e)| e)?;
+        if next_auto_inc > table.next_auto_inc() {
+            table.set_next_auto_inc(next_auto_inc);
+        }
+        Ok(table)
+    }
+
+    /// Put `tables` (from [`Database::build_table`]) into the database, in order, all or none: a table whose id is
+    /// an existing table's replaces it and must have its name; a table whose id is the number of tables so far is
+    /// appended and must have a new name. Returns the replaced tables, in the order given. Every other table — its
+    /// rows, indexes and sequence — is untouched, and the database stays the same database (a [`TxLog`] opened
+    /// before may not be used across the swap, since its undo record names the replaced tables' rows).
+    ///
+    /// # Errors
+    ///
+    /// A [`SwapTablesError`] for the first table that fits neither rule; the database is then unchanged.
+    pub fn swap_tables(&mut self, tables: Vec<Table>) -> Result<Vec<Table>, SwapTablesError> {
+        let mut count = self.tables.len();
+        let mut seen: Vec<&str> = Vec::new();
+        for t in &tables {
+            let at = t.id().0 as usize;
+            if seen.contains(&t.name()) {
+                return Err(SwapTablesError::DuplicateName {
+                    name: t.name().to_owned(),
+                });
+            }
+            seen.push(t.name());
+            if at < self.tables.len() {
+                let replaced = self.tables[at].name();
+                if replaced != t.name() {
+                    return Err(SwapTablesError::Renamed {
+                        name: t.name().to_owned(),
+                        replaced: replaced.to_owned(),
+                        id: t.id(),
+                    });
+                }
+            } else if at == count {
+                if self.names.contains_key(t.name()) {
+                    return Err(SwapTablesError::DuplicateName {
+                        name: t.name().to_owned(),
+                    });
+                }
+                count += 1;
+            } else {
+                return Err(SwapTablesError::BadId {
+                    name: t.name().to_owned(),
+                    id: t.id(),
+                    tables: count,
+                });
+            }
+        }
+        let mut replaced = Vec::new();
+        for t in tables {
+            let at = t.id().0 as usize;
+            if at < self.tables.len() {
+                replaced.push(std::mem::replace(&mut self.tables[at], t));
+            } else {
+                self.names.insert(t.name().to_owned(), t.id());
+                self.tables.push(t);
+            }
+        }
+        Ok(replaced)
     }
 }
 

@@ -209,3 +209,46 @@ pub enum ApplyError {
     #[error(transparent)]
     Update(#[from] UpdateError),
 }
+
+/// Why [`Database::build_table`](crate::Database::build_table) could not build a table. The database is unchanged
+/// (it is only read).
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum BuildTableError {
+    /// The definition breaks a schema invariant.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A row does not fit the table (invalid, a duplicate key, a unique value held twice, a bad position).
+    #[error(transparent)]
+    Insert(#[from] InsertError),
+}
+
+/// Why [`Database::swap_tables`](crate::Database::swap_tables) refused the tables. The database is unchanged.
+#[derive(Clone, Debug, PartialEq, Error)]
+pub enum SwapTablesError {
+    /// The table's id is neither an existing table's nor the next new one's.
+    #[error("table `{name}` has id {id:?}, but the database has {tables} tables")]
+    BadId {
+        /// The table given.
+        name: String,
+        /// Its id.
+        id: TableId,
+        /// How many tables the database had (counting those appended before it).
+        tables: usize,
+    },
+    /// The table would replace one of another name.
+    #[error("table `{name}` would replace table `{replaced}` ({id:?})")]
+    Renamed {
+        /// The table given.
+        name: String,
+        /// The name of the table its id holds.
+        replaced: String,
+        /// The id.
+        id: TableId,
+    },
+    /// A new table's name is taken, or two of the tables given have the same name.
+    #[error("a table named `{name}` already exists or is given twice")]
+    DuplicateName {
+        /// The name.
+        name: String,
+    },
+}

@@ -6,6 +6,8 @@
 //! stage to consume.
 //!
 //! - [`Database`] holds the tables ([`Table`]) and opens [`Transaction`]s; every write goes through one.
+//!   A schema migration builds the tables it changes aside ([`Database::build_table`]) and swaps them in at once
+//!   ([`Database::swap_tables`]), leaving every other table as it is.
 //! - Rows are stored in the one row encoding of [`locus_types::codec`]; they are validated against the table's
 //!   schema on every write, and their index keys extracted from the bytes.
 //! - Spatial queries ([`Table::within_radius`], [`Table::locate_in_envelope`], [`Table::nearest_neighbors`]) are
@@ -46,6 +48,9 @@ mod table;
 pub use db::{
     Changeset, Database, Redo, RowUpdate, StoreConfig, TableChangeset, Transaction, TxLog,
 };
-pub use error::{ApplyError, CreateTableError, DeleteError, InsertError, QueryError, UpdateError};
+pub use error::{
+    ApplyError, BuildTableError, CreateTableError, DeleteError, InsertError, QueryError,
+    SwapTablesError, UpdateError,
+};
 pub use spatial::MAX_COORD;
 pub use table::Table;

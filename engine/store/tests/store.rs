@@ -6,8 +6,8 @@ use std::ops::Bound;
 
 use locus_store::spatial::{distance_2, in_box};
 use locus_store::{
-    ApplyError, Changeset, Database, DeleteError, InsertError, QueryError, StoreConfig, Table,
-    TxLog, UpdateError,
+    ApplyError, BuildTableError, Changeset, Database, DeleteError, InsertError, QueryError,
+    StoreConfig, SwapTablesError, Table, TxLog, UpdateError,
 };
 use locus_types::codec::{self, RowError};
 use locus_types::{ColumnId, ColumnType, IndexKind, TableDef, TableId, Value, Vec2};
@@ -346,6 +346,97 @@ fn a_detached_tx_log_commits_and_rolls_back_like_a_transaction() {
     log.rollback(&mut db);
     assert_eq!(contents(db.table(e).unwrap()), before);
     assert_eq!(db.table(e).unwrap().next_auto_inc(), 2);
+}
+
+#[test]
+fn tables_built_aside_swap_in_all_or_none_and_leave_the_other_tables_untouched() {
+    let (mut db, e, i) = setup();
+    let (edef, idef) = (entity_def(), item_def());
+    let mut tx = db.begin();
+    for n in 0..3 {
+        tx.insert(
+            e,
+            &enc(&edef, &entity(0, (n as f32, 0.0), n, &format!("e{n}"))),
+        )
+        .unwrap();
+    }
+    let item = |key: &str, owner: u64| {
+        enc(
+            &idef,
+            &[Value::String(key.into()), Value::U64(owner), Value::Null],
+        )
+    };
+    tx.insert(i, &item("a", 1)).unwrap();
+    let _ = tx.commit();
+    let entities = contents(db.table(e).unwrap());
+    let entity_rows: Vec<*const u8> = db.table(e).unwrap().iter().map(<[u8]>::as_ptr).collect();
+
+    // `item` rebuilt with a unique index on `owner`, and a new table: built aside, the database only read.
+    let mut idef2 = idef.clone();
+    idef2.indexes.push(locus_types::IndexDef {
+        column: OWNER,
+        kind: IndexKind::Unique,
+    });
+    let rows: Vec<Vec<u8>> = db.table(i).unwrap().iter().map(<[u8]>::to_vec).collect();
+    let rebuilt = db
+        .build_table(i, idef2.clone(), rows.iter().map(Vec::as_slice), 0)
+        .unwrap();
+    let mut new_def = item_def();
+    new_def.name = "crate".into();
+    let added = db.build_table(TableId(2), new_def.clone(), [], 0).unwrap();
+    assert_eq!(db.tables().count(), 2, "building changes nothing");
+
+    // A set with one bad table is refused whole.
+    let renamed = db.build_table(e, item_def(), [], 0).unwrap();
+    let err = db.swap_tables(vec![renamed]).unwrap_err();
+    assert!(matches!(err, SwapTablesError::Renamed { .. }), "{err:?}");
+    let mut gap_def = item_def();
+    gap_def.name = "gap".into();
+    let gap = db.build_table(TableId(4), gap_def, [], 0).unwrap();
+    let again = db.build_table(TableId(2), new_def.clone(), [], 0).unwrap();
+    let err = db.swap_tables(vec![again, gap]).unwrap_err();
+    assert!(matches!(err, SwapTablesError::BadId { .. }), "{err:?}");
+    assert_eq!(db.table(i).unwrap().def(), &idef);
+    assert_eq!(db.tables().count(), 2);
+
+    let replaced = db.swap_tables(vec![rebuilt, added]).unwrap();
+    assert_eq!(replaced.len(), 1);
+    assert_eq!(replaced[0].def(), &idef);
+    assert_eq!(db.table(i).unwrap().def(), &idef2);
+    assert_eq!(db.table_id("crate"), Some(TableId(2)));
+    assert_eq!(db.table(TableId(2)).unwrap().def(), &new_def);
+    // The entity table is the same storage: same rows at the same addresses, same sequence.
+    let t = db.table(e).unwrap();
+    assert_eq!(contents(t), entities);
+    assert_eq!(
+        t.iter().map(<[u8]>::as_ptr).collect::<Vec<_>>(),
+        entity_rows
+    );
+    assert_eq!(t.next_auto_inc(), 4);
+    // The rebuilt table enforces its new index; the database works on as one.
+    let mut tx = db.begin();
+    assert!(matches!(
+        tx.insert(i, &item("b", 1)),
+        Err(InsertError::UniqueViolation { .. })
+    ));
+    tx.insert(TableId(2), &item("x", 9)).unwrap();
+    assert_eq!(tx.commit().row_count(), 1);
+
+    // Rows that break the new definition are refused when building, with the database untouched.
+    let dup: Vec<Vec<u8>> = vec![item("p", 5), item("q", 5)];
+    let err = db
+        .build_table(i, idef2, dup.iter().map(Vec::as_slice), 0)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            BuildTableError::Insert(InsertError::UniqueViolation { .. })
+        ),
+        "{err:?}"
+    );
+    // A sequence carried over is kept when ahead of the keys loaded.
+    let seq = db.build_table(TableId(3), entity_def(), [], 17).unwrap();
+    assert_eq!(seq.next_auto_inc(), 17);
 }
 
 #[test]

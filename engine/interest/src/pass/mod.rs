@@ -3,8 +3,9 @@
 //! A poll runs, in order:
 //!
 //! 1. the registry's `update_centers` (serial): each client's center, mode and grid cell;
-//! 2. [`changed::fan_out`] (serial, over the rows changed since the last poll): each changed row's patch, and a
-//!    notice in the inbox of every client that may have to take it in, update it or drop it;
+//! 2. the mirror's `make_patches` (each changed row's patch; on the pool, in runs of rows, when many changed),
+//!    then [`changed::fan_out`] (serial, over the rows changed since the last poll): a notice in the inbox of
+//!    every client that may have to take a changed row in, update it or drop it;
 //! 3. [`run_client`] for every client, in any order and on any thread (a client's pass reads the mirror and writes
 //!    only that client's own state and its worker's [`Scratch`]): [`full::rescan`] of changed non-spatial
 //!    subscriptions, [`changed::apply_inbox`], [`moved::moved`] for a client whose center moved, [`full::full`] for
