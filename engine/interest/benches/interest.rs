@@ -777,6 +777,35 @@ fn ratio(brute: &Tally, real: &Tally) -> String {
     }
 }
 
+/// How this machine scales a trivially parallel job from 1 to [`THREADS`] threads (FNV-1a over 64 disjoint
+/// 128 KiB buffers, 10 rounds, on one thread and then on a pool): the ceiling the stage's own speedup is read against
+/// (the 2 vCPUs here do not give 2x even to that).
+fn control() -> f64 {
+    use rayon::prelude::*;
+    let data: Vec<Vec<u8>> = (0..64)
+        .map(|i| (0..128 * 1024).map(|j| (i * 31 + j) as u8).collect())
+        .collect();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(THREADS)
+        .build()
+        .expect("a thread pool");
+    let fnv = |b: &Vec<u8>| {
+        b.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &x| {
+            (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+        })
+    };
+    let (mut one, mut many) = (Duration::ZERO, Duration::ZERO);
+    for _ in 0..10 {
+        let t = Instant::now();
+        black_box(data.iter().map(fnv).fold(0, u64::wrapping_add));
+        one += t.elapsed();
+        let t = Instant::now();
+        black_box(pool.install(|| data.par_iter().map(fnv).reduce(|| 0, u64::wrapping_add)));
+        many += t.elapsed();
+    }
+    one.as_secs_f64() / many.as_secs_f64()
+}
+
 /// How many times faster per tick `parallel` ran than `one`.
 fn speedup(one: &Tally, parallel: &Tally) -> String {
     if one.ran() && parallel.ran() {
@@ -995,8 +1024,8 @@ fn bench_crowd(
              tick; delivered {:.0} row updates/tick ({})  real: {}/delivered row ({}/tick: handle_changeset \
              {handle_ms:.2} ms + poll_tick & delivered {:.2} ms; target <= {TARGET_NS} ns: {})  baseline (brute force: \
              per client 3 within_radius({LEAVE} m) R-tree queries + diff against its previous view): {}/delivered \
-             row ({}/tick, {:.0} rows/tick)  ratio {};  on {THREADS} worker threads: {}/delivered row ({}/tick), \
-             {} the one-thread time per tick (target >= 1.8x)",
+             row ({}/tick, {:.0} rows/tick)  ratio {};  on {THREADS} worker threads: {}/delivered row ({}/tick: \
+             handle_changesets {:.2} ms), {} the one-thread time per tick (target >= 1.8x)",
             world.rows(),
             world.side,
             within_enter - 1.0,
@@ -1013,6 +1042,7 @@ fn bench_crowd(
             ratio(&base, &real),
             ns(&parallel),
             ms(&parallel),
+            parallel.handle.as_secs_f64() * 1e3 / parallel.ticks.max(1) as f64,
             speedup(&real, &parallel),
         ),
     );
@@ -1081,6 +1111,16 @@ fn main() {
     };
     let mut c = Criterion::default().configure_from_args();
     let mut outcomes = Vec::new();
+    if measuring {
+        say(
+            &mut report,
+            format!(
+                "interest/fanout  control (before): a trivially parallel job runs {:.2}x faster on {THREADS} threads than \
+                 on one (ideal {THREADS}x)",
+                control()
+            ),
+        );
+    }
     for &players in sizes {
         let name = label(players);
         let ids = [
@@ -1093,6 +1133,16 @@ fn main() {
         }
     }
     c.final_summary();
+    if measuring {
+        say(
+            &mut report,
+            format!(
+                "interest/fanout  control (after): a trivially parallel job runs {:.2}x faster on {THREADS} threads than \
+                 on one (ideal {THREADS}x)",
+                control()
+            ),
+        );
+    }
     if !outcomes.is_empty() {
         println!();
         scaling_table(&outcomes, &mut report);

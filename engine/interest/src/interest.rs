@@ -146,6 +146,11 @@ pub struct InterestConfig {
     /// Send changed rows as patches of their changed columns where the client holds the previous version (see
     /// [Patches](self#patches)). Default `true`.
     pub patches: bool,
+    /// The fewest clients (for a poll's per-client work), or rows changed (for applying a tick's updates and making
+    /// patches), worth spreading over a thread pool; below it the work stays on the calling thread, whose cache
+    /// already holds it (a small world runs slower split over cores). The output is the same either way. Default
+    /// 2048.
+    pub parallel_min: usize,
 }
 
 impl Default for InterestConfig {
@@ -157,6 +162,7 @@ impl Default for InterestConfig {
             byte_budget: None,
             row_overhead: 8,
             patches: true,
+            parallel_min: 2048,
         }
     }
 }
@@ -340,7 +346,8 @@ impl Interest {
         self.mirror.begin_poll();
         self.registry.update_centers(&self.mirror);
         let changed = self.mirror.take_changed();
-        self.mirror.make_patches(&changed, pool);
+        let many = changed.len() >= self.config.parallel_min;
+        self.mirror.make_patches(&changed, pool.filter(|_| many));
         pass::changed::fan_out(&self.mirror, &mut self.registry, &changed);
         let mut clients = self.registry.take_in_cell_order();
         let workers = pool
@@ -358,7 +365,7 @@ impl Interest {
             config: &self.config,
         };
         match pool {
-            Some(pool) if workers > 1 && clients.len() > 1 => {
+            Some(pool) if workers > 1 && clients.len() >= self.config.parallel_min.max(2) => {
                 // Runs of neighbouring clients (the order is by grid cell), several per thread so that a slow run
                 // does not hold the others up.
                 let run = clients.len().div_ceil(workers * 8).max(8);

@@ -202,6 +202,8 @@ pub(crate) struct Mirror {
     tombstones: Vec<RowId>,
     seq: u64,
     patches: bool,
+    /// [`InterestConfig::parallel_min`].
+    parallel_min: usize,
     offsets: Vec<u32>,
     patch_scratch: patch::Scratch,
     area_table: Option<TableId>,
@@ -224,6 +226,7 @@ impl Mirror {
             tombstones: Vec::new(),
             seq: 1,
             patches: config.patches,
+            parallel_min: config.parallel_min.max(1),
             offsets: Vec::new(),
             patch_scratch: patch::Scratch::default(),
             area_table: db.table_id(AREA_TABLE),
@@ -474,7 +477,7 @@ impl Mirror {
         pending.sort_unstable_by_key(|&(id, place, _)| (id, place));
         let (tables, patches, seq) = (&self.tables[..], self.patches, self.seq);
         let applied: Vec<Applied> = match pool {
-            Some(pool) if pool.current_num_threads() > 1 && pending.len() >= 1024 => {
+            Some(pool) if pool.current_num_threads() > 1 && pending.len() >= self.parallel_min => {
                 use rayon::prelude::*;
                 let run = self
                     .rows
@@ -727,7 +730,10 @@ mod tests {
         }
         let mut reference = None;
         for threads in [0, 2, 3] {
-            let config = InterestConfig::default();
+            let config = InterestConfig {
+                parallel_min: 0,
+                ..InterestConfig::default()
+            };
             let mut m = Mirror::new(&config, &db_before(&def));
             // Some rows watched, so their first change keeps a base.
             for id in (0..6_000).step_by(5) {

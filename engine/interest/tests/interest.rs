@@ -1049,6 +1049,8 @@ proptest! {
             cell_size: 16.0,
             max_visible: 6,
             byte_budget: Some(120),
+            // Spread even a handful of clients and rows over the pool.
+            parallel_min: 0,
             ..InterestConfig::default()
         };
         let alone = run_on(&case, config, 0);

@@ -815,7 +815,9 @@ impl World {
         let polled = std::time::Instant::now();
         stats.interest_poll_time = polled - handled;
         let mut frames = Vec::new();
-        Self::encode_deltas(&deltas, &mut self.sessions, now, &mut stats, pool);
+        // As the interest stage: a few sessions' frames are encoded on this thread, whose cache holds their rows.
+        let encode_pool = pool.filter(|_| self.sessions.len() >= self.interest_config.parallel_min);
+        Self::encode_deltas(&deltas, &mut self.sessions, now, &mut stats, encode_pool);
         for (&session, s) in &mut self.sessions {
             if !s.out.is_empty() {
                 stats.bytes_out += s.out.len() as u64;

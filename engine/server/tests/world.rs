@@ -991,7 +991,16 @@ type Frames = Vec<(u64, Vec<(u32, Vec<u8>)>)>;
 /// The frames of every tick of a crowd scenario, with the world's per-client work on `threads` worker threads
 /// (0: none, on the tick thread).
 fn crowd_frames(threads: usize) -> Frames {
-    let mut w = demo();
+    let config = TestWorldConfig {
+        init: false,
+        // Spread even these 60 sessions over the pool.
+        interest: locus_interest::InterestConfig {
+            parallel_min: 0,
+            ..locus_interest::InterestConfig::default()
+        },
+        ..TestWorldConfig::default()
+    };
+    let mut w = TestWorld::new(&DEMO, config).unwrap();
     if threads > 0 {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
