@@ -806,6 +806,18 @@ fn control() -> f64 {
     one.as_secs_f64() / many.as_secs_f64()
 }
 
+/// Measure and print [`control`], `when` (before or after the crowds).
+fn say_control(report: &mut Vec<String>, when: &str) {
+    say(
+        report,
+        format!(
+            "interest/fanout  control ({when}): a trivially parallel job runs {:.2}x faster on {THREADS} threads than \
+             on one (ideal {THREADS}x)",
+            control()
+        ),
+    );
+}
+
 /// How many times faster per tick `parallel` ran than `one`.
 fn speedup(one: &Tally, parallel: &Tally) -> String {
     if one.ran() && parallel.ran() {
@@ -1112,14 +1124,7 @@ fn main() {
     let mut c = Criterion::default().configure_from_args();
     let mut outcomes = Vec::new();
     if measuring {
-        say(
-            &mut report,
-            format!(
-                "interest/fanout  control (before): a trivially parallel job runs {:.2}x faster on {THREADS} threads than \
-                 on one (ideal {THREADS}x)",
-                control()
-            ),
-        );
+        say_control(&mut report, "before");
     }
     for &players in sizes {
         let name = label(players);
@@ -1134,14 +1139,7 @@ fn main() {
     }
     c.final_summary();
     if measuring {
-        say(
-            &mut report,
-            format!(
-                "interest/fanout  control (after): a trivially parallel job runs {:.2}x faster on {THREADS} threads than \
-                 on one (ideal {THREADS}x)",
-                control()
-            ),
-        );
+        say_control(&mut report, "after");
     }
     if !outcomes.is_empty() {
         println!();

@@ -146,10 +146,9 @@ pub struct InterestConfig {
     /// Send changed rows as patches of their changed columns where the client holds the previous version (see
     /// [Patches](self#patches)). Default `true`.
     pub patches: bool,
-    /// The fewest clients (for a poll's per-client work), or rows changed (for applying a tick's updates and making
-    /// patches), worth spreading over a thread pool; below it the work stays on the calling thread, whose cache
-    /// already holds it (a small world runs slower split over cores). The output is the same either way. Default
-    /// 2048.
+    /// The fewest clients connected, and rows changed (for applying a tick's updates and making patches), worth
+    /// spreading over a thread pool; below it the work stays on the calling thread, whose cache already holds it
+    /// (for a small world the split costs about what it saves). The output is the same either way. Default 2048.
     pub parallel_min: usize,
 }
 
@@ -257,6 +256,7 @@ impl Interest {
     }
 
     fn handle(&mut self, changesets: &[Changeset], pool: Option<&rayon::ThreadPool>) {
+        let pool = pool.filter(|_| self.registry.slots() >= self.config.parallel_min);
         self.mirror.handle_changesets(changesets, pool);
         for (identity, area) in self.mirror.take_area_changes() {
             for k in 0..self.registry.of_identity(identity).len() {
@@ -342,6 +342,7 @@ impl Interest {
     }
 
     fn poll(&mut self, tick: Tick, pool: Option<&rayon::ThreadPool>) -> Deltas<'_> {
+        let pool = pool.filter(|_| self.registry.slots() >= self.config.parallel_min);
         self.tick = tick;
         self.mirror.begin_poll();
         self.registry.update_centers(&self.mirror);
