@@ -612,11 +612,10 @@ impl Mirror {
     /// (`true`: the row entered its view).
     pub(crate) fn apply_journal(&mut self, client: u32, journal: &[(RowId, bool)]) {
         for &(id, entered) in journal {
-            let watchers = &mut self.rows[id.0 as usize].watchers;
             if entered {
-                watchers.push(client);
-            } else if let Some(i) = watchers.iter().position(|&w| w == client) {
-                watchers.remove(i);
+                self.rows[id.0 as usize].watchers.push(client);
+            } else {
+                self.unwatch(id, client);
             }
         }
     }
@@ -624,10 +623,15 @@ impl Mirror {
     /// Forget a client that held `rows` in view.
     pub(crate) fn forget_watcher(&mut self, client: u32, rows: impl Iterator<Item = RowId>) {
         for id in rows {
-            let watchers = &mut self.rows[id.0 as usize].watchers;
-            if let Some(i) = watchers.iter().position(|&w| w == client) {
-                watchers.remove(i);
-            }
+            self.unwatch(id, client);
+        }
+    }
+
+    /// Take `client` out of `row`'s watchers (keeping the others' order).
+    fn unwatch(&mut self, row: RowId, client: u32) {
+        let watchers = &mut self.rows[row.0 as usize].watchers;
+        if let Some(i) = watchers.iter().position(|&w| w == client) {
+            watchers.remove(i);
         }
     }
 

@@ -189,9 +189,12 @@ impl Registry {
         self.any_still
     }
 
-    /// Queue changed row `row` for client `id`'s pass.
+    /// Queue changed row `row` for client `id`'s pass, once: the fan-out queues one row at a time, so a row just
+    /// queued for the client is the inbox's last.
     pub(crate) fn notify(&mut self, id: u32, row: RowId) {
-        if let Some(c) = self.client_mut(id) {
+        if let Some(c) = self.client_mut(id)
+            && c.inbox.last() != Some(&row)
+        {
             c.inbox.push(row);
         }
     }

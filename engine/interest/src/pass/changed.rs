@@ -22,14 +22,7 @@ pub(crate) fn fan_out(mirror: &Mirror, registry: &mut Registry, changed: &[RowId
         let row = mirror.row(id);
         let info = mirror.info(row.table);
         let spatial = info.spatial.is_some();
-        let notify = |registry: &mut Registry, w: u32| {
-            if registry
-                .client(w)
-                .is_some_and(|c| c.inbox.last() != Some(&id))
-            {
-                registry.notify(w, id);
-            }
-        };
+        let notify = |registry: &mut Registry, w: u32| registry.notify(w, id);
         if !row.alive {
             for &w in &row.watchers {
                 notify(registry, w);
