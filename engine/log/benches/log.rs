@@ -21,6 +21,12 @@
 //!   `naive_tx_1m` with ordinary store transactions (`db.begin()`, `tx.update` / `tx.delete` / `tx.insert`,
 //!   `tx.commit()`).
 //!
+//! - `log/snapshot`, a `mover` table of 1,000,000 rows: what a snapshot costs the tick thread. Real:
+//!   `freeze_1m_rows`, [`Database::freeze`] (the images [`Durability::snapshot_frozen`] hands to the durability
+//!   thread, which encodes them there). Baseline: `encode_1m_rows`, [`EncodedSnapshot::new`] (what the tick thread
+//!   paid before). And what the images cost the writes that follow while the durability thread still holds them
+//!   (copy-on-write): `moves_100k_while_frozen` against `moves_100k` (100,000 move transactions each).
+//!
 //! Run with `cargo bench -p locus-log [-- FILTER]`. Every summary line starts with `log/`; all of them are repeated
 //! at the end of the run. Under `cargo test --benches` (no `--bench` flag) everything runs once at a small scale.
 //! Recovery reads its files from the page cache (they were just written): the figure is the CPU cost of recovery,
@@ -711,6 +717,101 @@ fn bench_recover(c: &mut Criterion, measuring: bool, report: &mut Vec<String>) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// log/snapshot
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Rows of the snapshot benchmark's table.
+const SNAPSHOT_ROWS: usize = 1_000_000;
+/// Move transactions per sample of the copy-on-write benchmarks.
+const COW_MOVES: usize = 100_000;
+
+fn bench_snapshot(c: &mut Criterion, measuring: bool, report: &mut Vec<String>) {
+    let (rows, moves) = if measuring {
+        (SNAPSHOT_ROWS, COW_MOVES)
+    } else {
+        (2 * TICK_ROWS, TICK_ROWS)
+    };
+    let mut world = World::new(rows);
+    // Check once, outside the timing, that the image encodes to the same bytes.
+    let encoded = EncodedSnapshot::new(Tick(1), &world.db);
+    assert_eq!(
+        EncodedSnapshot::of_frozen(Tick(1), &world.db.freeze()).bytes(),
+        encoded.bytes()
+    );
+    let bytes = encoded.bytes().len();
+    drop(encoded);
+
+    let mut group = c.benchmark_group("log/snapshot");
+    group
+        .sample_size(10)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(5));
+    let encode = Tally::default();
+    group.bench_function("encode_1m_rows", |b| {
+        timed(b, &encode, || EncodedSnapshot::new(Tick(1), &world.db));
+    });
+    let freeze = Tally::default();
+    group.bench_function("freeze_1m_rows", |b| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let start = Instant::now();
+                let images = black_box(world.db.freeze());
+                elapsed += start.elapsed();
+                // Released on the durability thread in the server, not by the caller.
+                drop(images);
+            }
+            freeze.add(iters, elapsed);
+            elapsed
+        });
+    });
+    let mut moves_with = |b: &mut Bencher<'_>, tally: &Tally, frozen: bool| {
+        b.iter_custom(|iters| {
+            let mut elapsed = Duration::ZERO;
+            for _ in 0..iters {
+                let images = frozen.then(|| world.db.freeze());
+                let start = Instant::now();
+                for _ in 0..moves {
+                    black_box(world.move_tx());
+                }
+                elapsed += start.elapsed();
+                drop(images);
+            }
+            tally.add(iters, elapsed);
+            elapsed
+        });
+    };
+    let plain = Tally::default();
+    group.bench_function("moves_100k", |b| moves_with(b, &plain, false));
+    let cow = Tally::default();
+    group.bench_function("moves_100k_while_frozen", |b| moves_with(b, &cow, true));
+    group.finish();
+
+    let (encode, freeze, plain, cow) = (encode.mean(), freeze.mean(), plain.mean(), cow.mean());
+    say(
+        report,
+        format!(
+            "log/snapshot  the tick thread's share of a snapshot of {rows} rows ({bytes} B encoded): real (Database::freeze, the durability thread encodes): {}  baseline (EncodedSnapshot::new on the tick thread): {}  ratio {}",
+            duration(freeze),
+            duration(encode),
+            ratio(encode, freeze),
+        ),
+    );
+    say(
+        report,
+        format!(
+            "log/snapshot  {moves} move transactions while the durability thread holds the images (each row copied on its first write): {} ({}/transaction)  without images: {} ({}/transaction)  cost of copy-on-write (with/without): {}",
+            duration(cow),
+            duration(cow.map(|s| s / moves as f64)),
+            duration(plain),
+            duration(plain.map(|s| s / moves as f64)),
+            ratio(cow, plain),
+        ),
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // main
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -746,6 +847,17 @@ fn main() {
         ],
     ) {
         bench_recover(&mut c, measuring, &mut report);
+    }
+    if wanted(
+        filter,
+        &[
+            "log/snapshot/encode_1m_rows",
+            "log/snapshot/freeze_1m_rows",
+            "log/snapshot/moves_100k",
+            "log/snapshot/moves_100k_while_frozen",
+        ],
+    ) {
+        bench_snapshot(&mut c, measuring, &mut report);
     }
     c.final_summary();
     if !report.is_empty() {

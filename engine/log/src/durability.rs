@@ -10,9 +10,17 @@
 //!
 //! - The watermark only grows, and never passes a tick whose record is not synced.
 //! - Requests are carried out in the order they were made; a snapshot is written after every record appended
-//!   before it.
+//!   before it, and before every record appended after it.
 //! - After a failure the watermark stops for good and every later request returns
 //!   [`DurabilityError::Failed`]; the thread keeps draining its queue so the tick thread never blocks on it.
+//!
+//! # Snapshots off the tick thread
+//!
+//! [`Durability::snapshot_frozen`] is handed images of the tables ([`Database::freeze`](locus_store::Database::freeze):
+//! their row chunks are shared copy-on-write, not copied), and the durability thread encodes them and writes the
+//! file, so the tick thread's share of a snapshot is one reference count per 1,024 row slots, plus copying the
+//! chunks it writes to while the thread still holds the images. While the thread encodes and writes, the records
+//! handed over after it wait in the queue (their durability, not the tick, is delayed by that long).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
@@ -20,6 +28,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use locus_store::FrozenTable;
 use locus_types::Tick;
 use tracing::warn;
 
@@ -30,6 +39,7 @@ use crate::log::{Log, LogConfig, SyncPolicy};
 enum Command {
     Append(EncodedRecord),
     Snapshot(EncodedSnapshot),
+    Frozen(Tick, Vec<FrozenTable>),
     Flush(mpsc::Sender<()>),
 }
 
@@ -256,17 +266,41 @@ impl Durability {
     /// [`DurabilityError::Rejected`] if its tick is before the last one handed over;
     /// [`DurabilityError::Failed`] once the log has failed.
     pub fn snapshot(&mut self, snapshot: EncodedSnapshot) -> Result<(), DurabilityError> {
-        if snapshot.tick() < self.last_tick {
-            return Err(DurabilityError::Rejected(format!(
-                "a snapshot of tick {} is behind the last logged tick {}",
-                snapshot.tick().0,
-                self.last_tick.0
-            )));
-        }
         let tick = snapshot.tick();
+        self.check_snapshot_tick(tick)?;
         self.send(Command::Snapshot(snapshot))?;
         self.last_tick = tick;
         self.last_snapshot = Some(tick);
+        Ok(())
+    }
+
+    /// Hand over images of every table after tick `tick` ([`Database::freeze`](locus_store::Database::freeze), in
+    /// id order), to be encoded ([`EncodedSnapshot::of_frozen`]) and written as a snapshot on the durability
+    /// thread, after every record handed over before it. The caller's cost is taking the images.
+    ///
+    /// # Errors
+    ///
+    /// [`DurabilityError::Rejected`] if `tick` is before the last one handed over;
+    /// [`DurabilityError::Failed`] once the log has failed.
+    pub fn snapshot_frozen(
+        &mut self,
+        tick: Tick,
+        tables: Vec<FrozenTable>,
+    ) -> Result<(), DurabilityError> {
+        self.check_snapshot_tick(tick)?;
+        self.send(Command::Frozen(tick, tables))?;
+        self.last_tick = tick;
+        self.last_snapshot = Some(tick);
+        Ok(())
+    }
+
+    fn check_snapshot_tick(&self, tick: Tick) -> Result<(), DurabilityError> {
+        if tick < self.last_tick {
+            return Err(DurabilityError::Rejected(format!(
+                "a snapshot of tick {} is behind the last logged tick {}",
+                tick.0, self.last_tick.0
+            )));
+        }
         Ok(())
     }
 
@@ -313,6 +347,25 @@ impl Drop for Durability {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+/// Write `snapshot`; a failure to write it is recorded (the log goes on without it), any other failure fails the
+/// log. Either way the log was synced first, so nothing is left pending.
+fn write_snapshot(log: &mut Log, snapshot: &EncodedSnapshot, shared: &Shared) {
+    match log.snapshot(snapshot) {
+        Ok(()) => {
+            shared.publish(log.durable_tick());
+            shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
+            shared.lock().snapshot_failure = None;
+        }
+        Err(SnapshotError::Io(e)) => {
+            warn!(target: "locus::log", "snapshot of tick {} failed: {e}", snapshot.tick().0);
+            // The log was synced before the snapshot was attempted.
+            shared.publish(log.durable_tick());
+            shared.lock().snapshot_failure = Some(e.to_string());
+        }
+        Err(e) => shared.fail(e.to_string()),
     }
 }
 
@@ -374,22 +427,18 @@ fn run(mut log: Log, receiver: &Receiver<Command>, shared: &Shared, policy: Sync
                 }
                 Err(e) => shared.fail(e.to_string()),
             },
-            Command::Snapshot(snapshot) => match log.snapshot(&snapshot) {
-                Ok(()) => {
-                    pending = false;
-                    shared.publish(log.durable_tick());
-                    shared.bytes_since_snapshot.store(0, Ordering::Relaxed);
-                    shared.lock().snapshot_failure = None;
-                }
-                Err(SnapshotError::Io(e)) => {
-                    warn!(target: "locus::log", "snapshot of tick {} failed: {e}", snapshot.tick().0);
-                    // The log was synced before the snapshot was attempted.
-                    pending = false;
-                    shared.publish(log.durable_tick());
-                    shared.lock().snapshot_failure = Some(e.to_string());
-                }
-                Err(e) => shared.fail(e.to_string()),
-            },
+            Command::Snapshot(snapshot) => {
+                write_snapshot(&mut log, &snapshot, shared);
+                pending = false;
+            }
+            Command::Frozen(tick, tables) => {
+                let snapshot = EncodedSnapshot::of_frozen(tick, &tables);
+                // The images' rows are released before the file is written, so the tick thread stops copying
+                // the rows it writes as soon as it can.
+                drop(tables);
+                write_snapshot(&mut log, &snapshot, shared);
+                pending = false;
+            }
             Command::Flush(reply) => {
                 sync(&mut log, &mut pending, &mut last_sync);
                 let _ = reply.send(());

@@ -21,7 +21,7 @@
 //! checksum and a payload whose first byte is its kind: one header block (tick, schema), then per table a table
 //! block and row blocks, then an end block.
 
-use locus_store::{Changeset, Database, Table};
+use locus_store::{Changeset, Database, FrozenTable, Table};
 use locus_types::{TableDef, TableId, Tick};
 
 /// The magic at the start of every segment file.
@@ -489,6 +489,51 @@ impl<'a> PayloadReader<'a> {
     }
 }
 
+/// What a snapshot reads of a table: a live [`Table`] or a [`FrozenTable`] image of one.
+trait TableImage {
+    fn id(&self) -> TableId;
+    fn def(&self) -> &TableDef;
+    fn next_auto_inc(&self) -> u64;
+    fn len(&self) -> usize;
+    fn rows(&self) -> impl Iterator<Item = &[u8]>;
+}
+
+impl TableImage for Table {
+    fn id(&self) -> TableId {
+        Table::id(self)
+    }
+    fn def(&self) -> &TableDef {
+        Table::def(self)
+    }
+    fn next_auto_inc(&self) -> u64 {
+        Table::next_auto_inc(self)
+    }
+    fn len(&self) -> usize {
+        Table::len(self)
+    }
+    fn rows(&self) -> impl Iterator<Item = &[u8]> {
+        self.iter()
+    }
+}
+
+impl TableImage for FrozenTable {
+    fn id(&self) -> TableId {
+        FrozenTable::id(self)
+    }
+    fn def(&self) -> &TableDef {
+        FrozenTable::def(self)
+    }
+    fn next_auto_inc(&self) -> u64 {
+        FrozenTable::next_auto_inc(self)
+    }
+    fn len(&self) -> usize {
+        FrozenTable::len(self)
+    }
+    fn rows(&self) -> impl Iterator<Item = &[u8]> {
+        self.iter()
+    }
+}
+
 /// A full image of a database at a tick, encoded, ready to be written.
 #[derive(Clone, Debug)]
 pub struct EncodedSnapshot {
@@ -517,6 +562,23 @@ impl EncodedSnapshot {
     /// If the schema cannot be encoded (it always can: table definitions are plain data).
     #[must_use]
     pub fn of_tables(tick: Tick, tables: &[&Table]) -> EncodedSnapshot {
+        EncodedSnapshot::encode(tick, tables)
+    }
+
+    /// Encode images of every table of a database ([`Database::freeze`], in id order) as the state after tick
+    /// `tick`: the same bytes [`EncodedSnapshot::new`] gives for the database as it was when the images were taken.
+    /// It reads only the images, so it can run on another thread while the database goes on changing (the
+    /// durability thread does, for [`Durability::snapshot_frozen`](crate::Durability::snapshot_frozen)).
+    ///
+    /// # Panics
+    ///
+    /// If the schema cannot be encoded (it always can: table definitions are plain data).
+    #[must_use]
+    pub fn of_frozen(tick: Tick, tables: &[FrozenTable]) -> EncodedSnapshot {
+        EncodedSnapshot::encode(tick, &tables.iter().collect::<Vec<_>>())
+    }
+
+    fn encode<T: TableImage>(tick: Tick, tables: &[&T]) -> EncodedSnapshot {
         debug_assert!(
             tables
                 .iter()
@@ -544,7 +606,7 @@ impl EncodedSnapshot {
             block.put(&table.next_auto_inc().to_le_bytes());
             block.put(&(table.len() as u64).to_le_bytes());
             block.finish();
-            let mut rows = table.iter().peekable();
+            let mut rows = table.rows().peekable();
             while rows.peek().is_some() {
                 let mut block = BlockWriter::start(&mut bytes, BLOCK_ROWS);
                 block.put(&table.id().0.to_le_bytes());

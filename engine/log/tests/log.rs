@@ -503,9 +503,11 @@ fn the_durability_thread_reports_a_full_disk_and_stops_the_watermark() {
 
 #[test]
 fn the_durability_thread_group_commits_and_publishes_the_watermark() {
-    for policy in [
-        SyncPolicy::EveryRecord,
-        SyncPolicy::Interval(Duration::from_millis(5)),
+    for (policy, frozen) in [
+        (SyncPolicy::EveryRecord, false),
+        (SyncPolicy::EveryRecord, true),
+        (SyncPolicy::Interval(Duration::from_millis(5)), false),
+        (SyncPolicy::Interval(Duration::from_millis(5)), true),
     ] {
         let storage = MemStorage::new();
         let mut world = World::new(6);
@@ -516,14 +518,23 @@ fn the_durability_thread_group_commits_and_publishes_the_watermark() {
         let (log, mut history) = new_log(&storage, config, &world);
         let mut durability = Durability::start(log);
         let watermark = durability.watermark();
+        let mut last_snapshot = Tick(0);
         for t in 1..=50 {
             let tick = Tick(t);
             durability.append(world.tick(tick)).expect("append");
             history.insert(t, dump(&world.db));
             if durability.snapshot_due(tick) {
-                durability
-                    .snapshot(EncodedSnapshot::new(tick, &world.db))
-                    .expect("snapshot");
+                // A frozen image is encoded on the durability thread while the next ticks change the rows.
+                if frozen {
+                    durability
+                        .snapshot_frozen(tick, world.db.freeze())
+                        .expect("snapshot");
+                } else {
+                    durability
+                        .snapshot(EncodedSnapshot::new(tick, &world.db))
+                        .expect("snapshot");
+                }
+                last_snapshot = tick;
             }
         }
         assert!(
@@ -536,6 +547,10 @@ fn the_durability_thread_group_commits_and_publishes_the_watermark() {
             durability.append(EncodedRecord::new(Tick(50))),
             Err(DurabilityError::Rejected(_))
         ));
+        assert!(matches!(
+            durability.snapshot_frozen(Tick(49), world.db.freeze()),
+            Err(DurabilityError::Rejected(_))
+        ));
         // An empty tick moves the watermark.
         durability
             .append(EncodedRecord::new(Tick(51)))
@@ -545,8 +560,59 @@ fn the_durability_thread_group_commits_and_publishes_the_watermark() {
         assert_eq!(log.durable_tick(), Tick(51));
         drop(log);
         let (_, recovered) = open(&storage.crash(), config).expect("recover");
-        assert_eq!(dump(&recovered.db), history[&50], "{policy:?}");
+        assert!(last_snapshot > Tick(0));
+        assert_eq!(recovered.snapshot, Some(last_snapshot), "{policy:?}");
+        assert_eq!(
+            dump(&recovered.db),
+            history[&50],
+            "{policy:?} frozen {frozen}"
+        );
+        // The newest snapshot alone holds the state of its tick.
+        let lone = storage.crash();
+        for name in lone.list().expect("list") {
+            if name.ends_with(".seg") {
+                lone.remove(&name).expect("remove a segment");
+            }
+        }
+        let (_, from_snapshot) = open(&lone, config).expect("recover from the snapshot alone");
+        assert_eq!(from_snapshot.tick, last_snapshot);
+        assert_eq!(
+            dump(&from_snapshot.db),
+            history[&last_snapshot.0],
+            "{policy:?} frozen {frozen}"
+        );
     }
+}
+
+#[test]
+fn a_frozen_image_is_the_database_as_it_was_when_frozen() {
+    let mut world = World::new(12);
+    for t in 1..=20 {
+        world.tick(Tick(t));
+    }
+    let expected = EncodedSnapshot::new(Tick(20), &world.db);
+    let before = dump(&world.db);
+    let frozen = world.db.freeze();
+    assert_eq!(
+        EncodedSnapshot::of_frozen(Tick(20), &frozen).bytes(),
+        expected.bytes(),
+        "the same bytes as a snapshot of the live tables"
+    );
+    // Moves (same-length rows, overwritten in place when unshared), renames, deletes and inserts into reused slots.
+    for t in 21..=60 {
+        world.tick(Tick(t));
+    }
+    assert_ne!(dump(&world.db), before, "the workload changed the tables");
+    assert_eq!(
+        EncodedSnapshot::of_frozen(Tick(20), &frozen).bytes(),
+        expected.bytes(),
+        "the image did not change with the tables"
+    );
+    drop(frozen);
+    // Unshared again: the tables go on as before.
+    let after = dump(&world.db);
+    world.tick(Tick(61));
+    assert_ne!(dump(&world.db), after);
 }
 
 /// A log of `records` non-empty records in one segment; returns the storage, the segment's name and the offsets

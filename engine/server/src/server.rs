@@ -779,7 +779,7 @@ impl Ticker {
             return Err("the commit log had failed".into());
         };
         if !self.metrics.failed.load(Ordering::SeqCst)
-            && let Err(e) = d.snapshot(EncodedSnapshot::new(last, self.world.db()))
+            && let Err(e) = d.snapshot_frozen(last, self.world.db().freeze())
         {
             tracing::error!(%e, "the final snapshot could not be handed over");
         }
@@ -820,7 +820,8 @@ impl Ticker {
         !self.metrics.failed.load(Ordering::SeqCst)
     }
 
-    /// Write `snapshot` (or one of the world's database at `tick`) and wait until it is durable.
+    /// Write `snapshot` (or one of the world's database at `tick`, encoded on the durability thread) and wait until
+    /// it is durable.
     fn snapshot_now(
         &mut self,
         tick: Tick,
@@ -829,8 +830,11 @@ impl Ticker {
         let Some(d) = self.durability.as_mut() else {
             return Err("the commit log is closed".into());
         };
-        let snapshot = snapshot.unwrap_or_else(|| EncodedSnapshot::new(tick, self.world.db()));
-        if let Err(e) = d.snapshot(snapshot) {
+        let handed = match snapshot {
+            Some(snapshot) => d.snapshot(snapshot),
+            None => d.snapshot_frozen(tick, self.world.db().freeze()),
+        };
+        if let Err(e) = handed {
             self.metrics.failed.store(true, Ordering::SeqCst);
             return Err(format!("the commit log failed: {e}"));
         }
@@ -888,8 +892,8 @@ impl Ticker {
             return false;
         }
         if d.snapshot_due(tick) {
-            let snapshot = EncodedSnapshot::new(tick, self.world.db());
-            if let Err(e) = d.snapshot(snapshot) {
+            // Only the images are taken here; the durability thread encodes and writes them.
+            if let Err(e) = d.snapshot_frozen(tick, self.world.db().freeze()) {
                 tracing::error!(%e, "a snapshot failed; the world stops");
                 self.metrics.failed.store(true, Ordering::SeqCst);
                 return false;

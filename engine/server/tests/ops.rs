@@ -498,6 +498,74 @@ fn the_metrics_endpoint_parses_as_prometheus_text_and_its_counters_move() {
     server.shutdown();
 }
 
+/// The ticks of the snapshots in a log directory.
+fn snapshot_ticks(log: &Path) -> Vec<u64> {
+    let mut ticks: Vec<u64> = std::fs::read_dir(log)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            name.strip_prefix("snap-")?
+                .strip_suffix(".snap")?
+                .parse()
+                .ok()
+        })
+        .collect();
+    ticks.sort_unstable();
+    ticks
+}
+
+#[test]
+fn periodic_snapshots_taken_while_the_world_changes_recover_to_their_tick() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let mut config = server_config(&data, &DEMO);
+    config.log.snapshot_every_ticks = Some(4);
+    let server = Server::start(config).unwrap();
+    // A player whose row changes every tick, besides the demo's wandering creatures.
+    let mut c = connect(&server);
+    assert_eq!(
+        call(&mut c, "set_name", &gm::set_name::call("Ada".into()).args),
+        CallOutcome::Ok
+    );
+    let log = data.join("log");
+    let deadline = std::time::Instant::now() + common::WAIT;
+    while snapshot_ticks(&log).last().is_none_or(|&t| t < 12) {
+        assert!(std::time::Instant::now() < deadline, "no periodic snapshot");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Each periodic snapshot (images taken on the tick thread, encoded on the durability thread while the next ticks
+    // changed the rows) recovers on its own, to its own tick.
+    let copy = dir.path().join("copy");
+    std::fs::create_dir(&copy).unwrap();
+    let mut copied = Vec::new();
+    for tick in snapshot_ticks(&log) {
+        let name = format!("snap-{tick:020}.snap");
+        // Older ones are removed as new ones are written.
+        if std::fs::copy(log.join(&name), copy.join(&name)).is_ok() {
+            copied.push(tick);
+        }
+    }
+    let newest = *copied.last().expect("a snapshot copied");
+    assert!(newest >= 12, "{copied:?}");
+    let storage = locus_log::storage::FsStorage::open(&copy).unwrap();
+    let (_, recovered) = locus_log::Log::open(
+        std::sync::Arc::new(storage),
+        locus_log::LogConfig::default(),
+        locus_store::StoreConfig::default(),
+    )
+    .expect("the copied snapshot recovers");
+    assert_eq!(recovered.snapshot, Some(locus_types::Tick(newest)));
+    assert_eq!(recovered.tick.0, newest);
+    let player = recovered.db.table_id("player").expect("player table");
+    assert_eq!(recovered.db.table(player).unwrap().len(), 1);
+    server.shutdown();
+    // The whole directory recovers as well (the last snapshot and the records after it).
+    let server = Server::start(server_config(&data, &DEMO)).unwrap();
+    assert!(server.recovered_tick().0 >= newest);
+    assert_query_has(&server, "SELECT name FROM player", "ada");
+    server.shutdown();
+}
+
 #[test]
 fn sigterm_finishes_the_tick_writes_a_snapshot_tells_clients_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();

@@ -42,6 +42,7 @@
 
 mod db;
 pub mod error;
+mod slab;
 pub mod spatial;
 mod table;
 
@@ -53,4 +54,4 @@ pub use error::{
     SwapTablesError, UpdateError,
 };
 pub use spatial::MAX_COORD;
-pub use table::Table;
+pub use table::{FrozenTable, Table};

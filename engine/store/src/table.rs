@@ -3,7 +3,10 @@
 //! # Layout
 //!
 //! Rows are stored encoded (the [`locus_types::codec`] bytes) in a slab of *slots*; a slot id is internal and
-//! is reused after a delete. Indexes map keys to slots:
+//! is reused after a delete. Slots come in chunks shared copy-on-write ([`crate::slab`]), so [`Table::freeze`] takes
+//! an image of the table ([`FrozenTable`]) for one reference count per 1,024 slots; a write to a chunk or row an
+//! image still holds copies it first (a chunk's copy shares its rows), and an unshared row of the same length is
+//! overwritten in place. Indexes map keys to slots:
 //!
 //! - the primary key: a hash map (`u64` keys for integer and timestamp columns, [`Value`] keys otherwise);
 //! - each `Unique` index: an ordered map `Value → slot`;
@@ -16,12 +19,15 @@
 //! - Every index holds exactly one entry per live row, for that row's current key.
 //! - No two live rows share a primary key or a value of a unique column.
 //! - A write that returns an error has changed nothing.
+//! - A [`FrozenTable`] never changes: it holds the rows as they were when it was taken, whatever is written to the
+//!   table afterwards.
 //!
 //! Tables are only written through a [`Transaction`](crate::Transaction) (or
 //! [`Database::apply`](crate::Database::apply)); this type exposes the reads. Row iteration order is unspecified.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use std::hash::BuildHasher;
 
@@ -30,6 +36,7 @@ use locus_types::codec::{self, RowError};
 use locus_types::{ColumnId, ColumnType, IndexKind, TableDef, TableId, Value, Vec2};
 
 use crate::error::{DeleteError, InsertError, QueryError, UpdateError};
+use crate::slab::{FrozenRows, RowSlab};
 use crate::spatial::{self, SpatialIndex};
 
 /// The primary-key index.
@@ -66,15 +73,13 @@ fn int_key(v: &Value) -> Option<u64> {
 }
 
 /// The key of a stored row under `PkMap::FirstInt`, mapped like [`int_key`].
-fn first_int_key(rows: &[Option<Box<[u8]>>], slot: u32) -> u64 {
-    let row = rows[slot as usize]
-        .as_deref()
-        .expect("indexed slot is live");
+fn first_int_key(rows: &RowSlab, slot: u32) -> u64 {
+    let row = rows.get(slot).expect("indexed slot is live");
     codec::read_first_int(row).expect("stored row starts with its integer key") as u64
 }
 
 impl PkMap {
-    fn get(&self, rows: &[Option<Box<[u8]>>], key: &Value) -> Option<u32> {
+    fn get(&self, rows: &RowSlab, key: &Value) -> Option<u32> {
         match self {
             PkMap::FirstInt { table, hasher } => {
                 let k = int_key(key)?;
@@ -88,7 +93,7 @@ impl PkMap {
     }
 
     /// Index `slot` under `key`; `rows[slot]` must already hold the row.
-    fn insert(&mut self, rows: &[Option<Box<[u8]>>], key: Value, slot: u32) {
+    fn insert(&mut self, rows: &RowSlab, key: Value, slot: u32) {
         match self {
             PkMap::FirstInt { table, hasher } => {
                 let k = int_key(&key).expect("integer key");
@@ -106,7 +111,7 @@ impl PkMap {
     }
 
     /// Remove `key`; `rows` must still hold the row.
-    fn remove(&mut self, rows: &[Option<Box<[u8]>>], key: &Value) -> Option<u32> {
+    fn remove(&mut self, rows: &RowSlab, key: &Value) -> Option<u32> {
         match self {
             PkMap::FirstInt { table, hasher } => {
                 let k = int_key(key)?;
@@ -138,7 +143,7 @@ struct BTreeIndex {
 pub struct Table {
     id: TableId,
     def: TableDef,
-    rows: Vec<Option<Box<[u8]>>>,
+    rows: RowSlab,
     free: Vec<u32>,
     len: usize,
     pk: PkMap,
@@ -148,6 +153,54 @@ pub struct Table {
     next_auto_inc: u64,
     offsets: Vec<u32>,
     old_offsets: Vec<u32>,
+}
+
+/// A table's rows, definition and `auto_inc` sequence as they were when [`Table::freeze`] took it. It never
+/// changes, and can be sent to another thread (e.g. to be encoded as a snapshot there).
+#[derive(Clone, Debug)]
+pub struct FrozenTable {
+    id: TableId,
+    def: TableDef,
+    next_auto_inc: u64,
+    len: usize,
+    rows: FrozenRows,
+}
+
+impl FrozenTable {
+    /// The table's id.
+    #[must_use]
+    pub fn id(&self) -> TableId {
+        self.id
+    }
+
+    /// The table's definition.
+    #[must_use]
+    pub fn def(&self) -> &TableDef {
+        &self.def
+    }
+
+    /// The value `auto_inc` would have assigned next.
+    #[must_use]
+    pub fn next_auto_inc(&self) -> u64 {
+        self.next_auto_inc
+    }
+
+    /// How many rows it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it holds no row.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every row, in the order [`Table::iter`] gave them when the image was taken.
+    pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.rows.rows()
+    }
 }
 
 fn bytes_of<'r>(row: &'r [u8], offsets: &[u32], column: ColumnId) -> &'r [u8] {
@@ -203,7 +256,7 @@ impl Table {
         Table {
             id,
             def,
-            rows: Vec::new(),
+            rows: RowSlab::default(),
             free: Vec::new(),
             len: 0,
             pk,
@@ -260,7 +313,21 @@ impl Table {
 
     /// Every row, in unspecified order.
     pub fn iter(&self) -> impl Iterator<Item = &[u8]> + '_ {
-        self.rows.iter().filter_map(|r| r.as_deref())
+        self.rows.rows()
+    }
+
+    /// An image of the table as it is now, which later writes do not change: its definition, `auto_inc` sequence
+    /// and rows (in [`Table::iter`]'s order). It shares the row slots' chunks (one reference count per 1,024 slots,
+    /// no pass over the rows); a later write to a chunk or row it holds copies that first.
+    #[must_use]
+    pub fn freeze(&self) -> FrozenTable {
+        FrozenTable {
+            id: self.id,
+            def: self.def.clone(),
+            next_auto_inc: self.next_auto_inc,
+            len: self.len,
+            rows: self.rows.freeze(),
+        }
     }
 
     /// Decode a row of this table into one value per column.
@@ -311,9 +378,7 @@ impl Table {
     }
 
     fn row(&self, slot: u32) -> &[u8] {
-        self.rows[slot as usize]
-            .as_deref()
-            .expect("indexed slot is live")
+        self.rows.get(slot).expect("indexed slot is live")
     }
 
     /// The row with primary key `key`.
@@ -608,15 +673,15 @@ impl Table {
             .collect();
         let slot = match self.free.pop() {
             Some(slot) => slot,
-            None => {
-                self.rows.push(None);
-                (self.rows.len() - 1) as u32
-            }
+            None => self.rows.push_empty(),
         };
-        self.rows[slot as usize] = Some(match assigned {
-            Some(v) => v.into_boxed_slice(),
-            None => row.into(),
-        });
+        self.rows.set(
+            slot,
+            match assigned {
+                Some(v) => Arc::from(v),
+                None => Arc::from(row),
+            },
+        );
         self.pk.insert(&self.rows, pk.clone(), slot);
         for (u, key) in self.uniques.iter_mut().zip(unique_keys) {
             u.map.insert(key, slot);
@@ -668,7 +733,7 @@ impl Table {
                 key: pk,
             });
         };
-        let old = self.rows[slot as usize].as_deref().expect("live slot");
+        let old = self.rows.get(slot).expect("live slot");
         if !(self.uniques.is_empty() && self.btrees.is_empty()) {
             // Only secondary keys need the old row's column offsets.
             codec::validate_row(&self.def.columns, old, old_offsets)
@@ -731,12 +796,7 @@ impl Table {
         if let (Some((_, index)), Some(pos)) = (&mut self.spatial, pos) {
             index.set_position(slot, pos);
         }
-        let stored = self.rows[slot as usize].as_mut().expect("live slot");
-        if stored.len() == row.len() {
-            stored.copy_from_slice(row);
-        } else {
-            *stored = row.into();
-        }
+        self.rows.overwrite(slot, row);
         Ok(pk)
     }
 
@@ -757,7 +817,7 @@ impl Table {
                 key: key.clone(),
             });
         };
-        let row = self.rows[slot as usize].take().expect("live slot");
+        let row = self.rows.take(slot).expect("live slot");
         let mut offsets = std::mem::take(&mut self.offsets);
         if !(self.uniques.is_empty() && self.btrees.is_empty()) {
             // Only secondary keys need the row's column offsets.
@@ -786,7 +846,7 @@ impl Table {
         self.offsets = offsets;
         self.free.push(slot);
         self.len -= 1;
-        Ok(row)
+        Ok(Box::from(&*row))
     }
 
     /// Whether the table has unique indexes besides its primary key.
@@ -805,11 +865,11 @@ impl Table {
         };
         let columns = &self.def.columns;
         let mut offsets = Vec::new();
-        let rows = self.rows.iter().enumerate().filter_map(|(slot, r)| {
-            let r = r.as_deref()?;
+        let rows = self.rows.iter().filter_map(|(slot, r)| {
+            let r = r?;
             codec::validate_row(columns, r, &mut offsets).expect("stored rows are valid");
             Some((
-                slot as u32,
+                slot,
                 codec::read_vec2(bytes_of(r, &offsets, *column)).expect("validated Vec2"),
             ))
         });
