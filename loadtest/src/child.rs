@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use locus_protocol::CallOutcome;
 use locus_server::{MetricsSnapshot, Percentiles, Server, ServerConfig};
-use locus_types::protocol::CallOutcome;
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::Arena;

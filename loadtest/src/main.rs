@@ -163,7 +163,7 @@ pub(crate) struct RunArgs {
     pub(crate) quiet: bool,
     /// The protocol version the bots speak: 2 receives changed rows as patches of their changed columns, 1 as
     /// whole rows (the baseline to compare bandwidth and server CPU against).
-    #[arg(long, default_value_t = locus_types::protocol::PROTOCOL_VERSION,
+    #[arg(long, default_value_t = locus_protocol::PROTOCOL_VERSION,
           value_parser = clap::value_parser!(u16).range(1..=2))]
     pub(crate) protocol: u16,
 }

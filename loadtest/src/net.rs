@@ -19,14 +19,14 @@ use std::time::Instant;
 use bevy_ecs::entity::Entity;
 use game_module::Vec2;
 use locus_module::ReducerCall;
-use locus_types::protocol::{
-    self, CallOutcome, ClientMessage, ErrorCode, Filter, FrameReader, MAX_SERVER_FRAME,
-    ServerMessage,
+use locus_protocol::{
+    CallOutcome, ClientMessage, ErrorCode, Filter, FrameReader, MAX_SERVER_FRAME, ServerMessage,
+    TickView,
 };
 use tokio::sync::mpsc;
 
 use crate::histogram::Recorder;
-use crate::wire::{self, RowKind};
+use crate::wire;
 
 /// The reducers bots call, for counting.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -285,7 +285,7 @@ async fn session(
             .await?;
         let (mut send, mut recv) = conn.open_bi().await?;
         let mut hello = Vec::new();
-        protocol::encode_frame(
+        locus_protocol::encode_frame(
             &ClientMessage::Hello {
                 versions: vec![ctx.protocol],
                 token: None,
@@ -298,7 +298,7 @@ async fn session(
         let first = next_payload(&mut recv, &mut frames, &mut buf)
             .await?
             .ok_or_else(|| anyhow::anyhow!("the stream ended before Welcome"))?;
-        let welcome = match protocol::decode_frame::<ServerMessage>(&first)? {
+        let welcome = match locus_protocol::decode_frame::<ServerMessage>(&first)? {
             ServerMessage::Welcome(w) => w,
             other => anyhow::bail!("expected Welcome, got {other:?}"),
         };
@@ -339,7 +339,7 @@ async fn session(
     }
     let mut out = Vec::new();
     for (i, table) in ctx.tables.iter().enumerate() {
-        protocol::encode_frame(
+        locus_protocol::encode_frame(
             &ClientMessage::Subscribe {
                 request: u32::try_from(i).unwrap_or(u32::MAX),
                 table: table.clone(),
@@ -361,7 +361,7 @@ async fn session(
                 Some(Command::Call(kind, call)) => {
                     next_request = next_request.wrapping_add(1);
                     out.clear();
-                    protocol::encode_frame(
+                    locus_protocol::encode_frame(
                         &ClientMessage::Call {
                             request: next_request,
                             reducer: call.reducer.to_owned(),
@@ -401,6 +401,19 @@ async fn session(
     Ok(end)
 }
 
+/// Which list of a table delta a row came in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RowKind {
+    /// Entered the view: row bytes.
+    Insert,
+    /// Changed in view: row bytes.
+    Update,
+    /// Left the view: primary-key bytes.
+    Delete,
+    /// Changed in view, as a patch of its changed columns (protocol version 2; see `locus_types::patch`).
+    Patch,
+}
+
 /// Handle one server frame; `Some(reason)` after a fatal error.
 fn handle_frame(
     ctx: &NetContext,
@@ -412,13 +425,78 @@ fn handle_frame(
     payload: &[u8],
 ) -> Option<String> {
     let stats = &ctx.stats;
+    // A `Tick` is read in place (its rows are slices of the payload); any other message is decoded.
+    match TickView::parse(payload) {
+        Ok(Some(tick)) => {
+            handle_tick(stats, view, tables, identity, &tick);
+            return None;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            stats.note(e.to_string());
+            return None;
+        }
+    }
+    match locus_protocol::decode_frame::<ServerMessage>(payload) {
+        Ok(ServerMessage::Result {
+            request, outcome, ..
+        }) => {
+            if let Some((kind, sent)) = pending.remove(&request) {
+                stats.rtt.record(sent.elapsed());
+                let ok = outcome == CallOutcome::Ok;
+                if !ok {
+                    let i = CallKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+                    stats.refused[i].fetch_add(1, Ordering::Relaxed);
+                }
+                let _ = ctx.events.send(NetEvent::Result { entity, kind, ok });
+            }
+            None
+        }
+        Ok(ServerMessage::Error {
+            code,
+            message,
+            request,
+            fatal,
+        }) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            stats.note(format!("{code:?}: {message}"));
+            if let Some(r) = request
+                && let Some((kind, _)) = pending.remove(&r)
+                && matches!(code, ErrorCode::Busy | ErrorCode::RateLimited)
+            {
+                let _ = ctx.events.send(NetEvent::Result {
+                    entity,
+                    kind,
+                    ok: false,
+                });
+            }
+            fatal.then(|| format!("{code:?}: {message}"))
+        }
+        Ok(_) => None,
+        Err(e) => {
+            stats.errors.fetch_add(1, Ordering::Relaxed);
+            stats.note(format!("bad frame: {e}"));
+            None
+        }
+    }
+}
+
+/// Apply one `Tick` (read in place) to the bot's view and count its rows.
+fn handle_tick(
+    stats: &Stats,
+    view: &SharedView,
+    tables: Tables,
+    identity: [u8; 32],
+    tick: &TickView<'_>,
+) {
     let mut rows = 0u64;
     let mut others = 0u64;
     let mut per_table = [(0u64, 0u64); MAX_TABLES];
-    let tick = {
+    {
         let mut v = lock(view);
         let v = &mut *v;
-        let tick = wire::visit_tick(payload, |table, kind, bytes| {
+        let mut row = |table: u32, kind: RowKind, bytes: &[u8]| {
             rows += 1;
             if let Some(t) = per_table.get_mut(table as usize) {
                 t.0 += 1;
@@ -491,75 +569,35 @@ fn handle_frame(
                     }
                 }
             }
-        });
-        v.other_updates += others;
-        tick
-    };
-    match tick {
-        Ok(Some((_, time))) => {
-            stats.ticks.fetch_add(1, Ordering::Relaxed);
-            stats.rows.fetch_add(rows, Ordering::Relaxed);
-            for (i, &(n, b)) in per_table.iter().enumerate() {
-                if n > 0 {
-                    stats.table_rows[i].fetch_add(n, Ordering::Relaxed);
-                    stats.table_bytes[i].fetch_add(b, Ordering::Relaxed);
+        };
+        for delta in tick.tables() {
+            let table = delta.table().0;
+            // Wire order, as the rows arrive.
+            for (kind, list) in [
+                (RowKind::Insert, delta.inserts()),
+                (RowKind::Update, delta.updates()),
+                (RowKind::Delete, delta.deletes()),
+                (RowKind::Patch, delta.patches()),
+            ] {
+                for bytes in list {
+                    row(table, kind, bytes);
                 }
             }
-            if others > 0 {
-                stats.other_updates.fetch_add(others, Ordering::Relaxed);
-                stats
-                    .latency
-                    .record_micros(wire::now_micros().saturating_sub(time));
-            }
-            return None;
         }
-        Ok(None) => {}
-        Err(e) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            stats.note(e.to_string());
-            return None;
+        v.other_updates += others;
+    }
+    stats.ticks.fetch_add(1, Ordering::Relaxed);
+    stats.rows.fetch_add(rows, Ordering::Relaxed);
+    for (i, &(n, b)) in per_table.iter().enumerate() {
+        if n > 0 {
+            stats.table_rows[i].fetch_add(n, Ordering::Relaxed);
+            stats.table_bytes[i].fetch_add(b, Ordering::Relaxed);
         }
     }
-    match protocol::decode_frame::<ServerMessage>(payload) {
-        Ok(ServerMessage::Result {
-            request, outcome, ..
-        }) => {
-            if let Some((kind, sent)) = pending.remove(&request) {
-                stats.rtt.record(sent.elapsed());
-                let ok = outcome == CallOutcome::Ok;
-                if !ok {
-                    let i = CallKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-                    stats.refused[i].fetch_add(1, Ordering::Relaxed);
-                }
-                let _ = ctx.events.send(NetEvent::Result { entity, kind, ok });
-            }
-            None
-        }
-        Ok(ServerMessage::Error {
-            code,
-            message,
-            request,
-            fatal,
-        }) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            stats.note(format!("{code:?}: {message}"));
-            if let Some(r) = request
-                && let Some((kind, _)) = pending.remove(&r)
-                && matches!(code, ErrorCode::Busy | ErrorCode::RateLimited)
-            {
-                let _ = ctx.events.send(NetEvent::Result {
-                    entity,
-                    kind,
-                    ok: false,
-                });
-            }
-            fatal.then(|| format!("{code:?}: {message}"))
-        }
-        Ok(_) => None,
-        Err(e) => {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-            stats.note(format!("bad frame: {e}"));
-            None
-        }
+    if others > 0 {
+        stats.other_updates.fetch_add(others, Ordering::Relaxed);
+        stats
+            .latency
+            .record_micros(wire::now_micros().saturating_sub(tick.time()));
     }
 }

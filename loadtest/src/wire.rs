@@ -1,7 +1,8 @@
-//! The bots' side of the wire: QUIC endpoints that pin the server's certificate, and a `Tick` frame reader that
-//! borrows its rows instead of copying each into a `Vec` (thousands of bots read every frame of the world).
+//! The bots' side of the wire: QUIC endpoints that pin the server's certificate, and readers of the demo world's
+//! rows, keys and patches in place (thousands of bots read every frame of the world).
 //!
-//! The protocol is `engine/docs/protocol.md`; `locus_types::protocol` encodes and decodes every other message.
+//! The protocol is `engine/docs/protocol.md`; `locus_protocol` encodes and decodes the messages (a `Tick` in place,
+//! with `locus_protocol::TickView`).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -47,140 +48,29 @@ pub(crate) fn cert_file_fingerprint(path: &std::path::Path) -> anyhow::Result<[u
     Ok(locus_client::Trust::CertFile(path.to_owned()).pinned()?)
 }
 
-/// Which list of a table delta a row came in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum RowKind {
-    /// Entered the view: row bytes.
-    Insert,
-    /// Changed in view: row bytes.
-    Update,
-    /// Left the view: primary-key bytes.
-    Delete,
-    /// Changed in view, as a patch of its changed columns (protocol version 2; see `locus_types::patch`).
-    Patch,
-}
-
-/// Why bytes are not a well-formed `Tick` message.
-#[derive(Debug)]
-pub(crate) struct MalformedTick(&'static str);
-
-impl std::fmt::Display for MalformedTick {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "malformed Tick message: {}", self.0)
-    }
-}
-
-impl std::error::Error for MalformedTick {}
-
-/// A cursor over MessagePack bytes.
-struct Cursor<'a> {
-    rest: &'a [u8],
-}
-
-impl<'a> Cursor<'a> {
-    fn array(&mut self) -> Result<u32, MalformedTick> {
-        rmp::decode::read_array_len(&mut self.rest).map_err(|_| MalformedTick("expected an array"))
-    }
-
-    fn uint(&mut self) -> Result<u64, MalformedTick> {
-        rmp::decode::read_int(&mut self.rest).map_err(|_| MalformedTick("expected an integer"))
-    }
-
-    fn bin(&mut self) -> Result<&'a [u8], MalformedTick> {
-        let len = rmp::decode::read_bin_len(&mut self.rest)
-            .map_err(|_| MalformedTick("expected bin"))? as usize;
-        if self.rest.len() < len {
-            return Err(MalformedTick("bin past the end"));
-        }
-        let (bytes, rest) = self.rest.split_at(len);
-        self.rest = rest;
-        Ok(bytes)
-    }
-
-    fn str(&mut self) -> Result<&'a [u8], MalformedTick> {
-        let len = rmp::decode::read_str_len(&mut self.rest)
-            .map_err(|_| MalformedTick("expected a string"))? as usize;
-        if self.rest.len() < len {
-            return Err(MalformedTick("string past the end"));
-        }
-        let (bytes, rest) = self.rest.split_at(len);
-        self.rest = rest;
-        Ok(bytes)
-    }
-}
-
-/// If `payload` (one frame's payload) is a `Tick` message, call `row(table, kind, bytes)` for each row and key it
-/// carries, in order, and return its `(tick, time)`; `Ok(None)` if it is another message.
-///
-/// # Errors
-///
-/// [`MalformedTick`] if it starts as a `Tick` but is not one.
-pub(crate) fn visit_tick(
-    payload: &[u8],
-    mut row: impl FnMut(u32, RowKind, &[u8]),
-) -> Result<Option<(u64, u64)>, MalformedTick> {
-    let mut c = Cursor { rest: payload };
-    match rmp::decode::read_map_len(&mut c.rest) {
-        Ok(1) => {}
-        _ => return Ok(None),
-    }
-    match c.str() {
-        Ok(b"Tick") => {}
-        _ => return Ok(None),
-    }
-    if c.array()? != 3 {
-        return Err(MalformedTick("a Tick has 3 fields"));
-    }
-    let tick = c.uint()?;
-    let time = c.uint()?;
-    for _ in 0..c.array()? {
-        // Version 2 appends the patches when there are any.
-        let fields = c.array()?;
-        if fields != 4 && fields != 5 {
-            return Err(MalformedTick("a table delta has 4 or 5 fields"));
-        }
-        let table = u32::try_from(c.uint()?).map_err(|_| MalformedTick("table id"))?;
-        let kinds = [
-            RowKind::Insert,
-            RowKind::Update,
-            RowKind::Delete,
-            RowKind::Patch,
-        ];
-        for &kind in &kinds[..fields as usize - 1] {
-            for _ in 0..c.array()? {
-                row(table, kind, c.bin()?);
-            }
-        }
-    }
-    if !c.rest.is_empty() {
-        return Err(MalformedTick("bytes after the message"));
-    }
-    Ok(Some((tick, time)))
-}
-
 /// The first two columns of a row whose key is an unsigned integer and whose second column is a `Vec2` (players,
 /// creatures, resource nodes of the demo world), and the bytes after them.
 pub(crate) fn id_and_pos(row: &[u8]) -> Option<(u64, Vec2, &[u8])> {
-    let mut c = Cursor { rest: row };
-    if c.array().ok()? < 2 {
+    let mut rest = row;
+    if rmp::decode::read_array_len(&mut rest).ok()? < 2 {
         return None;
     }
-    let id = c.uint().ok()?;
-    let pos = locus_types::codec::read_vec2(c.rest.get(..11)?)?;
-    Some((id, pos, &c.rest[11..]))
+    let id = rmp::decode::read_int(&mut rest).ok()?;
+    let pos = locus_types::codec::read_vec2(rest.get(..11)?)?;
+    Some((id, pos, rest.get(11..)?))
 }
 
 /// The key of a patch whose table's key is an unsigned integer and whose column 1 is a `Vec2` (as in
 /// [`id_and_pos`]), and the new position if the patch changes it.
 pub(crate) fn patch_id_and_pos(patch: &[u8]) -> Option<(u64, Option<Vec2>)> {
-    let mut c = Cursor { rest: patch };
-    if c.array().ok()? < 3 {
+    let mut rest = patch;
+    if rmp::decode::read_array_len(&mut rest).ok()? < 3 {
         return None;
     }
-    let id = c.uint().ok()?;
+    let id = rmp::decode::read_int(&mut rest).ok()?;
     // Column indices increase and the key (column 0) is never patched: a position change is the first pair.
-    let pos = match c.uint().ok()? {
-        1 => Some(locus_types::codec::read_vec2(c.rest.get(..11)?)?),
+    let pos = match rmp::decode::read_int::<u64, _>(&mut rest).ok()? {
+        1 => Some(locus_types::codec::read_vec2(rest.get(..11)?)?),
         _ => None,
     };
     Some((id, pos))
@@ -188,13 +78,15 @@ pub(crate) fn patch_id_and_pos(patch: &[u8]) -> Option<(u64, Option<Vec2>)> {
 
 /// A player row's `identity` column (the third), from the bytes after `id` and `pos`.
 pub(crate) fn identity_after_pos(rest: &[u8]) -> Option<[u8; 32]> {
-    let mut c = Cursor { rest };
-    c.bin().ok()?.try_into().ok()
+    let mut rest = rest;
+    let len = rmp::decode::read_bin_len(&mut rest).ok()?;
+    rest.get(..usize::try_from(len).ok()?)?.try_into().ok()
 }
 
 /// An unsigned integer primary key.
 pub(crate) fn key_u64(key: &[u8]) -> Option<u64> {
-    Cursor { rest: key }.uint().ok()
+    let mut rest = key;
+    rmp::decode::read_int(&mut rest).ok()
 }
 
 /// Microseconds since the Unix epoch, now (the clock the server stamps ticks with).
@@ -210,8 +102,8 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[cfg(test)]
 mod tests {
+    use locus_protocol::{ServerMessage, TableDelta, TickView, WireRow};
     use locus_types::TableId;
-    use locus_types::protocol::{self, ServerMessage, TableDelta, WireRow};
 
     use super::*;
 
@@ -234,7 +126,7 @@ mod tests {
     }
 
     #[test]
-    fn tick_frames_are_read_row_by_row() {
+    fn the_demo_rows_of_a_tick_are_read_in_place() {
         let a = player_row(5, Vec2::new(2048.0, 2047.5), [7; 32]);
         let b = player_row(300, Vec2::new(1.0, 2.0), [9; 32]);
         let def = <game_module::Player as locus_module::Table>::def();
@@ -270,39 +162,27 @@ mod tests {
             ],
         };
         let mut frame = Vec::new();
-        protocol::encode_frame(&message, &mut frame);
-        let mut seen = Vec::new();
-        let header = visit_tick(&frame[4..], |t, k, bytes| seen.push((t, k, bytes.to_vec())))
-            .unwrap()
-            .unwrap();
-        assert_eq!(header, (1234, 1_700_000_000_000_000));
-        assert_eq!(seen.len(), 5);
-        assert_eq!(seen[3], (3, RowKind::Patch, moved.clone()));
+        locus_protocol::encode_frame(&message, &mut frame);
+        let tick = TickView::parse(&frame[4..]).unwrap().unwrap();
+        let delta = tick.tables().next().unwrap();
+        let [insert, update, delete, patches] = [
+            delta.inserts(),
+            delta.updates(),
+            delta.deletes(),
+            delta.patches(),
+        ]
+        .map(|rows| rows.collect::<Vec<_>>());
+        assert_eq!((insert, update), (vec![&a[..]], vec![&b[..]]));
+        assert_eq!(delete.len(), 1);
+        assert_eq!(key_u64(delete[0]), Some(9));
         assert_eq!(
-            patch_id_and_pos(&moved),
+            patch_id_and_pos(patches[0]),
             Some((300, Some(Vec2::new(1.5, 2.0))))
         );
-        assert_eq!(patch_id_and_pos(&hurt), Some((300, None)));
-        assert_eq!(seen[0], (3, RowKind::Insert, a.clone()));
-        assert_eq!(seen[1], (3, RowKind::Update, b));
-        assert_eq!(seen[2].1, RowKind::Delete);
-        assert_eq!(key_u64(&seen[2].2), Some(9));
+        assert_eq!(patch_id_and_pos(patches[1]), Some((300, None)));
 
         let (id, pos, rest) = id_and_pos(&a).unwrap();
         assert_eq!((id, pos), (5, Vec2::new(2048.0, 2047.5)));
         assert_eq!(identity_after_pos(rest), Some([7; 32]));
-
-        // Other messages are left to the general decoder; a broken Tick is an error.
-        let mut other = Vec::new();
-        protocol::encode_frame(
-            &ServerMessage::Subscribed {
-                request: 1,
-                table: TableId(2),
-            },
-            &mut other,
-        );
-        assert!(visit_tick(&other[4..], |_, _, _| {}).unwrap().is_none());
-        let cut = &frame[4..frame.len() - 3];
-        assert!(visit_tick(cut, |_, _, _| {}).is_err());
     }
 }

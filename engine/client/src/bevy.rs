@@ -228,7 +228,7 @@ mod tests {
     }
 
     /// Apply `message` to the cache, publish its events as the plugin would, run one frame.
-    fn step(app: &mut App, cache: &mut Cache, message: &locus_types::protocol::ServerMessage) {
+    fn step(app: &mut App, cache: &mut Cache, message: &locus_protocol::ServerMessage) {
         for event in cache.apply(message) {
             app.world_mut().write_message(LocusEvent(event));
         }

@@ -1,8 +1,10 @@
 //! The client cache: the rows the server has put in this client's view, kept current by applying server messages.
 //!
 //! The cache does no I/O: feed it [`ServerMessage`]s in the order they arrived ([`Cache::apply`]) and it returns
-//! what changed as [`Event`]s. [`Client`](crate::Client) feeds it from the network; tests and the bevy mirror feed
-//! it synthetic messages.
+//! what changed as [`Event`]s. A `Tick` can also be applied straight from its frame's bytes ([`Cache::apply_tick`]
+//! with a [`TickView`]), without a `Vec` per row: the same events and the same rows as applying the decoded
+//! message. [`Client`](crate::Client) feeds it from the network that way; tests and the bevy mirror feed it
+//! synthetic messages.
 //!
 //! Terms:
 //! - A table's **key** is its primary-key column's value in the row encoding: the bytes of that column inside a
@@ -25,12 +27,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+pub use locus_protocol::Welcome;
+use locus_protocol::{
+    AdminReply, CallOutcome, ErrorCode, ServerMessage, TableDelta, TickView, WireRow, WireTable,
+};
 use locus_types::codec::{self, RowError};
 use locus_types::patch::{self, PatchError};
-pub use locus_types::protocol::Welcome;
-use locus_types::protocol::{
-    AdminReply, CallOutcome, ErrorCode, ServerMessage, TableDelta, WireTable,
-};
 use locus_types::{Identity, TableDef, TableId};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -295,12 +297,23 @@ impl Cache {
                 table: *table,
             }),
             ServerMessage::Tick { tick, time, tables } => {
-                if *tick >= self.tick {
-                    self.tick = *tick;
-                    self.tick_time = *time;
-                }
-                for delta in tables {
-                    self.apply_delta(delta, events);
+                self.tick_header(*tick, *time);
+                for TableDelta {
+                    table,
+                    inserts,
+                    updates,
+                    deletes,
+                    patches,
+                } in tables
+                {
+                    self.apply_delta(
+                        *table,
+                        wire_rows(deletes),
+                        wire_rows(updates),
+                        wire_rows(patches),
+                        wire_rows(inserts),
+                        events,
+                    );
                 }
             }
             ServerMessage::Admin { request, reply } => events.push(Event::Admin {
@@ -318,6 +331,37 @@ impl Cache {
                 request: request.map(RequestId),
                 fatal: *fatal,
             }),
+        }
+    }
+
+    /// Apply a `Tick` read in place from its frame ([`TickView::parse`]); returns what it changed: the same events,
+    /// and the same rows afterwards, as [`Cache::apply`] of the decoded [`ServerMessage::Tick`].
+    pub fn apply_tick(&mut self, tick: &TickView<'_>) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.apply_tick_into(tick, &mut events);
+        events
+    }
+
+    /// [`Cache::apply_tick`], appending what it changed to `events`.
+    pub fn apply_tick_into(&mut self, tick: &TickView<'_>, events: &mut Vec<Event>) {
+        self.tick_header(tick.tick(), tick.time());
+        for delta in tick.tables() {
+            self.apply_delta(
+                delta.table(),
+                delta.deletes(),
+                delta.updates(),
+                delta.patches(),
+                delta.inserts(),
+                events,
+            );
+        }
+    }
+
+    /// Note a `Tick`'s number and time (ticks arrive in order; a tick split over frames repeats its number).
+    fn tick_header(&mut self, tick: u64, time: u64) {
+        if tick >= self.tick {
+            self.tick = tick;
+            self.tick_time = time;
         }
     }
 
@@ -372,8 +416,17 @@ impl Cache {
         events
     }
 
-    fn apply_delta(&mut self, delta: &TableDelta, events: &mut Vec<Event>) {
-        let table = delta.table;
+    /// Apply one table's changes, given as the bytes of each row, key and patch (from a [`TableDelta`] or a
+    /// [`locus_protocol::TableDeltaView`]): deletes, then updates, then patches, then inserts.
+    fn apply_delta<'r, I: Iterator<Item = &'r [u8]>>(
+        &mut self,
+        table: TableId,
+        deletes: I,
+        updates: I,
+        patches: I,
+        inserts: I,
+        events: &mut Vec<Event>,
+    ) {
         let Some(view) = self.tables.get_mut(&table) else {
             events.push(Event::Inconsistent {
                 table,
@@ -382,8 +435,8 @@ impl Cache {
             return;
         };
         let pk = view.def.primary_key.index();
-        for key in &delta.deletes {
-            match view.rows.remove_entry(key.0.as_slice()) {
+        for key in deletes {
+            match view.rows.remove_entry(key) {
                 Some((key, old)) => events.push(Event::Deleted {
                     table,
                     name: view.name.clone(),
@@ -392,25 +445,25 @@ impl Cache {
                 }),
                 None => events.push(Event::Inconsistent {
                     table,
-                    error: ApplyError::DeleteOfUnknownRow { key: key.0.clone() },
+                    error: ApplyError::DeleteOfUnknownRow { key: key.to_vec() },
                 }),
             }
         }
         let mut patched = Vec::new();
         for (rows, is_patch, is_update) in [
-            (&delta.updates, false, true),
-            (&delta.patches, true, true),
-            (&delta.inserts, false, false),
+            (updates, false, true),
+            (patches, true, true),
+            (inserts, false, false),
         ] {
             for row in rows {
                 let bytes: &[u8] = if is_patch {
-                    if let Err(error) = view.patched(pk, &row.0, &mut patched) {
+                    if let Err(error) = view.patched(pk, row, &mut patched) {
                         events.push(Event::Inconsistent { table, error });
                         continue;
                     }
                     &patched
                 } else {
-                    &row.0
+                    row
                 };
                 let key = match codec::validate_row(&view.def.columns, bytes, &mut self.offsets) {
                     Ok(()) => &bytes[self.offsets[pk] as usize..self.offsets[pk + 1] as usize],
@@ -575,6 +628,11 @@ impl Cache {
     }
 }
 
+/// The bytes of each row of an owned list, as [`Cache::apply_delta`] takes them.
+fn wire_rows(rows: &[WireRow]) -> impl Iterator<Item = &[u8]> {
+    rows.iter().map(|r| r.0.as_slice())
+}
+
 /// Decode a row as the row struct `T`.
 pub(crate) fn decode_row<T: DeserializeOwned>(table: &str, row: &[u8]) -> Result<T, ReadError> {
     rmp_serde::from_slice(row).map_err(|source| ReadError::Decode {
@@ -585,8 +643,8 @@ pub(crate) fn decode_row<T: DeserializeOwned>(table: &str, row: &[u8]) -> Result
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use locus_protocol::Token;
     use locus_types::ColumnType;
-    use locus_types::protocol::{Token, WireRow};
     use serde::{Deserialize, Serialize};
 
     use super::*;
@@ -937,6 +995,107 @@ pub(crate) mod tests {
         );
         assert_eq!(cache.len("player"), 0);
         assert_eq!(cache.tick(), 100);
+    }
+
+    /// What a cache holds: its tick, tick time and every player row (key, row).
+    type Contents = (u64, u64, Vec<(Vec<u8>, Vec<u8>)>);
+
+    fn contents(cache: &Cache) -> Contents {
+        let rows = cache
+            .iter_raw("player")
+            .map(|(k, r)| (k.to_vec(), r.to_vec()))
+            .collect();
+        (cache.tick(), cache.tick_time(), rows)
+    }
+
+    /// Apply `message` to `owned` with [`Cache::apply`] and, encoded as a frame and read in place with
+    /// [`TickView`] if it is a `Tick`, to `borrowed` with [`Cache::apply_tick`]; both must give the same events
+    /// and hold the same rows afterwards.
+    fn apply_both_ways(owned: &mut Cache, borrowed: &mut Cache, message: &ServerMessage) {
+        let want = owned.apply(message);
+        let mut frame = Vec::new();
+        locus_protocol::encode_frame(message, &mut frame);
+        let got = match TickView::parse(&frame[locus_protocol::FRAME_PREFIX..]).unwrap() {
+            Some(tick) => borrowed.apply_tick(&tick),
+            None => {
+                assert!(!matches!(message, ServerMessage::Tick { .. }));
+                borrowed.apply(message)
+            }
+        };
+        assert_eq!(got, want);
+        assert_eq!(contents(borrowed), contents(owned));
+    }
+
+    /// One random table delta of `player` (ids 0..6, so rows collide), or of an unknown table.
+    fn random_delta() -> impl proptest::strategy::Strategy<Value = TableDelta> {
+        use proptest::prelude::*;
+        let ids = || prop::collection::vec((0u64..6, -3i32..3), 0..4);
+        let players = |rows: Vec<(u64, i32)>| -> Vec<WireRow> {
+            rows.into_iter()
+                .map(|(id, hp)| player(id, "a name long enough", hp))
+                .collect()
+        };
+        (
+            prop_oneof![9 => Just(PLAYER), 1 => Just(TableId(99))],
+            ids(),
+            ids(),
+            prop::collection::vec(0u64..6, 0..3),
+            prop::collection::vec((0u64..6, -3i32..3, -3i32..3), 0..4),
+            any::<bool>(),
+        )
+            .prop_map(move |(table, inserts, updates, deletes, patches, bad)| {
+                let def = match welcome() {
+                    ServerMessage::Welcome(w) => w.tables[0].def.clone(),
+                    _ => unreachable!(),
+                };
+                let mut out = Vec::new();
+                let mut patch_rows = Vec::new();
+                for (id, old, new) in patches {
+                    if patch::make_patch(
+                        &def.columns,
+                        0,
+                        &player(id, "a name long enough", old).0,
+                        &player(id, "a name long enough", new).0,
+                        &mut patch::Scratch::default(),
+                        &mut out,
+                    ) {
+                        patch_rows.push(WireRow(out.clone()));
+                    }
+                }
+                let mut patches = patch_rows;
+                let mut inserts = players(inserts);
+                if bad {
+                    // A row and a patch that fit nothing.
+                    inserts.push(WireRow(vec![0xc1]));
+                    patches.push(WireRow(vec![0x93, 0x01, 0x02, 0xa1, b'x']));
+                }
+                TableDelta {
+                    table,
+                    inserts,
+                    updates: players(updates),
+                    deletes: deletes.into_iter().map(key).collect(),
+                    patches,
+                }
+            })
+    }
+
+    proptest::proptest! {
+        /// The borrowed path (`apply_tick` of a `TickView`) and the owned one (`apply` of the decoded message) give
+        /// the same events and leave the same rows, tick after tick, inconsistent messages included.
+        #[test]
+        fn a_tick_applied_in_place_equals_the_decoded_tick(
+            ticks in proptest::collection::vec(
+                (95u64..110, proptest::collection::vec(random_delta(), 0..3)),
+                1..8,
+            ),
+        ) {
+            let (mut owned, mut borrowed) = (Cache::new(), Cache::new());
+            apply_both_ways(&mut owned, &mut borrowed, &welcome());
+            for (tick, tables) in ticks {
+                let message = ServerMessage::Tick { tick, time: tick * 7, tables };
+                apply_both_ways(&mut owned, &mut borrowed, &message);
+            }
+        }
     }
 
     #[test]

@@ -11,14 +11,14 @@ use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
-use locus_module::ReducerCall;
-use locus_types::Identity;
-use locus_types::protocol::{CallOutcome, Filter, ServerMessage};
+use locus_protocol::{CallOutcome, Filter, ServerMessage, TickView};
+use locus_types::{Identity, ReducerCall};
 use serde::de::DeserializeOwned;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::cache::decode_row;
+use crate::connection::Received;
 use crate::{
     Cache, ClientConfig, ConnectError, Connection, Event, RequestId, SendError, Sender, Welcome,
 };
@@ -26,6 +26,8 @@ use crate::{
 /// What the network thread hands the client.
 enum Incoming {
     Message(ServerMessage),
+    /// A `Tick` frame's payload, checked by the network thread: applied in place ([`Cache::apply_tick`]).
+    Tick(Vec<u8>),
     /// The connection ended; why, for people.
     Ended(String),
 }
@@ -135,8 +137,13 @@ async fn run(mut conn: Connection, inbox: mpsc::Sender<Incoming>, mut stop: ones
                 debug!("closing the connection");
                 break;
             }
-            message = conn.next_message() => match message {
-                Ok(message) => {
+            received = conn.next_received() => match received {
+                Ok(Received::Tick(payload)) => {
+                    if inbox.send(Incoming::Tick(payload)).is_err() {
+                        break;
+                    }
+                }
+                Ok(Received::Message(message)) => {
                     let fatal = match &message {
                         ServerMessage::Error { fatal: true, code, message, .. } => {
                             Some(format!("the server closed the connection: {code:?}: {message}"))
@@ -312,10 +319,7 @@ impl Client {
     /// # Errors
     ///
     /// [`SendError`].
-    pub fn admin(
-        &self,
-        command: locus_types::protocol::AdminCommand,
-    ) -> Result<RequestId, SendError> {
+    pub fn admin(&self, command: locus_protocol::AdminCommand) -> Result<RequestId, SendError> {
         self.sender()?.admin(command)
     }
 
@@ -352,6 +356,11 @@ impl Client {
                     Ok(Incoming::Message(message)) => {
                         self.cache.apply_into(&message, &mut events);
                     }
+                    Ok(Incoming::Tick(payload)) => match TickView::parse(&payload) {
+                        Ok(Some(tick)) => self.cache.apply_tick_into(&tick, &mut events),
+                        // The network thread checked it: not reached.
+                        Ok(None) | Err(_) => warn!("skipped a Tick frame that no longer reads"),
+                    },
                     Ok(Incoming::Ended(reason)) => {
                         link.ended = true;
                         events.push(Event::Disconnected { reason });

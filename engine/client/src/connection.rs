@@ -14,12 +14,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use locus_module::ReducerCall;
-use locus_types::Identity;
-use locus_types::protocol::{
-    self, AdminCommand, ClientMessage, ErrorCode, Filter, FrameError, FrameReader,
-    MAX_CLIENT_FRAME, MAX_SERVER_FRAME, SUPPORTED_VERSIONS, ServerMessage, Token,
+use locus_protocol::{
+    ALPN, AdminCommand, ClientMessage, ErrorCode, Filter, FrameError, FrameReader,
+    MAX_CLIENT_FRAME, MAX_SERVER_FRAME, SUPPORTED_VERSIONS, ServerMessage, TickView, Token,
 };
+use locus_types::{Identity, ReducerCall};
 use thiserror::Error;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -27,9 +26,6 @@ use tracing::{debug, info, warn};
 use crate::Welcome;
 use crate::token_file::{self, TokenFileError};
 use crate::trust::{CertFileError, PinnedCertVerifier, Trust, fingerprint_hex};
-
-/// The ALPN protocol name of protocol version 1.
-pub const ALPN: &[u8] = b"locus/1";
 
 /// The TLS server name a client asks for (the certificate is pinned, so the name is not checked).
 pub const SERVER_NAME: &str = "locus";
@@ -285,9 +281,8 @@ impl Sender {
     /// [`SendError`].
     pub fn admin(&self, command: AdminCommand) -> Result<RequestId, SendError> {
         // A command may be larger than other messages (a module); the server accepts that only from its admin.
-        self.request_up_to(protocol::MAX_ADMIN_FRAME, |request| ClientMessage::Admin {
-            request,
-            command,
+        self.request_up_to(locus_protocol::MAX_ADMIN_FRAME, |request| {
+            ClientMessage::Admin { request, command }
         })
     }
 
@@ -308,8 +303,8 @@ impl Sender {
     ) -> Result<RequestId, SendError> {
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let mut frame = Vec::new();
-        protocol::encode_frame(&message(request), &mut frame);
-        let len = frame.len() - protocol::FRAME_PREFIX;
+        locus_protocol::encode_frame(&message(request), &mut frame);
+        let len = frame.len() - locus_protocol::FRAME_PREFIX;
         if len > max {
             return Err(SendError::TooLarge { len, max });
         }
@@ -354,12 +349,39 @@ struct Inbound {
     buf: Box<[u8]>,
 }
 
+/// A server message as [`Connection::next_received`] hands it on.
+#[derive(Debug)]
+pub(crate) enum Received {
+    /// A `Tick` left in its frame's payload, already checked by [`TickView::parse`]: the cache applies it in
+    /// place ([`crate::Cache::apply_tick`]), without decoding a `Vec` per row.
+    Tick(Vec<u8>),
+    /// Any other message, decoded.
+    Message(ServerMessage),
+}
+
 impl Inbound {
-    /// Cancel-safe: partial frames stay buffered.
+    /// The next message, decoded. Cancel-safe: partial frames stay buffered.
     async fn next(&mut self) -> Result<ServerMessage, ReceiveError> {
+        self.next_with(locus_protocol::decode_frame).await
+    }
+
+    /// The next message, a `Tick` left in its bytes. Cancel-safe.
+    async fn next_received(&mut self) -> Result<Received, ReceiveError> {
+        self.next_with(|payload| match TickView::parse(payload)? {
+            Some(_) => Ok(Received::Tick(payload.to_vec())),
+            None => Ok(Received::Message(locus_protocol::decode_frame(payload)?)),
+        })
+        .await
+    }
+
+    /// `read` the next whole frame's payload. Cancel-safe: `read` runs only once a whole frame is buffered.
+    async fn next_with<T>(
+        &mut self,
+        read: impl Fn(&[u8]) -> Result<T, FrameError>,
+    ) -> Result<T, ReceiveError> {
         loop {
             if let Some(payload) = self.frames.next_frame()? {
-                return Ok(protocol::decode_frame(payload)?);
+                return Ok(read(payload)?);
             }
             match self.recv.read(&mut self.buf).await? {
                 Some(n) => self.frames.push(&self.buf[..n]),
@@ -533,12 +555,25 @@ impl Connection {
     /// [`ReceiveError`] once the connection has ended; every later call fails too.
     pub async fn next_message(&mut self) -> Result<ServerMessage, ReceiveError> {
         let result = self.inbound.next().await;
-        if let Err(ReceiveError::Frame(e)) = &result {
+        self.close_on_bad_frame(&result);
+        result
+    }
+
+    /// [`Connection::next_message`], but a `Tick` stays in its frame's bytes (checked) for
+    /// [`crate::Cache::apply_tick`].
+    pub(crate) async fn next_received(&mut self) -> Result<Received, ReceiveError> {
+        let result = self.inbound.next_received().await;
+        self.close_on_bad_frame(&result);
+        result
+    }
+
+    /// A bad frame closes the connection: the view could no longer be trusted.
+    fn close_on_bad_frame<T>(&self, result: &Result<T, ReceiveError>) {
+        if let Err(ReceiveError::Frame(e)) = result {
             warn!("closing the connection: {e}");
             self.conn
                 .close(CLOSE_PROTOCOL_VIOLATION.into(), b"bad frame");
         }
-        result
     }
 
     /// Close the connection and wait (briefly) until the server was told.
@@ -626,7 +661,7 @@ async fn hello(
 ) -> Result<(quinn::Connection, Inbound, quinn::SendStream, Welcome), ConnectError> {
     let (mut send, recv) = conn.open_bi().await?;
     let mut hello = Vec::new();
-    protocol::encode_frame(
+    locus_protocol::encode_frame(
         &ClientMessage::Hello {
             // Newest first; the cache applies either version's ticks.
             versions: SUPPORTED_VERSIONS.iter().rev().copied().collect(),

@@ -15,7 +15,7 @@
 //! returns a [`ReducerCall`] that [`Client::call`] sends. Row types are the module's table structs (any
 //! `DeserializeOwned` type whose fields are the table's columns, in order).
 //!
-//! The wire protocol is `engine/docs/protocol.md`, in Rust [`locus_types::protocol`].
+//! The wire protocol is `engine/docs/protocol.md`, in Rust [`locus_protocol`].
 //!
 //! What it deliberately does not do: it does not predict or interpolate (the cache is exactly what the server
 //! said, applied in order); it does not reconnect by itself (call [`Client::reconnect`] on
@@ -82,12 +82,11 @@ pub mod bevy;
 pub use cache::{ApplyError, Cache, Event, Key, ReadError, Row, Welcome};
 pub use client::Client;
 pub use connection::{
-    ALPN, ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, KEEP_ALIVE, ReceiveError,
-    RequestId, SERVER_NAME, SendError, Sender, quic_client_config,
+    ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, KEEP_ALIVE, ReceiveError, RequestId,
+    SERVER_NAME, SendError, Sender, quic_client_config,
 };
-pub use locus_module::ReducerCall;
-pub use locus_types::protocol::{CallOutcome, ErrorCode, Filter, ServerMessage, Token};
-pub use locus_types::{Identity, TableId};
+pub use locus_protocol::{ALPN, CallOutcome, ErrorCode, Filter, ServerMessage, Token};
+pub use locus_types::{Identity, ReducerCall, TableId};
 pub use raw::RawConnection;
 pub use token_file::TokenFileError;
 pub use trust::{CertFileError, ParseFingerprintError, Trust, fingerprint, fingerprint_hex};

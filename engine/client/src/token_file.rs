@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use locus_types::protocol::Token;
+use locus_protocol::Token;
 use thiserror::Error;
 
 /// Why a token file cannot be read or written.

@@ -17,8 +17,8 @@ use locus_client::{
     CallOutcome, Client, ClientConfig, ConnectError, Connection, ErrorCode, Event, Filter,
     ReducerCall, RequestId, SendError, ServerMessage, Token, Trust, Welcome, fingerprint,
 };
-use locus_types::protocol::{
-    self, ClientMessage, FrameReader, MAX_CLIENT_FRAME, TableDelta, WireRow, WireTable,
+use locus_protocol::{
+    ClientMessage, FrameReader, MAX_CLIENT_FRAME, TableDelta, WireRow, WireTable,
 };
 use locus_types::{ColumnType, Identity, TableDef, TableId};
 use serde::{Deserialize, Serialize};
@@ -73,7 +73,7 @@ impl TestServer {
             .with_no_client_auth()
             .with_single_cert(vec![cert_der.clone().into()], key.into())
             .unwrap();
-        tls.alpn_protocols = vec![b"locus/1".to_vec()];
+        tls.alpn_protocols = vec![locus_protocol::ALPN.to_vec()];
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(
             quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap(),
         ));
@@ -176,7 +176,7 @@ async fn read_message(
     let mut buf = [0; 4096];
     loop {
         if let Some(payload) = frames.next_frame().unwrap() {
-            return Some(protocol::decode_frame(payload).unwrap());
+            return Some(locus_protocol::decode_frame(payload).unwrap());
         }
         let n = recv.read(&mut buf).await.ok()??;
         frames.push(&buf[..n]);
@@ -186,7 +186,7 @@ async fn read_message(
 async fn send(stream: &mut quinn::SendStream, messages: &[ServerMessage]) {
     let mut out = Vec::new();
     for m in messages {
-        protocol::encode_frame(m, &mut out);
+        locus_protocol::encode_frame(m, &mut out);
     }
     stream.write_all(&out).await.unwrap();
 }
@@ -286,6 +286,25 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
                         // Let the frame arrive before closing (closing drops unsent stream data).
                         let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
                         conn.close(0u32.into(), b"fatal");
+                        return;
+                    }
+                    "bad_tick" => {
+                        // A Tick inserting a whole row, its payload cut short by its last byte.
+                        let mut frame = Vec::new();
+                        let player = Player {
+                            id: 9,
+                            name: "cut".into(),
+                            hp: 1,
+                        };
+                        locus_protocol::encode_frame(
+                            &rows_tick(vec![row(&player)], vec![]),
+                            &mut frame,
+                        );
+                        frame.pop();
+                        let len = (frame.len() - locus_protocol::FRAME_PREFIX) as u32;
+                        frame[..locus_protocol::FRAME_PREFIX].copy_from_slice(&len.to_be_bytes());
+                        tx.write_all(&frame).await.unwrap();
+                        conn.closed().await;
                         return;
                     }
                     "shutdown" => {
@@ -534,6 +553,21 @@ fn a_fatal_error_closes_the_client_cleanly() {
     let started = Instant::now();
     drop(client);
     assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn a_malformed_tick_closes_the_connection_and_changes_nothing() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.config()).unwrap();
+    client.call_raw("bad_tick", &[0x90]).unwrap();
+    let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
+    assert!(
+        matches!(&events[..], [Event::Connected { .. }, Event::Disconnected { reason }]
+            if reason.contains("bad frame") && reason.contains("malformed Tick")),
+        "{events:?}"
+    );
+    assert_eq!(client.cache().len("player"), 0);
+    assert!(!client.is_connected());
 }
 
 #[test]

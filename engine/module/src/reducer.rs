@@ -11,26 +11,7 @@ use crate::context::ReducerContext;
 use crate::scratch::Scratch;
 use crate::sys;
 
-/// A call of one reducer with encoded arguments: what `my_reducer::call(args…)` returns.
-///
-/// `args` is one MessagePack array with one element per parameter, each encoded as a row column of the
-/// parameter's type would be. Pass it to [`ReducerContext::schedule_at`] inside a module, or send it from a native
-/// client (which gets the same typed `call` functions by depending on the module crate).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct ReducerCall {
-    /// The reducer's name.
-    pub reducer: &'static str,
-    /// The encoded arguments.
-    pub args: Vec<u8>,
-}
-
-impl ReducerCall {
-    /// A call of `reducer` with already encoded `args`.
-    #[must_use]
-    pub fn new(reducer: &'static str, args: Vec<u8>) -> ReducerCall {
-        ReducerCall { reducer, args }
-    }
-}
+pub use locus_types::ReducerCall;
 
 /// What a reducer may return: `()` (always succeeds) or `Result<(), E>` with `E: Display` (an `Err` fails the
 /// call: its writes roll back and the message goes to the caller).

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use game_module as gm;
 use locus_client::{ClientConfig, Connection, Trust};
+use locus_protocol::{CallOutcome, Filter, ServerMessage, TableDelta, WireRow};
 use locus_server::{Server, ServerConfig};
-use locus_types::protocol::{self, CallOutcome, Filter, ServerMessage, TableDelta, WireRow};
 use locus_types::{TableId, Vec2};
 
 #[derive(Debug, Default)]
@@ -194,7 +194,7 @@ fn main() {
     })
     .expect("encode");
     let mut frame = Vec::new();
-    protocol::encode_frame(
+    locus_protocol::encode_frame(
         &ServerMessage::Tick {
             tick: 123_456,
             time: 1_700_000_000_000_000,

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use locus_client::{ClientConfig, Connection, Trust};
-use locus_types::protocol::{AdminCommand, AdminReply, ServerMessage};
+use locus_protocol::{AdminCommand, AdminReply, ServerMessage};
 use locus_types::{ColumnType, Identity, ReducerDef, Timestamp, Value, Vec2, codec};
 use serde_json::Value as Json;
 use thiserror::Error;

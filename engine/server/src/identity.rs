@@ -7,8 +7,8 @@
 
 use locus_client::TokenFileError;
 use locus_client::token_file;
+use locus_protocol::Token;
 use locus_types::Identity;
-use locus_types::protocol::Token;
 use sha2::{Digest, Sha256};
 
 /// The identity a token stands for.

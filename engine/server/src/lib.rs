@@ -11,7 +11,7 @@
 //!     into the bounded inbox, and one writing.
 //! - [`World`] is the sans-IO core (no clock, thread or socket), tested on its own: [`testing::TestWorld`] drives
 //!   one with a manual clock and fake sessions (`tests/world.rs`).
-//! - The wire protocol is `engine/docs/protocol.md` ([`locus_types::protocol`] in code).
+//! - The wire protocol is `engine/docs/protocol.md` ([`locus_protocol`] in code).
 //!
 //! It does not compile modules: it is given wasm bytes (the `locus serve` command builds the demo module).
 //!
@@ -36,8 +36,8 @@ mod server;
 pub mod testing;
 pub mod world;
 
+pub use locus_protocol::ALPN;
 pub use metrics::{MetricsSnapshot, Percentiles};
-pub use net::ALPN;
 pub use server::{
     AdminCallError, Limits, MODULE_FILE, PublishError, Server, ServerConfig, StartError,
 };

@@ -13,10 +13,10 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use locus_client::Trust;
 use locus_host::Budget;
+use locus_protocol::{AdminCommand, AdminReply, CallOutcome, ModuleLogLine};
 use locus_server::admin_client::{AdminSession, AdminTarget, encode_args};
 use locus_server::query::{QueryResult, format_table};
 use locus_server::{MODULE_FILE, Server, ServerConfig, cert};
-use locus_types::protocol::{AdminCommand, AdminReply, CallOutcome, ModuleLogLine};
 
 /// Locus: a game-world database for MMOs.
 #[derive(Debug, Parser)]

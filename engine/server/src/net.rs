@@ -1,9 +1,11 @@
 //! The network shell: QUIC connections (quinn), frames in and out, and the per-client limits.
 //!
-//! Each connection is a task that reads the client's stream, checks each message (hello first, frame size, rate,
-//! calls per tick) and queues what passes into the world's bounded inbox (so a full inbox slows readers down
-//! instead of growing), and a task that writes what the release thread hands it. Whatever one client does, the
-//! effect stays with its own connection: an error frame, a dropped message, or its connection closed.
+//! Each connection is a task that moves the bytes of the client's stream into its [`Session`] (the sans-IO state
+//! machine of `locus-protocol` that applies the session rules: hello first, version, frame size, rate, calls per
+//! tick, admin check) and carries out what the session says: queue an input into the world's bounded inbox (so a
+//! full inbox slows readers down instead of growing), write an error frame, close. A second task writes what the
+//! release thread hands it. Whatever one client does, the effect stays with its own connection: an error frame, a
+//! dropped message, or its connection closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -11,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use locus_types::protocol::{
-    self, AdminCommand, AdminReply, ClientMessage, ErrorCode, FrameError, FrameReader,
-    MAX_ADMIN_FRAME, MAX_CLIENT_FRAME, SUPPORTED_VERSIONS, ServerMessage,
+use locus_protocol::{
+    self as protocol, ALPN, AdminCommand, AdminReply, ClientMessage, ErrorCode, ServerMessage,
+    Session, SessionEvent,
 };
 use quinn::VarInt;
 use tokio::sync::mpsc;
@@ -25,9 +27,6 @@ use crate::server::{Limits, StartError};
 use crate::world::{AdminFrom, Closing, Input, SessionId, SessionIds};
 use locus_host::Runtime;
 use locus_types::Identity;
-
-/// The ALPN protocol id of protocol version 1.
-pub const ALPN: &[u8] = b"locus/1";
 
 /// QUIC application close codes (the reason text says more). `engine/docs/protocol.md` §6 lists which fatal error
 /// goes with which ([`close_code`]).
@@ -161,73 +160,6 @@ async fn accept_loop(
     }
 }
 
-/// A token bucket: `rate` per second, at most `burst` saved up.
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-    rate: f64,
-    burst: f64,
-}
-
-impl Bucket {
-    fn new(rate: u32, burst: u32) -> Bucket {
-        Bucket {
-            tokens: f64::from(burst),
-            last: Instant::now(),
-            rate: f64::from(rate),
-            burst: f64::from(burst),
-        }
-    }
-
-    fn take(&mut self) -> bool {
-        let now = Instant::now();
-        self.tokens =
-            (self.tokens + now.duration_since(self.last).as_secs_f64() * self.rate).min(self.burst);
-        self.last = now;
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// Why a new connection has no first frame to read as its `Hello`.
-enum NoHello {
-    /// The stream did not open, or ended early, or the connection failed: only a close can be sent.
-    Gone(String),
-    /// The first frame's length prefix is over the limit: said with an `Error` frame on the stream.
-    TooLarge(quinn::SendStream, String),
-}
-
-/// Read the first frame (the `Hello`) of a new connection.
-async fn hello(
-    conn: &quinn::Connection,
-) -> Result<(quinn::SendStream, quinn::RecvStream, FrameReader, Vec<u8>), NoHello> {
-    let (send, mut recv) = conn
-        .accept_bi()
-        .await
-        .map_err(|e| NoHello::Gone(e.to_string()))?;
-    let mut reader = FrameReader::new(MAX_CLIENT_FRAME);
-    let mut buf = vec![0; 4096];
-    loop {
-        match reader.next_frame() {
-            Ok(Some(payload)) => {
-                let payload = payload.to_vec();
-                return Ok((send, recv, reader, payload));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(NoHello::TooLarge(send, e.to_string())),
-        }
-        match recv.read(&mut buf).await {
-            Ok(Some(n)) => reader.push(&buf[..n]),
-            Ok(None) => return Err(NoHello::Gone("the stream ended before a Hello".into())),
-            Err(e) => return Err(NoHello::Gone(e.to_string())),
-        }
-    }
-}
-
 async fn connection(
     incoming: quinn::Incoming,
     limits: Limits,
@@ -239,76 +171,65 @@ async fn connection(
         return;
     };
     metrics.connections.fetch_add(1, Ordering::Relaxed);
-    // Before the session exists, a fatal error is told at once: an error frame, then the close.
-    let refuse = |code: ErrorCode, message: String| {
-        Out::Close(
-            error_frame(code, &message, None, true),
-            close_code(code),
-            message,
-        )
+    let mut rules = Session::new(limits.session(), inbox.admin, Instant::now());
+    let deadline = tokio::time::Instant::from_std(
+        rules
+            .hello_deadline()
+            .expect("a new session waits for its Hello"),
+    );
+    // Nothing is owed to a connection that sends no first frame in time, or ends before one: it is closed with no
+    // frame (protocol.md section 6).
+    let gone = |reason: &str| {
+        metrics.refused.fetch_add(1, Ordering::Relaxed);
+        conn.close(CLOSE_PROTOCOL, reason.as_bytes());
     };
-    let first = tokio::time::timeout(limits.hello_timeout, hello(&conn)).await;
-    let (mut send, recv, mut reader, payload) = match first {
-        Ok(Ok(x)) => x,
-        Ok(Err(NoHello::TooLarge(mut send, message))) => {
-            metrics.refused.fetch_add(1, Ordering::Relaxed);
-            metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            write_out(&mut send, &conn, refuse(ErrorCode::FrameTooLarge, message)).await;
-            return;
-        }
-        Ok(Err(NoHello::Gone(e))) => {
-            metrics.refused.fetch_add(1, Ordering::Relaxed);
-            conn.close(CLOSE_PROTOCOL, e.as_bytes());
-            return;
-        }
-        Err(_) => {
-            metrics.refused.fetch_add(1, Ordering::Relaxed);
-            conn.close(CLOSE_PROTOCOL, b"no Hello in time");
-            return;
-        }
+    let (mut send, mut recv) = match tokio::time::timeout_at(deadline, conn.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(e)) => return gone(&e.to_string()),
+        Err(_) => return gone("no Hello in time"),
     };
-    // The Hello: a well-formed message other than Hello first (HelloRequired), bytes that are no client message
-    // (MalformedFrame), or no common version, end the connection with an error frame.
-    // The highest version both speak.
-    let common = |versions: &[u16]| {
-        SUPPORTED_VERSIONS
-            .iter()
-            .rev()
-            .copied()
-            .find(|v| versions.contains(v))
-    };
-    let verdict = match protocol::decode_frame::<ClientMessage>(&payload) {
-        Ok(ClientMessage::Hello { versions, token }) if common(&versions).is_some() => {
-            Ok((token, common(&versions).expect("checked")))
-        }
-        Ok(ClientMessage::Hello { versions, .. }) => Err(refuse(
-            ErrorCode::UnsupportedVersion,
-            format!(
-                "the server speaks protocol versions {SUPPORTED_VERSIONS:?}; the client offered {versions:?}"
-            ),
-        )),
-        Ok(_) => Err(refuse(
-            ErrorCode::HelloRequired,
-            "the first message must be Hello".into(),
-        )),
-        Err(e) => Err(refuse(
-            ErrorCode::MalformedFrame,
-            format!("the first message is not a well-formed Hello: {e}"),
-        )),
-    };
-    let (token, version) = match verdict {
-        Ok((token, version)) => (token.unwrap_or_else(new_token), version),
-        Err(out) => {
-            metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-            write_out(&mut send, &conn, out).await;
-            return;
+    let mut buf = vec![0; 64 * 1024];
+    let (token, version) = loop {
+        match rules.poll_event() {
+            Some(SessionEvent::Hello { token, version }) => break (token, version),
+            // Before the session exists, a fatal error is told at once: an error frame, then the close.
+            Some(SessionEvent::Fatal {
+                code,
+                message,
+                frame,
+                ..
+            }) => {
+                metrics.refused.fetch_add(1, Ordering::Relaxed);
+                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                write_out(
+                    &mut send,
+                    &conn,
+                    Out::Close(frame, close_code(code), message),
+                )
+                .await;
+                return;
+            }
+            // Nothing else comes before the Hello.
+            Some(SessionEvent::Input(_) | SessionEvent::Error(_)) => {}
+            None => match tokio::time::timeout_at(deadline, recv.read(&mut buf)).await {
+                Ok(Ok(Some(n))) => {
+                    metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
+                    let tick = inbox.ticks.load(Ordering::Acquire);
+                    rules.receive(&buf[..n], Instant::now(), tick);
+                }
+                Ok(Ok(None)) => return gone("the stream ended before a Hello"),
+                Ok(Err(e)) => return gone(&e.to_string()),
+                Err(_) => return gone("no Hello in time"),
+            },
         }
     };
+    let token = token.unwrap_or_else(new_token);
     let identity = identity_of(&token);
-    let is_admin = identity == inbox.admin;
-    if is_admin {
-        reader.set_max(MAX_ADMIN_FRAME);
-    }
+    rules.open(
+        identity,
+        Instant::now(),
+        inbox.ticks.load(Ordering::Acquire),
+    );
     // The session exists from here: it gets an id (freed by the release thread after its `Disconnect`).
     let session = inbox.ids.lock().expect("session ids lock").allocate();
     let (tx, rx) = mpsc::channel(limits.outbound);
@@ -336,12 +257,8 @@ async fn connection(
     let mut writer = tokio::spawn(writer(send, rx, conn.clone()));
     // Each publish being compiled holds a clone of `compiling`: the `Disconnect` waits for them (below).
     let (compiling, mut compiled) = mpsc::channel::<()>(1);
-    let peer = Peer {
-        session,
-        is_admin,
-        compiling,
-    };
-    let fatal = read_loop(&peer, recv, reader, &limits, &inbox, &tx, &metrics).await;
+    let peer = Peer { session, compiling };
+    let fatal = read_loop(&peer, rules, recv, buf, &inbox, &tx, &metrics).await;
     let mut writer_done = false;
     if let Some((code, message)) = fatal {
         metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
@@ -430,140 +347,64 @@ async fn close_after_answers(
 /// Who is on a connection.
 struct Peer {
     session: SessionId,
-    is_admin: bool,
     /// Cloned into each publish being compiled (see [`compile_and_publish`]).
     compiling: mpsc::Sender<()>,
 }
 
-/// Read the session's frames into the inbox until the stream ends (`None`) or a fatal error in the input (its code
-/// and message). After a fatal error nothing more is read.
+/// Carry out the session's events and feed it the stream's bytes until the stream ends (`None`) or a fatal error
+/// in the input (its code and message). After a fatal error nothing more is read.
 async fn read_loop(
     peer: &Peer,
+    mut session: Session,
     mut recv: quinn::RecvStream,
-    mut reader: FrameReader,
-    limits: &Limits,
+    mut buf: Vec<u8>,
     inbox: &Inbox,
     tx: &mpsc::Sender<Out>,
     metrics: &Metrics,
 ) -> Option<(ErrorCode, String)> {
-    let session = peer.session;
-    let mut buf = vec![0; 64 * 1024];
-    let mut bucket = Bucket::new(limits.messages_per_second, limits.burst);
-    let mut dropped_in_a_row = 0u32;
-    let (mut calls_tick, mut calls) = (0u64, 0u32);
-    // Non-fatal errors go straight to the writer (they report on the client's own input, not on world state, so
-    // they need not wait for durability); if its queue is full the client is not reading and loses them.
-    let error = |code: ErrorCode, message: &str, request: Option<u32>| {
-        metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-        let _ = tx.try_send(Out::Data(error_frame(code, message, request, false)));
-    };
-    // While messages are dropped for rate, one error frame a second says so (not one per message: a flood must
-    // not turn into a flood of answers).
-    let mut rate_told: Option<Instant> = None;
+    let id = peer.session;
     loop {
-        // Every whole frame received so far.
-        loop {
-            let payload = match reader.next_frame() {
-                Ok(Some(p)) => p,
-                Ok(None) => break,
-                Err(e @ FrameError::TooLarge { .. }) => {
-                    return Some((ErrorCode::FrameTooLarge, e.to_string()));
-                }
-                Err(e) => return Some((ErrorCode::MalformedFrame, e.to_string())),
-            };
-            let message = match protocol::decode_frame::<ClientMessage>(payload) {
-                Ok(m) => m,
-                Err(e) => {
-                    // The framing is intact, so the connection can go on.
-                    error(ErrorCode::MalformedFrame, &e.to_string(), None);
+        while let Some(event) = session.poll_event() {
+            let message = match event {
+                SessionEvent::Input(message) => message,
+                // Errors about the client's own input go straight to the writer (they report no world state, so
+                // they need not wait for durability); if its queue is full the client is not reading and loses
+                // them.
+                SessionEvent::Error(frame) => {
+                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    let _ = tx.try_send(Out::Data(frame));
                     continue;
                 }
+                SessionEvent::Fatal { code, message, .. } => return Some((code, message)),
+                // Only before the session opened.
+                SessionEvent::Hello { .. } => continue,
             };
-            let request = match &message {
-                ClientMessage::Hello { .. } => None,
-                ClientMessage::Call { request, .. }
-                | ClientMessage::Subscribe { request, .. }
-                | ClientMessage::Unsubscribe { request, .. }
-                | ClientMessage::Admin { request, .. } => Some(*request),
-            };
-            if !bucket.take() {
-                dropped_in_a_row += 1;
-                if dropped_in_a_row >= limits.flood_disconnect {
-                    return Some((
-                        ErrorCode::RateLimited,
-                        format!(
-                            "over {} messages dropped for rate in a row: disconnected",
-                            limits.flood_disconnect
-                        ),
-                    ));
-                }
-                if rate_told.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-                    rate_told = Some(Instant::now());
-                    error(
-                        ErrorCode::RateLimited,
-                        "too many messages per second: dropping messages",
-                        request,
-                    );
-                }
-                continue;
-            }
-            dropped_in_a_row = 0;
             let input = match message {
-                ClientMessage::Hello { .. } => {
-                    return Some((ErrorCode::HelloTwice, "a second Hello".into()));
-                }
                 ClientMessage::Call {
                     request,
                     reducer,
                     args,
-                } => {
-                    let tick = inbox.ticks.load(Ordering::Acquire);
-                    if tick != calls_tick {
-                        (calls_tick, calls) = (tick, 0);
-                    }
-                    if calls >= limits.calls_per_tick {
-                        error(
-                            ErrorCode::Busy,
-                            &format!(
-                                "more than {} calls in one tick: dropped",
-                                limits.calls_per_tick
-                            ),
-                            Some(request),
-                        );
-                        continue;
-                    }
-                    calls += 1;
-                    Input::Call {
-                        session,
-                        request,
-                        reducer,
-                        args,
-                    }
-                }
+                } => Input::Call {
+                    session: id,
+                    request,
+                    reducer,
+                    args,
+                },
                 ClientMessage::Subscribe {
                     request,
                     table,
                     filter,
                 } => Input::Subscribe {
-                    session,
+                    session: id,
                     request,
                     table,
                     filter,
                 },
                 ClientMessage::Unsubscribe { request, table } => Input::Unsubscribe {
-                    session,
+                    session: id,
                     request,
                     table,
                 },
-                ClientMessage::Admin { request, .. } if !peer.is_admin => {
-                    error(
-                        ErrorCode::Forbidden,
-                        "only the world's admin (the token in the data directory's admin.token) may send \
-                         admin commands",
-                        Some(request),
-                    );
-                    continue;
-                }
                 ClientMessage::Admin {
                     request,
                     command: AdminCommand::Publish { wasm },
@@ -571,10 +412,16 @@ async fn read_loop(
                     compile_and_publish(peer, request, wasm, inbox, tx.clone());
                     continue;
                 }
+                // The session lets admin commands through from the admin only.
                 ClientMessage::Admin { request, command } => Input::Admin {
-                    from: AdminFrom::Session { session, request },
+                    from: AdminFrom::Session {
+                        session: id,
+                        request,
+                    },
                     command,
                 },
+                // The session never passes a Hello on.
+                ClientMessage::Hello { .. } => continue,
             };
             if inbox.tx.send(input).await.is_err() {
                 return None;
@@ -583,7 +430,8 @@ async fn read_loop(
         match recv.read(&mut buf).await {
             Ok(Some(n)) => {
                 metrics.bytes_in.fetch_add(n as u64, Ordering::Relaxed);
-                reader.push(&buf[..n]);
+                let tick = inbox.ticks.load(Ordering::Acquire);
+                session.receive(&buf[..n], Instant::now(), tick);
             }
             Ok(None) | Err(_) => return None,
         }

@@ -12,8 +12,8 @@ use locus_host::{CallContext, HostConfig, Runtime};
 use locus_interest::InterestConfig;
 use locus_log::storage::FsStorage;
 use locus_log::{Durability, EncodedRecord, EncodedSnapshot, Log, LogConfig, Watermark};
+use locus_protocol::{AdminCommand, AdminReply, CallOutcome, ErrorCode, SessionLimits};
 use locus_store::StoreConfig;
-use locus_types::protocol::{AdminCommand, AdminReply, CallOutcome, ErrorCode};
 use locus_types::{Tick, Timestamp};
 use thiserror::Error;
 
@@ -44,6 +44,19 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Time a new connection has to open its stream and send `Hello`. Default 5 s.
     pub hello_timeout: Duration,
+}
+
+impl Limits {
+    /// The rules each session enforces on its own input ([`locus_protocol::Session`]).
+    pub(crate) fn session(&self) -> SessionLimits {
+        SessionLimits {
+            messages_per_second: self.messages_per_second,
+            burst: self.burst,
+            flood_disconnect: self.flood_disconnect,
+            calls_per_tick: self.calls_per_tick,
+            hello_timeout: self.hello_timeout,
+        }
+    }
 }
 
 impl Default for Limits {

@@ -11,7 +11,7 @@
 //!   order) and handed to [`World::run_tick`] by [`TestWorld::tick`]. As over the network, a session's inputs can
 //!   only be queued while it is connected.
 //! - **Delivery.** Every frame a session is sent is decoded at once (the durability wait is zero) with
-//!   [`protocol::FrameReader`] and [`protocol::decode_frame`], as the client does, into the session's inbox, and
+//!   [`locus_protocol::FrameReader`] and [`locus_protocol::decode_frame`], as the client does, into the session's inbox, and
 //!   applied to its [`Cache`] (the client's row cache): "which rows does this session hold" is
 //!   [`TestWorld::cache`]. A session closed for a fatal error ([`TestWorld::close`]) gets its `Error` frame after
 //!   the tick's others; the harness then queues its `Disconnect` for the next tick, as the network does once the
@@ -33,7 +33,7 @@
 //!
 //! ```no_run
 //! use locus_server::testing::{TestWorld, TestWorldConfig};
-//! use locus_types::protocol::{CallOutcome, Filter};
+//! use locus_protocol::{CallOutcome, Filter};
 //! use locus_types::Identity;
 //!
 //! let wasm = std::fs::read("target/wasm32-unknown-unknown/release/game_module.wasm")?;
@@ -56,11 +56,11 @@ use locus_host::{CallContext, HostConfig, Module, Runtime};
 use locus_interest::InterestConfig;
 use locus_log::storage::MemStorage;
 use locus_log::{EncodedRecord, EncodedSnapshot, Log, LogConfig};
-use locus_store::{Database, StoreConfig};
-use locus_types::protocol::{
-    self, AdminCommand, AdminReply, CallOutcome, ErrorCode, FrameReader, MAX_SERVER_FRAME,
+use locus_protocol::{
+    AdminCommand, AdminReply, CallOutcome, ErrorCode, FrameReader, MAX_SERVER_FRAME,
     PROTOCOL_VERSION, ServerMessage, Token,
 };
+use locus_store::{Database, StoreConfig};
 use locus_types::{Identity, Tick, Timestamp};
 use thiserror::Error;
 
@@ -460,7 +460,7 @@ impl TestWorld {
         &mut self,
         session: TestSession,
         table: &str,
-        filter: protocol::Filter,
+        filter: locus_protocol::Filter,
     ) -> u32 {
         let (id, request) = self.request(session);
         self.queued.push(Input::Subscribe {
@@ -656,9 +656,10 @@ impl TestWorld {
                 .next_frame()
                 .unwrap_or_else(|e| panic!("tick {tick}: a bad frame for session {id}: {e}"));
             let Some(payload) = frame else { break };
-            let message: ServerMessage = protocol::decode_frame(payload).unwrap_or_else(|e| {
-                panic!("tick {tick}: a frame for session {id} does not decode: {e}")
-            });
+            let message: ServerMessage =
+                locus_protocol::decode_frame(payload).unwrap_or_else(|e| {
+                    panic!("tick {tick}: a frame for session {id} does not decode: {e}")
+                });
             s.cache.apply_into(&message, &mut s.events);
             s.inbox.push(message);
         }

@@ -23,18 +23,18 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use locus_host::{CallContext, CallError, LogLine, Module, ModuleInstance, Upgrade, UpgradeError};
 use locus_interest::{ClientId, Delta, Deltas, Filter, Interest, InterestConfig};
 use locus_log::EncodedRecord;
-use locus_store::{Changeset, Database, Table};
-use locus_types::protocol::{
-    self, AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
+use locus_protocol::{
+    AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
     TableDeltaRef, TickRef, Token, Welcome, WireTable,
 };
+use locus_store::{Changeset, Database, Table};
 use locus_types::{
     ColumnId, Identity, ReducerDef, ReducerKind, TableAccess, TableDef, TableId, Tick, Timestamp,
     codec,
 };
 
 /// Row bytes per `Tick` frame before the rest of a delta goes into another frame (well below
-/// [`protocol::MAX_SERVER_FRAME`]).
+/// [`locus_protocol::MAX_SERVER_FRAME`]).
 const SPLIT_AT: usize = 1 << 20;
 
 /// A session (a connection past its `Hello`), numbered by the network layer from [`SessionIds`]: the lowest id free
@@ -183,7 +183,7 @@ pub enum Input {
         /// The table's name.
         table: String,
         /// Which rows.
-        filter: protocol::Filter,
+        filter: locus_protocol::Filter,
     },
     /// An operator's command (not `Publish`, which arrives compiled as [`Input::Publish`]). Calls run as
     /// [`Identity::SERVER`], so admin-only reducers accept them. The answer goes to `from`: a session's as a frame
@@ -345,7 +345,7 @@ struct Session {
     token: Token,
     version: u16,
     /// Its subscriptions, by table name, as asked (replayed after a module upgrade).
-    subscriptions: Vec<(String, protocol::Filter)>,
+    subscriptions: Vec<(String, locus_protocol::Filter)>,
     out: Vec<u8>,
 }
 
@@ -530,7 +530,7 @@ impl World {
 
     fn send(&mut self, session: SessionId, message: &ServerMessage) {
         if let Some(s) = self.sessions.get_mut(&session) {
-            protocol::encode_frame(message, &mut s.out);
+            locus_protocol::encode_frame(message, &mut s.out);
         }
     }
 
@@ -727,7 +727,7 @@ impl World {
                 } => {
                     // After this tick's frames for the session: its earlier inputs' answers and the tick's delta.
                     let mut frame = Vec::new();
-                    protocol::encode_frame(
+                    locus_protocol::encode_frame(
                         &ServerMessage::Error {
                             code,
                             message: message.clone(),
@@ -845,7 +845,7 @@ impl World {
         session: SessionId,
         request: u32,
         table: &str,
-        filter: protocol::Filter,
+        filter: locus_protocol::Filter,
     ) {
         if !self.sessions.contains_key(&session) {
             return;
@@ -861,7 +861,7 @@ impl World {
         &mut self,
         session: SessionId,
         table: &str,
-        filter: protocol::Filter,
+        filter: locus_protocol::Filter,
     ) -> Result<TableId, (ErrorCode, String)> {
         let Some(id) = self.names.get(table).copied() else {
             return Err((
@@ -871,9 +871,9 @@ impl World {
         };
         let def = self.tables[id.0 as usize].as_ref().expect("public");
         let resolved = match &filter {
-            protocol::Filter::All => Filter::All,
-            protocol::Filter::Owner => Filter::Owner,
-            protocol::Filter::Eq { column, value } => {
+            locus_protocol::Filter::All => Filter::All,
+            locus_protocol::Filter::Owner => Filter::Owner,
+            locus_protocol::Filter::Eq { column, value } => {
                 let Some(c) = def.columns.iter().position(|c| c.name == *column) else {
                     return Err((
                         ErrorCode::BadSubscription,
@@ -1223,7 +1223,7 @@ impl<'a> DeltaFrame<'a> {
         if self.tables.is_empty() {
             return;
         }
-        protocol::encode_frame(
+        locus_protocol::encode_frame(
             &TickRef::Tick {
                 tick: tick.0,
                 time: self.time,

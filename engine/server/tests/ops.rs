@@ -15,8 +15,8 @@ mod failing;
 use common::{DEMO, free_port, result_of, wait_for, workspace};
 use game_module as gm;
 use locus_client::{Client, ClientConfig, Event, Trust};
+use locus_protocol::{AdminCommand, AdminReply, CallOutcome, ErrorCode};
 use locus_server::{Server, ServerConfig};
-use locus_types::protocol::{self, AdminCommand, AdminReply, CallOutcome, ErrorCode};
 use locus_types::{Value, codec};
 
 /// The demo module with a `guild` table, a `found_guild` reducer and a `player.title` column.
@@ -113,7 +113,7 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
     let server = start(dir.path(), false);
     let mut clients: Vec<Client> = (0..4).map(|_| connect(&server)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
-        c.subscribe("player", protocol::Filter::All).unwrap();
+        c.subscribe("player", locus_protocol::Filter::All).unwrap();
         let outcome = call(
             c,
             "teleport",
@@ -201,7 +201,7 @@ fn a_hot_swap_under_load_keeps_everyone_connected_and_migrates_the_data() {
     );
     // The new reducer works, and its table is there to subscribe to.
     let c = &mut clients[0];
-    c.subscribe("guild", protocol::Filter::All).unwrap();
+    c.subscribe("guild", locus_protocol::Filter::All).unwrap();
     let args = rmp_serde::to_vec(&("Wolves",)).unwrap();
     assert_eq!(call(c, "found_guild", &args), CallOutcome::Ok);
     wait_for(c, "the guild row", |c, _| c.cache().len("guild") == 1);

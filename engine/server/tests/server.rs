@@ -18,12 +18,12 @@ use common::{DEMO, WAIT, free_port, result_of, wait_for};
 use game_module as gm;
 use keys::keys_module;
 use locus_client::{Client, ClientConfig, Trust};
-use locus_server::{Server, ServerConfig};
-use locus_types::Identity;
-use locus_types::protocol::{
-    self, CallOutcome, ClientMessage, ErrorCode, FrameReader, MAX_SERVER_FRAME, PROTOCOL_VERSION,
+use locus_protocol::{
+    CallOutcome, ClientMessage, ErrorCode, FrameReader, MAX_SERVER_FRAME, PROTOCOL_VERSION,
     ServerMessage,
 };
+use locus_server::{Server, ServerConfig};
+use locus_types::Identity;
 
 fn start(dir: &Path) -> Server {
     let mut config = ServerConfig::new(DEMO.clone());
@@ -66,7 +66,7 @@ fn two_clients_see_each_other_when_near_and_stop_when_far() {
     let mut b = connect(addr, fp, None);
     assert_ne!(a.identity(), b.identity());
     for c in [&mut a, &mut b] {
-        c.subscribe("player", protocol::Filter::All).unwrap();
+        c.subscribe("player", locus_protocol::Filter::All).unwrap();
     }
     call_ok(&mut a, &gm::teleport::call(1000.0, 1000.0));
     call_ok(&mut b, &gm::teleport::call(1010.0, 1000.0));
@@ -115,7 +115,7 @@ impl Raw {
 
     fn send(&mut self, message: &ClientMessage) {
         let mut out = Vec::new();
-        protocol::encode_frame(message, &mut out);
+        locus_protocol::encode_frame(message, &mut out);
         self.send_bytes(&out);
     }
 
@@ -127,7 +127,9 @@ impl Raw {
                 .next_frame()
                 .expect("server frames are well-formed")
             {
-                return Some(protocol::decode_frame(payload).expect("server messages decode"));
+                return Some(
+                    locus_protocol::decode_frame(payload).expect("server messages decode"),
+                );
             }
             let chunk = self.rt.block_on(async {
                 tokio::time::timeout(WAIT, self.conn.recv())
@@ -175,7 +177,8 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
     let (addr, fp) = (server.local_addr(), server.fingerprint());
     // A well-behaved client watches its own avatar move throughout.
     let mut good = connect(addr, fp, None);
-    good.subscribe("player", protocol::Filter::All).unwrap();
+    good.subscribe("player", locus_protocol::Filter::All)
+        .unwrap();
     call_ok(&mut good, &gm::teleport::call(500.0, 500.0));
 
     // A call before Hello: fatal HelloRequired.
@@ -214,7 +217,7 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
     raw.send(&ClientMessage::Subscribe {
         request: 5,
         table: "no_such_table".into(),
-        filter: protocol::Filter::All,
+        filter: locus_protocol::Filter::All,
     });
     assert_eq!(
         raw.next_error().map(|e| (e.0, e.1)),
@@ -233,7 +236,7 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
     // An oversized frame: fatal FrameTooLarge, told before the payload is read.
     let mut raw = Raw::open(addr, fp);
     raw.hello();
-    raw.send_bytes(&(protocol::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes());
+    raw.send_bytes(&(locus_protocol::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes());
     assert_eq!(
         raw.next_error().map(|e| (e.0, e.1)),
         Some((ErrorCode::FrameTooLarge, true))
@@ -244,7 +247,7 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
     raw.hello();
     let mut burst = Vec::new();
     for i in 0..3_000 {
-        protocol::encode_frame(
+        locus_protocol::encode_frame(
             &ClientMessage::Unsubscribe {
                 request: i,
                 table: "player".into(),
@@ -326,7 +329,9 @@ fn after_kill_9_and_a_restart_state_and_identities_are_intact_and_clients_reconn
     let mut client = connect(addr, fp, Some(token_file.clone()));
     let identity = client.identity();
     assert!(token_file.exists(), "the token was saved");
-    client.subscribe("player", protocol::Filter::All).unwrap();
+    client
+        .subscribe("player", locus_protocol::Filter::All)
+        .unwrap();
     // Confirmed: the result arrives only once the tick is durable.
     call_ok(&mut client, &gm::teleport::call(1234.0, 567.0));
     call_ok(&mut client, &gm::set_name::call("survivor".into()));
@@ -407,7 +412,9 @@ fn a_client_that_goes_silent_times_out_and_client_disconnected_runs() {
     )));
 
     let mut watcher = connect(addr, fp, None);
-    watcher.subscribe("player", protocol::Filter::All).unwrap();
+    watcher
+        .subscribe("player", locus_protocol::Filter::All)
+        .unwrap();
     call_ok(&mut watcher, &gm::teleport::call(1005.0, 1000.0));
     let online = |c: &Client| {
         players(c)
@@ -476,7 +483,7 @@ fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_erro
     raw.hello();
     let mut burst = Vec::new();
     for i in 0..N {
-        protocol::encode_frame(
+        locus_protocol::encode_frame(
             &ClientMessage::Call {
                 request: i,
                 reducer: "put".into(),
@@ -486,7 +493,7 @@ fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_erro
         );
     }
     for i in 0..1_000 {
-        protocol::encode_frame(
+        locus_protocol::encode_frame(
             &ClientMessage::Unsubscribe {
                 request: 1_000 + i,
                 table: "thing".into(),
@@ -515,7 +522,9 @@ fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_erro
     assert!(raw.next().is_none(), "nothing after the fatal error");
     assert_eq!(close_code(&raw), Some(2));
     let mut watcher = connect(addr, fp, None);
-    watcher.subscribe("thing", protocol::Filter::All).unwrap();
+    watcher
+        .subscribe("thing", locus_protocol::Filter::All)
+        .unwrap();
     wait_for(&mut watcher, "the 20 rows", |c, _| {
         c.cache().len("thing") == N as usize
     });
@@ -551,7 +560,7 @@ fn the_first_message_and_the_streams_behave_as_documented() {
     assert_eq!(refused(&frame), fatal(ErrorCode::MalformedFrame));
     // A well-formed message other than Hello: fatal HelloRequired.
     let mut unsubscribe = Vec::new();
-    protocol::encode_frame(
+    locus_protocol::encode_frame(
         &ClientMessage::Unsubscribe {
             request: 1,
             table: "thing".into(),
@@ -560,7 +569,7 @@ fn the_first_message_and_the_streams_behave_as_documented() {
     );
     assert_eq!(refused(&unsubscribe), fatal(ErrorCode::HelloRequired));
     // An oversized first frame: fatal FrameTooLarge, with its error frame as after a Hello.
-    let too_large = (protocol::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes();
+    let too_large = (locus_protocol::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes();
     assert_eq!(refused(&too_large), fatal(ErrorCode::FrameTooLarge));
     // A session speaks the highest version both sides offer (what each version is sent: `tests/world.rs`).
     for (offered, chosen) in [(vec![1], 1), (vec![2, 1], 2), (vec![99, 1], 1)] {
@@ -598,7 +607,7 @@ fn the_first_message_and_the_streams_behave_as_documented() {
     raw.send(&ClientMessage::Subscribe {
         request: 1,
         table: "thing".into(),
-        filter: protocol::Filter::All,
+        filter: locus_protocol::Filter::All,
     });
     assert!(matches!(
         raw.next(),
@@ -607,7 +616,7 @@ fn the_first_message_and_the_streams_behave_as_documented() {
     raw.send(&ClientMessage::Subscribe {
         request: 2,
         table: "thing".into(),
-        filter: protocol::Filter::Eq {
+        filter: locus_protocol::Filter::Eq {
             column: "no_such_column".into(),
             value: vec![0x01],
         },
@@ -681,7 +690,7 @@ fn a_reconnecting_client_reuses_a_session_id_and_never_gets_the_old_sessions_fra
     let (addr, fp) = (server.local_addr(), server.fingerprint());
     let hello = ClientMessage::Hello {
         versions: vec![PROTOCOL_VERSION],
-        token: Some(protocol::Token([7; 32])),
+        token: Some(locus_protocol::Token([7; 32])),
     };
     let walk = gm::move_dir::call(1.0, 0.0);
     for round in 0..4 {
@@ -692,7 +701,7 @@ fn a_reconnecting_client_reuses_a_session_id_and_never_gets_the_old_sessions_fra
         old.send(&ClientMessage::Subscribe {
             request: 9_000,
             table: "player".into(),
-            filter: protocol::Filter::All,
+            filter: locus_protocol::Filter::All,
         });
         for request in 9_001..9_020 {
             old.send(&ClientMessage::Call {
@@ -704,7 +713,7 @@ fn a_reconnecting_client_reuses_a_session_id_and_never_gets_the_old_sessions_fra
         // Refused at once, not after durability: once it is here, the server has read the calls before it.
         old.send(&ClientMessage::Admin {
             request: 9_999,
-            command: protocol::AdminCommand::Snapshot,
+            command: locus_protocol::AdminCommand::Snapshot,
         });
         assert!(matches!(
             old.next_error(),

@@ -14,11 +14,11 @@ mod keys;
 use game_module as gm;
 use locus_client::Event;
 use locus_host::{HostConfig, Module, Runtime};
-use locus_server::testing::{Ended, TestSession, TestWorld, TestWorldConfig};
-use locus_types::protocol::{
-    self, AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, PROTOCOL_VERSION,
+use locus_protocol::{
+    AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, PROTOCOL_VERSION,
     ServerMessage, Token,
 };
+use locus_server::testing::{Ended, TestSession, TestWorld, TestWorldConfig};
 use locus_types::{Identity, Tick};
 
 /// Compile `wasm` once for every test that needs it (compiling the demo module takes seconds).
@@ -102,7 +102,7 @@ fn two_sessions_see_each_other_when_near_and_stop_when_far() {
     let (a, b) = (w.connect(Identity([1; 32])), w.connect(Identity([2; 32])));
     let (ia, ib) = (w.identity(a), w.identity(b));
     for s in [a, b] {
-        w.subscribe(s, "player", protocol::Filter::All);
+        w.subscribe(s, "player", locus_protocol::Filter::All);
     }
     let ra = w.call(a, &gm::teleport::call(1000.0, 1000.0));
     let rb = w.call(b, &gm::teleport::call(1010.0, 1000.0));
@@ -140,8 +140,8 @@ fn two_sessions_see_each_other_when_near_and_stop_when_far() {
 fn an_admin_call_runs_as_the_server_and_a_session_cannot_make_it() {
     let mut w = demo();
     let a = w.connect(Identity([1; 32]));
-    w.subscribe(a, "creature", protocol::Filter::All);
-    w.subscribe(a, "player", protocol::Filter::All);
+    w.subscribe(a, "creature", locus_protocol::Filter::All);
+    w.subscribe(a, "player", locus_protocol::Filter::All);
     // A session may not spawn creatures.
     let spawn = gm::admin::admin_spawn_creatures_in::call(5, 600.0, 600.0, 700.0, 700.0);
     let refused = w.call(a, &spawn);
@@ -294,20 +294,20 @@ fn a_reducer_error_comes_back_to_its_caller_only() {
 fn bad_input_gets_a_clear_error_for_that_session_only_and_the_world_keeps_ticking() {
     let mut w = demo();
     let (good, bad) = (w.connect(Identity([1; 32])), w.connect(Identity([2; 32])));
-    w.subscribe(good, "player", protocol::Filter::All);
+    w.subscribe(good, "player", locus_protocol::Filter::All);
     let r = w.call(good, &gm::teleport::call(500.0, 500.0));
     tick_ok(&mut w, &[(good, r)]);
     let seen = w.take_messages(good).len();
     assert!(seen > 0);
     // The bad session subscribes to the players, then asks for what does not exist.
-    let own = w.subscribe(bad, "player", protocol::Filter::All);
+    let own = w.subscribe(bad, "player", locus_protocol::Filter::All);
     let requests = [
-        w.subscribe(bad, "no_such_table", protocol::Filter::All),
+        w.subscribe(bad, "no_such_table", locus_protocol::Filter::All),
         w.unsubscribe(bad, "no_such_table"),
         w.subscribe(
             bad,
             "player",
-            protocol::Filter::Eq {
+            locus_protocol::Filter::Eq {
                 column: "no_such_column".into(),
                 value: vec![0x01],
             },
@@ -315,7 +315,7 @@ fn bad_input_gets_a_clear_error_for_that_session_only_and_the_world_keeps_tickin
         w.subscribe(
             bad,
             "player",
-            protocol::Filter::Eq {
+            locus_protocol::Filter::Eq {
                 column: "name".into(),
                 value: vec![0x01],
             },
@@ -375,7 +375,7 @@ fn version_2_sessions_get_patches_and_version_1_sessions_whole_rows() {
     let v1 = w.connect_version(Identity([1; 32]), 1);
     let v2 = w.connect_version(Identity([2; 32]), 2);
     for s in [v1, v2] {
-        w.subscribe(s, "player", protocol::Filter::All);
+        w.subscribe(s, "player", locus_protocol::Filter::All);
     }
     let r1 = w.call(v1, &gm::teleport::call(500.0, 500.0));
     let r2 = w.call(v2, &gm::teleport::call(502.0, 500.0));
@@ -429,7 +429,7 @@ fn version_2_sessions_get_patches_and_version_1_sessions_whole_rows() {
 fn a_delete_key_is_the_key_columns_bytes_in_the_row() {
     let mut w = world_of(&KEYS);
     let s = w.connect(Identity([1; 32]));
-    w.subscribe(s, "thing", protocol::Filter::All);
+    w.subscribe(s, "thing", locus_protocol::Filter::All);
     let wide = [0xcf, 0, 0, 0, 0, 0, 0, 0, 7];
     let put = w.call_raw(s, "put", &[&[0x91][..], &wide].concat());
     tick_ok(&mut w, &[(s, put)]);
@@ -467,7 +467,7 @@ fn a_fatal_close_delivers_the_earlier_results_before_the_error_frame() {
     let s = w.connect(Identity([1; 32]));
     let watcher = w.connect(Identity([2; 32]));
     for session in [s, watcher] {
-        w.subscribe(session, "thing", protocol::Filter::All);
+        w.subscribe(session, "thing", locus_protocol::Filter::All);
     }
     w.tick();
     w.take_messages(s);
@@ -526,7 +526,7 @@ fn a_reused_session_id_never_gets_the_old_sessions_frames() {
     w.tick();
     for round in 0..3 {
         let old = w.connect_token(token);
-        w.subscribe(old, "player", protocol::Filter::All);
+        w.subscribe(old, "player", locus_protocol::Filter::All);
         for _ in 0..19 {
             w.call(old, &walk);
         }
@@ -767,7 +767,7 @@ fn after_a_restart_from_the_records_state_and_identities_are_intact() {
     let mut w = demo();
     let token = Token([5; 32]);
     let s = w.connect_token(token);
-    w.subscribe(s, "player", protocol::Filter::All);
+    w.subscribe(s, "player", locus_protocol::Filter::All);
     let teleport = w.call(s, &gm::teleport::call(1234.0, 567.0));
     let name = w.call(s, &gm::set_name::call("survivor".into()));
     tick_ok(&mut w, &[(s, teleport), (s, name)]);
@@ -784,7 +784,7 @@ fn after_a_restart_from_the_records_state_and_identities_are_intact() {
     );
     let again = w.connect_token(token);
     assert_eq!(w.identity(again), w.identity(s));
-    w.subscribe(again, "player", protocol::Filter::All);
+    w.subscribe(again, "player", locus_protocol::Filter::All);
     w.tick();
     let after = me(&w, again);
     assert_eq!(
@@ -801,7 +801,7 @@ fn after_a_restart_from_the_records_state_and_identities_are_intact() {
 fn a_publish_keeps_every_session_and_an_incompatible_one_changes_nothing() {
     let mut w = demo();
     let s = w.connect(Identity([1; 32]));
-    w.subscribe(s, "player", protocol::Filter::All);
+    w.subscribe(s, "player", locus_protocol::Filter::All);
     w.tick();
     let held = players(&w, s);
     assert_eq!(held.len(), 1);
@@ -832,7 +832,7 @@ fn a_publish_keeps_every_session_and_an_incompatible_one_changes_nothing() {
     assert!(w.snapshot().tick() > Tick(0));
     w.restart().unwrap();
     let again = w.connect(Identity([1; 32]));
-    w.subscribe(again, "player", protocol::Filter::All);
+    w.subscribe(again, "player", locus_protocol::Filter::All);
     w.tick();
     assert_eq!(me(&w, again).id, held[0].id);
 }
@@ -842,13 +842,13 @@ fn ten_thousand_sessions_coming_and_going_leave_the_session_slots_where_they_sta
     let mut w = demo();
     // A player who stays throughout.
     let stays = w.connect(Identity([1; 32]));
-    w.subscribe(stays, "player", protocol::Filter::All);
+    w.subscribe(stays, "player", locus_protocol::Filter::All);
     w.tick();
     let slots = w.world().interest().client_slots();
     assert_eq!((slots, w.session_ids().span()), (1, 1));
     for cycle in 0..10_000u32 {
         let s = w.connect(Identity([2 + (cycle % 8) as u8; 32]));
-        w.subscribe(s, "player", protocol::Filter::All);
+        w.subscribe(s, "player", locus_protocol::Filter::All);
         let out = w.tick();
         assert!(out.frames.iter().any(|(id, _)| *id == w.session_id(s)));
         w.disconnect(s);
@@ -911,14 +911,14 @@ impl Sim {
             Input::Connect {
                 session,
                 identity: Identity([n; 32]),
-                token: protocol::Token([n; 32]),
+                token: locus_protocol::Token([n; 32]),
                 version: PROTOCOL_VERSION,
             },
             Input::Subscribe {
                 session,
                 request: 1,
                 table: "player".into(),
-                filter: protocol::Filter::All,
+                filter: locus_protocol::Filter::All,
             },
         ]
     }
@@ -1020,7 +1020,7 @@ fn crowd_frames(threads: usize) -> Frames {
         })
         .collect();
     for (i, &s) in sessions.iter().enumerate() {
-        w.subscribe(s, "player", protocol::Filter::All);
+        w.subscribe(s, "player", locus_protocol::Filter::All);
         let cluster = (i % 3) as f32 * 400.0;
         w.call(
             s,

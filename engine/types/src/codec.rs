@@ -1464,4 +1464,275 @@ mod tests {
             }
         }
     }
+
+    /// Bytes from hex digits separated by spaces.
+    fn unhex(hex: &str) -> Vec<u8> {
+        hex.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
+    /// Bytes as hex, in full.
+    fn hex_bytes(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Bytes as protocol.md shows them: hex, or for more than 16 bytes the first 4 and `…`.
+    fn shown(bytes: &[u8]) -> String {
+        if bytes.len() > 16 {
+            format!("{} …", hex_bytes(&bytes[..4]))
+        } else {
+            hex_bytes(bytes)
+        }
+    }
+
+    /// The column encoding examples of `engine/docs/protocol.md` §2, each checked against the codec: the written
+    /// form is what `encode_value` writes; "also" forms decode to the same value; "refused" forms do not decode.
+    /// Rows are read as `decode_value` reads a row's column, arguments as `decode_arg` reads a client's value.
+    #[test]
+    fn the_column_encodings_of_the_protocol_doc() {
+        use crate::codec::{decode_arg, decode_value, encode_row, encode_value};
+        use crate::{ColumnDef, ColumnType, Value};
+        let doc = include_str!("../../docs/protocol.md");
+        // The example's lines: the one starting with `label`, and the indented ones after it.
+        let block = |label: &str| -> String {
+            let mut lines = doc.lines().skip_while(|l| !l.starts_with(label));
+            let first = lines
+                .next()
+                .unwrap_or_else(|| panic!("protocol.md has no example `{label}`"));
+            let rest = lines.take_while(|l| l.starts_with(' '));
+            std::iter::once(first)
+                .chain(rest)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        /// One example: its label, the column type and value, the written bytes, bytes also accepted, bytes refused,
+        /// and whether it is read as a client's value (else as a row's).
+        struct Example {
+            label: &'static str,
+            ty: ColumnType,
+            value: Value,
+            written: Vec<u8>,
+            also: Vec<Vec<u8>>,
+            refused: Vec<Vec<u8>>,
+            argument: bool,
+        }
+        let ex = |label, ty, value, written: &str, also: &[&str], refused: &[&str]| Example {
+            label,
+            ty,
+            value,
+            written: unhex(written),
+            also: also.iter().map(|h| unhex(h)).collect(),
+            refused: refused.iter().map(|h| unhex(h)).collect(),
+            argument: false,
+        };
+        let opt_u8 = || ColumnType::Option(Box::new(ColumnType::U8));
+        let id = |prefix: &str, n: usize| [unhex(prefix), vec![9; n]].concat();
+        let examples = [
+            ex(
+                "Bool true:",
+                ColumnType::Bool,
+                Value::Bool(true),
+                "c3",
+                &[],
+                &["01", "c0"],
+            ),
+            ex(
+                "U8 5:",
+                ColumnType::U8,
+                Value::U64(5),
+                "05",
+                &["cc 05", "d0 05", "cf 00 00 00 00 00 00 00 05"],
+                &["d0 ff", "cd 01 00"],
+            ),
+            ex(
+                "U64 300:",
+                ColumnType::U64,
+                Value::U64(300),
+                "cd 01 2c",
+                &["cf 00 00 00 00 00 00 01 2c"],
+                &[],
+            ),
+            ex(
+                "I32 -7:",
+                ColumnType::I32,
+                Value::I64(-7),
+                "f9",
+                &["d0 f9", "d2 ff ff ff f9"],
+                &["ce 80 00 00 00"],
+            ),
+            ex(
+                "I32 200:",
+                ColumnType::I32,
+                Value::I64(200),
+                "cc c8",
+                &["d1 00 c8"],
+                &[],
+            ),
+            ex(
+                "I64 -200:",
+                ColumnType::I64,
+                Value::I64(-200),
+                "d1 ff 38",
+                &[],
+                &[],
+            ),
+            ex(
+                "F32 1.5:",
+                ColumnType::F32,
+                Value::F32(1.5),
+                "ca 3f c0 00 00",
+                &[],
+                &["cb 3f f8 00 00 00 00 00 00", "01"],
+            ),
+            Example {
+                argument: true,
+                ..ex(
+                    "F32 argument 2.0:",
+                    ColumnType::F32,
+                    Value::F32(2.0),
+                    "ca 40 00 00 00",
+                    &["02", "cb 40 00 00 00 00 00 00 00"],
+                    &["ce 01 00 00 01", "c3"],
+                )
+            },
+            ex(
+                "F64 0.25:",
+                ColumnType::F64,
+                Value::F64(0.25),
+                "cb 3f d0 00 00 00 00 00 00",
+                &[],
+                &["ca 3e 80 00 00"],
+            ),
+            ex(
+                "String \"Ada\":",
+                ColumnType::String,
+                Value::String("Ada".into()),
+                "a3 41 64 61",
+                &["d9 03 41 64 61"],
+                &["c4 03 41 64 61", "a2 ff fe"],
+            ),
+            ex(
+                "Bytes 010203:",
+                ColumnType::Bytes,
+                Value::Bytes(vec![1, 2, 3].into()),
+                "c4 03 01 02 03",
+                &["c5 00 03 01 02 03"],
+                &["a3 01 02 03"],
+            ),
+            ex(
+                "Vec2 (1.5, -2.0):",
+                ColumnType::Vec2,
+                Value::Vec2(glam::Vec2::new(1.5, -2.0)),
+                "92 ca 3f c0 00 00 ca c0 00 00 00",
+                &[],
+                &["dc 00 02 ca 3f c0 00 00 ca c0 00 00 00"],
+            ),
+            Example {
+                written: id("c4 20", 32),
+                also: vec![id("c5 00 20", 32)],
+                refused: vec![id("c4 1f", 31)],
+                ..ex(
+                    "Identity 09 (x32):",
+                    ColumnType::Identity,
+                    Value::Identity(Identity([9; 32])),
+                    "",
+                    &[],
+                    &[],
+                )
+            },
+            ex(
+                "Timestamp 1700000000000000:",
+                ColumnType::Timestamp,
+                Value::Timestamp(crate::Timestamp(1_700_000_000_000_000)),
+                "cf 00 06 0a 24 18 1e 40 00",
+                &["d3 00 06 0a 24 18 1e 40 00"],
+                &["ff"],
+            ),
+            ex("Option(U8) nil:", opt_u8(), Value::Null, "c0", &[], &[]),
+            ex(
+                "Option(U8) 5:",
+                opt_u8(),
+                Value::U64(5),
+                "05",
+                &["cc 05"],
+                &[],
+            ),
+            ex(
+                "Opaque [1, \"x\"]:",
+                ColumnType::Opaque,
+                Value::Opaque(unhex("92 01 a1 78").into()),
+                "92 01 a1 78",
+                &[],
+                &["c1"],
+            ),
+        ];
+        for Example {
+            label,
+            ty,
+            value,
+            written,
+            also,
+            refused,
+            argument,
+        } in examples
+        {
+            let text = block(label);
+            let column = ColumnDef::new("c", ty);
+            let decode = |bytes: &[u8]| {
+                if argument {
+                    decode_arg(&column, bytes)
+                } else {
+                    decode_value(&column, bytes)
+                }
+            };
+            let mut out = Vec::new();
+            encode_value(&column, &value, &mut out).unwrap();
+            assert_eq!(out, written, "{label} writes other bytes");
+            for bytes in std::iter::once(&written).chain(&also) {
+                assert!(
+                    text.contains(&shown(bytes)),
+                    "`{label}` lacks {}",
+                    shown(bytes)
+                );
+                assert_eq!(
+                    decode(bytes).as_ref(),
+                    Ok(&value),
+                    "{label} {}",
+                    shown(bytes)
+                );
+            }
+            for bytes in &refused {
+                assert!(
+                    text.contains(&shown(bytes)),
+                    "`{label}` lacks {}",
+                    shown(bytes)
+                );
+                assert!(
+                    decode(bytes).is_err(),
+                    "{label}: {} is accepted",
+                    shown(bytes)
+                );
+            }
+        }
+        let columns = [
+            ColumnDef::new("id", ColumnType::U64),
+            ColumnDef::new("name", ColumnType::String),
+            ColumnDef::new("pos", ColumnType::Vec2),
+        ];
+        let row = encode_row(
+            &columns,
+            &[
+                Value::U64(300),
+                Value::String("Ada".into()),
+                Value::Vec2(glam::Vec2::new(1.5, -2.0)),
+            ],
+        )
+        .unwrap();
+        assert!(block("row [300, \"Ada\", (1.5, -2.0)]").contains(&hex_bytes(&row)));
+    }
 }

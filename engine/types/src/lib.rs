@@ -10,6 +10,7 @@
 //! - [`patch`]: row patches, an update sent as only the columns that changed.
 //! - [`abi`]: the module ABI: the one list of host calls ([`for_each_host_call!`]), errnos, export names, the
 //!   module description ([`abi::ModuleDef`]) and the rows of the system table `locus_area` ([`abi::AreaRow`]).
+//! - [`call`]: [`ReducerCall`], a call of a reducer with its encoded arguments (built by modules, sent by clients).
 //!
 //! It deliberately does not know about tables' contents, transactions or the network.
 //!
@@ -29,15 +30,16 @@
 //! ```
 
 pub mod abi;
+pub mod call;
 pub mod codec;
 pub mod ids;
 pub mod migrate;
 pub mod patch;
-pub mod protocol;
 pub mod schema;
 pub mod value;
 
 pub use abi::{ModuleDef, ReducerDef, ReducerKind};
+pub use call::ReducerCall;
 pub use glam::Vec2;
 pub use ids::{ColumnId, Identity, TableId, Tick, Timestamp};
 pub use schema::{
