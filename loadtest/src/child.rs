@@ -122,6 +122,11 @@ pub(crate) struct ChildMetrics {
     pub(crate) cpu_s: Option<f64>,
     /// The tick thread's CPU time, s.
     pub(crate) tick_cpu_s: Option<f64>,
+    /// The load tester's own process CPU time (the bots; not the server, a separate process) when the parent
+    /// read this line, s. Set by the parent's reader, never sent by the child: bot CPU differenced between two
+    /// lines spans the same window as the server's tick count (see `report::interval`).
+    #[serde(skip)]
+    pub(crate) bots_cpu_s: Option<f64>,
 }
 
 /// The workspace this binary was built from (for building the demo module).
@@ -144,6 +149,7 @@ pub(crate) fn serve_child(
     listen: SocketAddr,
     module: Option<&Path>,
     tick_rate: u16,
+    byte_budget: Option<usize>,
 ) -> anyhow::Result<()> {
     let wasm = match module {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
@@ -153,6 +159,9 @@ pub(crate) fn serve_child(
     config.data_dir = data_dir.to_owned();
     config.listen = listen;
     config.tick_rate = tick_rate;
+    if let Some(bytes) = byte_budget {
+        config.interest.byte_budget = (bytes > 0).then_some(bytes);
+    }
     let server = Arc::new(Server::start(config).context("starting the server")?);
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let say = |line: &str| {
@@ -189,6 +198,7 @@ pub(crate) fn serve_child(
             metrics: server.metrics().into(),
             cpu_s: process_cpu_seconds(std::process::id()),
             tick_cpu_s: thread_cpu_seconds(std::process::id(), "locus-tick"),
+            bots_cpu_s: None,
         };
         say(&format!("METRICS {}", serde_json::to_string(&line)?));
         if server.has_failed() {
@@ -241,7 +251,11 @@ pub(crate) struct ChildServer {
 impl ChildServer {
     /// Start `<this binary> serve-child` in a new temporary data directory and wait until it listens (the first
     /// start builds the demo module, which may take minutes).
-    pub(crate) fn start(module: Option<&Path>, tick_rate: u16) -> anyhow::Result<ChildServer> {
+    pub(crate) fn start(
+        module: Option<&Path>,
+        tick_rate: u16,
+        byte_budget: Option<usize>,
+    ) -> anyhow::Result<ChildServer> {
         let data_dir = tempfile::Builder::new()
             .prefix("locus-loadtest-")
             .tempdir()
@@ -257,6 +271,9 @@ impl ChildServer {
             .arg(tick_rate.to_string());
         if let Some(m) = module {
             cmd.arg("--module").arg(m);
+        }
+        if let Some(bytes) = byte_budget {
+            cmd.arg("--byte-budget").arg(bytes.to_string());
         }
         let mut child = cmd
             .stdin(Stdio::piped())
@@ -275,7 +292,8 @@ impl ChildServer {
                 for line in BufReader::new(stdout).lines() {
                     let Ok(line) = line else { break };
                     if let Some(rest) = line.strip_prefix("METRICS ") {
-                        if let Ok(m) = serde_json::from_str::<ChildMetrics>(rest) {
+                        if let Ok(mut m) = serde_json::from_str::<ChildMetrics>(rest) {
+                            m.bots_cpu_s = process_cpu_seconds(std::process::id());
                             *latest.lock().unwrap_or_else(PoisonError::into_inner) = Some(m);
                         }
                     } else if let Some(rest) = line.strip_prefix("LISTEN ") {

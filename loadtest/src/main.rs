@@ -68,6 +68,9 @@ enum Sub {
         /// Ticks per second.
         #[arg(long, default_value_t = 20)]
         tick_rate: u16,
+        /// Bytes per client per tick (0: no limit); the server's default if not given.
+        #[arg(long)]
+        byte_budget: Option<usize>,
     },
 }
 
@@ -155,6 +158,10 @@ pub(crate) struct RunArgs {
     /// Ticks per second of the started server.
     #[arg(long, default_value_t = 20, conflicts_with = "server")]
     pub(crate) tick_rate: u16,
+    /// The started server's byte budget per client per tick (`locus serve --byte-budget`; 0: no limit). Default:
+    /// the server's (1,024 bytes).
+    #[arg(long, conflicts_with = "server")]
+    pub(crate) byte_budget: Option<usize>,
     /// NPCs spawned per player (started server only).
     #[arg(long, default_value_t = scenario::NPCS_PER_PLAYER)]
     pub(crate) npcs_per_player: u32,
@@ -213,7 +220,8 @@ fn main() -> anyhow::Result<()> {
             listen,
             module,
             tick_rate,
-        }) => child::serve_child(&data_dir, listen, module.as_deref(), tick_rate),
+            byte_budget,
+        }) => child::serve_child(&data_dir, listen, module.as_deref(), tick_rate, byte_budget),
         None => run::run(&cli.run),
     }
 }

@@ -234,7 +234,7 @@ pub(crate) fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         )?;
         panel(
             &areas[5],
-            "ramp: bandwidth per client and server CPU per player per tick against players",
+            "ramp: bandwidth per client, server and bots' CPU per player per tick, against players",
             "players",
             "B/s  |  µs × 100",
             &[
@@ -245,6 +245,9 @@ pub(crate) fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
                         .server
                         .and_then(|t| t.cpu_us_per_player_tick)
                         .map(|c| c * 100.0)
+                }),
+                by_players("bots' CPU µs/bot/tick × 100", RED_, &|st| {
+                    st.measured.bot_cpu_us_per_bot_tick.map(|c| c * 100.0)
                 }),
             ],
             None,

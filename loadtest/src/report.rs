@@ -63,6 +63,10 @@ pub(crate) struct Mark {
     pub(crate) tables: Vec<(String, u64, u64)>,
     /// The server's latest line, if it reports one.
     pub(crate) server: Option<ChildMetrics>,
+    /// The load tester's own process CPU time (user + system, `/proc/self/stat`), s: the bots, their QUIC and
+    /// the brains. The server is never in it: a started server is a separate process (and its CPU is not counted
+    /// in its parent's utime/stime), an external one runs elsewhere.
+    pub(crate) bot_cpu_s: Option<f64>,
 }
 
 /// Tick figures from the server.
@@ -115,6 +119,15 @@ pub(crate) struct Interval {
     pub(crate) other_updates_per_s: f64,
     /// Server figures; `None` for an external server (no metrics endpoint yet).
     pub(crate) server: Option<TickFigures>,
+    /// The load tester's process CPU (bots, their QUIC, the brains; never the server) per connected bot (at the
+    /// interval's end) per tick, µs: next to the server's `cpu_us_per_player_tick`, the cost of the clients on
+    /// this box. Ticks are the server's own count when it reports one that advanced, with the bots' CPU read as
+    /// each of those two server lines arrived (the same window); otherwise (an external server, or no new
+    /// server line) the interval's seconds × the nominal tick rate, with the bots' CPU read at the marks.
+    /// `None` without bots or without `/proc`.
+    pub(crate) bot_cpu_us_per_bot_tick: Option<f64>,
+    /// The load tester's process CPU in the interval, in cores (1.0 = one core busy).
+    pub(crate) bot_cpu_cores: Option<f64>,
     /// Errors (error frames, malformed frames).
     pub(crate) errors: u64,
     /// Disconnects and failed connects.
@@ -136,8 +149,9 @@ pub(crate) struct TableRate {
     pub(crate) bytes_per_s: f64,
 }
 
-/// The interval from `a` to `b` (`b` later).
-pub(crate) fn interval(a: &Mark, b: &Mark) -> Interval {
+/// The interval from `a` to `b` (`b` later), for a server ticking `tick_rate` times a second (the nominal rate:
+/// the bots' CPU per tick divides by it when the server reports no tick count).
+pub(crate) fn interval(a: &Mark, b: &Mark, tick_rate: f64) -> Interval {
     let secs = (b.t - a.t).max(1e-9);
     let clients = b.connected.max(1) as f64;
     let per = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs / clients;
@@ -172,6 +186,24 @@ pub(crate) fn interval(a: &Mark, b: &Mark) -> Interval {
         }
         _ => None,
     };
+    let bot_cpu = match (a.bot_cpu_s, b.bot_cpu_s) {
+        (Some(x), Some(y)) => Some(y - x),
+        _ => None,
+    };
+    // Against the server's ticks, the bots' CPU read when those two server lines arrived; else the marks'.
+    let from_server = match (&a.server, &b.server) {
+        (Some(sa), Some(sb)) if sb.metrics.ticks > sa.metrics.ticks => {
+            match (sa.bots_cpu_s, sb.bots_cpu_s) {
+                (Some(x), Some(y)) => Some((y - x, (sb.metrics.ticks - sa.metrics.ticks) as f64)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
+    let (bot_cpu_per_tick, bot_ticks) = match from_server {
+        Some((cpu, ticks)) => (Some(cpu), ticks),
+        None => (bot_cpu, secs * tick_rate),
+    };
     Interval {
         from_s: a.t,
         to_s: b.t,
@@ -184,6 +216,10 @@ pub(crate) fn interval(a: &Mark, b: &Mark) -> Interval {
         up_packets_per_s: per(a.tx_packets, b.tx_packets),
         other_updates_per_s: per(a.other_updates, b.other_updates),
         server,
+        bot_cpu_us_per_bot_tick: bot_cpu_per_tick
+            .filter(|_| b.connected > 0 && bot_ticks > 0.0)
+            .map(|c| c * 1e6 / (b.connected as f64 * bot_ticks)),
+        bot_cpu_cores: bot_cpu.map(|c| c / secs),
         errors: b.errors.saturating_sub(a.errors),
         disconnects: b.disconnects.saturating_sub(a.disconnects),
         calls: b.calls.saturating_sub(a.calls),
@@ -451,7 +487,7 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
     }
     writeln!(
         out,
-        "{:>7} {:>6} | {:>22} {:>4} {:>7} | {:>15} | {:>15} | {:>8} {:>8} {:>9} | {:>10} | {:>4} {:>4} | service level",
+        "{:>7} {:>6} | {:>22} {:>4} {:>7} | {:>15} | {:>15} | {:>8} {:>8} {:>9} | {:>10} {:>8} | {:>4} {:>4} | service level",
         "players",
         "up",
         "tick p50/p99/max ms",
@@ -463,6 +499,7 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
         "up B/s",
         "pkt dn/up",
         "µs/pl/tick",
+        "bot µs/t",
         "err",
         "disc",
     )?;
@@ -484,7 +521,7 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
         };
         writeln!(
             out,
-            "{:>7} {:>6} | {:>22} {:>4} {:>7} | {:>15} | {:>15} | {:>8.0} {:>8.0} {:>9} | {:>10} | {:>4} {:>4} | {}",
+            "{:>7} {:>6} | {:>22} {:>4} {:>7} | {:>15} | {:>15} | {:>8.0} {:>8.0} {:>9} | {:>10} {:>8} | {:>4} {:>4} | {}",
             s.players,
             m.players,
             tick,
@@ -499,6 +536,7 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
             m.up_bytes_per_s,
             format!("{:.0}/{:.0}", m.down_packets_per_s, m.up_packets_per_s),
             cpu,
+            opt(m.bot_cpu_us_per_bot_tick, 2),
             m.errors,
             s.step_disconnects,
             verdict
@@ -522,7 +560,8 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
         out,
         "columns: up = bot sessions at the end; tick = server tick time over its last ≤4096 ticks; ovr = skipped \
          tick slots; cpu/t = tick-thread CPU per tick (ms); rtt = reducer round trip (ms); lat = update latency \
-         (ms); B/s and packets per client per second; µs/pl/tick = server process CPU per player per tick"
+         (ms); B/s and packets per client per second; µs/pl/tick = server process CPU per player per tick; bot µs/t = \
+         the load tester's own process CPU (bots, their QUIC, the brains; not the server) per bot per tick"
     )?;
     let t = &report.totals;
     writeln!(
@@ -550,6 +589,22 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
     )?;
     for r in &t.reasons {
         writeln!(out, "  reason: {r}")?;
+    }
+    for s in &report.steps {
+        let m = &s.measured;
+        let server = m.server.and_then(|t| t.cpu_us_per_player_tick);
+        let sum = server.zip(m.bot_cpu_us_per_bot_tick).map(|(x, y)| x + y);
+        writeln!(
+            out,
+            "server + bots CPU per player per tick on this box, {} players: {} + {} = {} µs ({} + {} cores of {})",
+            s.players,
+            opt(server, 2),
+            opt(m.bot_cpu_us_per_bot_tick, 2),
+            opt(sum, 2),
+            opt(m.server.and_then(|t| t.cpu_cores), 2),
+            opt(m.bot_cpu_cores, 2),
+            report.machine.cpus
+        )?;
     }
     if let Some(n) = report.max_players_held {
         writeln!(out, "largest player count holding the service level: {n}")?;
@@ -585,6 +640,7 @@ mod tests {
                 },
                 cpu_s: Some(cpu),
                 tick_cpu_s: Some(cpu / 2.0),
+                bots_cpu_s: None,
             }),
             ..Mark::default()
         }
@@ -596,7 +652,7 @@ mod tests {
         let mut lat = vec![1_000; 5];
         lat.extend([100_000; 5]);
         let b = mark(20.0, 400, 3.0, 201_000, &lat);
-        let i = interval(&a, &b);
+        let i = interval(&a, &b, 20.0);
         assert!((i.down_bytes_per_s - 2_000.0).abs() < 1e-9); // 200 kB / 10 s / 10 clients
         let s = i.server.unwrap();
         assert_eq!(s.ticks, 200);
@@ -609,12 +665,105 @@ mod tests {
         assert!(i.update_latency.p50_ms > 95.0);
     }
 
+    /// Marks 10 s apart; the server ran 150 ticks (not the nominal 200); 4 bots at the start, 10 at the end;
+    /// the bots' CPU grew 0.3 s between the two server lines and 0.5 s between the marks.
+    fn bot_marks() -> (Mark, Mark) {
+        let mut a = mark(10.0, 200, 1.0, 0, &[]);
+        let mut b = mark(20.0, 350, 2.5, 0, &[]);
+        a.connected = 4;
+        (a.bot_cpu_s, b.bot_cpu_s) = (Some(2.1), Some(2.6));
+        a.server.as_mut().unwrap().bots_cpu_s = Some(2.0);
+        b.server.as_mut().unwrap().bots_cpu_s = Some(2.3);
+        (a, b)
+    }
+
+    #[test]
+    fn bot_cpu_is_per_bot_at_the_end_per_server_tick() {
+        let (a, b) = bot_marks();
+        let i = interval(&a, &b, 20.0);
+        // 0.3 s (between the server lines) over 10 bots x 150 server ticks = 200 µs; dividing by the first mark's
+        // 4 bots gives 500, by the nominal 200 ticks 150, by 10 s 3,000, the marks' 0.5 s 333.
+        let bot = i.bot_cpu_us_per_bot_tick.unwrap();
+        assert!((bot - 200.0).abs() < 1e-6, "{bot}");
+        // Cores from the marks' own window: 0.5 s over 10 s.
+        assert!((i.bot_cpu_cores.unwrap() - 0.05).abs() < 1e-9);
+        // The server's figure beside it: 1.5 s over 10 players x 150 ticks = 1,000 µs.
+        let server = i.server.unwrap().cpu_us_per_player_tick.unwrap();
+        assert!((server - 1_000.0).abs() < 1e-6, "{server}");
+    }
+
+    #[test]
+    fn bot_cpu_without_server_ticks_uses_the_nominal_rate() {
+        let (mut a, mut b) = bot_marks();
+        // An external server: 0.5 s (the marks') over 10 bots x 10 s x 20 ticks/s = 250 µs.
+        (a.server, b.server) = (None, None);
+        let i = interval(&a, &b, 20.0);
+        assert!((i.bot_cpu_us_per_bot_tick.unwrap() - 250.0).abs() < 1e-6);
+        assert!((i.bot_cpu_cores.unwrap() - 0.05).abs() < 1e-9);
+        // At 25 ticks/s: 200 µs.
+        let i = interval(&a, &b, 25.0);
+        assert!((i.bot_cpu_us_per_bot_tick.unwrap() - 200.0).abs() < 1e-6);
+        // A started server whose line has not advanced (a one-second sample): the nominal rate too.
+        let (a, mut b) = bot_marks();
+        b.server = a.server;
+        let i = interval(&a, &b, 20.0);
+        assert!((i.bot_cpu_us_per_bot_tick.unwrap() - 250.0).abs() < 1e-6);
+        // No bots: no figure per bot.
+        b.connected = 0;
+        assert_eq!(interval(&a, &b, 20.0).bot_cpu_us_per_bot_tick, None);
+    }
+
+    #[test]
+    fn the_table_shows_bot_cpu_beside_the_server_and_their_sum() {
+        let (a, b) = bot_marks();
+        let measured = interval(&a, &b, 20.0);
+        let report = Report {
+            mode: "run",
+            scenario: "standard".into(),
+            seed: 1,
+            protocol: 2,
+            sla: Sla::default(),
+            server: ServerInfo {
+                kind: "child",
+                addr: "127.0.0.1:1".into(),
+                metrics_available: true,
+                note: String::new(),
+            },
+            machine: Machine {
+                cpus: 2,
+                memory_mib: None,
+            },
+            steps: vec![StepReport {
+                players: 10,
+                arena_side_m: 0.0,
+                connect_s: 0.0,
+                verdict: evaluate(&measured, 0, &Sla::default()),
+                measured,
+                step_disconnects: 0,
+            }],
+            max_players_held: None,
+            totals: Totals::default(),
+            visibility: Visibility::default(),
+            samples: Vec::new(),
+        };
+        let mut out = Vec::new();
+        print_table(&report, &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert!(out.contains("µs/pl/tick bot µs/t"), "{out}");
+        assert!(out.contains("   1000.00   200.00 |"), "{out}");
+        assert!(
+            out.contains("10 players: 1000.00 + 200.00 = 1200.00 µs (0.15 + 0.05 cores of 2)"),
+            "{out}"
+        );
+    }
+
     #[test]
     fn the_service_level_names_what_broke_it() {
         let sla = Sla::default();
         let mut m = interval(
             &mark(0.0, 0, 0.0, 0, &[]),
             &mark(10.0, 200, 1.0, 0, &[20_000; 100]),
+            20.0,
         );
         assert!(evaluate(&m, 0, &sla).held);
         let v = evaluate(&m, 3, &sla);

@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use locus_client::Trust;
 
 use crate::bots::{ArenaRes, Bot, Brain, Brains, Tally};
-use crate::child::ChildServer;
+use crate::child::{ChildServer, process_cpu_seconds};
 use crate::histogram::Summary;
 use crate::net::{self, Command, NetContext, Stats, View};
 use crate::report::{
@@ -89,6 +89,7 @@ impl Runner<'_> {
                 })
                 .unwrap_or_default(),
             server: self.child.as_ref().and_then(ChildServer::metrics),
+            bot_cpu_s: process_cpu_seconds(std::process::id()),
         }
     }
 
@@ -101,7 +102,7 @@ impl Runner<'_> {
             // After a stall (the main loop waits for NPCs to spawn), start counting seconds again from now.
             self.next_sample = (self.next_sample + Duration::from_secs(1)).max(now_i);
             let m = self.mark();
-            let sample = report::interval(&self.last_mark, &m);
+            let sample = report::interval(&self.last_mark, &m, f64::from(self.args.tick_rate));
             self.progress.set_position(m.t as u64);
             self.progress
                 .set_message(progress_message(&self.phase, self.target, &sample));
@@ -221,7 +222,7 @@ impl Runner<'_> {
         let a = self.mark();
         self.hold(measure, "measuring");
         let b = self.mark();
-        let measured = report::interval(&a, &b);
+        let measured = report::interval(&a, &b, f64::from(self.args.tick_rate));
         let step_disconnects = b.disconnects - before.disconnects;
         let verdict = report::evaluate(&measured, step_disconnects, &Sla::default());
         Ok(StepReport {
@@ -323,7 +324,8 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         None => {
             eprintln_flush("starting the server (the first run builds the demo module to wasm)…");
-            let child = ChildServer::start(args.module.as_deref(), args.tick_rate)?;
+            let child =
+                ChildServer::start(args.module.as_deref(), args.tick_rate, args.byte_budget)?;
             let info = ServerInfo {
                 kind: "child",
                 addr: child.addr.to_string(),

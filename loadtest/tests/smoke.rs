@@ -89,6 +89,18 @@ fn thirty_bots_see_each_other_without_errors() {
             .is_some_and(|b| b > 0.0),
         "{context}"
     );
+    // The bots' own CPU is measured beside the server's.
+    assert!(
+        report
+            .pointer("/steps/0/measured/bot_cpu_us_per_bot_tick")
+            .and_then(Value::as_f64)
+            .is_some_and(|c| c > 0.0),
+        "{context}"
+    );
+    assert!(
+        stdout.contains("server + bots CPU per player per tick"),
+        "{context}"
+    );
     let svg = std::fs::read_to_string(&plot).expect("the plot");
     assert!(
         svg.starts_with("<svg") && svg.contains("update latency"),

@@ -56,4 +56,6 @@ mod view;
 
 pub use deltas::{Delta, Deltas, RowRef};
 pub use error::{AreaError, SubscribeError};
-pub use interest::{Area, Center, ClientId, Filter, Interest, InterestConfig, RowId};
+pub use interest::{
+    Area, Center, ClientId, DEFAULT_BYTE_BUDGET, Filter, Interest, InterestConfig, RowId,
+};

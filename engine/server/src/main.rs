@@ -59,6 +59,10 @@ enum Command {
         /// thread. Default: the machine's cores.
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
         workers: Option<u16>,
+        /// Bytes of rows one client may be sent per tick; rows over it wait, the nearest first, and far rows are
+        /// updated less often (crowd control). 0 for no limit. Default 1024 (about one datagram per tick).
+        #[arg(long, value_name = "BYTES")]
+        byte_budget: Option<usize>,
     },
     /// Replace the running module with a new version, without disconnecting anyone. Compatible schema changes
     /// (new tables, columns appended with a default, indexes, reducers) are migrated; anything else is refused
@@ -178,15 +182,17 @@ fn main() -> anyhow::Result<()> {
             reducer_time_limit,
             reducer_fuel,
             workers,
-        } => serve(
+            byte_budget,
+        } => serve(Serve {
             data_dir,
             listen,
             module,
             tick_rate,
             metrics,
-            budget(reducer_time_limit, reducer_fuel),
+            budget: budget(reducer_time_limit, reducer_fuel),
             workers,
-        ),
+            byte_budget,
+        }),
         Command::Publish { module, target } => {
             let wasm =
                 std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
@@ -333,7 +339,8 @@ fn budget(time_limit_ms: Option<u64>, fuel: Option<u64>) -> Budget {
     }
 }
 
-fn serve(
+/// The options of `locus serve`, as parsed.
+struct Serve {
     data_dir: PathBuf,
     listen: SocketAddr,
     module: Option<PathBuf>,
@@ -341,7 +348,20 @@ fn serve(
     metrics: Option<SocketAddr>,
     budget: Budget,
     workers: Option<u16>,
-) -> anyhow::Result<()> {
+    byte_budget: Option<usize>,
+}
+
+fn serve(options: Serve) -> anyhow::Result<()> {
+    let Serve {
+        data_dir,
+        listen,
+        module,
+        tick_rate,
+        metrics,
+        budget,
+        workers,
+        byte_budget,
+    } = options;
     let published = data_dir.join(MODULE_FILE);
     // A module named on the command line is stored with the world (so a restart without `--module` runs it); the
     // demo module is not (a rebuilt demo runs on restart).
@@ -367,6 +387,9 @@ fn serve(
     config.tick_rate = tick_rate;
     if let Some(n) = workers {
         config.workers = usize::from(n);
+    }
+    if let Some(bytes) = byte_budget {
+        config.interest.byte_budget = (bytes > 0).then_some(bytes);
     }
     config.metrics = metrics;
     config.keep_module = keep_module;
