@@ -129,6 +129,11 @@ pub enum Filter {
 /// The default [`InterestConfig::byte_budget`]: bytes one client may be sent per tick.
 pub const DEFAULT_BYTE_BUDGET: usize = 1024;
 
+/// Rows in view per client of the standard crowd, rounded up (about 56 measured): with
+/// [`InterestConfig::parallel_min`], how many rows in all the views make a tick's per-client work worth spreading
+/// over a pool whatever the number of clients.
+pub const VIEW_ROWS_PER_CLIENT: usize = 64;
+
 /// Tuning of the interest stage. Every field's default is stated on it.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct InterestConfig {
@@ -153,7 +158,10 @@ pub struct InterestConfig {
     pub patches: bool,
     /// The fewest clients connected, and rows changed (for applying a tick's updates and making patches), worth
     /// spreading over a thread pool; below it the work stays on the calling thread, whose cache already holds it
-    /// (for a small world the split costs about what it saves). The output is the same either way. Default 2048.
+    /// (for a small world the split costs about what it saves). A crowd with fewer clients is spread all the same
+    /// once their views hold as many rows as `parallel_min` clients of the standard crowd would
+    /// ([`VIEW_ROWS_PER_CLIENT`] each): 1,500 clients in one square, 256 rows each, are worth every core. The
+    /// output is the same either way. Default 2048.
     pub parallel_min: usize,
 }
 
@@ -346,8 +354,17 @@ impl Interest {
         self.poll(tick, Some(pool))
     }
 
+    /// Whether this tick's per-client work is worth spreading over a pool: many clients, or views holding many rows
+    /// (as of the last tick). See [`InterestConfig::parallel_min`].
+    #[must_use]
+    pub fn worth_spreading(&self) -> bool {
+        let min = self.config.parallel_min;
+        self.registry.slots() >= min
+            || self.registry.view_rows() >= min.saturating_mul(VIEW_ROWS_PER_CLIENT)
+    }
+
     fn poll(&mut self, tick: Tick, pool: Option<&rayon::ThreadPool>) -> Deltas<'_> {
-        let pool = pool.filter(|_| self.registry.slots() >= self.config.parallel_min);
+        let pool = pool.filter(|_| self.worth_spreading());
         self.tick = tick;
         self.mirror.begin_poll();
         self.registry.update_centers(&self.mirror);
@@ -371,7 +388,7 @@ impl Interest {
             config: &self.config,
         };
         match pool {
-            Some(pool) if workers > 1 && clients.len() >= self.config.parallel_min.max(2) => {
+            Some(pool) if workers > 1 && clients.len() >= 2 => {
                 // Runs of neighbouring clients (the order is by grid cell), several per thread so that a slow run
                 // does not hold the others up.
                 let run = clients.len().div_ceil(workers * 8).max(8);

@@ -58,4 +58,5 @@ pub use deltas::{Delta, Deltas, RowRef};
 pub use error::{AreaError, SubscribeError};
 pub use interest::{
     Area, Center, ClientId, DEFAULT_BYTE_BUDGET, Filter, Interest, InterestConfig, RowId,
+    VIEW_ROWS_PER_CLIENT,
 };

@@ -121,6 +121,15 @@ impl Registry {
         self.clients.len()
     }
 
+    /// Rows in all the clients' views.
+    pub(crate) fn view_rows(&self) -> usize {
+        self.clients
+            .iter()
+            .flatten()
+            .map(|c| c.view.entries.len())
+            .sum()
+    }
+
     /// The slots' capacity (memory held for past peaks).
     #[cfg(test)]
     pub(crate) fn capacity(&self) -> usize {
