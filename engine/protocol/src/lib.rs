@@ -53,7 +53,7 @@ pub use messages::{
     AdminCommand, AdminReply, CallOutcome, ClientMessage, ErrorCode, Filter, ModuleLogLine, RowRef,
     ServerMessage, TableDelta, TableDeltaRef, TickRef, Token, Welcome, WireRow, WireTable,
 };
-pub use session::{Session, SessionEvent, SessionLimits};
+pub use session::{Session, SessionEvent, SessionLimits, error_frame};
 pub use tick::{Rows, TableDeltaView, TableDeltas, TickError, TickView};
 
 /// The ALPN protocol id a client offers and the server accepts (TLS application-layer protocol negotiation). It

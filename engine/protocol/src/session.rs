@@ -146,7 +146,10 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
 }
 
-fn error_frame(code: ErrorCode, message: &str, request: Option<u32>, fatal: bool) -> Vec<u8> {
+/// The frame of an [`ServerMessage::Error`]: what a session (or its shell, for errors of its own such as a
+/// shutdown) tells a client it refused.
+#[must_use]
+pub fn error_frame(code: ErrorCode, message: &str, request: Option<u32>, fatal: bool) -> Vec<u8> {
     let mut out = Vec::new();
     encode_frame(
         &ServerMessage::Error {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use locus_protocol::{
     self as protocol, ALPN, AdminCommand, AdminReply, ClientMessage, ErrorCode, ServerMessage,
-    Session, SessionEvent,
+    Session, SessionEvent, error_frame,
 };
 use quinn::VarInt;
 use tokio::sync::mpsc;
@@ -79,20 +79,6 @@ pub(crate) struct SessionHandle {
 
 /// Sessions by id.
 pub(crate) type Registry = Arc<Mutex<HashMap<SessionId, SessionHandle>>>;
-
-fn error_frame(code: ErrorCode, message: &str, request: Option<u32>, fatal: bool) -> Vec<u8> {
-    let mut out = Vec::new();
-    protocol::encode_frame(
-        &ServerMessage::Error {
-            code,
-            message: message.to_owned(),
-            request,
-            fatal,
-        },
-        &mut out,
-    );
-    out
-}
 
 /// Start listening: TLS 1.3 with the server's certificate, ALPN `locus/1`, and the accept loop.
 pub(crate) fn listen(
