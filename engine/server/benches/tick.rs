@@ -541,7 +541,12 @@ fn build(wasm: &[u8], players: usize, settle: u64) -> (Crowd, Setup) {
         left -= n;
         batch += 1;
     }
-    let world = World::new(db, instance, InterestConfig::default(), TICK_RATE, SEED);
+    // Without the byte budget (on by default since issue 19), so the figures compare with issue 18's.
+    let config = InterestConfig {
+        byte_budget: None,
+        ..InterestConfig::default()
+    };
+    let world = World::new(db, instance, config, TICK_RATE, SEED);
     let built = started.elapsed().as_secs_f64();
 
     let mut crowd = Crowd {
