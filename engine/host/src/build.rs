@@ -262,15 +262,26 @@ mod tests {
     use std::os::unix::fs::PermissionsExt as _;
 
     /// A scratch directory with a fake sysroot and executables.
-    struct Scratch(PathBuf);
+    /// The tests that write scripts and run them take turns: a script still open for writing when another test's
+    /// thread forks stays open in that child until it execs, and running the script meanwhile fails with "Text
+    /// file busy" (ETXTBSY). Each [`Scratch`] holds its turn until dropped.
+    static TURNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    struct Scratch(
+        PathBuf,
+        #[expect(dead_code, reason = "held for its drop")] std::sync::MutexGuard<'static, ()>,
+    );
 
     impl Scratch {
         fn new(name: &str) -> Scratch {
+            let turn = TURNS
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             let dir =
                 std::env::temp_dir().join(format!("locus-build-{name}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             std::fs::create_dir_all(dir.join("sysroot/lib/rustlib")).expect("scratch");
-            Scratch(dir)
+            Scratch(dir, turn)
         }
 
         fn sysroot(&self) -> PathBuf {
