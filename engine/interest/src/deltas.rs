@@ -67,6 +67,7 @@ pub struct Deltas<'a> {
     pub(crate) mirror: &'a Mirror,
     pub(crate) registry: &'a Registry,
     pub(crate) tick: Tick,
+    pub(crate) worth_spreading: bool,
 }
 
 impl<'a> Deltas<'a> {
@@ -74,6 +75,14 @@ impl<'a> Deltas<'a> {
     #[must_use]
     pub fn tick(&self) -> Tick {
         self.tick
+    }
+
+    /// Whether the tick's per-client work was judged worth spreading over a pool (many clients, or a crowd whose
+    /// views hold many rows; see [`InterestConfig::parallel_min`](crate::InterestConfig::parallel_min)): the
+    /// shell's per-client work on these deltas (encoding frames) is worth spreading too.
+    #[must_use]
+    pub fn worth_spreading(&self) -> bool {
+        self.worth_spreading
     }
 
     /// Every connected client's delta (empty ones included), in client-id order.

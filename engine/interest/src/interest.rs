@@ -356,15 +356,15 @@ impl Interest {
 
     /// Whether this tick's per-client work is worth spreading over a pool: many clients, or views holding many rows
     /// (as of the last tick). See [`InterestConfig::parallel_min`].
-    #[must_use]
-    pub fn worth_spreading(&self) -> bool {
+    fn worth_spreading(&self) -> bool {
         let min = self.config.parallel_min;
         self.registry.slots() >= min
             || self.registry.view_rows() >= min.saturating_mul(VIEW_ROWS_PER_CLIENT)
     }
 
     fn poll(&mut self, tick: Tick, pool: Option<&rayon::ThreadPool>) -> Deltas<'_> {
-        let pool = pool.filter(|_| self.worth_spreading());
+        let worth_spreading = self.worth_spreading();
+        let pool = pool.filter(|_| worth_spreading);
         self.tick = tick;
         self.mirror.begin_poll();
         self.registry.update_centers(&self.mirror);
@@ -418,6 +418,7 @@ impl Interest {
             mirror: &self.mirror,
             registry: &self.registry,
             tick,
+            worth_spreading,
         }
     }
 }
@@ -502,6 +503,34 @@ mod tests {
             interest.registry.subscriptions(),
             interest.mirror.watchers(),
         ]
+    }
+
+    /// Two clients in a crowd of 200 units are worth a pool once their views hold `parallel_min` ×
+    /// [`VIEW_ROWS_PER_CLIENT`] rows, though they are far fewer than `parallel_min` clients; with smaller views they
+    /// are not.
+    #[test]
+    fn a_crowd_of_few_clients_with_large_views_is_worth_spreading() {
+        let xs: Vec<f32> = (0..200).map(|i| i as f32 * 0.2).collect();
+        for (parallel_min, worth) in [(6, true), (7, false)] {
+            let (db, _) = world(&xs, &[]);
+            let config = InterestConfig {
+                parallel_min,
+                byte_budget: None,
+                ..InterestConfig::default()
+            };
+            let mut interest = Interest::new(config, &db);
+            for c in 0..2 {
+                join(&mut interest, ClientId(c), Identity([c as u8 + 1; 32]));
+            }
+            // The first poll fills the views (400 rows: 6 × 64 = 384 ≤ 400 < 7 × 64 = 448); the next one judges.
+            assert!(!interest.poll_tick(Tick(1)).worth_spreading());
+            assert_eq!(interest.registry.view_rows(), 400);
+            assert_eq!(
+                interest.poll_tick(Tick(2)).worth_spreading(),
+                worth,
+                "parallel_min {parallel_min}"
+            );
+        }
     }
 
     #[test]

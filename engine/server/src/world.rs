@@ -808,10 +808,6 @@ impl World {
         let handled = std::time::Instant::now();
         stats.interest_handle_time = handled - recorded;
         let pool = self.pool.as_deref();
-        // As the interest stage: a few sessions' frames are encoded on this thread, whose cache holds their rows,
-        // unless they are a crowd whose views are large.
-        let spread = self.sessions.len() >= self.interest_config.parallel_min
-            || self.interest.worth_spreading();
         let deltas = match pool {
             Some(pool) => self.interest.poll_tick_on(tick, pool),
             None => self.interest.poll_tick(tick),
@@ -819,7 +815,8 @@ impl World {
         let polled = std::time::Instant::now();
         stats.interest_poll_time = polled - handled;
         let mut frames = Vec::new();
-        let encode_pool = pool.filter(|_| spread);
+        // As the interest stage: a small world's frames are encoded on this thread, whose cache holds their rows.
+        let encode_pool = pool.filter(|_| deltas.worth_spreading());
         Self::encode_deltas(&deltas, &mut self.sessions, now, &mut stats, encode_pool);
         for (&session, s) in &mut self.sessions {
             if !s.out.is_empty() {
