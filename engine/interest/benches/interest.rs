@@ -36,9 +36,19 @@
 //! (a 1295 m world, ~1,000 ticks in all) the rows in view per client grow by ~10 % over the run, at 10k and 50k by
 //! ~1 %, so compare the figures per delivered row.
 //!
-//! Run with `cargo bench -p locus-interest [-- FILTER]`. Every summary line starts with `interest/fanout`; all of
-//! them are repeated at the end of the run with a scaling table. Under `cargo test --benches` (no `--bench` flag)
-//! everything runs once at 1k players and the figures are not measurements.
+//! `interest/hotspot`: the hotspot of issue 19. N players (1,500, as the load test's `--players 1500 --arena 64`)
+//! and 2N NPCs walking (5 and 2.5 m/s) inside one 64 m square, client `i` following player `i` (enter 64 m, leave
+//! 72 m) with `InterestConfig::default()` (the byte budget on, as the server runs): each client has ~4,500 rows
+//! around it and is capped at the nearest 256. One benchmark per recompute interval, `hotspot_1500_every_K` for K
+//! of 1, 2, 4 and 8 (a capped client recomputes its nearest rows every K ticks, staggered by client id; K = 1 every
+//! tick), each on a stage of its own over the same crowd (rebuilt from the seed), after the initial poll and
+//! `HOTSPOT_SETTLE` untimed ticks; a tick is timed as in `interest/fanout`. Beside each: how close the rows a
+//! sample of clients holds (every delta applied) are to its exact nearest 256, over `HOTSPOT_SAMPLED` ticks.
+//!
+//! Run with `cargo bench -p locus-interest [-- FILTER]`. Every summary line starts with `interest/fanout` or
+//! `interest/hotspot`; all of them are repeated at the end of the run with a scaling table. Under
+//! `cargo test --benches` (no `--bench` flag) everything runs once at 1k players (the hotspot at 150) and the
+//! figures are not measurements.
 
 #![allow(
     clippy::print_stdout,
@@ -183,8 +193,18 @@ struct World {
 
 impl World {
     fn new(players: usize) -> World {
+        let resources = (players as f64 * resources_per_player()).round() as usize;
+        World::build(players, side_for(players), resources)
+    }
+
+    /// The hotspot: `players` players and twice as many NPCs walking inside one square of side `side`, no resource
+    /// nodes.
+    fn hotspot(players: usize, side: f32) -> World {
+        World::build(players, side, 0)
+    }
+
+    fn build(players: usize, side: f32, resources: usize) -> World {
         let defs = defs();
-        let side = side_for(players);
         let mut db = Database::new(StoreConfig::default());
         let ids = defs
             .clone()
@@ -220,7 +240,6 @@ impl World {
                 walker(&mut rng, vec![Value::U64(i), Value::Null, Value::U64(kind)])
             })
             .collect();
-        let resources = (players as f64 * resources_per_player()).round() as usize;
         let mut rows: Vec<(usize, Vec<u8>)> = Vec::new();
         for (kind, list) in [(PLAYER, &player_rows), (NPC, &npc_rows)] {
             for w in list {
@@ -339,9 +358,9 @@ fn config() -> InterestConfig {
     }
 }
 
-/// The interest stage over `world`, client `i` following player `i`, subscribed to every table.
-fn build_interest(world: &World) -> Interest {
-    let mut interest = Interest::new(config(), &world.db);
+/// The interest stage over `world` with `config`, client `i` following player `i`, subscribed to every table.
+fn build_interest(world: &World, config: InterestConfig) -> Interest {
+    let mut interest = Interest::new(config, &world.db);
     for i in 0..world.players() {
         let client = ClientId(i as u32);
         interest.handle_connect(client, identity(i));
@@ -931,7 +950,7 @@ fn bench_crowd(
     let started = Instant::now();
     let mut world = World::new(players);
     let built_world = started.elapsed().as_secs_f64();
-    let mut interest = build_interest(&world);
+    let mut interest = build_interest(&world, config());
     let mut brute = Brute::new(players);
     let mut held = Held::new(players);
     let built = started.elapsed().as_secs_f64();
@@ -1109,6 +1128,171 @@ fn scaling_table(outcomes: &[Outcome], report: &mut Vec<String>) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
+// interest/hotspot
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Players of the hotspot: the load test's `--players 1500 --arena 64` (issue 19).
+const HOTSPOT_PLAYERS: usize = 1500;
+/// Side of the hotspot's square, in metres.
+const HOTSPOT_SIDE: f32 = 64.0;
+/// Untimed ticks after the initial poll, before the timing: the byte budget spreads each client's first view
+/// (256 rows) over about ten ticks.
+const HOTSPOT_SETTLE: usize = 30;
+/// Untimed ticks after the timed ones over which the sampled clients' held rows are compared with their exact
+/// nearest rows (every phase of the staggered recomputation, up to the longest interval benchmarked).
+const HOTSPOT_SAMPLED: usize = 8;
+/// The recompute intervals benchmarked: 1 (every capped client recomputes its view every tick) beside longer ones,
+/// the default among them.
+const HOTSPOT_INTERVALS: [u32; 4] = [1, 2, 4, 8];
+
+/// The hotspot's configuration: the defaults (the byte budget on, as the server runs), capped views recomputed
+/// every `interval` polls.
+fn hotspot_config(interval: u32) -> InterestConfig {
+    InterestConfig {
+        recompute_interval: interval,
+        ..InterestConfig::default()
+    }
+}
+
+/// How close the sampled clients' held rows are to their exact nearest `max_visible` rows, summed over the clients
+/// and ticks sampled.
+#[derive(Default)]
+struct Accuracy {
+    samples: u64,
+    held: u64,
+    /// Held rows among the exact nearest.
+    near: u64,
+    /// Metres: the farthest held row, and the exact `max_visible`-th nearest row.
+    far_held: f64,
+    far_exact: f64,
+}
+
+impl Accuracy {
+    /// Add the sampled clients of `held` (those with more than `max` rows around them).
+    fn sample(&mut self, world: &World, held: &Held, max: usize) {
+        let every = held.clients.len().div_ceil(SAMPLE_CLIENTS).max(1);
+        let mut all = Vec::new();
+        for (i, rows) in held.clients.iter().enumerate().step_by(every) {
+            let center = world.walkers[PLAYER][i].pos;
+            let d2 =
+                |(kind, id): Key| distance_2(center, world.walkers[kind as usize][id as usize].pos);
+            all.clear();
+            for list in &world.walkers {
+                all.extend(list.iter().map(|w| distance_2(center, w.pos)));
+            }
+            if all.len() <= max || rows.is_empty() {
+                continue;
+            }
+            let (_, &mut exact, _) = all.select_nth_unstable_by(max - 1, f32::total_cmp);
+            self.samples += 1;
+            self.held += rows.len() as u64;
+            self.near += rows.iter().filter(|&&k| d2(k) <= exact).count() as u64;
+            self.far_held += f64::from(rows.iter().map(|&k| d2(k)).fold(0.0, f32::max).sqrt());
+            self.far_exact += f64::from(exact.sqrt());
+        }
+    }
+
+    fn describe(&self, max: usize) -> String {
+        if self.samples == 0 {
+            return "views not sampled".to_owned();
+        }
+        let n = self.samples as f64;
+        format!(
+            "{:.1} rows held per sampled client, {:.1} % of them among its exact nearest {max}; farthest held row \
+             {:.2} m away on average (the exact {max}th nearest: {:.2} m)",
+            self.held as f64 / n,
+            100.0 * self.near as f64 / self.held.max(1) as f64,
+            self.far_held / n,
+            self.far_exact / n,
+        )
+    }
+}
+
+/// `interest/hotspot`: every client in one square, each recompute interval of [`HOTSPOT_INTERVALS`] on its own
+/// stage over the same crowd (rebuilt from the seed, so every interval starts from the same world).
+fn bench_hotspot(
+    c: &mut Criterion,
+    players: usize,
+    filter: Option<&str>,
+    report: &mut Vec<String>,
+) {
+    let name = label(players);
+    let max = InterestConfig::default().max_visible;
+    let mut every_tick: Option<f64> = None;
+    for interval in HOTSPOT_INTERVALS {
+        let id = format!("hotspot_{name}_every_{interval}");
+        if !wanted(filter, &[&format!("interest/hotspot/{id}")]) {
+            continue;
+        }
+        let started = Instant::now();
+        let mut world = World::hotspot(players, HOTSPOT_SIDE);
+        let mut interest = build_interest(&world, hotspot_config(interval));
+        let mut held = Held::new(players);
+        {
+            let deltas = interest.poll_tick(Tick(world.ticks));
+            held.apply(&world, &deltas);
+        }
+        for _ in 0..HOTSPOT_SETTLE {
+            settle_tick(&mut world, &mut interest, &mut held);
+        }
+        let settled = started.elapsed().as_secs_f64();
+        let mut group = c.benchmark_group("interest/hotspot");
+        group
+            .sample_size(10)
+            .sampling_mode(SamplingMode::Flat)
+            .warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(3));
+        let mut tally = Tally::default();
+        group.bench_function(&id, |b| {
+            interest_ticks(b, &mut world, &mut interest, &mut held, &mut tally, None);
+        });
+        group.finish();
+        if !tally.ran() {
+            // Filtered out by a regex filter (criterion applies those itself).
+            continue;
+        }
+        let mut accuracy = Accuracy::default();
+        for _ in 0..HOTSPOT_SAMPLED {
+            settle_tick(&mut world, &mut interest, &mut held);
+            accuracy.sample(&world, &held, max);
+        }
+        for rows in &held.clients {
+            assert!(
+                rows.len() <= max,
+                "a client holds {} rows > {max}",
+                rows.len()
+            );
+        }
+        if interval == 1 {
+            every_tick = Some(tally.ms_per_tick());
+        }
+        let faster = match every_tick {
+            Some(ms) if interval > 1 => {
+                format!(
+                    "; {:.1}x faster per tick than every tick",
+                    ms / tally.ms_per_tick()
+                )
+            }
+            _ => String::new(),
+        };
+        say(
+            report,
+            format!(
+                "interest/hotspot  {id}: {players} players + {} NPCs walking in one {HOTSPOT_SIDE} m square, AoI enter \
+                 {ENTER} m / leave {LEAVE} m, cap {max}, byte budget {} B, a capped view recomputed every {interval} \
+                 tick(s) (set up in {settled:.1} s): {}/tick, delivered {:.0} rows/tick ({}){faster}; {}",
+                world.walkers[NPC].len(),
+                hotspot_config(interval).byte_budget.unwrap_or(0),
+                ms(&tally),
+                tally.delivered_per_tick(),
+                kinds(&tally),
+                accuracy.describe(max),
+            ),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
 // main
 // ---------------------------------------------------------------------------------------------------------------
 
@@ -1146,6 +1330,8 @@ fn main() {
             outcomes.push(bench_crowd(&mut c, players, filter, &mut report));
         }
     }
+    let hotspot = if measuring { HOTSPOT_PLAYERS } else { 150 };
+    bench_hotspot(&mut c, hotspot, filter, &mut report);
     c.final_summary();
     if measuring {
         say_control(&mut report, "after");

@@ -1,6 +1,6 @@
 //! The output of a poll: each client's [`Delta`], read through [`Deltas`].
 
-use locus_types::{TableId, Tick, Value};
+use locus_types::{TableId, Tick, Value, Vec2};
 
 use crate::interest::{ClientId, RowId};
 use crate::mirror::Mirror;
@@ -96,6 +96,15 @@ impl<'a> Deltas<'a> {
     #[must_use]
     pub fn get(&self, client: ClientId) -> Option<&'a Delta> {
         self.registry.client(client.0).map(|c| &c.out)
+    }
+
+    /// The centre of a client's area and its enter radius, if it has an area (for a shell that sends far rows less
+    /// often).
+    #[must_use]
+    pub fn area(&self, client: ClientId) -> Option<(Vec2, f32)> {
+        let c = self.registry.client(client.0)?;
+        let (center, enter2, _) = c.circle()?;
+        Some((center, enter2.sqrt()))
     }
 
     /// The table, key and bytes of a row in a delta.

@@ -18,7 +18,15 @@
 //! 1. every row in `V` is admitted and within the leave radius (a row leaves only beyond it: hysteresis);
 //! 2. `|V| ≤` [`InterestConfig::max_visible`];
 //! 3. if `|V| <` `max_visible`, then `E ⊆ V`;
-//! 4. a row of `E` left out of `V` is at least as far from the center as every row of `V` (the cap keeps the nearest);
+//! 4. at every poll that recomputes the client's view, a row of `E` left out of `V` is at least as far from the
+//!    center as every row of `V` (the cap keeps the nearest). A client with rows left out (a **capped** client)
+//!    is recomputed at the `n`-th poll (counting from 1) where `(n + id) % k == 0`, with `id` its [`ClientId`] and
+//!    `k` the [`recompute_interval`](InterestConfig::recompute_interval): at least every `k` polls, a crowd's
+//!    clients in turn; and at once when its area or spatial subscriptions change or a row leaving its view makes
+//!    room under the cap. Between its recomputations a capped client keeps its rows — each still updated, and
+//!    leaving at once when deleted, no longer admitted or beyond the leave radius — and takes no new one in: a row
+//!    that came nearer than a held one enters at the next recomputation, at most `k - 1` polls later. (A client
+//!    that is not capped has 4 at every poll.)
 //! 5. its non-spatial view rows are exactly the admitted rows of its non-spatial subscriptions;
 //! 6. the client, having applied every delta, holds each view row with its latest bytes — unless a
 //!    [byte budget](InterestConfig::byte_budget) defers some of them, which are then pending and sent first once
@@ -38,7 +46,10 @@
 //!
 //! A tick's work is proportional to what changed and who watches it: each changed row visits its watchers (and,
 //! for clients that stood still, the clients in the grid cells around it); each client whose center moved scans
-//! the rows in the grid cells around it and its own view. Nothing scans the world per client. Each poll also walks
+//! the rows in the grid cells around it and its own view. A capped client scans its own view, and only at its
+//! recomputations the rows around it (first only those within a little more than the radius it was last cut at),
+//! so in a crowd the choice of the nearest rows costs a `1 / recompute_interval` share of the clients per poll.
+//! Nothing scans the world per client. Each poll also walks
 //! the client slots, one per [`ClientId`] up to the highest connected one, so the caller reuses ids (lowest free
 //! first) and the slots stay bounded by the clients connected at the peak.
 //!
@@ -83,6 +94,15 @@ pub struct ClientId(pub u32);
 /// A row as the interest stage knows it; resolve it with [`Deltas::row`]. Valid for the tick's deltas only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RowId(pub(crate) u32);
+
+impl RowId {
+    /// The id as a number: the same for a row as long as it stays in a client's view (a shell keeping per-client
+    /// state about the rows it sent, as protocol version 3's handles, may key it by this).
+    #[must_use]
+    pub fn index(self) -> u32 {
+        self.0
+    }
+}
 
 /// Where a client's area is centred.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +164,11 @@ pub struct InterestConfig {
     pub max_radius: f32,
     /// The most spatial rows one client sees at once; beyond it the nearest are kept. Default 256.
     pub max_visible: usize,
+    /// How often, in polls, a client whose view is at the cap recomputes which rows are its nearest: at the polls
+    /// where `(poll + client id) % recompute_interval == 0`, so the recomputations of a crowd spread evenly over
+    /// the ticks. In between it keeps its rows (see [invariant 4](self#invariants-after-every-interestpoll_tick)).
+    /// 1 recomputes every poll; 0 counts as 1. Default 4 (200 ms at 20 Hz).
+    pub recompute_interval: u32,
     /// Bytes one client may be sent per tick, counting each row as its length plus
     /// [`row_overhead`](Self::row_overhead) and each delete as twice the overhead; `None` for no limit. Rows over
     /// the budget stay pending, gaining priority every tick (nearer rows faster, entering rows first) until sent;
@@ -171,6 +196,7 @@ impl Default for InterestConfig {
             cell_size: 64.0,
             max_radius: 512.0,
             max_visible: 256,
+            recompute_interval: 4,
             byte_budget: Some(DEFAULT_BYTE_BUDGET),
             row_overhead: 8,
             patches: true,
@@ -367,7 +393,8 @@ impl Interest {
         let pool = pool.filter(|_| worth_spreading);
         self.tick = tick;
         self.mirror.begin_poll();
-        self.registry.update_centers(&self.mirror);
+        self.registry
+            .update_centers(&self.mirror, self.config.recompute_interval);
         let changed = self.mirror.take_changed();
         let many = changed.len() >= self.config.parallel_min;
         self.mirror.make_patches(&changed, pool.filter(|_| many));

@@ -4,9 +4,10 @@
 //! interest** (a circle following its avatar, with an enter radius and a larger leave radius for hysteresis), rows
 //! of other tables matching its **subscriptions** (`column = value`, `owner = me`), and never a row of a private
 //! table or a row owned by someone else. The work per tick is proportional to what changed and who watches it.
-//! Under crowding a per-client cap keeps the nearest rows, and an optional per-client byte budget defers the rest
-//! with priority accumulation. A changed row goes to a client that holds its previous version as a **patch** of
-//! its changed columns ([`locus_types::patch`]), a few bytes instead of the whole row.
+//! Under crowding a per-client cap keeps the nearest rows (chosen again every few ticks, a crowd's clients in
+//! turn), and an optional per-client byte budget defers the rest with priority accumulation. A changed row goes to
+//! a client that holds its previous version as a **patch** of its changed columns ([`locus_types::patch`]), a few
+//! bytes instead of the whole row.
 //!
 //! This crate is **sans-IO**: no sockets, clocks or threads of its own (the per-client work of a poll can run on a
 //! thread pool the caller passes in, [`Interest::poll_tick_on`], with the same output as on one thread). The tick thread feeds it with `handle_*` calls (the

@@ -29,8 +29,11 @@ pub(crate) enum Mode {
     Still,
     /// The center moved: scan the rows around it.
     Moved,
-    /// Recompute the spatial view from scratch (new area, new subscription, or capped).
+    /// Recompute the spatial view from scratch (new area, new subscription, or capped and due: see
+    /// [`InterestConfig::recompute_interval`]).
     Full,
+    /// Capped, and not due to be recomputed this tick: its own view rows may change or leave, none enters.
+    Kept,
 }
 
 /// A connected client.
@@ -52,8 +55,12 @@ pub(crate) struct Client {
     pub(crate) full: bool,
     /// Non-spatial tables whose view rows must be recomputed (subscription changed).
     pub(crate) rescan: Vec<TableId>,
-    /// Its view was cut to the cap: recompute it in full until the crowd thins.
+    /// Its view was cut to the cap: recompute it in full every
+    /// [`recompute_interval`](InterestConfig::recompute_interval) polls until the crowd thins.
     pub(crate) capped: bool,
+    /// While capped: the squared distance from its center of the farthest row kept when its view was last cut to
+    /// the cap, where its next recomputation looks first. 0 when unknown.
+    pub(crate) cut2: f32,
     /// Its mode this tick.
     pub(crate) mode: Mode,
     /// Rows changed this tick that its view may need to take in, update or drop (filled by the changed-rows
@@ -234,6 +241,7 @@ impl Registry {
             full: true,
             rescan: Vec::new(),
             capped: false,
+            cut2: 0.0,
             mode: Mode::Full,
             inbox: Vec::new(),
             view: View::default(),
@@ -403,8 +411,9 @@ impl Registry {
     }
 
     /// Start a poll: clear each client's last delta, resolve each client's center and mode, and keep the client
-    /// grid in step.
-    pub(crate) fn update_centers(&mut self, mirror: &Mirror) {
+    /// grid in step. A capped client is recomputed at the polls where `(mirror.seq() + id) % interval == 0`.
+    pub(crate) fn update_centers(&mut self, mirror: &Mirror, interval: u32) {
+        let interval = u64::from(interval.max(1));
         self.max_enter = 0.0;
         self.any_still = false;
         self.modes.clear();
@@ -429,8 +438,11 @@ impl Registry {
             };
             c.prev_center = c.center;
             c.center = center;
-            c.mode = if c.full || c.capped {
+            let due = (mirror.seq() + ci as u64).is_multiple_of(interval);
+            c.mode = if c.full || (c.capped && due) {
                 Mode::Full
+            } else if c.capped {
+                Mode::Kept
             } else if c.center != c.prev_center {
                 Mode::Moved
             } else {

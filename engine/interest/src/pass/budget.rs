@@ -1,6 +1,7 @@
 //! The output pass: a client's queued rows become its delta, within its byte budget.
 
 use super::{Ctx, Scratch, patchable};
+use crate::interest::RowId;
 use crate::registry::Client;
 use crate::view::{DIRTY, QUEUED, SENT, STALE};
 
@@ -41,14 +42,25 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
     }
     let mut queue = std::mem::take(&mut view.touched);
     queue.append(&mut view.pending);
-    // Resolve each queued row to its view slot; rows that left the view are dropped.
+    // Resolve each queued row to its view slot; rows that left the view are dropped. Under a budget (which sorts
+    // them all anyway) with most of the view queued, walk the view itself instead of looking each row up.
     let items = &mut s.items;
     items.clear();
-    items.extend(
-        queue
-            .iter()
-            .filter_map(|&id| view.slot(id).map(|slot| (slot, id))),
-    );
+    if budget.is_some() && queue.len() * 8 >= view.entries.len() {
+        items.extend(
+            view.entries
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.has(QUEUED))
+                .map(|(slot, e)| (slot as u32, e.row)),
+        );
+    } else {
+        items.extend(
+            queue
+                .iter()
+                .filter_map(|&id| view.slot(id).map(|slot| (slot, id))),
+        );
+    }
     queue.clear();
     match budget {
         None => {
@@ -69,24 +81,29 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
         Some(budget) => {
             let enter = area.as_ref().map_or(1.0, |a| a.leave_radius.max(1.0));
             for &(slot, id) in items.iter() {
-                let row = mirror.row(id);
-                let near = match (*center, mirror.info(row.table).spatial) {
-                    (Some(center), Some(_)) => {
+                let e = view.entries[slot as usize];
+                let near = match *center {
+                    Some(center) if e.spatial => {
                         (1.0 - (center - mirror.hot(id).pos).length() / enter).clamp(0.0, 1.0)
                     }
                     _ => 1.0,
                 };
-                let sent = view.entries[slot as usize].has(SENT);
-                view.priority[slot as usize] += 1.0 + near + if sent { 0.0 } else { 1.0 };
+                view.priority[slot as usize] += 1.0 + near + if e.has(SENT) { 0.0 } else { 1.0 };
             }
-            items.sort_by(|a, b| {
-                let pa = view.priority[a.0 as usize];
-                let pb = view.priority[b.0 as usize];
-                pb.total_cmp(&pa).then(a.1.cmp(&b.1))
-            });
+            // Highest priority first, then by row id: one key per row (a priority is never negative, so its bits
+            // order as it does), a total order, so the unstable sort has one outcome.
+            let keyed = &mut s.keyed;
+            keyed.clear();
+            keyed.extend(items.iter().map(|&(slot, id)| {
+                let p = view.priority[slot as usize];
+                debug_assert!(p >= 0.0, "priorities only grow from 0");
+                ((u64::from(!p.to_bits()) << 32) | u64::from(id.0), slot)
+            }));
+            keyed.sort_unstable();
             let mut spent = out.deletes.len() * 2 * overhead;
             let mut sent_any = false;
-            for &(slot, id) in items.iter() {
+            for &(key, slot) in keyed.iter() {
+                let id = RowId(key as u32);
                 let e = &mut view.entries[slot as usize];
                 let patched = e.has(SENT) && patchable(mirror, *e);
                 let row = mirror.row(id);

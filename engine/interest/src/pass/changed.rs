@@ -12,7 +12,8 @@ use crate::registry::{Client, Mode, Registry};
 /// - a row of a non-spatial table: every client holding it, and the clients that may take it in (the
 ///   subscribers of its table, or the clients of its owner);
 /// - a row of a spatial table: the clients standing still that hold it or whose area may reach it (the others go
-///   over their own view and surroundings this tick, in [`super::moved`] and [`super::full`]).
+///   over their own view this tick, and the moved or recomputed ones over their surroundings too, in
+///   [`super::moved`] and [`super::full`]).
 ///
 /// A client is queued a row at most once.
 pub(crate) fn fan_out(mirror: &Mirror, registry: &mut Registry, changed: &[RowId]) {

@@ -8,8 +8,9 @@
 //!    every client that may have to take a changed row in, update it or drop it;
 //! 3. [`run_client`] for every client, in any order and on any thread (a client's pass reads the mirror and writes
 //!    only that client's own state and its worker's [`Scratch`]): [`full::rescan`] of changed non-spatial
-//!    subscriptions, [`changed::apply_inbox`], [`moved::moved`] for a client whose center moved, [`full::full`] for
-//!    one whose spatial view is recomputed, [`full::enforce_cap`], and [`budget::output`], which fills its delta;
+//!    subscriptions, [`changed::apply_inbox`], [`moved::moved`] for a client whose center moved, [`full::keep`] for
+//!    a capped one between its recomputations, [`full::full`] for one whose spatial view is recomputed,
+//!    [`full::enforce_cap`], and [`budget::output`], which fills its delta;
 //! 4. each client's view journal applied to the rows' watchers (serial, in the clients' pass order).
 //!
 //! Since step 3 reads nothing another client's pass writes, its result does not depend on how the clients are
@@ -49,6 +50,8 @@ pub(crate) struct Scratch {
     pairs: Vec<(f32, RowId)>,
     rows: Vec<RowId>,
     items: Vec<(u32, RowId)>,
+    /// `items` under a byte budget, as (sort key, slot).
+    keyed: Vec<(u64, u32)>,
     offsets: Vec<u32>,
 }
 
@@ -135,6 +138,7 @@ pub(crate) fn run_client(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
     full::rescan(ctx, s, c);
     changed::apply_inbox(ctx, s, c);
     moved::moved(ctx, s, c);
+    full::keep(ctx, s, c);
     full::full(ctx, s, c);
     full::enforce_cap(ctx, c);
     budget::output(ctx, s, c);
