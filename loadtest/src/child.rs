@@ -150,6 +150,7 @@ pub(crate) fn serve_child(
     module: Option<&Path>,
     tick_rate: u16,
     byte_budget: Option<usize>,
+    every_move: bool,
 ) -> anyhow::Result<()> {
     let wasm = match module {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
@@ -161,6 +162,9 @@ pub(crate) fn serve_child(
     config.tick_rate = tick_rate;
     if let Some(bytes) = byte_budget {
         config.interest.byte_budget = (bytes > 0).then_some(bytes);
+    }
+    if every_move {
+        config.move_rates = None;
     }
     let server = Arc::new(Server::start(config).context("starting the server")?);
     let out = Arc::new(Mutex::new(std::io::stdout()));
@@ -255,6 +259,7 @@ impl ChildServer {
         module: Option<&Path>,
         tick_rate: u16,
         byte_budget: Option<usize>,
+        every_move: bool,
     ) -> anyhow::Result<ChildServer> {
         let data_dir = tempfile::Builder::new()
             .prefix("locus-loadtest-")
@@ -274,6 +279,9 @@ impl ChildServer {
         }
         if let Some(bytes) = byte_budget {
             cmd.arg("--byte-budget").arg(bytes.to_string());
+        }
+        if every_move {
+            cmd.arg("--every-move");
         }
         let mut child = cmd
             .stdin(Stdio::piped())

@@ -19,12 +19,14 @@
 //!
 //! Parts: [`scenario`] (the standard crowd's geometry and choices), [`bots`] (behaviour as bevy_ecs systems at
 //! 20 Hz), [`net`] (one tokio task per bot, a quinn endpoint per few hundred bots), [`wire`] (QUIC setup and a
-//! borrowing `Tick` reader), [`histogram`], [`child`] (the server process), [`report`], [`plot`], [`run`].
+//! borrowing `Tick` reader), [`histogram`], [`child`] (the server process), [`report`], [`plot`], [`run`], [`netem`]
+//! (`--netem "loss 2% delay 50ms"`: a lossy, slow link, made by `tc netem` in a network namespace or by a relay).
 
 mod bots;
 mod child;
 mod histogram;
 mod net;
+mod netem;
 mod plot;
 mod report;
 mod run;
@@ -71,6 +73,9 @@ enum Sub {
         /// Bytes per client per tick (0: no limit); the server's default if not given.
         #[arg(long)]
         byte_budget: Option<usize>,
+        /// Every move of every row every tick (`locus serve --every-move`).
+        #[arg(long)]
+        every_move: bool,
     },
 }
 
@@ -162,17 +167,33 @@ pub(crate) struct RunArgs {
     /// the server's (1,024 bytes).
     #[arg(long, conflicts_with = "server")]
     pub(crate) byte_budget: Option<usize>,
+    /// The started server sends every move of every row every tick (`locus serve --every-move`), instead of far
+    /// rows' moves every 2nd or 4th tick: the baseline for the distance-based rates.
+    #[arg(long, conflicts_with = "server")]
+    pub(crate) every_move: bool,
     /// NPCs spawned per player (started server only).
     #[arg(long, default_value_t = scenario::NPCS_PER_PLAYER)]
     pub(crate) npcs_per_player: u32,
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
-    /// The protocol version the bots speak: 2 receives changed rows as patches of their changed columns, 1 as
-    /// whole rows (the baseline to compare bandwidth and server CPU against).
+    /// The protocol version the bots speak: 3 receives walking rows as moves in centimetres and names rows by
+    /// short handles, 2 receives changed rows as patches of their changed columns, 1 as whole rows (baselines to
+    /// compare bandwidth and server CPU against).
     #[arg(long, default_value_t = locus_protocol::PROTOCOL_VERSION,
-          value_parser = clap::value_parser!(u16).range(1..=2))]
+          value_parser = clap::value_parser!(u16).range(1..=3))]
     pub(crate) protocol: u16,
+    /// Impair the link between bots and server: `loss P%` and/or `delay D` (e.g. "loss 2% delay 50ms"). Each
+    /// datagram, in each direction, is dropped with probability P and otherwise delivered D later: the delay is
+    /// one way, so a round trip gains 2×D (delay 50ms: 100 ms RTT), as `tc netem` on loopback gives.
+    #[arg(long, value_parser = netem::Netem::parse)]
+    pub(crate) netem: Option<netem::Netem>,
+    /// How --netem impairs the link. namespace: the whole run (server child and bots) again in a fresh network
+    /// namespace (`unshare --net`) with `tc qdisc add dev lo root netem ...` on its loopback (needs root, iproute2,
+    /// a kernel with netem). relay: a UDP relay in this process between bots and server drops and delays the
+    /// datagrams (any kernel, no root; its CPU counts as the bots').
+    #[arg(long, value_enum, default_value_t = netem::NetemVia::Namespace, requires = "netem")]
+    pub(crate) netem_via: netem::NetemVia,
 }
 
 /// `60s`, `2m`, `500ms`, `1h`, or a number of seconds.
@@ -221,7 +242,15 @@ fn main() -> anyhow::Result<()> {
             module,
             tick_rate,
             byte_budget,
-        }) => child::serve_child(&data_dir, listen, module.as_deref(), tick_rate, byte_budget),
+            every_move,
+        }) => child::serve_child(
+            &data_dir,
+            listen,
+            module.as_deref(),
+            tick_rate,
+            byte_budget,
+            every_move,
+        ),
         None => run::run(&cli.run),
     }
 }

@@ -111,6 +111,8 @@ pub(crate) struct View {
     pub(crate) other_inserts: u64,
     /// Whether the session is up.
     pub(crate) connected: bool,
+    /// Protocol version 3: the id of the row each handle names, per table (players, creatures, nodes).
+    pub(crate) handles: [Vec<u64>; 3],
 }
 
 /// A bot's view, shared between its task and its brain.
@@ -410,8 +412,11 @@ enum RowKind {
     Update,
     /// Left the view: primary-key bytes.
     Delete,
-    /// Changed in view, as a patch of its changed columns (protocol version 2; see `locus_types::patch`).
+    /// Changed in view, as a patch of its changed columns (protocol version 2; see `locus_types::patch`); in
+    /// version 3 it names the row by handle.
     Patch,
+    /// Moved (protocol version 3; see `locus_protocol::compact`).
+    Move(locus_protocol::compact::Move),
 }
 
 /// Handle one server frame; `Some(reason)` after a fatal error.
@@ -496,12 +501,59 @@ fn handle_tick(
     {
         let mut v = lock(view);
         let v = &mut *v;
-        let mut row = |table: u32, kind: RowKind, bytes: &[u8]| {
+        // Version 3: the handle a row's patch or move names is an id through the table's handles.
+        let slot = |table: u32| {
+            [tables.player, tables.creature, tables.node]
+                .iter()
+                .position(|t| *t == Some(table))
+        };
+        let mut row = |table: u32, kind: RowKind, bytes: &[u8], handle: Option<u32>| {
             rows += 1;
             if let Some(t) = per_table.get_mut(table as usize) {
                 t.0 += 1;
-                t.1 += bytes.len() as u64;
+                t.1 += match kind {
+                    RowKind::Move(m) => m.encoded_len(),
+                    _ => bytes.len(),
+                } as u64;
             }
+            let Some(k) = slot(table) else {
+                return;
+            };
+            // Where `handle` is given: an insert's (record it) or a patch's or move's (resolve it).
+            let by_handle = |v: &View, h: u32| v.handles[k].get(h as usize).copied();
+            if let (RowKind::Insert, Some(h), Some((id, _, _))) =
+                (kind, handle, wire::id_and_pos(bytes))
+            {
+                let list = &mut v.handles[k];
+                if list.len() <= h as usize {
+                    list.resize(h as usize + 1, u64::MAX);
+                }
+                list[h as usize] = id;
+            }
+            let patch = match kind {
+                RowKind::Patch => match wire::patch_id_and_pos(bytes) {
+                    Some((first, pos)) => match handle {
+                        Some(_) => by_handle(v, first as u32).map(|id| (id, pos)),
+                        None => Some((first, pos)),
+                    },
+                    None => None,
+                },
+                RowKind::Move(m) => by_handle(v, m.handle)
+                    .and_then(|id| {
+                        let map = match k {
+                            0 if v.me == Some(id) => return v.pos.map(|p| (id, p)),
+                            0 => &v.players,
+                            1 => &v.creatures,
+                            _ => &v.nodes,
+                        };
+                        map.get(&id).map(|p| (id, *p))
+                    })
+                    .and_then(|(id, p)| {
+                        let [x, y] = m.apply([p.x, p.y])?;
+                        Some((id, Some(Vec2::new(x, y))))
+                    }),
+                _ => None,
+            };
             if Some(table) == tables.player {
                 match kind {
                     RowKind::Insert | RowKind::Update => {
@@ -524,8 +576,8 @@ fn handle_tick(
                             }
                         }
                     }
-                    RowKind::Patch => {
-                        let Some((id, pos)) = wire::patch_id_and_pos(bytes) else {
+                    RowKind::Patch | RowKind::Move(_) => {
+                        let Some((id, pos)) = patch else {
                             return;
                         };
                         if v.me == Some(id) {
@@ -557,8 +609,8 @@ fn handle_tick(
                             map.insert(id, pos);
                         }
                     }
-                    RowKind::Patch => {
-                        if let Some((id, Some(pos))) = wire::patch_id_and_pos(bytes) {
+                    RowKind::Patch | RowKind::Move(_) => {
+                        if let Some((id, Some(pos))) = patch {
                             map.insert(id, pos);
                         }
                     }
@@ -572,7 +624,9 @@ fn handle_tick(
         };
         for delta in tick.tables() {
             let table = delta.table().0;
-            // Wire order, as the rows arrive.
+            let compact = delta.is_compact();
+            // Wire order, as the rows arrive; version 3's moves last.
+            let mut handles = delta.handles();
             for (kind, list) in [
                 (RowKind::Insert, delta.inserts()),
                 (RowKind::Update, delta.updates()),
@@ -580,8 +634,16 @@ fn handle_tick(
                 (RowKind::Patch, delta.patches()),
             ] {
                 for bytes in list {
-                    row(table, kind, bytes);
+                    let handle = match kind {
+                        RowKind::Insert => handles.next(),
+                        RowKind::Patch if compact => Some(0),
+                        _ => None,
+                    };
+                    row(table, kind, bytes, handle);
                 }
+            }
+            for m in delta.moves() {
+                row(table, RowKind::Move(m), &[], None);
             }
         }
         v.other_updates += others;

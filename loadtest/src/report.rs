@@ -445,7 +445,8 @@ pub(crate) struct Report {
     pub(crate) scenario: String,
     /// The seed.
     pub(crate) seed: u64,
-    /// The protocol version the bots spoke (1: whole rows only; 2: patches of changed columns).
+    /// The protocol version the bots spoke (1: whole rows only; 2: patches of changed columns; 3: also moves and
+    /// handles).
     pub(crate) protocol: u16,
     /// The service level steps are judged by.
     pub(crate) sla: Sla,

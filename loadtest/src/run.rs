@@ -302,6 +302,10 @@ fn plan(args: &RunArgs) -> Vec<u32> {
 
 /// Run the load test `args` describes, print the table, write the JSON and the plot.
 pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
+    // `--netem` by namespace: the run happens in a re-run of this command inside one; this process only waits.
+    if let Some(status) = crate::netem::enter_namespace(args)? {
+        std::process::exit(status.code().unwrap_or(1));
+    }
     let (child, addr, fingerprint, server_info) = match args.server {
         Some(addr) => {
             let fp = match (&args.fingerprint, &args.cert) {
@@ -324,8 +328,12 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
         None => {
             eprintln_flush("starting the server (the first run builds the demo module to wasm)…");
-            let child =
-                ChildServer::start(args.module.as_deref(), args.tick_rate, args.byte_budget)?;
+            let child = ChildServer::start(
+                args.module.as_deref(),
+                args.tick_rate,
+                args.byte_budget,
+                args.every_move,
+            )?;
             let info = ServerInfo {
                 kind: "child",
                 addr: child.addr.to_string(),
@@ -338,6 +346,14 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
             (Some(child), addr, fp, info)
         }
     };
+    let relay = match args.netem {
+        Some(netem) if args.netem_via == crate::netem::NetemVia::Relay => Some(
+            crate::netem::Relay::start(addr, netem, args.seed)
+                .context("starting the --netem relay")?,
+        ),
+        _ => None,
+    };
+    let addr = relay.as_ref().map_or(addr, crate::netem::Relay::addr);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads.max(1))
         .thread_name("loadtest-bots")
@@ -455,6 +471,12 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
     };
     let mut out = std::io::stdout().lock();
     report::print_table(&report, &mut out)?;
+    if let Some(netem) = args.netem {
+        writeln!(out, "{}", netem.describe(args.netem_via))?;
+    }
+    if let Some(relay) = relay {
+        writeln!(out, "{}", relay.describe())?;
+    }
     if let Some(path) = &args.json {
         create_parent(path)?;
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)

@@ -154,6 +154,7 @@ mod tests {
                     updates: vec![WireRow(b.clone())],
                     deletes: vec![WireRow(rmp_serde::to_vec(&9u64).unwrap())],
                     patches: vec![WireRow(moved.clone()), WireRow(hurt.clone())],
+                    ..TableDelta::default()
                 },
                 TableDelta {
                     table: TableId(70_000),

@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub use locus_protocol::Welcome;
+use locus_protocol::compact::{Handles, Move, Moves};
 use locus_protocol::{
     AdminReply, CallOutcome, ErrorCode, ServerMessage, TableDelta, TickView, WireRow, WireTable,
 };
@@ -204,6 +205,16 @@ pub enum ApplyError {
     /// A patch that does not fit its table or the row held; it was ignored.
     #[error("a patch does not fit its row: {0}")]
     BadPatch(#[from] PatchError),
+    /// A patch or move (protocol version 3) names a handle no row in view has; it was ignored.
+    #[error("handle {handle} names no row in view")]
+    UnknownHandle {
+        /// The handle.
+        handle: u32,
+    },
+    /// A move (protocol version 3) of a row whose table has no spatial column, or whose position cannot be moved
+    /// by it; it was ignored.
+    #[error("a move does not fit its row")]
+    BadMove,
 }
 
 /// Why rows cannot be read from the cache.
@@ -234,9 +245,63 @@ struct TableView {
     name: Arc<str>,
     def: TableDef,
     rows: BTreeMap<Key, Row>,
+    /// Protocol version 3: the key of the row each handle names (by handle).
+    handles: Vec<Option<Key>>,
 }
 
 impl TableView {
+    /// The key of the row `handle` names.
+    fn by_handle(&self, handle: u32) -> Result<&Key, ApplyError> {
+        self.handles
+            .get(handle as usize)
+            .and_then(Option::as_ref)
+            .ok_or(ApplyError::UnknownHandle { handle })
+    }
+
+    /// Free the handle of the row with `key`, if it has one.
+    fn forget_handle(&mut self, key: &[u8]) {
+        if let Some(h) = self.handles.iter_mut().find(|h| h.as_deref() == Some(key)) {
+            *h = None;
+        }
+    }
+
+    /// Write to `out` the version-2 patch (key first) of a version-3 one (handle first).
+    fn keyed_patch(&self, patch: &[u8], out: &mut Vec<u8>) -> Result<(), ApplyError> {
+        let mut rest = patch;
+        let len = rmp::decode::read_array_len(&mut rest).map_err(|_| PatchError::NotAPatch)?;
+        let handle: u32 = rmp::decode::read_int(&mut rest).map_err(|_| PatchError::NotAPatch)?;
+        let key = self.by_handle(handle)?;
+        out.clear();
+        rmp::encode::write_array_len(out, len).expect("Vec write");
+        out.extend_from_slice(key);
+        out.extend_from_slice(rest);
+        Ok(())
+    }
+
+    /// The row `m` makes of the row its handle names: its key, the old row and the new one.
+    fn moved(&self, m: &Move, offsets: &mut Vec<u32>) -> Result<(Key, Row, Row), ApplyError> {
+        let key = self.by_handle(m.handle)?;
+        let old = self
+            .rows
+            .get(key)
+            .ok_or(ApplyError::UnknownHandle { handle: m.handle })?;
+        let col = self
+            .def
+            .spatial_column()
+            .ok_or(ApplyError::BadMove)?
+            .index();
+        codec::locate_columns(&self.def.columns, old, col + 1, offsets)
+            .map_err(ApplyError::BadRow)?;
+        let at = offsets[col] as usize..offsets[col + 1] as usize;
+        let held = codec::read_vec2(&old[at.clone()]).ok_or(ApplyError::BadMove)?;
+        let [x, y] = m.apply([held.x, held.y]).ok_or(ApplyError::BadMove)?;
+        let mut new = old.to_vec();
+        // `[fixarray(2), ca x, ca y]`: the floats' bytes in place.
+        new[at.start + 2..at.start + 6].copy_from_slice(&x.to_be_bytes());
+        new[at.start + 7..at.start + 11].copy_from_slice(&y.to_be_bytes());
+        Ok((key.clone(), old.clone(), new.into()))
+    }
+
     /// Write to `out` the row `patch` makes of the row it names.
     fn patched(&self, pk: usize, patch: &[u8], out: &mut Vec<u8>) -> Result<(), ApplyError> {
         let key = patch::patch_key(&self.def.columns, pk, patch)?;
@@ -304,14 +369,25 @@ impl Cache {
                     updates,
                     deletes,
                     patches,
+                    handles,
+                    moves,
                 } in tables
                 {
+                    let compact = (handles.is_some() || moves.is_some()).then(|| {
+                        (
+                            Handles::new(handles.as_ref().map_or(&[][..], |b| &b.0)),
+                            Moves::new(moves.as_ref().map_or(&[][..], |b| &b.0)),
+                        )
+                    });
                     self.apply_delta(
                         *table,
-                        wire_rows(deletes),
-                        wire_rows(updates),
-                        wire_rows(patches),
-                        wire_rows(inserts),
+                        [
+                            wire_rows(deletes),
+                            wire_rows(updates),
+                            wire_rows(patches),
+                            wire_rows(inserts),
+                        ],
+                        compact,
                         events,
                     );
                 }
@@ -346,12 +422,16 @@ impl Cache {
     pub fn apply_tick_into(&mut self, tick: &TickView<'_>, events: &mut Vec<Event>) {
         self.tick_header(tick.tick(), tick.time());
         for delta in tick.tables() {
+            let compact = delta.is_compact().then(|| (delta.handles(), delta.moves()));
             self.apply_delta(
                 delta.table(),
-                delta.deletes(),
-                delta.updates(),
-                delta.patches(),
-                delta.inserts(),
+                [
+                    delta.deletes(),
+                    delta.updates(),
+                    delta.patches(),
+                    delta.inserts(),
+                ],
+                compact,
                 events,
             );
         }
@@ -386,6 +466,7 @@ impl Cache {
                     name,
                     def: def.clone(),
                     rows: BTreeMap::new(),
+                    handles: Vec::new(),
                 },
             );
         }
@@ -404,6 +485,7 @@ impl Cache {
         ids.sort_unstable();
         for id in ids {
             let view = self.tables.get_mut(&id).expect("listed above");
+            view.handles.clear();
             for (key, old) in std::mem::take(&mut view.rows) {
                 events.push(Event::Deleted {
                     table: id,
@@ -417,14 +499,13 @@ impl Cache {
     }
 
     /// Apply one table's changes, given as the bytes of each row, key and patch (from a [`TableDelta`] or a
-    /// [`locus_protocol::TableDeltaView`]): deletes, then updates, then patches, then inserts.
+    /// [`locus_protocol::TableDeltaView`]) — deletes, updates, patches, inserts — and, for a version-3 delta, its
+    /// handles and moves: deletes, then updates, then patches, then moves, then inserts.
     fn apply_delta<'r, I: Iterator<Item = &'r [u8]>>(
         &mut self,
         table: TableId,
-        deletes: I,
-        updates: I,
-        patches: I,
-        inserts: I,
+        [deletes, updates, patches, inserts]: [I; 4],
+        compact: Option<(Handles<'r>, Moves<'r>)>,
         events: &mut Vec<Event>,
     ) {
         let Some(view) = self.tables.get_mut(&table) else {
@@ -435,7 +516,12 @@ impl Cache {
             return;
         };
         let pk = view.def.primary_key.index();
+        let is_compact = compact.is_some();
+        let (mut handles, moves) = compact.unzip();
         for key in deletes {
+            if is_compact {
+                view.forget_handle(key);
+            }
             match view.rows.remove_entry(key) {
                 Some((key, old)) => events.push(Event::Deleted {
                     table,
@@ -449,15 +535,47 @@ impl Cache {
                 }),
             }
         }
-        let mut patched = Vec::new();
+        let (mut patched, mut keyed) = (Vec::new(), Vec::new());
         for (rows, is_patch, is_update) in [
             (updates, false, true),
             (patches, true, true),
             (inserts, false, false),
         ] {
+            if !is_update {
+                // Moves come after patches, before inserts.
+                for m in moves.clone().into_iter().flatten() {
+                    match view.moved(&m, &mut self.offsets) {
+                        Ok((key, old, new)) => {
+                            view.rows.insert(key.clone(), new.clone());
+                            events.push(Event::Updated {
+                                table,
+                                name: view.name.clone(),
+                                key,
+                                old,
+                                new,
+                            });
+                        }
+                        Err(error) => events.push(Event::Inconsistent { table, error }),
+                    }
+                }
+            }
             for row in rows {
+                let handle = if is_update {
+                    None
+                } else {
+                    handles.as_mut().and_then(Iterator::next)
+                };
                 let bytes: &[u8] = if is_patch {
-                    if let Err(error) = view.patched(pk, row, &mut patched) {
+                    let patch = if is_compact {
+                        if let Err(error) = view.keyed_patch(row, &mut keyed) {
+                            events.push(Event::Inconsistent { table, error });
+                            continue;
+                        }
+                        &keyed[..]
+                    } else {
+                        row
+                    };
+                    if let Err(error) = view.patched(pk, patch, &mut patched) {
                         events.push(Event::Inconsistent { table, error });
                         continue;
                     }
@@ -515,6 +633,28 @@ impl Cache {
                             row: new,
                         });
                     }
+                }
+                if let Some(handle) = handle {
+                    let key = view
+                        .rows
+                        .get_key_value(key)
+                        .map(|(k, _)| k.clone())
+                        .expect("just stored");
+                    view.forget_handle(&key);
+                    let h = handle as usize;
+                    // Handles are the smallest free ones, so below the rows in view: a huge one is an error, not
+                    // a reason to allocate.
+                    if h > view.rows.len() + 1024 {
+                        events.push(Event::Inconsistent {
+                            table,
+                            error: ApplyError::UnknownHandle { handle },
+                        });
+                        continue;
+                    }
+                    if view.handles.len() <= h {
+                        view.handles.resize(h + 1, None);
+                    }
+                    view.handles[h] = Some(key);
                 }
             }
         }
@@ -711,6 +851,8 @@ pub(crate) mod tests {
                 updates,
                 deletes,
                 patches: vec![],
+                handles: None,
+                moves: None,
             }],
         }
     }
@@ -940,6 +1082,84 @@ pub(crate) mod tests {
         assert_eq!(cache.len("player"), 1);
     }
 
+    /// Version 3: inserts give handles, patches name rows by handle, a delete frees the handle for the next
+    /// insert; a handle naming no row, and a move of a row without a spatial column, are error events.
+    #[test]
+    fn version_3_handles_name_rows_and_bad_ones_are_error_events() {
+        let mut cache = Cache::new();
+        cache.apply(&welcome());
+        let v3 = |inserts: Vec<WireRow>, deletes, patches, handles: Vec<u8>, moves: Vec<u8>| {
+            ServerMessage::Tick {
+                tick: 101,
+                time: 0,
+                tables: vec![TableDelta {
+                    table: PLAYER,
+                    inserts,
+                    updates: vec![],
+                    deletes,
+                    patches,
+                    handles: Some(WireRow(handles)),
+                    moves: Some(WireRow(moves)),
+                }],
+            }
+        };
+        let events = cache.apply(&v3(
+            vec![player(1, "ann", 1), player(2, "bob", 2)],
+            vec![],
+            vec![],
+            vec![0, 1],
+            vec![],
+        ));
+        assert_eq!(events.len(), 2);
+        // Handle 1 (bob)'s column 2 (hp) is now 20; then bob leaves and cat gets handle 1.
+        let events = cache.apply(&v3(
+            vec![],
+            vec![],
+            vec![WireRow(vec![0x93, 0x01, 0x02, 0x14])],
+            vec![],
+            vec![],
+        ));
+        assert!(matches!(events[..], [Event::Updated { .. }]), "{events:?}");
+        assert_eq!(names(&cache), [(1, "ann".into(), 1), (2, "bob".into(), 20)]);
+        cache.apply(&v3(
+            vec![player(3, "cat", 3)],
+            vec![key(2)],
+            vec![],
+            vec![1],
+            vec![],
+        ));
+        cache.apply(&v3(
+            vec![],
+            vec![],
+            vec![WireRow(vec![0x93, 0x01, 0x02, 0x1e])],
+            vec![],
+            vec![],
+        ));
+        assert_eq!(names(&cache), [(1, "ann".into(), 1), (3, "cat".into(), 30)]);
+        // Handle 5 names nothing; the table has no spatial column to move.
+        let events = cache.apply(&v3(
+            vec![],
+            vec![],
+            vec![WireRow(vec![0x93, 0x05, 0x02, 0x01])],
+            vec![],
+            vec![0x00, 0x02, 0x02],
+        ));
+        assert_eq!(
+            events,
+            [
+                Event::Inconsistent {
+                    table: PLAYER,
+                    error: ApplyError::UnknownHandle { handle: 5 }
+                },
+                Event::Inconsistent {
+                    table: PLAYER,
+                    error: ApplyError::BadMove
+                }
+            ]
+        );
+        assert_eq!(names(&cache), [(1, "ann".into(), 1), (3, "cat".into(), 30)]);
+    }
+
     #[test]
     fn unsubscribed_rows_are_deleted_by_the_following_tick() {
         let mut cache = Cache::new();
@@ -1075,6 +1295,8 @@ pub(crate) mod tests {
                     updates: players(updates),
                     deletes: deletes.into_iter().map(key).collect(),
                     patches,
+                    handles: None,
+                    moves: None,
                 }
             })
     }

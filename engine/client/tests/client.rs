@@ -165,6 +165,8 @@ fn rows_tick(inserts: Vec<WireRow>, updates: Vec<WireRow>) -> ServerMessage {
             updates,
             deletes: vec![],
             patches: vec![],
+            handles: None,
+            moves: None,
         }],
     }
 }
@@ -204,7 +206,7 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
     else {
         panic!("Hello must come first");
     };
-    assert_eq!(versions, [2, 1], "newest first");
+    assert_eq!(versions, [3, 2, 1], "newest first");
     state.hellos.lock().unwrap().push(token);
     let token = token.unwrap_or(ISSUED);
     let welcome = ServerMessage::Welcome(Welcome {

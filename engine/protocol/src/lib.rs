@@ -40,6 +40,7 @@
 //! # Ok::<(), locus_protocol::FrameError>(())
 //! ```
 
+pub mod compact;
 pub mod frame;
 pub mod messages;
 pub mod session;
@@ -65,7 +66,10 @@ pub const ALPN: &[u8] = b"locus/1";
 /// - Version 1: rows change as whole rows (`TableDelta::updates`).
 /// - Version 2: also as patches of the changed columns (`TableDelta::patches`, see [`locus_types::patch`]).
 ///   Otherwise the same messages: a version-1 peer never sees a `patches` field.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// - Version 3: rows in a session's view get small **handles**; patches name rows by handle, and a row of which
+///   only the spatial column changed is sent as a **move** in whole centimetres ([`compact`]). Table deltas then
+///   always have 7 fields (`TableDelta::handles`, `TableDelta::moves`).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Every version the server speaks; it picks the highest one a client offers.
-pub const SUPPORTED_VERSIONS: [u16; 2] = [1, 2];
+pub const SUPPORTED_VERSIONS: [u16; 3] = [1, 2, 3];

@@ -326,9 +326,12 @@ pub struct WireTable {
     pub def: TableDef,
 }
 
-/// The changes of one table in a client's view in one tick: apply deletes, then updates, then patches, then
-/// inserts.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+/// The changes of one table in a client's view in one tick: apply deletes, then updates, then patches, then moves,
+/// then inserts.
+///
+/// Encoded as an array of 4 fields (version 1, or no patches), 5 (version 2 with patches) or 7 (version 3: always
+/// all seven, `handles` and `moves` as `bin`s, empty when there are none).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 pub struct TableDelta {
     /// The table.
     pub table: TableId,
@@ -341,10 +344,45 @@ pub struct TableDelta {
     /// byte for byte against the rows it holds.
     pub deletes: Vec<WireRow>,
     /// Rows in view of which only some columns changed, as patches ([`locus_types::patch`]: the key and the new values
-    /// of the changed columns) against the version of the row the client last received. Protocol version 2 only;
-    /// the field is absent (a 4-element array) when empty.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// of the changed columns) against the version of the row the client last received. Protocol version 2 and
+    /// later; in version 3 a patch names its row by its handle instead of its key ([`crate::compact`]). In version
+    /// 2 the field is absent (a 4-element array) when empty.
+    #[serde(default)]
     pub patches: Vec<WireRow>,
+    /// Version 3: the handle each insert's row gets, one varint per insert, in order ([`crate::compact`]).
+    #[serde(default)]
+    pub handles: Option<WireRow>,
+    /// Version 3: rows of which only the spatial column changed, as moves ([`crate::compact::Moves`]).
+    #[serde(default)]
+    pub moves: Option<WireRow>,
+}
+
+impl Serialize for TableDelta {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let compact = self.handles.is_some() || self.moves.is_some();
+        let fields = if compact {
+            7
+        } else if self.patches.is_empty() {
+            4
+        } else {
+            5
+        };
+        let mut t = s.serialize_struct("TableDelta", fields)?;
+        t.serialize_field("table", &self.table)?;
+        t.serialize_field("inserts", &self.inserts)?;
+        t.serialize_field("updates", &self.updates)?;
+        t.serialize_field("deletes", &self.deletes)?;
+        if fields >= 5 {
+            t.serialize_field("patches", &self.patches)?;
+        }
+        if compact {
+            let empty = WireRow(Vec::new());
+            t.serialize_field("handles", self.handles.as_ref().unwrap_or(&empty))?;
+            t.serialize_field("moves", self.moves.as_ref().unwrap_or(&empty))?;
+        }
+        t.end()
+    }
 }
 
 /// Bytes of a row (or of a key), as a MessagePack `bin`.
@@ -549,6 +587,7 @@ mod tests {
                         ])],
                         deletes: vec![WireRow(vec![0x09])],
                         patches: vec![],
+                        ..TableDelta::default()
                     }],
                 }),
                 "Tick",
@@ -565,9 +604,31 @@ mod tests {
                         patches: vec![WireRow(vec![
                             0x93, 0x05, 0x01, 0x92, 0xca, 0x45, 0, 0x08, 0, 0xca, 0x45, 0, 0, 0,
                         ])],
+                        ..TableDelta::default()
                     }],
                 }),
                 "Tick with a patch",
+            ),
+            (
+                hex(&ServerMessage::Tick {
+                    tick: 1234,
+                    time: 1_700_000_000_000_000,
+                    tables: vec![TableDelta {
+                        table: TableId(1),
+                        inserts: vec![WireRow(vec![
+                            0x93, 0x09, 0x92, 0xca, 0x45, 0, 0, 0, 0xca, 0x45, 0, 0, 0, 0x64,
+                        ])],
+                        updates: vec![],
+                        deletes: vec![],
+                        // handle 1's column 2 (hp) is now 90.
+                        patches: vec![WireRow(vec![0x93, 0x01, 0x02, 0x5a])],
+                        // the insert gets handle 2.
+                        handles: Some(WireRow(vec![0x02])),
+                        // handle 0 moves by (+25 cm, -7 cm).
+                        moves: Some(WireRow(vec![0x00, 0x32, 0x0d])),
+                    }],
+                }),
+                "Tick (version 3)",
             ),
             (
                 hex(&ServerMessage::Error {
@@ -599,6 +660,7 @@ mod tests {
                 updates: vec![WireRow(row.to_vec())],
                 deletes: vec![WireRow(key.to_vec())],
                 patches: vec![WireRow(key.to_vec())],
+                ..TableDelta::default()
             }],
         };
         let borrowed = TickRef::Tick {
@@ -639,6 +701,7 @@ mod tests {
             updates: vec![],
             deletes: vec![],
             patches: vec![],
+            ..TableDelta::default()
         };
         let bytes = hex(&ServerMessage::Tick {
             tick: 1,
@@ -660,6 +723,33 @@ mod tests {
             "{bytes}"
         );
         assert_round_trips(&message);
+        // Version 3: always seven fields, the handles and moves as bins (empty ones included).
+        let ServerMessage::Tick { mut tables, .. } = message else {
+            unreachable!()
+        };
+        tables[0].patches.clear();
+        tables[0].handles = Some(WireRow(vec![0x00]));
+        let message = ServerMessage::Tick {
+            tick: 1,
+            time: 2,
+            tables,
+        };
+        let bytes = hex(&message);
+        assert!(
+            bytes.ends_with("97 02 91 c4 02 91 01 90 90 90 c4 01 00 c4 00"),
+            "{bytes}"
+        );
+        let ServerMessage::Tick { tables, .. } = decode_frame::<ServerMessage>(
+            &{
+                let mut frame = Vec::new();
+                encode_frame(&message, &mut frame);
+                frame
+            }[crate::FRAME_PREFIX..],
+        )
+        .unwrap() else {
+            unreachable!()
+        };
+        assert_eq!(tables[0].moves, Some(WireRow(vec![])));
     }
 
     #[test]
@@ -673,6 +763,7 @@ mod tests {
                 updates: vec![],
                 deletes: vec![WireRow(vec![0x05])],
                 patches: vec![],
+                ..TableDelta::default()
             }],
         };
         assert_round_trips(&tick);

@@ -12,7 +12,9 @@
 //!
 //! Invariants:
 //! - For every `ServerMessage::Tick` `m`, [`TickView::parse`] of the payload [`crate::encode_frame`] writes for
-//!   `m` is `Ok(Some(v))` with `v.to_message() == m` (version 1's 4-field deltas and version 2's 5-field ones).
+//!   `m` is `Ok(Some(v))` with `v.to_message() == m` (version 1's 4-field deltas, version 2's 5-field ones, and
+//!   version 3's 7-field ones when each has both `handles` and `moves`, well formed: one handle per insert, whole
+//!   move records; otherwise it is [`TickError::Compact`]).
 //! - For a payload that holds any other well-formed message it is `Ok(None)`: decode it with
 //!   [`crate::decode_frame`].
 //! - It never panics, and it accepts no more than [`crate::decode_frame`] does: when it returns `Ok(Some(v))`,
@@ -26,6 +28,7 @@ use std::iter::FusedIterator;
 use locus_types::TableId;
 use thiserror::Error;
 
+use crate::compact::{self, Handles, Moves};
 use crate::{FrameError, ServerMessage, TableDelta, WireRow};
 
 /// Why a payload that starts as a `Tick` message is not a well-formed one.
@@ -54,8 +57,8 @@ pub enum TickError {
     /// The `Tick` variant's array does not hold its 3 fields (tick, time, tables).
     #[error("malformed Tick: a Tick has 3 fields, not {0}")]
     TickFields(u32),
-    /// A table delta's array does not hold 4 fields (version 1) or 5 (version 2, with patches).
-    #[error("malformed Tick: a table delta has 4 or 5 fields, not {fields} (byte {at})")]
+    /// A table delta's array does not hold 4 fields (version 1), 5 (version 2, with patches) or 7 (version 3).
+    #[error("malformed Tick: a table delta has 4, 5 or 7 fields, not {fields} (byte {at})")]
     DeltaFields {
         /// The number of fields found.
         fields: u32,
@@ -65,6 +68,13 @@ pub enum TickError {
     /// Bytes follow the message.
     #[error("malformed Tick: {0} bytes follow the message")]
     TrailingBytes(usize),
+    /// A version-3 delta's `handles` is not one varint per insert, or its `moves` not whole move records
+    /// ([`crate::compact`]).
+    #[error("malformed Tick: the handles or moves of the delta at byte {at} are not well formed")]
+    Compact {
+        /// Where the delta starts.
+        at: usize,
+    },
 }
 
 impl From<TickError> for FrameError {
@@ -195,6 +205,8 @@ pub struct TableDeltaView<'a> {
     updates: Rows<'a>,
     deletes: Rows<'a>,
     patches: Rows<'a>,
+    /// Version 3's `handles` and `moves` `bin`s, both checked.
+    compact: Option<(&'a [u8], &'a [u8])>,
 }
 
 impl<'a> TableDeltaView<'a> {
@@ -228,6 +240,24 @@ impl<'a> TableDeltaView<'a> {
         self.patches.clone()
     }
 
+    /// Whether the delta is in version 3's form (7 fields: patches name rows by handle, inserts get handles).
+    #[must_use]
+    pub fn is_compact(&self) -> bool {
+        self.compact.is_some()
+    }
+
+    /// The handle each insert's row gets, in the inserts' order (version 3; none before).
+    #[must_use]
+    pub fn handles(&self) -> Handles<'a> {
+        Handles::new(self.compact.map_or(&[], |c| c.0))
+    }
+
+    /// The moves (version 3; none before).
+    #[must_use]
+    pub fn moves(&self) -> Moves<'a> {
+        Moves::new(self.compact.map_or(&[], |c| c.1))
+    }
+
     /// The owned delta with the same content.
     #[must_use]
     pub fn to_delta(&self) -> TableDelta {
@@ -238,6 +268,8 @@ impl<'a> TableDeltaView<'a> {
             updates: owned(self.updates()),
             deletes: owned(self.deletes()),
             patches: owned(self.patches()),
+            handles: self.compact.map(|c| WireRow(c.0.to_vec())),
+            moves: self.compact.map(|c| WireRow(c.1.to_vec())),
         }
     }
 }
@@ -282,18 +314,30 @@ impl FusedIterator for Rows<'_> {}
 fn read_delta<'a>(c: &mut Cursor<'a>) -> Result<TableDeltaView<'a>, TickError> {
     let at = c.pos;
     let fields = c.array_len()?;
-    if fields != 4 && fields != 5 {
+    if !matches!(fields, 4 | 5 | 7) {
         return Err(TickError::DeltaFields { fields, at });
     }
+    let start = at;
     let at = c.pos;
     let table = u32::try_from(c.uint()?).map_err(|_| TickError::OutOfRange { at })?;
     let inserts = read_rows(c)?;
     let updates = read_rows(c)?;
     let deletes = read_rows(c)?;
-    let patches = if fields == 5 {
+    let patches = if fields >= 5 {
         read_rows(c)?
     } else {
         Rows::default()
+    };
+    let compact = if fields == 7 {
+        let (handles, moves) = (c.bin()?, c.bin()?);
+        if !compact::check_handles(handles, inserts.left as usize)
+            || compact::check_moves(moves).is_none()
+        {
+            return Err(TickError::Compact { at: start });
+        }
+        Some((handles, moves))
+    } else {
+        None
     };
     Ok(TableDeltaView {
         table: TableId(table),
@@ -301,6 +345,7 @@ fn read_delta<'a>(c: &mut Cursor<'a>) -> Result<TableDeltaView<'a>, TickError> {
         updates,
         deletes,
         patches,
+        compact,
     })
 }
 
@@ -465,16 +510,43 @@ mod tests {
     }
 
     fn delta() -> impl Strategy<Value = TableDelta> {
-        // An empty `patches` is the 4-field version-1 encoding; a non-empty one the 5-field version-2 one.
-        (any::<u32>(), rows(), rows(), rows(), rows()).prop_map(
-            |(table, inserts, updates, deletes, patches)| TableDelta {
-                table: TableId(table),
-                inserts,
-                updates,
-                deletes,
-                patches,
-            },
+        // An empty `patches` is the 4-field version-1 encoding; a non-empty one the 5-field version-2 one; with
+        // handles (one per insert) and moves, the 7-field version-3 one.
+        let moves = prop::collection::vec((any::<u32>(), any::<i64>(), any::<i64>()), 0..6);
+        (
+            any::<u32>(),
+            rows(),
+            rows(),
+            rows(),
+            rows(),
+            any::<bool>(),
+            any::<u32>(),
+            moves,
         )
+            .prop_map(
+                |(table, inserts, updates, deletes, patches, v3, first, moves)| {
+                    let compact = v3.then(|| {
+                        let mut handles = Vec::new();
+                        for k in 0..inserts.len() as u32 {
+                            compact::put_uvarint(&mut handles, first.wrapping_add(k));
+                        }
+                        let mut packed = Vec::new();
+                        for (handle, dx, dy) in moves {
+                            compact::Move { handle, dx, dy }.put(&mut packed);
+                        }
+                        (WireRow(handles), WireRow(packed))
+                    });
+                    TableDelta {
+                        table: TableId(table),
+                        inserts,
+                        updates,
+                        deletes,
+                        patches,
+                        handles: compact.as_ref().map(|c| c.0.clone()),
+                        moves: compact.map(|c| c.1),
+                    }
+                },
+            )
     }
 
     fn tick_message() -> impl Strategy<Value = ServerMessage> {
@@ -526,8 +598,13 @@ mod tests {
         ]
     }
 
-    /// A tick's content: tick, time, and per delta its table and its inserts, updates, deletes and patches.
-    type Content = (u64, u64, Vec<(u32, [Vec<Vec<u8>>; 4])>);
+    /// A tick's content: tick, time, and per delta its table, its inserts, updates, deletes and patches, and its
+    /// handles and moves.
+    type Content = (
+        u64,
+        u64,
+        Vec<(u32, [Vec<Vec<u8>>; 4], Vec<u32>, Vec<compact::Move>)>,
+    );
 
     /// Walk everything a view hands out (so a panic anywhere in the iterators would show).
     fn content(view: &TickView<'_>) -> Content {
@@ -549,6 +626,8 @@ mod tests {
                         list(d.deletes()),
                         list(d.patches()),
                     ],
+                    d.handles().collect(),
+                    d.moves().collect(),
                 )
             })
             .collect();
@@ -566,7 +645,14 @@ mod tests {
                 .iter()
                 .map(|d| {
                     let list = |rows: &[WireRow]| rows.iter().map(|r| r.0.clone()).collect::<Vec<_>>();
-                    (d.table.0, [list(&d.inserts), list(&d.updates), list(&d.deletes), list(&d.patches)])
+                    let handles = d.handles.as_ref().map(|h| Handles::new(&h.0).collect()).unwrap_or_default();
+                    let moves = d.moves.as_ref().map(|m| Moves::new(&m.0).collect()).unwrap_or_default();
+                    (
+                        d.table.0,
+                        [list(&d.inserts), list(&d.updates), list(&d.deletes), list(&d.patches)],
+                        handles,
+                        moves,
+                    )
                 })
                 .collect();
             prop_assert_eq!(content(&view), (*tick, *time, want));
@@ -622,6 +708,7 @@ mod tests {
                     .map(|k| WireRow(vec![(k % 128) as u8]))
                     .collect(),
                 patches: vec![],
+                ..TableDelta::default()
             }],
         };
         let bytes = payload(&message);
@@ -667,6 +754,25 @@ mod tests {
                 expected: "bin",
                 at: 13
             })
+        );
+        // Version 3: one insert but no handle; a move cut short; a 6-field delta.
+        assert_eq!(
+            TickView::parse(&tick(&[
+                0x91, 0x97, 0x01, 0x91, 0xc4, 0x00, 0x90, 0x90, 0x90, 0xc4, 0x00, 0xc4, 0x00
+            ])),
+            Err(TickError::Compact { at: 10 })
+        );
+        assert_eq!(
+            TickView::parse(&tick(&[
+                0x91, 0x97, 0x01, 0x90, 0x90, 0x90, 0x90, 0xc4, 0x00, 0xc4, 0x02, 0x05, 0x32
+            ])),
+            Err(TickError::Compact { at: 10 })
+        );
+        assert_eq!(
+            TickView::parse(&tick(&[
+                0x91, 0x96, 0x01, 0x90, 0x90, 0x90, 0x90, 0xc4, 0x00
+            ])),
+            Err(TickError::DeltaFields { fields: 6, at: 10 })
         );
         // A unit variant, or a map keyed by another name, is another message.
         assert_eq!(TickView::parse(&[0xa4, b'T', b'i', b'c', b'k']), Ok(None));

@@ -204,6 +204,7 @@ fn main() {
                 updates: vec![WireRow(row.clone())],
                 deletes: vec![],
                 patches: vec![],
+                ..TableDelta::default()
             }],
         },
         &mut frame,

@@ -41,4 +41,4 @@ pub use metrics::{MetricsSnapshot, Percentiles};
 pub use server::{
     AdminCallError, Limits, MODULE_FILE, PublishError, Server, ServerConfig, StartError,
 };
-pub use world::World;
+pub use world::{MoveRates, World};

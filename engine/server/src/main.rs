@@ -63,6 +63,11 @@ enum Command {
         /// updated less often (crowd control). 0 for no limit. Default 1024 (about one datagram per tick).
         #[arg(long, value_name = "BYTES")]
         byte_budget: Option<usize>,
+        /// Send every client every move of every row in its view every tick. By default (crowd control) a row
+        /// farther than 3/8 of the client's area radius moves on the client every 2nd tick, farther than 3/4 every
+        /// 4th (protocol version 3; other changes always go at once).
+        #[arg(long)]
+        every_move: bool,
     },
     /// Replace the running module with a new version, without disconnecting anyone. Compatible schema changes
     /// (new tables, columns appended with a default, indexes, reducers) are migrated; anything else is refused
@@ -183,6 +188,7 @@ fn main() -> anyhow::Result<()> {
             reducer_fuel,
             workers,
             byte_budget,
+            every_move,
         } => serve(Serve {
             data_dir,
             listen,
@@ -192,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             budget: budget(reducer_time_limit, reducer_fuel),
             workers,
             byte_budget,
+            every_move,
         }),
         Command::Publish { module, target } => {
             let wasm =
@@ -349,6 +356,7 @@ struct Serve {
     budget: Budget,
     workers: Option<u16>,
     byte_budget: Option<usize>,
+    every_move: bool,
 }
 
 fn serve(options: Serve) -> anyhow::Result<()> {
@@ -361,6 +369,7 @@ fn serve(options: Serve) -> anyhow::Result<()> {
         budget,
         workers,
         byte_budget,
+        every_move,
     } = options;
     let published = data_dir.join(MODULE_FILE);
     // A module named on the command line is stored with the world (so a restart without `--module` runs it); the
@@ -390,6 +399,9 @@ fn serve(options: Serve) -> anyhow::Result<()> {
     }
     if let Some(bytes) = byte_budget {
         config.interest.byte_budget = (bytes > 0).then_some(bytes);
+    }
+    if every_move {
+        config.move_rates = None;
     }
     config.metrics = metrics;
     config.keep_module = keep_module;

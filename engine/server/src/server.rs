@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::cert;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::net::{self, Inbox, Registry};
-use crate::world::{AdminFrom, Closing, Deferred, Input, SessionId, SessionIds, World};
+use crate::world::{AdminFrom, Closing, Deferred, Input, MoveRates, SessionId, SessionIds, World};
 
 /// Limits that keep one client from harming the others. Every default is stated on its field.
 #[derive(Clone, Copy, Debug)]
@@ -99,6 +99,9 @@ pub struct ServerConfig {
     pub host: HostConfig,
     /// Interest management. Default [`InterestConfig::default`].
     pub interest: InterestConfig,
+    /// How often protocol-version-3 sessions get the moves of far rows ([`MoveRates`]; `None`: every tick).
+    /// Default [`MoveRates::default`].
+    pub move_rates: Option<MoveRates>,
     /// Commit log and snapshots. Default [`LogConfig::default`].
     pub log: LogConfig,
     /// Per-client limits. Default [`Limits::default`].
@@ -125,6 +128,7 @@ impl ServerConfig {
             seed: 0x10c05,
             host: HostConfig::default(),
             interest: InterestConfig::default(),
+            move_rates: Some(MoveRates::default()),
             log: LogConfig::default(),
             limits: Limits::default(),
             metrics: None,
@@ -350,6 +354,7 @@ impl Server {
         }
         let durability = Durability::start(log);
         let mut world = World::new(db, instance, config.interest, config.tick_rate, config.seed);
+        world.set_move_rates(config.move_rates);
         if config.workers > 1 {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(config.workers)

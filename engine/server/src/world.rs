@@ -21,8 +21,9 @@
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use locus_host::{CallContext, CallError, LogLine, Module, ModuleInstance, Upgrade, UpgradeError};
-use locus_interest::{ClientId, Delta, Deltas, Filter, Interest, InterestConfig};
+use locus_interest::{ClientId, Delta, Deltas, Filter, Interest, InterestConfig, RowId};
 use locus_log::EncodedRecord;
+use locus_protocol::compact::{Change, TickWriter, ViewRows};
 use locus_protocol::{
     AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
     TableDeltaRef, TickRef, Token, Welcome, WireTable,
@@ -347,6 +348,49 @@ struct Session {
     /// Its subscriptions, by table name, as asked (replayed after a module upgrade).
     subscriptions: Vec<(String, locus_protocol::Filter)>,
     out: Vec<u8>,
+    /// Protocol version 3: the handles of the rows in its view and the positions last sent.
+    rows: ViewRows,
+    /// Protocol version 3: rows whose moves were held back (far rows, [`MoveRates`]); some may have been sent or
+    /// left the view since ([`ViewRows::is_held`] says).
+    held: Vec<RowId>,
+}
+
+/// How often a version-3 session is sent the moves of rows far from the centre of its area (crowd control, on top
+/// of the interest stage's visible cap and byte budget): rows within `full` × the area's enter radius every tick,
+/// within `half` × it every 2nd tick, farther every 4th tick (staggered by handle, so each tick carries its share).
+/// A held-back move is not lost: the next one carries where the row is then, and a row that stopped is sent at its
+/// next due tick. Only moves are thinned (a change of any other column goes at once), and version-1 and -2 sessions
+/// get every change every tick.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct MoveRates {
+    /// Fraction of the enter radius within which every move is sent. Default 0.375 (24 m of 64).
+    pub full: f32,
+    /// Fraction of the enter radius within which every 2nd tick's is. Default 0.75 (48 m of 64).
+    pub half: f32,
+}
+
+impl Default for MoveRates {
+    fn default() -> MoveRates {
+        MoveRates {
+            full: 0.375,
+            half: 0.75,
+        }
+    }
+}
+
+impl MoveRates {
+    /// Whether a move of the row with `handle`, `d2` (squared metres) from the centre of an area of enter radius
+    /// `radius`, is due at `tick`.
+    fn due(&self, tick: Tick, handle: u32, d2: f32, radius: f32) -> bool {
+        let every = if d2 <= (self.full * radius).powi(2) {
+            1
+        } else if d2 <= (self.half * radius).powi(2) {
+            2
+        } else {
+            4
+        };
+        (tick.0 + u64::from(handle)).is_multiple_of(every)
+    }
 }
 
 /// The world. See the [module docs](self).
@@ -366,6 +410,8 @@ pub struct World {
     pool: Option<std::sync::Arc<rayon::ThreadPool>>,
     seed: u64,
     interest_config: InterestConfig,
+    /// How often version-3 sessions get far rows' moves (`None`: every tick).
+    move_rates: Option<MoveRates>,
     changesets: Vec<Changeset>,
     /// The last [`LOG_TAIL`] module log lines.
     log_tail: VecDeque<ModuleLogLine>,
@@ -484,12 +530,19 @@ impl World {
             pool: None,
             seed,
             interest_config: interest,
+            move_rates: Some(MoveRates::default()),
             changesets: Vec::new(),
             log_tail: VecDeque::new(),
             log_followers: HashMap::new(),
             unreported: HashMap::new(),
             server_failures: Vec::new(),
         }
+    }
+
+    /// Send version-3 sessions the moves of far rows less often ([`MoveRates`]; the default), or every tick
+    /// (`None`).
+    pub fn set_move_rates(&mut self, rates: Option<MoveRates>) {
+        self.move_rates = rates;
     }
 
     /// Run the per-client work of each tick — the interest stage's view updates, deltas and byte budgets, and the
@@ -587,6 +640,8 @@ impl World {
                             version,
                             subscriptions: Vec::new(),
                             out: Vec::new(),
+                            rows: ViewRows::default(),
+                            held: Vec::new(),
                         },
                     );
                     self.interest.handle_connect(ClientId(session), identity);
@@ -817,7 +872,15 @@ impl World {
         let mut frames = Vec::new();
         // As the interest stage: a small world's frames are encoded on this thread, whose cache holds their rows.
         let encode_pool = pool.filter(|_| deltas.worth_spreading());
-        Self::encode_deltas(&deltas, &mut self.sessions, now, &mut stats, encode_pool);
+        Self::encode_deltas(
+            &deltas,
+            &mut self.sessions,
+            &self.tables,
+            self.move_rates,
+            now,
+            &mut stats,
+            encode_pool,
+        );
         for (&session, s) in &mut self.sessions {
             if !s.out.is_empty() {
                 stats.bytes_out += s.out.len() as u64;
@@ -1064,7 +1127,10 @@ impl World {
         let mut sessions: Vec<SessionId> = self.sessions.keys().copied().collect();
         sessions.sort_unstable();
         for session in sessions {
-            let s = &self.sessions[&session];
+            let s = self.sessions.get_mut(&session).expect("listed above");
+            // Its client drops every row on the `Welcome`, and with them the handles.
+            s.rows.clear();
+            s.held.clear();
             let (identity, subscriptions) = (s.identity, s.subscriptions.clone());
             let welcome = ServerMessage::Welcome(Welcome {
                 version: s.version,
@@ -1102,6 +1168,8 @@ impl World {
     fn encode_deltas(
         deltas: &Deltas<'_>,
         sessions: &mut HashMap<SessionId, Session>,
+        tables: &[Option<TableDef>],
+        rates: Option<MoveRates>,
         now: Timestamp,
         stats: &mut TickStats,
         pool: Option<&rayon::ThreadPool>,
@@ -1109,17 +1177,39 @@ impl World {
         let tick = deltas.tick();
         let time = now.as_micros();
         // Each session's buffer (holding the frames queued before the delta) goes with its delta, so the frames are
-        // appended where they are sent from: no second buffer, no copy.
-        let mut work: Vec<(SessionId, &Delta, u16, Vec<u8>)> = deltas
+        // appended where they are sent from: no second buffer, no copy; so do its handles (version 3).
+        // (A version-3 session with held-back moves has work even when its delta is empty.)
+        let mut work: Vec<Job<'_>> = deltas
             .iter()
-            .filter(|(_, d)| !d.is_empty())
             .filter_map(|(c, d)| {
                 let s = sessions.get_mut(&c.0)?;
-                Some((c.0, d, s.version, std::mem::take(&mut s.out)))
+                if d.is_empty() && s.held.is_empty() {
+                    return None;
+                }
+                Some(Job {
+                    session: c.0,
+                    delta: d,
+                    version: s.version,
+                    out: std::mem::take(&mut s.out),
+                    rows: std::mem::take(&mut s.rows),
+                    held: std::mem::take(&mut s.held),
+                })
             })
             .collect();
-        let encode = |(_, delta, version, out): &mut (SessionId, &Delta, u16, Vec<u8>)| {
-            encode_delta(deltas, delta, *version, tick, time, out);
+        let encode = |job: &mut Job<'_>| {
+            if job.version >= 3 {
+                let area = deltas.area(ClientId(job.session));
+                let ctx = Compact {
+                    deltas,
+                    tables,
+                    rates: rates.zip(area),
+                    tick,
+                    time,
+                };
+                encode_compact(&ctx, job.delta, &mut job.rows, &mut job.held, &mut job.out);
+            } else {
+                encode_delta(deltas, job.delta, job.version, tick, time, &mut job.out);
+            }
         };
         match pool {
             Some(pool) if pool.current_num_threads() > 1 => pool.install(|| {
@@ -1128,9 +1218,10 @@ impl World {
             }),
             _ => work.iter_mut().for_each(encode),
         }
-        for (session, delta, _, out) in work {
-            stats.rows_sent += delta.len() as u64;
-            sessions.get_mut(&session).expect("taken above").out = out;
+        for job in work {
+            stats.rows_sent += job.delta.len() as u64;
+            let s = sessions.get_mut(&job.session).expect("taken above");
+            (s.out, s.rows, s.held) = (job.out, job.rows, job.held);
         }
     }
 }
@@ -1172,6 +1263,192 @@ fn encode_delta(
         frame.push(row.table, Kind::Insert, row.bytes, tick, out);
     }
     frame.flush(tick, out);
+}
+
+/// One session's share of a tick's frame encoding (its buffers taken out of its [`Session`] while encoded).
+struct Job<'d> {
+    session: SessionId,
+    delta: &'d Delta,
+    version: u16,
+    out: Vec<u8>,
+    rows: ViewRows,
+    held: Vec<RowId>,
+}
+
+/// What encoding a version-3 session's delta reads: the tick's deltas, the tables, and the move rates with the
+/// session's area (centre, enter radius) if both are set.
+struct Compact<'a, 'd> {
+    deltas: &'a Deltas<'d>,
+    tables: &'a [Option<TableDef>],
+    rates: Option<(MoveRates, (locus_types::Vec2, f32))>,
+    tick: Tick,
+    time: u64,
+}
+
+impl Compact<'_, '_> {
+    fn table(&self, id: TableId) -> Option<&TableDef> {
+        self.tables.get(id.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// Whether a move of the row with `handle` to `pos` is due this tick.
+    fn due(&self, handle: u32, pos: [f32; 2]) -> bool {
+        match self.rates {
+            Some((rates, (center, radius))) => {
+                let d2 = (pos[0] - center.x).powi(2) + (pos[1] - center.y).powi(2);
+                rates.due(self.tick, handle, d2, radius)
+            }
+            None => true,
+        }
+    }
+}
+
+/// The spatial column's value in a row's bytes.
+fn pos_in(def: &TableDef, bytes: &[u8]) -> Option<[f32; 2]> {
+    let col = def.spatial_column()?.0 as usize;
+    let mut offsets = Vec::with_capacity(col + 2);
+    codec::locate_columns(&def.columns, bytes, col + 1, &mut offsets).ok()?;
+    let v = codec::read_vec2(&bytes[offsets[col] as usize..offsets[col + 1] as usize])?;
+    Some([v.x, v.y])
+}
+
+/// Encode one version-3 session's delta as `Tick` frames into `out` (`protocol.md` §5, "Version 3"): inserts get
+/// handles, patches name rows by handle, and a row of a spatial table of which only the position changed goes as a
+/// move from the position last sent to this session (`rows` keeps both), unless it is far and not due
+/// ([`MoveRates`]): then it is held back (`held`) and sent at its next due tick from where it is then.
+fn encode_compact(
+    ctx: &Compact<'_, '_>,
+    delta: &Delta,
+    rows: &mut ViewRows,
+    held: &mut Vec<RowId>,
+    out: &mut Vec<u8>,
+) {
+    let (deltas, tick, time) = (ctx.deltas, ctx.tick, ctx.time);
+    let mut w = TickWriter::default();
+    let flush = |w: &mut TickWriter<'_>, out: &mut Vec<u8>| {
+        if w.size() > SPLIT_AT {
+            w.write(tick.0, time, out);
+        }
+    };
+    for &id in &delta.deletes {
+        let row = deltas.row(id);
+        rows.leave(id.index());
+        w.push(row.table, Change::Delete(row.key_bytes));
+        flush(&mut w, out);
+    }
+    for &id in &delta.updates {
+        let row = deltas.row(id);
+        if let Some(pos) = ctx.table(row.table).and_then(|d| pos_in(d, row.bytes)) {
+            rows.sent(id.index(), pos);
+        }
+        w.push(row.table, Change::Update(row.bytes));
+        flush(&mut w, out);
+    }
+    for &id in &delta.patches {
+        let row = deltas.row(id);
+        let (Some(def), Some(handle)) = (ctx.table(row.table), rows.handle(id.index())) else {
+            // Not a row the session was given a handle for (cannot happen: a patch is of a row in view): whole.
+            w.push(row.table, Change::Update(row.bytes));
+            continue;
+        };
+        let Some(patch) = patch_body(def, row.patch) else {
+            w.push(row.table, Change::Update(row.bytes));
+            continue;
+        };
+        if let (Some(pos), Some(spatial)) = (pos_in(def, row.bytes), def.spatial_column()) {
+            if patch.pairs == 1 && patch.first == Some(u64::from(spatial.0)) {
+                if !ctx.due(handle, pos) {
+                    let listed = rows.is_held(id.index());
+                    if rows.hold(id.index()) {
+                        if !listed {
+                            held.push(id);
+                        }
+                        continue;
+                    }
+                }
+                if let Some(m) = rows.step(id.index(), pos) {
+                    w.push(row.table, Change::Move(m));
+                    continue;
+                }
+            }
+            if patch.has_spatial {
+                // The patch carries the exact position.
+                rows.sent(id.index(), pos);
+            } else if rows.is_held(id.index())
+                && let Some(m) = rows.step(id.index(), pos)
+            {
+                // Other columns changed, and a held-back move is owed: it goes with them.
+                w.push(row.table, Change::Move(m));
+            }
+        }
+        w.push(row.table, Change::Patch(handle, patch.pairs, patch.body));
+        flush(&mut w, out);
+    }
+    for &id in &delta.inserts {
+        let row = deltas.row(id);
+        let pos = ctx.table(row.table).and_then(|d| pos_in(d, row.bytes));
+        let handle = rows.enter(id.index(), row.table, pos);
+        w.push(row.table, Change::Insert(row.bytes, handle));
+        flush(&mut w, out);
+    }
+    // Held-back moves not sent above (their rows did not move again, or moved but are still not due): each is
+    // sent at its row's due tick, from where the row is then; rows that left the view were dropped by `leave`.
+    held.retain(|&id| {
+        if !rows.is_held(id.index()) {
+            return false;
+        }
+        let row = deltas.row(id);
+        let (Some(handle), Some(pos)) = (
+            rows.handle(id.index()),
+            ctx.table(row.table).and_then(|d| pos_in(d, row.bytes)),
+        ) else {
+            return false;
+        };
+        if !ctx.due(handle, pos) {
+            return true;
+        }
+        if let Some(m) = rows.step(id.index(), pos) {
+            w.push(row.table, Change::Move(m));
+        }
+        false
+    });
+    w.write(tick.0, time, out);
+}
+
+/// A version-2 patch read for re-encoding with a handle.
+struct PatchBody<'p> {
+    /// Its (column, value) pairs.
+    pairs: u32,
+    /// Their bytes (after the array header and the key).
+    body: &'p [u8],
+    /// The first column it names.
+    first: Option<u64>,
+    /// Whether it names the table's spatial column.
+    has_spatial: bool,
+}
+
+/// Read a version-2 patch of a row of `def`: `None` if it is not one.
+fn patch_body<'p>(def: &TableDef, patch: &'p [u8]) -> Option<PatchBody<'p>> {
+    let mut rest = patch;
+    let len = rmp::decode::read_array_len(&mut rest).ok()?;
+    let pairs = len.checked_sub(1)? / 2;
+    let key = def.primary_key.0 as usize;
+    let key_len = codec::value_len(&def.columns[key], rest).ok()?;
+    let body = rest.get(key_len..)?;
+    let spatial = def.spatial_column().map(|c| u64::from(c.0));
+    let (mut first, mut has_spatial, mut at) = (None, false, body);
+    for _ in 0..pairs {
+        let col: u64 = rmp::decode::read_int(&mut at).ok()?;
+        first.get_or_insert(col);
+        has_spatial |= Some(col) == spatial;
+        let len = codec::value_len(def.columns.get(usize::try_from(col).ok()?)?, at).ok()?;
+        at = at.get(len..)?;
+    }
+    Some(PatchBody {
+        pairs,
+        body,
+        first,
+        has_spatial,
+    })
 }
 
 #[derive(Clone, Copy)]

@@ -368,59 +368,177 @@ fn bad_input_gets_a_clear_error_for_that_session_only_and_the_world_keeps_tickin
 }
 
 /// A walking player reaches a version-2 session as patches of its position (which, applied by the client cache,
-/// track the row exactly), and a version-1 session as whole rows only; both hold the same bytes.
+/// track the row exactly), a version-3 session as moves in centimetres (handles instead of keys), and a version-1
+/// session as whole rows only; once the walks end on whole centimetres, all three hold the same bytes.
 #[test]
-fn version_2_sessions_get_patches_and_version_1_sessions_whole_rows() {
+fn version_3_sessions_get_moves_version_2_patches_and_version_1_whole_rows() {
     let mut w = demo();
     let v1 = w.connect_version(Identity([1; 32]), 1);
     let v2 = w.connect_version(Identity([2; 32]), 2);
-    for s in [v1, v2] {
+    let v3 = w.connect_version(Identity([3; 32]), 3);
+    let all = [v1, v2, v3];
+    for s in all {
         w.subscribe(s, "player", locus_protocol::Filter::All);
     }
     let r1 = w.call(v1, &gm::teleport::call(500.0, 500.0));
     let r2 = w.call(v2, &gm::teleport::call(502.0, 500.0));
-    tick_ok(&mut w, &[(v1, r1), (v2, r2)]);
+    let r3 = w.call(v3, &gm::teleport::call(506.0, 500.0));
+    tick_ok(&mut w, &[(v1, r1), (v2, r2), (v3, r3)]);
     let r1 = w.call(v1, &gm::move_to::call(504.0, 500.0));
     let r2 = w.call(v2, &gm::move_to::call(502.0, 504.0));
-    tick_ok(&mut w, &[(v1, r1), (v2, r2)]);
-    let stopped = |w: &TestWorld| {
-        [v1, v2]
-            .iter()
-            .all(|&s| players(w, s).iter().all(|p| !p.moving))
-    };
+    let r3 = w.call(v3, &gm::move_to::call(509.5, 503.25));
+    tick_ok(&mut w, &[(v1, r1), (v2, r2), (v3, r3)]);
+    let stopped = |w: &TestWorld| all.iter().all(|&s| players(w, s).iter().all(|p| !p.moving));
     assert!(w.run_until(100, stopped).is_some(), "the walks never ended");
-    for s in [v1, v2] {
-        let (mut updates, mut patches) = (0, 0);
+    for s in all {
+        let (mut updates, mut patches, mut moves) = (0, 0, 0);
         for m in w.messages(s) {
             if let ServerMessage::Tick { tables, .. } = m {
                 for t in tables {
                     updates += t.updates.len();
                     patches += t.patches.len();
+                    moves += t
+                        .moves
+                        .as_ref()
+                        .map_or(0, |m| locus_protocol::compact::Moves::new(&m.0).count());
                 }
             }
         }
-        if w.version(s) == 1 {
-            assert!(updates > 0, "version 1 got no updates");
-            assert_eq!(patches, 0, "version 1 got patches");
-        } else {
-            assert!(patches > 0, "version 2 got no patches ({updates} updates)");
+        match w.version(s) {
+            1 => {
+                assert!(updates > 0, "version 1 got no updates");
+                assert_eq!(patches + moves, 0, "version 1 got patches or moves");
+            }
+            2 => {
+                assert!(patches > 0, "version 2 got no patches ({updates} updates)");
+                assert_eq!(moves, 0, "version 2 got moves");
+            }
+            _ => assert!(
+                moves > 2 * patches,
+                "version 3 walks as moves ({moves} moves, {patches} patches, {updates} updates)"
+            ),
         }
         assert_consistent(&w, s);
     }
     assert_eq!(me(&w, v1).pos, gm::Vec2::new(504.0, 500.0));
     assert_eq!(me(&w, v2).pos, gm::Vec2::new(502.0, 504.0));
+    assert_eq!(me(&w, v3).pos, gm::Vec2::new(509.5, 503.25));
     let rows = |s| -> Vec<(Vec<u8>, Vec<u8>)> {
         w.cache(s)
             .iter_raw("player")
             .map(|(k, r)| (k.to_vec(), r.to_vec()))
             .collect()
     };
-    assert_eq!(rows(v1).len(), 2);
+    assert_eq!(rows(v1).len(), 3);
     assert_eq!(
         rows(v1),
         rows(v2),
         "patched rows are the whole rows, byte for byte"
     );
+    assert_eq!(
+        rows(v1),
+        rows(v3),
+        "moved rows are the whole rows, byte for byte, once they stand on whole centimetres"
+    );
+}
+
+/// While players walk, a version-3 session's positions are the server's to half a centimetre (plus `f32`
+/// spacing), and every other column is the server's, byte for byte.
+#[test]
+fn version_3_positions_stay_within_half_a_centimetre_while_walking() {
+    let mut w = demo();
+    let (a, b) = (
+        w.connect_version(Identity([1; 32]), 3),
+        w.connect_version(Identity([2; 32]), 2),
+    );
+    for s in [a, b] {
+        w.subscribe(s, "player", locus_protocol::Filter::All);
+    }
+    let ra = w.call(a, &gm::teleport::call(700.0, 700.0));
+    let rb = w.call(b, &gm::teleport::call(710.0, 700.0));
+    tick_ok(&mut w, &[(a, ra), (b, rb)]);
+    let r = w.call(b, &gm::move_dir::call(0.6, 0.8));
+    tick_ok(&mut w, &[(b, r)]);
+    for _ in 0..30 {
+        w.tick();
+        let truth = me(&w, b);
+        let seen: Vec<gm::Player> = players(&w, a)
+            .into_iter()
+            .filter(|p| p.id == truth.id)
+            .collect();
+        assert_eq!(seen.len(), 1);
+        let d = seen[0].pos - truth.pos;
+        assert!(
+            d.abs().max_element() <= 0.005 + 1.0 / 1024.0,
+            "{:?} vs {:?}",
+            seen[0].pos,
+            truth.pos
+        );
+        assert_eq!(
+            gm::Player {
+                pos: truth.pos,
+                ..seen[0].clone()
+            },
+            truth,
+            "every other column is exact"
+        );
+    }
+    assert_consistent(&w, a);
+}
+
+/// A version-3 session gets the moves of a row within 3/8 of its area radius every tick, and of a row beyond 3/4
+/// of it every 4th tick (staggered), each carrying where the row is then; once the far row stops, its last
+/// position still arrives.
+#[test]
+fn far_rows_move_every_4th_tick_and_their_last_position_arrives() {
+    let mut w = demo();
+    let a = w.connect_version(Identity([1; 32]), 3);
+    // Version 2: their own rows are exact (the truth to compare with).
+    let (near, far) = (
+        w.connect_version(Identity([2; 32]), 2),
+        w.connect_version(Identity([3; 32]), 2),
+    );
+    for s in [a, near, far] {
+        w.subscribe(s, "player", locus_protocol::Filter::All);
+    }
+    let ra = w.call(a, &gm::teleport::call(1000.0, 1000.0));
+    let rn = w.call(near, &gm::teleport::call(1010.0, 1000.0));
+    let rf = w.call(far, &gm::teleport::call(1055.0, 1000.0));
+    tick_ok(&mut w, &[(a, ra), (near, rn), (far, rf)]);
+    // Walking to a point changes only `pos` each tick: moves (walking in a direction also changes `target`).
+    let rn = w.call(near, &gm::move_to::call(1010.0, 1100.0));
+    let rf = w.call(far, &gm::move_to::call(1055.0, 1100.0));
+    tick_ok(&mut w, &[(near, rn), (far, rf)]);
+    let seen = |w: &TestWorld, s: TestSession| {
+        let truth = me(w, s);
+        let p = players(w, a)
+            .into_iter()
+            .find(|p| p.id == truth.id)
+            .expect("in view");
+        (p.pos - truth.pos).abs().max_element()
+    };
+    let (mut near_stale, mut far_stale) = (0, 0);
+    for _ in 0..16 {
+        w.tick();
+        near_stale += usize::from(seen(&w, near) > 0.01);
+        far_stale += usize::from(seen(&w, far) > 0.01);
+        assert!(
+            seen(&w, far) < 4.0 * 0.25 + 0.01,
+            "at most 3 held-back steps of 25 cm"
+        );
+    }
+    assert_eq!(near_stale, 0, "a near row moves every tick");
+    assert_eq!(far_stale, 12, "a far row moves every 4th tick");
+    let rf = w.call(far, &gm::move_dir::call(0.0, 0.0));
+    tick_ok(&mut w, &[(far, rf)]);
+    for _ in 0..4 {
+        w.tick();
+    }
+    assert!(
+        seen(&w, far) <= 0.005 + 1.0 / 1024.0,
+        "the stopped row's last position arrived"
+    );
+    assert_consistent(&w, a);
 }
 
 /// A module writes a `U64` key as `cf` and 8 bytes; the row keeps those bytes, and so does the key of its delete
