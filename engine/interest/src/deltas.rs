@@ -59,6 +59,8 @@ pub struct RowRef<'a> {
     /// The patch turning the row's version before this tick into `bytes` (for rows in [`Delta::patches`]; empty
     /// when the row has none).
     pub patch: &'a [u8],
+    /// The row's position: its spatial column's value in `bytes`, for a table with one (meaningless otherwise).
+    pub pos: Vec2,
 }
 
 /// The deltas of one tick, borrowed from the [`Interest`](crate::Interest) stage until its next `handle_*` call.
@@ -121,6 +123,7 @@ impl<'a> Deltas<'a> {
             key_bytes: r.key_bytes(),
             bytes: &r.bytes,
             patch: &r.patch,
+            pos: self.mirror.hot(row).pos,
         }
     }
 

@@ -27,7 +27,8 @@
 //! - [`Handles`] and [`Moves`] never panic: [`check_handles`] and [`check_moves`] accept exactly the `bin`s they
 //!   read to the end.
 
-use std::collections::HashMap;
+use foldhash::fast::FixedState;
+use hashbrown::HashMap;
 
 use integer_encoding::VarInt;
 use locus_types::TableId;
@@ -196,7 +197,8 @@ impl Iterator for Moves<'_> {
 /// was given, and the position last sent for it, quantised. See the [module docs](self).
 #[derive(Debug, Default)]
 pub struct ViewRows {
-    rows: HashMap<u32, Slot>,
+    /// Row → slot (a fixed-seed hasher: a few lookups per row per client per tick).
+    rows: HashMap<u32, Slot, FixedState>,
     /// Per table: the next never-given handle and the freed ones.
     tables: Vec<(TableId, Alloc)>,
 }
@@ -220,14 +222,14 @@ impl Alloc {
     }
 }
 
-/// A row in a session's view.
+/// A row in a session's view: its handle and the position last sent ([`ViewRows::get_mut`]).
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Slot {
+pub struct Slot {
     handle: u32,
     table: TableId,
     /// The position last sent, in centimetres, if the table is spatial and it could be quantised.
     q: Option<[i32; 2]>,
-    /// Whether the row moved since `q` was sent and its move was held back ([`ViewRows::hold`]).
+    /// Whether the row moved since `q` was sent and its move was held back ([`Slot::hold`]).
     held: bool,
 }
 
@@ -297,24 +299,21 @@ impl ViewRows {
         self.rows.get(&row).map(|s| s.handle)
     }
 
-    /// Row `row` was sent with its spatial column at `pos` (a whole row, or a patch that includes the column).
+    /// Row `row`'s slot, if in view: one lookup for everything the encoder does with the row in a tick.
+    pub fn get_mut(&mut self, row: u32) -> Option<&mut Slot> {
+        self.rows.get_mut(&row)
+    }
+
+    /// [`Slot::sent`] of row `row`, if in view.
     pub fn sent(&mut self, row: u32, pos: [f32; 2]) {
-        if let Some(slot) = self.rows.get_mut(&row) {
-            (slot.q, slot.held) = (quantize2(pos), false);
+        if let Some(slot) = self.get_mut(row) {
+            slot.sent(pos);
         }
     }
 
-    /// Row `row` moved but its move is not sent this tick (a far row, sent less often): the client keeps the
-    /// position last sent until a later [`ViewRows::step`] sends where the row is then. Returns whether the row
-    /// can be held back (it is in view with a known position); if not, send the change now.
+    /// [`Slot::hold`] of row `row`; `false` if not in view.
     pub fn hold(&mut self, row: u32) -> bool {
-        match self.rows.get_mut(&row) {
-            Some(slot) if slot.q.is_some() => {
-                slot.held = true;
-                true
-            }
-            _ => false,
-        }
+        self.get_mut(row).is_some_and(Slot::hold)
     }
 
     /// Whether row `row`'s latest move was held back and not sent since.
@@ -323,15 +322,46 @@ impl ViewRows {
         self.rows.get(&row).is_some_and(|s| s.held)
     }
 
-    /// Row `row` moved to `pos` and nothing else of it changed: its move, if it can be sent as one (the row is in
-    /// view, the position last sent is known and both are within [`MOVE_LIMIT`]); the position is then recorded
-    /// as sent. `None`: send the change as a patch (and call [`ViewRows::sent`]).
+    /// [`Slot::step`] of row `row`; `None` if not in view.
     pub fn step(&mut self, row: u32, pos: [f32; 2]) -> Option<Move> {
-        let slot = self.rows.get_mut(&row)?;
-        let (old, new) = (slot.q?, quantize2(pos)?);
-        (slot.q, slot.held) = (Some(new), false);
+        self.get_mut(row)?.step(pos)
+    }
+}
+
+impl Slot {
+    /// The row's handle.
+    #[must_use]
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// Whether the row's latest move was held back and not sent since.
+    #[must_use]
+    pub fn is_held(&self) -> bool {
+        self.held
+    }
+
+    /// The row was sent with its spatial column at `pos` (a whole row, or a patch that includes the column).
+    pub fn sent(&mut self, pos: [f32; 2]) {
+        (self.q, self.held) = (quantize2(pos), false);
+    }
+
+    /// The row moved but its move is not sent this tick (a far row, sent less often): the client keeps the
+    /// position last sent until a later [`Slot::step`] sends where the row is then. Returns whether the row can be
+    /// held back (its position last sent is known); if not, send the change now.
+    pub fn hold(&mut self) -> bool {
+        self.held = self.q.is_some();
+        self.held
+    }
+
+    /// The row moved to `pos` and nothing else of it changed: its move, if it can be sent as one (the position
+    /// last sent is known and both are within [`MOVE_LIMIT`]); the position is then recorded as sent. `None`: send
+    /// the change as a patch (and call [`Slot::sent`]).
+    pub fn step(&mut self, pos: [f32; 2]) -> Option<Move> {
+        let (old, new) = (self.q?, quantize2(pos)?);
+        (self.q, self.held) = (Some(new), false);
         Some(Move {
-            handle: slot.handle,
+            handle: self.handle,
             dx: i64::from(new[0]) - i64::from(old[0]),
             dy: i64::from(new[1]) - i64::from(old[1]),
         })
@@ -358,77 +388,95 @@ pub enum Change<'a> {
     Move(Move),
 }
 
-/// One table's part of a [`TickWriter`].
-#[derive(Debug)]
-struct Part<'a> {
+/// One table's part of a [`TickWriter`]: each list already encoded (its `bin`s one after the other) with its
+/// length, and the `handles` and `moves` bytes.
+#[derive(Debug, Default)]
+struct Part {
     table: TableId,
-    inserts: Vec<&'a [u8]>,
-    updates: Vec<&'a [u8]>,
-    deletes: Vec<&'a [u8]>,
-    /// Ranges of the writer's arena.
-    patches: Vec<(usize, usize)>,
+    /// Inserts, updates, deletes, patches.
+    lists: [(u32, Vec<u8>); 4],
     handles: Vec<u8>,
     moves: Vec<u8>,
 }
 
-/// A version-3 `Tick` message being filled, borrowing the rows: [`TickWriter::write`] writes it as one frame with
-/// exactly the bytes `encode_frame` writes for the [`ServerMessage::Tick`](crate::ServerMessage::Tick) with the same
-/// content (each delta with all 7 fields).
+impl Part {
+    fn clear(&mut self) {
+        for (n, bytes) in &mut self.lists {
+            *n = 0;
+            bytes.clear();
+        }
+        self.handles.clear();
+        self.moves.clear();
+    }
+}
+
+/// A version-3 `Tick` message being filled: [`TickWriter::write`] writes it as one frame with exactly the bytes
+/// `encode_frame` writes for the [`ServerMessage::Tick`](crate::ServerMessage::Tick) with the same content (each
+/// delta with all 7 fields). It copies what it is given, and keeps its buffers from one message to the next (keep
+/// one per session: after the first ticks it allocates nothing).
 #[derive(Debug, Default)]
-pub struct TickWriter<'a> {
-    parts: Vec<Part<'a>>,
-    arena: Vec<u8>,
+pub struct TickWriter {
+    /// The first `used` are this message's.
+    parts: Vec<Part>,
+    used: usize,
     size: usize,
 }
 
-impl<'a> TickWriter<'a> {
+impl TickWriter {
     /// Add one change of a row of `table`.
-    pub fn push(&mut self, table: TableId, change: Change<'a>) {
+    pub fn push(&mut self, table: TableId, change: Change<'_>) {
         // A client's delta spans a handful of tables: a linear search beats a map.
-        let i = match self.parts.iter().position(|p| p.table == table) {
+        let i = match self.parts[..self.used]
+            .iter()
+            .position(|p| p.table == table)
+        {
             Some(i) => i,
             None => {
-                self.parts.push(Part {
-                    table,
-                    inserts: Vec::new(),
-                    updates: Vec::new(),
-                    deletes: Vec::new(),
-                    patches: Vec::new(),
-                    handles: Vec::new(),
-                    moves: Vec::new(),
-                });
-                self.parts.len() - 1
+                if self.used == self.parts.len() {
+                    self.parts.push(Part::default());
+                }
+                self.parts[self.used].table = table;
+                self.used += 1;
+                self.used - 1
             }
         };
         let part = &mut self.parts[i];
+        let before = part.lists.iter().map(|l| l.1.len()).sum::<usize>()
+            + part.handles.len()
+            + part.moves.len();
+        let bin = |list: &mut (u32, Vec<u8>), bytes: &[u8]| {
+            list.0 += 1;
+            rmp::encode::write_bin(&mut list.1, bytes).expect("Vec write");
+        };
         match change {
             Change::Insert(row, handle) => {
-                part.inserts.push(row);
+                bin(&mut part.lists[0], row);
                 put_uvarint(&mut part.handles, handle);
-                self.size += row.len() + 4;
             }
-            Change::Update(row) => {
-                part.updates.push(row);
-                self.size += row.len() + 3;
-            }
-            Change::Delete(key) => {
-                part.deletes.push(key);
-                self.size += key.len() + 3;
-            }
+            Change::Update(row) => bin(&mut part.lists[1], row),
+            Change::Delete(key) => bin(&mut part.lists[2], key),
             Change::Patch(handle, pairs, bytes) => {
-                let start = self.arena.len();
-                rmp::encode::write_array_len(&mut self.arena, 1 + 2 * pairs).expect("Vec write");
-                rmp::encode::write_uint(&mut self.arena, u64::from(handle)).expect("Vec write");
-                self.arena.extend_from_slice(bytes);
-                part.patches.push((start, self.arena.len()));
-                self.size += self.arena.len() - start + 3;
+                // The array header and the handle: at most 5 + 9 bytes.
+                let mut head = [0u8; 16];
+                let n = {
+                    let mut at = &mut head[..];
+                    rmp::encode::write_array_len(&mut at, 1 + 2 * pairs).expect("fits");
+                    rmp::encode::write_uint(&mut at, u64::from(handle)).expect("fits");
+                    16 - at.len()
+                };
+                let list = &mut part.lists[3];
+                list.0 += 1;
+                let len = u32::try_from(n + bytes.len()).expect("a patch below 4 GiB");
+                rmp::encode::write_bin_len(&mut list.1, len).expect("Vec write");
+                list.1.extend_from_slice(&head[..n]);
+                list.1.extend_from_slice(bytes);
             }
-            Change::Move(m) => {
-                let before = part.moves.len();
-                m.put(&mut part.moves);
-                self.size += part.moves.len() - before;
-            }
+            Change::Move(m) => m.put(&mut part.moves),
         }
+        let after = part.lists.iter().map(|l| l.1.len()).sum::<usize>()
+            + part.handles.len()
+            + part.moves.len();
+        self.size += after - before;
     }
 
     /// About how many bytes the message holds so far (to split a large delta over several frames).
@@ -440,44 +488,38 @@ impl<'a> TickWriter<'a> {
     /// Append the message as one frame to `out` (nothing if empty), and empty the writer.
     pub fn write(&mut self, tick: u64, time: u64, out: &mut Vec<u8>) {
         use rmp::encode::{write_array_len, write_bin, write_map_len, write_str, write_uint};
-        if self.parts.is_empty() {
+        if self.used == 0 {
             return;
         }
-        let start = out.len();
-        out.extend_from_slice(&[0; crate::FRAME_PREFIX]);
         // Writing to a `Vec` cannot fail.
         macro_rules! w {
             ($e:expr) => {
                 $e.expect("Vec write")
             };
         }
+        let start = out.len();
+        out.extend_from_slice(&[0; crate::FRAME_PREFIX]);
         w!(write_map_len(out, 1));
         w!(write_str(out, "Tick"));
         w!(write_array_len(out, 3));
         w!(write_uint(out, tick));
         w!(write_uint(out, time));
-        w!(write_array_len(out, self.parts.len() as u32));
-        for p in &self.parts {
+        w!(write_array_len(out, self.used as u32));
+        for p in &mut self.parts[..self.used] {
             w!(write_array_len(out, 7));
             w!(write_uint(out, u64::from(p.table.0)));
-            for list in [&p.inserts, &p.updates, &p.deletes] {
-                w!(write_array_len(out, list.len() as u32));
-                for row in list {
-                    w!(write_bin(out, row));
-                }
-            }
-            w!(write_array_len(out, p.patches.len() as u32));
-            for &(a, b) in &p.patches {
-                w!(write_bin(out, &self.arena[a..b]));
+            for (n, bytes) in &p.lists {
+                w!(write_array_len(out, *n));
+                out.extend_from_slice(bytes);
             }
             w!(write_bin(out, &p.handles));
             w!(write_bin(out, &p.moves));
+            p.clear();
         }
         let len =
             u32::try_from(out.len() - start - crate::FRAME_PREFIX).expect("frame below 4 GiB");
         out[start..start + crate::FRAME_PREFIX].copy_from_slice(&len.to_be_bytes());
-        self.parts.clear();
-        self.arena.clear();
+        self.used = 0;
         self.size = 0;
     }
 }

@@ -353,6 +353,8 @@ struct Session {
     /// Protocol version 3: rows whose moves were held back (far rows, [`MoveRates`]); some may have been sent or
     /// left the view since ([`ViewRows::is_held`] says).
     held: Vec<RowId>,
+    /// Protocol version 3: its frame writer (kept for its buffers).
+    writer: TickWriter,
 }
 
 /// How often a version-3 session is sent the moves of rows far from the centre of its area (crowd control, on top
@@ -642,6 +644,7 @@ impl World {
                             out: Vec::new(),
                             rows: ViewRows::default(),
                             held: Vec::new(),
+                            writer: TickWriter::default(),
                         },
                     );
                     self.interest.handle_connect(ClientId(session), identity);
@@ -1193,6 +1196,7 @@ impl World {
                     out: std::mem::take(&mut s.out),
                     rows: std::mem::take(&mut s.rows),
                     held: std::mem::take(&mut s.held),
+                    writer: std::mem::take(&mut s.writer),
                 })
             })
             .collect();
@@ -1206,7 +1210,14 @@ impl World {
                     tick,
                     time,
                 };
-                encode_compact(&ctx, job.delta, &mut job.rows, &mut job.held, &mut job.out);
+                encode_compact(
+                    &ctx,
+                    job.delta,
+                    &mut job.rows,
+                    &mut job.held,
+                    &mut job.writer,
+                    &mut job.out,
+                );
             } else {
                 encode_delta(deltas, job.delta, job.version, tick, time, &mut job.out);
             }
@@ -1221,7 +1232,7 @@ impl World {
         for job in work {
             stats.rows_sent += job.delta.len() as u64;
             let s = sessions.get_mut(&job.session).expect("taken above");
-            (s.out, s.rows, s.held) = (job.out, job.rows, job.held);
+            (s.out, s.rows, s.held, s.writer) = (job.out, job.rows, job.held, job.writer);
         }
     }
 }
@@ -1273,6 +1284,7 @@ struct Job<'d> {
     out: Vec<u8>,
     rows: ViewRows,
     held: Vec<RowId>,
+    writer: TickWriter,
 }
 
 /// What encoding a version-3 session's delta reads: the tick's deltas, the tables, and the move rates with the
@@ -1302,13 +1314,9 @@ impl Compact<'_, '_> {
     }
 }
 
-/// The spatial column's value in a row's bytes.
-fn pos_in(def: &TableDef, bytes: &[u8]) -> Option<[f32; 2]> {
-    let col = def.spatial_column()?.0 as usize;
-    let mut offsets = Vec::with_capacity(col + 2);
-    codec::locate_columns(&def.columns, bytes, col + 1, &mut offsets).ok()?;
-    let v = codec::read_vec2(&bytes[offsets[col] as usize..offsets[col + 1] as usize])?;
-    Some([v.x, v.y])
+/// A row's position, if its table has a spatial column (the interest stage decoded it already).
+fn pos_in(def: &TableDef, row: &locus_interest::RowRef<'_>) -> Option<[f32; 2]> {
+    def.spatial_column().map(|_| [row.pos.x, row.pos.y])
 }
 
 /// Encode one version-3 session's delta as `Tick` frames into `out` (`protocol.md` §5, "Version 3"): inserts get
@@ -1320,11 +1328,11 @@ fn encode_compact(
     delta: &Delta,
     rows: &mut ViewRows,
     held: &mut Vec<RowId>,
+    w: &mut TickWriter,
     out: &mut Vec<u8>,
 ) {
     let (deltas, tick, time) = (ctx.deltas, ctx.tick, ctx.time);
-    let mut w = TickWriter::default();
-    let flush = |w: &mut TickWriter<'_>, out: &mut Vec<u8>| {
+    let flush = |w: &mut TickWriter, out: &mut Vec<u8>| {
         if w.size() > SPLIT_AT {
             w.write(tick.0, time, out);
         }
@@ -1333,80 +1341,78 @@ fn encode_compact(
         let row = deltas.row(id);
         rows.leave(id.index());
         w.push(row.table, Change::Delete(row.key_bytes));
-        flush(&mut w, out);
+        flush(w, out);
     }
     for &id in &delta.updates {
         let row = deltas.row(id);
-        if let Some(pos) = ctx.table(row.table).and_then(|d| pos_in(d, row.bytes)) {
+        if let Some(pos) = ctx.table(row.table).and_then(|d| pos_in(d, &row)) {
             rows.sent(id.index(), pos);
         }
         w.push(row.table, Change::Update(row.bytes));
-        flush(&mut w, out);
+        flush(w, out);
     }
     for &id in &delta.patches {
         let row = deltas.row(id);
-        let (Some(def), Some(handle)) = (ctx.table(row.table), rows.handle(id.index())) else {
+        let (Some(def), Some(slot)) = (ctx.table(row.table), rows.get_mut(id.index())) else {
             // Not a row the session was given a handle for (cannot happen: a patch is of a row in view): whole.
             w.push(row.table, Change::Update(row.bytes));
             continue;
         };
+        let handle = slot.handle();
         let Some(patch) = patch_body(def, row.patch) else {
             w.push(row.table, Change::Update(row.bytes));
             continue;
         };
-        if let (Some(pos), Some(spatial)) = (pos_in(def, row.bytes), def.spatial_column()) {
+        if let (Some(pos), Some(spatial)) = (pos_in(def, &row), def.spatial_column()) {
             if patch.pairs == 1 && patch.first == Some(u64::from(spatial.0)) {
                 if !ctx.due(handle, pos) {
-                    let listed = rows.is_held(id.index());
-                    if rows.hold(id.index()) {
+                    let listed = slot.is_held();
+                    if slot.hold() {
                         if !listed {
                             held.push(id);
                         }
                         continue;
                     }
                 }
-                if let Some(m) = rows.step(id.index(), pos) {
+                if let Some(m) = slot.step(pos) {
                     w.push(row.table, Change::Move(m));
                     continue;
                 }
             }
             if patch.has_spatial {
                 // The patch carries the exact position.
-                rows.sent(id.index(), pos);
-            } else if rows.is_held(id.index())
-                && let Some(m) = rows.step(id.index(), pos)
+                slot.sent(pos);
+            } else if slot.is_held()
+                && let Some(m) = slot.step(pos)
             {
                 // Other columns changed, and a held-back move is owed: it goes with them.
                 w.push(row.table, Change::Move(m));
             }
         }
         w.push(row.table, Change::Patch(handle, patch.pairs, patch.body));
-        flush(&mut w, out);
+        flush(w, out);
     }
     for &id in &delta.inserts {
         let row = deltas.row(id);
-        let pos = ctx.table(row.table).and_then(|d| pos_in(d, row.bytes));
+        let pos = ctx.table(row.table).and_then(|d| pos_in(d, &row));
         let handle = rows.enter(id.index(), row.table, pos);
         w.push(row.table, Change::Insert(row.bytes, handle));
-        flush(&mut w, out);
+        flush(w, out);
     }
     // Held-back moves not sent above (their rows did not move again, or moved but are still not due): each is
     // sent at its row's due tick, from where the row is then; rows that left the view were dropped by `leave`.
     held.retain(|&id| {
-        if !rows.is_held(id.index()) {
-            return false;
-        }
-        let row = deltas.row(id);
-        let (Some(handle), Some(pos)) = (
-            rows.handle(id.index()),
-            ctx.table(row.table).and_then(|d| pos_in(d, row.bytes)),
-        ) else {
+        let Some(slot) = rows.get_mut(id.index()).filter(|s| s.is_held()) else {
             return false;
         };
-        if !ctx.due(handle, pos) {
+        let row = deltas.row(id);
+        let Some(pos) = ctx.table(row.table).and_then(|d| pos_in(d, &row)) else {
+            return false;
+        };
+        if !ctx.due(slot.handle(), pos) {
             return true;
         }
-        if let Some(m) = rows.step(id.index(), pos) {
+        if let Some(m) = slot.step(pos) {
             w.push(row.table, Change::Move(m));
         }
         false
@@ -1436,6 +1442,16 @@ fn patch_body<'p>(def: &TableDef, patch: &'p [u8]) -> Option<PatchBody<'p>> {
     let body = rest.get(key_len..)?;
     let spatial = def.spatial_column().map(|c| u64::from(c.0));
     let (mut first, mut has_spatial, mut at) = (None, false, body);
+    if pairs == 1 {
+        // One column (a walk): no value to skip.
+        let col: u64 = rmp::decode::read_int(&mut at).ok()?;
+        return Some(PatchBody {
+            pairs,
+            body,
+            first: Some(col),
+            has_spatial: Some(col) == spatial,
+        });
+    }
     for _ in 0..pairs {
         let col: u64 = rmp::decode::read_int(&mut at).ok()?;
         first.get_or_insert(col);
