@@ -350,9 +350,10 @@ struct Session {
     out: Vec<u8>,
     /// Protocol version 3: the handles of the rows in its view and the positions last sent.
     rows: ViewRows,
-    /// Protocol version 3: rows whose moves were held back (far rows, [`MoveRates`]); some may have been sent or
-    /// left the view since ([`ViewRows::is_held`] says).
-    held: Vec<RowId>,
+    /// Protocol version 3: rows whose moves were held back (far rows, [`MoveRates`]), each with the tick it is
+    /// next due at (not looked at before); some may have been sent or left the view since ([`ViewRows::is_held`]
+    /// says).
+    held: Vec<(RowId, u64)>,
     /// Protocol version 3: its frame writer (kept for its buffers).
     writer: TickWriter,
 }
@@ -381,9 +382,9 @@ impl Default for MoveRates {
 }
 
 impl MoveRates {
-    /// Whether a move of the row with `handle`, `d2` (squared metres) from the centre of an area of enter radius
-    /// `radius`, is due at `tick`.
-    fn due(&self, tick: Tick, handle: u32, d2: f32, radius: f32) -> bool {
+    /// The first tick at or after `tick` at which a move of the row with `handle`, `d2` (squared metres) from
+    /// the centre of an area of enter radius `radius`, is due.
+    fn next_due(&self, tick: Tick, handle: u32, d2: f32, radius: f32) -> u64 {
         let every = if d2 <= (self.full * radius).powi(2) {
             1
         } else if d2 <= (self.half * radius).powi(2) {
@@ -391,7 +392,8 @@ impl MoveRates {
         } else {
             4
         };
-        (tick.0 + u64::from(handle)).is_multiple_of(every)
+        let late = (tick.0 + u64::from(handle)) % every;
+        tick.0 + (every - late) % every
     }
 }
 
@@ -1283,7 +1285,7 @@ struct Job<'d> {
     version: u16,
     out: Vec<u8>,
     rows: ViewRows,
-    held: Vec<RowId>,
+    held: Vec<(RowId, u64)>,
     writer: TickWriter,
 }
 
@@ -1302,14 +1304,14 @@ impl Compact<'_, '_> {
         self.tables.get(id.0 as usize).and_then(Option::as_ref)
     }
 
-    /// Whether a move of the row with `handle` to `pos` is due this tick.
-    fn due(&self, handle: u32, pos: [f32; 2]) -> bool {
+    /// The first tick, this one or later, at which a move of the row with `handle` to `pos` is due.
+    fn next_due(&self, handle: u32, pos: [f32; 2]) -> u64 {
         match self.rates {
             Some((rates, (center, radius))) => {
                 let d2 = (pos[0] - center.x).powi(2) + (pos[1] - center.y).powi(2);
-                rates.due(self.tick, handle, d2, radius)
+                rates.next_due(self.tick, handle, d2, radius)
             }
-            None => true,
+            None => self.tick.0,
         }
     }
 }
@@ -1327,7 +1329,7 @@ fn encode_compact(
     ctx: &Compact<'_, '_>,
     delta: &Delta,
     rows: &mut ViewRows,
-    held: &mut Vec<RowId>,
+    held: &mut Vec<(RowId, u64)>,
     w: &mut TickWriter,
     out: &mut Vec<u8>,
 ) {
@@ -1365,11 +1367,12 @@ fn encode_compact(
         };
         if let (Some(pos), Some(spatial)) = (pos_in(def, &row), def.spatial_column()) {
             if patch.pairs == 1 && patch.first == Some(u64::from(spatial.0)) {
-                if !ctx.due(handle, pos) {
+                let due = ctx.next_due(handle, pos);
+                if due > tick.0 {
                     let listed = slot.is_held();
                     if slot.hold() {
                         if !listed {
-                            held.push(id);
+                            held.push((id, due));
                         }
                         continue;
                     }
@@ -1401,15 +1404,19 @@ fn encode_compact(
     }
     // Held-back moves not sent above (their rows did not move again, or moved but are still not due): each is
     // sent at its row's due tick, from where the row is then; rows that left the view were dropped by `leave`.
-    held.retain(|&id| {
+    held.retain_mut(|(id, due)| {
+        if *due > tick.0 {
+            return true;
+        }
         let Some(slot) = rows.get_mut(id.index()).filter(|s| s.is_held()) else {
             return false;
         };
-        let row = deltas.row(id);
+        let row = deltas.row(*id);
         let Some(pos) = ctx.table(row.table).and_then(|d| pos_in(d, &row)) else {
             return false;
         };
-        if !ctx.due(slot.handle(), pos) {
+        *due = ctx.next_due(slot.handle(), pos);
+        if *due > tick.0 {
             return true;
         }
         if let Some(m) = slot.step(pos) {
