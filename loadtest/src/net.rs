@@ -507,121 +507,123 @@ fn handle_tick(
                 .iter()
                 .position(|t| *t == Some(table))
         };
-        let mut row = |table: u32, kind: RowKind, bytes: &[u8], handle: Option<u32>| {
-            rows += 1;
-            if let Some(t) = per_table.get_mut(table as usize) {
-                t.0 += 1;
-                t.1 += match kind {
-                    RowKind::Move(m) => m.encoded_len(),
-                    _ => bytes.len(),
-                } as u64;
-            }
-            let Some(k) = slot(table) else {
-                return;
-            };
-            // Where `handle` is given: an insert's (record it) or a patch's or move's (resolve it).
-            let by_handle = |v: &View, h: u32| v.handles[k].get(h as usize).copied();
-            if let (RowKind::Insert, Some(h), Some((id, _, _))) =
-                (kind, handle, wire::id_and_pos(bytes))
-            {
-                let list = &mut v.handles[k];
-                if list.len() <= h as usize {
-                    list.resize(h as usize + 1, u64::MAX);
+        let mut row =
+            |table: u32, kind: RowKind, bytes: &[u8], handle: Option<u32>, compact: bool| {
+                rows += 1;
+                if let Some(t) = per_table.get_mut(table as usize) {
+                    t.0 += 1;
+                    t.1 += match kind {
+                        RowKind::Move(m) => m.encoded_len(),
+                        _ => bytes.len(),
+                    } as u64;
                 }
-                list[h as usize] = id;
-            }
-            let patch = match kind {
-                RowKind::Patch => match wire::patch_id_and_pos(bytes) {
-                    Some((first, pos)) => match handle {
-                        Some(_) => by_handle(v, first as u32).map(|id| (id, pos)),
-                        None => Some((first, pos)),
-                    },
-                    None => None,
-                },
-                RowKind::Move(m) => by_handle(v, m.handle)
-                    .and_then(|id| {
-                        let map = match k {
-                            0 if v.me == Some(id) => return v.pos.map(|p| (id, p)),
-                            0 => &v.players,
-                            1 => &v.creatures,
-                            _ => &v.nodes,
-                        };
-                        map.get(&id).map(|p| (id, *p))
-                    })
-                    .and_then(|(id, p)| {
-                        let [x, y] = m.apply([p.x, p.y])?;
-                        Some((id, Some(Vec2::new(x, y))))
-                    }),
-                _ => None,
-            };
-            if Some(table) == tables.player {
-                match kind {
-                    RowKind::Insert | RowKind::Update => {
-                        let Some((id, pos, rest)) = wire::id_and_pos(bytes) else {
-                            return;
-                        };
-                        let mine = v.me == Some(id)
-                            || (v.me.is_none()
-                                && kind == RowKind::Insert
-                                && wire::identity_after_pos(rest) == Some(identity));
-                        if mine {
-                            v.me = Some(id);
-                            v.pos = Some(pos);
-                        } else {
-                            v.players.insert(id, pos);
-                            if kind == RowKind::Update {
-                                others += 1;
-                            } else {
-                                v.other_inserts += 1;
-                            }
-                        }
-                    }
-                    RowKind::Patch | RowKind::Move(_) => {
-                        let Some((id, pos)) = patch else {
-                            return;
-                        };
-                        if v.me == Some(id) {
-                            if pos.is_some() {
-                                v.pos = pos;
-                            }
-                        } else {
-                            if let Some(pos) = pos {
-                                v.players.insert(id, pos);
-                            }
-                            others += 1;
-                        }
-                    }
-                    RowKind::Delete => {
-                        if let Some(k) = wire::key_u64(bytes) {
-                            v.players.remove(&k);
-                        }
-                    }
-                }
-            } else if Some(table) == tables.creature || Some(table) == tables.node {
-                let map = if Some(table) == tables.creature {
-                    &mut v.creatures
-                } else {
-                    &mut v.nodes
+                let Some(k) = slot(table) else {
+                    return;
                 };
-                match kind {
-                    RowKind::Insert | RowKind::Update => {
-                        if let Some((id, pos, _)) = wire::id_and_pos(bytes) {
-                            map.insert(id, pos);
+                // Where `handle` is given: an insert's (record it) or a patch's or move's (resolve it).
+                let by_handle = |v: &View, h: u32| v.handles[k].get(h as usize).copied();
+                if let (RowKind::Insert, Some(h), Some((id, _, _))) =
+                    (kind, handle, wire::id_and_pos(bytes))
+                {
+                    let list = &mut v.handles[k];
+                    if list.len() <= h as usize {
+                        list.resize(h as usize + 1, u64::MAX);
+                    }
+                    list[h as usize] = id;
+                }
+                let patch = match kind {
+                    RowKind::Patch => match wire::patch_id_and_pos(bytes) {
+                        // Version 3 names the row by handle, earlier versions by key.
+                        Some((first, pos)) if compact => {
+                            by_handle(v, first as u32).map(|id| (id, pos))
+                        }
+                        Some((first, pos)) => Some((first, pos)),
+                        None => None,
+                    },
+                    RowKind::Move(m) => by_handle(v, m.handle)
+                        .and_then(|id| {
+                            let map = match k {
+                                0 if v.me == Some(id) => return v.pos.map(|p| (id, p)),
+                                0 => &v.players,
+                                1 => &v.creatures,
+                                _ => &v.nodes,
+                            };
+                            map.get(&id).map(|p| (id, *p))
+                        })
+                        .and_then(|(id, p)| {
+                            let [x, y] = m.apply([p.x, p.y])?;
+                            Some((id, Some(Vec2::new(x, y))))
+                        }),
+                    _ => None,
+                };
+                if Some(table) == tables.player {
+                    match kind {
+                        RowKind::Insert | RowKind::Update => {
+                            let Some((id, pos, rest)) = wire::id_and_pos(bytes) else {
+                                return;
+                            };
+                            let mine = v.me == Some(id)
+                                || (v.me.is_none()
+                                    && kind == RowKind::Insert
+                                    && wire::identity_after_pos(rest) == Some(identity));
+                            if mine {
+                                v.me = Some(id);
+                                v.pos = Some(pos);
+                            } else {
+                                v.players.insert(id, pos);
+                                if kind == RowKind::Update {
+                                    others += 1;
+                                } else {
+                                    v.other_inserts += 1;
+                                }
+                            }
+                        }
+                        RowKind::Patch | RowKind::Move(_) => {
+                            let Some((id, pos)) = patch else {
+                                return;
+                            };
+                            if v.me == Some(id) {
+                                if pos.is_some() {
+                                    v.pos = pos;
+                                }
+                            } else {
+                                if let Some(pos) = pos {
+                                    v.players.insert(id, pos);
+                                }
+                                others += 1;
+                            }
+                        }
+                        RowKind::Delete => {
+                            if let Some(k) = wire::key_u64(bytes) {
+                                v.players.remove(&k);
+                            }
                         }
                     }
-                    RowKind::Patch | RowKind::Move(_) => {
-                        if let Some((id, Some(pos))) = patch {
-                            map.insert(id, pos);
+                } else if Some(table) == tables.creature || Some(table) == tables.node {
+                    let map = if Some(table) == tables.creature {
+                        &mut v.creatures
+                    } else {
+                        &mut v.nodes
+                    };
+                    match kind {
+                        RowKind::Insert | RowKind::Update => {
+                            if let Some((id, pos, _)) = wire::id_and_pos(bytes) {
+                                map.insert(id, pos);
+                            }
                         }
-                    }
-                    RowKind::Delete => {
-                        if let Some(k) = wire::key_u64(bytes) {
-                            map.remove(&k);
+                        RowKind::Patch | RowKind::Move(_) => {
+                            if let Some((id, Some(pos))) = patch {
+                                map.insert(id, pos);
+                            }
+                        }
+                        RowKind::Delete => {
+                            if let Some(k) = wire::key_u64(bytes) {
+                                map.remove(&k);
+                            }
                         }
                     }
                 }
-            }
-        };
+            };
         for delta in tick.tables() {
             let table = delta.table().0;
             let compact = delta.is_compact();
@@ -636,14 +638,13 @@ fn handle_tick(
                 for bytes in list {
                     let handle = match kind {
                         RowKind::Insert => handles.next(),
-                        RowKind::Patch if compact => Some(0),
                         _ => None,
                     };
-                    row(table, kind, bytes, handle);
+                    row(table, kind, bytes, handle, compact);
                 }
             }
             for m in delta.moves() {
-                row(table, RowKind::Move(m), &[], None);
+                row(table, RowKind::Move(m), &[], None, compact);
             }
         }
         v.other_updates += others;
