@@ -3,13 +3,15 @@
 //! Each connection is a task that moves the bytes of the client's stream into its [`Session`] (the sans-IO state
 //! machine of `locus-protocol` that applies the session rules: hello first, version, frame size, rate, calls per
 //! tick, admin check) and carries out what the session says: queue an input into the world's bounded inbox (so a
-//! full inbox slows readers down instead of growing), write an error frame, close. A second task writes what the
-//! release thread hands it. Whatever one client does, the effect stays with its own connection: an error frame, a
-//! dropped message, or its connection closed.
+//! full inbox slows readers down instead of growing), write an error frame, close. Frames out go through the
+//! connection's [`Outlet`]: straight into the QUIC stream from the thread that hands them over (the release thread,
+//! once per tick) when nothing is queued ahead of them and the stream takes them whole, else in order through a
+//! bounded queue to the connection's writer task. Whatever one client does, the effect stays with its own
+//! connection: an error frame, a dropped message, or its connection closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -73,8 +75,95 @@ pub(crate) enum Out {
 /// A connected session, as the release thread reaches it.
 #[derive(Debug)]
 pub(crate) struct SessionHandle {
-    tx: mpsc::Sender<Out>,
+    out: Outlet,
     conn: quinn::Connection,
+}
+
+/// Where a connection's frames are handed over (by the release thread, the connection's read loop, a publish being
+/// compiled), keeping their order.
+///
+/// The common case costs one write into quinn's stream buffer and one wake-up (of quinn's connection driver, which
+/// sends): a frame goes straight into the stream when nothing is queued ahead of it and the stream takes it whole
+/// without waiting. Otherwise (the client's flow-control window is full, an earlier frame is still queued, or it is
+/// a [`Out::Close`]) it goes into a bounded queue that the connection's writer task empties in order; a full queue
+/// means the client does not read, which the caller answers by closing it.
+///
+/// # Invariants
+///
+/// - `queued` counts the items handed to the queue and not yet written; the writer task holds the stream (`send`
+///   is `None`) only while it writes one of them, so `queued == 0` implies `send` is `Some` while the writer runs.
+/// - Every decision to write directly or to queue, and every queueing, is made under `send`'s lock, and the writer
+///   takes the stream and gives it back under it: so frames reach the stream in the order they were handed over.
+#[derive(Debug, Clone)]
+pub(crate) struct Outlet {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Out>,
+}
+
+/// The stream and the count of queued items, shared by an [`Outlet`] and its writer task (which holds no sender, so
+/// the queue closes when the last [`Outlet`] is dropped).
+#[derive(Debug)]
+struct Shared {
+    send: Mutex<Option<quinn::SendStream>>,
+    queued: AtomicUsize,
+}
+
+impl Outlet {
+    /// An outlet writing into `send`, with a queue of `capacity` items, and the queue's receiving end for
+    /// [`writer`].
+    fn new(send: quinn::SendStream, capacity: usize) -> (Outlet, Arc<Shared>, mpsc::Receiver<Out>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let shared = Arc::new(Shared {
+            send: Mutex::new(Some(send)),
+            queued: AtomicUsize::new(0),
+        });
+        (
+            Outlet {
+                shared: shared.clone(),
+                tx,
+            },
+            shared,
+            rx,
+        )
+    }
+
+    /// Hand `out` over. `Err(Full)` if the queue is full (the client does not read), `Err(Closed)` once the writer
+    /// has stopped (the connection is done).
+    fn push(&self, out: Out) -> Result<(), mpsc::error::TrySendError<Out>> {
+        let mut send = self.shared.send.lock().expect("outlet lock");
+        let out = match (out, send.as_mut()) {
+            (Out::Data(bytes), Some(stream)) if self.shared.queued.load(Ordering::Acquire) == 0 => {
+                match poll_once(stream.write(&bytes)) {
+                    Some(Ok(n)) if n == bytes.len() => return Ok(()),
+                    // Part of it: the rest is queued (still under the lock, so nothing overtakes it).
+                    Some(Ok(n)) => Out::Data(bytes[n..].to_vec()),
+                    // The stream is gone: the connection is ending and its read loop will see it.
+                    Some(Err(_)) => return Ok(()),
+                    // No room in the client's window now: the writer task waits for it.
+                    None => Out::Data(bytes),
+                }
+            }
+            (out, _) => out,
+        };
+        self.shared.queued.fetch_add(1, Ordering::AcqRel);
+        let sent = self.tx.try_send(out);
+        if sent.is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        sent
+    }
+}
+
+/// Poll a future once, without a waker to wake (what is not ready now is left to someone who can wait).
+fn poll_once<F: std::future::Future>(f: F) -> Option<F::Output> {
+    let mut f = std::pin::pin!(f);
+    match f
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(v) => Some(v),
+        std::task::Poll::Pending => None,
+    }
 }
 
 /// Sessions by id.
@@ -218,11 +307,11 @@ async fn connection(
     );
     // The session exists from here: it gets an id (freed by the release thread after its `Disconnect`).
     let session = inbox.ids.lock().expect("session ids lock").allocate();
-    let (tx, rx) = mpsc::channel(limits.outbound);
+    let (out, shared, rx) = Outlet::new(send, limits.outbound);
     registry.lock().expect("registry lock").insert(
         session,
         SessionHandle {
-            tx: tx.clone(),
+            out: out.clone(),
             conn: conn.clone(),
         },
     );
@@ -240,16 +329,16 @@ async fn connection(
         return;
     }
     tracing::debug!(session, "connected");
-    let mut writer = tokio::spawn(writer(send, rx, conn.clone()));
+    let mut writer = tokio::spawn(writer(shared, rx, conn.clone()));
     // Each publish being compiled holds a clone of `compiling`: the `Disconnect` waits for them (below).
     let (compiling, mut compiled) = mpsc::channel::<()>(1);
     let peer = Peer { session, compiling };
-    let fatal = read_loop(&peer, rules, recv, buf, &inbox, &tx, &metrics).await;
+    let fatal = read_loop(&peer, rules, recv, buf, &inbox, &out, &metrics).await;
     let mut writer_done = false;
     if let Some((code, message)) = fatal {
         metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
         writer_done =
-            close_after_answers(session, code, message, &inbox, &tx, &conn, &mut writer).await;
+            close_after_answers(session, code, message, &inbox, &out, &conn, &mut writer).await;
     }
     registry.lock().expect("registry lock").remove(&session);
     // A publish still compiling queues its `Publish` (answered to this session) first: the `Disconnect` must follow
@@ -257,7 +346,7 @@ async fn connection(
     drop(peer);
     let _ = compiled.recv().await;
     let _ = inbox.tx.send(Input::Disconnect { session }).await;
-    drop(tx);
+    drop(out);
     if !writer_done {
         let _ = writer.await;
     }
@@ -279,13 +368,28 @@ async fn write_out(send: &mut quinn::SendStream, conn: &quinn::Connection, out: 
     }
 }
 
-async fn writer(mut send: quinn::SendStream, mut rx: mpsc::Receiver<Out>, conn: quinn::Connection) {
+/// Write what an [`Outlet`] queued, in order, until the last outlet is dropped (then finish the stream) or the
+/// connection is done.
+async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Out>, conn: quinn::Connection) {
+    let lock = || shared.send.lock().expect("outlet lock");
     while let Some(out) = rx.recv().await {
-        if !write_out(&mut send, &conn, out).await {
+        // `queued` counts this item, so no one writes directly while the stream is out.
+        let Some(mut send) = lock().take() else {
+            return;
+        };
+        let open = write_out(&mut send, &conn, out).await;
+        let mut slot = lock();
+        if open {
+            *slot = Some(send);
+        }
+        shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if !open {
             return;
         }
     }
-    let _ = send.finish();
+    if let Some(mut send) = lock().take() {
+        let _ = send.finish();
+    }
 }
 
 /// End a session for a fatal error in its input, after the answers to what it sent before: the world puts the
@@ -298,7 +402,7 @@ async fn close_after_answers(
     code: ErrorCode,
     message: String,
     inbox: &Inbox,
-    tx: &mpsc::Sender<Out>,
+    out: &Outlet,
     conn: &quinn::Connection,
     writer: &mut tokio::task::JoinHandle<()>,
 ) -> bool {
@@ -312,10 +416,7 @@ async fn close_after_answers(
     if inbox.tx.send(input).await.is_err() {
         // The world has stopped: nothing more will be answered; say it now.
         let frame = error_frame(code, &message, None, true);
-        if tx
-            .try_send(Out::Close(frame, close, message.clone()))
-            .is_err()
-        {
+        if out.push(Out::Close(frame, close, message.clone())).is_err() {
             conn.close(close, message.as_bytes());
         }
         return false;
@@ -345,7 +446,7 @@ async fn read_loop(
     mut recv: quinn::RecvStream,
     mut buf: Vec<u8>,
     inbox: &Inbox,
-    tx: &mpsc::Sender<Out>,
+    out: &Outlet,
     metrics: &Metrics,
 ) -> Option<(ErrorCode, String)> {
     let id = peer.session;
@@ -358,7 +459,7 @@ async fn read_loop(
                 // them.
                 SessionEvent::Error(frame) => {
                     metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    let _ = tx.try_send(Out::Data(frame));
+                    let _ = out.push(Out::Data(frame));
                     continue;
                 }
                 SessionEvent::Fatal { code, message, .. } => return Some((code, message)),
@@ -395,7 +496,7 @@ async fn read_loop(
                     request,
                     command: AdminCommand::Publish { wasm },
                 } => {
-                    compile_and_publish(peer, request, wasm, inbox, tx.clone());
+                    compile_and_publish(peer, request, wasm, inbox, out.clone());
                     continue;
                 }
                 // The session lets admin commands through from the admin only.
@@ -426,13 +527,7 @@ async fn read_loop(
 
 /// Compile a published module on a blocking thread (seconds, for a large module), then queue it for the tick
 /// thread; a module that does not load is refused at once.
-fn compile_and_publish(
-    peer: &Peer,
-    request: u32,
-    wasm: Vec<u8>,
-    inbox: &Inbox,
-    out: mpsc::Sender<Out>,
-) {
+fn compile_and_publish(peer: &Peer, request: u32, wasm: Vec<u8>, inbox: &Inbox, out: Outlet) {
     let (runtime, inputs) = (inbox.runtime.clone(), inbox.tx.clone());
     let (session, compiling) = (peer.session, peer.compiling.clone());
     tokio::spawn(async move {
@@ -466,7 +561,8 @@ fn compile_and_publish(
             },
             &mut frame,
         );
-        let _ = out.send(Out::Data(frame)).await;
+        // A client whose queue is full does not read, and is being closed: it loses the refusal.
+        let _ = out.push(Out::Data(frame));
     });
 }
 
@@ -478,7 +574,7 @@ pub(crate) fn deliver(registry: &Registry, frames: Vec<(SessionId, Vec<u8>)>, me
             continue;
         };
         let len = bytes.len() as u64;
-        match handle.tx.try_send(Out::Data(bytes)) {
+        match handle.out.push(Out::Data(bytes)) {
             Ok(()) => {
                 metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
             }
@@ -507,7 +603,7 @@ pub(crate) fn close_after(registry: &Registry, closes: Vec<Closing>) {
         let code = VarInt::from_u32(closing.close_code);
         let out = Out::Close(closing.frame, code, closing.reason);
         if let Err(mpsc::error::TrySendError::Full(Out::Close(_, code, reason))) =
-            handle.tx.try_send(out)
+            handle.out.push(out)
         {
             handle.conn.close(code, reason.as_bytes());
         }
@@ -520,8 +616,8 @@ pub(crate) fn close_all(registry: &Registry, code: ErrorCode, message: &str) {
     for handle in registry.lock().expect("registry lock").values() {
         let frame = error_frame(code, message, None, true);
         if handle
-            .tx
-            .try_send(Out::Close(frame, close, message.to_owned()))
+            .out
+            .push(Out::Close(frame, close, message.to_owned()))
             .is_err()
         {
             handle.conn.close(close, message.as_bytes());
