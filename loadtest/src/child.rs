@@ -4,7 +4,7 @@
 //!
 //! The child speaks lines on its standard streams:
 //! - stdout `LISTEN <addr> <fingerprint hex>` once it listens, then `METRICS <json>` ([`ServerMetrics`]) once a
-//!   second, and `SPAWNED ok` / `SPAWNED err <why>` after each spawn command;
+//!   second, and `SPAWNED ok` / `SPAWNED err <why>` after each command;
 //! - stdin `spawn <count> <x0> <y0> <x1> <y1>`: add NPCs in that rectangle (the admin reducer
 //!   `admin_spawn_creatures_in`, run as the server); end of input: shut down and exit.
 //!
@@ -217,9 +217,14 @@ pub(crate) fn serve_child(
     Ok(())
 }
 
-/// `spawn <count> <x0> <y0> <x1> <y1>`.
+/// `spawn <count> <x0> <y0> <x1> <y1>`, or `window` (start the recent-tick percentiles afresh: the measurement
+/// starts).
 fn run_command(server: &Server, line: &str) -> anyhow::Result<()> {
     let words: Vec<&str> = line.split_whitespace().collect();
+    if words == ["window"] {
+        server.clear_recent_ticks();
+        return Ok(());
+    }
     let ["spawn", count, x0, y0, x1, y1] = words.as_slice() else {
         bail!("unknown command {line:?}");
     };
@@ -379,6 +384,21 @@ impl ChildServer {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => bail!("spawning NPCs: {e}"),
             Err(_) => bail!("spawning NPCs: no answer from the server process"),
+        }
+    }
+
+    /// Start the server's recent-tick percentiles afresh (the measurement starts), waiting until it has.
+    pub(crate) fn start_window(&mut self) -> anyhow::Result<()> {
+        let stdin = self
+            .stdin
+            .as_mut()
+            .context("the server's input is closed")?;
+        writeln!(stdin, "window")?;
+        stdin.flush()?;
+        match self.spawned.recv_timeout(Duration::from_secs(30)) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => bail!("starting the tick window: {e}"),
+            Err(_) => bail!("starting the tick window: no answer from the server process"),
         }
     }
 

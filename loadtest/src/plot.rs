@@ -160,7 +160,7 @@ pub(crate) fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         None,
     )?;
     let tick_title = if report.server.metrics_available {
-        "server tick time (p50/p99/max over its last ≤4096 ticks; tick-thread CPU per tick, per second)"
+        "server tick time (p50/p99/max over recent ticks, started afresh at each measurement; tick-thread CPU per tick, per second)"
     } else {
         "server tick time: unavailable (external server)"
     };

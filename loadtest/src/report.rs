@@ -74,7 +74,8 @@ pub(crate) struct Mark {
 pub(crate) struct TickFigures {
     /// Ticks run in the interval.
     pub(crate) ticks: u64,
-    /// Tick time p50 over the server's recent-ticks window (its last ≤ 4096 ticks), ms.
+    /// Tick time p50 over the server's recent-ticks window, ms: the measured interval's ticks for a server child
+    /// (started afresh when the measurement starts), the last ≤ 4096 ticks of an external server.
     pub(crate) p50_ms: f64,
     /// Tick time p99 over that window, ms.
     pub(crate) p99_ms: f64,
@@ -559,7 +560,7 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
     }
     writeln!(
         out,
-        "columns: up = bot sessions at the end; tick = server tick time over its last ≤4096 ticks; ovr = skipped \
+        "columns: up = bot sessions at the end; tick = server tick time over the measured interval (an external server: its last ≤4096 ticks); ovr = skipped \
          tick slots; cpu/t = tick-thread CPU per tick (ms); rtt = reducer round trip (ms); lat = update latency \
          (ms); B/s and packets per client per second; µs/pl/tick = server process CPU per player per tick; bot µs/t = \
          the load tester's own process CPU (bots, their QUIC, the brains; not the server) per bot per tick"

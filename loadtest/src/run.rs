@@ -219,6 +219,10 @@ impl Runner<'_> {
         self.spawn_npcs(added, &arena)?;
         let connect_s = self.connect_to(players)?;
         self.hold(self.args.warmup, "warm-up");
+        // The server's tick percentiles cover the measured interval only (not the joining and warm-up before it).
+        if let Some(child) = self.child.as_mut() {
+            child.start_window()?;
+        }
         let a = self.mark();
         self.hold(measure, "measuring");
         let b = self.mark();

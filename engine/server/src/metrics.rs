@@ -190,6 +190,13 @@ impl Metrics {
         push(&mut r.tick_time, took);
     }
 
+    /// Start the recent-tick percentiles afresh.
+    pub(crate) fn clear_recent(&self) {
+        let mut r = self.recent.lock().expect("metrics lock");
+        r.jitter.clear();
+        r.tick_time.clear();
+    }
+
     pub(crate) fn snapshot(&self) -> MetricsSnapshot {
         let r = self.recent.lock().expect("metrics lock");
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);

@@ -510,6 +510,12 @@ impl Server {
         self.metrics.snapshot()
     }
 
+    /// Start the recent-tick percentiles of [`Server::metrics`] (tick time, start jitter) afresh: a load test calls
+    /// it when its measurement starts, so that they cover what it measures and not the joining before it.
+    pub fn clear_recent_ticks(&self) {
+        self.metrics.clear_recent();
+    }
+
     /// Run a reducer as the server itself ([`locus_types::Identity::SERVER`], the sender admin-only reducers
     /// accept) in the next tick, in its own transaction like a client's call. Blocks until that tick is durable,
     /// then returns the outcome (an `Err` outcome wrote nothing).
