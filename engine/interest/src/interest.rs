@@ -19,7 +19,8 @@
 //! 2. `|V| ≤` [`InterestConfig::max_visible`];
 //! 3. if `|V| <` `max_visible`, then `E ⊆ V`;
 //! 4. at every poll that recomputes the client's view, a row of `E` left out of `V` is at least as far from the
-//!    center as every row of `V` (the cap keeps the nearest). A client with rows left out (a **capped** client)
+//!    center as every row of `V` divided by `h`, the [`cap_hysteresis`](InterestConfig::cap_hysteresis) (the cap
+//!    keeps the nearest, preferring rows already held: exactly the nearest with `h = 1`). A client with rows left out (a **capped** client)
 //!    is recomputed at the `n`-th poll (counting from 1) where `(n + id) % k == 0`, with `id` its [`ClientId`] and
 //!    `k` the [`recompute_interval`](InterestConfig::recompute_interval): at least every `k` polls, a crowd's
 //!    clients in turn; and at once when its area or spatial subscriptions change or a row leaving its view makes
@@ -38,9 +39,11 @@
 //!
 //! A changed row goes to a client as a **patch** ([`Delta::patches`]: only the changed columns, see
 //! [`locus_types::patch`]) when the client holds exactly the row's version from before this tick: its view entry
-//! was sent and not deferred by a byte budget since. Otherwise (or when the patch would not be shorter than the row)
-//! it goes as a whole-row update. So applying a delta's patches to the rows the client holds always gives the
-//! rows' current bytes (with [`InterestConfig::patches`] off, every change is a whole row).
+//! was sent and not deferred by a byte budget since — or deferred only at polls where the row's change was of its
+//! position alone, and this patch too is of its position alone (it carries the new position, not a difference).
+//! Otherwise (or when the patch would not be shorter than the row) it goes as a whole-row update. So applying a
+//! delta's patches to the rows the client holds always gives the rows' current bytes (with
+//! [`InterestConfig::patches`] off, every change is a whole row).
 //!
 //! # Cost
 //!
@@ -169,6 +172,12 @@ pub struct InterestConfig {
     /// the ticks. In between it keeps its rows (see [invariant 4](self#invariants-after-every-interestpoll_tick)).
     /// 1 recomputes every poll; 0 counts as 1. Default 4 (200 ms at 20 Hz).
     pub recompute_interval: u32,
+    /// How much nearer than a row a capped client holds a new row must be to take its place: at a recomputation,
+    /// rows already in the view compete at their distance divided by this factor, so a crowd milling at the edge
+    /// of the cut does not swap rows in and out of every view (each swap is a delete and a whole-row insert) for a
+    /// choice that hardly differs (see [invariant 4](self#invariants-after-every-interestpoll_tick)). 1 for the
+    /// exact nearest; below 1 (or not a number) counts as 1. Default 1.25.
+    pub cap_hysteresis: f32,
     /// Bytes one client may be sent per tick, counting each row as its length plus
     /// [`row_overhead`](Self::row_overhead) and each delete as twice the overhead; `None` for no limit. Rows over
     /// the budget stay pending, gaining priority every tick (nearer rows faster, entering rows first) until sent;
@@ -197,6 +206,7 @@ impl Default for InterestConfig {
             max_radius: 512.0,
             max_visible: 256,
             recompute_interval: 4,
+            cap_hysteresis: 1.25,
             byte_budget: Some(DEFAULT_BYTE_BUDGET),
             row_overhead: 8,
             patches: true,
@@ -325,6 +335,17 @@ impl Interest {
     pub fn handle_connect(&mut self, client: ClientId, identity: Identity) {
         if let Some(e) = self.registry.connect(client.0, identity, &mut self.mirror) {
             self.area_errors.push((client, e));
+        }
+    }
+
+    /// Count a change of a row's position alone (a patch of the spatial column only) as `cost` bytes, framing
+    /// included, against this client's [byte budget](InterestConfig::byte_budget), instead of the patch's length
+    /// plus [`row_overhead`](InterestConfig::row_overhead): for a client whose wire sends such a change short (a
+    /// protocol version 3 move: a handle and two centimetre varints). `None` (the default) for the patch's length.
+    /// Unknown clients are ignored.
+    pub fn set_move_cost(&mut self, client: ClientId, cost: Option<usize>) {
+        if let Some(c) = self.registry.client_mut(client.0) {
+            c.move_cost = cost;
         }
     }
 

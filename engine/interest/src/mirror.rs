@@ -60,6 +60,8 @@ pub(crate) struct Row {
     /// This tick's patch from `base` to `bytes`, made by the poll (empty if none; valid while `Hot::changed` is
     /// the poll's sequence number).
     pub(crate) patch: Vec<u8>,
+    /// Whether `patch` sets the table's spatial column alone (the row only moved).
+    pub(crate) moved_only: bool,
     /// The clients holding the row in view (see the module invariants).
     pub(crate) watchers: Vec<u32>,
     /// Index in its table's `rows`.
@@ -71,6 +73,7 @@ impl Row {
     /// Make the row's patch of this poll from `base` (see [`Mirror::make_patches`]).
     fn make_patch(&mut self, tables: &[TableInfo], scratch: &mut patch::Scratch) {
         self.patch.clear();
+        self.moved_only = false;
         if !self.base.is_empty() && self.alive {
             if !self.watchers.is_empty() {
                 let info = &tables[self.table.0 as usize];
@@ -82,6 +85,16 @@ impl Row {
                     scratch,
                     &mut self.patch,
                 );
+                // A patch is [array of 3, key, column, value] for one column; the key is byte-identical to the
+                // row's, and column numbers below 128 are one byte (a positive fixint).
+                let key_len = (self.key_at.1 - self.key_at.0) as usize;
+                self.moved_only = match info.spatial {
+                    Some(spatial) if spatial.0 < 128 => {
+                        self.patch.first() == Some(&0x93)
+                            && self.patch.get(1 + key_len) == Some(&(spatial.0 as u8))
+                    }
+                    _ => false,
+                };
             }
             self.base.clear();
         }
@@ -371,6 +384,7 @@ impl Mirror {
             owner,
             base: Vec::new(),
             patch: Vec::new(),
+            moved_only: false,
             watchers: Vec::new(),
             table_slot: info.rows.len() as u32,
             alive: true,

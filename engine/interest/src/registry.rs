@@ -69,6 +69,9 @@ pub(crate) struct Client {
     pub(crate) view: View,
     /// Its delta of the last poll.
     pub(crate) out: Delta,
+    /// What a change of a row's position alone costs it against the byte budget, if its wire sends such changes
+    /// short ([`Interest::set_move_cost`](crate::Interest::set_move_cost)).
+    pub(crate) move_cost: Option<usize>,
 }
 
 impl Client {
@@ -246,6 +249,7 @@ impl Registry {
             inbox: Vec::new(),
             view: View::default(),
             out: Delta::default(),
+            move_cost: None,
         }));
         self.by_identity.entry(identity).or_default().push(id);
         match mirror.area_of(identity).cloned() {

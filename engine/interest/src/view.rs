@@ -25,6 +25,10 @@ pub(crate) const QUEUED: u8 = 4;
 /// Entry flag: the row was deferred by the byte budget, so the client may hold an older version than the last
 /// poll's: its next update is sent whole.
 pub(crate) const STALE: u8 = 8;
+/// Entry flag: the row was deferred by the byte budget, but only at polls where its change was of its position
+/// alone (and it has no [`STALE`]): the client holds every other column as it is, so a patch of the position alone
+/// (which carries the new position, not a difference) still brings the row up to date.
+pub(crate) const STALE_POS: u8 = 16;
 
 /// One row in a client's view: 8 bytes, so a client's whole view is a few cache lines.
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +39,7 @@ pub(crate) struct Entry {
     table: u16,
     /// Whether the table is spatial.
     pub(crate) spatial: bool,
-    /// [`SENT`], [`DIRTY`], [`QUEUED`] and [`STALE`].
+    /// [`SENT`], [`DIRTY`], [`QUEUED`], [`STALE`] and [`STALE_POS`].
     pub(crate) flags: u8,
 }
 

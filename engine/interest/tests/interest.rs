@@ -895,6 +895,11 @@ impl Sim {
     fn check(&self) {
         let cap = self.config.max_visible;
         let interval = u64::from(self.config.recompute_interval.max(1));
+        let hysteresis = if self.config.cap_hysteresis > 1.0 {
+            self.config.cap_hysteresis
+        } else {
+            1.0
+        };
         for (c, m) in &self.clients {
             let recomputed = (self.tick + u64::from(*c)).is_multiple_of(interval);
             let admitted = self.admitted(m);
@@ -945,9 +950,9 @@ impl Sim {
                             self.tick
                         );
                         assert!(
-                            *d + 1e-3 >= visible_far || !recomputed,
+                            *d * hysteresis + 1e-3 >= visible_far || !recomputed,
                             "tick {}: client {c} misses {k:?} at {d} but holds a row at {visible_far} (a tick \
-                             that recomputes its view)",
+                             that recomputes its view; hysteresis {hysteresis})",
                             self.tick
                         );
                     }
@@ -1015,12 +1020,14 @@ fn roomy() -> InterestConfig {
     }
 }
 
-/// Unlimited budget and a tiny cap, a capped view recomputed every `interval` polls.
-fn capped(interval: u32) -> InterestConfig {
+/// Unlimited budget and a tiny cap, a capped view recomputed every `interval` polls, held rows preferred by
+/// `hysteresis`.
+fn capped(interval: u32, hysteresis: f32) -> InterestConfig {
     InterestConfig {
         cell_size: 16.0,
         max_visible: 3,
         recompute_interval: interval,
+        cap_hysteresis: hysteresis,
         byte_budget: None,
         ..InterestConfig::default()
     }
@@ -1035,12 +1042,15 @@ proptest! {
         run(&case, roomy());
     }
 
-    /// A tiny cap: the nearest rows are kept, nothing closer is left out while a farther one is held, at every
-    /// tick (a capped view recomputed every tick) and at each client's recomputations (every 3rd tick).
+    /// A tiny cap: the nearest rows are kept, nothing closer is left out while a farther one is held (with
+    /// hysteresis: nothing closer by more than its factor), at every tick (a capped view recomputed every tick) and
+    /// at each client's recomputations (every 3rd tick).
     #[test]
     fn the_cap_keeps_the_nearest(case in case(400)) {
-        run(&case, capped(1));
-        run(&case, capped(3));
+        run(&case, capped(1, 1.0));
+        run(&case, capped(3, 1.0));
+        run(&case, capped(1, 1.25));
+        run(&case, capped(3, 1.25));
     }
 }
 
@@ -1080,8 +1090,8 @@ fn long_runs_match_the_brute_force_model() {
     for seed in 0..3 {
         let case = seeded(seed, 600);
         run(&case, roomy());
-        run(&case, capped(1));
-        run(&case, capped(4));
+        run(&case, capped(1, 1.0));
+        run(&case, capped(4, 1.25));
     }
 }
 
@@ -1364,5 +1374,165 @@ fn a_capped_view_takes_a_nearer_row_in_at_its_next_recomputation() {
             seen.push(line.join(" "));
         }
         assert_eq!(seen, want, "recompute interval {interval}");
+    }
+}
+
+/// A capped client keeps a row it holds against a new one that is nearer by less than the hysteresis factor (cap 2,
+/// units at 10 and 20 m held; unit 3 comes to 18 m: kept out; to 15 m, nearer than 20 / 1.25: it takes unit 2's
+/// place). Without hysteresis the 18 m unit takes the place at once.
+#[test]
+fn a_capped_view_keeps_a_held_row_against_one_hardly_nearer() {
+    let defs = defs();
+    let unit = |id: u64, x: f32| {
+        codec::encode_row(
+            &defs[0].columns,
+            &[
+                Value::U64(id),
+                Value::Vec2(Vec2::new(x, 0.0)),
+                Value::U64(0),
+                Value::I64(1),
+            ],
+        )
+        .expect("row")
+    };
+    for (hysteresis, want) in [
+        (1.25, ["+1 +2", "", "+3 -2"]),
+        (1.0, ["+1 +2", "+3 -2", ""]),
+    ] {
+        let config = InterestConfig {
+            max_visible: 2,
+            recompute_interval: 1,
+            cap_hysteresis: hysteresis,
+            byte_budget: None,
+            ..InterestConfig::default()
+        };
+        let (mut db, mut interest, client) = unit_watcher(config, 50.0, 60.0);
+        let mut tx = db.begin();
+        for (id, x) in [(1, 10.0), (2, 20.0), (3, 30.0)] {
+            tx.insert(UNIT, &unit(id, x)).expect("insert");
+        }
+        interest.handle_changeset(&tx.commit());
+        let mut seen = Vec::new();
+        for poll in 1..=3_u64 {
+            let mut tx = db.begin();
+            match poll {
+                2 => drop(tx.update(UNIT, &unit(3, 18.0)).expect("update")),
+                3 => drop(tx.update(UNIT, &unit(3, 15.0)).expect("update")),
+                _ => {}
+            }
+            interest.handle_changeset(&tx.commit());
+            let deltas = interest.poll_tick(Tick(poll));
+            let d = deltas.get(client).expect("connected");
+            let keys = |sign: &str, rows: &[locus_interest::RowId]| -> Vec<String> {
+                rows.iter()
+                    .map(|&r| match deltas.row(r).key {
+                        Value::U64(k) => format!("{sign}{k}"),
+                        other => panic!("unexpected key {other:?}"),
+                    })
+                    .collect()
+            };
+            let mut line = keys("+", &d.inserts);
+            line.extend(keys("-", &d.deletes));
+            seen.push(line.join(" "));
+        }
+        assert_eq!(seen, want, "hysteresis {hysteresis}");
+    }
+}
+
+/// Under a byte budget, a row deferred while only its position changed is sent later as a patch of its position
+/// (which brings the client's copy up to date), not whole; one deferred and then changed in another column is sent
+/// whole; and a client whose moves cost 4 bytes ([`Interest::set_move_cost`]) gets both units' moves in the tick
+/// where the patch-length count fits only one. The client's copies, patches applied, always equal the rows.
+#[test]
+fn deferred_moves_go_as_patches_and_a_move_cost_fits_more_of_them() {
+    let defs = defs();
+    let unit = |id: u64, x: f32, hp: i64| {
+        codec::encode_row(
+            &defs[0].columns,
+            &[
+                Value::U64(id),
+                Value::Vec2(Vec2::new(x, 0.0)),
+                Value::U64(0),
+                Value::I64(hp),
+            ],
+        )
+        .expect("row")
+    };
+    for (cost, want) in [
+        (
+            None,
+            [
+                "+1", "+2", // one row a tick
+                "~1", // both move: the nearer is sent, the other deferred
+                "~2", // both move again: the deferred one goes first, as a patch
+                "=1", // unit 1 (deferred, moved) now changes hit points: sent whole
+            ],
+        ),
+        (Some(4), ["+1", "+2", "~1 ~2", "~1 ~2", "~1"]),
+    ] {
+        let config = InterestConfig {
+            byte_budget: Some(12),
+            ..InterestConfig::default()
+        };
+        let (mut db, mut interest, client) = unit_watcher(config, 50.0, 60.0);
+        interest.set_move_cost(client, cost);
+        let mut tx = db.begin();
+        tx.insert(UNIT, &unit(1, 10.0, 5)).expect("insert");
+        tx.insert(UNIT, &unit(2, 20.0, 5)).expect("insert");
+        interest.handle_changeset(&tx.commit());
+        let mut held: std::collections::BTreeMap<u64, Vec<u8>> = Default::default();
+        let mut seen = Vec::new();
+        for poll in 1..=5_u64 {
+            let mut tx = db.begin();
+            match poll {
+                3 | 4 => {
+                    let d = poll as f32;
+                    tx.update(UNIT, &unit(1, 10.0 + d, 5)).expect("update");
+                    tx.update(UNIT, &unit(2, 20.0 + d, 5)).expect("update");
+                }
+                5 => drop(tx.update(UNIT, &unit(1, 14.0, 9)).expect("update")),
+                _ => {}
+            }
+            interest.handle_changeset(&tx.commit());
+            let deltas = interest.poll_tick(Tick(poll));
+            let d = deltas.get(client).expect("connected");
+            let key = |r: locus_interest::RowId| match deltas.row(r).key {
+                Value::U64(k) => *k,
+                other => panic!("unexpected key {other:?}"),
+            };
+            let mut line = Vec::new();
+            for &r in &d.inserts {
+                line.push(format!("+{}", key(r)));
+                held.insert(key(r), deltas.row(r).bytes.to_vec());
+            }
+            for &r in &d.updates {
+                line.push(format!("={}", key(r)));
+                held.insert(key(r), deltas.row(r).bytes.to_vec());
+            }
+            for &r in &d.patches {
+                line.push(format!("~{}", key(r)));
+                let old = held.get(&key(r)).expect("a patch of a held row");
+                let mut new = Vec::new();
+                locus_types::patch::apply_patch(
+                    &defs[0].columns,
+                    0,
+                    old,
+                    deltas.row(r).patch,
+                    &mut new,
+                )
+                .expect("a valid patch");
+                held.insert(key(r), new);
+            }
+            seen.push(line.join(" "));
+        }
+        assert_eq!(seen, want, "move cost {cost:?}");
+        let t = db.table(UNIT).expect("unit table");
+        for (k, bytes) in &held {
+            let truth = t
+                .get(&Value::U64(*k))
+                .expect("a table lookup")
+                .expect("the row");
+            assert_eq!(bytes.as_slice(), truth, "unit {k} (move cost {cost:?})");
+        }
     }
 }

@@ -358,6 +358,14 @@ struct Session {
     writer: TickWriter,
 }
 
+/// What a change of a row's position alone costs a session of protocol `version` against its byte budget
+/// ([`locus_interest::Interest::set_move_cost`]): version 3 sends it as a move, a handle and two centimetre varints
+/// (a walk of up to 63 cm a tick is one byte each) plus a share of the frame's framing, about 4 bytes; earlier
+/// versions send the patch.
+fn move_cost(version: u16) -> Option<usize> {
+    (version >= 3).then_some(4)
+}
+
 /// How often a version-3 session is sent the moves of rows far from the centre of its area (crowd control, on top
 /// of the interest stage's visible cap and byte budget): rows within `full` × the area's enter radius every tick,
 /// within `half` × it every 2nd tick, farther every 4th tick (staggered by handle, so each tick carries its share).
@@ -650,6 +658,8 @@ impl World {
                         },
                     );
                     self.interest.handle_connect(ClientId(session), identity);
+                    self.interest
+                        .set_move_cost(ClientId(session), move_cost(version));
                     if self.interest.clients_of(identity).count() == 1 {
                         match self.instance.client_connected(&mut self.db, &ctx(identity)) {
                             Ok(c) => self.changesets.push(c),
@@ -1136,9 +1146,10 @@ impl World {
             // Its client drops every row on the `Welcome`, and with them the handles.
             s.rows.clear();
             s.held.clear();
-            let (identity, subscriptions) = (s.identity, s.subscriptions.clone());
+            let (identity, subscriptions, version) =
+                (s.identity, s.subscriptions.clone(), s.version);
             let welcome = ServerMessage::Welcome(Welcome {
-                version: s.version,
+                version,
                 identity,
                 token: s.token,
                 tick_rate: self.tick_rate,
@@ -1148,6 +1159,8 @@ impl World {
             });
             self.send(session, &welcome);
             self.interest.handle_connect(ClientId(session), identity);
+            self.interest
+                .set_move_cost(ClientId(session), move_cost(version));
             for (table, filter) in subscriptions {
                 if let Err((_, e)) = self.resubscribe(session, &table, filter) {
                     tracing::warn!(

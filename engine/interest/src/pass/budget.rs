@@ -3,7 +3,7 @@
 use super::{Ctx, Scratch, patchable};
 use crate::interest::RowId;
 use crate::registry::Client;
-use crate::view::{DIRTY, QUEUED, SENT, STALE};
+use crate::view::{DIRTY, QUEUED, SENT, STALE, STALE_POS};
 
 /// Fill `c`'s delta from its queued rows: a row not sent yet is an insert, a changed one a patch or an update.
 /// Under a [byte budget](crate::InterestConfig::byte_budget) the rows that do not fit stay pending, gaining
@@ -18,6 +18,7 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
         out,
         area,
         center,
+        move_cost,
         ..
     } = c;
     if budget.is_none() && view.touched.len() * 8 >= view.entries.len() {
@@ -107,15 +108,21 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
                 let e = &mut view.entries[slot as usize];
                 let patched = e.has(SENT) && patchable(mirror, *e);
                 let row = mirror.row(id);
-                let size = if patched {
-                    row.patch.len()
-                } else {
-                    row.bytes.len()
-                } + overhead;
+                let size = match (patched, *move_cost) {
+                    (true, Some(cost)) if row.moved_only => cost,
+                    (true, _) => row.patch.len() + overhead,
+                    (false, _) => row.bytes.len() + overhead,
+                };
                 if e.flags & (SENT | DIRTY) != SENT {
                     if sent_any && spent + size > budget {
-                        // Deferred: by the time it is sent the client may be a version behind.
-                        e.set(STALE, true);
+                        // Deferred: by the time it is sent the client may be a version behind; only in its
+                        // position if that is all that changed at every poll it was deferred at.
+                        let changed = mirror.changed_now(id);
+                        if changed && row.moved_only && e.has(SENT) && !e.has(STALE) {
+                            e.set(STALE_POS, true);
+                        } else if changed || !e.has(STALE_POS) {
+                            e.set(STALE, true);
+                        }
                         view.pending.push(id);
                         continue;
                     }

@@ -68,12 +68,15 @@ const CUT_FACTOR: f32 = 1.25;
 const CUT_SLACK: f32 = 1.0;
 
 /// `c`'s spatial view becomes the admitted rows within the enter radius and the admitted view rows within the
-/// leave radius, the nearest [`max_visible`](crate::InterestConfig::max_visible) of them if there are more.
+/// leave radius, the nearest [`max_visible`](crate::InterestConfig::max_visible) of them if there are more (rows
+/// it already holds counting as nearer by [`cap_hysteresis`](crate::InterestConfig::cap_hysteresis)).
 ///
 /// A capped client looks first only within a little more than the radius it was last cut at (`Client::cut2`): if
 /// more than `max_visible` admitted rows lie within that radius `r` (itself within the enter radius), every other
 /// candidate is farther than `r`, so the nearest of those are the nearest of all: the same rows as a scan of the
-/// whole leave radius, from a scan of the crowd's core only. Otherwise it scans the whole leave radius.
+/// whole leave radius, from a scan of the crowd's core only. Otherwise it scans the whole leave radius. (With
+/// hysteresis a held row beyond `r` might have stayed, and is let go: every kept row is nearer than it, which
+/// invariant 4 allows.)
 fn recompute(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
     let mirror = ctx.mirror;
     let max = ctx.config.max_visible;
@@ -116,11 +119,25 @@ fn recompute(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
     let capped = s.pairs.len() > max;
     c.cut2 = 0.0;
     if capped {
+        // Rows already held compete nearer by the hysteresis factor.
+        let h = ctx.config.cap_hysteresis;
+        if h > 1.0 {
+            let shrink = 1.0 / (h * h);
+            for p in &mut s.pairs {
+                if c.view.slot(p.1).is_some() {
+                    p.0 *= shrink;
+                }
+            }
+        }
         // The nearest `max`; ties broken by row id, so the choice is deterministic.
         s.pairs
             .select_nth_unstable_by(max, |a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         s.pairs.truncate(max);
-        c.cut2 = s.pairs.iter().fold(0.0, |far, p| p.0.max(far));
+        // The radius it was cut at is the farthest kept row's true distance.
+        c.cut2 = s
+            .pairs
+            .iter()
+            .fold(0.0, |far, p| dist2(center, mirror.hot(p.1).pos).max(far));
     }
     let mark = s.next_mark();
     for k in 0..s.pairs.len() {

@@ -28,7 +28,7 @@ use crate::interest::{Filter, InterestConfig, RowId};
 use crate::mirror::{Mirror, Row};
 use crate::prefetch::prefetch;
 use crate::registry::Client;
-use crate::view::{Entry, STALE};
+use crate::view::{Entry, STALE, STALE_POS};
 
 /// What every client's pass reads: the mirror and the configuration.
 #[derive(Clone, Copy, Debug)]
@@ -123,7 +123,11 @@ pub(crate) fn admits_quick(mirror: &Mirror, c: &Client, table: TableId) -> bool 
 /// Whether the changed row of view entry `e` goes to its client as a patch (see
 /// [Patches](crate::interest#patches)).
 pub(crate) fn patchable(mirror: &Mirror, e: Entry) -> bool {
-    !e.has(STALE) && mirror.changed_now(e.row) && !mirror.row(e.row).patch.is_empty()
+    if e.has(STALE) || !mirror.changed_now(e.row) {
+        return false;
+    }
+    let row = mirror.row(e.row);
+    !row.patch.is_empty() && (!e.has(STALE_POS) || row.moved_only)
 }
 
 /// Drop every spatial row from `c`'s view.
