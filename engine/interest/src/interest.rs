@@ -185,6 +185,13 @@ pub struct InterestConfig {
     /// one datagram per client per tick, 20 KiB/s at 20 Hz), well above what a client of the standard crowd needs
     /// (about 430 bytes a tick), so it bounds crowds — a town square, a siege — not ordinary play.
     pub byte_budget: Option<usize>,
+    /// The most rows (inserts, updates and patches; deletes are not counted) one client in a crowd — its view at
+    /// the [cap](Self::max_visible) — is sent per tick, under a [byte budget](Self::byte_budget) (with none, this is
+    /// not applied either): what a crowd costs the server to encode and each client to apply grows with the rows
+    /// sent, not their bytes, and a version-3 move is so short that the byte budget alone lets a town square's
+    /// every move through. Rows over it wait as rows over the byte budget do. A client under the cap (ordinary
+    /// play) is not held to it. `None` for no limit. Default 12 (240 rows a second at 20 Hz).
+    pub row_budget: Option<usize>,
     /// Framing bytes counted per row against the budget. Default 8.
     pub row_overhead: usize,
     /// Send changed rows as patches of their changed columns where the client holds the previous version (see
@@ -208,6 +215,7 @@ impl Default for InterestConfig {
             recompute_interval: 4,
             cap_hysteresis: 1.25,
             byte_budget: Some(DEFAULT_BYTE_BUDGET),
+            row_budget: Some(12),
             row_overhead: 8,
             patches: true,
             parallel_min: 2048,

@@ -1536,3 +1536,53 @@ fn deferred_moves_go_as_patches_and_a_move_cost_fits_more_of_them() {
         }
     }
 }
+
+/// The row budget holds a client in a crowd (its view at the cap) to that many rows a tick, and leaves a client
+/// under the cap alone: cap 2 and three units in range, one row a tick; a roomy cap, all three at once.
+#[test]
+fn the_row_budget_holds_only_clients_in_a_crowd() {
+    let defs = defs();
+    let unit = |id: u64, x: f32| {
+        codec::encode_row(
+            &defs[0].columns,
+            &[
+                Value::U64(id),
+                Value::Vec2(Vec2::new(x, 0.0)),
+                Value::U64(0),
+                Value::I64(1),
+            ],
+        )
+        .expect("row")
+    };
+    for (cap, want) in [(2, ["+1", "+2", ""]), (256, ["+1 +2 +3", "", ""])] {
+        let config = InterestConfig {
+            max_visible: cap,
+            recompute_interval: 1,
+            byte_budget: Some(10_000),
+            row_budget: Some(1),
+            ..InterestConfig::default()
+        };
+        let (mut db, mut interest, client) = unit_watcher(config, 50.0, 60.0);
+        let mut tx = db.begin();
+        for (id, x) in [(1, 10.0), (2, 20.0), (3, 30.0)] {
+            tx.insert(UNIT, &unit(id, x)).expect("insert");
+        }
+        interest.handle_changeset(&tx.commit());
+        let mut seen = Vec::new();
+        for poll in 1..=3_u64 {
+            interest.handle_changeset(&db.begin().commit());
+            let deltas = interest.poll_tick(Tick(poll));
+            let d = deltas.get(client).expect("connected");
+            let line: Vec<String> = d
+                .inserts
+                .iter()
+                .map(|&r| match deltas.row(r).key {
+                    Value::U64(k) => format!("+{k}"),
+                    other => panic!("unexpected key {other:?}"),
+                })
+                .collect();
+            seen.push(line.join(" "));
+        }
+        assert_eq!(seen, want, "cap {cap}");
+    }
+}

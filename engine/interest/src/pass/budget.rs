@@ -19,6 +19,7 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
         area,
         center,
         move_cost,
+        capped,
         ..
     } = c;
     if budget.is_none() && view.touched.len() * 8 >= view.entries.len() {
@@ -102,6 +103,11 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
             }));
             keyed.sort_unstable();
             let mut spent = out.deletes.len() * 2 * overhead;
+            let most = match ctx.config.row_budget {
+                Some(rows) if *capped => rows,
+                _ => usize::MAX,
+            };
+            let mut rows = 0usize;
             let mut sent_any = false;
             for &(key, slot) in keyed.iter() {
                 let id = RowId(key as u32);
@@ -114,7 +120,7 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
                     (false, _) => row.bytes.len() + overhead,
                 };
                 if e.flags & (SENT | DIRTY) != SENT {
-                    if sent_any && spent + size > budget {
+                    if sent_any && (spent + size > budget || rows >= most) {
                         // Deferred: by the time it is sent the client may be a version behind; only in its
                         // position if that is all that changed at every poll it was deferred at.
                         let changed = mirror.changed_now(id);
@@ -127,6 +133,7 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
                         continue;
                     }
                     spent += size;
+                    rows += 1;
                     sent_any = true;
                     if patched {
                         out.patches.push(id);
