@@ -59,6 +59,8 @@ pub struct RowRef<'a> {
     /// The patch turning the row's version before this tick into `bytes` (for rows in [`Delta::patches`]; empty
     /// when the row has none).
     pub patch: &'a [u8],
+    /// What `patch` holds, if there is one (its pairs, where they start, the columns it sets).
+    pub patch_shape: Option<locus_types::patch::Shape>,
     /// The row's position: its spatial column's value in `bytes`, for a table with one (meaningless otherwise).
     pub pos: Vec2,
 }
@@ -123,6 +125,7 @@ impl<'a> Deltas<'a> {
             key_bytes: r.key_bytes(),
             bytes: &r.bytes,
             patch: &r.patch,
+            patch_shape: r.shape,
             pos: self.mirror.hot(row).pos,
         }
     }

@@ -60,6 +60,8 @@ pub(crate) struct Row {
     /// This tick's patch from `base` to `bytes`, made by the poll (empty if none; valid while `Hot::changed` is
     /// the poll's sequence number).
     pub(crate) patch: Vec<u8>,
+    /// What `patch` holds (`None` if there is none).
+    pub(crate) shape: Option<patch::Shape>,
     /// Whether `patch` sets the table's spatial column alone (the row only moved).
     pub(crate) moved_only: bool,
     /// The clients holding the row in view (see the module invariants).
@@ -73,11 +75,12 @@ impl Row {
     /// Make the row's patch of this poll from `base` (see [`Mirror::make_patches`]).
     fn make_patch(&mut self, tables: &[TableInfo], scratch: &mut patch::Scratch) {
         self.patch.clear();
+        self.shape = None;
         self.moved_only = false;
         if !self.base.is_empty() && self.alive {
             if !self.watchers.is_empty() {
                 let info = &tables[self.table.0 as usize];
-                patch::make_patch(
+                self.shape = patch::make_patch_shaped(
                     &info.columns,
                     info.pk.index(),
                     &self.base,
@@ -85,14 +88,8 @@ impl Row {
                     scratch,
                     &mut self.patch,
                 );
-                // A patch is [array of 3, key, column, value] for one column; the key is byte-identical to the
-                // row's, and column numbers below 128 are one byte (a positive fixint).
-                let key_len = (self.key_at.1 - self.key_at.0) as usize;
-                self.moved_only = match info.spatial {
-                    Some(spatial) if spatial.0 < 128 => {
-                        self.patch.first() == Some(&0x93)
-                            && self.patch.get(1 + key_len) == Some(&(spatial.0 as u8))
-                    }
+                self.moved_only = match (self.shape, info.spatial) {
+                    (Some(shape), Some(spatial)) => shape.sets_only(spatial.index()),
                     _ => false,
                 };
             }
@@ -384,6 +381,7 @@ impl Mirror {
             owner,
             base: Vec::new(),
             patch: Vec::new(),
+            shape: None,
             moved_only: false,
             watchers: Vec::new(),
             table_slot: info.rows.len() as u32,

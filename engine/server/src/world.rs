@@ -1374,12 +1374,12 @@ fn encode_compact(
             continue;
         };
         let handle = slot.handle();
-        let Some(patch) = patch_body(def, row.patch) else {
+        let Some(patch) = patch_body(def, row.patch, row.patch_shape) else {
             w.push(row.table, Change::Update(row.bytes));
             continue;
         };
-        if let (Some(pos), Some(spatial)) = (pos_in(def, &row), def.spatial_column()) {
-            if patch.pairs == 1 && patch.first == Some(u64::from(spatial.0)) {
+        if let Some(pos) = pos_in(def, &row) {
+            if patch.moved_only {
                 let due = ctx.next_due(handle, pos);
                 if due > tick.0 {
                     let listed = slot.is_held();
@@ -1446,14 +1446,31 @@ struct PatchBody<'p> {
     pairs: u32,
     /// Their bytes (after the array header and the key).
     body: &'p [u8],
-    /// The first column it names.
-    first: Option<u64>,
+    /// Whether it names the table's spatial column and no other.
+    moved_only: bool,
     /// Whether it names the table's spatial column.
     has_spatial: bool,
 }
 
-/// Read a version-2 patch of a row of `def`: `None` if it is not one.
-fn patch_body<'p>(def: &TableDef, patch: &'p [u8]) -> Option<PatchBody<'p>> {
+/// Read a version-2 patch of a row of `def`: `None` if it is not one. With its `shape` (the interest stage read
+/// it once for every client) nothing is read but where the pairs start, unless the spatial column is beyond what a
+/// shape tells.
+fn patch_body<'p>(
+    def: &TableDef,
+    patch: &'p [u8],
+    shape: Option<locus_types::patch::Shape>,
+) -> Option<PatchBody<'p>> {
+    let spatial_index = def.spatial_column().map(|c| c.index());
+    if let Some(shape) = shape
+        && spatial_index.is_none_or(|c| c < 128)
+    {
+        return Some(PatchBody {
+            pairs: shape.pairs,
+            body: patch.get(shape.body_at as usize..)?,
+            moved_only: spatial_index.is_some_and(|c| shape.sets_only(c)),
+            has_spatial: spatial_index.is_some_and(|c| shape.sets(c)),
+        });
+    }
     let mut rest = patch;
     let len = rmp::decode::read_array_len(&mut rest).ok()?;
     let pairs = len.checked_sub(1)? / 2;
@@ -1461,20 +1478,19 @@ fn patch_body<'p>(def: &TableDef, patch: &'p [u8]) -> Option<PatchBody<'p>> {
     let key_len = codec::value_len(&def.columns[key], rest).ok()?;
     let body = rest.get(key_len..)?;
     let spatial = def.spatial_column().map(|c| u64::from(c.0));
-    let (mut first, mut has_spatial, mut at) = (None, false, body);
+    let (mut has_spatial, mut at) = (false, body);
     if pairs == 1 {
         // One column (a walk): no value to skip.
         let col: u64 = rmp::decode::read_int(&mut at).ok()?;
         return Some(PatchBody {
             pairs,
             body,
-            first: Some(col),
+            moved_only: Some(col) == spatial,
             has_spatial: Some(col) == spatial,
         });
     }
     for _ in 0..pairs {
         let col: u64 = rmp::decode::read_int(&mut at).ok()?;
-        first.get_or_insert(col);
         has_spatial |= Some(col) == spatial;
         let len = codec::value_len(def.columns.get(usize::try_from(col).ok()?)?, at).ok()?;
         at = at.get(len..)?;
@@ -1482,7 +1498,7 @@ fn patch_body<'p>(def: &TableDef, patch: &'p [u8]) -> Option<PatchBody<'p>> {
     Some(PatchBody {
         pairs,
         body,
-        first,
+        moved_only: false,
         has_spatial,
     })
 }

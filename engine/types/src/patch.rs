@@ -71,37 +71,86 @@ pub fn make_patch(
     scratch: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> bool {
+    make_patch_shaped(columns, key, old, new, scratch, out).is_some()
+}
+
+/// What a patch holds, as [`make_patch_shaped`] made it: for a sender that re-encodes patches per client (protocol
+/// version 3 names rows by handle, so it sends the pairs without the key), read once per row instead of once per
+/// client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Shape {
+    /// Its (column, value) pairs.
+    pub pairs: u32,
+    /// Where the pairs start in the patch: after the array header and the key.
+    pub body_at: u32,
+    /// Bit `i` set: the patch sets column `i`, for the columns below 128 (of a wider table, read the patch itself
+    /// to learn about the others).
+    pub columns: u128,
+}
+
+impl Shape {
+    /// Whether the patch sets column `column` (below 128: `false` for any other).
+    #[must_use]
+    pub fn sets(&self, column: usize) -> bool {
+        column < 128 && self.columns & (1 << column) != 0
+    }
+
+    /// Whether the patch sets column `column` (below 128) and no other.
+    #[must_use]
+    pub fn sets_only(&self, column: usize) -> bool {
+        column < 128 && self.pairs == 1 && self.columns == 1 << column
+    }
+}
+
+/// [`make_patch`], returning the patch's [`Shape`] if it wrote one.
+pub fn make_patch_shaped(
+    columns: &[ColumnDef],
+    key: usize,
+    old: &[u8],
+    new: &[u8],
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Option<Shape> {
     out.clear();
     if codec::locate_columns(columns, old, columns.len(), &mut scratch.old).is_err()
         || codec::locate_columns(columns, new, columns.len(), &mut scratch.new).is_err()
     {
-        return false;
+        return None;
     }
     let (a, b) = (&scratch.old, &scratch.new);
     let col = |offsets: &[u32], i: usize| offsets[i] as usize..offsets[i + 1] as usize;
     if old[col(a, key)] != new[col(b, key)] {
-        return false;
+        return None;
     }
     let changed = (0..columns.len())
         .filter(|&i| old[col(a, i)] != new[col(b, i)])
         .count();
     if changed == 0 {
-        return false;
+        return None;
     }
-    rmp::encode::write_array_len(out, 1 + 2 * changed as u32).expect("Vec write");
+    let pairs = changed as u32;
+    rmp::encode::write_array_len(out, 1 + 2 * pairs).expect("Vec write");
     out.extend_from_slice(&new[col(b, key)]);
+    let mut shape = Shape {
+        pairs,
+        body_at: out.len() as u32,
+        columns: 0,
+    };
     for i in 0..columns.len() {
         let value = &new[col(b, i)];
         if old[col(a, i)] != *value {
             rmp::encode::write_uint(out, i as u64).expect("Vec write");
             out.extend_from_slice(value);
+            if i < 128 {
+                shape.columns |= 1 << i;
+            }
             if out.len() >= new.len() {
                 out.clear();
-                return false;
+                return None;
             }
         }
     }
-    true
+    Some(shape)
 }
 
 /// The primary key's bytes in `patch` (encoded as the key column's values are in a row), to find the row to
@@ -391,6 +440,33 @@ mod tests {
             } else {
                 prop_assert!(patch.is_empty());
             }
+        }
+
+        /// A patch's shape tells its pairs, where they start (the first column's index, after the key) and
+        /// exactly the columns that differ between the rows.
+        #[test]
+        fn the_shape_names_the_changed_columns(old in arb_row(42), new in arb_row(42)) {
+            let cols = def().columns;
+            let (mut patch, mut scratch) = (Vec::new(), Scratch::default());
+            let shape = make_patch_shaped(&cols, 0, &old, &new, &mut scratch, &mut patch);
+            let mut offsets = (Vec::new(), Vec::new());
+            codec::validate_row(&cols, &old, &mut offsets.0).unwrap();
+            codec::validate_row(&cols, &new, &mut offsets.1).unwrap();
+            let at = |o: &[u32], i: usize| o[i] as usize..o[i + 1] as usize;
+            let changed: Vec<usize> =
+                (0..cols.len()).filter(|&i| old[at(&offsets.0, i)] != new[at(&offsets.1, i)]).collect();
+            let Some(shape) = shape else {
+                prop_assert!(patch.is_empty());
+                return Ok(());
+            };
+            prop_assert_eq!(shape.pairs as usize, changed.len());
+            for i in 0..cols.len() {
+                prop_assert_eq!(shape.sets(i), changed.contains(&i), "column {}", i);
+                prop_assert_eq!(shape.sets_only(i), changed == [i], "column {}", i);
+            }
+            let mut body = &patch[shape.body_at as usize..];
+            let first: u64 = rmp::decode::read_int(&mut body).unwrap();
+            prop_assert_eq!(first as usize, changed[0]);
         }
 
         /// Arbitrary bytes never panic and never yield an invalid row.
