@@ -9,7 +9,7 @@
 use locus_module::{ReducerContext, reducer};
 
 use crate::content::content;
-use crate::creatures::{CreatureTable, provoke, schedule_respawn};
+use crate::creatures::{CreatureTable, provoke, remove_creature, schedule_respawn};
 use crate::items::{best_weapon, drop_on_ground};
 use crate::players::{Player, PlayerTable, gain_xp, my_living_player, start_action};
 
@@ -54,14 +54,14 @@ pub fn attack(ctx: &ReducerContext, creature_id: u64) -> Result<(), String> {
     let damage = player_damage(&me, best_weapon(ctx, ctx.sender));
     target.hp = target.hp.saturating_sub(damage);
     if target.hp == 0 {
-        creatures.delete(&target);
+        remove_creature(ctx, &target);
         for loot in &kind.loot {
             drop_on_ground(ctx, target.pos, &loot.item, loot.count)?;
         }
         gain_xp(&mut me, kind.xp);
         schedule_respawn(ctx, kind, target.home)?;
     } else {
-        provoke(ctx, &mut target, kind, &me);
+        provoke(ctx, &mut target, kind, &me)?;
         creatures.id().update(target)?;
     }
     ctx.db.player().id().update(me)?;

@@ -2,9 +2,12 @@
 //!
 //! # The AI, and why it is cheap
 //!
-//! A creature does not think every tick. Each row carries `next_think`, the tick of its next decision, in a btree
-//! index; the `tick` reducer asks that index for the creatures due now (`next_think <= tick`) and visits only them.
-//! Each decision sets the next one:
+//! A creature does not think every tick. Its private [`CreatureMind`] row carries `next_think`, the tick of its next
+//! decision, in a btree index; the `tick` reducer asks that index for the creatures due now (`next_think <= tick`)
+//! and visits only them. Each decision sets the next one. The mind is a table of its own, private, because clients
+//! never need it and it changes at every decision: in the public `creature` row it would make every decision a
+//! patch of several columns to every client near (where a walk alone is a move of a few bytes), and an idle
+//! creature's decision a change at all.
 //!
 //! | state | what it does at a decision | next decision |
 //! |---|---|---|
@@ -86,15 +89,24 @@ pub struct Creature {
     pub hp: u32,
     /// What it is doing (an opaque column: a MessagePack value of [`CreatureState`]).
     pub state: CreatureState,
-    /// Where it walks to while wandering or fleeing.
-    pub goal: Vec2,
     /// Where it spawned: it wanders around it, returns to it, and respawns at it.
     pub home: Vec2,
+}
+
+/// A creature's AI bookkeeping: private (clients never see it), one row per creature, same id.
+#[table]
+#[derive(Clone, Debug, PartialEq)]
+pub struct CreatureMind {
+    /// The creature's id.
+    #[primary_key]
+    pub id: u64,
     /// The tick of its next decision (indexed: the tick reducer visits only the creatures due).
     #[index(btree)]
     pub next_think: u64,
     /// The tick of its last decision.
     pub last_think: u64,
+    /// Where it walks to while wandering or fleeing.
+    pub goal: Vec2,
     /// Its next hit may land at this time, not before.
     pub ready_at: Timestamp,
 }
@@ -165,18 +177,28 @@ pub(crate) fn spawn_creature(
 ) -> Result<Creature, String> {
     let now = ctx.tick.0;
     let first = idle_until(now, kind, &mut ctx.rng());
-    Ok(ctx.db.creature().insert(Creature {
+    let c = ctx.db.creature().insert(Creature {
         id: 0,
         pos: home,
         kind: kind.kind.clone(),
         hp: kind.hp,
         state: CreatureState::Idle,
-        goal: home,
         home,
+    })?;
+    ctx.db.creature_mind().insert(CreatureMind {
+        id: c.id,
         next_think: first,
         last_think: now,
+        goal: home,
         ready_at: ctx.timestamp,
-    })?)
+    })?;
+    Ok(c)
+}
+
+/// Delete creature `c` and its mind.
+pub(crate) fn remove_creature(ctx: &ReducerContext, c: &Creature) {
+    ctx.db.creature().delete(c);
+    ctx.db.creature_mind().id().delete(&c.id);
 }
 
 /// Walk from `pos` up to `step` metres toward `to`; whether it got there. A step onto water is not taken (the
@@ -203,68 +225,100 @@ enum Walked {
 }
 
 /// Start fleeing from `threat`: toward a point a wander radius away on the far side.
-pub(crate) fn flee_from(c: &mut Creature, kind: &CreatureKind, threat: Vec2) {
+fn flee_from(c: &mut Creature, m: &mut CreatureMind, kind: &CreatureKind, threat: Vec2) {
     let away = (c.pos - threat).normalize_or(Vec2::X);
-    c.goal = c.pos + away * kind.wander_radius.max(8.0);
+    m.goal = c.pos + away * kind.wander_radius.max(8.0);
     c.state = CreatureState::Flee;
 }
 
 /// React to being hit by `attacker`: a passive creature flees, others fight back. It decides again this tick.
+/// Writes its mind back; the caller writes `c`.
 pub(crate) fn provoke(
     ctx: &ReducerContext,
     c: &mut Creature,
     kind: &CreatureKind,
     attacker: &Player,
-) {
+) -> Result<(), String> {
+    let minds = ctx.db.creature_mind();
+    let Some(mut m) = minds.id().find(&c.id) else {
+        return Ok(());
+    };
     match kind.temperament {
-        Temperament::Passive => flee_from(c, kind, attacker.pos),
+        Temperament::Passive => flee_from(c, &mut m, kind, attacker.pos),
         Temperament::Defensive | Temperament::Hostile => {
             c.state = CreatureState::Chase { prey: attacker.id };
         }
     }
-    c.next_think = ctx.tick.0;
+    m.next_think = ctx.tick.0;
+    minds.id().update(m)?;
+    Ok(())
 }
 
-/// One decision of creature `c` (see the [module docs](self)); writes it back.
+/// One decision of creature `c` with mind `m` (see the [module docs](self)); writes them back (the creature's
+/// public row only if it changed: an idle creature's decision changes its mind alone).
 fn think(
     ctx: &ReducerContext,
     neighbours: &Neighbours,
     rng: &mut ContextRng<'_>,
     dt: f32,
-    mut c: Creature,
+    c: Creature,
+    mut m: CreatureMind,
 ) -> Result<(), String> {
-    let creatures = ctx.db.creature();
     let Some(kind) = content().creature(&c.kind) else {
         // A kind the content no longer defines (the module was updated): the creature goes.
-        creatures.delete(&c);
+        remove_creature(ctx, &c);
         return Ok(());
     };
+    let before = c.clone();
+    let mut c = c;
     let now = ctx.tick.0;
     // At most MOVE_TICKS' walk per decision, however long it idled: no creature outruns its speed.
-    let step = kind.speed * dt * now.saturating_sub(c.last_think).clamp(1, MOVE_TICKS) as f32;
-    c.last_think = now;
-    c.next_think = now + MOVE_TICKS;
-    let Some((near_id, near_pos)) = neighbours.nearest(ctx, c.pos, WAKE_RADIUS) else {
-        c.state = CreatureState::Idle;
-        c.goal = c.pos;
-        c.hp = kind.hp;
-        c.next_think = now + DORMANT_TICKS + rng.random_range(0..DORMANT_TICKS / 2);
-        creatures.id().update(c)?;
-        return Ok(());
-    };
+    let step = kind.speed * dt * now.saturating_sub(m.last_think).clamp(1, MOVE_TICKS) as f32;
+    m.last_think = now;
+    m.next_think = now + MOVE_TICKS;
+    match neighbours.nearest(ctx, c.pos, WAKE_RADIUS) {
+        None => {
+            c.state = CreatureState::Idle;
+            m.goal = c.pos;
+            c.hp = kind.hp;
+            m.next_think = now + DORMANT_TICKS + rng.random_range(0..DORMANT_TICKS / 2);
+        }
+        Some((near_id, near_pos)) => {
+            decide(ctx, rng, kind, &mut c, &mut m, step, (near_id, near_pos))?
+        }
+    }
+    ctx.db.creature_mind().id().update(m)?;
+    if c != before {
+        ctx.db.creature().id().update(c)?;
+    }
+    Ok(())
+}
+
+/// The decision of an awake creature, `near` the nearest online, living player (its id and position).
+fn decide(
+    ctx: &ReducerContext,
+    rng: &mut ContextRng<'_>,
+    kind: &CreatureKind,
+    c: &mut Creature,
+    m: &mut CreatureMind,
+    step: f32,
+    near: (u64, Vec2),
+) -> Result<(), String> {
+    let now = ctx.tick.0;
+    let (near_id, near_pos) = near;
     match c.state {
-        CreatureState::Chase { prey } => chase(ctx, &mut c, kind, prey, step)?,
+        CreatureState::Chase { prey } => chase(ctx, c, m, kind, prey, step)?,
         CreatureState::Return => {
             if walk(&mut c.pos, c.home, step) != Walked::OnTheWay {
                 c.state = CreatureState::Idle;
                 c.hp = kind.hp;
-                c.next_think = idle_until(now, kind, rng);
+                m.next_think = idle_until(now, kind, rng);
             }
         }
         CreatureState::Flee => {
-            if walk(&mut c.pos, c.goal, step) != Walked::OnTheWay {
+            if walk(&mut c.pos, m.goal, step) != Walked::OnTheWay {
                 c.state = CreatureState::Idle;
-                c.next_think = idle_until(now, kind, rng);
+                m.next_think = idle_until(now, kind, rng);
             }
         }
         CreatureState::Idle | CreatureState::Wander => {
@@ -275,16 +329,16 @@ fn think(
                     if in_reach && near_pos.distance(c.home) <= kind.leash_radius =>
                 {
                     c.state = CreatureState::Chase { prey: near_id };
-                    chase(ctx, &mut c, kind, near_id, step)?;
+                    chase(ctx, c, m, kind, near_id, step)?;
                 }
                 Temperament::Passive if in_reach => {
-                    flee_from(&mut c, kind, near_pos);
-                    walk(&mut c.pos, c.goal, step);
+                    flee_from(c, m, kind, near_pos);
+                    walk(&mut c.pos, m.goal, step);
                 }
                 _ if c.state == CreatureState::Wander => {
-                    if walk(&mut c.pos, c.goal, step) != Walked::OnTheWay {
+                    if walk(&mut c.pos, m.goal, step) != Walked::OnTheWay {
                         c.state = CreatureState::Idle;
-                        c.next_think = idle_until(now, kind, rng);
+                        m.next_think = idle_until(now, kind, rng);
                     }
                 }
                 _ => {
@@ -293,15 +347,14 @@ fn think(
                     let goal = c.home + Vec2::from_angle(angle) * radius;
                     if rng.random_bool(0.5) && is_walkable(goal) {
                         c.state = CreatureState::Wander;
-                        c.goal = goal;
+                        m.goal = goal;
                     } else {
-                        c.next_think = idle_until(now, kind, rng);
+                        m.next_think = idle_until(now, kind, rng);
                     }
                 }
             }
         }
     }
-    creatures.id().update(c)?;
     Ok(())
 }
 
@@ -309,6 +362,7 @@ fn think(
 fn chase(
     ctx: &ReducerContext,
     c: &mut Creature,
+    m: &mut CreatureMind,
     kind: &CreatureKind,
     prey: u64,
     step: f32,
@@ -325,8 +379,8 @@ fn chase(
     };
     let distance = target.pos.distance(c.pos);
     if distance <= kind.attack_range {
-        if ctx.timestamp >= c.ready_at && kind.damage > 0 {
-            c.ready_at = ctx
+        if ctx.timestamp >= m.ready_at && kind.damage > 0 {
+            m.ready_at = ctx
                 .timestamp
                 .add_micros(u64::from(kind.attack_cooldown_ms) * 1000);
             hurt(ctx, target, kind.damage)?;
@@ -341,15 +395,19 @@ fn chase(
     Ok(())
 }
 
-/// The tick's part: every creature due a decision makes it.
+/// The tick's part: every creature due a decision makes it. (A mind whose creature is gone is dropped.)
 pub(crate) fn think_all(
     ctx: &ReducerContext,
     dt: f32,
     neighbours: &Neighbours,
 ) -> Result<(), String> {
     let mut rng = ctx.rng();
-    for c in ctx.db.creature().next_think().range(..=ctx.tick.0) {
-        think(ctx, neighbours, &mut rng, dt, c)?;
+    let (creatures, minds) = (ctx.db.creature(), ctx.db.creature_mind());
+    for m in minds.next_think().range(..=ctx.tick.0) {
+        match creatures.id().find(&m.id) {
+            Some(c) => think(ctx, neighbours, &mut rng, dt, c, m)?,
+            None => drop(minds.id().delete(&m.id)),
+        }
     }
     Ok(())
 }

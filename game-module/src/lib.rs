@@ -24,7 +24,8 @@
 //! |---|---|---|
 //! | `chunk` | public, spatial | `id: u32` pk (`cy·128 + cx`) · `center: Vec2` spatial · `tiles: Bytes` (64 palette indices) |
 //! | `player` | public, spatial | `id: u64` pk auto_inc · `pos: Vec2` spatial · `identity: Identity` unique · `name: String` unique · `target: Vec2` · `dir: Vec2` · `moving: bool` btree · `online: bool` · `hp: u32` · `level: u32` · `xp: u64` · `busy_until: Timestamp` |
-//! | `creature` | public, spatial | `id: u64` pk auto_inc · `pos: Vec2` spatial · `kind: String` · `hp: u32` · `state: Opaque` ([`CreatureState`]) · `goal: Vec2` · `home: Vec2` · `next_think: u64` btree · `last_think: u64` · `ready_at: Timestamp` |
+//! | `creature` | public, spatial | `id: u64` pk auto_inc · `pos: Vec2` spatial · `kind: String` · `hp: u32` · `state: Opaque` ([`CreatureState`]) · `home: Vec2` |
+//! | `creature_mind` | private: never sent | `id: u64` pk (the creature's) · `next_think: u64` btree · `last_think: u64` · `goal: Vec2` · `ready_at: Timestamp` |
 //! | `resource_node` | public, spatial | `id: u64` pk auto_inc · `pos: Vec2` spatial · `kind: String` · `amount: u32` |
 //! | `ground_item` | public, spatial | `id: u64` pk auto_inc · `pos: Vec2` spatial · `item: String` · `count: u32` · `expires_at: Timestamp` btree |
 //! | `inventory_item` | public, owned: only its owner is sent a row | `id: u64` pk auto_inc · `owner: Identity` owner, btree · `item: String` · `count: u32` |
@@ -99,7 +100,9 @@ pub use chat::{
 };
 pub use combat::{ATTACK_RANGE, attack};
 pub use content::{ItemStack, content};
-pub use creatures::{Creature, CreatureState, CreatureTable, respawn_creature};
+pub use creatures::{
+    Creature, CreatureMind, CreatureMindTable, CreatureState, CreatureTable, respawn_creature,
+};
 pub use items::{
     GroundItem, GroundItemTable, InventoryItem, InventoryItemTable, ItemKind, ItemKindTable,
     PICKUP_RANGE, Recipe, RecipeTable, craft, drop_item, eat, pick_up,
