@@ -1162,6 +1162,34 @@ fn a_byte_budget_defers_rows_and_every_client_catches_up() {
     );
 }
 
+/// A unit's row: `id` at (`x`, 0), team 0, `hp` hit points.
+fn unit_row(id: u64, x: f32, hp: i64) -> Vec<u8> {
+    codec::encode_row(
+        &defs()[0].columns,
+        &[
+            Value::U64(id),
+            Value::Vec2(Vec2::new(x, 0.0)),
+            Value::U64(0),
+            Value::I64(hp),
+        ],
+    )
+    .expect("row")
+}
+
+/// The keys of `rows` of the unit table, each after `sign` (`+1`, `-3`, …).
+fn unit_keys(
+    deltas: &locus_interest::Deltas<'_>,
+    sign: &str,
+    rows: &[locus_interest::RowId],
+) -> Vec<String> {
+    rows.iter()
+        .map(|&r| match deltas.row(r).key {
+            Value::U64(k) => format!("{sign}{k}"),
+            other => panic!("unexpected key {other:?}"),
+        })
+        .collect()
+}
+
 /// A database of [`defs`], and one client subscribed to every unit, its area fixed at the origin.
 fn unit_watcher(config: InterestConfig, enter: f32, leave: f32) -> (Database, Interest, ClientId) {
     let mut db = Database::default();
@@ -1307,19 +1335,7 @@ fn a_moved_row_is_sent_as_a_patch_of_its_position() {
 /// poll, the new one arrives at once.
 #[test]
 fn a_capped_view_takes_a_nearer_row_in_at_its_next_recomputation() {
-    let defs = defs();
-    let unit = |id: u64, x: f32| {
-        codec::encode_row(
-            &defs[0].columns,
-            &[
-                Value::U64(id),
-                Value::Vec2(Vec2::new(x, 0.0)),
-                Value::U64(0),
-                Value::I64(1),
-            ],
-        )
-        .expect("row")
-    };
+    let unit = |id: u64, x: f32| unit_row(id, x, 1);
     for (interval, want) in [
         (
             4,
@@ -1359,14 +1375,7 @@ fn a_capped_view_takes_a_nearer_row_in_at_its_next_recomputation() {
             interest.handle_changeset(&tx.commit());
             let deltas = interest.poll_tick(Tick(poll));
             let d = deltas.get(client).expect("connected");
-            let keys = |sign: &str, rows: &[locus_interest::RowId]| -> Vec<String> {
-                rows.iter()
-                    .map(|&r| match deltas.row(r).key {
-                        Value::U64(k) => format!("{sign}{k}"),
-                        other => panic!("unexpected key {other:?}"),
-                    })
-                    .collect()
-            };
+            let keys = |sign: &str, rows: &[locus_interest::RowId]| unit_keys(&deltas, sign, rows);
             let mut line = keys("+", &d.inserts);
             line.extend(keys("~", &d.updates));
             line.extend(keys("~", &d.patches));
@@ -1382,19 +1391,7 @@ fn a_capped_view_takes_a_nearer_row_in_at_its_next_recomputation() {
 /// place). Without hysteresis the 18 m unit takes the place at once.
 #[test]
 fn a_capped_view_keeps_a_held_row_against_one_hardly_nearer() {
-    let defs = defs();
-    let unit = |id: u64, x: f32| {
-        codec::encode_row(
-            &defs[0].columns,
-            &[
-                Value::U64(id),
-                Value::Vec2(Vec2::new(x, 0.0)),
-                Value::U64(0),
-                Value::I64(1),
-            ],
-        )
-        .expect("row")
-    };
+    let unit = |id: u64, x: f32| unit_row(id, x, 1);
     for (hysteresis, want) in [
         (1.25, ["+1 +2", "", "+3 -2"]),
         (1.0, ["+1 +2", "+3 -2", ""]),
@@ -1423,14 +1420,7 @@ fn a_capped_view_keeps_a_held_row_against_one_hardly_nearer() {
             interest.handle_changeset(&tx.commit());
             let deltas = interest.poll_tick(Tick(poll));
             let d = deltas.get(client).expect("connected");
-            let keys = |sign: &str, rows: &[locus_interest::RowId]| -> Vec<String> {
-                rows.iter()
-                    .map(|&r| match deltas.row(r).key {
-                        Value::U64(k) => format!("{sign}{k}"),
-                        other => panic!("unexpected key {other:?}"),
-                    })
-                    .collect()
-            };
+            let keys = |sign: &str, rows: &[locus_interest::RowId]| unit_keys(&deltas, sign, rows);
             let mut line = keys("+", &d.inserts);
             line.extend(keys("-", &d.deletes));
             seen.push(line.join(" "));
@@ -1446,18 +1436,7 @@ fn a_capped_view_keeps_a_held_row_against_one_hardly_nearer() {
 #[test]
 fn deferred_moves_go_as_patches_and_a_move_cost_fits_more_of_them() {
     let defs = defs();
-    let unit = |id: u64, x: f32, hp: i64| {
-        codec::encode_row(
-            &defs[0].columns,
-            &[
-                Value::U64(id),
-                Value::Vec2(Vec2::new(x, 0.0)),
-                Value::U64(0),
-                Value::I64(hp),
-            ],
-        )
-        .expect("row")
-    };
+    let unit = unit_row;
     for (cost, want) in [
         (
             None,
@@ -1541,19 +1520,7 @@ fn deferred_moves_go_as_patches_and_a_move_cost_fits_more_of_them() {
 /// under the cap alone: cap 2 and three units in range, one row a tick; a roomy cap, all three at once.
 #[test]
 fn the_row_budget_holds_only_clients_in_a_crowd() {
-    let defs = defs();
-    let unit = |id: u64, x: f32| {
-        codec::encode_row(
-            &defs[0].columns,
-            &[
-                Value::U64(id),
-                Value::Vec2(Vec2::new(x, 0.0)),
-                Value::U64(0),
-                Value::I64(1),
-            ],
-        )
-        .expect("row")
-    };
+    let unit = |id: u64, x: f32| unit_row(id, x, 1);
     for (cap, want) in [(2, ["+1", "+2", ""]), (256, ["+1 +2 +3", "", ""])] {
         let config = InterestConfig {
             max_visible: cap,
