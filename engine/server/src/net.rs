@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -90,22 +90,27 @@ pub(crate) struct SessionHandle {
 ///
 /// # Invariants
 ///
-/// - `queued` counts the items handed to the queue and not yet written; the writer task holds the stream (`send`
-///   is `None`) only while it writes one of them, so `queued == 0` implies `send` is `Some` while the writer runs.
-/// - Every decision to write directly or to queue, and every queueing, is made under `send`'s lock, and the writer
-///   takes the stream and gives it back under it: so frames reach the stream in the order they were handed over.
+/// - [`Stream::queued`] counts the items handed to the queue and not yet written; the writer task holds the stream
+///   ([`Stream::send`] is `None`) only while it writes one of them, so `queued == 0` implies `send` is `Some` while
+///   the writer runs.
+/// - Every decision to write directly or to queue, and every queueing, is made under the [`Stream`]'s lock, and the
+///   writer takes the stream and gives it back under it: so frames reach the stream in the order they were handed
+///   over.
 #[derive(Debug, Clone)]
 pub(crate) struct Outlet {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Out>,
 }
 
-/// The stream and the count of queued items, shared by an [`Outlet`] and its writer task (which holds no sender, so
-/// the queue closes when the last [`Outlet`] is dropped).
+/// The stream, shared by an [`Outlet`] and its writer task (which holds no sender, so the queue closes when the
+/// last [`Outlet`] is dropped).
+type Shared = Mutex<Stream>;
+
+/// A connection's send stream and the count of items queued for it (see [`Outlet`]'s invariants).
 #[derive(Debug)]
-struct Shared {
-    send: Mutex<Option<quinn::SendStream>>,
-    queued: AtomicUsize,
+struct Stream {
+    send: Option<quinn::SendStream>,
+    queued: usize,
 }
 
 impl Outlet {
@@ -113,10 +118,10 @@ impl Outlet {
     /// [`writer`].
     fn new(send: quinn::SendStream, capacity: usize) -> (Outlet, Arc<Shared>, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(capacity);
-        let shared = Arc::new(Shared {
-            send: Mutex::new(Some(send)),
-            queued: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Mutex::new(Stream {
+            send: Some(send),
+            queued: 0,
+        }));
         (
             Outlet {
                 shared: shared.clone(),
@@ -130,10 +135,10 @@ impl Outlet {
     /// Hand `out` over. `Err(Full)` if the queue is full (the client does not read), `Err(Closed)` once the writer
     /// has stopped (the connection is done).
     fn push(&self, out: Out) -> Result<(), mpsc::error::TrySendError<Out>> {
-        let mut send = self.shared.send.lock().expect("outlet lock");
-        let out = match (out, send.as_mut()) {
-            (Out::Data(bytes), Some(stream)) if self.shared.queued.load(Ordering::Acquire) == 0 => {
-                match poll_once(stream.write(&bytes)) {
+        let mut stream = self.shared.lock().expect("outlet lock");
+        let out = match (out, stream.queued, stream.send.as_mut()) {
+            (Out::Data(bytes), 0, Some(send)) => {
+                match poll_once(send.write(&bytes)) {
                     Some(Ok(n)) if n == bytes.len() => return Ok(()),
                     // Part of it: the rest is queued (still under the lock, so nothing overtakes it).
                     Some(Ok(n)) => Out::Data(bytes[n..].to_vec()),
@@ -143,12 +148,11 @@ impl Outlet {
                     None => Out::Data(bytes),
                 }
             }
-            (out, _) => out,
+            (out, _, _) => out,
         };
-        self.shared.queued.fetch_add(1, Ordering::AcqRel);
         let sent = self.tx.try_send(out);
-        if sent.is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+        if sent.is_ok() {
+            stream.queued += 1;
         }
         sent
     }
@@ -371,23 +375,21 @@ async fn write_out(send: &mut quinn::SendStream, conn: &quinn::Connection, out: 
 /// Write what an [`Outlet`] queued, in order, until the last outlet is dropped (then finish the stream) or the
 /// connection is done.
 async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Out>, conn: quinn::Connection) {
-    let lock = || shared.send.lock().expect("outlet lock");
+    let lock = || shared.lock().expect("outlet lock");
     while let Some(out) = rx.recv().await {
         // `queued` counts this item, so no one writes directly while the stream is out.
-        let Some(mut send) = lock().take() else {
+        let Some(mut send) = lock().send.take() else {
             return;
         };
         let open = write_out(&mut send, &conn, out).await;
-        let mut slot = lock();
-        if open {
-            *slot = Some(send);
-        }
-        shared.queued.fetch_sub(1, Ordering::AcqRel);
+        let mut stream = lock();
+        stream.queued -= 1;
         if !open {
             return;
         }
+        stream.send = Some(send);
     }
-    if let Some(mut send) = lock().take() {
+    if let Some(mut send) = lock().send.take() {
         let _ = send.finish();
     }
 }

@@ -1452,54 +1452,20 @@ struct PatchBody<'p> {
     has_spatial: bool,
 }
 
-/// Read a version-2 patch of a row of `def`: `None` if it is not one. With its `shape` (the interest stage read
-/// it once for every client) nothing is read but where the pairs start, unless the spatial column is beyond what a
-/// shape tells.
+/// A version-2 patch of a row of `def` as version 3 re-encodes it, from the `shape` the interest stage read once
+/// for every client (`None` without one: no patch).
 fn patch_body<'p>(
     def: &TableDef,
     patch: &'p [u8],
     shape: Option<locus_types::patch::Shape>,
 ) -> Option<PatchBody<'p>> {
-    let spatial_index = def.spatial_column().map(|c| c.index());
-    if let Some(shape) = shape
-        && spatial_index.is_none_or(|c| c < 128)
-    {
-        return Some(PatchBody {
-            pairs: shape.pairs,
-            body: patch.get(shape.body_at as usize..)?,
-            moved_only: spatial_index.is_some_and(|c| shape.sets_only(c)),
-            has_spatial: spatial_index.is_some_and(|c| shape.sets(c)),
-        });
-    }
-    let mut rest = patch;
-    let len = rmp::decode::read_array_len(&mut rest).ok()?;
-    let pairs = len.checked_sub(1)? / 2;
-    let key = def.primary_key.0 as usize;
-    let key_len = codec::value_len(&def.columns[key], rest).ok()?;
-    let body = rest.get(key_len..)?;
-    let spatial = def.spatial_column().map(|c| u64::from(c.0));
-    let (mut has_spatial, mut at) = (false, body);
-    if pairs == 1 {
-        // One column (a walk): no value to skip.
-        let col: u64 = rmp::decode::read_int(&mut at).ok()?;
-        return Some(PatchBody {
-            pairs,
-            body,
-            moved_only: Some(col) == spatial,
-            has_spatial: Some(col) == spatial,
-        });
-    }
-    for _ in 0..pairs {
-        let col: u64 = rmp::decode::read_int(&mut at).ok()?;
-        has_spatial |= Some(col) == spatial;
-        let len = codec::value_len(def.columns.get(usize::try_from(col).ok()?)?, at).ok()?;
-        at = at.get(len..)?;
-    }
+    let shape = shape?;
+    let spatial = def.spatial_column().map(|c| c.index());
     Some(PatchBody {
-        pairs,
-        body,
-        moved_only: false,
-        has_spatial,
+        pairs: shape.pairs,
+        body: patch.get(shape.body_at as usize..)?,
+        moved_only: spatial.is_some_and(|c| shape.sets_only(c)),
+        has_spatial: spatial.is_some_and(|c| shape.sets(c)),
     })
 }
 

@@ -83,22 +83,24 @@ pub struct Shape {
     pub pairs: u32,
     /// Where the pairs start in the patch: after the array header and the key.
     pub body_at: u32,
-    /// Bit `i` set: the patch sets column `i`, for the columns below 128 (of a wider table, read the patch itself
-    /// to learn about the others).
-    pub columns: u128,
+    /// Bit `i % 64` of word `i / 64` set: the patch sets column `i` (a table has at most
+    /// [`MAX_COLUMNS`](crate::MAX_COLUMNS) columns).
+    pub columns: [u64; crate::MAX_COLUMNS / 64],
 }
 
 impl Shape {
-    /// Whether the patch sets column `column` (below 128: `false` for any other).
+    /// Whether the patch sets column `column`.
     #[must_use]
     pub fn sets(&self, column: usize) -> bool {
-        column < 128 && self.columns & (1 << column) != 0
+        self.columns
+            .get(column / 64)
+            .is_some_and(|w| w & (1 << (column % 64)) != 0)
     }
 
-    /// Whether the patch sets column `column` (below 128) and no other.
+    /// Whether the patch sets column `column` and no other.
     #[must_use]
     pub fn sets_only(&self, column: usize) -> bool {
-        column < 128 && self.pairs == 1 && self.columns == 1 << column
+        self.pairs == 1 && self.sets(column)
     }
 }
 
@@ -134,15 +136,16 @@ pub fn make_patch_shaped(
     let mut shape = Shape {
         pairs,
         body_at: out.len() as u32,
-        columns: 0,
+        columns: [0; crate::MAX_COLUMNS / 64],
     };
     for i in 0..columns.len() {
         let value = &new[col(b, i)];
         if old[col(a, i)] != *value {
             rmp::encode::write_uint(out, i as u64).expect("Vec write");
             out.extend_from_slice(value);
-            if i < 128 {
-                shape.columns |= 1 << i;
+            // A valid row has at most MAX_COLUMNS columns (`locate_columns` read them all).
+            if let Some(w) = shape.columns.get_mut(i / 64) {
+                *w |= 1 << (i % 64);
             }
             if out.len() >= new.len() {
                 out.clear();
@@ -350,6 +353,36 @@ mod tests {
         );
         apply_patch(&cols, 0, &old, &out, &mut back).unwrap();
         assert_eq!(back, new);
+    }
+
+    /// In a table of the most columns allowed, a change of the last column alone is named by the shape as that
+    /// column and no other (the shape's words beyond the first are used).
+    #[test]
+    fn the_shape_of_a_wide_table_names_its_last_column() {
+        let mut b = TableDef::builder("wide");
+        for i in 0..crate::MAX_COLUMNS {
+            b = b.column(format!("c{i}"), ColumnType::U32);
+        }
+        let def = b.primary_key("c0").build().expect("valid");
+        let row = |last: u64| {
+            let mut values = vec![Value::U64(1); crate::MAX_COLUMNS];
+            values[crate::MAX_COLUMNS - 1] = Value::U64(last);
+            codec::encode_row(&def.columns, &values).expect("row")
+        };
+        let mut patch = Vec::new();
+        let shape = make_patch_shaped(
+            &def.columns,
+            0,
+            &row(1),
+            &row(2),
+            &mut Scratch::default(),
+            &mut patch,
+        )
+        .expect("a patch");
+        let last = crate::MAX_COLUMNS - 1;
+        assert!(shape.sets(last) && shape.sets_only(last));
+        assert!((0..last).all(|i| !shape.sets(i)));
+        assert!(!shape.sets(crate::MAX_COLUMNS));
     }
 
     #[test]
