@@ -4,7 +4,8 @@
 //! what changed as [`Event`]s. A `Tick` can also be applied straight from its frame's bytes ([`Cache::apply_tick`]
 //! with a [`TickView`]), without a `Vec` per row: the same events and the same rows as applying the decoded
 //! message. [`Client`](crate::Client) feeds it from the network that way; tests and the bevy mirror feed it
-//! synthetic messages.
+//! synthetic messages. Protocol version 4's position datagrams go to [`Cache::apply_datagram`], in the order they
+//! arrived among the stream's messages.
 //!
 //! Terms:
 //! - A table's **key** is its primary-key column's value in the row encoding: the bytes of that column inside a
@@ -23,12 +24,22 @@
 //!   [`Event::Inconsistent`], and the cache still converges to what the server says (an update of an unknown row
 //!   inserts it, an insert of a known row replaces it). A patch that cannot be applied (to a row not in view, or
 //!   not fitting it) leaves the row as it was until the server sends it whole.
+//! - A **place** (protocol version 4: a row's position at a tick, in a datagram) applies exactly as
+//!   `protocol.md` §5 "Applying a place" says: with `S` the latest tick applied from the stream ([`Cache::tick`]),
+//!   a place of tick `t` applies only if `t ≤ S + HANDLE_REST`, its handle names a row that got that handle in a
+//!   tick `≤ t` (`entered`), and the position held is of a tick `< t` (`at`). Every row with a handle keeps `at`:
+//!   its insert sets it to the insert's tick (`entered`), every later stream change of the row raises it to that
+//!   change's tick if higher, and a place applied sets it to the place's. So `at ≥ entered` for as long as the row
+//!   has the handle, and `at < t` implies `entered ≤ t`: `entered` need not be kept. Places that do not apply, of
+//!   unknown tables or handles, and malformed datagrams are dropped silently (datagrams may legally be late, early
+//!   or lost; [`Cache::datagram_stats`] counts them), never [`Event::Inconsistent`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 pub use locus_protocol::Welcome;
-use locus_protocol::compact::{Handles, Move, Moves};
+use locus_protocol::compact::{Handles, Move, Moves, dequantize};
+use locus_protocol::places::{Datagram, HANDLE_REST, Place};
 use locus_protocol::{
     AdminReply, CallOutcome, ErrorCode, ServerMessage, TableDelta, TickView, WireRow, WireTable,
 };
@@ -240,28 +251,106 @@ pub enum ReadError {
     Key(#[from] rmp_serde::encode::Error),
 }
 
+/// What became of the position datagrams (protocol version 4) given to a cache since it was made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DatagramStats {
+    /// Datagrams given ([`Cache::apply_datagram`]).
+    pub datagrams: u64,
+    /// Of those, malformed ones: nothing in them was applied.
+    pub malformed: u64,
+    /// Places that moved a row (or found it already there).
+    pub applied: u64,
+    /// Places dropped: too far ahead of the stream, not newer than the position held, of a row that got its
+    /// handle after the place's tick, or naming no row of a table with a spatial column.
+    pub dropped: u64,
+}
+
+/// A row named by a handle (protocol version 3), with the ticks version 4's rule for places reads (see the
+/// [module docs](self)).
+#[derive(Clone, Debug)]
+struct Held {
+    key: Key,
+    /// The tick of the position held: the latest of its stream changes' ticks (from the insert that gave it this
+    /// handle on) and the places applied to it.
+    at: u64,
+}
+
+/// How far past the rows in view a handle may go before it is taken for an error rather than a reason to
+/// allocate: handles are the smallest free ones, but in version 4 a freed one rests [`HANDLE_REST`] ticks first,
+/// so a view whose rows come and go holds a handle per row that left in that time on top of its rows.
+const HANDLE_SLACK: usize = 1 << 16;
+
 #[derive(Debug)]
 struct TableView {
     name: Arc<str>,
     def: TableDef,
     rows: BTreeMap<Key, Row>,
-    /// Protocol version 3: the key of the row each handle names (by handle).
-    handles: Vec<Option<Key>>,
+    /// Protocol version 3: the row each handle names (by handle).
+    handles: Vec<Option<Held>>,
+    /// The handle of each row that has one: the inverse of `handles`.
+    handle_of: HashMap<Key, u32>,
 }
 
 impl TableView {
+    fn new(name: Arc<str>, def: TableDef) -> TableView {
+        TableView {
+            name,
+            def,
+            rows: BTreeMap::new(),
+            handles: Vec::new(),
+            handle_of: HashMap::new(),
+        }
+    }
+
     /// The key of the row `handle` names.
     fn by_handle(&self, handle: u32) -> Result<&Key, ApplyError> {
         self.handles
             .get(handle as usize)
             .and_then(Option::as_ref)
+            .map(|held| &held.key)
             .ok_or(ApplyError::UnknownHandle { handle })
     }
 
     /// Free the handle of the row with `key`, if it has one.
     fn forget_handle(&mut self, key: &[u8]) {
-        if let Some(h) = self.handles.iter_mut().find(|h| h.as_deref() == Some(key)) {
-            *h = None;
+        if let Some(h) = self.handle_of.remove(key) {
+            self.handles[h as usize] = None;
+        }
+    }
+
+    /// Free every handle.
+    fn forget_handles(&mut self) {
+        self.handles.clear();
+        self.handle_of.clear();
+    }
+
+    /// Give `handle` to the row with `key` in the `Tick` of `tick` (its position is of that tick); the handle it
+    /// had, and the row the handle named, lose theirs. A handle far above the rows in view is an error, not a
+    /// reason to allocate (the row is then left without one).
+    fn give_handle(&mut self, handle: u32, key: Key, tick: u64) -> Result<(), ApplyError> {
+        self.forget_handle(&key);
+        let h = handle as usize;
+        if h > self.rows.len() + HANDLE_SLACK {
+            return Err(ApplyError::UnknownHandle { handle });
+        }
+        if self.handles.len() <= h {
+            self.handles.resize(h + 1, None);
+        }
+        if let Some(other) = self.handles[h].take() {
+            self.handle_of.remove(&other.key);
+        }
+        self.handle_of.insert(key.clone(), handle);
+        self.handles[h] = Some(Held { key, at: tick });
+        Ok(())
+    }
+
+    /// The row with `key` changed on the stream in the `Tick` of `tick`: the position held is at least of that
+    /// tick.
+    fn touch(&mut self, key: &[u8], tick: u64) {
+        if let Some(&h) = self.handle_of.get(key)
+            && let Some(held) = &mut self.handles[h as usize]
+        {
+            held.at = held.at.max(tick);
         }
     }
 
@@ -280,11 +369,22 @@ impl TableView {
 
     /// The row `m` makes of the row its handle names: its key, the old row and the new one.
     fn moved(&self, m: &Move, offsets: &mut Vec<u32>) -> Result<(Key, Row, Row), ApplyError> {
-        let key = self.by_handle(m.handle)?;
+        self.repositioned(m.handle, offsets, |held| m.apply(held))
+    }
+
+    /// The row that moving the row `handle` names to `to(its position)` makes: its key, the old row and the new
+    /// one, the new `f32`s written in place of the old ones in the spatial column.
+    fn repositioned(
+        &self,
+        handle: u32,
+        offsets: &mut Vec<u32>,
+        to: impl FnOnce([f32; 2]) -> Option<[f32; 2]>,
+    ) -> Result<(Key, Row, Row), ApplyError> {
+        let key = self.by_handle(handle)?;
         let old = self
             .rows
             .get(key)
-            .ok_or(ApplyError::UnknownHandle { handle: m.handle })?;
+            .ok_or(ApplyError::UnknownHandle { handle })?;
         let col = self
             .def
             .spatial_column()
@@ -294,12 +394,42 @@ impl TableView {
             .map_err(ApplyError::BadRow)?;
         let at = offsets[col] as usize..offsets[col + 1] as usize;
         let held = codec::read_vec2(&old[at.clone()]).ok_or(ApplyError::BadMove)?;
-        let [x, y] = m.apply([held.x, held.y]).ok_or(ApplyError::BadMove)?;
+        let [x, y] = to([held.x, held.y]).ok_or(ApplyError::BadMove)?;
         let mut new = old.to_vec();
         // `[fixarray(2), ca x, ca y]`: the floats' bytes in place.
         new[at.start + 2..at.start + 6].copy_from_slice(&x.to_be_bytes());
         new[at.start + 7..at.start + 11].copy_from_slice(&y.to_be_bytes());
         Ok((key.clone(), old.clone(), new.into()))
+    }
+
+    /// Apply `place` of tick `t` if the rule of the [module docs](self) lets it (`S` is `stream`): the row's key,
+    /// the old row and the new one, or `None` if it was dropped. A place that finds the row already there changes
+    /// only `at` and gives no rows.
+    fn place(
+        &mut self,
+        place: Place,
+        t: u64,
+        stream: u64,
+        offsets: &mut Vec<u32>,
+    ) -> Option<Option<(Key, Row, Row)>> {
+        let h = place.handle as usize;
+        let held = self.handles.get(h)?.as_ref()?;
+        // `held.at ≥ entered` (module docs): `at < t` covers `entered ≤ t`.
+        if t > stream.saturating_add(HANDLE_REST) || held.at >= t {
+            return None;
+        }
+        let to = [dequantize(place.q[0]), dequantize(place.q[1])];
+        let (key, old, new) = self
+            .repositioned(place.handle, offsets, |_| Some(to))
+            .ok()?;
+        if let Some(held) = &mut self.handles[h] {
+            held.at = t;
+        }
+        if new == old {
+            return Some(None);
+        }
+        self.rows.insert(key.clone(), new.clone());
+        Some(Some((key, old, new)))
     }
 
     /// Write to `out` the row `patch` makes of the row it names.
@@ -324,6 +454,7 @@ pub struct Cache {
     by_name: HashMap<Arc<str>, TableId>,
     /// Scratch for [`codec::validate_row`].
     offsets: Vec<u32>,
+    datagrams: DatagramStats,
 }
 
 impl Cache {
@@ -381,6 +512,7 @@ impl Cache {
                     });
                     self.apply_delta(
                         *table,
+                        *tick,
                         [
                             wire_rows(deletes),
                             wire_rows(updates),
@@ -425,6 +557,7 @@ impl Cache {
             let compact = delta.is_compact().then(|| (delta.handles(), delta.moves()));
             self.apply_delta(
                 delta.table(),
+                tick.tick(),
                 [
                     delta.deletes(),
                     delta.updates(),
@@ -435,6 +568,61 @@ impl Cache {
                 events,
             );
         }
+    }
+
+    /// Apply a position datagram (protocol version 4, [`locus_protocol::places`]): each place the rule of the
+    /// [module docs](self) lets through moves its row, as a version-3 move does, with an [`Event::Updated`]; the
+    /// rest are dropped silently. A malformed datagram changes nothing. Returns what it changed.
+    pub fn apply_datagram(&mut self, bytes: &[u8]) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.apply_datagram_into(bytes, &mut events);
+        events
+    }
+
+    /// [`Cache::apply_datagram`], appending what it changed to `events`.
+    pub fn apply_datagram_into(&mut self, bytes: &[u8], events: &mut Vec<Event>) {
+        match Datagram::parse(bytes) {
+            Ok(datagram) => self.apply_places_into(&datagram, events),
+            Err(e) => {
+                self.datagrams.datagrams += 1;
+                self.datagrams.malformed += 1;
+                tracing::debug!("dropped a position datagram: {e}");
+            }
+        }
+    }
+
+    /// [`Cache::apply_datagram`] of a datagram already parsed.
+    pub fn apply_places_into(&mut self, datagram: &Datagram<'_>, events: &mut Vec<Event>) {
+        self.datagrams.datagrams += 1;
+        for (table, places) in datagram.sections() {
+            let Some(view) = self.tables.get_mut(&table) else {
+                self.datagrams.dropped += places.count() as u64;
+                continue;
+            };
+            for place in places {
+                match view.place(place, datagram.tick, self.tick, &mut self.offsets) {
+                    Some(moved) => {
+                        self.datagrams.applied += 1;
+                        if let Some((key, old, new)) = moved {
+                            events.push(Event::Updated {
+                                table,
+                                name: view.name.clone(),
+                                key,
+                                old,
+                                new,
+                            });
+                        }
+                    }
+                    None => self.datagrams.dropped += 1,
+                }
+            }
+        }
+    }
+
+    /// What became of the position datagrams given to this cache since it was made.
+    #[must_use]
+    pub fn datagram_stats(&self) -> DatagramStats {
+        self.datagrams
     }
 
     /// Note a `Tick`'s number and time (ticks arrive in order; a tick split over frames repeats its number).
@@ -460,15 +648,7 @@ impl Cache {
         for WireTable { id, def } in &welcome.tables {
             let name: Arc<str> = def.name.as_str().into();
             self.by_name.insert(name.clone(), *id);
-            self.tables.insert(
-                *id,
-                TableView {
-                    name,
-                    def: def.clone(),
-                    rows: BTreeMap::new(),
-                    handles: Vec::new(),
-                },
-            );
+            self.tables.insert(*id, TableView::new(name, def.clone()));
         }
         self.identity = Some(welcome.identity);
         self.tick = welcome.tick;
@@ -485,7 +665,7 @@ impl Cache {
         ids.sort_unstable();
         for id in ids {
             let view = self.tables.get_mut(&id).expect("listed above");
-            view.handles.clear();
+            view.forget_handles();
             for (key, old) in std::mem::take(&mut view.rows) {
                 events.push(Event::Deleted {
                     table: id,
@@ -500,10 +680,11 @@ impl Cache {
 
     /// Apply one table's changes, given as the bytes of each row, key and patch (from a [`TableDelta`] or a
     /// [`locus_protocol::TableDeltaView`]) — deletes, updates, patches, inserts — and, for a version-3 delta, its
-    /// handles and moves: deletes, then updates, then patches, then moves, then inserts.
+    /// handles and moves: deletes, then updates, then patches, then moves, then inserts. `tick` is the `Tick`'s.
     fn apply_delta<'r, I: Iterator<Item = &'r [u8]>>(
         &mut self,
         table: TableId,
+        tick: u64,
         [deletes, updates, patches, inserts]: [I; 4],
         compact: Option<(Handles<'r>, Moves<'r>)>,
         events: &mut Vec<Event>,
@@ -547,6 +728,7 @@ impl Cache {
                     match view.moved(&m, &mut self.offsets) {
                         Ok((key, old, new)) => {
                             view.rows.insert(key.clone(), new.clone());
+                            view.touch(&key, tick);
                             events.push(Event::Updated {
                                 table,
                                 name: view.name.clone(),
@@ -634,27 +816,18 @@ impl Cache {
                         });
                     }
                 }
-                if let Some(handle) = handle {
-                    let key = view
-                        .rows
-                        .get_key_value(key)
-                        .map(|(k, _)| k.clone())
-                        .expect("just stored");
-                    view.forget_handle(&key);
-                    let h = handle as usize;
-                    // Handles are the smallest free ones, so below the rows in view: a huge one is an error, not
-                    // a reason to allocate.
-                    if h > view.rows.len() + 1024 {
-                        events.push(Event::Inconsistent {
-                            table,
-                            error: ApplyError::UnknownHandle { handle },
-                        });
-                        continue;
+                match handle {
+                    Some(handle) => {
+                        let key = view
+                            .rows
+                            .get_key_value(key)
+                            .map(|(k, _)| k.clone())
+                            .expect("just stored");
+                        if let Err(error) = view.give_handle(handle, key, tick) {
+                            events.push(Event::Inconsistent { table, error });
+                        }
                     }
-                    if view.handles.len() <= h {
-                        view.handles.resize(h + 1, None);
-                    }
-                    view.handles[h] = Some(key);
+                    None => view.touch(key, tick),
                 }
             }
         }
@@ -1215,6 +1388,431 @@ pub(crate) mod tests {
         );
         assert_eq!(cache.len("player"), 0);
         assert_eq!(cache.tick(), 100);
+    }
+
+    /// The spatial test table `mob` (pk `id`, spatial `pos`).
+    const MOB: TableId = TableId(4);
+
+    /// A version-4 `Welcome` at tick 100 with `player` (no spatial column) and `mob`.
+    fn welcome_v4() -> ServerMessage {
+        let ServerMessage::Welcome(mut w) = welcome() else {
+            unreachable!()
+        };
+        let mob = TableDef::builder("mob")
+            .column("id", ColumnType::U64)
+            .column("pos", ColumnType::Vec2)
+            .column("hp", ColumnType::I32)
+            .primary_key("id")
+            .index("pos", locus_types::IndexKind::Spatial)
+            .build()
+            .unwrap();
+        w.version = 4;
+        w.tables.push(WireTable { id: MOB, def: mob });
+        ServerMessage::Welcome(w)
+    }
+
+    fn mob(id: u64, pos: [f32; 2], hp: i32) -> WireRow {
+        WireRow(rmp_serde::to_vec(&(id, pos, hp)).unwrap())
+    }
+
+    /// A version-3/4 `Tick` of one table's delta.
+    fn v3_tick(tick: u64, delta: TableDelta) -> ServerMessage {
+        ServerMessage::Tick {
+            tick,
+            time: tick * 50_000,
+            tables: vec![delta],
+        }
+    }
+
+    /// An empty version-3/4 delta of `table` (no handles, no moves).
+    fn v3(table: TableId) -> TableDelta {
+        TableDelta {
+            table,
+            inserts: vec![],
+            updates: vec![],
+            deletes: vec![],
+            patches: vec![],
+            handles: Some(WireRow(vec![])),
+            moves: Some(WireRow(vec![])),
+        }
+    }
+
+    /// A `Tick` in which mobs enter the view, with the given handles.
+    fn mobs_enter(tick: u64, mobs: Vec<WireRow>, handles: &[u8]) -> ServerMessage {
+        v3_tick(
+            tick,
+            TableDelta {
+                inserts: mobs,
+                handles: Some(WireRow(handles.to_vec())),
+                ..v3(MOB)
+            },
+        )
+    }
+
+    /// One position datagram of `tick` holding `places` (table, handle, centimetres).
+    fn datagram(tick: u64, places: &[(TableId, u32, [i32; 2])]) -> Vec<u8> {
+        let mut w = locus_protocol::places::PlacesWriter::default();
+        for &(table, handle, q) in places {
+            w.push(table, handle, q);
+        }
+        let mut out = Vec::new();
+        w.write(tick, tick * 50_000, &mut out);
+        assert_eq!(out.len(), 1);
+        out.pop().unwrap()
+    }
+
+    /// Mob `id`'s position and hp as held.
+    fn mob_at(cache: &Cache, id: u64) -> Option<([f32; 2], i32)> {
+        cache
+            .get::<(u64, [f32; 2], i32), _>("mob", &id)
+            .unwrap()
+            .map(|(_, pos, hp)| (pos, hp))
+    }
+
+    /// A cache at tick 101 holding mob 1 at (10, 20) with hp 5, handle 0 (entered at tick 101).
+    fn one_mob() -> Cache {
+        let mut cache = Cache::new();
+        cache.apply(&welcome_v4());
+        cache.apply(&mobs_enter(101, vec![mob(1, [10.0, 20.0], 5)], &[0]));
+        cache
+    }
+
+    /// Version 4: a place moves its row to the place's centimetres, written in place as a move writes them, with
+    /// the event a move gives.
+    #[test]
+    fn a_place_moves_its_row_like_a_move() {
+        let mut cache = one_mob();
+        let events = cache.apply_datagram(&datagram(102, &[(MOB, 0, [1050, -2025])]));
+        assert_eq!(
+            events,
+            [Event::Updated {
+                table: MOB,
+                name: "mob".into(),
+                key: Cache::key(&1u64).unwrap().into(),
+                old: mob(1, [10.0, 20.0], 5).0.into(),
+                new: mob(1, [10.5, -20.25], 5).0.into(),
+            }]
+        );
+        assert_eq!(mob_at(&cache, 1), Some(([10.5, -20.25], 5)));
+        // The same as a version-3 move by (+50, -4025) cm.
+        let mut moved = one_mob();
+        let mut m = Vec::new();
+        Move {
+            handle: 0,
+            dx: 50,
+            dy: -4025,
+        }
+        .put(&mut m);
+        moved.apply(&v3_tick(
+            102,
+            TableDelta {
+                moves: Some(WireRow(m)),
+                ..v3(MOB)
+            },
+        ));
+        assert_eq!(
+            moved.get_raw("mob", &key_bytes(1)),
+            cache.get_raw("mob", &key_bytes(1))
+        );
+        assert_eq!(
+            cache.datagram_stats(),
+            DatagramStats {
+                datagrams: 1,
+                applied: 1,
+                ..DatagramStats::default()
+            }
+        );
+        // A place at the position held changes nothing to see.
+        assert!(
+            cache
+                .apply_datagram(&datagram(103, &[(MOB, 0, [1050, -2025])]))
+                .is_empty()
+        );
+        assert_eq!(cache.datagram_stats().applied, 2);
+    }
+
+    /// Places arrive in any order: one not newer than the position held (a late or repeated datagram) is dropped.
+    #[test]
+    fn a_place_not_newer_than_the_position_held_is_dropped() {
+        let mut cache = one_mob();
+        cache.apply_datagram(&datagram(104, &[(MOB, 0, [400, 400])]));
+        for late in [103, 104, 101, 0] {
+            let events = cache.apply_datagram(&datagram(late, &[(MOB, 0, [300, 300])]));
+            assert!(events.is_empty(), "tick {late}: {events:?}");
+            assert_eq!(mob_at(&cache, 1), Some(([4.0, 4.0], 5)));
+        }
+        assert_eq!(cache.datagram_stats().dropped, 4);
+        cache.apply_datagram(&datagram(105, &[(MOB, 0, [500, 500])]));
+        assert_eq!(mob_at(&cache, 1), Some(([5.0, 5.0], 5)));
+    }
+
+    /// A handle freed and given to another row: a place of a tick before the new row got it (meant for the row
+    /// that left) is dropped, and so is one while the handle names no row.
+    #[test]
+    fn a_place_of_a_tick_before_its_row_got_the_handle_is_dropped() {
+        let mut cache = one_mob();
+        cache.apply(&v3_tick(
+            102,
+            TableDelta {
+                deletes: vec![key(1)],
+                ..v3(MOB)
+            },
+        ));
+        let events = cache.apply_datagram(&datagram(103, &[(MOB, 0, [300, 300])]));
+        assert!(events.is_empty());
+        // Tick 110: mob 2 gets handle 0, entered 110.
+        cache.apply(&mobs_enter(110, vec![mob(2, [1.0, 1.0], 9)], &[0]));
+        for before in [105, 109] {
+            let events = cache.apply_datagram(&datagram(before, &[(MOB, 0, [700, 700])]));
+            assert!(events.is_empty(), "tick {before}: {events:?}");
+        }
+        // Of tick 110 itself: its insert is the position of 110 already.
+        assert!(
+            cache
+                .apply_datagram(&datagram(110, &[(MOB, 0, [700, 700])]))
+                .is_empty()
+        );
+        assert_eq!(mob_at(&cache, 2), Some(([1.0, 1.0], 9)));
+        assert_eq!(mob_at(&cache, 1), None);
+        let events = cache.apply_datagram(&datagram(111, &[(MOB, 0, [700, 700])]));
+        assert_eq!(events.len(), 1);
+        assert_eq!(mob_at(&cache, 2), Some(([7.0, 7.0], 9)));
+        assert_eq!(cache.datagram_stats().dropped, 4);
+    }
+
+    /// A place more than `HANDLE_REST` ticks ahead of the stream is dropped: its handle may be another row's by
+    /// then.
+    #[test]
+    fn a_place_too_far_ahead_of_the_stream_is_dropped() {
+        let mut cache = one_mob();
+        assert_eq!(cache.tick(), 101);
+        assert_eq!(place0(&mut cache, 101 + HANDLE_REST + 1, [900, 900]), 0);
+        assert_eq!(mob_at(&cache, 1), Some(([10.0, 20.0], 5)));
+        assert_eq!(place0(&mut cache, 101 + HANDLE_REST, [900, 900]), 1);
+        assert_eq!(mob_at(&cache, 1), Some(([9.0, 9.0], 5)));
+    }
+
+    /// How many rows a datagram of tick `t` placing handle 0 of `mob` at `q` changed.
+    fn place0(cache: &mut Cache, t: u64, q: [i32; 2]) -> usize {
+        cache.apply_datagram(&datagram(t, &[(MOB, 0, q)])).len()
+    }
+
+    /// Apply `message` decoded ([`Cache::apply`]) or, if `framed`, read in place from its frame as the client
+    /// does ([`Cache::apply_tick`]).
+    fn stream(cache: &mut Cache, message: &ServerMessage, framed: bool) -> Vec<Event> {
+        if !framed {
+            return cache.apply(message);
+        }
+        let mut frame = Vec::new();
+        locus_protocol::encode_frame(message, &mut frame);
+        let tick = TickView::parse(&frame[locus_protocol::FRAME_PREFIX..])
+            .unwrap()
+            .unwrap();
+        cache.apply_tick(&tick)
+    }
+
+    /// Stream changes always apply and raise the tick of the position held to theirs, never lower it: an update of
+    /// an older tick than a place applied keeps the place's tick; a patch, a move or an update of a newer tick
+    /// raises it. The same whether a `Tick` is applied decoded or in place.
+    #[test]
+    fn stream_changes_after_a_place_keep_the_later_tick() {
+        for framed in [false, true] {
+            let mut cache = Cache::new();
+            cache.apply(&welcome_v4());
+            let enter = mobs_enter(101, vec![mob(1, [10.0, 20.0], 5)], &[0]);
+            stream(&mut cache, &enter, framed);
+            // The place of tick 105 arrives before the stream's ticks 102..=105.
+            assert_eq!(place0(&mut cache, 105, [500, 500]), 1);
+            let update = TableDelta {
+                updates: vec![mob(1, [3.0, 3.0], 4)],
+                ..v3(MOB)
+            };
+            let events = stream(&mut cache, &v3_tick(103, update), framed);
+            assert_eq!(events.len(), 1, "the stream always applies");
+            assert_eq!(mob_at(&cache, 1), Some(([3.0, 3.0], 4)));
+            // The position held is still of 105: places of 104 and 105 are dropped, 106 applies.
+            assert_eq!(place0(&mut cache, 104, [400, 400]), 0);
+            assert_eq!(place0(&mut cache, 105, [400, 400]), 0);
+            assert_eq!(place0(&mut cache, 106, [600, 600]), 1);
+            assert_eq!(mob_at(&cache, 1), Some(([6.0, 6.0], 4)));
+            // A patch of tick 107 (handle 0, column 2 `hp` = 2) raises it to 107.
+            let patch = TableDelta {
+                patches: vec![WireRow(vec![0x93, 0x00, 0x02, 0x02])],
+                ..v3(MOB)
+            };
+            stream(&mut cache, &v3_tick(107, patch), framed);
+            assert_eq!(mob_at(&cache, 1), Some(([6.0, 6.0], 2)));
+            assert_eq!(place0(&mut cache, 107, [700, 700]), 0);
+            // A move of tick 109 raises it to 109.
+            let mut m = Vec::new();
+            Move {
+                handle: 0,
+                dx: 100,
+                dy: 0,
+            }
+            .put(&mut m);
+            let moves = TableDelta {
+                moves: Some(WireRow(m)),
+                ..v3(MOB)
+            };
+            stream(&mut cache, &v3_tick(109, moves), framed);
+            assert_eq!(mob_at(&cache, 1), Some(([7.0, 6.0], 2)));
+            assert_eq!(place0(&mut cache, 109, [900, 900]), 0);
+            // An update of tick 112 raises it to 112.
+            let update = TableDelta {
+                updates: vec![mob(1, [1.0, 1.0], 2)],
+                ..v3(MOB)
+            };
+            stream(&mut cache, &v3_tick(112, update), framed);
+            assert_eq!(place0(&mut cache, 111, [900, 900]), 0);
+            assert_eq!(place0(&mut cache, 112, [900, 900]), 0);
+            assert_eq!(mob_at(&cache, 1), Some(([1.0, 1.0], 2)));
+            assert_eq!(place0(&mut cache, 113, [900, 900]), 1);
+            assert_eq!(
+                cache.datagram_stats(),
+                DatagramStats {
+                    datagrams: 9,
+                    malformed: 0,
+                    applied: 3,
+                    dropped: 6
+                }
+            );
+        }
+    }
+
+    /// A datagram that does not read to its end exactly changes nothing, not even its well-formed first section.
+    #[test]
+    fn a_malformed_datagram_changes_nothing() {
+        let mut cache = one_mob();
+        cache.apply(&mobs_enter(102, vec![mob(2, [2.0, 2.0], 1)], &[1]));
+        let good = datagram(103, &[(MOB, 0, [300, 300]), (MOB, 1, [400, 400])]);
+        let before = contents_of(&cache);
+        let mut longer = good.clone();
+        longer.push(0x05);
+        let mut other_tag = good.clone();
+        other_tag[0] = 2;
+        for bad in [
+            &good[..good.len() - 1],
+            &longer[..],
+            &other_tag[..],
+            &[][..],
+        ] {
+            assert!(cache.apply_datagram(bad).is_empty(), "{bad:?}");
+            assert_eq!(contents_of(&cache), before);
+        }
+        assert_eq!(
+            cache.datagram_stats(),
+            DatagramStats {
+                datagrams: 4,
+                malformed: 4,
+                ..DatagramStats::default()
+            }
+        );
+        assert_eq!(cache.apply_datagram(&good).len(), 2);
+    }
+
+    /// Places of a table not in the schema, of a handle naming no row, or of a table without a spatial column are
+    /// dropped without an event: datagrams may legally be late.
+    #[test]
+    fn places_that_name_nothing_to_move_are_dropped_silently() {
+        let mut cache = one_mob();
+        cache.apply(&v3_tick(
+            102,
+            TableDelta {
+                inserts: vec![player(1, "ann", 1)],
+                handles: Some(WireRow(vec![0])),
+                ..v3(PLAYER)
+            },
+        ));
+        let events = cache.apply_datagram(&datagram(
+            103,
+            &[
+                (TableId(99), 0, [1, 1]),
+                (MOB, 7, [1, 1]),
+                (PLAYER, 0, [1, 1]),
+            ],
+        ));
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(names(&cache), [(1, "ann".into(), 1)]);
+        assert_eq!(mob_at(&cache, 1), Some(([10.0, 20.0], 5)));
+        assert_eq!(cache.datagram_stats().dropped, 3);
+        // Before any Welcome, every place is of an unknown table.
+        let mut fresh = Cache::new();
+        assert!(
+            fresh
+                .apply_datagram(&datagram(1, &[(MOB, 0, [1, 1])]))
+                .is_empty()
+        );
+    }
+
+    /// A new `Welcome` (and [`Cache::clear`]) forgets every handle and its tick: a place for an old handle does not
+    /// move a row that comes back without one.
+    #[test]
+    fn a_new_welcome_forgets_handles_and_their_ticks() {
+        let without_handles = ServerMessage::Tick {
+            tick: 102,
+            time: 0,
+            tables: vec![TableDelta {
+                table: MOB,
+                inserts: vec![mob(1, [10.0, 20.0], 5)],
+                updates: vec![],
+                deletes: vec![],
+                patches: vec![],
+                handles: None,
+                moves: None,
+            }],
+        };
+        for forget in [
+            (|c: &mut Cache| drop(c.apply(&welcome_v4()))) as fn(&mut Cache),
+            |c| drop(c.clear()),
+        ] {
+            let mut cache = one_mob();
+            forget(&mut cache);
+            assert_eq!(cache.len("mob"), 0);
+            cache.apply(&without_handles);
+            assert!(
+                cache
+                    .apply_datagram(&datagram(103, &[(MOB, 0, [1, 1])]))
+                    .is_empty()
+            );
+            assert_eq!(mob_at(&cache, 1), Some(([10.0, 20.0], 5)));
+        }
+    }
+
+    /// In version 4 freed handles rest before they are given again, so handles run well past the rows in view: a
+    /// handle thousands above them is still a handle; only an absurd one is an error.
+    #[test]
+    fn resting_handles_above_the_rows_in_view_are_accepted() {
+        let mut cache = Cache::new();
+        cache.apply(&welcome_v4());
+        let mut handle = Vec::new();
+        locus_protocol::compact::put_uvarint(&mut handle, 5_000);
+        let events = cache.apply(&mobs_enter(101, vec![mob(1, [0.0, 0.0], 1)], &handle));
+        assert!(matches!(events[..], [Event::Inserted { .. }]), "{events:?}");
+        assert_eq!(
+            cache
+                .apply_datagram(&datagram(102, &[(MOB, 5_000, [100, 100])]))
+                .len(),
+            1
+        );
+        handle.clear();
+        locus_protocol::compact::put_uvarint(&mut handle, 1 << 24);
+        let events = cache.apply(&mobs_enter(103, vec![mob(2, [0.0, 0.0], 1)], &handle));
+        assert_eq!(
+            events[1],
+            Event::Inconsistent {
+                table: MOB,
+                error: ApplyError::UnknownHandle { handle: 1 << 24 }
+            }
+        );
+    }
+
+    /// Every mob row (key, row) a cache holds.
+    fn contents_of(cache: &Cache) -> Vec<(Vec<u8>, Vec<u8>)> {
+        cache
+            .iter_raw("mob")
+            .map(|(k, r)| (k.to_vec(), r.to_vec()))
+            .collect()
     }
 
     /// What a cache holds: its tick, tick time and every player row (key, row).

@@ -1,9 +1,10 @@
 //! The blocking client: a [`Connection`] run by a background thread, a [`Cache`] and row callbacks, for games and
 //! tools that are not async.
 //!
-//! The background thread owns a current-thread tokio runtime and the connection; it forwards server messages to
-//! the client. Nothing happens to the cache or callbacks until the owner calls [`Client::poll`] (typically once
-//! per frame), which never blocks. Requests are queued without blocking too.
+//! The background thread owns a current-thread tokio runtime and the connection; it forwards server messages (and
+//! protocol version 4's position datagrams, in the order they arrived) to the client. Nothing happens to the cache
+//! or callbacks until the owner calls [`Client::poll`] (typically once per frame), which never blocks. Requests are
+//! queued without blocking too.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU32;
@@ -28,6 +29,8 @@ enum Incoming {
     Message(ServerMessage),
     /// A `Tick` frame's payload, checked by the network thread: applied in place ([`Cache::apply_tick`]).
     Tick(Vec<u8>),
+    /// A QUIC datagram: protocol version 4's positions ([`Cache::apply_datagram`]).
+    Datagram(Vec<u8>),
     /// The connection ended; why, for people.
     Ended(String),
 }
@@ -140,6 +143,11 @@ async fn run(mut conn: Connection, inbox: mpsc::Sender<Incoming>, mut stop: ones
             received = conn.next_received() => match received {
                 Ok(Received::Tick(payload)) => {
                     if inbox.send(Incoming::Tick(payload)).is_err() {
+                        break;
+                    }
+                }
+                Ok(Received::Datagram(bytes)) => {
+                    if inbox.send(Incoming::Datagram(bytes)).is_err() {
                         break;
                     }
                 }
@@ -361,6 +369,9 @@ impl Client {
                         // The network thread checked it: not reached.
                         Ok(None) | Err(_) => warn!("skipped a Tick frame that no longer reads"),
                     },
+                    Ok(Incoming::Datagram(bytes)) => {
+                        self.cache.apply_datagram_into(&bytes, &mut events);
+                    }
                     Ok(Incoming::Ended(reason)) => {
                         link.ended = true;
                         events.push(Event::Disconnected { reason });

@@ -36,6 +36,10 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 /// A connection with no packet for this long is dead (the server uses the same).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Bytes of QUIC datagrams received but not yet read that a connection keeps (older ones are dropped beyond):
+/// quinn's default, about a thousand full position datagrams (`protocol.md` §5, "Version 4").
+const DATAGRAM_RECEIVE_BUFFER: usize = 1_250_000;
+
 /// QUIC close code of a protocol violation (`engine/docs/protocol.md` §6).
 const CLOSE_PROTOCOL_VIOLATION: u32 = 2;
 
@@ -357,6 +361,17 @@ pub(crate) enum Received {
     Tick(Vec<u8>),
     /// Any other message, decoded.
     Message(ServerMessage),
+    /// A QUIC datagram (protocol version 4: positions, [`crate::Cache::apply_datagram`]), unchecked.
+    Datagram(Vec<u8>),
+}
+
+/// What [`Connection::next_incoming`] returns.
+#[derive(Debug)]
+pub enum Incoming {
+    /// A message from the stream.
+    Message(ServerMessage),
+    /// A QUIC datagram, unchecked: protocol version 4's positions ([`crate::Cache::apply_datagram`]).
+    Datagram(Vec<u8>),
 }
 
 impl Inbound {
@@ -550,6 +565,9 @@ impl Connection {
     /// The next message from the server. Cancel-safe (e.g. in `tokio::select!`): a partly received frame stays
     /// buffered for the next call.
     ///
+    /// Only the stream is read: the positions a version-4 session gets in QUIC datagrams are not returned (the
+    /// blocking [`Client`](crate::Client) applies them to its cache; [`Connection::next_incoming`] returns both).
+    ///
     /// # Errors
     ///
     /// [`ReceiveError`] once the connection has ended; every later call fails too.
@@ -559,10 +577,32 @@ impl Connection {
         result
     }
 
+    /// The next message from the server's stream or the next QUIC datagram, whichever comes first (the stream when
+    /// both are ready). A version-4 session is sent walking rows' positions in datagrams: give each to
+    /// [`crate::Cache::apply_datagram`] beside the messages to [`crate::Cache::apply`]. Cancel-safe.
+    ///
+    /// # Errors
+    ///
+    /// [`ReceiveError`] once the connection has ended; every later call fails too.
+    pub async fn next_incoming(&mut self) -> Result<Incoming, ReceiveError> {
+        let result = tokio::select! {
+            biased;
+            result = self.inbound.next() => result.map(Incoming::Message),
+            datagram = self.conn.read_datagram() => Ok(Incoming::Datagram(datagram?.to_vec())),
+        };
+        self.close_on_bad_frame(&result);
+        result
+    }
+
     /// [`Connection::next_message`], but a `Tick` stays in its frame's bytes (checked) for
-    /// [`crate::Cache::apply_tick`].
+    /// [`crate::Cache::apply_tick`], and QUIC datagrams (protocol version 4's positions) come too, in the order
+    /// they arrived among the stream's messages (the stream first when both are ready). Cancel-safe.
     pub(crate) async fn next_received(&mut self) -> Result<Received, ReceiveError> {
-        let result = self.inbound.next_received().await;
+        let result = tokio::select! {
+            biased;
+            result = self.inbound.next_received() => result,
+            datagram = self.conn.read_datagram() => Ok(Received::Datagram(datagram?.to_vec())),
+        };
         self.close_on_bad_frame(&result);
         result
     }
@@ -585,8 +625,9 @@ impl Connection {
 
 /// The QUIC client configuration a Locus client uses: TLS 1.3 with ALPN [`ALPN`], accepting exactly the server
 /// certificate whose SHA-256 fingerprint is `pinned` (handshake signatures still checked), keep-alive every
-/// [`KEEP_ALIVE`] and an idle timeout of [`IDLE_TIMEOUT`]. For tools that open many raw connections (the load
-/// tester); [`Connection::connect`] uses it too.
+/// [`KEEP_ALIVE`], an idle timeout of [`IDLE_TIMEOUT`], and datagrams accepted (so a version-4 session is sent
+/// positions in them). For tools that open many raw connections (the load tester); [`Connection::connect`] uses it
+/// too.
 ///
 /// # Errors
 ///
@@ -615,6 +656,8 @@ fn pinned_config(
 
 fn transport_config() -> quinn::TransportConfig {
     let mut transport = quinn::TransportConfig::default();
+    // Accept datagrams (quinn's default, stated): a version-4 server sends positions in them only then.
+    transport.datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER));
     transport.keep_alive_interval(Some(KEEP_ALIVE));
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("10 s is a valid idle timeout"),

@@ -79,11 +79,11 @@ pub mod trust;
 #[cfg(feature = "bevy")]
 pub mod bevy;
 
-pub use cache::{ApplyError, Cache, Event, Key, ReadError, Row, Welcome};
+pub use cache::{ApplyError, Cache, DatagramStats, Event, Key, ReadError, Row, Welcome};
 pub use client::Client;
 pub use connection::{
-    ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, KEEP_ALIVE, ReceiveError, RequestId,
-    SERVER_NAME, SendError, Sender, quic_client_config,
+    ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, Incoming, KEEP_ALIVE, ReceiveError,
+    RequestId, SERVER_NAME, SendError, Sender, quic_client_config,
 };
 pub use locus_protocol::{ALPN, CallOutcome, ErrorCode, Filter, ServerMessage, Token};
 pub use locus_types::{Identity, ReducerCall, TableId};

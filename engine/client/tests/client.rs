@@ -8,6 +8,9 @@
 //! - `fail()`: `Result` with `ReducerFailed`.
 //! - `die()`: a fatal `Error`, then the connection is closed.
 //! - `shutdown()`: the connection is closed with QUIC code 1 (the server is stopping), without a frame.
+//! - `spawn_mob()`: a `Tick` (7) inserting mob 1 of the spatial table `mob` at (1, 2) with handle 0.
+//! - `walk(x, y)`: a position datagram (protocol version 4) of tick 8 placing handle 0 of `mob` at (x, y) cm;
+//!   `Result` Ok once it is sent, Err with quinn's reason if it cannot be.
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
@@ -20,11 +23,12 @@ use locus_client::{
 use locus_protocol::{
     ClientMessage, FrameReader, MAX_CLIENT_FRAME, TableDelta, WireRow, WireTable,
 };
-use locus_types::{ColumnType, Identity, TableDef, TableId};
+use locus_types::{ColumnType, Identity, IndexKind, TableDef, TableId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 const PLAYER: TableId = TableId(2);
+const MOB: TableId = TableId(3);
 /// The token the server issues to a client that presents none.
 const ISSUED: Token = Token([0x42; 32]);
 
@@ -148,7 +152,18 @@ fn schema() -> Vec<WireTable> {
         .primary_key("id")
         .build()
         .unwrap();
-    vec![WireTable { id: PLAYER, def }]
+    let mob = TableDef::builder("mob")
+        .column("id", ColumnType::U64)
+        .column("pos", ColumnType::Vec2)
+        .column("hp", ColumnType::I32)
+        .primary_key("id")
+        .index("pos", IndexKind::Spatial)
+        .build()
+        .unwrap();
+    vec![
+        WireTable { id: PLAYER, def },
+        WireTable { id: MOB, def: mob },
+    ]
 }
 
 fn row(p: &Player) -> WireRow {
@@ -206,7 +221,7 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
     else {
         panic!("Hello must come first");
     };
-    assert_eq!(versions, [3, 2, 1], "newest first");
+    assert_eq!(versions, [4, 3, 2, 1], "newest first");
     state.hellos.lock().unwrap().push(token);
     let token = token.unwrap_or(ISSUED);
     let welcome = ServerMessage::Welcome(Welcome {
@@ -308,6 +323,46 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
                         tx.write_all(&frame).await.unwrap();
                         conn.closed().await;
                         return;
+                    }
+                    "spawn_mob" => {
+                        let tick = ServerMessage::Tick {
+                            tick: 7,
+                            time: 350_000,
+                            tables: vec![TableDelta {
+                                table: MOB,
+                                inserts: vec![WireRow(
+                                    rmp_serde::to_vec(&(1u64, [1.0f32, 2.0], 3i32)).unwrap(),
+                                )],
+                                updates: vec![],
+                                deletes: vec![],
+                                patches: vec![],
+                                handles: Some(WireRow(vec![0])),
+                                moves: Some(WireRow(vec![])),
+                            }],
+                        };
+                        send(&mut tx, &[ok, tick]).await;
+                    }
+                    "walk" => {
+                        let (x, y): (i32, i32) = rmp_serde::from_slice(&args).unwrap();
+                        let mut places = locus_protocol::places::PlacesWriter::default();
+                        places.push(MOB, 0, [x, y]);
+                        let mut datagrams = Vec::new();
+                        places.write(8, 400_000, &mut datagrams);
+                        let sent = datagrams
+                            .into_iter()
+                            .try_for_each(|d| conn.send_datagram(d.into()));
+                        let answer = match sent {
+                            Ok(()) => ok,
+                            Err(e) => ServerMessage::Result {
+                                request,
+                                tick: 7,
+                                outcome: CallOutcome::Err {
+                                    code: ErrorCode::ReducerFailed,
+                                    message: e.to_string(),
+                                },
+                            },
+                        };
+                        send(&mut tx, &[answer]).await;
                     }
                     "shutdown" => {
                         // As a stopping server does: QUIC close code 1, no frame.
@@ -613,6 +668,52 @@ fn reconnect_keeps_the_identity_and_subscriptions_and_refills_the_cache() {
         request > RequestId(2),
         "request ids keep counting across reconnects"
     );
+}
+
+/// Protocol version 4: a position datagram moves the row in the client's cache, with the event a move gives, and
+/// nothing changes for the code using the client.
+#[test]
+fn positions_in_datagrams_reach_the_cache() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.config()).unwrap();
+    client.call_raw("spawn_mob", &[0x90]).unwrap();
+    poll_until(&mut client, |e| {
+        matches!(e, Event::Inserted { table: MOB, .. })
+    });
+    let walk = client
+        .call_raw("walk", &rmp_serde::to_vec(&(150i32, -250i32)).unwrap())
+        .unwrap();
+    // The datagram and the stream's Result may arrive in either order.
+    let mut events = poll_until(&mut client, |e| matches!(e, Event::CallResult { .. }));
+    assert!(
+        events.contains(&Event::CallResult {
+            request: walk,
+            tick: 7,
+            outcome: CallOutcome::Ok
+        }),
+        "the client accepts datagrams: {events:?}"
+    );
+    if !events.iter().any(|e| matches!(e, Event::Updated { .. })) {
+        events.extend(poll_until(&mut client, |e| {
+            matches!(e, Event::Updated { .. })
+        }));
+    }
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Updated { table: MOB, old, new, .. }
+            if **old == *rmp_serde::to_vec(&(1u64, [1.0f32, 2.0], 3i32)).unwrap()
+                && **new == *rmp_serde::to_vec(&(1u64, [1.5f32, -2.5], 3i32)).unwrap())),
+        "{events:?}"
+    );
+    assert_eq!(
+        client
+            .cache()
+            .get::<(u64, [f32; 2], i32), _>("mob", &1u64)
+            .unwrap(),
+        Some((1, [1.5, -2.5], 3))
+    );
+    assert_eq!(client.cache().datagram_stats().applied, 1);
 }
 
 #[test]

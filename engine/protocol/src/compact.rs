@@ -201,6 +201,10 @@ pub struct ViewRows {
     rows: HashMap<u32, Slot, FixedState>,
     /// Per table: the next never-given handle and the freed ones.
     tables: Vec<(TableId, Alloc)>,
+    /// Ticks a freed handle rests before it is given again ([`ViewRows::set_rest`]; 0: at once).
+    rest: u64,
+    /// The tick being encoded ([`ViewRows::begin`]).
+    now: u64,
 }
 
 #[derive(Debug, Default)]
@@ -208,10 +212,18 @@ struct Alloc {
     next: u32,
     /// Freed handles, given again smallest first.
     free: std::collections::BinaryHeap<std::cmp::Reverse<u32>>,
+    /// Freed handles still resting: (the tick from which each may be given again, it), in that order.
+    resting: std::collections::VecDeque<(u64, u32)>,
 }
 
 impl Alloc {
-    fn take(&mut self) -> u32 {
+    fn take(&mut self, now: u64) -> u32 {
+        while let Some(&(from, h)) = self.resting.front()
+            && from <= now
+        {
+            self.resting.pop_front();
+            self.free.push(std::cmp::Reverse(h));
+        }
         match self.free.pop() {
             Some(std::cmp::Reverse(h)) => h,
             None => {
@@ -231,6 +243,11 @@ pub struct Slot {
     q: Option<[i32; 2]>,
     /// Whether the row moved since `q` was sent and its move was held back ([`Slot::hold`]).
     held: bool,
+    /// Whether `q` was last sent as a place in a datagram (protocol version 4), which may be lost: the row is sent
+    /// on the stream once it is at rest ([`Slot::at_rest`]).
+    loose: bool,
+    /// The tick of the last [`Slot::place`].
+    placed: u64,
 }
 
 impl ViewRows {
@@ -238,6 +255,17 @@ impl ViewRows {
     pub fn clear(&mut self) {
         self.rows.clear();
         self.tables.clear();
+    }
+
+    /// Let a freed handle rest `ticks` ticks before it is given to another row (protocol version 4:
+    /// [`crate::places::HANDLE_REST`]); 0, the default, gives it again at once.
+    pub fn set_rest(&mut self, ticks: u64) {
+        self.rest = ticks;
+    }
+
+    /// The tick now being encoded (for handles' rest).
+    pub fn begin(&mut self, tick: u64) {
+        self.now = tick;
     }
 
     /// Rows in view.
@@ -268,10 +296,11 @@ impl ViewRows {
     pub fn enter(&mut self, row: u32, table: TableId, pos: Option<[f32; 2]>) -> u32 {
         let q = pos.and_then(quantize2);
         if let Some(slot) = self.rows.get_mut(&row) {
-            (slot.q, slot.held) = (q, false);
+            (slot.q, slot.held, slot.loose) = (q, false, false);
             return slot.handle;
         }
-        let handle = self.alloc(table).take();
+        let now = self.now;
+        let handle = self.alloc(table).take(now);
         self.rows.insert(
             row,
             Slot {
@@ -279,6 +308,8 @@ impl ViewRows {
                 table,
                 q,
                 held: false,
+                loose: false,
+                placed: 0,
             },
         );
         handle
@@ -287,9 +318,13 @@ impl ViewRows {
     /// Row `row` leaves the view: its handle is free again (the client frees it on the delete).
     pub fn leave(&mut self, row: u32) {
         if let Some(slot) = self.rows.remove(&row) {
-            self.alloc(slot.table)
-                .free
-                .push(std::cmp::Reverse(slot.handle));
+            let (rest, now) = (self.rest, self.now);
+            let alloc = self.alloc(slot.table);
+            if rest == 0 {
+                alloc.free.push(std::cmp::Reverse(slot.handle));
+            } else {
+                alloc.resting.push_back((now + rest, slot.handle));
+            }
         }
     }
 
@@ -343,7 +378,29 @@ impl Slot {
 
     /// The row was sent with its spatial column at `pos` (a whole row, or a patch that includes the column).
     pub fn sent(&mut self, pos: [f32; 2]) {
-        (self.q, self.held) = (quantize2(pos), false);
+        (self.q, self.held, self.loose) = (quantize2(pos), false, false);
+    }
+
+    /// The row moved to `pos` and nothing else of it changed, and it goes as a place in a datagram at `tick`
+    /// (protocol version 4): the centimetres to send, if `pos` can be quantised (else send a patch and call
+    /// [`Slot::sent`]). The row is then loose until sent on the stream.
+    pub fn place(&mut self, pos: [f32; 2], tick: u64) -> Option<[i32; 2]> {
+        let q = quantize2(pos)?;
+        (self.q, self.held, self.loose, self.placed) = (Some(q), false, true, tick);
+        Some(q)
+    }
+
+    /// Whether the row's position last went as a place, which may have been lost.
+    #[must_use]
+    pub fn is_loose(&self) -> bool {
+        self.loose
+    }
+
+    /// Whether the row is loose, was last placed before `tick`, and is at `pos` now, where it was placed: it has
+    /// stopped, and the stream should carry its position once (then [`Slot::sent`]).
+    #[must_use]
+    pub fn at_rest(&self, pos: [f32; 2], tick: u64) -> bool {
+        self.loose && self.placed < tick && self.q.is_some() && self.q == quantize2(pos)
     }
 
     /// The row moved but its move is not sent this tick (a far row, sent less often): the client keeps the
@@ -588,6 +645,46 @@ mod tests {
         assert_eq!(v.handle(11), None);
         v.clear();
         assert_eq!(v.enter(13, a, None), 0);
+    }
+
+    /// Version 4: a freed handle rests `HANDLE_REST` ticks before another row gets it, and a placed row is loose
+    /// until sent on the stream, at rest only from the tick after its last place and only where it was placed.
+    #[test]
+    fn handles_rest_and_placed_rows_are_loose_until_sent() {
+        let mut v = ViewRows::default();
+        v.set_rest(crate::places::HANDLE_REST);
+        let t = TableId(1);
+        v.begin(10);
+        assert_eq!(v.enter(1, t, Some([1.0, 1.0])), 0);
+        assert_eq!(v.enter(2, t, Some([2.0, 2.0])), 1);
+        v.leave(1);
+        assert_eq!(v.enter(3, t, None), 2, "handle 0 rests");
+        v.begin(10 + crate::places::HANDLE_REST - 1);
+        assert_eq!(v.enter(4, t, None), 3, "still resting");
+        v.begin(10 + crate::places::HANDLE_REST);
+        assert_eq!(v.enter(5, t, None), 0, "rested");
+        let slot = v.get_mut(2).expect("in view");
+        assert!(!slot.is_loose());
+        assert_eq!(slot.place([2.5, 2.0], 20), Some([250, 200]));
+        assert!(slot.is_loose());
+        assert!(!slot.at_rest([2.5, 2.0], 20), "placed this tick");
+        assert!(
+            !slot.at_rest([2.6, 2.0], 21),
+            "moved since (not placed: held back or over budget)"
+        );
+        assert!(slot.at_rest([2.5, 2.0], 21), "stopped where placed");
+        slot.sent([2.5, 2.0]);
+        assert!(!slot.is_loose() && !slot.at_rest([2.5, 2.0], 22));
+        assert_eq!(
+            slot.place([f32::NAN, 0.0], 23),
+            None,
+            "not quantisable: send it exactly"
+        );
+        // Without rest (versions 3 and below, the default) a freed handle is given again at once.
+        let mut v3 = ViewRows::default();
+        v3.enter(1, t, None);
+        v3.leave(1);
+        assert_eq!(v3.enter(2, t, None), 0);
     }
 
     #[test]

@@ -43,6 +43,7 @@
 pub mod compact;
 pub mod frame;
 pub mod messages;
+pub mod places;
 pub mod session;
 pub mod tick;
 
@@ -69,7 +70,9 @@ pub const ALPN: &[u8] = b"locus/1";
 /// - Version 3: rows in a session's view get small **handles**; patches name rows by handle, and a row of which
 ///   only the spatial column changed is sent as a **move** in whole centimetres ([`compact`]). Table deltas then
 ///   always have 7 fields (`TableDelta::handles`, `TableDelta::moves`).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// - Version 4: version 3, but what version 3 sends as moves goes as **places** in QUIC datagrams, if the client's
+///   connection accepts datagrams ([`places`]); freed handles rest [`places::HANDLE_REST`] ticks before reuse.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Every version the server speaks; it picks the highest one a client offers.
-pub const SUPPORTED_VERSIONS: [u16; 3] = [1, 2, 3];
+pub const SUPPORTED_VERSIONS: [u16; 4] = [1, 2, 3, 4];

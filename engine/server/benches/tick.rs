@@ -328,6 +328,7 @@ impl Bot {
             identity: self.identity,
             token: Token(self.identity.0),
             version: PROTOCOL_VERSION,
+            datagrams: false,
         });
         for table in TABLES {
             out.push(Input::Subscribe {

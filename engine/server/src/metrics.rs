@@ -25,6 +25,7 @@ pub(crate) struct Metrics {
     row_changes: AtomicU64,
     rows_sent: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
+    pub(crate) datagrams_out: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) connections: AtomicU64,
     pub(crate) refused: AtomicU64,
@@ -115,8 +116,10 @@ pub struct MetricsSnapshot {
     pub row_changes: u64,
     /// Rows sent to clients.
     pub rows_sent: u64,
-    /// Bytes of frames handed to connections.
+    /// Bytes of frames and position datagrams handed to connections.
     pub bytes_out: u64,
+    /// Position datagrams handed to connections (protocol version 4).
+    pub datagrams_out: u64,
     /// Bytes of frames received.
     pub bytes_in: u64,
     /// Connections accepted.
@@ -210,6 +213,7 @@ impl Metrics {
             row_changes: get(&self.row_changes),
             rows_sent: get(&self.rows_sent),
             bytes_out: get(&self.bytes_out),
+            datagrams_out: get(&self.datagrams_out),
             bytes_in: get(&self.bytes_in),
             connections: get(&self.connections),
             refused: get(&self.refused),

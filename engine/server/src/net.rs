@@ -197,11 +197,13 @@ pub(crate) fn listen(
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(limits.idle_timeout).map_err(|e| tls(&e))?,
     ));
-    // One stream per client is all the protocol uses; no datagrams either (a client cannot send any, so none is
-    // buffered unread).
+    // One stream per client is all the protocol uses. Datagrams go one way: the server sends version-4 sessions
+    // positions in them, and takes none. quinn sends datagrams only with a receive buffer set; one of 0 bytes
+    // advertises `max_datagram_frame_size` 0 (RFC 9221: takes no DATAGRAM frame), so a client's quinn refuses to
+    // send any (`SendDatagramError::TooLarge`), and one sent anyway closes the connection (a protocol violation).
     transport.max_concurrent_bidi_streams(VarInt::from_u32(1));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-    transport.datagram_receive_buffer_size(None);
+    transport.datagram_receive_buffer_size(Some(0));
     config.transport_config(Arc::new(transport));
     let endpoint = quinn::Endpoint::server(config, addr)
         .map_err(|source| StartError::Listen { addr, source })?;
@@ -324,6 +326,7 @@ async fn connection(
         identity,
         token,
         version,
+        datagrams: conn.max_datagram_size().is_some(),
     };
     if inbox.tx.send(connect).await.is_err() {
         registry.lock().expect("registry lock").remove(&session);
@@ -589,6 +592,32 @@ pub(crate) fn deliver(registry: &Registry, frames: Vec<(SessionId, Vec<u8>)>, me
                 );
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
+/// Send each version-4 session its position datagrams, after its frames of the same tick ([`deliver`]). A datagram
+/// the connection cannot take (larger than the path carries, or the connection is closing) is dropped, as one lost
+/// on the way would be: its rows are sent on the stream once at rest (`protocol.md` §5, "Version 4").
+pub(crate) fn deliver_datagrams(
+    registry: &Registry,
+    datagrams: Vec<(SessionId, Vec<Vec<u8>>)>,
+    metrics: &Metrics,
+) {
+    let registry = registry.lock().expect("registry lock");
+    for (session, dgrams) in datagrams {
+        let Some(handle) = registry.get(&session) else {
+            continue;
+        };
+        for d in dgrams {
+            let len = d.len() as u64;
+            match handle.conn.send_datagram(d.into()) {
+                Ok(()) => {
+                    metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
+                    metrics.datagrams_out.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => tracing::debug!(session, %e, "a position datagram was not sent"),
+            }
         }
     }
 }

@@ -9,7 +9,8 @@
 //! | `locus_clients_connected` | gauge | connected sessions |
 //! | `locus_connections_total`, `locus_connections_refused_total` | counter | connections accepted / refused |
 //! | `locus_table_rows{table}` | gauge | rows per table (refreshed every second) |
-//! | `locus_bytes_in_total`, `locus_bytes_out_total` | counter | frame bytes received from / handed to clients |
+//! | `locus_bytes_in_total`, `locus_bytes_out_total` | counter | frame bytes received from / handed to clients (out: with position datagrams) |
+//! | `locus_datagrams_out_total` | counter | position datagrams handed to clients (protocol version 4) |
 //! | `locus_rows_sent_total` | counter | row inserts, updates and deletes sent to clients |
 //! | `locus_row_changes_total` | counter | row changes committed |
 //! | `locus_reducer_calls_total{reducer}` | counter | client reducer calls |
@@ -115,8 +116,14 @@ impl Exporter {
         counter(
             &mut r,
             "locus_bytes_out",
-            "Frame bytes handed to client connections",
+            "Frame and position datagram bytes handed to client connections",
             snap.bytes_out,
+        );
+        counter(
+            &mut r,
+            "locus_datagrams_out",
+            "Position datagrams handed to client connections (protocol version 4)",
+            snap.datagrams_out,
         );
         counter(
             &mut r,

@@ -191,6 +191,8 @@ pub enum StartError {
 pub(crate) struct Release {
     pub(crate) tick: Tick,
     pub(crate) frames: Vec<(u32, Vec<u8>)>,
+    /// Position datagrams, sent after the frames ([`crate::world::TickOutput::datagrams`]).
+    pub(crate) datagrams: Vec<(u32, Vec<Vec<u8>>)>,
     /// Sessions to close for a fatal error, after their frames (each with its `Error` frame last).
     pub(crate) closes: Vec<Closing>,
     /// Operators' answers, given once `tick` is durable.
@@ -780,6 +782,7 @@ impl Ticker {
                 .send(Release {
                     tick,
                     frames,
+                    datagrams: out.datagrams,
                     closes: out.closes,
                     replies,
                     freed: out.freed,
@@ -971,6 +974,7 @@ fn release_loop(
             }
         }
         net::deliver(registry, release.frames, metrics);
+        net::deliver_datagrams(registry, release.datagrams, metrics);
         net::close_after(registry, release.closes);
         for (reply, answer) in release.replies {
             // The operator may have given up waiting.

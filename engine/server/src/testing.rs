@@ -152,6 +152,24 @@ struct FakeSession {
     inbox: Vec<ServerMessage>,
     events: Vec<Event>,
     cache: Cache,
+    /// Its connection takes datagrams ([`TestWorld::connect_datagrams`]): which of them are lost, by their count.
+    datagrams: Option<Lossy>,
+}
+
+/// Which of a session's datagrams are lost on the way: `lost(n)` for its `n`-th (from 0).
+struct Lossy {
+    lost: Box<dyn FnMut(u64) -> bool + Send>,
+    count: u64,
+    /// Delivered, in order.
+    delivered: Vec<Vec<u8>>,
+}
+
+impl std::fmt::Debug for Lossy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lossy")
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A world driven by hand, with fake sessions. See the [module docs](self).
@@ -310,6 +328,36 @@ impl TestWorld {
         self.connect_as(identity, Token(identity.0), version)
     }
 
+    /// A session of `identity` (the highest protocol version) whose connection takes datagrams, as a Rust SDK
+    /// client's does: it is sent walking rows' positions in datagrams (`protocol.md` §5, "Version 4"), delivered
+    /// after the tick's frames and applied to its cache, except those `lost` says are lost (called with each
+    /// datagram's count from 0, in order).
+    pub fn connect_datagrams(
+        &mut self,
+        identity: Identity,
+        lost: impl FnMut(u64) -> bool + Send + 'static,
+    ) -> TestSession {
+        let s = self.connect_as(identity, Token(identity.0), PROTOCOL_VERSION);
+        self.sessions[s.0].datagrams = Some(Lossy {
+            lost: Box::new(lost),
+            count: 0,
+            delivered: Vec::new(),
+        });
+        if let Some(Input::Connect { datagrams, .. }) = self.queued.last_mut() {
+            *datagrams = true;
+        }
+        s
+    }
+
+    /// The datagrams `session` was delivered (not lost), in order.
+    #[must_use]
+    pub fn datagrams(&self, session: TestSession) -> &[Vec<u8>] {
+        self.sessions[session.0]
+            .datagrams
+            .as_ref()
+            .map_or(&[], |d| &d.delivered)
+    }
+
     fn connect_as(&mut self, identity: Identity, token: Token, version: u16) -> TestSession {
         let id = self.ids.allocate();
         let handle = self.sessions.len();
@@ -323,6 +371,7 @@ impl TestWorld {
             inbox: Vec::new(),
             events: Vec::new(),
             cache: Cache::new(),
+            datagrams: None,
         });
         self.live.insert(id, handle);
         self.queued.push(Input::Connect {
@@ -330,6 +379,7 @@ impl TestWorld {
             identity,
             token,
             version,
+            datagrams: false,
         });
         TestSession(handle)
     }
@@ -594,6 +644,9 @@ impl TestWorld {
         for (id, bytes) in &out.frames {
             self.deliver(*id, bytes);
         }
+        for (id, dgrams) in &out.datagrams {
+            self.deliver_datagrams(*id, dgrams);
+        }
         for closing in &out.closes {
             self.deliver(closing.session, &closing.frame);
             self.closing.push(closing.session);
@@ -631,6 +684,36 @@ impl TestWorld {
             }
         }
         None
+    }
+
+    fn deliver_datagrams(&mut self, id: SessionId, dgrams: &[Vec<u8>]) {
+        let tick = self.tick.0;
+        let handle = *self.live.get(&id).unwrap_or_else(|| {
+            panic!("tick {tick}: the world sent datagrams to session {id}, which no session holds")
+        });
+        let s = &mut self.sessions[handle];
+        let lossy = s.datagrams.as_mut().unwrap_or_else(|| {
+            panic!(
+                "tick {tick}: the world sent datagrams to session {id}, whose connection takes none"
+            )
+        });
+        for d in dgrams {
+            assert!(
+                d.len() <= locus_protocol::places::DATAGRAM_LIMIT,
+                "tick {tick}: a datagram of {} bytes",
+                d.len()
+            );
+            let parsed = locus_protocol::places::Datagram::parse(d)
+                .unwrap_or_else(|e| panic!("tick {tick}: a bad datagram for session {id}: {e}"));
+            assert_eq!(parsed.tick, tick, "a datagram of another tick");
+            let n = lossy.count;
+            lossy.count += 1;
+            if (lossy.lost)(n) {
+                continue;
+            }
+            s.cache.apply_places_into(&parsed, &mut s.events);
+            lossy.delivered.push(d.clone());
+        }
     }
 
     fn deliver(&mut self, id: SessionId, bytes: &[u8]) {

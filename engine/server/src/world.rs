@@ -24,6 +24,7 @@ use locus_host::{CallContext, CallError, LogLine, Module, ModuleInstance, Upgrad
 use locus_interest::{ClientId, Delta, Deltas, Filter, Interest, InterestConfig, RowId};
 use locus_log::EncodedRecord;
 use locus_protocol::compact::{Change, TickWriter, ViewRows};
+use locus_protocol::places::PlacesWriter;
 use locus_protocol::{
     AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
     TableDeltaRef, TickRef, Token, Welcome, WireTable,
@@ -144,6 +145,9 @@ pub enum Input {
         token: Token,
         /// The protocol version chosen.
         version: u16,
+        /// Whether its connection takes datagrams (the client advertised `max_datagram_frame_size`): a version-4
+        /// session is then sent walking rows' positions in datagrams ([`TickOutput::datagrams`]).
+        datagrams: bool,
     },
     /// A session ended (closed, timed out or dropped by the server). Always follows its `Connect`.
     Disconnect {
@@ -275,6 +279,9 @@ pub struct TickOutput {
     /// Per session, the frames to send once the record is durable: results and answers first, then the tick's
     /// delta. Sessions with nothing to send are absent.
     pub frames: Vec<(SessionId, Vec<u8>)>,
+    /// Per version-4 session that takes datagrams, the tick's position datagrams (`protocol.md` §5, "Version 4"),
+    /// to send once the record is durable, after its frames. Sessions with none are absent.
+    pub datagrams: Vec<(SessionId, Vec<Vec<u8>>)>,
     /// Answers to local operator commands ([`AdminFrom::Local`]), by id, to give once the record is durable.
     pub admin: Vec<(u64, AdminReply)>,
     /// Snapshots and upgrades for the shell, in the order asked.
@@ -356,13 +363,31 @@ struct Session {
     held: Vec<(RowId, u64)>,
     /// Protocol version 3: its frame writer (kept for its buffers).
     writer: TickWriter,
+    /// Protocol version 4 over a connection that takes datagrams: its position channel.
+    places: Option<Box<Places>>,
+}
+
+/// A version-4 session's position channel (`protocol.md` §5, "Version 4").
+#[derive(Debug, Default)]
+struct Places {
+    /// The tick's places being collected.
+    writer: PlacesWriter,
+    /// The tick's datagrams.
+    out: Vec<Vec<u8>>,
+    /// Rows whose position last went as a place ([`locus_protocol::compact::Slot::is_loose`]; some may have been
+    /// sent on the stream or left the view since): each is sent whole on the stream once at rest.
+    loose: Vec<RowId>,
 }
 
 /// What a change of a row's position alone costs a session of protocol `version` against its byte budget
 /// ([`locus_interest::Interest::set_move_cost`]): version 3 sends it as a move, a handle and two centimetre varints
 /// (a walk of up to 63 cm a tick is one byte each) plus a share of the frame's framing, about 4 bytes; earlier
 /// versions send the patch.
-fn move_cost(version: u16) -> Option<usize> {
+fn move_cost(version: u16, places: bool) -> Option<usize> {
+    if places {
+        // A place: a handle and two centimetre offsets from the place before it, mostly two bytes each.
+        return Some(5);
+    }
     (version >= 3).then_some(4)
 }
 
@@ -643,7 +668,14 @@ impl World {
                     identity,
                     token,
                     version,
+                    datagrams,
                 } => {
+                    let places = (datagrams && version >= 4).then(Box::<Places>::default);
+                    let mut rows = ViewRows::default();
+                    if places.is_some() {
+                        rows.set_rest(locus_protocol::places::HANDLE_REST);
+                    }
+                    let cost = move_cost(version, places.is_some());
                     self.sessions.insert(
                         session,
                         Session {
@@ -652,14 +684,14 @@ impl World {
                             version,
                             subscriptions: Vec::new(),
                             out: Vec::new(),
-                            rows: ViewRows::default(),
+                            rows,
                             held: Vec::new(),
                             writer: TickWriter::default(),
+                            places,
                         },
                     );
                     self.interest.handle_connect(ClientId(session), identity);
-                    self.interest
-                        .set_move_cost(ClientId(session), move_cost(version));
+                    self.interest.set_move_cost(ClientId(session), cost);
                     if self.interest.clients_of(identity).count() == 1 {
                         match self.instance.client_connected(&mut self.db, &ctx(identity)) {
                             Ok(c) => self.changesets.push(c),
@@ -896,18 +928,27 @@ impl World {
             &mut stats,
             encode_pool,
         );
+        let mut datagrams = Vec::new();
         for (&session, s) in &mut self.sessions {
             if !s.out.is_empty() {
                 stats.bytes_out += s.out.len() as u64;
                 frames.push((session, std::mem::take(&mut s.out)));
             }
+            if let Some(p) = &mut s.places
+                && !p.out.is_empty()
+            {
+                stats.bytes_out += p.out.iter().map(|d| d.len() as u64).sum::<u64>();
+                datagrams.push((session, std::mem::take(&mut p.out)));
+            }
         }
         frames.sort_unstable_by_key(|(s, _)| *s);
+        datagrams.sort_unstable_by_key(|(s, _)| *s);
         stats.encode_time = polled.elapsed();
         TickOutput {
             tick,
             record,
             frames,
+            datagrams,
             admin,
             deferred,
             calls,
@@ -1146,6 +1187,10 @@ impl World {
             // Its client drops every row on the `Welcome`, and with them the handles.
             s.rows.clear();
             s.held.clear();
+            if let Some(p) = &mut s.places {
+                p.loose.clear();
+            }
+            let cost = move_cost(s.version, s.places.is_some());
             let (identity, subscriptions, version) =
                 (s.identity, s.subscriptions.clone(), s.version);
             let welcome = ServerMessage::Welcome(Welcome {
@@ -1159,8 +1204,7 @@ impl World {
             });
             self.send(session, &welcome);
             self.interest.handle_connect(ClientId(session), identity);
-            self.interest
-                .set_move_cost(ClientId(session), move_cost(version));
+            self.interest.set_move_cost(ClientId(session), cost);
             for (table, filter) in subscriptions {
                 if let Err((_, e)) = self.resubscribe(session, &table, filter) {
                     tracing::warn!(
@@ -1201,7 +1245,10 @@ impl World {
             .iter()
             .filter_map(|(c, d)| {
                 let s = sessions.get_mut(&c.0)?;
-                if d.is_empty() && s.held.is_empty() {
+                if d.is_empty()
+                    && s.held.is_empty()
+                    && s.places.as_ref().is_none_or(|p| p.loose.is_empty())
+                {
                     return None;
                 }
                 Some(Job {
@@ -1212,6 +1259,7 @@ impl World {
                     rows: std::mem::take(&mut s.rows),
                     held: std::mem::take(&mut s.held),
                     writer: std::mem::take(&mut s.writer),
+                    places: s.places.take(),
                 })
             })
             .collect();
@@ -1231,6 +1279,7 @@ impl World {
                     &mut job.rows,
                     &mut job.held,
                     &mut job.writer,
+                    job.places.as_deref_mut(),
                     &mut job.out,
                 );
             } else {
@@ -1247,7 +1296,8 @@ impl World {
         for job in work {
             stats.rows_sent += job.delta.len() as u64;
             let s = sessions.get_mut(&job.session).expect("taken above");
-            (s.out, s.rows, s.held, s.writer) = (job.out, job.rows, job.held, job.writer);
+            (s.out, s.rows, s.held, s.writer, s.places) =
+                (job.out, job.rows, job.held, job.writer, job.places);
         }
     }
 }
@@ -1300,6 +1350,7 @@ struct Job<'d> {
     rows: ViewRows,
     held: Vec<(RowId, u64)>,
     writer: TickWriter,
+    places: Option<Box<Places>>,
 }
 
 /// What encoding a version-3 session's delta reads: the tick's deltas, the tables, and the move rates with the
@@ -1338,15 +1389,46 @@ fn pos_in(def: &TableDef, row: &locus_interest::RowRef<'_>) -> Option<[f32; 2]> 
 /// handles, patches name rows by handle, and a row of a spatial table of which only the position changed goes as a
 /// move from the position last sent to this session (`rows` keeps both), unless it is far and not due
 /// ([`MoveRates`]): then it is held back (`held`) and sent at its next due tick from where it is then.
+///
+/// With `places` (version 4 over a connection that takes datagrams), what would go as a move goes as a place in
+/// the tick's datagrams instead; each row placed is loose until the stream carries its position, which it does
+/// (the row whole) in the first tick after its last place in which it is still where it was placed.
 fn encode_compact(
     ctx: &Compact<'_, '_>,
     delta: &Delta,
     rows: &mut ViewRows,
     held: &mut Vec<(RowId, u64)>,
     w: &mut TickWriter,
+    mut places: Option<&mut Places>,
     out: &mut Vec<u8>,
 ) {
     let (deltas, tick, time) = (ctx.deltas, ctx.tick, ctx.time);
+    rows.begin(tick.0);
+    // A row that moved: its place (version 4) or its move, if it can go as one; `false`: send its position exactly.
+    let mut step = |id: RowId,
+                    table: TableId,
+                    slot: &mut locus_protocol::compact::Slot,
+                    pos: [f32; 2],
+                    w: &mut TickWriter| {
+        if let Some(p) = places.as_deref_mut() {
+            let loose = slot.is_loose();
+            let Some(q) = slot.place(pos, tick.0) else {
+                return false;
+            };
+            if !loose {
+                p.loose.push(id);
+            }
+            p.writer.push(table, slot.handle(), q);
+            return true;
+        }
+        match slot.step(pos) {
+            Some(m) => {
+                w.push(table, Change::Move(m));
+                true
+            }
+            None => false,
+        }
+    };
     let flush = |w: &mut TickWriter, out: &mut Vec<u8>| {
         if w.size() > SPLIT_AT {
             w.write(tick.0, time, out);
@@ -1390,19 +1472,16 @@ fn encode_compact(
                         continue;
                     }
                 }
-                if let Some(m) = slot.step(pos) {
-                    w.push(row.table, Change::Move(m));
+                if step(id, row.table, slot, pos, w) {
                     continue;
                 }
             }
             if patch.has_spatial {
                 // The patch carries the exact position.
                 slot.sent(pos);
-            } else if slot.is_held()
-                && let Some(m) = slot.step(pos)
-            {
+            } else if slot.is_held() {
                 // Other columns changed, and a held-back move is owed: it goes with them.
-                w.push(row.table, Change::Move(m));
+                step(id, row.table, slot, pos, w);
             }
         }
         w.push(row.table, Change::Patch(handle, patch.pairs, patch.body));
@@ -1432,11 +1511,31 @@ fn encode_compact(
         if *due > tick.0 {
             return true;
         }
-        if let Some(m) = slot.step(pos) {
-            w.push(row.table, Change::Move(m));
-        }
+        step(*id, row.table, slot, pos, w);
         false
     });
+    if let Some(p) = places {
+        // Loose rows at rest: the stream carries them once, so a lost place never leaves a client with a row
+        // where it no longer is. Rows that moved but were not placed (held back, or over the byte budget) stay
+        // loose until placed again.
+        p.loose.retain(|id| {
+            let Some(slot) = rows.get_mut(id.index()).filter(|s| s.is_loose()) else {
+                return false;
+            };
+            let row = deltas.row(*id);
+            let Some(pos) = ctx.table(row.table).and_then(|d| pos_in(d, &row)) else {
+                return false;
+            };
+            if !slot.at_rest(pos, tick.0) {
+                return true;
+            }
+            slot.sent(pos);
+            w.push(row.table, Change::Update(row.bytes));
+            flush(w, out);
+            false
+        });
+        p.writer.write(tick.0, time, &mut p.out);
+    }
     w.write(tick.0, time, out);
 }
 

@@ -85,6 +85,48 @@ fn two_clients_see_each_other_when_near_and_stop_when_far() {
     server.shutdown();
 }
 
+/// Over real QUIC, a version-4 client is sent a walking player's positions in datagrams and its cache applies
+/// them; once the player stops, it holds the player's exact row.
+#[test]
+fn a_walking_player_reaches_a_near_client_in_datagrams() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(dir.path());
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    let mut a = connect(addr, fp, None);
+    let mut b = connect(addr, fp, None);
+    for c in [&mut a, &mut b] {
+        c.subscribe("player", locus_protocol::Filter::All).unwrap();
+    }
+    call_ok(&mut a, &gm::teleport::call(1000.0, 1000.0));
+    call_ok(&mut b, &gm::teleport::call(1010.0, 1000.0));
+    let ib = b.identity();
+    wait_for(&mut a, "a to see b", |c, _| sees(c, ib));
+    call_ok(&mut b, &gm::move_to::call(1010.0, 1010.0));
+    let at = |c: &Client| {
+        players(c)
+            .into_iter()
+            .find(|p| p.identity == ib)
+            .expect("b in view")
+            .pos
+    };
+    wait_for(&mut a, "a to see b walk", |c, _| at(c).y > 1002.0);
+    assert!(
+        a.cache().datagram_stats().applied > 0,
+        "{:?} {:?}",
+        a.cache().datagram_stats(),
+        server.metrics()
+    );
+    assert!(server.metrics().datagrams_out > 0);
+    wait_for(&mut b, "b to arrive", |c, _| {
+        (at(c).y - 1010.0).abs() < 1e-3
+    });
+    let truth = players(&b).into_iter().find(|p| p.identity == ib).unwrap();
+    wait_for(&mut a, "a to hold b's exact row", |c, _| {
+        players(c).into_iter().find(|p| p.identity == ib).as_ref() == Some(&truth)
+    });
+    server.shutdown();
+}
+
 /// A raw protocol connection, for sending what a well-behaved client never would.
 struct Raw {
     rt: tokio::runtime::Runtime,
@@ -587,12 +629,14 @@ fn the_first_message_and_the_streams_behave_as_documented() {
 
     let mut raw = Raw::open(addr, fp);
     raw.hello();
-    // No datagrams, no unidirectional stream, no second bidirectional stream: QUIC does not let the client open
-    // them, and the session goes on over its one stream.
+    // No datagrams to the server (it advertises a `max_datagram_frame_size` of 0), no unidirectional stream, no
+    // second bidirectional stream: QUIC does not let the client open them, and the session goes on over its one
+    // stream.
     let conn = raw.conn.connection().clone();
+    assert_eq!(conn.max_datagram_size(), Some(0));
     assert!(matches!(
         conn.send_datagram(vec![1, 2, 3].into()),
-        Err(quinn::SendDatagramError::UnsupportedByPeer)
+        Err(quinn::SendDatagramError::TooLarge)
     ));
     let wait = Duration::from_millis(300);
     let uni = raw

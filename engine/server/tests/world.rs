@@ -486,6 +486,128 @@ fn version_3_positions_stay_within_half_a_centimetre_while_walking() {
     assert_consistent(&w, a);
 }
 
+/// What a session's Tick frames of the last tick carried: (moves, whole-row updates of `player`).
+fn moves_and_updates(w: &mut TestWorld, s: TestSession) -> (usize, usize) {
+    let player = w.cache(s).table_id("player").expect("player table");
+    let (mut moves, mut updates) = (0, 0);
+    for m in w.take_messages(s) {
+        if let ServerMessage::Tick { tables, .. } = m {
+            for t in tables.iter().filter(|t| t.table == player) {
+                moves += t
+                    .moves
+                    .as_ref()
+                    .map_or(0, |m| locus_protocol::compact::Moves::new(&m.0).count());
+                updates += t.updates.len();
+            }
+        }
+    }
+    (moves, updates)
+}
+
+/// The places of `player` rows in the datagrams `s` was delivered from the `from`-th on.
+fn places(w: &TestWorld, s: TestSession, from: usize) -> usize {
+    let player = w.cache(s).table_id("player").expect("player table");
+    w.datagrams(s)[from..]
+        .iter()
+        .map(|d| {
+            let d = locus_protocol::places::Datagram::parse(d).expect("parses");
+            d.sections()
+                .filter(|(t, _)| *t == player)
+                .map(|(_, p)| p.count())
+                .sum::<usize>()
+        })
+        .sum()
+}
+
+/// Version 4 over a connection that takes datagrams: a walking row's positions go as places in datagrams (no
+/// moves on the stream), the client holds them to half a centimetre, and once the row stops the stream carries it
+/// whole, once, so the client holds the exact row.
+#[test]
+fn version_4_walking_rows_go_as_places_and_the_stream_carries_them_at_rest() {
+    let mut w = demo();
+    let a = w.connect_datagrams(Identity([1; 32]), |_| false);
+    let b = w.connect_version(Identity([2; 32]), 2);
+    for s in [a, b] {
+        w.subscribe(s, "player", locus_protocol::Filter::All);
+    }
+    let ra = w.call(a, &gm::teleport::call(700.0, 700.0));
+    let rb = w.call(b, &gm::teleport::call(710.0, 700.0));
+    tick_ok(&mut w, &[(a, ra), (b, rb)]);
+    let r = w.call(b, &gm::move_to::call(710.0, 800.0));
+    tick_ok(&mut w, &[(b, r)]);
+    w.take_messages(a);
+    let before = w.datagrams(a).len();
+    for _ in 0..20 {
+        w.tick();
+        let (moves, updates) = moves_and_updates(&mut w, a);
+        assert_eq!((moves, updates), (0, 0), "walking goes by datagram");
+        let truth = me(&w, b);
+        let seen = players(&w, a)
+            .into_iter()
+            .find(|p| p.id == truth.id)
+            .expect("in view");
+        assert!(
+            (seen.pos - truth.pos).abs().max_element() <= 0.005 + 1.0 / 1024.0,
+            "{:?} vs {:?}",
+            seen.pos,
+            truth.pos
+        );
+    }
+    assert_eq!(places(&w, a, before), 20, "one place a tick");
+    let r = w.call(b, &gm::move_dir::call(0.0, 0.0));
+    tick_ok(&mut w, &[(b, r)]);
+    // The stop changes columns other than the position: in the tick after the last place, the row is at rest.
+    let mut updates = moves_and_updates(&mut w, a).1;
+    for _ in 0..3 {
+        w.tick();
+        updates += moves_and_updates(&mut w, a).1;
+    }
+    assert_eq!(updates, 1, "the row at rest goes on the stream once");
+    let truth = me(&w, b);
+    let seen = players(&w, a).into_iter().find(|p| p.id == truth.id);
+    assert_eq!(seen, Some(truth), "the exact row");
+    assert_consistent(&w, a);
+}
+
+/// Places lost on the way (here every one) leave the client behind while the row walks, never after: the row at
+/// rest arrives on the stream.
+#[test]
+fn lost_places_are_made_good_when_the_row_comes_to_rest() {
+    let mut w = demo();
+    let a = w.connect_datagrams(Identity([1; 32]), |_| true);
+    let b = w.connect_version(Identity([2; 32]), 2);
+    for s in [a, b] {
+        w.subscribe(s, "player", locus_protocol::Filter::All);
+    }
+    let ra = w.call(a, &gm::teleport::call(700.0, 700.0));
+    let rb = w.call(b, &gm::teleport::call(710.0, 700.0));
+    tick_ok(&mut w, &[(a, ra), (b, rb)]);
+    let r = w.call(b, &gm::move_to::call(710.0, 800.0));
+    tick_ok(&mut w, &[(b, r)]);
+    w.run(10);
+    let stale = |w: &TestWorld| {
+        let truth = me(w, b);
+        let seen = players(w, a)
+            .into_iter()
+            .find(|p| p.id == truth.id)
+            .expect("in view");
+        (seen.pos - truth.pos).abs().max_element()
+    };
+    assert!(
+        stale(&w) > 1.0,
+        "every place was lost: the client is behind"
+    );
+    let r = w.call(b, &gm::move_dir::call(0.0, 0.0));
+    tick_ok(&mut w, &[(b, r)]);
+    w.run(2);
+    assert_eq!(
+        stale(&w),
+        0.0,
+        "at rest, the stream carried the exact position"
+    );
+    assert_consistent(&w, a);
+}
+
 /// A version-3 session gets the moves of a row within 3/8 of its area radius every tick, and of a row beyond 3/4
 /// of it every 4th tick (staggered), each carrying where the row is then; once the far row stops, its last
 /// position still arrives.
@@ -1031,6 +1153,7 @@ impl Sim {
                 identity: Identity([n; 32]),
                 token: locus_protocol::Token([n; 32]),
                 version: PROTOCOL_VERSION,
+                datagrams: false,
             },
             Input::Subscribe {
                 session,
