@@ -71,8 +71,11 @@ pub(crate) struct ServerMetrics {
     pub(crate) row_changes: u64,
     /// Rows sent to clients.
     pub(crate) rows_sent: u64,
-    /// Bytes of frames out.
+    /// Bytes of frames out (and of position datagrams).
     pub(crate) bytes_out: u64,
+    /// Position datagrams handed to connections (protocol version 4).
+    #[serde(default)]
+    pub(crate) datagrams_out: u64,
     /// Bytes of frames in.
     pub(crate) bytes_in: u64,
     /// Connections accepted.
@@ -101,6 +104,7 @@ impl From<MetricsSnapshot> for ServerMetrics {
             row_changes: m.row_changes,
             rows_sent: m.rows_sent,
             bytes_out: m.bytes_out,
+            datagrams_out: m.datagrams_out,
             bytes_in: m.bytes_in,
             connections: m.connections,
             refused: m.refused,

@@ -1,14 +1,23 @@
 //! The network side of a bot: one tokio task per bot speaking the protocol over a shared quinn endpoint.
 //!
 //! A task connects, says `Hello`, subscribes, and then does two things until told to stop: it sends the calls the
-//! bot's brain (the ECS side, [`crate::bots`]) queues as [`Command`]s, and it reads the server's frames, keeping
-//! the bot's [`View`] (its own position and what is around it) and the shared [`Stats`] up to date. Results and the
-//! end of the session go back to the ECS world as [`NetEvent`]s over a channel.
+//! bot's brain (the ECS side, [`crate::bots`]) queues as [`Command`]s, and it reads the server's frames (and, in
+//! protocol version 4, its position datagrams), keeping the bot's [`View`] (its own position and what is around
+//! it) and the shared [`Stats`] up to date. Results and the end of the session go back to the ECS world as
+//! [`NetEvent`]s over a channel.
 //!
-//! Measured here, where the frames arrive:
-//! - **update latency**: for each `Tick` frame carrying an update of another player, now − the frame's `time`
-//!   (the tick's timestamp; bots and server share the machine's clock);
-//! - **reducer round trip**: `Call` sent → its `Result` read.
+//! A version-4 session's places (walking rows' positions, `locus_protocol::places`) arrive in QUIC datagrams,
+//! unordered and possibly lost, beside the stream; they are applied by the client's rule of `protocol.md`
+//! ("Applying a place", [`Handles::place`]): only to a row whose handle the bot held since the place's tick and
+//! whose position it holds is older, and only up to [`HANDLE_REST`] ticks ahead of the stream.
+//!
+//! Measured here, where the frames and datagrams arrive:
+//! - **update latency**: for each `Tick` frame carrying an update of another player, and each datagram carrying a
+//!   place of another player that applies, now − the frame's or datagram's `time` (the tick's timestamp; bots
+//!   and server share the machine's clock);
+//! - **reducer round trip**: `Call` sent → its `Result` read;
+//! - **rows and row bytes per table**: inserts, updates, deletes and patches (their bytes), moves and places (the
+//!   length of their records); position datagrams, malformed ones and places the rule dropped are counted apart.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -19,6 +28,8 @@ use std::time::Instant;
 use bevy_ecs::entity::Entity;
 use game_module::Vec2;
 use locus_module::ReducerCall;
+use locus_protocol::compact::{Move, dequantize};
+use locus_protocol::places::{Datagram, HANDLE_REST};
 use locus_protocol::{
     CallOutcome, ClientMessage, ErrorCode, Filter, FrameReader, MAX_SERVER_FRAME, ServerMessage,
     TickView,
@@ -111,8 +122,99 @@ pub(crate) struct View {
     pub(crate) other_inserts: u64,
     /// Whether the session is up.
     pub(crate) connected: bool,
-    /// Protocol version 3: the id of the row each handle names, per table (players, creatures, nodes).
-    pub(crate) handles: [Vec<u64>; 3],
+    /// Protocol versions 3 and 4: the rows handles name, per table (players, creatures, nodes).
+    pub(crate) handles: [Handles; 3],
+    /// `S` of `protocol.md`'s rule for places: the last tick whose `Tick` frames were applied (the `Welcome`'s
+    /// tick before any).
+    pub(crate) stream_tick: u64,
+}
+
+/// One row's handle in a bot's view, with the ticks protocol version 4's rule for places reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Slot {
+    /// The row's id (its primary key).
+    id: u64,
+    /// `entered`: the tick of the `Tick` whose insert gave the row this handle.
+    entered: u64,
+    /// `at`: the tick of the position held (the latest of its stream changes' ticks and its applied places').
+    at: u64,
+}
+
+/// One table's handles in a bot's view (protocol versions 3 and 4): handle → row, and row → handle (deletes and
+/// updates name their row by key).
+///
+/// Invariants: `of[id] == h` exactly when `slots[h]` holds row `id`; every slot has `entered ≤ at`.
+#[derive(Debug, Default)]
+pub(crate) struct Handles {
+    slots: Vec<Option<Slot>>,
+    of: HashMap<u64, u32>,
+}
+
+impl Handles {
+    /// Row `id` entered the view at `tick` with handle `h` (an insert): `entered = at = tick`.
+    fn insert(&mut self, h: u32, id: u64, tick: u64) {
+        let i = h as usize;
+        if self.slots.len() <= i {
+            self.slots.resize(i + 1, None);
+        }
+        // A handle given to another row, or a row given another handle, drops the old pairing.
+        if let Some(old) = self.slots[i].take() {
+            self.of.remove(&old.id);
+        }
+        if let Some(old) = self.of.insert(id, h)
+            && let Some(s) = self.slots.get_mut(old as usize)
+        {
+            *s = None;
+        }
+        self.slots[i] = Some(Slot {
+            id,
+            entered: tick,
+            at: tick,
+        });
+    }
+
+    /// Row `id` left the view (a delete): free its handle.
+    fn remove(&mut self, id: u64) {
+        if let Some(h) = self.of.remove(&id)
+            && let Some(s) = self.slots.get_mut(h as usize)
+        {
+            *s = None;
+        }
+    }
+
+    /// The row handle `h` names.
+    fn id(&self, h: u32) -> Option<u64> {
+        self.slots.get(h as usize).copied().flatten().map(|s| s.id)
+    }
+
+    /// A change of row `id` from the stream at `tick`: `at` becomes the larger of `at` and `tick`.
+    fn touch(&mut self, id: u64, tick: u64) {
+        if let Some(&h) = self.of.get(&id) {
+            self.touch_handle(h, tick);
+        }
+    }
+
+    /// A change from the stream at `tick` of the row handle `h` names (a version-3 patch or move).
+    fn touch_handle(&mut self, h: u32, tick: u64) {
+        if let Some(Some(s)) = self.slots.get_mut(h as usize) {
+            s.at = s.at.max(tick);
+        }
+    }
+
+    /// Protocol version 4's rule (`protocol.md`, "Applying a place"): whether a place of tick `t` for handle `h`
+    /// applies, `s` being the last tick applied from the stream. It applies only if `t ≤ s + HANDLE_REST`, `h`
+    /// names a row with `entered ≤ t`, and `at < t`; then `at = t` and the row's id is returned. `None`: drop it.
+    fn place(&mut self, h: u32, t: u64, s: u64) -> Option<u64> {
+        if t > s.saturating_add(HANDLE_REST) {
+            return None;
+        }
+        let slot = self.slots.get_mut(h as usize)?.as_mut()?;
+        if slot.entered > t || slot.at >= t {
+            return None;
+        }
+        slot.at = t;
+        Some(slot.id)
+    }
 }
 
 /// A bot's view, shared between its task and its brain.
@@ -145,13 +247,20 @@ pub(crate) struct Stats {
     pub(crate) refused: [AtomicU64; 5],
     /// `Tick` frames received.
     pub(crate) ticks: AtomicU64,
-    /// Rows (inserts, updates, deletes) received.
+    /// Rows (inserts, updates, deletes, patches, moves, places) received.
     pub(crate) rows: AtomicU64,
-    /// Updates of other players received.
+    /// Updates of other players received (moves and places included).
     pub(crate) other_updates: AtomicU64,
+    /// Position datagrams received (protocol version 4), malformed ones included.
+    pub(crate) datagrams: AtomicU64,
+    /// Position datagrams that were malformed (ignored whole, as `protocol.md` says; not errors).
+    pub(crate) malformed_datagrams: AtomicU64,
+    /// Places dropped by the rule: stale (their row's position held is as new), of a handle naming no row since
+    /// their tick, or too far ahead of the stream.
+    pub(crate) places_dropped: AtomicU64,
     /// Rows received per table id (ids ≥ [`MAX_TABLES`] are not counted here).
     pub(crate) table_rows: [AtomicU64; MAX_TABLES],
-    /// Row (or key) bytes received per table id.
+    /// Row (or key, or patch) bytes received per table id; for moves and places, their records' length.
     pub(crate) table_bytes: [AtomicU64; MAX_TABLES],
     /// Table names by id, from the first `Welcome`.
     pub(crate) table_names: Mutex<Vec<(u32, String)>>,
@@ -214,6 +323,15 @@ struct Tables {
     player: Option<u32>,
     creature: Option<u32>,
     node: Option<u32>,
+}
+
+impl Tables {
+    /// Which of the view's tables (0 players, 1 creatures, 2 nodes; [`View::handles`]) table id `table` is.
+    fn slot(self, table: u32) -> Option<usize> {
+        [self.player, self.creature, self.node]
+            .iter()
+            .position(|t| *t == Some(table))
+    }
 }
 
 /// Run one bot's session until [`Command::Close`], the end of its command channel, or the connection's end.
@@ -355,7 +473,13 @@ async fn session(
     let mut pending: HashMap<u32, (CallKind, Instant)> = HashMap::new();
     stats.sessions.fetch_add(1, Ordering::Relaxed);
     stats.connected.fetch_add(1, Ordering::Relaxed);
-    lock(view).connected = true;
+    {
+        let mut v = lock(view);
+        v.connected = true;
+        v.stream_tick = welcome.tick;
+    }
+    // Version 4: positions come in datagrams too (until the connection ends: then the stream says how).
+    let mut datagrams = welcome.version >= 4;
     let _ = ctx.events.send(NetEvent::Connected(entity));
     let end = loop {
         tokio::select! {
@@ -396,6 +520,12 @@ async fn session(
                 }
                 Ok(None) => break End::Lost("the server finished the stream".into()),
                 Err(e) => break End::Lost(e.to_string()),
+            },
+            // Cancel-safe: a datagram not taken stays in quinn's buffer.
+            dgram = conn.read_datagram(), if datagrams => match dgram {
+                Ok(bytes) => handle_datagram(stats, view, tables, &bytes),
+                // The connection ended: the stream's read reports how, after any frames still buffered.
+                Err(_) => datagrams = false,
             },
         }
     };
@@ -495,18 +625,13 @@ fn handle_tick(
     identity: [u8; 32],
     tick: &TickView<'_>,
 ) {
+    let t = tick.tick();
     let mut rows = 0u64;
     let mut others = 0u64;
     let mut per_table = [(0u64, 0u64); MAX_TABLES];
     {
         let mut v = lock(view);
         let v = &mut *v;
-        // Version 3: the handle a row's patch or move names is an id through the table's handles.
-        let slot = |table: u32| {
-            [tables.player, tables.creature, tables.node]
-                .iter()
-                .position(|t| *t == Some(table))
-        };
         let mut row =
             |table: u32, kind: RowKind, bytes: &[u8], handle: Option<u32>, compact: bool| {
                 rows += 1;
@@ -517,19 +642,37 @@ fn handle_tick(
                         _ => bytes.len(),
                     } as u64;
                 }
-                let Some(k) = slot(table) else {
+                let Some(k) = tables.slot(table) else {
                     return;
                 };
-                // Where `handle` is given: an insert's (record it) or a patch's or move's (resolve it).
-                let by_handle = |v: &View, h: u32| v.handles[k].get(h as usize).copied();
-                if let (RowKind::Insert, Some(h), Some((id, _, _))) =
-                    (kind, handle, wire::id_and_pos(bytes))
-                {
-                    let list = &mut v.handles[k];
-                    if list.len() <= h as usize {
-                        list.resize(h as usize + 1, u64::MAX);
+                // Versions 3 and 4: an insert gives its row a handle, a delete frees it, a patch or move names its
+                // row by handle; every change sets the row's `at` (version 4's rule for places).
+                let by_handle = |v: &View, h: u32| v.handles[k].id(h);
+                let handles = &mut v.handles[k];
+                match kind {
+                    RowKind::Insert => {
+                        if let (Some(h), Some((id, _, _))) = (handle, wire::id_and_pos(bytes)) {
+                            handles.insert(h, id, t);
+                        }
                     }
-                    list[h as usize] = id;
+                    RowKind::Update => {
+                        if let Some((id, _, _)) = wire::id_and_pos(bytes) {
+                            handles.touch(id, t);
+                        }
+                    }
+                    RowKind::Delete => {
+                        if let Some(id) = wire::key_u64(bytes) {
+                            handles.remove(id);
+                        }
+                    }
+                    RowKind::Patch if compact => {
+                        let first = wire::patch_id_and_pos(bytes).map(|(first, _)| first);
+                        if let Some(h) = first.and_then(|h| u32::try_from(h).ok()) {
+                            handles.touch_handle(h, t);
+                        }
+                    }
+                    RowKind::Patch => {}
+                    RowKind::Move(m) => handles.touch_handle(m.handle, t),
                 }
                 let patch = match kind {
                     RowKind::Patch => match wire::patch_id_and_pos(bytes) {
@@ -627,27 +770,27 @@ fn handle_tick(
         for delta in tick.tables() {
             let table = delta.table().0;
             let compact = delta.is_compact();
-            // Wire order, as the rows arrive; version 3's moves last.
-            let mut handles = delta.handles();
+            // As `protocol.md` says: deletes, updates, patches, moves, then inserts (a handle a delete frees may
+            // be given again by an insert of the same tick in version 3).
             for (kind, list) in [
-                (RowKind::Insert, delta.inserts()),
-                (RowKind::Update, delta.updates()),
                 (RowKind::Delete, delta.deletes()),
+                (RowKind::Update, delta.updates()),
                 (RowKind::Patch, delta.patches()),
             ] {
                 for bytes in list {
-                    let handle = match kind {
-                        RowKind::Insert => handles.next(),
-                        _ => None,
-                    };
-                    row(table, kind, bytes, handle, compact);
+                    row(table, kind, bytes, None, compact);
                 }
             }
             for m in delta.moves() {
                 row(table, RowKind::Move(m), &[], None, compact);
             }
+            let mut handles = delta.handles();
+            for bytes in delta.inserts() {
+                row(table, RowKind::Insert, bytes, handles.next(), compact);
+            }
         }
         v.other_updates += others;
+        v.stream_tick = v.stream_tick.max(t);
     }
     stats.ticks.fetch_add(1, Ordering::Relaxed);
     stats.rows.fetch_add(rows, Ordering::Relaxed);
@@ -662,5 +805,416 @@ fn handle_tick(
         stats
             .latency
             .record_micros(wire::now_micros().saturating_sub(tick.time()));
+    }
+}
+
+/// What one position datagram did to a bot's view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Placed {
+    /// Places received (of every table).
+    places: u64,
+    /// Places of other players applied.
+    others: u64,
+    /// Places of the bot's tables dropped by the rule ([`Handles::place`]).
+    dropped: u64,
+}
+
+/// Apply a position datagram's places to `v` by protocol version 4's rule ([`Handles::place`]; places of tables
+/// the bot does not keep are only counted), and add each place's row and record bytes to `per_table`.
+fn apply_places(
+    v: &mut View,
+    tables: Tables,
+    d: &Datagram<'_>,
+    per_table: &mut [(u64, u64); MAX_TABLES],
+) -> Placed {
+    let mut done = Placed::default();
+    let s = v.stream_tick;
+    for (table, places) in d.sections() {
+        let k = tables.slot(table.0);
+        let mut tally = per_table.get_mut(table.0 as usize);
+        // Each record is the offset from the one before it (the first from (0, 0)): as long as a move of it.
+        let mut last = [0i32; 2];
+        for p in places {
+            done.places += 1;
+            if let Some(t) = tally.as_deref_mut() {
+                let step = Move {
+                    handle: p.handle,
+                    dx: i64::from(p.q[0]) - i64::from(last[0]),
+                    dy: i64::from(p.q[1]) - i64::from(last[1]),
+                };
+                t.0 += 1;
+                t.1 += step.encoded_len() as u64;
+            }
+            last = p.q;
+            let Some(k) = k else { continue };
+            let Some(id) = v.handles[k].place(p.handle, d.tick, s) else {
+                done.dropped += 1;
+                continue;
+            };
+            let pos = Vec2::new(dequantize(p.q[0]), dequantize(p.q[1]));
+            match k {
+                0 if v.me == Some(id) => v.pos = Some(pos),
+                0 => {
+                    v.players.insert(id, pos);
+                    done.others += 1;
+                }
+                1 => {
+                    v.creatures.insert(id, pos);
+                }
+                _ => {
+                    v.nodes.insert(id, pos);
+                }
+            }
+        }
+    }
+    done
+}
+
+/// Read one datagram of a version-4 session: apply its places to the bot's view and count them. A datagram with
+/// a place of another player that applies gives one update-latency sample, as a `Tick` frame with an update of
+/// one does.
+fn handle_datagram(stats: &Stats, view: &SharedView, tables: Tables, bytes: &[u8]) {
+    stats.datagrams.fetch_add(1, Ordering::Relaxed);
+    let d = match Datagram::parse(bytes) {
+        Ok(d) => d,
+        Err(_) => {
+            // Not fatal, not an error of the session: `protocol.md` says to ignore it whole.
+            stats.malformed_datagrams.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    let mut per_table = [(0u64, 0u64); MAX_TABLES];
+    let done = {
+        let mut v = lock(view);
+        let done = apply_places(&mut v, tables, &d, &mut per_table);
+        v.other_updates += done.others;
+        done
+    };
+    stats.rows.fetch_add(done.places, Ordering::Relaxed);
+    for (i, &(n, b)) in per_table.iter().enumerate() {
+        if n > 0 {
+            stats.table_rows[i].fetch_add(n, Ordering::Relaxed);
+            stats.table_bytes[i].fetch_add(b, Ordering::Relaxed);
+        }
+    }
+    if done.dropped > 0 {
+        stats
+            .places_dropped
+            .fetch_add(done.dropped, Ordering::Relaxed);
+    }
+    if done.others > 0 {
+        stats
+            .other_updates
+            .fetch_add(done.others, Ordering::Relaxed);
+        stats
+            .latency
+            .record_micros(wire::now_micros().saturating_sub(d.time));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use locus_protocol::places::PlacesWriter;
+    use locus_protocol::{TableDelta, WireRow};
+    use locus_types::TableId;
+
+    use super::*;
+
+    /// The player table's id in these tests.
+    const PLAYER: u32 = 3;
+    /// The bot's identity.
+    const ME: [u8; 32] = [7; 32];
+
+    fn tables() -> Tables {
+        Tables {
+            player: Some(PLAYER),
+            creature: Some(4),
+            node: None,
+        }
+    }
+
+    fn player_row(id: u64, pos: Vec2, identity: [u8; 32]) -> WireRow {
+        WireRow(
+            rmp_serde::to_vec(&game_module::Player {
+                id,
+                pos,
+                identity: locus_types::Identity(identity),
+                name: format!("player-{id}"),
+                target: pos,
+                dir: Vec2::ZERO,
+                moving: false,
+                online: true,
+                hp: 100,
+                level: 1,
+                xp: 0,
+                busy_until: locus_types::Timestamp(0),
+            })
+            .unwrap(),
+        )
+    }
+
+    fn key(id: u64) -> WireRow {
+        WireRow(rmp_serde::to_vec(&id).unwrap())
+    }
+
+    /// A version-3/4 delta of the player table: `inserts` with their handles, `updates`, `deletes`, `moves`.
+    fn delta(
+        inserts: &[(u32, WireRow)],
+        updates: Vec<WireRow>,
+        deletes: Vec<WireRow>,
+        moves: &[Move],
+    ) -> TableDelta {
+        let mut handles = Vec::new();
+        for (h, _) in inserts {
+            locus_protocol::compact::put_uvarint(&mut handles, *h);
+        }
+        let mut records = Vec::new();
+        for m in moves {
+            m.put(&mut records);
+        }
+        TableDelta {
+            table: TableId(PLAYER),
+            inserts: inserts.iter().map(|(_, r)| r.clone()).collect(),
+            updates,
+            deletes,
+            patches: Vec::new(),
+            handles: Some(WireRow(handles)),
+            moves: Some(WireRow(records)),
+        }
+    }
+
+    /// Apply a `Tick` of `tick` with `deltas` to the bot's view, as the bot's task does.
+    fn stream(stats: &Stats, view: &SharedView, tick: u64, deltas: Vec<TableDelta>) {
+        let mut frame = Vec::new();
+        locus_protocol::encode_frame(
+            &ServerMessage::Tick {
+                tick,
+                time: wire::now_micros(),
+                tables: deltas,
+            },
+            &mut frame,
+        );
+        let parsed = TickView::parse(&frame[4..]).unwrap().unwrap();
+        handle_tick(stats, view, tables(), ME, &parsed);
+    }
+
+    /// Receive one datagram of places (`(table, handle, metres)`) of `tick`, as the bot's task does.
+    fn datagram(stats: &Stats, view: &SharedView, tick: u64, places: &[(u32, u32, [f32; 2])]) {
+        let mut w = PlacesWriter::default();
+        for &(table, h, [x, y]) in places {
+            let q = |v: f32| locus_protocol::compact::quantize(v).unwrap();
+            w.push(TableId(table), h, [q(x), q(y)]);
+        }
+        let mut out = Vec::new();
+        w.write(tick, wire::now_micros(), &mut out);
+        assert_eq!(out.len(), 1);
+        handle_datagram(stats, view, tables(), &out[0]);
+    }
+
+    fn get(a: &AtomicU64) -> u64 {
+        a.load(Ordering::Relaxed)
+    }
+
+    fn other(view: &SharedView, id: u64) -> Option<Vec2> {
+        lock(view).players.get(&id).copied()
+    }
+
+    /// The bot (player 1, handle 0) and player 2 (handle 1) entered at tick 100.
+    fn joined() -> (Stats, SharedView) {
+        let stats = Stats::default();
+        let view = SharedView::default();
+        lock(&view).stream_tick = 90;
+        let inserts = [
+            (0, player_row(1, Vec2::new(1.0, 1.0), ME)),
+            (1, player_row(2, Vec2::new(2.0, 2.0), [9; 32])),
+        ];
+        stream(
+            &stats,
+            &view,
+            100,
+            vec![delta(&inserts, vec![], vec![], &[])],
+        );
+        assert_eq!(lock(&view).me, Some(1));
+        assert_eq!(lock(&view).stream_tick, 100);
+        (stats, view)
+    }
+
+    #[test]
+    fn places_apply_to_the_rows_their_handles_name_and_measure_latency() {
+        let (stats, view) = joined();
+        datagram(
+            &stats,
+            &view,
+            101,
+            &[(PLAYER, 0, [10.0, 20.0]), (PLAYER, 1, [30.25, -40.5])],
+        );
+        assert_eq!(lock(&view).pos, Some(Vec2::new(10.0, 20.0)));
+        assert_eq!(other(&view, 2), Some(Vec2::new(30.25, -40.5)));
+        assert_eq!(get(&stats.datagrams), 1);
+        assert_eq!(get(&stats.places_dropped), 0);
+        // One latency sample per datagram with another player's place; one update of another player.
+        assert_eq!(stats.latency.snapshot().count(), 1);
+        assert_eq!(get(&stats.other_updates), 1);
+        assert_eq!(lock(&view).other_updates, 1);
+        // Counted as rows of the player table: 2 inserts and 2 places (records of 1 + 2 + 2 bytes each: the second
+        // is (+20.25 m, -60.5 m) from the first).
+        assert_eq!(get(&stats.table_rows[PLAYER as usize]), 4);
+        assert_eq!(get(&stats.rows), 4);
+        let inserts: u64 = [1, 2]
+            .map(|id| {
+                player_row(id, Vec2::new(id as f32, id as f32), [0; 32])
+                    .0
+                    .len() as u64
+            })
+            .iter()
+            .sum();
+        assert_eq!(get(&stats.table_bytes[PLAYER as usize]), inserts + 10);
+
+        // The bot's own place only: it moves, but it is not another player's update.
+        datagram(&stats, &view, 102, &[(PLAYER, 0, [11.0, 20.0])]);
+        assert_eq!(lock(&view).pos, Some(Vec2::new(11.0, 20.0)));
+        assert_eq!(stats.latency.snapshot().count(), 1);
+        assert_eq!(get(&stats.other_updates), 1);
+    }
+
+    #[test]
+    fn places_not_newer_than_the_position_held_are_dropped() {
+        let (stats, view) = joined();
+        datagram(&stats, &view, 105, &[(PLAYER, 1, [5.0, 5.0])]);
+        // The same tick again, and an older one arriving late.
+        datagram(&stats, &view, 105, &[(PLAYER, 1, [6.0, 6.0])]);
+        datagram(&stats, &view, 103, &[(PLAYER, 1, [3.0, 3.0])]);
+        assert_eq!(other(&view, 2), Some(Vec2::new(5.0, 5.0)));
+        assert_eq!(get(&stats.places_dropped), 2);
+        assert_eq!(
+            stats.latency.snapshot().count(),
+            1,
+            "dropped places are no update"
+        );
+        // A newer one applies.
+        datagram(&stats, &view, 106, &[(PLAYER, 1, [7.0, 7.0])]);
+        assert_eq!(other(&view, 2), Some(Vec2::new(7.0, 7.0)));
+    }
+
+    #[test]
+    fn a_change_from_the_stream_is_newer_than_places_of_earlier_ticks() {
+        let (stats, view) = joined();
+        // Player 2 came to rest at tick 110: sent whole on the stream. A place of tick 109 arrives after it.
+        let rest = player_row(2, Vec2::new(50.0, 50.0), [9; 32]);
+        stream(
+            &stats,
+            &view,
+            110,
+            vec![delta(&[], vec![rest], vec![], &[])],
+        );
+        datagram(&stats, &view, 109, &[(PLAYER, 1, [49.0, 49.0])]);
+        assert_eq!(other(&view, 2), Some(Vec2::new(50.0, 50.0)));
+        // A move on the stream (a version-4 session without datagrams) sets `at` too.
+        let step = Move {
+            handle: 1,
+            dx: 100,
+            dy: 0,
+        };
+        stream(
+            &stats,
+            &view,
+            112,
+            vec![delta(&[], vec![], vec![], &[step])],
+        );
+        assert_eq!(other(&view, 2), Some(Vec2::new(51.0, 50.0)));
+        datagram(&stats, &view, 111, &[(PLAYER, 1, [49.0, 49.0])]);
+        datagram(&stats, &view, 112, &[(PLAYER, 1, [49.0, 49.0])]);
+        assert_eq!(other(&view, 2), Some(Vec2::new(51.0, 50.0)));
+        assert_eq!(get(&stats.places_dropped), 3);
+        datagram(&stats, &view, 113, &[(PLAYER, 1, [52.0, 50.0])]);
+        assert_eq!(other(&view, 2), Some(Vec2::new(52.0, 50.0)));
+    }
+
+    #[test]
+    fn places_of_rows_not_in_view_since_their_tick_are_dropped() {
+        let (stats, view) = joined();
+        // A place of a handle no insert gave yet (it may arrive before the stream's frame of its tick).
+        datagram(&stats, &view, 101, &[(PLAYER, 2, [1.0, 1.0])]);
+        // Player 3 enters at tick 120 with handle 2: a place of tick 115 (before it entered) is dropped.
+        let p3 = player_row(3, Vec2::new(3.0, 3.0), [3; 32]);
+        stream(
+            &stats,
+            &view,
+            120,
+            vec![delta(&[(2, p3)], vec![], vec![], &[])],
+        );
+        datagram(&stats, &view, 115, &[(PLAYER, 2, [4.0, 4.0])]);
+        assert_eq!(other(&view, 3), Some(Vec2::new(3.0, 3.0)));
+        // Player 2 leaves at tick 121: its handle names no row, and a later place does not bring it back.
+        stream(
+            &stats,
+            &view,
+            121,
+            vec![delta(&[], vec![], vec![key(2)], &[])],
+        );
+        datagram(&stats, &view, 121, &[(PLAYER, 1, [8.0, 8.0])]);
+        assert_eq!(other(&view, 2), None);
+        assert_eq!(get(&stats.places_dropped), 3);
+        assert_eq!(get(&stats.other_updates), 0);
+        // Player 3's own places apply.
+        datagram(&stats, &view, 122, &[(PLAYER, 2, [4.0, 4.0])]);
+        assert_eq!(other(&view, 3), Some(Vec2::new(4.0, 4.0)));
+    }
+
+    #[test]
+    fn places_too_far_ahead_of_the_stream_are_dropped() {
+        let (stats, view) = joined();
+        // S = 100: tick 100 + HANDLE_REST is the last that applies.
+        datagram(&stats, &view, 101 + HANDLE_REST, &[(PLAYER, 1, [9.0, 9.0])]);
+        assert_eq!(other(&view, 2), Some(Vec2::new(2.0, 2.0)));
+        assert_eq!(get(&stats.places_dropped), 1);
+        datagram(&stats, &view, 100 + HANDLE_REST, &[(PLAYER, 1, [9.0, 9.0])]);
+        assert_eq!(other(&view, 2), Some(Vec2::new(9.0, 9.0)));
+    }
+
+    #[test]
+    fn the_entered_clause_drops_a_place_older_than_the_handle() {
+        let mut h = Handles::default();
+        h.insert(0, 42, 120);
+        assert_eq!(h.place(0, 119, 120), None);
+        assert_eq!(h.place(0, 121, 120), Some(42));
+        // With `at` held back below `entered` (no stream change does this; the clause stands on its own).
+        h.slots[0].as_mut().unwrap().at = 0;
+        assert_eq!(h.place(0, 119, 120), None);
+        // A handle given to another row forgets the old one; a delete frees it.
+        h.insert(0, 43, 200);
+        assert_eq!((h.id(0), h.of.get(&42)), (Some(43), None));
+        h.remove(43);
+        assert_eq!((h.id(0), h.place(0, 201, 200)), (None, None));
+    }
+
+    #[test]
+    fn malformed_datagrams_are_counted_and_ignored() {
+        let (stats, view) = joined();
+        handle_datagram(&stats, &view, tables(), &[1, 101, 5, PLAYER as u8, 4, 1, 0]);
+        handle_datagram(&stats, &view, tables(), &[]);
+        assert_eq!(get(&stats.datagrams), 2);
+        assert_eq!(get(&stats.malformed_datagrams), 2);
+        assert_eq!(get(&stats.errors), 0);
+        assert_eq!(other(&view, 2), Some(Vec2::new(2.0, 2.0)));
+    }
+
+    #[test]
+    fn a_tick_applies_deletes_before_inserts() {
+        // A row leaving and another entering in one tick, given the freed handle (version 3), and a key that
+        // leaves and comes back: both in view after it.
+        let (stats, view) = joined();
+        let p3 = player_row(3, Vec2::new(3.0, 3.0), [3; 32]);
+        let back = player_row(2, Vec2::new(4.0, 4.0), [9; 32]);
+        stream(
+            &stats,
+            &view,
+            101,
+            vec![delta(&[(1, p3), (5, back)], vec![], vec![key(2)], &[])],
+        );
+        assert_eq!(other(&view, 2), Some(Vec2::new(4.0, 4.0)));
+        assert_eq!(other(&view, 3), Some(Vec2::new(3.0, 3.0)));
+        let v = lock(&view);
+        assert_eq!((v.handles[0].id(1), v.handles[0].id(5)), (Some(3), Some(2)));
     }
 }

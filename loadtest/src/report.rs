@@ -59,6 +59,12 @@ pub(crate) struct Mark {
     pub(crate) refused: [u64; 5],
     /// Updates of other players received so far.
     pub(crate) other_updates: u64,
+    /// Position datagrams received so far (protocol version 4), malformed ones included.
+    pub(crate) datagrams: u64,
+    /// Malformed position datagrams so far.
+    pub(crate) malformed_datagrams: u64,
+    /// Places dropped by the client's rule so far.
+    pub(crate) places_dropped: u64,
     /// Rows received per table: (name, rows, row bytes).
     pub(crate) tables: Vec<(String, u64, u64)>,
     /// The server's latest line, if it reports one.
@@ -116,8 +122,20 @@ pub(crate) struct Interval {
     pub(crate) down_packets_per_s: f64,
     /// Client → server.
     pub(crate) up_packets_per_s: f64,
-    /// Row updates of other players received per second per client.
+    /// Row updates of other players received per second per client (moves and places included).
     pub(crate) other_updates_per_s: f64,
+    /// Position datagrams (protocol version 4) received per second per client. Their bytes are in
+    /// `down_bytes_per_s` (counted at the bots' UDP sockets), their places in `tables`.
+    pub(crate) datagrams_per_s: f64,
+    /// Position datagrams the server handed to its connections per second per client; `None` without server
+    /// metrics. Above `datagrams_per_s` by those lost on the way (or dropped by a connection that could not take
+    /// them).
+    pub(crate) server_datagrams_per_s: Option<f64>,
+    /// Position datagrams received malformed (ignored whole).
+    pub(crate) malformed_datagrams: u64,
+    /// Places dropped by the client's rule (`protocol.md`, "Applying a place"): stale, of a handle naming no row
+    /// since their tick, or too far ahead of the stream.
+    pub(crate) places_dropped: u64,
     /// Server figures; `None` for an external server (no metrics endpoint yet).
     pub(crate) server: Option<TickFigures>,
     /// The load tester's process CPU (bots, their QUIC, the brains; never the server) per connected bot (at the
@@ -137,14 +155,15 @@ pub(crate) struct Interval {
     pub(crate) calls: u64,
     /// Calls refused by the game rules (water, too far, busy, dead, chat limit), by reducer.
     pub(crate) refused: std::collections::BTreeMap<&'static str, u64>,
-    /// Per table: rows and row bytes (the module's row encoding, before framing and QUIC) per second per client.
+    /// Per table: rows and row bytes (the module's row encoding, before framing and QUIC; for moves and places,
+    /// their records' length) per second per client.
     pub(crate) tables: std::collections::BTreeMap<String, TableRate>,
 }
 
 /// Rows of one table arriving at a client.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
 pub(crate) struct TableRate {
-    /// Rows (inserts, updates, deletes) per second per client.
+    /// Rows (inserts, updates, deletes, patches, moves, places) per second per client.
     pub(crate) rows_per_s: f64,
     /// Their bytes per second per client.
     pub(crate) bytes_per_s: f64,
@@ -216,6 +235,13 @@ pub(crate) fn interval(a: &Mark, b: &Mark, tick_rate: f64) -> Interval {
         down_packets_per_s: per(a.rx_packets, b.rx_packets),
         up_packets_per_s: per(a.tx_packets, b.tx_packets),
         other_updates_per_s: per(a.other_updates, b.other_updates),
+        datagrams_per_s: per(a.datagrams, b.datagrams),
+        server_datagrams_per_s: match (&a.server, &b.server) {
+            (Some(sa), Some(sb)) => Some(per(sa.metrics.datagrams_out, sb.metrics.datagrams_out)),
+            _ => None,
+        },
+        malformed_datagrams: b.malformed_datagrams.saturating_sub(a.malformed_datagrams),
+        places_dropped: b.places_dropped.saturating_sub(a.places_dropped),
         server,
         bot_cpu_us_per_bot_tick: bot_cpu_per_tick
             .filter(|_| b.connected > 0 && bot_ticks > 0.0)
@@ -427,6 +453,12 @@ pub(crate) struct Totals {
     pub(crate) connect_failures: u64,
     /// Calls sent.
     pub(crate) calls: u64,
+    /// Position datagrams received (protocol version 4), malformed ones included.
+    pub(crate) datagrams: u64,
+    /// Malformed position datagrams (ignored whole; not in `errors`).
+    pub(crate) malformed_datagrams: u64,
+    /// Places dropped by the client's rule (`protocol.md`, "Applying a place").
+    pub(crate) places_dropped: u64,
     /// Refused calls, by reducer.
     pub(crate) refused: std::collections::BTreeMap<&'static str, u64>,
     /// Bots that teleported into the arena.
@@ -447,7 +479,7 @@ pub(crate) struct Report {
     /// The seed.
     pub(crate) seed: u64,
     /// The protocol version the bots spoke (1: whole rows only; 2: patches of changed columns; 3: also moves and
-    /// handles).
+    /// handles; 4: walking rows' positions in QUIC datagrams instead of moves on the stream).
     pub(crate) protocol: u16,
     /// The service level steps are judged by.
     pub(crate) sla: Sla,
@@ -557,6 +589,19 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
             s.players,
             rates.join(", ")
         )?;
+        let m = &s.measured;
+        if report.protocol >= 4 || m.datagrams_per_s > 0.0 || m.malformed_datagrams > 0 {
+            writeln!(
+                out,
+                "{:>7} players, position datagrams: {:.1}/s per client received ({} sent by the server), {} malformed, \
+                 {} places dropped (stale)",
+                s.players,
+                m.datagrams_per_s,
+                opt(m.server_datagrams_per_s, 1),
+                m.malformed_datagrams,
+                m.places_dropped
+            )?;
+        }
     }
     writeln!(
         out,
@@ -757,6 +802,83 @@ mod tests {
             out.contains("10 players: 1000.00 + 200.00 = 1200.00 µs (0.15 + 0.05 cores of 2)"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn position_datagrams_are_counted_per_interval_printed_and_in_the_json() {
+        let mut a = mark(10.0, 200, 1.0, 0, &[]);
+        let mut b = mark(20.0, 400, 2.0, 0, &[]);
+        (a.datagrams, a.malformed_datagrams, a.places_dropped) = (1_000, 1, 5);
+        (b.datagrams, b.malformed_datagrams, b.places_dropped) = (5_000, 3, 12);
+        b.server.as_mut().unwrap().metrics.datagrams_out = 4_100;
+        let measured = interval(&a, &b, 20.0);
+        // 4,000 datagrams over 10 s and 10 clients; the counts are the interval's.
+        assert!((measured.datagrams_per_s - 40.0).abs() < 1e-9);
+        assert_eq!(
+            (measured.malformed_datagrams, measured.places_dropped),
+            (2, 7)
+        );
+        let json = serde_json::to_value(&measured).unwrap();
+        assert_eq!(json["places_dropped"], 7);
+        assert_eq!(json["malformed_datagrams"], 2);
+        let mut report = Report {
+            mode: "run",
+            scenario: "standard".into(),
+            seed: 1,
+            protocol: 4,
+            sla: Sla::default(),
+            server: ServerInfo {
+                kind: "child",
+                addr: "127.0.0.1:1".into(),
+                metrics_available: true,
+                note: String::new(),
+            },
+            machine: Machine {
+                cpus: 2,
+                memory_mib: None,
+            },
+            steps: vec![StepReport {
+                players: 10,
+                arena_side_m: 0.0,
+                connect_s: 0.0,
+                verdict: evaluate(&measured, 0, &Sla::default()),
+                measured,
+                step_disconnects: 0,
+            }],
+            max_players_held: None,
+            totals: Totals {
+                datagrams: 5_000,
+                places_dropped: 12,
+                ..Totals::default()
+            },
+            visibility: Visibility::default(),
+            samples: Vec::new(),
+        };
+        let totals = serde_json::to_value(&report.totals).unwrap();
+        assert_eq!(
+            (
+                totals["datagrams"].as_u64(),
+                totals["places_dropped"].as_u64()
+            ),
+            (Some(5_000), Some(12))
+        );
+        let table = |report: &Report| {
+            let mut out = Vec::new();
+            print_table(report, &mut out).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        let out = table(&report);
+        assert!(
+            out.contains(
+                "10 players, position datagrams: 40.0/s per client received (41.0 sent by the server), 2 malformed, \
+                 7 places dropped (stale)"
+            ),
+            "{out}"
+        );
+        // Not for an older version that received none.
+        report.protocol = 3;
+        report.steps[0].measured = interval(&a, &a, 20.0);
+        assert!(!table(&report).contains("position datagrams"));
     }
 
     #[test]

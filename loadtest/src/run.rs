@@ -74,6 +74,9 @@ impl Runner<'_> {
             calls: get(&s.calls),
             refused: std::array::from_fn(|i| get(&s.refused[i])),
             other_updates: get(&s.other_updates),
+            datagrams: get(&s.datagrams),
+            malformed_datagrams: get(&s.malformed_datagrams),
+            places_dropped: get(&s.places_dropped),
             tables: s
                 .table_names
                 .lock()
@@ -446,6 +449,9 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         disconnects: get(&stats.disconnects),
         connect_failures: get(&stats.connect_failures),
         calls: get(&stats.calls),
+        datagrams: get(&stats.datagrams),
+        malformed_datagrams: get(&stats.malformed_datagrams),
+        places_dropped: get(&stats.places_dropped),
         refused: net::CallKind::ALL
             .iter()
             .zip(&end.refused)

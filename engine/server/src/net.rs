@@ -571,43 +571,22 @@ fn compile_and_publish(peer: &Peer, request: u32, wasm: Vec<u8>, inbox: &Inbox, 
     });
 }
 
-/// Hand each session its frames; a session whose queue is full is too slow and is disconnected.
-pub(crate) fn deliver(registry: &Registry, frames: Vec<(SessionId, Vec<u8>)>, metrics: &Metrics) {
-    let registry = registry.lock().expect("registry lock");
-    for (session, bytes) in frames {
-        let Some(handle) = registry.get(&session) else {
-            continue;
-        };
-        let len = bytes.len() as u64;
-        match handle.out.push(Out::Data(bytes)) {
-            Ok(()) => {
-                metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
-            }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                metrics.too_slow.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(session, "a client reads too slowly: disconnected");
-                handle.conn.close(
-                    CLOSE_TOO_SLOW,
-                    b"the client did not read its messages fast enough",
-                );
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
-        }
-    }
-}
-
-/// Send each version-4 session its position datagrams, after its frames of the same tick ([`deliver`]). A datagram
-/// the connection cannot take (larger than the path carries, or the connection is closing) is dropped, as one lost
-/// on the way would be: its rows are sent on the stream once at rest (`protocol.md` §5, "Version 4").
-pub(crate) fn deliver_datagrams(
+/// Hand each session its frames, then its position datagrams (version 4), one session after the other (both lists
+/// in session order), so quinn's driver usually finds a session's tick whole and sends it in one packet. A session
+/// whose queue is full is too slow and is disconnected. A datagram the connection cannot take (larger than the path
+/// carries, or the connection is closing) is dropped, as one lost on the way would be: its rows are sent on the
+/// stream once at rest (`protocol.md` §5, "Version 4").
+pub(crate) fn deliver(
     registry: &Registry,
+    frames: Vec<(SessionId, Vec<u8>)>,
     datagrams: Vec<(SessionId, Vec<Vec<u8>>)>,
     metrics: &Metrics,
 ) {
     let registry = registry.lock().expect("registry lock");
-    for (session, dgrams) in datagrams {
+    let mut datagrams = datagrams.into_iter().peekable();
+    let send_datagrams = |session: SessionId, dgrams: Vec<Vec<u8>>| {
         let Some(handle) = registry.get(&session) else {
-            continue;
+            return;
         };
         for d in dgrams {
             let len = d.len() as u64;
@@ -619,6 +598,35 @@ pub(crate) fn deliver_datagrams(
                 Err(e) => tracing::debug!(session, %e, "a position datagram was not sent"),
             }
         }
+    };
+    for (session, bytes) in frames {
+        while let Some((s, d)) = datagrams.next_if(|(s, _)| *s < session) {
+            send_datagrams(s, d);
+        }
+        let own = datagrams.next_if(|(s, _)| *s == session);
+        if let Some(handle) = registry.get(&session) {
+            let len = bytes.len() as u64;
+            match handle.out.push(Out::Data(bytes)) {
+                Ok(()) => {
+                    metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics.too_slow.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(session, "a client reads too slowly: disconnected");
+                    handle.conn.close(
+                        CLOSE_TOO_SLOW,
+                        b"the client did not read its messages fast enough",
+                    );
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        if let Some((s, d)) = own {
+            send_datagrams(s, d);
+        }
+    }
+    for (s, d) in datagrams {
+        send_datagrams(s, d);
     }
 }
 

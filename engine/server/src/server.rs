@@ -973,8 +973,7 @@ fn release_loop(
                 }
             }
         }
-        net::deliver(registry, release.frames, metrics);
-        net::deliver_datagrams(registry, release.datagrams, metrics);
+        net::deliver(registry, release.frames, release.datagrams, metrics);
         net::close_after(registry, release.closes);
         for (reply, answer) in release.replies {
             // The operator may have given up waiting.
