@@ -725,6 +725,16 @@ impl Cache {
             if !is_update {
                 // Moves come after patches, before inserts.
                 for m in moves.clone().into_iter().flatten() {
+                    // Version 4: a move steps from the position the stream last gave; a place of a later tick
+                    // already held is newer, and the move is skipped (protocol.md, "Applying a place").
+                    let newer = view
+                        .handles
+                        .get(m.handle as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|held| held.at > tick);
+                    if newer {
+                        continue;
+                    }
                     match view.moved(&m, &mut self.offsets) {
                         Ok((key, old, new)) => {
                             view.rows.insert(key.clone(), new.clone());
@@ -1677,6 +1687,44 @@ pub(crate) mod tests {
                     dropped: 6
                 }
             );
+        }
+    }
+
+    /// A stream move steps from the position the stream last gave: when a place of a later tick is already held
+    /// (it overtook the stream), the move is older and is skipped; a move of a later tick applies.
+    #[test]
+    fn a_move_older_than_the_place_held_is_skipped() {
+        for framed in [false, true] {
+            let mut cache = Cache::new();
+            cache.apply(&welcome_v4());
+            stream(
+                &mut cache,
+                &mobs_enter(101, vec![mob(1, [10.0, 20.0], 5)], &[0]),
+                framed,
+            );
+            assert_eq!(place0(&mut cache, 104, [1100, 2000]), 1);
+            let step = |dx| {
+                let mut m = Vec::new();
+                Move {
+                    handle: 0,
+                    dx,
+                    dy: 0,
+                }
+                .put(&mut m);
+                TableDelta {
+                    moves: Some(WireRow(m)),
+                    ..v3(MOB)
+                }
+            };
+            let events = stream(&mut cache, &v3_tick(103, step(50)), framed);
+            assert!(events.is_empty(), "{events:?}");
+            assert_eq!(
+                mob_at(&cache, 1),
+                Some(([11.0, 20.0], 5)),
+                "the place of 104 stays"
+            );
+            stream(&mut cache, &v3_tick(105, step(50)), framed);
+            assert_eq!(mob_at(&cache, 1), Some(([11.5, 20.0], 5)));
         }
     }
 

@@ -248,6 +248,8 @@ pub struct Slot {
     loose: bool,
     /// The tick of the last [`Slot::place`].
     placed: u64,
+    /// The tick of its latest move, sent or held back ([`Slot::moved_at`]; 0: none).
+    moved: u64,
 }
 
 impl ViewRows {
@@ -310,6 +312,7 @@ impl ViewRows {
                 held: false,
                 loose: false,
                 placed: 0,
+                moved: 0,
             },
         );
         handle
@@ -386,8 +389,22 @@ impl Slot {
     /// [`Slot::sent`]). The row is then loose until sent on the stream.
     pub fn place(&mut self, pos: [f32; 2], tick: u64) -> Option<[i32; 2]> {
         let q = quantize2(pos)?;
-        (self.q, self.held, self.loose, self.placed) = (Some(q), false, true, tick);
+        (self.q, self.held, self.loose, self.placed, self.moved) =
+            (Some(q), false, true, tick, tick);
         Some(q)
+    }
+
+    /// The row moved at `tick` (its move sent, or held back).
+    pub fn moved_at(&mut self, tick: u64) {
+        self.moved = tick;
+    }
+
+    /// Whether a move of the row at `tick` goes as a place (protocol version 4): it is walking (it moved in the
+    /// tick before too) or its position last went as a place. A first step from a position the stream gave goes
+    /// as a move on the stream: a row stepping now and then is never loose, and costs no patch at rest.
+    #[must_use]
+    pub fn walking(&self, tick: u64) -> bool {
+        self.loose || (self.moved != 0 && self.moved + 1 == tick)
     }
 
     /// Whether the row's position last went as a place, which may have been lost.
@@ -680,6 +697,12 @@ mod tests {
             None,
             "not quantisable: send it exactly"
         );
+        // A first step (from a position the stream gave) is not walking; a step in the tick after one is.
+        assert!(!slot.walking(30));
+        slot.moved_at(30);
+        assert!(slot.walking(31) && !slot.walking(32));
+        assert_eq!(slot.place([3.0, 2.0], 31), Some([300, 200]));
+        assert!(slot.walking(40), "loose: places until sent on the stream");
         // Without rest (versions 3 and below, the default) a freed handle is given again at once.
         let mut v3 = ViewRows::default();
         v3.enter(1, t, None);

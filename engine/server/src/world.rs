@@ -375,8 +375,32 @@ struct Places {
     /// The tick's datagrams.
     out: Vec<Vec<u8>>,
     /// Rows whose position last went as a place ([`locus_protocol::compact::Slot::is_loose`]; some may have been
-    /// sent on the stream or left the view since): each is sent whole on the stream once at rest.
+    /// sent on the stream or left the view since): each is sent on the stream once at rest.
     loose: Vec<RowId>,
+    /// Column offsets of a row, for [`spatial_patch`].
+    offsets: Vec<u32>,
+    /// A patch body being written, for [`spatial_patch`].
+    body: Vec<u8>,
+}
+
+/// Write to `body` the body of a patch of row `bytes` of `def` setting its spatial column alone (its index, then
+/// its value's bytes in the row, as in a version-2 patch after the key); `false` if the row has no spatial column
+/// or does not read as a row of `def` (then send it whole).
+fn spatial_patch(def: &TableDef, bytes: &[u8], offsets: &mut Vec<u32>, body: &mut Vec<u8>) -> bool {
+    let Some(column) = def.spatial_column() else {
+        return false;
+    };
+    let (i, n) = (column.index(), def.columns.len());
+    // Each column's start, up to the one after the spatial column's (whose start is where its value ends).
+    if i >= n || locus_types::codec::locate_columns(&def.columns, bytes, i + 2, offsets).is_err() {
+        return false;
+    }
+    let start = offsets[i] as usize;
+    let end = offsets.get(i + 1).map_or(bytes.len(), |&e| e as usize);
+    body.clear();
+    rmp::encode::write_uint(body, i as u64).expect("Vec write");
+    body.extend_from_slice(&bytes[start..end]);
+    true
 }
 
 /// What a change of a row's position alone costs a session of protocol `version` against its byte budget
@@ -1392,7 +1416,7 @@ fn pos_in(def: &TableDef, row: &locus_interest::RowRef<'_>) -> Option<[f32; 2]> 
 ///
 /// With `places` (version 4 over a connection that takes datagrams), what would go as a move goes as a place in
 /// the tick's datagrams instead; each row placed is loose until the stream carries its position, which it does
-/// (the row whole) in the first tick after its last place in which it is still where it was placed.
+/// (a patch of the spatial column) in the first tick after its last place in which it is still where it was placed.
 fn encode_compact(
     ctx: &Compact<'_, '_>,
     delta: &Delta,
@@ -1410,7 +1434,9 @@ fn encode_compact(
                     slot: &mut locus_protocol::compact::Slot,
                     pos: [f32; 2],
                     w: &mut TickWriter| {
-        if let Some(p) = places.as_deref_mut() {
+        if let Some(p) = places.as_deref_mut()
+            && slot.walking(tick.0)
+        {
             let loose = slot.is_loose();
             let Some(q) = slot.place(pos, tick.0) else {
                 return false;
@@ -1423,6 +1449,7 @@ fn encode_compact(
         }
         match slot.step(pos) {
             Some(m) => {
+                slot.moved_at(tick.0);
                 w.push(table, Change::Move(m));
                 true
             }
@@ -1464,6 +1491,7 @@ fn encode_compact(
             if patch.moved_only {
                 let due = ctx.next_due(handle, pos);
                 if due > tick.0 {
+                    slot.moved_at(tick.0);
                     let listed = slot.is_held();
                     if slot.hold() {
                         if !listed {
@@ -1515,10 +1543,17 @@ fn encode_compact(
         false
     });
     if let Some(p) = places {
-        // Loose rows at rest: the stream carries them once, so a lost place never leaves a client with a row
-        // where it no longer is. Rows that moved but were not placed (held back, or over the byte budget) stay
-        // loose until placed again.
-        p.loose.retain(|id| {
+        // Loose rows at rest: the stream carries their position once (a patch of the spatial column), so a lost
+        // place never leaves a client with a row where it no longer is. Rows that moved but were not placed (held
+        // back, or over the byte budget) stay loose until placed again.
+        let Places {
+            writer,
+            out: datagrams,
+            loose,
+            offsets,
+            body,
+        } = p;
+        loose.retain(|id| {
             let Some(slot) = rows.get_mut(id.index()).filter(|s| s.is_loose()) else {
                 return false;
             };
@@ -1530,11 +1565,16 @@ fn encode_compact(
                 return true;
             }
             slot.sent(pos);
-            w.push(row.table, Change::Update(row.bytes));
+            match ctx.table(row.table) {
+                Some(def) if spatial_patch(def, row.bytes, offsets, body) => {
+                    w.push(row.table, Change::Patch(slot.handle(), 1, body));
+                }
+                _ => w.push(row.table, Change::Update(row.bytes)),
+            }
             flush(w, out);
             false
         });
-        p.writer.write(tick.0, time, &mut p.out);
+        writer.write(tick.0, time, datagrams);
     }
     w.write(tick.0, time, out);
 }
