@@ -61,7 +61,14 @@ impl Default for Recorder {
 impl Recorder {
     /// Record `micros`.
     pub(crate) fn record_micros(&self, micros: u64) {
-        self.buckets[bucket_of(micros)].fetch_add(1, Ordering::Relaxed);
+        self.record_n(micros, 1);
+    }
+
+    /// Record `micros` as `n` samples (`n` events that waited as long) in one step; `n = 0` records nothing.
+    pub(crate) fn record_n(&self, micros: u64, n: u64) {
+        if n > 0 {
+            self.buckets[bucket_of(micros)].fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// Record a duration.
@@ -213,5 +220,19 @@ mod tests {
         assert_eq!(interval.count(), 10);
         let p50 = interval.quantile_micros(0.5).unwrap();
         assert!((196_000..=200_000).contains(&p50), "{p50}");
+    }
+
+    #[test]
+    fn a_weighted_sample_counts_as_n_equal_ones() {
+        let weighted = Recorder::default();
+        weighted.record_n(1_000, 3);
+        weighted.record_n(200_000, 0);
+        weighted.record_n(200_000, 1);
+        assert_eq!(
+            weighted.snapshot(),
+            Histogram::of(&[1_000, 1_000, 1_000, 200_000])
+        );
+        let s = weighted.snapshot().summary();
+        assert_eq!((s.count, s.p50_ms), (4, 1.0));
     }
 }

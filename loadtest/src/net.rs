@@ -14,7 +14,12 @@
 //! Measured here, where the frames and datagrams arrive:
 //! - **update latency**: for each `Tick` frame carrying an update of another player, and each datagram carrying a
 //!   place of another player that applies, now − the frame's or datagram's `time` (the tick's timestamp; bots
-//!   and server share the machine's clock);
+//!   and server share the machine's clock). One sample per frame or datagram, whatever it carries: the table's
+//!   `lat` column and the service level;
+//! - **update latency per player row change**: the same now − `time`, once for every change of another player's
+//!   row the bot applies (each insert, update, patch and move of a `Tick` frame; each place of a datagram that
+//!   applies), so a datagram carrying ten players' places weighs ten times a frame carrying one player's patch:
+//!   how late the average change reaches a player. The bot's own row, deletes and dropped places give none;
 //! - **reducer round trip**: `Call` sent → its `Result` read;
 //! - **rows and row bytes per table**: inserts, updates, deletes and patches (their bytes), moves and places (the
 //!   length of their records); position datagrams, malformed ones and places the rule dropped are counted apart.
@@ -201,6 +206,16 @@ impl Handles {
         }
     }
 
+    /// Whether the row handle `h` names holds a position newer than tick `t` (a place that overtook the stream):
+    /// a stream move of tick `t`, a step from an older position, is then skipped (`protocol.md`, "Version 4").
+    fn newer(&self, h: u32, t: u64) -> bool {
+        self.slots
+            .get(h as usize)
+            .copied()
+            .flatten()
+            .is_some_and(|s| s.at > t)
+    }
+
     /// Protocol version 4's rule (`protocol.md`, "Applying a place"): whether a place of tick `t` for handle `h`
     /// applies, `s` being the last tick applied from the stream. It applies only if `t ≤ s + HANDLE_REST`, `h`
     /// names a row with `entered ≤ t`, and `at < t`; then `at = t` and the row's id is returned. `None`: drop it.
@@ -264,8 +279,12 @@ pub(crate) struct Stats {
     pub(crate) table_bytes: [AtomicU64; MAX_TABLES],
     /// Table names by id, from the first `Welcome`.
     pub(crate) table_names: Mutex<Vec<(u32, String)>>,
-    /// Update latency, µs.
+    /// Update latency, µs: one sample per `Tick` frame or datagram carrying an update (not only inserts) of
+    /// another player.
     pub(crate) latency: Recorder,
+    /// Update latency per player row change, µs: one sample per change of another player's row applied (insert,
+    /// update, patch, move, place), each the latency of the frame or datagram that carried it.
+    pub(crate) row_latency: Recorder,
     /// Reducer round trip, µs.
     pub(crate) rtt: Recorder,
     /// The first few error and disconnect reasons.
@@ -628,6 +647,8 @@ fn handle_tick(
     let t = tick.tick();
     let mut rows = 0u64;
     let mut others = 0u64;
+    // Changes of other players' rows applied: `others` and the inserts of other players.
+    let mut changes = 0u64;
     let mut per_table = [(0u64, 0u64); MAX_TABLES];
     {
         let mut v = lock(view);
@@ -672,7 +693,12 @@ fn handle_tick(
                         }
                     }
                     RowKind::Patch => {}
-                    RowKind::Move(m) => handles.touch_handle(m.handle, t),
+                    RowKind::Move(m) => {
+                        if handles.newer(m.handle, t) {
+                            return;
+                        }
+                        handles.touch_handle(m.handle, t);
+                    }
                 }
                 let patch = match kind {
                     RowKind::Patch => match wire::patch_id_and_pos(bytes) {
@@ -714,6 +740,7 @@ fn handle_tick(
                                 v.pos = Some(pos);
                             } else {
                                 v.players.insert(id, pos);
+                                changes += 1;
                                 if kind == RowKind::Update {
                                     others += 1;
                                 } else {
@@ -734,6 +761,7 @@ fn handle_tick(
                                     v.players.insert(id, pos);
                                 }
                                 others += 1;
+                                changes += 1;
                             }
                         }
                         RowKind::Delete => {
@@ -800,11 +828,14 @@ fn handle_tick(
             stats.table_bytes[i].fetch_add(b, Ordering::Relaxed);
         }
     }
-    if others > 0 {
-        stats.other_updates.fetch_add(others, Ordering::Relaxed);
-        stats
-            .latency
-            .record_micros(wire::now_micros().saturating_sub(tick.time()));
+    // `others ≤ changes`: every update of another player is one of its row's changes.
+    if changes > 0 {
+        let late = wire::now_micros().saturating_sub(tick.time());
+        if others > 0 {
+            stats.other_updates.fetch_add(others, Ordering::Relaxed);
+            stats.latency.record_micros(late);
+        }
+        stats.row_latency.record_n(late, changes);
     }
 }
 
@@ -872,7 +903,7 @@ fn apply_places(
 
 /// Read one datagram of a version-4 session: apply its places to the bot's view and count them. A datagram with
 /// a place of another player that applies gives one update-latency sample, as a `Tick` frame with an update of
-/// one does.
+/// one does, and one per-row-change sample for each such place.
 fn handle_datagram(stats: &Stats, view: &SharedView, tables: Tables, bytes: &[u8]) {
     stats.datagrams.fetch_add(1, Ordering::Relaxed);
     let d = match Datagram::parse(bytes) {
@@ -906,9 +937,9 @@ fn handle_datagram(stats: &Stats, view: &SharedView, tables: Tables, bytes: &[u8
         stats
             .other_updates
             .fetch_add(done.others, Ordering::Relaxed);
-        stats
-            .latency
-            .record_micros(wire::now_micros().saturating_sub(d.time));
+        let late = wire::now_micros().saturating_sub(d.time);
+        stats.latency.record_micros(late);
+        stats.row_latency.record_n(late, done.others);
     }
 }
 
@@ -1078,6 +1109,74 @@ mod tests {
     }
 
     #[test]
+    fn the_per_row_measure_counts_each_change_of_another_players_row() {
+        let (stats, view) = joined();
+        let rows = |stats: &Stats| stats.row_latency.snapshot().count();
+        // Player 2's insert counts (the frame measure takes no inserts); the bot's own none.
+        assert_eq!((rows(&stats), stats.latency.snapshot().count()), (1, 0));
+        let p3 = player_row(3, Vec2::new(3.0, 3.0), [3; 32]);
+        let p4 = player_row(4, Vec2::new(4.0, 4.0), [4; 32]);
+        stream(
+            &stats,
+            &view,
+            101,
+            vec![delta(&[(2, p3), (3, p4)], vec![], vec![], &[])],
+        );
+        assert_eq!(rows(&stats), 3);
+        // One frame moving the bot and three others: three samples of one value, one sample per frame.
+        let before = stats.row_latency.snapshot();
+        let step = |handle| Move {
+            handle,
+            dx: 100,
+            dy: 0,
+        };
+        stream(
+            &stats,
+            &view,
+            102,
+            vec![delta(&[], vec![], vec![], &[0, 1, 2, 3].map(step))],
+        );
+        let frame = stats.row_latency.snapshot().since(&before);
+        assert_eq!(frame.count(), 3);
+        assert_eq!(frame.quantile_micros(0.0), frame.quantile_micros(1.0));
+        assert_eq!(stats.latency.snapshot().count(), 1);
+        // A datagram placing the bot, two others and a handle naming no row: two samples.
+        datagram(
+            &stats,
+            &view,
+            103,
+            &[
+                (PLAYER, 0, [1.0, 1.0]),
+                (PLAYER, 1, [2.0, 2.0]),
+                (PLAYER, 3, [4.0, 4.0]),
+                (PLAYER, 9, [9.0, 9.0]),
+            ],
+        );
+        assert_eq!(rows(&stats), 8);
+        assert_eq!(stats.latency.snapshot().count(), 2);
+        // Only a dropped (stale) place, then a delete: none.
+        datagram(&stats, &view, 103, &[(PLAYER, 1, [5.0, 5.0])]);
+        stream(
+            &stats,
+            &view,
+            104,
+            vec![delta(&[], vec![], vec![key(4)], &[])],
+        );
+        assert_eq!(get(&stats.places_dropped), 2);
+        assert_eq!(rows(&stats), 8);
+        assert_eq!(stats.latency.snapshot().count(), 2);
+        // A whole-row update of another player counts as well.
+        let moved = player_row(2, Vec2::new(6.0, 6.0), [9; 32]);
+        stream(
+            &stats,
+            &view,
+            105,
+            vec![delta(&[], vec![moved], vec![], &[])],
+        );
+        assert_eq!(rows(&stats), 9);
+    }
+
+    #[test]
     fn places_not_newer_than_the_position_held_are_dropped() {
         let (stats, view) = joined();
         datagram(&stats, &view, 105, &[(PLAYER, 1, [5.0, 5.0])]);
@@ -1128,6 +1227,23 @@ mod tests {
         assert_eq!(get(&stats.places_dropped), 3);
         datagram(&stats, &view, 113, &[(PLAYER, 1, [52.0, 50.0])]);
         assert_eq!(other(&view, 2), Some(Vec2::new(52.0, 50.0)));
+        // A place of tick 115 overtakes the stream's move of tick 114 (a step from an older position): the move
+        // is skipped; one of tick 116 applies.
+        datagram(&stats, &view, 115, &[(PLAYER, 1, [55.0, 50.0])]);
+        stream(
+            &stats,
+            &view,
+            114,
+            vec![delta(&[], vec![], vec![], &[step])],
+        );
+        assert_eq!(other(&view, 2), Some(Vec2::new(55.0, 50.0)));
+        stream(
+            &stats,
+            &view,
+            116,
+            vec![delta(&[], vec![], vec![], &[step])],
+        );
+        assert_eq!(other(&view, 2), Some(Vec2::new(56.0, 50.0)));
     }
 
     #[test]

@@ -39,6 +39,8 @@ pub(crate) struct Mark {
     pub(crate) connected: u64,
     /// Update latency so far.
     pub(crate) latency: Histogram,
+    /// Update latency per player row change so far.
+    pub(crate) row_latency: Histogram,
     /// Reducer round trip so far.
     pub(crate) rtt: Histogram,
     /// UDP bytes received by all bots.
@@ -112,8 +114,13 @@ pub(crate) struct Interval {
     pub(crate) players: u64,
     /// Reducer round trip (call → result), ms.
     pub(crate) reducer_rtt: Summary,
-    /// Update latency (tick timestamp → frame at a bot that sees another player move), ms.
+    /// Update latency (tick timestamp → frame at a bot that sees another player move), ms: one sample per frame
+    /// or datagram. The service level's figure.
     pub(crate) update_latency: Summary,
+    /// Update latency per player row change, ms: the same tick timestamp → arrival, one sample per change of
+    /// another player's row a bot applied (insert, update, patch, move, place), so a datagram of ten players'
+    /// places weighs ten times a frame of one patch. `count` is the changes. Not judged by the service level.
+    pub(crate) row_update_latency: Summary,
     /// UDP payload bytes per second per client, server → client.
     pub(crate) down_bytes_per_s: f64,
     /// Client → server.
@@ -230,6 +237,7 @@ pub(crate) fn interval(a: &Mark, b: &Mark, tick_rate: f64) -> Interval {
         players: b.connected,
         reducer_rtt: b.rtt.since(&a.rtt).summary(),
         update_latency: b.latency.since(&a.latency).summary(),
+        row_update_latency: b.row_latency.since(&a.row_latency).summary(),
         down_bytes_per_s: per(a.rx_bytes, b.rx_bytes),
         up_bytes_per_s: per(a.tx_bytes, b.tx_bytes),
         down_packets_per_s: per(a.rx_packets, b.rx_packets),
@@ -590,6 +598,12 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
             rates.join(", ")
         )?;
         let m = &s.measured;
+        let r = &m.row_update_latency;
+        writeln!(
+            out,
+            "{:>7} players, update latency per player row change: p50 {:.1} ms, p99 {:.1} ms ({} changes)",
+            s.players, r.p50_ms, r.p99_ms, r.count
+        )?;
         if report.protocol >= 4 || m.datagrams_per_s > 0.0 || m.malformed_datagrams > 0 {
             writeln!(
                 out,
@@ -607,7 +621,8 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
         out,
         "columns: up = bot sessions at the end; tick = server tick time over the measured interval (an external server: its last ≤4096 ticks); ovr = skipped \
          tick slots; cpu/t = tick-thread CPU per tick (ms); rtt = reducer round trip (ms); lat = update latency \
-         (ms); B/s and packets per client per second; µs/pl/tick = server process CPU per player per tick; bot µs/t = \
+         (ms; one sample per frame or datagram carrying an update of another player, however many; per row \
+         change under the table); B/s and packets per client per second; µs/pl/tick = server process CPU per player per tick; bot µs/t = \
          the load tester's own process CPU (bots, their QUIC, the brains; not the server) per bot per tick"
     )?;
     let t = &report.totals;
@@ -710,6 +725,93 @@ mod tests {
         // only the interval's latencies
         assert_eq!(i.update_latency.count, 5);
         assert!(i.update_latency.p50_ms > 95.0);
+    }
+
+    #[test]
+    fn the_per_row_latency_weighs_each_change_and_is_not_judged() {
+        // Ten datagrams of ten players' places each at 10.24 ms, one frame of one patch at 102.4 ms.
+        let mut frames = vec![10_240; 10];
+        frames.push(102_400);
+        let a = mark(10.0, 200, 1.0, 0, &[]);
+        let mut b = mark(20.0, 400, 2.0, 0, &frames);
+        let mut changes = vec![10_240; 100];
+        changes.push(102_400);
+        b.row_latency = Histogram::of(&changes);
+        let m = interval(&a, &b, 20.0);
+        // Per frame the patch is the p99; per row change it is one in 101.
+        assert_eq!(
+            (m.update_latency.count, m.update_latency.p99_ms),
+            (11, 102.4)
+        );
+        let r = m.row_update_latency;
+        assert_eq!(
+            (r.count, r.p50_ms, r.p99_ms, r.max_ms),
+            (101, 10.24, 10.24, 102.4)
+        );
+        // Only the interval's changes.
+        let later = Mark {
+            t: 30.0,
+            row_latency: Histogram::of(&[changes.as_slice(), &[20_480; 3]].concat()),
+            ..b.clone()
+        };
+        assert_eq!(interval(&b, &later, 20.0).row_update_latency.count, 3);
+        let json = serde_json::to_value(&m).unwrap();
+        assert_eq!(json["row_update_latency"]["count"], 101);
+        assert_eq!(json["row_update_latency"]["p50_ms"], 10.24);
+        assert_eq!(json["row_update_latency"]["p99_ms"], 10.24);
+        assert_eq!(json["update_latency"]["count"], 11);
+        // The service level reads the frame measure only.
+        let mut slow_rows = m.clone();
+        slow_rows.row_update_latency.p99_ms = 500.0;
+        assert!(evaluate(&slow_rows, 0, &Sla::default()).held);
+        // Printed under the table, for every protocol version.
+        for protocol in [1, 4] {
+            let report = Report {
+                mode: "run",
+                scenario: "standard".into(),
+                seed: 1,
+                protocol,
+                sla: Sla::default(),
+                server: ServerInfo {
+                    kind: "child",
+                    addr: "127.0.0.1:1".into(),
+                    metrics_available: true,
+                    note: String::new(),
+                },
+                machine: Machine {
+                    cpus: 2,
+                    memory_mib: None,
+                },
+                steps: vec![StepReport {
+                    players: 10,
+                    arena_side_m: 0.0,
+                    connect_s: 0.0,
+                    verdict: evaluate(&m, 0, &Sla::default()),
+                    measured: m.clone(),
+                    step_disconnects: 0,
+                }],
+                max_players_held: None,
+                totals: Totals::default(),
+                visibility: Visibility::default(),
+                samples: vec![m.clone()],
+            };
+            let mut out = Vec::new();
+            print_table(&report, &mut out).unwrap();
+            let out = String::from_utf8(out).unwrap();
+            assert!(
+                out.contains(
+                    "10 players, update latency per player row change: p50 10.2 ms, p99 10.2 ms (101 changes)"
+                ),
+                "{out}"
+            );
+            // The table's column is still the frame measure.
+            assert!(out.contains("10.2/102.4"), "{out}");
+            let json = serde_json::to_value(&report).unwrap();
+            assert_eq!(
+                json["samples"][0]["row_update_latency"]["count"], 101,
+                "{json}"
+            );
+        }
     }
 
     /// Marks 10 s apart; the server ran 150 ticks (not the nominal 200); 4 bots at the start, 10 at the end;

@@ -64,6 +64,7 @@ impl Runner<'_> {
             t: self.now(),
             connected: get(&s.connected),
             latency: s.latency.snapshot(),
+            row_latency: s.row_latency.snapshot(),
             rtt: s.rtt.snapshot(),
             rx_bytes,
             tx_bytes,

@@ -68,9 +68,17 @@ fn thirty_bots_see_each_other_without_errors() {
     assert!(u(&report, "/visibility/pairs_checked") >= 30, "{context}");
     assert_eq!(u(&report, "/visibility/pairs_missing"), 0, "{context}");
 
-    // The measured step has latency samples and the server's figures.
+    // The measured step has latency samples (per frame and per row change) and the server's figures.
     assert!(
         u(&report, "/steps/0/measured/update_latency/count") > 0,
+        "{context}"
+    );
+    assert!(
+        u(&report, "/steps/0/measured/row_update_latency/count") > 0,
+        "{context}"
+    );
+    assert!(
+        stdout.contains("update latency per player row change: p50"),
         "{context}"
     );
     assert!(
