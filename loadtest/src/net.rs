@@ -965,23 +965,7 @@ mod tests {
     }
 
     fn player_row(id: u64, pos: Vec2, identity: [u8; 32]) -> WireRow {
-        WireRow(
-            rmp_serde::to_vec(&game_module::Player {
-                id,
-                pos,
-                identity: locus_types::Identity(identity),
-                name: format!("player-{id}"),
-                target: pos,
-                dir: Vec2::ZERO,
-                moving: false,
-                online: true,
-                hp: 100,
-                level: 1,
-                xp: 0,
-                busy_until: locus_types::Timestamp(0),
-            })
-            .unwrap(),
-        )
+        WireRow(crate::wire::tests::player_row(id, pos, identity))
     }
 
     fn key(id: u64) -> WireRow {

@@ -683,6 +683,43 @@ mod tests {
     use super::*;
     use crate::child::{Pct, ServerMetrics};
 
+    /// A report of one step of 10 players that measured `measured`, for the table and the JSON.
+    fn one_step(
+        protocol: u16,
+        measured: Interval,
+        totals: Totals,
+        samples: Vec<Interval>,
+    ) -> Report {
+        Report {
+            mode: "run",
+            scenario: "standard".into(),
+            seed: 1,
+            protocol,
+            sla: Sla::default(),
+            server: ServerInfo {
+                kind: "child",
+                addr: "127.0.0.1:1".into(),
+                metrics_available: true,
+                note: String::new(),
+            },
+            machine: Machine {
+                cpus: 2,
+                memory_mib: None,
+            },
+            steps: vec![StepReport {
+                players: 10,
+                arena_side_m: 0.0,
+                connect_s: 0.0,
+                verdict: evaluate(&measured, 0, &Sla::default()),
+                measured,
+                step_disconnects: 0,
+            }],
+            max_players_held: None,
+            totals,
+            visibility: Visibility::default(),
+            samples,
+        }
+    }
     fn mark(t: f64, ticks: u64, cpu: f64, rx: u64, lat: &[u64]) -> Mark {
         Mark {
             t,
@@ -766,35 +803,7 @@ mod tests {
         assert!(evaluate(&slow_rows, 0, &Sla::default()).held);
         // Printed under the table, for every protocol version.
         for protocol in [1, 4] {
-            let report = Report {
-                mode: "run",
-                scenario: "standard".into(),
-                seed: 1,
-                protocol,
-                sla: Sla::default(),
-                server: ServerInfo {
-                    kind: "child",
-                    addr: "127.0.0.1:1".into(),
-                    metrics_available: true,
-                    note: String::new(),
-                },
-                machine: Machine {
-                    cpus: 2,
-                    memory_mib: None,
-                },
-                steps: vec![StepReport {
-                    players: 10,
-                    arena_side_m: 0.0,
-                    connect_s: 0.0,
-                    verdict: evaluate(&m, 0, &Sla::default()),
-                    measured: m.clone(),
-                    step_disconnects: 0,
-                }],
-                max_players_held: None,
-                totals: Totals::default(),
-                visibility: Visibility::default(),
-                samples: vec![m.clone()],
-            };
+            let report = one_step(protocol, m.clone(), Totals::default(), vec![m.clone()]);
             let mut out = Vec::new();
             print_table(&report, &mut out).unwrap();
             let out = String::from_utf8(out).unwrap();
@@ -866,35 +875,7 @@ mod tests {
     fn the_table_shows_bot_cpu_beside_the_server_and_their_sum() {
         let (a, b) = bot_marks();
         let measured = interval(&a, &b, 20.0);
-        let report = Report {
-            mode: "run",
-            scenario: "standard".into(),
-            seed: 1,
-            protocol: 2,
-            sla: Sla::default(),
-            server: ServerInfo {
-                kind: "child",
-                addr: "127.0.0.1:1".into(),
-                metrics_available: true,
-                note: String::new(),
-            },
-            machine: Machine {
-                cpus: 2,
-                memory_mib: None,
-            },
-            steps: vec![StepReport {
-                players: 10,
-                arena_side_m: 0.0,
-                connect_s: 0.0,
-                verdict: evaluate(&measured, 0, &Sla::default()),
-                measured,
-                step_disconnects: 0,
-            }],
-            max_players_held: None,
-            totals: Totals::default(),
-            visibility: Visibility::default(),
-            samples: Vec::new(),
-        };
+        let report = one_step(2, measured, Totals::default(), Vec::new());
         let mut out = Vec::new();
         print_table(&report, &mut out).unwrap();
         let out = String::from_utf8(out).unwrap();
@@ -923,39 +904,16 @@ mod tests {
         let json = serde_json::to_value(&measured).unwrap();
         assert_eq!(json["places_dropped"], 7);
         assert_eq!(json["malformed_datagrams"], 2);
-        let mut report = Report {
-            mode: "run",
-            scenario: "standard".into(),
-            seed: 1,
-            protocol: 4,
-            sla: Sla::default(),
-            server: ServerInfo {
-                kind: "child",
-                addr: "127.0.0.1:1".into(),
-                metrics_available: true,
-                note: String::new(),
-            },
-            machine: Machine {
-                cpus: 2,
-                memory_mib: None,
-            },
-            steps: vec![StepReport {
-                players: 10,
-                arena_side_m: 0.0,
-                connect_s: 0.0,
-                verdict: evaluate(&measured, 0, &Sla::default()),
-                measured,
-                step_disconnects: 0,
-            }],
-            max_players_held: None,
-            totals: Totals {
+        let mut report = one_step(
+            4,
+            measured,
+            Totals {
                 datagrams: 5_000,
                 places_dropped: 12,
                 ..Totals::default()
             },
-            visibility: Visibility::default(),
-            samples: Vec::new(),
-        };
+            Vec::new(),
+        );
         let totals = serde_json::to_value(&report.totals).unwrap();
         assert_eq!(
             (

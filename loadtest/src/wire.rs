@@ -101,13 +101,14 @@ pub(crate) fn now_micros() -> u64 {
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use locus_protocol::{ServerMessage, TableDelta, TickView, WireRow};
     use locus_types::TableId;
 
     use super::*;
 
-    fn player_row(id: u64, pos: Vec2, identity: [u8; 32]) -> Vec<u8> {
+    /// A demo `player` row's bytes (also for the bots' tests).
+    pub(crate) fn player_row(id: u64, pos: Vec2, identity: [u8; 32]) -> Vec<u8> {
         rmp_serde::to_vec(&game_module::Player {
             id,
             pos,

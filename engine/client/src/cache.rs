@@ -302,6 +302,17 @@ impl TableView {
         }
     }
 
+    /// The event of row `key` of this table (id `table`) changing from `old` to `new`.
+    fn updated(&self, table: TableId, key: Key, old: Row, new: Row) -> Event {
+        Event::Updated {
+            table,
+            name: self.name.clone(),
+            key,
+            old,
+            new,
+        }
+    }
+
     /// The key of the row `handle` names.
     fn by_handle(&self, handle: u32) -> Result<&Key, ApplyError> {
         self.handles
@@ -604,13 +615,7 @@ impl Cache {
                     Some(moved) => {
                         self.datagrams.applied += 1;
                         if let Some((key, old, new)) = moved {
-                            events.push(Event::Updated {
-                                table,
-                                name: view.name.clone(),
-                                key,
-                                old,
-                                new,
-                            });
+                            events.push(view.updated(table, key, old, new));
                         }
                     }
                     None => self.datagrams.dropped += 1,
@@ -739,13 +744,7 @@ impl Cache {
                         Ok((key, old, new)) => {
                             view.rows.insert(key.clone(), new.clone());
                             view.touch(&key, tick);
-                            events.push(Event::Updated {
-                                table,
-                                name: view.name.clone(),
-                                key,
-                                old,
-                                new,
-                            });
+                            events.push(view.updated(table, key, old, new));
                         }
                         Err(error) => events.push(Event::Inconsistent { table, error }),
                     }

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use game_module as gm;
-use locus_client::{ClientConfig, Connection, Trust};
+use locus_client::{ClientConfig, Connection, Incoming, Trust};
 use locus_protocol::{CallOutcome, Filter, ServerMessage, TableDelta, WireRow};
 use locus_server::{Server, ServerConfig};
 use locus_types::{TableId, Vec2};
@@ -84,7 +84,17 @@ async fn client(
             .call(&gm::move_to::call(target.x, target.y))
             .expect("call");
         loop {
-            match conn.next_message().await.expect("the connection stays up") {
+            let message = match conn.next_incoming().await.expect("the connection stays up") {
+                Incoming::Message(message) => message,
+                // Protocol version 4: walking rows' positions, each place an update.
+                Incoming::Datagram(bytes) => {
+                    if let Ok(d) = locus_protocol::places::Datagram::parse(&bytes) {
+                        tally.updates += d.sections().map(|(_, p)| p.count() as u64).sum::<u64>();
+                    }
+                    continue;
+                }
+            };
+            match message {
                 ServerMessage::Result {
                     request: r,
                     outcome,
@@ -98,7 +108,12 @@ async fn client(
                 }
                 ServerMessage::Tick { tables, .. } => {
                     for t in tables {
-                        tally.updates += t.updates.len() as u64;
+                        // Whole rows, patches (version 2 on) and moves (version 3 on).
+                        let moves = t
+                            .moves
+                            .as_ref()
+                            .map_or(0, |m| locus_protocol::compact::Moves::new(&m.0).count());
+                        tally.updates += (t.updates.len() + t.patches.len() + moves) as u64;
                         tally.inserts += t.inserts.len() as u64;
                         tally.deletes += t.deletes.len() as u64;
                     }

@@ -524,13 +524,13 @@ fn places(w: &TestWorld, s: TestSession, from: usize) -> usize {
         .sum()
 }
 
-/// Version 4 over a connection that takes datagrams: a walking row's positions go as places in datagrams (no
-/// moves on the stream), the client holds them to half a centimetre, and once the row stops the stream carries it
-/// once (a patch of `pos`), so the client holds the exact row.
-#[test]
-fn version_4_walking_rows_go_as_places_and_the_stream_carries_them_at_rest() {
+/// A world where session `a` (version 4, its datagrams lost as `lost` says) sees `b` (version 2) start walking
+/// 100 m north from 10 m east of it.
+fn walking_seen_by_datagrams(
+    lost: impl FnMut(u64) -> bool + Send + 'static,
+) -> (TestWorld, TestSession, TestSession) {
     let mut w = demo();
-    let a = w.connect_datagrams(Identity([1; 32]), |_| false);
+    let a = w.connect_datagrams(Identity([1; 32]), lost);
     let b = w.connect_version(Identity([2; 32]), 2);
     for s in [a, b] {
         w.subscribe(s, "player", locus_protocol::Filter::All);
@@ -540,6 +540,15 @@ fn version_4_walking_rows_go_as_places_and_the_stream_carries_them_at_rest() {
     tick_ok(&mut w, &[(a, ra), (b, rb)]);
     let r = w.call(b, &gm::move_to::call(710.0, 800.0));
     tick_ok(&mut w, &[(b, r)]);
+    (w, a, b)
+}
+
+/// Version 4 over a connection that takes datagrams: a walking row's positions go as places in datagrams (no
+/// moves on the stream), the client holds them to half a centimetre, and once the row stops the stream carries it
+/// once (a patch of `pos`), so the client holds the exact row.
+#[test]
+fn version_4_walking_rows_go_as_places_and_the_stream_carries_them_at_rest() {
+    let (mut w, a, b) = walking_seen_by_datagrams(|_| false);
     w.take_messages(a);
     let before = w.datagrams(a).len();
     let mut moves = 0;
@@ -584,17 +593,7 @@ fn version_4_walking_rows_go_as_places_and_the_stream_carries_them_at_rest() {
 /// rest arrives on the stream.
 #[test]
 fn lost_places_are_made_good_when_the_row_comes_to_rest() {
-    let mut w = demo();
-    let a = w.connect_datagrams(Identity([1; 32]), |_| true);
-    let b = w.connect_version(Identity([2; 32]), 2);
-    for s in [a, b] {
-        w.subscribe(s, "player", locus_protocol::Filter::All);
-    }
-    let ra = w.call(a, &gm::teleport::call(700.0, 700.0));
-    let rb = w.call(b, &gm::teleport::call(710.0, 700.0));
-    tick_ok(&mut w, &[(a, ra), (b, rb)]);
-    let r = w.call(b, &gm::move_to::call(710.0, 800.0));
-    tick_ok(&mut w, &[(b, r)]);
+    let (mut w, a, b) = walking_seen_by_datagrams(|_| true);
     w.run(10);
     let stale = |w: &TestWorld| {
         let truth = me(w, b);
