@@ -127,6 +127,114 @@ fn a_walking_player_reaches_a_near_client_in_datagrams() {
     server.shutdown();
 }
 
+/// A client that stops reading: once its stream's flow-control window is full, the server queues its frames
+/// (after the part of a frame the stream took, nothing overtaking it), and a client that reads again gets every
+/// frame whole and in order; once `Limits::outbound` batches wait, it is closed as too slow (QUIC code 3) and the
+/// world and a reading client go on.
+#[test]
+fn a_client_that_stops_reading_is_queued_in_order_then_closed_as_too_slow() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(DEMO.clone());
+    config.data_dir = dir.path().to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Two seconds of ticks.
+    config.limits.outbound = 40;
+    let server = Server::start(config).expect("the server starts");
+    let (addr, fp) = (server.local_addr(), server.fingerprint());
+    let mut walker = connect(addr, fp, None);
+    walker
+        .subscribe("player", locus_protocol::Filter::All)
+        .unwrap();
+    call_ok(&mut walker, &gm::teleport::call(1005.0, 1000.0));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    // A client whose stream window is 1 KiB: a few ticks fill it.
+    let (_endpoint, conn, mut send, mut recv) = rt.block_on(async {
+        let mut quic = locus_client::quic_client_config(fp).unwrap();
+        let mut transport = quinn::TransportConfig::default();
+        transport.stream_receive_window(quinn::VarInt::from_u32(1024));
+        quic.transport_config(std::sync::Arc::new(transport));
+        let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+        endpoint.set_default_client_config(quic);
+        let conn = endpoint
+            .connect(addr, locus_client::SERVER_NAME)
+            .unwrap()
+            .await
+            .unwrap();
+        let (send, recv) = conn.open_bi().await.unwrap();
+        (endpoint, conn, send, recv)
+    });
+    let mut out = Vec::new();
+    for message in [
+        // Version 3: walking goes on the stream (version 4 would send it in datagrams, outside the window).
+        ClientMessage::Hello {
+            versions: vec![3],
+            token: None,
+        },
+        ClientMessage::Subscribe {
+            request: 1,
+            table: "player".into(),
+            filter: locus_protocol::Filter::All,
+        },
+        ClientMessage::Subscribe {
+            request: 2,
+            table: "creature".into(),
+            filter: locus_protocol::Filter::All,
+        },
+        ClientMessage::Call {
+            request: 3,
+            reducer: "teleport".into(),
+            args: gm::teleport::call(1000.0, 1000.0).args,
+        },
+    ] {
+        locus_protocol::encode_frame(&message, &mut out);
+    }
+    rt.block_on(send.write_all(&out)).unwrap();
+    // The walker walks back and forth beside it: something to send every tick.
+    call_ok(&mut walker, &gm::move_to::call(1005.0, 1060.0));
+    // Not reading for a second (20 batches, half the queue), then reading: every frame whole, ticks in order.
+    std::thread::sleep(Duration::from_secs(1));
+    let mut reader = FrameReader::new(MAX_SERVER_FRAME);
+    let (mut frames, mut last_tick) = (0, 0);
+    let until = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < until {
+        let mut buf = vec![0; 64 * 1024];
+        let n = rt.block_on(async {
+            tokio::time::timeout(Duration::from_millis(200), recv.read(&mut buf)).await
+        });
+        let Ok(n) = n else { continue };
+        let n = n.expect("the stream reads").expect("the stream stays open");
+        reader.push(&buf[..n]);
+        while let Some(payload) = reader.next_frame().expect("frames are whole") {
+            let message: ServerMessage =
+                locus_protocol::decode_frame(payload).expect("every frame decodes");
+            frames += 1;
+            if let ServerMessage::Tick { tick, .. } = message {
+                assert!(tick >= last_tick, "tick {tick} after {last_tick}");
+                last_tick = tick;
+            }
+        }
+    }
+    assert!(
+        frames > 20 && last_tick > 0,
+        "{frames} frames, last tick {last_tick}"
+    );
+    assert_eq!(server.metrics().too_slow, 0, "read in time: not dropped");
+    // Now it never reads again: closed as too slow.
+    let closed = rt.block_on(async { tokio::time::timeout(WAIT, conn.closed()).await });
+    let closed = closed.expect("the server closes it in time");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == quinn::VarInt::from_u32(3)),
+        "{closed:?}"
+    );
+    assert_eq!(server.metrics().too_slow, 1);
+    // The world and the reading client go on.
+    call_ok(&mut walker, &gm::move_to::call(1005.0, 1000.0));
+    server.shutdown();
+}
+
 /// A raw protocol connection, for sending what a well-behaved client never would.
 struct Raw {
     rt: tokio::runtime::Runtime,
