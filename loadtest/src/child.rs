@@ -18,8 +18,9 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use clap::ValueEnum as _;
 use locus_protocol::CallOutcome;
-use locus_server::{MetricsSnapshot, Percentiles, Server, ServerConfig};
+use locus_server::{MetricsSnapshot, Percentiles, PositionDatagrams, Server, ServerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::Arena;
@@ -76,6 +77,9 @@ pub(crate) struct ServerMetrics {
     /// Position datagrams handed to connections (protocol version 4).
     #[serde(default)]
     pub(crate) datagrams_out: u64,
+    /// Sessions sent positions in datagrams because their connection loses packets (last counted).
+    #[serde(default)]
+    pub(crate) lossy_links: u64,
     /// Bytes of frames in.
     pub(crate) bytes_in: u64,
     /// Connections accepted.
@@ -105,6 +109,7 @@ impl From<MetricsSnapshot> for ServerMetrics {
             rows_sent: m.rows_sent,
             bytes_out: m.bytes_out,
             datagrams_out: m.datagrams_out,
+            lossy_links: m.lossy_links,
             bytes_in: m.bytes_in,
             connections: m.connections,
             refused: m.refused,
@@ -147,14 +152,25 @@ pub(crate) fn build_demo_module() -> anyhow::Result<Vec<u8>> {
         .context("building the demo module (game-module) to wasm")
 }
 
+/// How the started server runs (the options `loadtest` passes on to `serve-child`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// Ticks per second.
+    pub(crate) tick_rate: u16,
+    /// Bytes per client per tick (0: no limit); the server's default if `None`.
+    pub(crate) byte_budget: Option<usize>,
+    /// Every move of every row every tick.
+    pub(crate) every_move: bool,
+    /// When version-4 sessions are sent positions in datagrams.
+    pub(crate) datagrams: PositionDatagrams,
+}
+
 /// `loadtest serve-child`: run the server until standard input ends.
 pub(crate) fn serve_child(
     data_dir: &Path,
     listen: SocketAddr,
     module: Option<&Path>,
-    tick_rate: u16,
-    byte_budget: Option<usize>,
-    every_move: bool,
+    options: &Options,
 ) -> anyhow::Result<()> {
     let wasm = match module {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
@@ -163,13 +179,14 @@ pub(crate) fn serve_child(
     let mut config = ServerConfig::new(wasm);
     config.data_dir = data_dir.to_owned();
     config.listen = listen;
-    config.tick_rate = tick_rate;
-    if let Some(bytes) = byte_budget {
+    config.tick_rate = options.tick_rate;
+    if let Some(bytes) = options.byte_budget {
         config.interest.byte_budget = (bytes > 0).then_some(bytes);
     }
-    if every_move {
+    if options.every_move {
         config.move_rates = None;
     }
+    config.limits.datagrams = options.datagrams;
     let server = Arc::new(Server::start(config).context("starting the server")?);
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let say = |line: &str| {
@@ -264,12 +281,7 @@ pub(crate) struct ChildServer {
 impl ChildServer {
     /// Start `<this binary> serve-child` in a new temporary data directory and wait until it listens (the first
     /// start builds the demo module, which may take minutes).
-    pub(crate) fn start(
-        module: Option<&Path>,
-        tick_rate: u16,
-        byte_budget: Option<usize>,
-        every_move: bool,
-    ) -> anyhow::Result<ChildServer> {
+    pub(crate) fn start(module: Option<&Path>, options: &Options) -> anyhow::Result<ChildServer> {
         let data_dir = tempfile::Builder::new()
             .prefix("locus-loadtest-")
             .tempdir()
@@ -282,14 +294,22 @@ impl ChildServer {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--tick-rate")
-            .arg(tick_rate.to_string());
+            .arg(options.tick_rate.to_string())
+            .arg("--datagrams")
+            .arg(
+                options
+                    .datagrams
+                    .to_possible_value()
+                    .expect("no variant is skipped")
+                    .get_name(),
+            );
         if let Some(m) = module {
             cmd.arg("--module").arg(m);
         }
-        if let Some(bytes) = byte_budget {
+        if let Some(bytes) = options.byte_budget {
             cmd.arg("--byte-budget").arg(bytes.to_string());
         }
-        if every_move {
+        if options.every_move {
             cmd.arg("--every-move");
         }
         let mut child = cmd

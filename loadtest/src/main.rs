@@ -38,6 +38,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use locus_server::PositionDatagrams;
 
 /// Command line.
 #[derive(Debug, Parser)]
@@ -76,6 +77,9 @@ enum Sub {
         /// Every move of every row every tick (`locus serve --every-move`).
         #[arg(long)]
         every_move: bool,
+        /// When version-4 bots are sent positions in datagrams (`locus serve --datagrams`).
+        #[arg(long, value_enum, default_value_t = PositionDatagrams::OnLoss)]
+        datagrams: PositionDatagrams,
     },
 }
 
@@ -171,6 +175,10 @@ pub(crate) struct RunArgs {
     /// rows' moves every 2nd or 4th tick: the baseline for the distance-based rates.
     #[arg(long, conflicts_with = "server")]
     pub(crate) every_move: bool,
+    /// When the started server sends version-4 bots walking rows' positions in QUIC datagrams
+    /// (`locus serve --datagrams`): on-loss (while a bot's connection loses packets), always, or never.
+    #[arg(long, value_enum, default_value_t = PositionDatagrams::OnLoss, conflicts_with = "server")]
+    pub(crate) datagrams: PositionDatagrams,
     /// NPCs spawned per player (started server only).
     #[arg(long, default_value_t = scenario::NPCS_PER_PLAYER)]
     pub(crate) npcs_per_player: u32,
@@ -249,13 +257,17 @@ fn main() -> anyhow::Result<()> {
             tick_rate,
             byte_budget,
             every_move,
+            datagrams,
         }) => child::serve_child(
             &data_dir,
             listen,
             module.as_deref(),
-            tick_rate,
-            byte_budget,
-            every_move,
+            &child::Options {
+                tick_rate,
+                byte_budget,
+                every_move,
+                datagrams,
+            },
         ),
         None => run::run(&cli.run),
     }

@@ -138,6 +138,9 @@ pub(crate) struct Interval {
     /// metrics. Above `datagrams_per_s` by those lost on the way (or dropped by a connection that could not take
     /// them).
     pub(crate) server_datagrams_per_s: Option<f64>,
+    /// Sessions the server sent positions in datagrams at the end because their connection lost packets
+    /// (`locus serve --datagrams on-loss`, the default); `None` without server metrics.
+    pub(crate) lossy_links: Option<u64>,
     /// Position datagrams received malformed (ignored whole).
     pub(crate) malformed_datagrams: u64,
     /// Places dropped by the client's rule (`protocol.md`, "Applying a place"): stale, of a handle naming no row
@@ -248,6 +251,7 @@ pub(crate) fn interval(a: &Mark, b: &Mark, tick_rate: f64) -> Interval {
             (Some(sa), Some(sb)) => Some(per(sa.metrics.datagrams_out, sb.metrics.datagrams_out)),
             _ => None,
         },
+        lossy_links: b.server.as_ref().map(|s| s.metrics.lossy_links),
         malformed_datagrams: b.malformed_datagrams.saturating_sub(a.malformed_datagrams),
         places_dropped: b.places_dropped.saturating_sub(a.places_dropped),
         server,
@@ -607,11 +611,13 @@ pub(crate) fn print_table(report: &Report, out: &mut impl Write) -> std::io::Res
         if report.protocol >= 4 || m.datagrams_per_s > 0.0 || m.malformed_datagrams > 0 {
             writeln!(
                 out,
-                "{:>7} players, position datagrams: {:.1}/s per client received ({} sent by the server), {} malformed, \
-                 {} places dropped (stale)",
+                "{:>7} players, position datagrams: {:.1}/s per client received ({} sent by the server; {} sessions on a \
+                 lossy link), {} malformed, {} places dropped (stale)",
                 s.players,
                 m.datagrams_per_s,
                 opt(m.server_datagrams_per_s, 1),
+                m.lossy_links
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string()),
                 m.malformed_datagrams,
                 m.places_dropped
             )?;
@@ -894,6 +900,7 @@ mod tests {
         (a.datagrams, a.malformed_datagrams, a.places_dropped) = (1_000, 1, 5);
         (b.datagrams, b.malformed_datagrams, b.places_dropped) = (5_000, 3, 12);
         b.server.as_mut().unwrap().metrics.datagrams_out = 4_100;
+        b.server.as_mut().unwrap().metrics.lossy_links = 9;
         let measured = interval(&a, &b, 20.0);
         // 4,000 datagrams over 10 s and 10 clients; the counts are the interval's.
         assert!((measured.datagrams_per_s - 40.0).abs() < 1e-9);
@@ -904,6 +911,7 @@ mod tests {
         let json = serde_json::to_value(&measured).unwrap();
         assert_eq!(json["places_dropped"], 7);
         assert_eq!(json["malformed_datagrams"], 2);
+        assert_eq!(json["lossy_links"], 9);
         let mut report = one_step(
             4,
             measured,
@@ -930,8 +938,8 @@ mod tests {
         let out = table(&report);
         assert!(
             out.contains(
-                "10 players, position datagrams: 40.0/s per client received (41.0 sent by the server), 2 malformed, \
-                 7 places dropped (stale)"
+                "10 players, position datagrams: 40.0/s per client received (41.0 sent by the server; 9 sessions on a \
+                 lossy link), 2 malformed, 7 places dropped (stale)"
             ),
             "{out}"
         );

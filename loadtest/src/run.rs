@@ -13,7 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use locus_client::Trust;
 
 use crate::bots::{ArenaRes, Bot, Brain, Brains, Tally};
-use crate::child::{ChildServer, process_cpu_seconds};
+use crate::child::{self, ChildServer, process_cpu_seconds};
 use crate::histogram::Summary;
 use crate::net::{self, Command, NetContext, Stats, View};
 use crate::report::{
@@ -338,9 +338,12 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
             eprintln_flush("starting the server (the first run builds the demo module to wasm)…");
             let child = ChildServer::start(
                 args.module.as_deref(),
-                args.tick_rate,
-                args.byte_budget,
-                args.every_move,
+                &child::Options {
+                    tick_rate: args.tick_rate,
+                    byte_budget: args.byte_budget,
+                    every_move: args.every_move,
+                    datagrams: args.datagrams,
+                },
             )?;
             let info = ServerInfo {
                 kind: "child",

@@ -329,6 +329,7 @@ impl Bot {
             token: Token(self.identity.0),
             version: PROTOCOL_VERSION,
             datagrams: false,
+            places: false,
         });
         for table in TABLES {
             out.push(Input::Subscribe {

@@ -39,6 +39,7 @@ pub mod world;
 pub use locus_protocol::ALPN;
 pub use metrics::{MetricsSnapshot, Percentiles};
 pub use server::{
-    AdminCallError, Limits, MODULE_FILE, PublishError, Server, ServerConfig, StartError,
+    AdminCallError, Limits, MODULE_FILE, PositionDatagrams, PublishError, Server, ServerConfig,
+    StartError,
 };
 pub use world::{MoveRates, World};

@@ -16,7 +16,7 @@ use locus_host::Budget;
 use locus_protocol::{AdminCommand, AdminReply, CallOutcome, ModuleLogLine};
 use locus_server::admin_client::{AdminSession, AdminTarget, encode_args};
 use locus_server::query::{QueryResult, format_table};
-use locus_server::{MODULE_FILE, Server, ServerConfig, cert};
+use locus_server::{MODULE_FILE, PositionDatagrams, Server, ServerConfig, cert};
 
 /// mimalloc rather than glibc malloc: the tick thread allocates per row and the network threads per packet, and
 /// glibc's free lists (`_int_malloc`, `malloc_consolidate`) cost several percent of the server's CPU there.
@@ -73,6 +73,10 @@ enum Command {
         /// 4th (protocol version 3; other changes always go at once).
         #[arg(long)]
         every_move: bool,
+        /// When a version-4 client is sent walking rows' positions in QUIC datagrams: on-loss (while its
+        /// connection loses packets; on a clean link moves on the stream are fewer bytes), always, or never.
+        #[arg(long, value_enum, default_value_t = PositionDatagrams::OnLoss)]
+        datagrams: PositionDatagrams,
     },
     /// Replace the running module with a new version, without disconnecting anyone. Compatible schema changes
     /// (new tables, columns appended with a default, indexes, reducers) are migrated; anything else is refused
@@ -194,6 +198,7 @@ fn main() -> anyhow::Result<()> {
             workers,
             byte_budget,
             every_move,
+            datagrams,
         } => serve(Serve {
             data_dir,
             listen,
@@ -204,6 +209,7 @@ fn main() -> anyhow::Result<()> {
             workers,
             byte_budget,
             every_move,
+            datagrams,
         }),
         Command::Publish { module, target } => {
             let wasm =
@@ -362,6 +368,7 @@ struct Serve {
     workers: Option<u16>,
     byte_budget: Option<usize>,
     every_move: bool,
+    datagrams: PositionDatagrams,
 }
 
 fn serve(options: Serve) -> anyhow::Result<()> {
@@ -375,6 +382,7 @@ fn serve(options: Serve) -> anyhow::Result<()> {
         workers,
         byte_budget,
         every_move,
+        datagrams,
     } = options;
     let published = data_dir.join(MODULE_FILE);
     // A module named on the command line is stored with the world (so a restart without `--module` runs it); the
@@ -408,6 +416,7 @@ fn serve(options: Serve) -> anyhow::Result<()> {
     if every_move {
         config.move_rates = None;
     }
+    config.limits.datagrams = datagrams;
     config.metrics = metrics;
     config.keep_module = keep_module;
     config.host.budget = budget;

@@ -26,6 +26,7 @@ pub(crate) struct Metrics {
     rows_sent: AtomicU64,
     pub(crate) bytes_out: AtomicU64,
     pub(crate) datagrams_out: AtomicU64,
+    pub(crate) lossy_links: AtomicU64,
     pub(crate) bytes_in: AtomicU64,
     pub(crate) connections: AtomicU64,
     pub(crate) refused: AtomicU64,
@@ -120,6 +121,9 @@ pub struct MetricsSnapshot {
     pub bytes_out: u64,
     /// Position datagrams handed to connections (protocol version 4).
     pub datagrams_out: u64,
+    /// Sessions being sent positions in datagrams because their connection loses packets
+    /// ([`crate::PositionDatagrams::OnLoss`]), as last counted (four times a second).
+    pub lossy_links: u64,
     /// Bytes of frames received.
     pub bytes_in: u64,
     /// Connections accepted.
@@ -214,6 +218,7 @@ impl Metrics {
             rows_sent: get(&self.rows_sent),
             bytes_out: get(&self.bytes_out),
             datagrams_out: get(&self.datagrams_out),
+            lossy_links: get(&self.lossy_links),
             bytes_in: get(&self.bytes_in),
             connections: get(&self.connections),
             refused: get(&self.refused),

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use crate::cert;
 use crate::identity::{identity_of, new_token};
 use crate::metrics::Metrics;
-use crate::server::{Limits, StartError};
+use crate::server::{Limits, PositionDatagrams, StartError};
 use crate::world::{AdminFrom, Closing, Input, SessionId, SessionIds};
 use locus_host::Runtime;
 use locus_types::Identity;
@@ -77,6 +77,86 @@ pub(crate) enum Out {
 pub(crate) struct SessionHandle {
     out: Outlet,
     conn: quinn::Connection,
+    /// Whether its connection loses packets, for a session sent positions in datagrams only then
+    /// ([`PositionDatagrams::OnLoss`]; [`watch_links`]).
+    link: Option<LinkWatch>,
+}
+
+/// How often [`watch_links`] looks at the connections.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+
+/// Whether a connection loses packets, from the count of packets QUIC declared lost on it (sans-IO: the count and
+/// the time are given). Lossy from the first loss until `quiet` passes without another.
+///
+/// Invariant: [`LinkWatch::observe`] asks for a change only between the states the session is in
+/// ([`LinkWatch::lossy`]) and the other; the state changes only by [`LinkWatch::set`], once the world was told.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LinkWatch {
+    lost: u64,
+    last_loss: Option<Instant>,
+    lossy: bool,
+    quiet: Duration,
+}
+
+impl LinkWatch {
+    /// A clean link whose count of lost packets is `lost` now.
+    pub(crate) fn new(lost: u64, quiet: Duration) -> LinkWatch {
+        LinkWatch {
+            lost,
+            last_loss: None,
+            lossy: false,
+            quiet,
+        }
+    }
+
+    /// The connection's count of lost packets at `now` (it never falls): `Some(lossy)` if the session should be
+    /// told the link changed state ([`Input::Link`]); call [`LinkWatch::set`] once it was.
+    pub(crate) fn observe(&mut self, lost: u64, now: Instant) -> Option<bool> {
+        if lost > self.lost {
+            (self.lost, self.last_loss) = (lost, Some(now));
+        }
+        let lossy = self
+            .last_loss
+            .is_some_and(|t| now.saturating_duration_since(t) < self.quiet);
+        (lossy != self.lossy).then_some(lossy)
+    }
+
+    /// The session was told the link is (not) lossy.
+    pub(crate) fn set(&mut self, lossy: bool) {
+        self.lossy = lossy;
+    }
+
+    /// Whether the session was last told the link is lossy.
+    pub(crate) fn lossy(&self) -> bool {
+        self.lossy
+    }
+}
+
+/// Four times a second, tell the world which sessions' connections started or stopped losing packets
+/// ([`LinkWatch`], [`Input::Link`]), and count the lossy ones. Ends with the world's inbox.
+async fn watch_links(registry: Registry, tx: mpsc::Sender<Input>, metrics: Arc<Metrics>) {
+    let mut every = tokio::time::interval(WATCH_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    while !tx.is_closed() {
+        every.tick().await;
+        let now = Instant::now();
+        let mut registry = registry.lock().expect("registry lock");
+        let mut lossy = 0;
+        for (&session, handle) in registry.iter_mut() {
+            let Some(link) = handle.link.as_mut() else {
+                continue;
+            };
+            if let Some(places) = link.observe(handle.conn.stats().path.lost_packets, now) {
+                // Queued under the registry's lock, so before the session's `Disconnect` (which its connection
+                // sends after leaving the registry). A full inbox: told at a later look.
+                if tx.try_send(Input::Link { session, places }).is_ok() {
+                    link.set(places);
+                }
+            }
+            lossy += u64::from(link.lossy());
+        }
+        metrics.lossy_links.store(lossy, Ordering::Relaxed);
+    }
 }
 
 /// Where a connection's frames are handed over (by the release thread, the connection's read loop, a publish being
@@ -207,6 +287,13 @@ pub(crate) fn listen(
     config.transport_config(Arc::new(transport));
     let endpoint = quinn::Endpoint::server(config, addr)
         .map_err(|source| StartError::Listen { addr, source })?;
+    if limits.datagrams == PositionDatagrams::OnLoss {
+        tokio::spawn(watch_links(
+            registry.clone(),
+            inbox.tx.clone(),
+            metrics.clone(),
+        ));
+    }
     tokio::spawn(accept_loop(
         endpoint.clone(),
         limits,
@@ -314,11 +401,17 @@ async fn connection(
     // The session exists from here: it gets an id (freed by the release thread after its `Disconnect`).
     let session = inbox.ids.lock().expect("session ids lock").allocate();
     let (out, shared, rx) = Outlet::new(send, limits.outbound);
+    let datagrams = version >= 4
+        && limits.datagrams != PositionDatagrams::Never
+        && conn.max_datagram_size().is_some();
+    let watched = datagrams && limits.datagrams == PositionDatagrams::OnLoss;
     registry.lock().expect("registry lock").insert(
         session,
         SessionHandle {
             out: out.clone(),
             conn: conn.clone(),
+            // Set once the world has the `Connect`: an `Input::Link` must not overtake it.
+            link: None,
         },
     );
     let connect = Input::Connect {
@@ -326,7 +419,8 @@ async fn connection(
         identity,
         token,
         version,
-        datagrams: conn.max_datagram_size().is_some(),
+        datagrams,
+        places: datagrams && limits.datagrams == PositionDatagrams::Always,
     };
     if inbox.tx.send(connect).await.is_err() {
         registry.lock().expect("registry lock").remove(&session);
@@ -334,6 +428,12 @@ async fn connection(
         inbox.ids.lock().expect("session ids lock").release(session);
         conn.close(CLOSE_SHUTDOWN, b"the server is shutting down");
         return;
+    }
+    if watched && let Some(handle) = registry.lock().expect("registry lock").get_mut(&session) {
+        handle.link = Some(LinkWatch::new(
+            conn.stats().path.lost_packets,
+            limits.loss_quiet,
+        ));
     }
     tracing::debug!(session, "connected");
     let mut writer = tokio::spawn(writer(shared, rx, conn.clone()));
@@ -667,6 +767,38 @@ pub(crate) fn close_all(registry: &Registry, code: ErrorCode, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A link is lossy from its first lost packet until `quiet` passes without another, and the world is told
+    /// each change once, until it was told.
+    #[test]
+    fn a_link_is_lossy_from_a_loss_until_a_quiet_spell() {
+        let quiet = Duration::from_secs(10);
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut link = LinkWatch::new(3, quiet);
+        assert_eq!(link.observe(3, at(250)), None, "no new loss");
+        assert!(!link.lossy());
+        assert_eq!(link.observe(4, at(500)), Some(true));
+        // Not told yet (the inbox was full): asked again.
+        assert_eq!(link.observe(4, at(750)), Some(true));
+        link.set(true);
+        assert_eq!(link.observe(4, at(1_000)), None);
+        // Another loss restarts the quiet spell.
+        assert_eq!(link.observe(6, at(9_000)), None);
+        assert_eq!(
+            link.observe(6, at(18_999)),
+            None,
+            "within 10 s of the last loss"
+        );
+        assert_eq!(link.observe(6, at(19_000)), Some(false));
+        link.set(false);
+        assert!(!link.lossy());
+        assert_eq!(link.observe(6, at(30_000)), None);
+        // A loss and a quiet spell both between two looks: told nothing.
+        let mut link = LinkWatch::new(0, quiet);
+        assert_eq!(link.observe(1, at(0)), Some(true));
+        assert_eq!(link.observe(1, at(20_000)), None);
+    }
 
     /// The table "Closing" of `engine/docs/protocol.md` §6: each fatal error a row names is closed with that row's
     /// QUIC close code, and every fatal error is named.

@@ -11,6 +11,7 @@
 //! | `locus_table_rows{table}` | gauge | rows per table (refreshed every second) |
 //! | `locus_bytes_in_total`, `locus_bytes_out_total` | counter | frame bytes received from / handed to clients (out: with position datagrams) |
 //! | `locus_datagrams_out_total` | counter | position datagrams handed to clients (protocol version 4) |
+//! | `locus_lossy_links` | gauge | sessions sent positions in datagrams because their connection loses packets |
 //! | `locus_rows_sent_total` | counter | row inserts, updates and deletes sent to clients |
 //! | `locus_row_changes_total` | counter | row changes committed |
 //! | `locus_reducer_calls_total{reducer}` | counter | client reducer calls |
@@ -124,6 +125,12 @@ impl Exporter {
             "locus_datagrams_out",
             "Position datagrams handed to client connections (protocol version 4)",
             snap.datagrams_out,
+        );
+        gauge(
+            &mut r,
+            "locus_lossy_links",
+            "Sessions sent positions in datagrams because their connection loses packets",
+            snap.lossy_links as i64,
         );
         counter(
             &mut r,

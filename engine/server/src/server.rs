@@ -44,6 +44,30 @@ pub struct Limits {
     pub idle_timeout: Duration,
     /// Time a new connection has to open its stream and send `Hello`. Default 5 s.
     pub hello_timeout: Duration,
+    /// When a version-4 session is sent walking rows' positions in QUIC datagrams. Default
+    /// [`PositionDatagrams::OnLoss`].
+    pub datagrams: PositionDatagrams,
+    /// With [`PositionDatagrams::OnLoss`]: how long a connection must lose no packet before its positions go back
+    /// on the stream. Default 10 s.
+    pub loss_quiet: Duration,
+}
+
+/// When a version-4 session whose QUIC connection takes datagrams is sent the positions of walking rows in them
+/// (`protocol.md` §5, "Version 4"). Datagrams are for a link that loses packets: there a position on the reliable
+/// stream waits behind every lost packet until it is sent again, and a datagram waits for nothing. On a clean link
+/// both arrive as fast, and a version-3 move on the stream is fewer bytes (a step from the position before, where a
+/// place is absolute and its datagram has a header of its own): `benchmarks.md`, "Positions in datagrams".
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum PositionDatagrams {
+    /// From the start of every such session.
+    Always,
+    /// While the session's connection loses packets: from the first packet QUIC declares lost until
+    /// [`Limits::loss_quiet`] passes without another (looked at four times a second). Until then, and after,
+    /// positions go on the stream as version 3's moves.
+    #[default]
+    OnLoss,
+    /// Never: version 4 is then version 3.
+    Never,
 }
 
 impl Limits {
@@ -71,6 +95,8 @@ impl Default for Limits {
             max_clients: 20_000,
             idle_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(5),
+            datagrams: PositionDatagrams::OnLoss,
+            loss_quiet: Duration::from_secs(10),
         }
     }
 }

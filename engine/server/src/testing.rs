@@ -329,7 +329,8 @@ impl TestWorld {
     }
 
     /// A session of `identity` (the highest protocol version) whose connection takes datagrams, as a Rust SDK
-    /// client's does: it is sent walking rows' positions in datagrams (`protocol.md` §5, "Version 4"), delivered
+    /// client's does, with them on from the start ([`crate::PositionDatagrams::Always`]; [`TestWorld::set_places`]
+    /// turns them off): it is sent walking rows' positions in datagrams (`protocol.md` §5, "Version 4"), delivered
     /// after the tick's frames and applied to its cache, except those `lost` says are lost (called with each
     /// datagram's count from 0, in order).
     pub fn connect_datagrams(
@@ -343,8 +344,11 @@ impl TestWorld {
             count: 0,
             delivered: Vec::new(),
         });
-        if let Some(Input::Connect { datagrams, .. }) = self.queued.last_mut() {
-            *datagrams = true;
+        if let Some(Input::Connect {
+            datagrams, places, ..
+        }) = self.queued.last_mut()
+        {
+            (*datagrams, *places) = (true, true);
         }
         s
     }
@@ -380,8 +384,20 @@ impl TestWorld {
             token,
             version,
             datagrams: false,
+            places: false,
         });
         TestSession(handle)
+    }
+
+    /// Turn `session`'s position datagrams on or off, as the network does when its connection starts or stops
+    /// losing packets ([`crate::PositionDatagrams::OnLoss`]): [`Input::Link`] is queued. A session from
+    /// [`TestWorld::connect_datagrams`] starts with them on.
+    pub fn set_places(&mut self, session: TestSession, on: bool) {
+        let id = self.sender(session);
+        self.queued.push(Input::Link {
+            session: id,
+            places: on,
+        });
     }
 
     /// End `session` (the client closed the connection): its `Disconnect` is queued. Nothing more reaches it.

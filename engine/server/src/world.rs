@@ -146,8 +146,20 @@ pub enum Input {
         /// The protocol version chosen.
         version: u16,
         /// Whether its connection takes datagrams (the client advertised `max_datagram_frame_size`): a version-4
-        /// session is then sent walking rows' positions in datagrams ([`TickOutput::datagrams`]).
+        /// session may then be sent walking rows' positions in datagrams ([`TickOutput::datagrams`]).
         datagrams: bool,
+        /// Whether such a session is sent them from the start; otherwise only once an [`Input::Link`] says so.
+        places: bool,
+    },
+    /// Whether a version-4 session whose connection takes datagrams is sent walking rows' positions in datagrams
+    /// (the network sends this when its connection starts or stops losing packets, [`crate::PositionDatagrams`]).
+    /// Either way the client holds every row where it is, within a tick of it stopping: rows placed while on stay
+    /// loose (placed, then patched at rest) after it is turned off. Ignored for other sessions.
+    Link {
+        /// The session.
+        session: SessionId,
+        /// Send walking rows' positions in datagrams.
+        places: bool,
     },
     /// A session ended (closed, timed out or dropped by the server). Always follows its `Connect`.
     Disconnect {
@@ -370,6 +382,9 @@ struct Session {
 /// A version-4 session's position channel (`protocol.md` §5, "Version 4").
 #[derive(Debug, Default)]
 struct Places {
+    /// Whether walking rows go as places now ([`Input::Link`]); when off, only rows already loose do (until they
+    /// are at rest), and the rest go as version-3 moves.
+    on: bool,
     /// The tick's places being collected.
     writer: PlacesWriter,
     /// The tick's datagrams.
@@ -693,8 +708,14 @@ impl World {
                     token,
                     version,
                     datagrams,
+                    places: on,
                 } => {
-                    let places = (datagrams && version >= 4).then(Box::<Places>::default);
+                    let places = (datagrams && version >= 4).then(|| {
+                        Box::new(Places {
+                            on,
+                            ..Places::default()
+                        })
+                    });
                     let mut rows = ViewRows::default();
                     if places.is_some() {
                         rows.set_rest(locus_protocol::places::HANDLE_REST);
@@ -732,6 +753,15 @@ impl World {
                         reducers: self.reducers.clone(),
                     });
                     self.send(session, &welcome);
+                }
+                Input::Link { session, places } => {
+                    if let Some(p) = self
+                        .sessions
+                        .get_mut(&session)
+                        .and_then(|s| s.places.as_mut())
+                    {
+                        p.on = places;
+                    }
                 }
                 Input::Disconnect { session } => {
                     // Nothing of this tick or later is for it: the shell frees the id once the tick is released.
@@ -1414,8 +1444,9 @@ fn pos_in(def: &TableDef, row: &locus_interest::RowRef<'_>) -> Option<[f32; 2]> 
 /// move from the position last sent to this session (`rows` keeps both), unless it is far and not due
 /// ([`MoveRates`]): then it is held back (`held`) and sent at its next due tick from where it is then.
 ///
-/// With `places` (version 4 over a connection that takes datagrams), what would go as a move goes as a place in
-/// the tick's datagrams instead; each row placed is loose until the stream carries its position, which it does
+/// With `places` (version 4 over a connection that takes datagrams) turned on ([`Input::Link`]), what would go as a
+/// move of a walking row goes as a place in the tick's datagrams instead (a row already loose goes on being placed
+/// while it walks, on or off); each row placed is loose until the stream carries its position, which it does
 /// (a patch of the spatial column) in the first tick after its last place in which it is still where it was placed.
 fn encode_compact(
     ctx: &Compact<'_, '_>,
@@ -1436,6 +1467,7 @@ fn encode_compact(
                     w: &mut TickWriter| {
         if let Some(p) = places.as_deref_mut()
             && slot.walking(tick.0)
+            && (p.on || slot.is_loose())
         {
             let loose = slot.is_loose();
             let Some(q) = slot.place(pos, tick.0) else {
@@ -1552,6 +1584,7 @@ fn encode_compact(
             loose,
             offsets,
             body,
+            ..
         } = p;
         loose.retain(|id| {
             let Some(slot) = rows.get_mut(id.index()).filter(|s| s.is_loose()) else {

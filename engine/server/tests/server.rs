@@ -85,14 +85,92 @@ fn two_clients_see_each_other_when_near_and_stop_when_far() {
     server.shutdown();
 }
 
-/// Over real QUIC, a version-4 client is sent a walking player's positions in datagrams and its cache applies
-/// them; once the player stops, it holds the player's exact row.
+/// A UDP relay on loopback between one client and a server, which drops every 4th packet from the server to the
+/// client while `lossy` is set.
+struct Relay {
+    addr: SocketAddr,
+    lossy: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Relay {
+    fn start(server: SocketAddr) -> Relay {
+        use std::net::UdpSocket;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").unwrap();
+        back.connect(server).unwrap();
+        for s in [&front, &back] {
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        }
+        let addr = front.local_addr().unwrap();
+        let (lossy, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let client = Arc::new(Mutex::new(None));
+        let (front2, back2) = (front.try_clone().unwrap(), back.try_clone().unwrap());
+        let up = {
+            let (stop, client) = (stop.clone(), client.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 65_536];
+                while !stop.load(Ordering::Relaxed) {
+                    if let Ok((n, from)) = front.recv_from(&mut buf) {
+                        *client.lock().unwrap() = Some(from);
+                        let _ = back.send(&buf[..n]);
+                    }
+                }
+            })
+        };
+        let down = {
+            let (stop, lossy) = (stop.clone(), lossy.clone());
+            std::thread::spawn(move || {
+                let mut buf = vec![0; 65_536];
+                let mut count = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(n) = back2.recv(&mut buf) else {
+                        continue;
+                    };
+                    count += 1;
+                    if lossy.load(Ordering::Relaxed) && count.is_multiple_of(4) {
+                        continue;
+                    }
+                    if let Some(to) = *client.lock().unwrap() {
+                        let _ = front2.send_to(&buf[..n], to);
+                    }
+                }
+            })
+        };
+        Relay {
+            addr,
+            lossy,
+            stop,
+            threads: vec![up, down],
+        }
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Positions in datagrams follow the link (`PositionDatagrams::OnLoss`, the default): on a clean link a walking
+/// player reaches a near client as moves on the stream, no datagram sent; once the client's link loses packets (a
+/// relay dropping every 4th packet to it), in datagrams. Either way the client ends holding the exact row.
 #[test]
-fn a_walking_player_reaches_a_near_client_in_datagrams() {
+fn a_walking_player_reaches_a_near_client_in_datagrams_once_its_link_loses_packets() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path());
     let (addr, fp) = (server.local_addr(), server.fingerprint());
-    let mut a = connect(addr, fp, None);
+    let relay = Relay::start(addr);
+    let mut a = connect(relay.addr, fp, None);
     let mut b = connect(addr, fp, None);
     for c in [&mut a, &mut b] {
         c.subscribe("player", locus_protocol::Filter::All).unwrap();
@@ -101,7 +179,6 @@ fn a_walking_player_reaches_a_near_client_in_datagrams() {
     call_ok(&mut b, &gm::teleport::call(1010.0, 1000.0));
     let ib = b.identity();
     wait_for(&mut a, "a to see b", |c, _| sees(c, ib));
-    call_ok(&mut b, &gm::move_to::call(1010.0, 1010.0));
     let at = |c: &Client| {
         players(c)
             .into_iter()
@@ -109,21 +186,27 @@ fn a_walking_player_reaches_a_near_client_in_datagrams() {
             .expect("b in view")
             .pos
     };
+    let arrived = |a: &mut Client, b: &mut Client, y: f32| {
+        wait_for(b, "b to arrive", |c, _| (at(c).y - y).abs() < 1e-3);
+        let truth = players(b).into_iter().find(|p| p.identity == ib).unwrap();
+        wait_for(a, "a to hold b's exact row", |c, _| {
+            players(c).into_iter().find(|p| p.identity == ib).as_ref() == Some(&truth)
+        });
+    };
+    call_ok(&mut b, &gm::move_to::call(1010.0, 1005.0));
     wait_for(&mut a, "a to see b walk", |c, _| at(c).y > 1002.0);
-    assert!(
-        a.cache().datagram_stats().applied > 0,
-        "{:?} {:?}",
-        a.cache().datagram_stats(),
-        server.metrics()
-    );
-    assert!(server.metrics().datagrams_out > 0);
-    wait_for(&mut b, "b to arrive", |c, _| {
-        (at(c).y - 1010.0).abs() < 1e-3
+    arrived(&mut a, &mut b, 1005.0);
+    assert_eq!(a.cache().datagram_stats().applied, 0, "a clean link: moves");
+    assert_eq!(server.metrics().datagrams_out, 0);
+    relay
+        .lossy
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    call_ok(&mut b, &gm::move_to::call(1010.0, 1030.0));
+    wait_for(&mut a, "a to be sent b's positions in datagrams", |c, _| {
+        c.cache().datagram_stats().applied > 0
     });
-    let truth = players(&b).into_iter().find(|p| p.identity == ib).unwrap();
-    wait_for(&mut a, "a to hold b's exact row", |c, _| {
-        players(c).into_iter().find(|p| p.identity == ib).as_ref() == Some(&truth)
-    });
+    assert_eq!(server.metrics().lossy_links, 1);
+    arrived(&mut a, &mut b, 1030.0);
     server.shutdown();
 }
 

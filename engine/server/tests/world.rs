@@ -589,6 +589,52 @@ fn version_4_walking_rows_go_as_places_and_the_stream_carries_them_at_rest() {
     assert_consistent(&w, a);
 }
 
+/// Position datagrams follow the link (`PositionDatagrams::OnLoss`): off, a walking row goes as moves on the
+/// stream; on, as places; turned off while the row walks, it goes on as places (it is loose: a move from a place
+/// the client may have lost would be wrong) until it stops, when the stream carries it once; a row that starts
+/// walking after that goes as moves.
+#[test]
+fn places_follow_the_link_and_a_loose_row_ends_on_the_stream() {
+    let (mut w, a, b) = walking_seen_by_datagrams(|_| false);
+    w.set_places(a, false);
+    let walk = |w: &mut TestWorld, ticks: usize| {
+        w.take_messages(a);
+        let before = w.datagrams(a).len();
+        let (mut moves, mut rests) = (0, 0);
+        for _ in 0..ticks {
+            w.tick();
+            let (m, r, _) = moves_and_updates(w, a);
+            (moves, rests) = (moves + m, rests + r);
+        }
+        (moves, places(w, a, before), rests)
+    };
+    assert_eq!(walk(&mut w, 10), (10, 0, 0), "off: moves on the stream");
+    w.set_places(a, true);
+    assert_eq!(walk(&mut w, 10), (0, 10, 0), "on: places");
+    w.set_places(a, false);
+    assert_eq!(
+        walk(&mut w, 5),
+        (0, 5, 0),
+        "off, but the row is loose: places"
+    );
+    let r = w.call(b, &gm::move_dir::call(0.0, 0.0));
+    tick_ok(&mut w, &[(b, r)]);
+    // The stop changes columns other than the position: in the tick after the last place, the row is at rest.
+    let mut rests = moves_and_updates(&mut w, a).1;
+    for _ in 0..3 {
+        w.tick();
+        rests += moves_and_updates(&mut w, a).1;
+    }
+    assert_eq!(rests, 1, "at rest, its position on the stream once");
+    let truth = me(&w, b);
+    let seen = players(&w, a).into_iter().find(|p| p.id == truth.id);
+    assert_eq!(seen, Some(truth), "the exact row");
+    let r = w.call(b, &gm::move_to::call(710.0, 700.0));
+    tick_ok(&mut w, &[(b, r)]);
+    assert_eq!(walk(&mut w, 10), (10, 0, 0), "a new walk, off: moves");
+    assert_consistent(&w, a);
+}
+
 /// Places lost on the way (here every one) leave the client behind while the row walks, never after: the row at
 /// rest arrives on the stream.
 #[test]
@@ -1164,6 +1210,7 @@ impl Sim {
                 token: locus_protocol::Token([n; 32]),
                 version: PROTOCOL_VERSION,
                 datagrams: false,
+                places: false,
             },
             Input::Subscribe {
                 session,
