@@ -1516,6 +1516,35 @@ fn deferred_moves_go_as_patches_and_a_move_cost_fits_more_of_them() {
     }
 }
 
+/// A capped client under a row and a byte budget is sent its highest-priority rows that fit, in priority order
+/// through the whole queue: here the nearest row, then (the next seven too large for what is left) the nearest of
+/// the small ones, which lies past the first `2 × row_budget` rows the encoder orders first.
+#[test]
+fn the_row_budget_takes_the_best_rows_that_fit_from_the_whole_queue() {
+    let config = InterestConfig {
+        max_visible: 40,
+        recompute_interval: 1,
+        // The first row (15 bytes) and one more small one fit; a large one (19 bytes) after the first does not.
+        byte_budget: Some(31),
+        row_overhead: 0,
+        row_budget: Some(2),
+        ..InterestConfig::default()
+    };
+    let (mut db, mut interest, client) = unit_watcher(config, 50.0, 60.0);
+    let mut tx = db.begin();
+    // Row i at x = i: rows 2 to 8 large (a 5-byte hp), the others small; 42 rows within reach, 40 kept. Inserted
+    // out of order, so the queue is too.
+    for id in (0..42_u64).map(|i| i * 17 % 42 + 1) {
+        let hp = if (2..=8).contains(&id) { 100_000 } else { 1 };
+        tx.insert(UNIT, &unit_row(id, id as f32, hp))
+            .expect("insert");
+    }
+    interest.handle_changeset(&tx.commit());
+    let deltas = interest.poll_tick(Tick(1));
+    let d = deltas.get(client).expect("connected");
+    assert_eq!(unit_keys(&deltas, "+", &d.inserts), ["+1", "+9"]);
+}
+
 /// The row budget holds a client in a crowd (its view at the cap) to that many rows a tick, and leaves a client
 /// under the cap alone: cap 2 and three units in range, one row a tick; a roomy cap, all three at once.
 #[test]

@@ -101,15 +101,35 @@ pub(crate) fn output(ctx: Ctx<'_>, s: &mut Scratch, c: &mut Client) {
                 debug_assert!(p >= 0.0, "priorities only grow from 0");
                 ((u64::from(!p.to_bits()) << 32) | u64::from(id.0), slot)
             }));
-            keyed.sort_unstable();
             let mut spent = out.deletes.len() * 2 * overhead;
             let most = match ctx.config.row_budget {
                 Some(rows) if *capped => rows,
                 _ => usize::MAX,
             };
+            // Under a row budget only the first rows' order matters: once `most` rows are sent, every later one
+            // is deferred alike. So sort the `2 × most` highest first and the rest only if they are reached with
+            // rows still to send (the same order as sorting all: keys are unique).
+            let mut sorted = match most.saturating_mul(2) {
+                k if k > 0 && k < keyed.len() => {
+                    keyed.select_nth_unstable(k);
+                    keyed[..k].sort_unstable();
+                    k
+                }
+                _ => {
+                    keyed.sort_unstable();
+                    keyed.len()
+                }
+            };
             let mut rows = 0usize;
             let mut sent_any = false;
-            for &(key, slot) in keyed.iter() {
+            for i in 0..keyed.len() {
+                if i == sorted {
+                    if rows < most {
+                        keyed[i..].sort_unstable();
+                    }
+                    sorted = keyed.len();
+                }
+                let (key, slot) = keyed[i];
                 let id = RowId(key as u32);
                 let e = &mut view.entries[slot as usize];
                 let patched = e.has(SENT) && patchable(mirror, *e);
