@@ -11,6 +11,11 @@
 //! The clients run in this process on threads of their own; only the server side's threads (`floor-srv*`) are
 //! counted, from `/proc/self/task/*/stat` (Linux).
 
+#![allow(
+    clippy::print_stdout,
+    reason = "an example that reports what it measured"
+)]
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
