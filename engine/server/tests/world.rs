@@ -543,6 +543,22 @@ fn walking_seen_by_datagrams(
     (w, a, b)
 }
 
+/// `b` (walking, seen by `a` in places) stops: the stream carries its position at rest once, in the tick after
+/// its last place (the stop changes columns other than the position), and `a` then holds its exact row.
+fn stop_and_hold_exactly(w: &mut TestWorld, a: TestSession, b: TestSession) {
+    let r = w.call(b, &gm::move_dir::call(0.0, 0.0));
+    tick_ok(w, &[(b, r)]);
+    let mut rests = moves_and_updates(w, a).1;
+    for _ in 0..3 {
+        w.tick();
+        rests += moves_and_updates(w, a).1;
+    }
+    assert_eq!(rests, 1, "the position at rest goes on the stream once");
+    let truth = me(w, b);
+    let seen = players(w, a).into_iter().find(|p| p.id == truth.id);
+    assert_eq!(seen, Some(truth), "the exact row");
+}
+
 /// Version 4 over a connection that takes datagrams: a walking row's positions go as places in datagrams (no
 /// moves on the stream), the client holds them to half a centimetre, and once the row stops the stream carries it
 /// once (a patch of `pos`), so the client holds the exact row.
@@ -574,18 +590,7 @@ fn version_4_walking_rows_go_as_places_and_the_stream_carries_them_at_rest() {
         (1, 19),
         "the first step on the stream, then one place a tick"
     );
-    let r = w.call(b, &gm::move_dir::call(0.0, 0.0));
-    tick_ok(&mut w, &[(b, r)]);
-    // The stop changes columns other than the position: in the tick after the last place, the row is at rest.
-    let mut rests = moves_and_updates(&mut w, a).1;
-    for _ in 0..3 {
-        w.tick();
-        rests += moves_and_updates(&mut w, a).1;
-    }
-    assert_eq!(rests, 1, "the position at rest goes on the stream once");
-    let truth = me(&w, b);
-    let seen = players(&w, a).into_iter().find(|p| p.id == truth.id);
-    assert_eq!(seen, Some(truth), "the exact row");
+    stop_and_hold_exactly(&mut w, a, b);
     assert_consistent(&w, a);
 }
 
@@ -617,18 +622,7 @@ fn places_follow_the_link_and_a_loose_row_ends_on_the_stream() {
         (0, 5, 0),
         "off, but the row is loose: places"
     );
-    let r = w.call(b, &gm::move_dir::call(0.0, 0.0));
-    tick_ok(&mut w, &[(b, r)]);
-    // The stop changes columns other than the position: in the tick after the last place, the row is at rest.
-    let mut rests = moves_and_updates(&mut w, a).1;
-    for _ in 0..3 {
-        w.tick();
-        rests += moves_and_updates(&mut w, a).1;
-    }
-    assert_eq!(rests, 1, "at rest, its position on the stream once");
-    let truth = me(&w, b);
-    let seen = players(&w, a).into_iter().find(|p| p.id == truth.id);
-    assert_eq!(seen, Some(truth), "the exact row");
+    stop_and_hold_exactly(&mut w, a, b);
     let r = w.call(b, &gm::move_to::call(710.0, 700.0));
     tick_ok(&mut w, &[(b, r)]);
     assert_eq!(walk(&mut w, 10), (10, 0, 0), "a new walk, off: moves");
