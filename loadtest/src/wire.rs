@@ -35,7 +35,7 @@ pub(crate) fn endpoint(server: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
     socket.set_nonblocking(true)?;
     socket.bind(&bind.into())?;
     let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
+        locus_client::endpoint_config(),
         None,
         socket.into(),
         Arc::new(quinn::TokioRuntime),

@@ -82,8 +82,8 @@ pub mod bevy;
 pub use cache::{ApplyError, Cache, DatagramStats, Event, Key, ReadError, Row, Welcome};
 pub use client::Client;
 pub use connection::{
-    ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, Incoming, KEEP_ALIVE, ReceiveError,
-    RequestId, SERVER_NAME, SendError, Sender, quic_client_config,
+    CID_LEN, ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, Incoming, KEEP_ALIVE,
+    ReceiveError, RequestId, SERVER_NAME, SendError, Sender, endpoint_config, quic_client_config,
 };
 pub use locus_protocol::{ALPN, CallOutcome, ErrorCode, Filter, ServerMessage, Token};
 pub use locus_types::{Identity, ReducerCall, TableId};

@@ -285,8 +285,18 @@ pub(crate) fn listen(
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
     transport.datagram_receive_buffer_size(Some(0));
     config.transport_config(Arc::new(transport));
-    let endpoint = quinn::Endpoint::server(config, addr)
-        .map_err(|source| StartError::Listen { addr, source })?;
+    let listen = |source| StartError::Listen { addr, source };
+    let socket = std::net::UdpSocket::bind(addr).map_err(listen)?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| listen(std::io::Error::other("no async runtime found")))?;
+    // Short connection IDs (`locus_client::CID_LEN`): every packet from a client carries the server's.
+    let endpoint = quinn::Endpoint::new(
+        locus_client::endpoint_config(),
+        Some(config),
+        socket,
+        runtime,
+    )
+    .map_err(listen)?;
     if limits.datagrams == PositionDatagrams::OnLoss {
         tokio::spawn(watch_links(
             registry.clone(),
