@@ -8,6 +8,10 @@
 //! once per tick) when nothing is queued ahead of them and the stream takes them whole, else in order through a
 //! bounded queue to the connection's writer task. Whatever one client does, the effect stays with its own
 //! connection: an error frame, a dropped message, or its connection closed.
+//!
+//! With [`PositionDatagrams::OnLoss`] (the default) one more task, [`watch_links`], looks at every version-4
+//! connection four times a second and tells the world ([`Input::Link`]) when one starts or stops losing packets
+//! ([`LinkWatch`]): only then are its walking rows' positions sent in datagrams.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
