@@ -21,6 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use locus_protocol::ALPN;
 
 /// 20 Hz.
@@ -261,7 +262,7 @@ fn quic_floor(n: usize, secs: u64, bytes: usize) -> Result<f64, Box<dyn std::err
             .spawn(move || {
                 measure(n, secs, || {
                     for send in streams.lock().expect("streams").iter_mut() {
-                        let _ = poll_once(send.write(&payload));
+                        let _ = send.write(&payload).now_or_never();
                     }
                 })
             })?
@@ -272,16 +273,4 @@ fn quic_floor(n: usize, secs: u64, bytes: usize) -> Result<f64, Box<dyn std::err
     server_rt.shutdown_timeout(Duration::from_secs(1));
     client_rt.shutdown_timeout(Duration::from_secs(1));
     Ok(cpu)
-}
-
-/// Poll a future once, without a waker to wake (as `locus serve`'s release thread writes).
-fn poll_once<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let mut f = std::pin::pin!(f);
-    match f
-        .as_mut()
-        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-    {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
-    }
 }

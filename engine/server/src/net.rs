@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt as _;
 use locus_protocol::{
     self as protocol, ALPN, AdminCommand, AdminReply, ClientMessage, ErrorCode, ServerMessage,
     Session, SessionEvent, error_frame,
@@ -222,7 +223,7 @@ impl Outlet {
         let mut stream = self.shared.lock().expect("outlet lock");
         let out = match (out, stream.queued, stream.send.as_mut()) {
             (Out::Data(bytes), 0, Some(send)) => {
-                match poll_once(send.write(&bytes)) {
+                match send.write(&bytes).now_or_never() {
                     Some(Ok(n)) if n == bytes.len() => return Ok(()),
                     // Part of it: the rest is queued (still under the lock, so nothing overtakes it).
                     Some(Ok(n)) => Out::Data(bytes[n..].to_vec()),
@@ -239,18 +240,6 @@ impl Outlet {
             stream.queued += 1;
         }
         sent
-    }
-}
-
-/// Poll a future once, without a waker to wake (what is not ready now is left to someone who can wait).
-fn poll_once<F: std::future::Future>(f: F) -> Option<F::Output> {
-    let mut f = std::pin::pin!(f);
-    match f
-        .as_mut()
-        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
-    {
-        std::task::Poll::Ready(v) => Some(v),
-        std::task::Poll::Pending => None,
     }
 }
 

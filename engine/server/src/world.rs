@@ -421,7 +421,7 @@ fn spatial_patch(def: &TableDef, bytes: &[u8], offsets: &mut Vec<u32>, body: &mu
 /// What a change of a row's position alone costs a session of protocol `version` against its byte budget
 /// ([`locus_interest::Interest::set_move_cost`]): version 3 sends it as a move, a handle and two centimetre varints
 /// (a walk of up to 63 cm a tick is one byte each) plus a share of the frame's framing, about 4 bytes; earlier
-/// versions send the patch.
+/// versions send the patch. `places`: walking rows go as places now ([`Input::Link`]).
 fn move_cost(version: u16, places: bool) -> Option<usize> {
     if places {
         // A place: a handle and two centimetre offsets from the place before it, mostly two bytes each.
@@ -720,7 +720,7 @@ impl World {
                     if places.is_some() {
                         rows.set_rest(locus_protocol::places::HANDLE_REST);
                     }
-                    let cost = move_cost(version, places.is_some());
+                    let cost = move_cost(version, on && places.is_some());
                     self.sessions.insert(
                         session,
                         Session {
@@ -755,12 +755,14 @@ impl World {
                     self.send(session, &welcome);
                 }
                 Input::Link { session, places } => {
-                    if let Some(p) = self
-                        .sessions
-                        .get_mut(&session)
-                        .and_then(|s| s.places.as_mut())
-                    {
+                    let Some(s) = self.sessions.get_mut(&session) else {
+                        continue;
+                    };
+                    if let Some(p) = s.places.as_mut() {
                         p.on = places;
+                        // A walking row costs a place's bytes against the budget only while places are on.
+                        let cost = move_cost(s.version, places);
+                        self.interest.set_move_cost(ClientId(session), cost);
                     }
                 }
                 Input::Disconnect { session } => {
@@ -1244,7 +1246,7 @@ impl World {
             if let Some(p) = &mut s.places {
                 p.loose.clear();
             }
-            let cost = move_cost(s.version, s.places.is_some());
+            let cost = move_cost(s.version, s.places.as_ref().is_some_and(|p| p.on));
             let (identity, subscriptions, version) =
                 (s.identity, s.subscriptions.clone(), s.version);
             let welcome = ServerMessage::Welcome(Welcome {
