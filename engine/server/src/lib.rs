@@ -27,6 +27,7 @@
 
 pub mod admin_client;
 pub mod cert;
+mod http;
 pub mod identity;
 mod metrics;
 mod net;
@@ -34,12 +35,16 @@ mod prometheus;
 pub mod query;
 mod server;
 pub mod testing;
+mod web;
+pub mod webcert;
 pub mod world;
 
 pub use locus_protocol::ALPN;
 pub use metrics::{MetricsSnapshot, Percentiles};
+pub use net::WEB_PATH;
 pub use server::{
     AdminCallError, Limits, MODULE_FILE, PositionDatagrams, PublishError, Server, ServerConfig,
     StartError,
 };
+pub use webcert::WebCertSource;
 pub use world::{MoveRates, World};

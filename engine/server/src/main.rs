@@ -16,7 +16,7 @@ use locus_host::Budget;
 use locus_protocol::{AdminCommand, AdminReply, CallOutcome, ModuleLogLine};
 use locus_server::admin_client::{AdminSession, AdminTarget, encode_args};
 use locus_server::query::{QueryResult, format_table};
-use locus_server::{MODULE_FILE, PositionDatagrams, Server, ServerConfig, cert};
+use locus_server::{MODULE_FILE, PositionDatagrams, Server, ServerConfig, WebCertSource, cert};
 
 /// mimalloc rather than glibc malloc: the tick thread allocates per row and the network threads per packet, and
 /// glibc's free lists (`_int_malloc`, `malloc_consolidate`) cost several percent of the server's CPU there.
@@ -77,6 +77,21 @@ enum Command {
         /// connection loses packets; on a clean link moves on the stream are fewer bytes), always, or never.
         #[arg(long, value_enum, default_value_t = PositionDatagrams::OnLoss)]
         datagrams: PositionDatagrams,
+        /// Serve the web client over HTTP at this address (e.g. 127.0.0.1:8080): `locus.json` (the WebTransport
+        /// URL and the hashes of the browsers' certificate) and the files of --web-root. Browsers connect over
+        /// WebTransport to the UDP port of --listen either way.
+        #[arg(long, value_name = "ADDR")]
+        web: Option<SocketAddr>,
+        /// The web client's files (its page, JavaScript and wasm), served by --web.
+        #[arg(long, value_name = "DIR", requires = "web")]
+        web_root: Option<PathBuf>,
+        /// Give browsers this certificate chain (PEM) instead of a self-signed one the server makes and rotates
+        /// every 6 days (for a public deployment, a certificate from an authority). Needs --web-key.
+        #[arg(long, value_name = "PEM", requires = "web_key")]
+        web_cert: Option<PathBuf>,
+        /// The private key (PEM) of --web-cert.
+        #[arg(long, value_name = "PEM", requires = "web_cert")]
+        web_key: Option<PathBuf>,
     },
     /// Replace the running module with a new version, without disconnecting anyone. Compatible schema changes
     /// (new tables, columns appended with a default, indexes, reducers) are migrated; anything else is refused
@@ -199,6 +214,10 @@ fn main() -> anyhow::Result<()> {
             byte_budget,
             every_move,
             datagrams,
+            web,
+            web_root,
+            web_cert,
+            web_key,
         } => serve(Serve {
             data_dir,
             listen,
@@ -210,6 +229,9 @@ fn main() -> anyhow::Result<()> {
             byte_budget,
             every_move,
             datagrams,
+            web,
+            web_root,
+            web_cert: web_cert.zip(web_key),
         }),
         Command::Publish { module, target } => {
             let wasm =
@@ -369,6 +391,10 @@ struct Serve {
     byte_budget: Option<usize>,
     every_move: bool,
     datagrams: PositionDatagrams,
+    web: Option<SocketAddr>,
+    web_root: Option<PathBuf>,
+    /// The browsers' certificate and key files.
+    web_cert: Option<(PathBuf, PathBuf)>,
 }
 
 fn serve(options: Serve) -> anyhow::Result<()> {
@@ -383,6 +409,9 @@ fn serve(options: Serve) -> anyhow::Result<()> {
         byte_budget,
         every_move,
         datagrams,
+        web,
+        web_root,
+        web_cert,
     } = options;
     let published = data_dir.join(MODULE_FILE);
     // A module named on the command line is stored with the world (so a restart without `--module` runs it); the
@@ -418,6 +447,11 @@ fn serve(options: Serve) -> anyhow::Result<()> {
     }
     config.limits.datagrams = datagrams;
     config.metrics = metrics;
+    config.web = web;
+    config.web_root = web_root;
+    if let Some((cert, key)) = web_cert {
+        config.web_cert = WebCertSource::Files { cert, key };
+    }
     config.keep_module = keep_module;
     config.host.budget = budget;
     let server = Server::start(config).context("starting the world")?;
@@ -438,6 +472,12 @@ fn serve(options: Serve) -> anyhow::Result<()> {
     ));
     if let Some(addr) = server.metrics_addr() {
         say(&format!("  metrics           http://{addr}/metrics"));
+    }
+    if let Some(addr) = server.web_addr() {
+        say(&format!("  web client        http://{addr}/"));
+    }
+    for hash in server.web_certificate_hashes() {
+        say(&format!("  browsers' cert    sha-256 {}", cert::hex(&hash)));
     }
     say(&format!(
         "  recovered to tick {}",

@@ -1,5 +1,11 @@
 //! The network shell: QUIC connections (quinn), frames in and out, and the per-client limits.
 //!
+//! One UDP port takes two kinds of client, told apart by the ALPN they choose in the QUIC handshake: native
+//! clients (`locus/1`) speak the protocol on a QUIC stream of their own, and browsers (`h3`) open a WebTransport
+//! session (HTTP/3 `CONNECT` to [`WEB_PATH`], by `web-transport-quinn`) and speak it on one of the session's
+//! streams. Both become a [`wt::Session`] (a plain QUIC connection through [`wt::Session::raw`]) with one
+//! bidirectional stream, so everything from the first frame on is the same code for both.
+//!
 //! Each connection is a task that moves the bytes of the client's stream into its [`Session`] (the sans-IO state
 //! machine of `locus-protocol` that applies the session rules: hello first, version, frame size, rate, calls per
 //! tick, admin check) and carries out what the session says: queue an input into the world's bounded inbox (so a
@@ -16,7 +22,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt as _;
@@ -26,28 +32,37 @@ use locus_protocol::{
 };
 use quinn::VarInt;
 use tokio::sync::mpsc;
+use web_transport_quinn as wt;
 
 use crate::cert;
 use crate::identity::{identity_of, new_token};
 use crate::metrics::Metrics;
 use crate::server::{Limits, PositionDatagrams, StartError};
+use crate::webcert::{ByAlpn, WebCerts};
 use crate::world::{AdminFrom, Closing, Input, SessionId, SessionIds};
 use locus_host::Runtime;
 use locus_types::Identity;
 
-/// QUIC application close codes (the reason text says more). `engine/docs/protocol.md` §6 lists which fatal error
-/// goes with which ([`close_code`]).
-pub(crate) const CLOSE_SHUTDOWN: VarInt = VarInt::from_u32(1);
-const CLOSE_PROTOCOL: VarInt = VarInt::from_u32(2);
-const CLOSE_TOO_SLOW: VarInt = VarInt::from_u32(3);
-const CLOSE_INTERNAL: VarInt = VarInt::from_u32(4);
+/// Application close codes (the reason text says more): a native client's QUIC connection is closed with them,
+/// a browser's WebTransport session with them as its close code. `engine/docs/protocol.md` §6 lists which fatal
+/// error goes with which ([`close_code`]).
+pub(crate) const CLOSE_SHUTDOWN: u32 = 1;
+const CLOSE_PROTOCOL: u32 = 2;
+const CLOSE_TOO_SLOW: u32 = 3;
+const CLOSE_INTERNAL: u32 = 4;
+
+/// The path of the WebTransport `CONNECT` a browser sends (`https://HOST:PORT/locus`); others are refused with
+/// 404.
+pub const WEB_PATH: &str = "/locus";
+/// The ALPN of HTTP/3, which browsers offer for WebTransport.
+const H3: &[u8] = b"h3";
 
 /// How long a connection closing for a fatal error waits for the answers to its earlier inputs (released once
 /// durable) before it closes without them.
 const CLOSE_WAIT: Duration = Duration::from_secs(5);
 
 /// The QUIC close code a connection closed for fatal error `code` gets.
-fn close_code(code: ErrorCode) -> VarInt {
+fn close_code(code: ErrorCode) -> u32 {
     match code {
         ErrorCode::ShuttingDown => CLOSE_SHUTDOWN,
         ErrorCode::TooSlow => CLOSE_TOO_SLOW,
@@ -74,13 +89,16 @@ pub(crate) enum Out {
     /// Frames to write.
     Data(Vec<u8>),
     /// A last (error) frame, then close the connection with this code and reason.
-    Close(Vec<u8>, VarInt, String),
+    Close(Vec<u8>, u32, String),
 }
 
 /// A connected session, as the release thread reaches it.
 #[derive(Debug)]
 pub(crate) struct SessionHandle {
     out: Outlet,
+    /// The session: a native client's QUIC connection, or a browser's WebTransport session.
+    session: wt::Session,
+    /// Its QUIC connection.
     conn: quinn::Connection,
     /// Whether its connection loses packets, for a session sent positions in datagrams only then
     /// ([`PositionDatagrams::OnLoss`]; [`watch_links`]).
@@ -194,14 +212,14 @@ type Shared = Mutex<Stream>;
 /// A connection's send stream and the count of items queued for it (see [`Outlet`]'s invariants).
 #[derive(Debug)]
 struct Stream {
-    send: Option<quinn::SendStream>,
+    send: Option<wt::SendStream>,
     queued: usize,
 }
 
 impl Outlet {
     /// An outlet writing into `send`, with a queue of `capacity` items, and the queue's receiving end for
     /// [`writer`].
-    fn new(send: quinn::SendStream, capacity: usize) -> (Outlet, Arc<Shared>, mpsc::Receiver<Out>) {
+    fn new(send: wt::SendStream, capacity: usize) -> (Outlet, Arc<Shared>, mpsc::Receiver<Out>) {
         let (tx, rx) = mpsc::channel(capacity);
         let shared = Arc::new(Mutex::new(Stream {
             send: Some(send),
@@ -246,10 +264,12 @@ impl Outlet {
 /// Sessions by id.
 pub(crate) type Registry = Arc<Mutex<HashMap<SessionId, SessionHandle>>>;
 
-/// Start listening: TLS 1.3 with the server's certificate, ALPN `locus/1`, and the accept loop.
+/// Start listening: TLS 1.3 with the server's certificate for ALPN `locus/1` and the browsers' one for `h3`
+/// ([`ByAlpn`]), the accept loop, and the task that rotates the browsers' certificate.
 pub(crate) fn listen(
     addr: SocketAddr,
     identity: &cert::Identity,
+    web: Arc<RwLock<WebCerts>>,
     limits: Limits,
     inbox: Inbox,
     registry: Registry,
@@ -257,25 +277,37 @@ pub(crate) fn listen(
 ) -> Result<quinn::Endpoint, StartError> {
     let tls = |e: &dyn std::fmt::Display| StartError::Tls(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut crypto = rustls::ServerConfig::builder_with_provider(provider)
+    let native = rustls::sign::CertifiedKey::from_der(
+        vec![identity.cert.clone()],
+        identity.key.clone_key(),
+        &provider,
+    )
+    .map_err(|e| tls(&e))?;
+    let resolver = ByAlpn {
+        native: Arc::new(native),
+        web: web.clone(),
+    };
+    let mut crypto = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| tls(&e))?
         .with_no_client_auth()
-        .with_single_cert(vec![identity.cert.clone()], identity.key.clone_key())
-        .map_err(|e| tls(&e))?;
-    crypto.alpn_protocols = vec![ALPN.to_vec()];
+        .with_cert_resolver(Arc::new(resolver));
+    crypto.alpn_protocols = vec![ALPN.to_vec(), H3.to_vec()];
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(crypto).map_err(|e| tls(&e))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let mut transport = quinn::TransportConfig::default();
     transport.max_idle_timeout(Some(
         quinn::IdleTimeout::try_from(limits.idle_timeout).map_err(|e| tls(&e))?,
     ));
-    // One stream per client is all the protocol uses. Datagrams go one way: the server sends version-4 sessions
-    // positions in them, and takes none. quinn sends datagrams only with a receive buffer set; one of 0 bytes
-    // advertises `max_datagram_frame_size` 0 (RFC 9221: takes no DATAGRAM frame), so a client's quinn refuses to
-    // send any (`SendDatagramError::TooLarge`), and one sent anyway closes the connection (a protocol violation).
+    // One stream per client is all the protocol uses. A browser's HTTP/3 needs more: Chromium refuses a server
+    // that grants fewer than 3 unidirectional streams at the handshake (before the ALPN is known), and the rest is
+    // given once it is (`web_session`). A native client that opens a unidirectional stream is closed
+    // (`refuse_uni_streams`). Datagrams go one way: the server sends version-4 sessions positions in them, and takes none.
+    // quinn sends datagrams only with a receive buffer set; one of 0 bytes advertises `max_datagram_frame_size` 0
+    // (RFC 9221: takes no DATAGRAM frame), so a client's quinn refuses to send any (`SendDatagramError::TooLarge`),
+    // and one sent anyway closes the connection (a protocol violation).
     transport.max_concurrent_bidi_streams(VarInt::from_u32(1));
-    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(3));
     transport.datagram_receive_buffer_size(Some(0));
     config.transport_config(Arc::new(transport));
     let listen = |source| StartError::Listen { addr, source };
@@ -290,6 +322,7 @@ pub(crate) fn listen(
         runtime,
     )
     .map_err(listen)?;
+    tokio::spawn(rotate_web_certs(web, provider));
     if limits.datagrams == PositionDatagrams::OnLoss {
         tokio::spawn(watch_links(
             registry.clone(),
@@ -305,6 +338,32 @@ pub(crate) fn listen(
         metrics,
     ));
     Ok(endpoint)
+}
+
+/// How often the browsers' certificate is looked at for rotation ([`WebCerts::rotate`]).
+const ROTATE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Rotate the browsers' certificate when due, for as long as the runtime runs.
+async fn rotate_web_certs(
+    web: Arc<RwLock<WebCerts>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) {
+    let mut every = tokio::time::interval(ROTATE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        every.tick().await;
+        let rotated = web
+            .write()
+            .expect("web certificates lock")
+            .rotate(std::time::SystemTime::now(), &provider);
+        match rotated {
+            Ok(true) => tracing::info!("the browsers' certificate was rotated"),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::error!(%e, "cannot rotate the browsers' certificate (trying again in an hour)")
+            }
+        }
+    }
 }
 
 async fn accept_loop(
@@ -352,9 +411,28 @@ async fn connection(
     // frame (protocol.md section 6).
     let gone = |reason: &str| {
         metrics.refused.fetch_add(1, Ordering::Relaxed);
-        conn.close(CLOSE_PROTOCOL, reason.as_bytes());
+        conn.close(CLOSE_PROTOCOL.into(), reason.as_bytes());
     };
-    let (mut send, mut recv) = match tokio::time::timeout_at(deadline, conn.accept_bi()).await {
+    let web = conn
+        .handshake_data()
+        .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .is_some_and(|data| data.protocol.as_deref() == Some(H3));
+    let wire = if web {
+        match tokio::time::timeout_at(deadline, web_session(&conn)).await {
+            Ok(Ok(Some(session))) => session,
+            // Refused with an HTTP status (another path).
+            Ok(Ok(None)) => {
+                metrics.refused.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            Ok(Err(e)) => return gone(&e.to_string()),
+            Err(_) => return gone("no WebTransport session in time"),
+        }
+    } else {
+        tokio::spawn(refuse_uni_streams(conn.clone()));
+        wt::Session::raw(conn.clone())
+    };
+    let (mut send, mut recv) = match tokio::time::timeout_at(deadline, wire.accept_bi()).await {
         Ok(Ok(streams)) => streams,
         Ok(Err(e)) => return gone(&e.to_string()),
         Err(_) => return gone("no Hello in time"),
@@ -374,7 +452,7 @@ async fn connection(
                 metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                 write_out(
                     &mut send,
-                    &conn,
+                    &wire,
                     Out::Close(frame, close_code(code), message),
                 )
                 .await;
@@ -406,12 +484,13 @@ async fn connection(
     let (out, shared, rx) = Outlet::new(send, limits.outbound);
     let datagrams = version >= 4
         && limits.datagrams != PositionDatagrams::Never
-        && conn.max_datagram_size().is_some();
+        && wire.max_datagram_size() > 0;
     let watched = datagrams && limits.datagrams == PositionDatagrams::OnLoss;
     registry.lock().expect("registry lock").insert(
         session,
         SessionHandle {
             out: out.clone(),
+            session: wire.clone(),
             conn: conn.clone(),
             // Set once the world has the `Connect`: an `Input::Link` must not overtake it.
             link: None,
@@ -429,7 +508,7 @@ async fn connection(
         registry.lock().expect("registry lock").remove(&session);
         // The world never heard of it.
         inbox.ids.lock().expect("session ids lock").release(session);
-        conn.close(CLOSE_SHUTDOWN, b"the server is shutting down");
+        wire.close(CLOSE_SHUTDOWN, b"the server is shutting down");
         return;
     }
     if watched && let Some(handle) = registry.lock().expect("registry lock").get_mut(&session) {
@@ -439,7 +518,7 @@ async fn connection(
         ));
     }
     tracing::debug!(session, "connected");
-    let mut writer = tokio::spawn(writer(shared, rx, conn.clone()));
+    let mut writer = tokio::spawn(writer(shared, rx, wire.clone()));
     // Each publish being compiled holds a clone of `compiling`: the `Disconnect` waits for them (below).
     let (compiling, mut compiled) = mpsc::channel::<()>(1);
     let peer = Peer { session, compiling };
@@ -448,7 +527,7 @@ async fn connection(
     if let Some((code, message)) = fatal {
         metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
         writer_done =
-            close_after_answers(session, code, message, &inbox, &out, &conn, &mut writer).await;
+            close_after_answers(session, code, message, &inbox, &out, &wire, &mut writer).await;
     }
     registry.lock().expect("registry lock").remove(&session);
     // A publish still compiling queues its `Publish` (answered to this session) first: the `Disconnect` must follow
@@ -463,8 +542,49 @@ async fn connection(
     tracing::debug!(session, "disconnected");
 }
 
+/// Why a browser's WebTransport session could not be set up.
+#[derive(Debug, thiserror::Error)]
+enum WebSessionError {
+    /// The HTTP/3 exchange failed.
+    #[error("WebTransport: {0}")]
+    Server(#[from] wt::ServerError),
+}
+
+/// Set up a browser's WebTransport session on a connection that chose ALPN `h3`: HTTP/3's settings, then its
+/// `CONNECT`, accepted for [`WEB_PATH`] only (`None`: refused with 404). The connection was given one
+/// bidirectional stream and no unidirectional one at the handshake (the native protocol's rules, before the ALPN
+/// is known); HTTP/3 needs its control and QPACK streams and the `CONNECT` stream as well, so those are given
+/// here. Still only one stream of the session can be opened: the one its protocol runs on.
+async fn web_session(conn: &quinn::Connection) -> Result<Option<wt::Session>, WebSessionError> {
+    // The client's control, QPACK encoder and decoder streams, and room for HTTP/3's greasing streams.
+    conn.set_max_concurrent_uni_streams(VarInt::from_u32(8));
+    // The CONNECT stream and the session's one stream.
+    conn.set_max_concurrent_bi_streams(VarInt::from_u32(2));
+    let request = wt::Request::accept(conn.clone()).await?;
+    if request.url.path() != WEB_PATH {
+        request.reject(wt::http::StatusCode::NOT_FOUND).await?;
+        // Let the answer arrive before the connection goes (the client closes it on reading it).
+        let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+        conn.close(CLOSE_PROTOCOL.into(), b"no such path");
+        return Ok(None);
+    }
+    Ok(Some(request.ok().await?))
+}
+
+/// Close a native connection that opens a unidirectional stream (the protocol has none; the 3 the handshake
+/// grants are for browsers' HTTP/3): it is closed as for any protocol error (close code 2). Ends with the
+/// connection.
+async fn refuse_uni_streams(conn: quinn::Connection) {
+    if conn.accept_uni().await.is_ok() {
+        conn.close(
+            CLOSE_PROTOCOL.into(),
+            b"unidirectional streams are not part of the protocol",
+        );
+    }
+}
+
 /// Write one [`Out`] item; false once the connection is done.
-async fn write_out(send: &mut quinn::SendStream, conn: &quinn::Connection, out: Out) -> bool {
+async fn write_out(send: &mut wt::SendStream, wire: &wt::Session, out: Out) -> bool {
     match out {
         Out::Data(bytes) => send.write_all(&bytes).await.is_ok(),
         Out::Close(frame, code, reason) => {
@@ -472,7 +592,7 @@ async fn write_out(send: &mut quinn::SendStream, conn: &quinn::Connection, out: 
             let _ = send.finish();
             // Give the error frame a moment to arrive before the connection goes.
             let _ = tokio::time::timeout(Duration::from_secs(1), send.stopped()).await;
-            conn.close(code, reason.as_bytes());
+            wire.close(code, reason.as_bytes());
             false
         }
     }
@@ -480,14 +600,14 @@ async fn write_out(send: &mut quinn::SendStream, conn: &quinn::Connection, out: 
 
 /// Write what an [`Outlet`] queued, in order, until the last outlet is dropped (then finish the stream) or the
 /// connection is done.
-async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Out>, conn: quinn::Connection) {
+async fn writer(shared: Arc<Shared>, mut rx: mpsc::Receiver<Out>, wire: wt::Session) {
     let lock = || shared.lock().expect("outlet lock");
     while let Some(out) = rx.recv().await {
         // `queued` counts this item, so no one writes directly while the stream is out.
         let Some(mut send) = lock().send.take() else {
             return;
         };
-        let open = write_out(&mut send, &conn, out).await;
+        let open = write_out(&mut send, &wire, out).await;
         let mut stream = lock();
         stream.queued -= 1;
         if !open {
@@ -511,7 +631,7 @@ async fn close_after_answers(
     message: String,
     inbox: &Inbox,
     out: &Outlet,
-    conn: &quinn::Connection,
+    wire: &wt::Session,
     writer: &mut tokio::task::JoinHandle<()>,
 ) -> bool {
     let close = close_code(code);
@@ -519,21 +639,21 @@ async fn close_after_answers(
         session,
         code,
         message: message.clone(),
-        close_code: close.into_inner() as u32,
+        close_code: close,
     };
     if inbox.tx.send(input).await.is_err() {
         // The world has stopped: nothing more will be answered; say it now.
         let frame = error_frame(code, &message, None, true);
         if out.push(Out::Close(frame, close, message.clone())).is_err() {
-            conn.close(close, message.as_bytes());
+            wire.close(close, message.as_bytes());
         }
         return false;
     }
     tokio::select! {
         _ = writer => true,
-        _ = conn.closed() => false,
+        _ = wire.closed() => false,
         () = tokio::time::sleep(CLOSE_WAIT) => {
-            conn.close(close, message.as_bytes());
+            wire.close(close, message.as_bytes());
             false
         }
     }
@@ -551,7 +671,7 @@ struct Peer {
 async fn read_loop(
     peer: &Peer,
     mut session: Session,
-    mut recv: quinn::RecvStream,
+    mut recv: wt::RecvStream,
     mut buf: Vec<u8>,
     inbox: &Inbox,
     out: &Outlet,
@@ -693,7 +813,7 @@ pub(crate) fn deliver(
         };
         for d in dgrams {
             let len = d.len() as u64;
-            match handle.conn.send_datagram(d.into()) {
+            match handle.session.send_datagram(d.into()) {
                 Ok(()) => {
                     metrics.bytes_out.fetch_add(len, Ordering::Relaxed);
                     metrics.datagrams_out.fetch_add(1, Ordering::Relaxed);
@@ -716,7 +836,7 @@ pub(crate) fn deliver(
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     metrics.too_slow.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(session, "a client reads too slowly: disconnected");
-                    handle.conn.close(
+                    handle.session.close(
                         CLOSE_TOO_SLOW,
                         b"the client did not read its messages fast enough",
                     );
@@ -742,12 +862,11 @@ pub(crate) fn close_after(registry: &Registry, closes: Vec<Closing>) {
         let Some(handle) = registry.get(&closing.session) else {
             continue;
         };
-        let code = VarInt::from_u32(closing.close_code);
-        let out = Out::Close(closing.frame, code, closing.reason);
+        let out = Out::Close(closing.frame, closing.close_code, closing.reason);
         if let Err(mpsc::error::TrySendError::Full(Out::Close(_, code, reason))) =
             handle.out.push(out)
         {
-            handle.conn.close(code, reason.as_bytes());
+            handle.session.close(code, reason.as_bytes());
         }
     }
 }
@@ -762,7 +881,7 @@ pub(crate) fn close_all(registry: &Registry, code: ErrorCode, message: &str) {
             .push(Out::Close(frame, close, message.to_owned()))
             .is_err()
         {
-            handle.conn.close(close, message.as_bytes());
+            handle.session.close(close, message.as_bytes());
         }
     }
 }
@@ -818,7 +937,7 @@ mod tests {
             let code: u32 = cells[1].parse().expect("a close code");
             for c in ErrorCode::ALL {
                 if cells[3].contains(&format!("`{c:?}`")) {
-                    assert_eq!(close_code(c), VarInt::from_u32(code), "{c:?}");
+                    assert_eq!(close_code(c), code, "{c:?}");
                     named.push(c);
                 }
             }

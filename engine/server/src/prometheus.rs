@@ -23,7 +23,6 @@
 //!
 //! The encoding is `prometheus-client`'s; the HTTP server is hyper's (HTTP/1.1, any path but `/metrics` is 404).
 
-use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -200,41 +199,22 @@ impl Exporter {
 }
 
 /// Serve `exporter` on `listener` until the runtime stops.
-pub(crate) async fn serve(listener: tokio::net::TcpListener, exporter: Arc<Exporter>) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let exporter = exporter.clone();
-        tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
-                let exporter = exporter.clone();
-                async move { Ok::<_, Infallible>(respond(&exporter, &req)) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await
-            {
-                tracing::debug!(%e, "a metrics connection failed");
-            }
-        });
+impl Exporter {
+    /// The answer to an HTTP request: the metrics at `/metrics`, else 404.
+    pub(crate) fn respond<B>(&self, req: &Request<B>) -> Response<Full<Bytes>> {
+        if req.uri().path() != "/metrics" {
+            let mut not_found =
+                Response::new(Full::new(Bytes::from_static(b"not found; try /metrics\n")));
+            *not_found.status_mut() = StatusCode::NOT_FOUND;
+            return not_found;
+        }
+        let mut ok = Response::new(Full::new(Bytes::from(self.render())));
+        ok.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            ),
+        );
+        ok
     }
-}
-
-fn respond<B>(exporter: &Exporter, req: &Request<B>) -> Response<Full<Bytes>> {
-    if req.uri().path() != "/metrics" {
-        let mut not_found =
-            Response::new(Full::new(Bytes::from_static(b"not found; try /metrics\n")));
-        *not_found.status_mut() = StatusCode::NOT_FOUND;
-        return not_found;
-    }
-    let mut ok = Response::new(Full::new(Bytes::from(exporter.render())));
-    ok.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static(
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        ),
-    );
-    ok
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -20,6 +20,7 @@ use thiserror::Error;
 use crate::cert;
 use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::net::{self, Inbox, Registry};
+use crate::webcert::{WebCertSource, WebCerts};
 use crate::world::{AdminFrom, Closing, Deferred, Input, MoveRates, SessionId, SessionIds, World};
 
 /// Limits that keep one client from harming the others. Every default is stated on its field.
@@ -135,6 +136,17 @@ pub struct ServerConfig {
     /// Serve Prometheus metrics over HTTP here (path `/metrics`; port 0 picks one, see
     /// [`Server::metrics_addr`]). Default: none.
     pub metrics: Option<SocketAddr>,
+    /// The certificate browsers (WebTransport, ALPN `h3`) are given. Default
+    /// [`WebCertSource::SelfSigned`]: made and rotated by the server, trusted by its published hashes
+    /// ([`Server::web_certificate_hashes`]).
+    pub web_cert: WebCertSource,
+    /// Serve the web client over HTTP here: `locus.json` (where the WebTransport endpoint is and the hashes of its
+    /// certificate) and the files of [`web_root`](Self::web_root) (port 0 picks one, see [`Server::web_addr`]).
+    /// Default: none.
+    pub web: Option<SocketAddr>,
+    /// The directory of the web client's page, wasm and assets, served by [`web`](Self::web). Default: none
+    /// (only `locus.json`).
+    pub web_root: Option<PathBuf>,
     /// Worker threads for the per-client work of each tick (the interest stage's view updates and deltas, and the
     /// encoding of each client's frames); 1 runs it on the tick thread. The output does not depend on it. Default:
     /// the machine's cores ([`std::thread::available_parallelism`]).
@@ -158,6 +170,9 @@ impl ServerConfig {
             log: LogConfig::default(),
             limits: Limits::default(),
             metrics: None,
+            web_cert: WebCertSource::SelfSigned,
+            web: None,
+            web_root: None,
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
         }
     }
@@ -196,6 +211,9 @@ pub enum StartError {
     /// The admin token could not be read or made.
     #[error("the admin token: {0}")]
     AdminToken(#[from] locus_client::TokenFileError),
+    /// The browsers' certificate could not be made or loaded.
+    #[error(transparent)]
+    WebCert(#[from] crate::webcert::WebCertError),
     /// The certificate could not be loaded or made.
     #[error(transparent)]
     Cert(#[from] cert::CertError),
@@ -282,6 +300,8 @@ pub struct Server {
     admin_token_path: PathBuf,
     registry: Registry,
     metrics_addr: Option<SocketAddr>,
+    web_certs: Arc<RwLock<WebCerts>>,
+    web_addr: Option<SocketAddr>,
     session_ids: Arc<Mutex<SessionIds>>,
 }
 
@@ -395,6 +415,11 @@ impl Server {
             world.server_reducer_failed(&e, Tick(0), now);
         }
         let identity = cert::load_or_create(&config.data_dir)?;
+        let web_certs = Arc::new(RwLock::new(WebCerts::new(
+            &config.web_cert,
+            SystemTime::now(),
+            &rustls::crypto::ring::default_provider(),
+        )?));
         let admin_token = crate::identity::load_or_create_admin_token(&config.data_dir)?;
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -416,6 +441,7 @@ impl Server {
             net::listen(
                 config.listen,
                 &identity,
+                web_certs.clone(),
                 config.limits,
                 Inbox {
                     tx: inbox_tx,
@@ -446,7 +472,30 @@ impl Server {
                     metrics: metrics.clone(),
                     watermark: durability.watermark(),
                 });
-                runtime.spawn(crate::prometheus::serve(listener, exporter));
+                runtime.spawn(crate::http::serve(listener, move |req| {
+                    std::future::ready(exporter.respond(&req))
+                }));
+                Some(local)
+            }
+        };
+        let web_addr = match config.web {
+            None => None,
+            Some(at) => {
+                let listen = |source| StartError::Listen { addr: at, source };
+                let listener = std::net::TcpListener::bind(at).map_err(listen)?;
+                listener.set_nonblocking(true).map_err(listen)?;
+                let local = listener.local_addr().map_err(listen)?;
+                let _guard = runtime.enter();
+                let listener = tokio::net::TcpListener::from_std(listener).map_err(listen)?;
+                let site = Arc::new(crate::web::Site {
+                    certs: web_certs.clone(),
+                    quic_port: addr.port(),
+                    root: config.web_root.clone(),
+                });
+                runtime.spawn(crate::http::serve(listener, move |req| {
+                    let site = site.clone();
+                    async move { site.respond(req).await }
+                }));
                 Some(local)
             }
         };
@@ -503,9 +552,27 @@ impl Server {
             runtime_host: host,
             registry,
             metrics_addr,
+            web_certs,
+            web_addr,
             admin_token_path: config.data_dir.join(crate::identity::ADMIN_TOKEN_FILE),
             session_ids,
         })
+    }
+
+    /// The SHA-256 hashes of the browsers' certificates a page passes as `serverCertificateHashes` (the served one
+    /// first; two while a rotation overlaps; none with [`WebCertSource::Files`]).
+    #[must_use]
+    pub fn web_certificate_hashes(&self) -> Vec<[u8; 32]> {
+        self.web_certs
+            .read()
+            .expect("web certificates lock")
+            .hashes()
+    }
+
+    /// Where the web client is served ([`ServerConfig::web`]), if it is.
+    #[must_use]
+    pub fn web_addr(&self) -> Option<SocketAddr> {
+        self.web_addr
     }
 
     /// The address it listens on.
@@ -686,7 +753,7 @@ impl Server {
                     }
                 })
                 .await;
-                endpoint.close(net::CLOSE_SHUTDOWN, b"the server is shutting down");
+                endpoint.close(net::CLOSE_SHUTDOWN.into(), b"the server is shutting down");
                 let _ = tokio::time::timeout(linger, endpoint.wait_idle()).await;
             });
             rt.shutdown_timeout(Duration::from_secs(1));
