@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+
+pub use crate::parse_point;
 use locus_client::{ClientConfig, Trust};
 
 /// The certificate file `locus serve` writes in its default data directory.
@@ -95,23 +97,6 @@ impl Args {
         config.token_file = Some(self.token_path());
         Ok(config)
     }
-}
-
-/// Parse `X,Y` (two finite numbers).
-///
-/// # Errors
-///
-/// A message for anything else.
-pub fn parse_point(s: &str) -> Result<(f32, f32), String> {
-    let (x, y) = s.split_once(',').ok_or("expected X,Y")?;
-    let parse = |v: &str| {
-        v.trim()
-            .parse::<f32>()
-            .ok()
-            .filter(|v| v.is_finite())
-            .ok_or_else(|| format!("not a number: {v:?}"))
-    };
-    Ok((parse(x)?, parse(y)?))
 }
 
 /// How to trust the server: `--fingerprint`, else `--cert`, else `default_cert` if that file exists.

@@ -5,7 +5,9 @@
 //! Every input acts on the predicted avatar at once (see [`crate::predict`]) and is sent to the server; the
 //! direction is sent only when it changes, so holding a key sends one call.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use bevy::platform::time::Instant;
 
 use bevy::prelude::*;
 use bevy::window::PrimaryWindow;

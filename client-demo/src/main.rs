@@ -27,14 +27,21 @@
 //! view. Your own avatar wears orange; it moves as soon as you press a key (predicted) and is corrected by the
 //! server's position; everyone else is drawn smoothly a little in the past, interpolated between server ticks.
 
-use clap::Parser;
-use client_demo::cli::Args;
-
+#[cfg(not(target_arch = "wasm32"))]
 fn main() -> anyhow::Result<()> {
+    use clap::Parser as _;
+    use client_demo::cli::Args;
+
     let args = Args::parse();
     let mut app = client_demo::app(&args)?;
     match app.run() {
         bevy::app::AppExit::Success => Ok(()),
         bevy::app::AppExit::Error(code) => anyhow::bail!("the app exited with code {code}"),
     }
+}
+
+/// In the browser: settings come from the page's URL (`client_demo::web`).
+#[cfg(target_arch = "wasm32")]
+fn main() {
+    client_demo::web::start();
 }

@@ -1,8 +1,10 @@
 //! The connection: connecting (and reconnecting) on a background thread, subscribing, entering the world with a
 //! name, sending reducer calls, measuring the round trip, and following the server's clock.
 //!
-//! Nothing here blocks a frame: `Client::connect` (which waits for the server's `Welcome`) runs on its own thread
-//! and the finished [`Client`] is picked up by a later frame; the `Client` resource is then polled once per frame
+//! Nothing here blocks a frame: natively `Client::connect` (which waits for the server's `Welcome`) runs on its
+//! own thread; in the browser the page's `locus.json` is fetched (the server's WebTransport URL and the current
+//! hashes of its certificate, which rotates) and `Client::connect_async` runs as a task of the page. Either way the
+//! finished [`Client`] is picked up by a later frame; the `Client` resource is then polled once per frame
 //! by [`LocusPlugin`] (non-blocking) and its events arrive as [`LocusEvent`]s.
 //!
 //! [`LocusPlugin`]: locus_client::bevy::LocusPlugin
@@ -10,13 +12,15 @@
 use std::collections::HashMap;
 use std::sync::mpsc::{self, Receiver, TryRecvError};
 use std::sync::{Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use bevy::platform::time::Instant;
 
 use bevy::prelude::*;
 use locus_client::bevy::{LocusEvent, LocusRow, LocusSystems, RowEntities};
 use locus_client::{
     CallOutcome, Client, ClientConfig, ConnectError, Event, Filter, Identity, ReducerCall,
-    RequestId,
+    RequestId, Token,
 };
 use tracing::{info, warn};
 
@@ -58,18 +62,69 @@ pub enum Status {
     },
 }
 
+/// Where the client finds the server.
+#[derive(Clone, Debug)]
+pub enum Source {
+    /// This config (native builds: QUIC, the pinned certificate, a token file).
+    Config(ClientConfig),
+    /// In the browser: fetch this `locus.json` before each connect, and keep the identity token in
+    /// `localStorage` under `token_key`.
+    #[cfg(target_arch = "wasm32")]
+    LocusJson {
+        /// The URL of `locus.json` (by default the page's own).
+        url: String,
+        /// The `localStorage` key of the token.
+        token_key: String,
+    },
+}
+
+impl Source {
+    /// Where it connects, for people.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            Source::Config(config) => match &config.transport {
+                locus_client::Transport::Quic => config.addr.to_string(),
+                locus_client::Transport::WebTransport(web) => web.url.to_string(),
+            },
+            #[cfg(target_arch = "wasm32")]
+            Source::Config(config) => match &config.transport {
+                locus_client::Transport::WebTransport(web) => web.url.to_string(),
+            },
+            #[cfg(target_arch = "wasm32")]
+            Source::LocusJson { url, .. } => url.clone(),
+        }
+    }
+}
+
+/// Why connecting failed.
+#[derive(Debug)]
+enum Failure {
+    /// The client could not connect.
+    Connect(ConnectError),
+    /// `locus.json` could not be fetched or read (the browser).
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        expect(dead_code, reason = "the browser's")
+    )]
+    Discover(String),
+}
+
 /// The connection's state, and the way to send calls. See the [module docs](self).
 #[derive(Resource)]
 pub struct Net {
-    config: ClientConfig,
+    source: Source,
+    /// The token the server gave this client (kept for reconnects even without a stored one).
+    token: Option<Token>,
     /// The name to enter the world with (`set_name`), if any.
     pub name: Option<String>,
     /// Where to jump on entering (`teleport`), if anywhere.
     pub teleport: Option<(f32, f32)>,
     /// Where the connection stands.
     pub status: Status,
-    /// The connect thread's answer (a `Mutex` only to make `Net` `Sync`; it is never contended).
-    pending: Option<Mutex<Receiver<Result<Client, ConnectError>>>>,
+    /// The connect thread's (or task's) answer (a `Mutex` only to make `Net` `Sync`; it is never contended).
+    pending: Option<Mutex<Receiver<Result<Client, Failure>>>>,
     /// The client's identity, once connected.
     pub identity: Option<Identity>,
     /// Calls in flight: when each was sent and what it was.
@@ -89,11 +144,12 @@ pub struct Net {
 }
 
 impl Net {
-    /// A connection to be made with `config`, entering with `name`.
+    /// A connection to be made to `source`, entering with `name`.
     #[must_use]
-    pub fn new(config: ClientConfig, name: Option<String>) -> Net {
+    pub fn new(source: Source, name: Option<String>) -> Net {
         Net {
-            config,
+            source,
+            token: None,
             name,
             teleport: None,
             status: Status::Disconnected {
@@ -146,22 +202,59 @@ impl Net {
         }
     }
 
+    #[cfg(not(target_arch = "wasm32"))]
     fn start_connect(&mut self) {
         let (tx, rx) = mpsc::channel();
-        let config = self.config.clone();
+        let Source::Config(mut config) = self.source.clone();
+        if self.token.is_some() {
+            config.token = self.token;
+        }
         let spawned = std::thread::Builder::new()
             .name("client-demo-connect".into())
             .spawn(move || {
-                let _ = tx.send(Client::connect(config));
+                let _ = tx.send(Client::connect(config).map_err(Failure::Connect));
             });
         match spawned {
             Ok(_) => {
-                info!("connecting to {}", self.config.addr);
+                info!("connecting to {}", self.source.describe());
                 self.pending = Some(Mutex::new(rx));
                 self.status = Status::Connecting;
             }
             Err(e) => self.fail(format!("cannot start a thread: {e}")),
         }
+    }
+
+    #[cfg(target_arch = "wasm32")]
+    fn start_connect(&mut self) {
+        let (tx, rx) = mpsc::channel();
+        let (source, token) = (self.source.clone(), self.token);
+        wasm_bindgen_futures::spawn_local(async move {
+            let config = match source {
+                Source::Config(config) => Ok(config),
+                Source::LocusJson { url, token_key } => {
+                    crate::web::fetch_config(&url).await.map(|web| {
+                        let mut config = ClientConfig::web_transport(web);
+                        config.token_key = Some(token_key);
+                        config
+                    })
+                }
+            };
+            let result = match config {
+                Ok(mut config) => {
+                    if token.is_some() {
+                        config.token = token;
+                    }
+                    Client::connect_async(config)
+                        .await
+                        .map_err(Failure::Connect)
+                }
+                Err(e) => Err(Failure::Discover(e)),
+            };
+            let _ = tx.send(result);
+        });
+        info!("connecting to {}", self.source.describe());
+        self.pending = Some(Mutex::new(rx));
+        self.status = Status::Connecting;
     }
 
     fn fail(&mut self, reason: String) {
@@ -190,14 +283,16 @@ impl Plugin for NetPlugin {
     }
 }
 
-/// What the player reads when connecting failed. When no server answered, how to start one.
-fn connect_failure(addr: std::net::SocketAddr, e: &ConnectError) -> String {
+/// What the player reads when connecting to `to` failed. When no server answered, how to start one.
+fn connect_failure(to: &str, e: &Failure) -> String {
     match e {
-        ConnectError::NoServer { .. } => format!(
+        #[cfg(not(target_arch = "wasm32"))]
+        Failure::Connect(e @ ConnectError::NoServer { .. }) => format!(
             "cannot connect: {e}. Is a world running? Start one with \
              `cargo run --release -p locus-server -- serve`, or point --server at one"
         ),
-        e => format!("cannot connect to {addr}: {e}"),
+        Failure::Connect(e) => format!("cannot connect to {to}: {e}"),
+        Failure::Discover(e) => format!("cannot find the server in {to}: {e}"),
     }
 }
 
@@ -227,8 +322,8 @@ fn connect(
                     }
                 }
                 net.identity = Some(client.identity());
-                // Keep the identity on reconnects even without a token file.
-                net.config.token = Some(client.welcome().token);
+                // Keep the identity on reconnects even without a stored token.
+                net.token = Some(client.welcome().token);
                 if let Some(name) = net.name.clone() {
                     let call = game_module::set_name::call(name);
                     net.call(Some(&client), &call, "set_name");
@@ -238,12 +333,12 @@ fn connect(
                     net.call(Some(&client), &call, "teleport");
                 }
                 info!("connected as {}", client.identity());
-                log.system(format!("connected to {}", net.config.addr));
+                log.system(format!("connected to {}", net.source.describe()));
                 net.status = Status::Connected;
                 commands.insert_resource(client);
             }
             Ok(Err(e)) => {
-                let reason = connect_failure(net.config.addr, &e);
+                let reason = connect_failure(&net.source.describe(), &e);
                 log.system(reason.clone());
                 net.fail(reason);
             }
@@ -312,18 +407,18 @@ mod tests {
     #[test]
     fn a_silent_address_is_explained_with_how_to_start_a_server() {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 7878));
-        let silent = ConnectError::NoServer {
+        let silent = Failure::Connect(ConnectError::NoServer {
             addr,
             timeout: Duration::from_secs(5),
-        };
+        });
         assert_eq!(
-            connect_failure(addr, &silent),
+            connect_failure("127.0.0.1:7878", &silent),
             "cannot connect: no server answered at 127.0.0.1:7878 within 5s. Is a world running? Start one with \
              `cargo run --release -p locus-server -- serve`, or point --server at one"
         );
-        let mute = ConnectError::Timeout(Duration::from_secs(5));
+        let mute = Failure::Connect(ConnectError::Timeout(Duration::from_secs(5)));
         assert_eq!(
-            connect_failure(addr, &mute),
+            connect_failure("127.0.0.1:7878", &mute),
             "cannot connect to 127.0.0.1:7878: the server accepted the connection but sent no Welcome within 5s"
         );
     }

@@ -212,7 +212,7 @@ fn mirror<T: Component + DeserializeOwned>(
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use serde::Deserialize;
 

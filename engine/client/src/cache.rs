@@ -963,7 +963,8 @@ pub(crate) fn decode_row<T: DeserializeOwned>(table: &str, row: &[u8]) -> Result
     })
 }
 
-#[cfg(test)]
+// Native only: the property tests use proptest, which does not build for the browser.
+#[cfg(all(test, not(target_arch = "wasm32")))]
 pub(crate) mod tests {
     use locus_protocol::Token;
     use locus_types::ColumnType;

@@ -1,15 +1,22 @@
-//! The blocking client: a [`Connection`] run by a background thread, a [`Cache`] and row callbacks, for games and
-//! tools that are not async.
+//! The polling client: a [`Connection`] run in the background, a [`Cache`] and row callbacks, for games and tools
+//! that are not async (and for browser games, whose frame loop is not async either).
 //!
-//! The background thread owns a current-thread tokio runtime and the connection; it forwards server messages (and
-//! protocol version 4's position datagrams, in the order they arrived) to the client. Nothing happens to the cache
-//! or callbacks until the owner calls [`Client::poll`] (typically once per frame), which never blocks. Requests are
-//! queued without blocking too.
+//! The background task owns the connection and forwards server messages (and protocol version 4's position
+//! datagrams, in the order they arrived) to the client: natively it is a thread with a current-thread tokio
+//! runtime, in the browser a task on the page's event loop (`wasm_bindgen_futures::spawn_local`). Nothing happens
+//! to the cache or callbacks until the owner calls [`Client::poll`] (typically once per frame), which never
+//! blocks. Requests are queued without blocking too.
+//!
+//! The two builds differ only in how a connection starts: natively `Client::connect` and `Client::reconnect`
+//! block until `Welcome` came; in the browser, which must not block, they are async
+//! (`Client::connect_async(config).await`, `client.reconnect().await`). Everything else (polling, the cache, callbacks,
+//! calls, subscriptions) is the same code on both.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::AtomicU32;
 use std::sync::mpsc::{self, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
+#[cfg(not(target_arch = "wasm32"))]
 use std::thread::JoinHandle;
 
 use locus_protocol::{CallOutcome, Filter, ServerMessage, TickView};
@@ -24,10 +31,10 @@ use crate::{
     Cache, ClientConfig, ConnectError, Connection, Event, RequestId, SendError, Sender, Welcome,
 };
 
-/// What the network thread hands the client.
+/// What the network task hands the client.
 enum Incoming {
     Message(ServerMessage),
-    /// A `Tick` frame's payload, checked by the network thread: applied in place ([`Cache::apply_tick`]).
+    /// A `Tick` frame's payload, checked by the network task: applied in place ([`Cache::apply_tick`]).
     Tick(Vec<u8>),
     /// A QUIC datagram: protocol version 4's positions ([`Cache::apply_datagram`]).
     Datagram(Vec<u8>),
@@ -35,11 +42,13 @@ enum Incoming {
     Ended(String),
 }
 
-/// A live connection run by a background thread.
+/// A live connection run by a background task: natively a thread with a current-thread tokio runtime, in the
+/// browser a task on the page's event loop.
 struct Link {
     sender: Sender,
     inbox: Mutex<mpsc::Receiver<Incoming>>,
     stop: Option<oneshot::Sender<()>>,
+    #[cfg(not(target_arch = "wasm32"))]
     thread: Option<JoinHandle<()>>,
     /// `poll` has delivered [`Event::Disconnected`].
     ended: bool,
@@ -47,6 +56,7 @@ struct Link {
 
 impl Link {
     /// Start the network thread and connect; returns once `Welcome` came (or connecting failed).
+    #[cfg(not(target_arch = "wasm32"))]
     fn start(
         config: &ClientConfig,
         next_request: Arc<AtomicU32>,
@@ -112,11 +122,32 @@ impl Link {
         }
     }
 
-    /// Close the connection and wait for the thread.
+    /// Connect, then run the connection in a task on the page's event loop.
+    #[cfg(target_arch = "wasm32")]
+    async fn start(
+        config: &ClientConfig,
+        next_request: Arc<AtomicU32>,
+    ) -> Result<(Link, Welcome), ConnectError> {
+        let conn = Connection::connect_counting(config, next_request).await?;
+        let (inbox_tx, inbox_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let link = Link {
+            sender: conn.sender(),
+            inbox: Mutex::new(inbox_rx),
+            stop: Some(stop_tx),
+            ended: false,
+        };
+        let welcome = conn.welcome().clone();
+        wasm_bindgen_futures::spawn_local(run(conn, inbox_tx, stop_rx));
+        Ok((link, welcome))
+    }
+
+    /// Close the connection (natively waiting for the thread, which waits briefly for the server to be told).
     fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        #[cfg(not(target_arch = "wasm32"))]
         if let Some(thread) = self.thread.take()
             && thread.join().is_err()
         {
@@ -131,7 +162,7 @@ impl Drop for Link {
     }
 }
 
-/// The network thread's loop: forward messages until the connection ends, a fatal error comes, or the client
+/// The network task's loop: forward messages until the connection ends, a fatal error comes, or the client
 /// stops it.
 async fn run(mut conn: Connection, inbox: mpsc::Sender<Incoming>, mut stop: oneshot::Receiver<()>) {
     loop {
@@ -217,10 +248,10 @@ fn decode_for_callback<T: DeserializeOwned>(table: &str, row: &[u8]) -> Option<T
         .ok()
 }
 
-/// A blocking client: connection, client cache and callbacks. See the [module docs](self).
+/// A polling client: connection, client cache and callbacks. See the [module docs](self).
 ///
-/// Call [`Client::poll`] regularly: the network thread reads eagerly, so messages not yet polled wait in memory.
-/// Dropping the client closes the connection (waiting briefly for the server to be told).
+/// Call [`Client::poll`] regularly: the network task reads eagerly, so messages not yet polled wait in memory.
+/// Dropping the client closes the connection (natively waiting briefly for the server to be told).
 #[cfg_attr(feature = "bevy", derive(bevy_ecs::resource::Resource))]
 pub struct Client {
     config: ClientConfig,
@@ -238,7 +269,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("addr", &self.config.addr)
+            .field("server", &self.config.server())
             .field("identity", &self.welcome.identity)
             .field("connected", &self.is_connected())
             .field("subscriptions", &self.subscriptions)
@@ -248,17 +279,41 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     /// Connect (see [`Connection::connect`]) on a new background thread; returns once the server has answered
-    /// with `Welcome`. The first [`Client::poll`] reports [`Event::Connected`].
+    /// with `Welcome`. The first [`Client::poll`] reports [`Event::Connected`]. Native builds.
     ///
     /// # Errors
     ///
     /// [`ConnectError`].
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn connect(config: ClientConfig) -> Result<Client, ConnectError> {
         let next_request = Arc::new(AtomicU32::new(1));
         let (link, welcome) = Link::start(&config, next_request.clone())?;
+        Ok(Client::started(config, next_request, link, welcome))
+    }
+
+    /// Connect (see [`Connection::connect`]) and run the connection on the page's event loop; completes once the
+    /// server has answered with `Welcome`. The first [`Client::poll`] reports [`Event::Connected`]. Browser
+    /// builds.
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`].
+    #[cfg(target_arch = "wasm32")]
+    pub async fn connect_async(config: ClientConfig) -> Result<Client, ConnectError> {
+        let next_request = Arc::new(AtomicU32::new(1));
+        let (link, welcome) = Link::start(&config, next_request.clone()).await?;
+        Ok(Client::started(config, next_request, link, welcome))
+    }
+
+    fn started(
+        config: ClientConfig,
+        next_request: Arc<AtomicU32>,
+        link: Link,
+        welcome: Welcome,
+    ) -> Client {
         let mut cache = Cache::new();
         let pending = cache.apply_welcome(&welcome);
-        Ok(Client {
+        Client {
             config,
             welcome,
             cache,
@@ -267,7 +322,7 @@ impl Client {
             subscriptions: BTreeMap::new(),
             callbacks: Mutex::new(Callbacks::default()),
             pending,
-        })
+        }
     }
 
     /// The client's identity (the same after [`Client::reconnect`]).
@@ -366,7 +421,7 @@ impl Client {
                     }
                     Ok(Incoming::Tick(payload)) => match TickView::parse(&payload) {
                         Ok(Some(tick)) => self.cache.apply_tick_into(&tick, &mut events),
-                        // The network thread checked it: not reached.
+                        // The network task checked it: not reached.
                         Ok(None) | Err(_) => warn!("skipped a Tick frame that no longer reads"),
                     },
                     Ok(Incoming::Datagram(bytes)) => {
@@ -381,7 +436,7 @@ impl Client {
                     Err(TryRecvError::Disconnected) => {
                         link.ended = true;
                         events.push(Event::Disconnected {
-                            reason: "the network thread stopped".into(),
+                            reason: "the network task stopped".into(),
                         });
                         break;
                     }
@@ -398,8 +453,8 @@ impl Client {
         events
     }
 
-    /// Close the connection (waiting briefly for the server to be told). The cache keeps its last view; the next
-    /// [`Client::poll`] reports [`Event::Disconnected`].
+    /// Close the connection (natively waiting briefly for the server to be told). The cache keeps its last view;
+    /// the next [`Client::poll`] reports [`Event::Disconnected`].
     pub fn disconnect(&mut self) {
         if let Some(mut link) = self.link.take() {
             link.shut_down();
@@ -414,18 +469,47 @@ impl Client {
     /// Connect again with the same identity (the token of the last `Welcome`) and subscriptions, closing the
     /// current connection if it is up. The cache starts a new view: the next [`Client::poll`] reports every row
     /// of the old view as [`Event::Deleted`], then [`Event::Connected`], then the server's fresh inserts.
-    /// Messages of the old connection not yet polled are dropped.
+    /// Messages of the old connection not yet polled are dropped. Blocks until `Welcome` (native builds).
     ///
     /// # Errors
     ///
     /// [`ConnectError`]; the client is then disconnected and its cache keeps the old view.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn reconnect(&mut self) -> Result<(), ConnectError> {
+        let config = self.reconnect_config();
+        let (link, welcome) = Link::start(&config, self.next_request.clone())?;
+        self.restarted(link, welcome);
+        Ok(())
+    }
+
+    /// Connect again with the same identity (the token of the last `Welcome`) and subscriptions, closing the
+    /// current connection if it is up. The cache starts a new view: the next [`Client::poll`] reports every row
+    /// of the old view as [`Event::Deleted`], then [`Event::Connected`], then the server's fresh inserts.
+    /// Messages of the old connection not yet polled are dropped. Completes once `Welcome` came (browser builds).
+    ///
+    /// # Errors
+    ///
+    /// [`ConnectError`]; the client is then disconnected and its cache keeps the old view.
+    #[cfg(target_arch = "wasm32")]
+    pub async fn reconnect(&mut self) -> Result<(), ConnectError> {
+        let config = self.reconnect_config();
+        let (link, welcome) = Link::start(&config, self.next_request.clone()).await?;
+        self.restarted(link, welcome);
+        Ok(())
+    }
+
+    /// Close the current connection; the config to connect again with this identity.
+    fn reconnect_config(&mut self) -> ClientConfig {
         if let Some(mut link) = self.link.take() {
             link.shut_down();
         }
         let mut config = self.config.clone();
         config.token = Some(self.welcome.token);
-        let (link, welcome) = Link::start(&config, self.next_request.clone())?;
+        config
+    }
+
+    /// Install the new connection: a new view in the cache, the subscriptions again.
+    fn restarted(&mut self, link: Link, welcome: Welcome) {
         let events = self.cache.apply_welcome(&welcome);
         self.pending.extend(events);
         for (table, filter) in &self.subscriptions {
@@ -435,7 +519,6 @@ impl Client {
         }
         self.welcome = welcome;
         self.link = Some(link);
-        Ok(())
     }
 
     /// Run `f` with each row of `table` that enters the view, decoded as `T` (rows that do not decode are

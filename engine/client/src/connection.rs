@@ -1,22 +1,30 @@
-//! One connection to a Locus server, async (tokio + quinn).
+//! One connection to a Locus server, async, over QUIC or WebTransport (see [`crate::transport`]).
 //!
-//! [`Connection::connect`] opens a QUIC connection (ALPN [`ALPN`], server name [`SERVER_NAME`], TLS 1.3 with a
-//! pinned certificate, see [`Trust`]), opens the one bidirectional stream, sends `Hello` and waits for `Welcome`.
-//! After that, requests go out through a [`Sender`] (cheap to clone, usable from any thread, never blocks) and
-//! server messages come in through [`Connection::next_message`].
+//! [`Connection::connect`] opens the session the config names — natively a QUIC connection (ALPN `locus/1`, server
+//! name [`SERVER_NAME`], TLS 1.3 with a pinned certificate, see [`Trust`]) or a WebTransport session (ALPN `h3`,
+//! certificate hashes); in the browser a WebTransport session —, opens the one bidirectional stream, sends
+//! `Hello` and waits for `Welcome`. After that, requests go out through a [`Sender`] (cheap to clone, never
+//! blocks) and server messages come in through [`Connection::next_message`]. Which transport carries them makes
+//! no difference above this point.
 //!
-//! Outgoing frames are queued to a writer task spawned on the tokio runtime that called `connect`, so that
-//! runtime must keep running while the connection is used.
+//! Outgoing frames are queued to a writer task: natively spawned on the tokio runtime that called `connect`, so
+//! that runtime must keep running while the connection is used; in the browser spawned on the page's event loop.
+//!
+//! [`Trust`]: crate::Trust
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+#[cfg(not(target_arch = "wasm32"))]
+use std::net::SocketAddr;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+#[cfg(not(target_arch = "wasm32"))]
+use locus_protocol::ALPN;
 use locus_protocol::{
-    ALPN, AdminCommand, ClientMessage, ErrorCode, Filter, FrameError, FrameReader,
-    MAX_CLIENT_FRAME, MAX_SERVER_FRAME, SUPPORTED_VERSIONS, ServerMessage, TickView, Token,
+    AdminCommand, ClientMessage, ErrorCode, Filter, FrameError, FrameReader, MAX_CLIENT_FRAME,
+    MAX_SERVER_FRAME, SUPPORTED_VERSIONS, ServerMessage, TickView, Token,
 };
 use locus_types::{Identity, ReducerCall};
 use thiserror::Error;
@@ -24,13 +32,22 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::Welcome;
-use crate::token_file::{self, TokenFileError};
-use crate::trust::{CertFileError, PinnedCertVerifier, Trust, fingerprint_hex};
+use crate::rt::{self, Instant};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::token_file::TokenFileError;
+use crate::token_store::{self, TokenStore};
+use crate::transport::{ParseWebTransportError, Transport, WebTransportConfig};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::trust::{CertFileError, Trust};
+#[cfg(target_arch = "wasm32")]
+use crate::web_storage::TokenStorageError;
+use crate::wire::{self, RecvHalf, SendHalf, Session};
 
-/// The TLS server name a client asks for (the certificate is pinned, so the name is not checked).
+/// The TLS server name a native QUIC client asks for (the certificate is pinned, so the name is not checked).
+/// WebTransport asks for the URL's host.
 pub const SERVER_NAME: &str = "locus";
 
-/// Interval between QUIC keep-alive packets (the server uses the same).
+/// Interval between QUIC keep-alive packets (the server uses the same). Native builds; a browser chooses its own.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(2);
 
 /// A connection with no packet for this long is dead (the server uses the same).
@@ -38,9 +55,11 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bytes of QUIC datagrams received but not yet read that a connection keeps (older ones are dropped beyond):
 /// quinn's default, about a thousand full position datagrams (`protocol.md` §5, "Version 4").
-const DATAGRAM_RECEIVE_BUFFER: usize = 1_250_000;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const DATAGRAM_RECEIVE_BUFFER: usize = 1_250_000;
 
-/// QUIC close code of a protocol violation (`engine/docs/protocol.md` §6).
+/// Close code of a protocol violation (`engine/docs/protocol.md` §6): QUIC's application close code, or
+/// WebTransport's session close code.
 const CLOSE_PROTOCOL_VIOLATION: u32 = 2;
 
 /// How long closing waits for the close to reach the server.
@@ -57,27 +76,47 @@ impl std::fmt::Display for RequestId {
 }
 
 /// How to reach a server and who to be there.
+///
+/// Natively, [`ClientConfig::new`] makes a QUIC config (the default transport) and
+/// [`ClientConfig::web_transport`] a WebTransport one; in the browser only the latter exists.
 #[derive(Clone, Debug)]
 pub struct ClientConfig {
-    /// The server's UDP address. No default.
+    /// The transport. Default: [`Transport::Quic`] from [`ClientConfig::new`], [`Transport::WebTransport`] from
+    /// [`ClientConfig::web_transport`].
+    pub transport: Transport,
+    /// The server's UDP address, for [`Transport::Quic`]. WebTransport does not use it (it connects to the host
+    /// and port of its URL). No default; [`ClientConfig::web_transport`] sets the unspecified address
+    /// `0.0.0.0:0`. Native builds only.
+    #[cfg(not(target_arch = "wasm32"))]
     pub addr: SocketAddr,
-    /// How to recognise the server's certificate. No default.
+    /// How to recognise the server's certificate, for [`Transport::Quic`]. WebTransport does not use it (it trusts
+    /// [`WebTransportConfig::certificate_hashes`]). No default; [`ClientConfig::web_transport`] sets an all-zero
+    /// fingerprint. Native builds only.
+    #[cfg(not(target_arch = "wasm32"))]
     pub trust: Trust,
     /// A file keeping the identity token: read at connect when [`token`](Self::token) is `None`, and written
     /// (atomically, parent directories created) when the server hands out a token it does not hold yet.
-    /// Default: none (a new identity per process, unless `token` is set).
+    /// Default: none (a new identity per process, unless `token` is set). Native builds only.
+    #[cfg(not(target_arch = "wasm32"))]
     pub token_file: Option<PathBuf>,
-    /// The token to present; it takes precedence over the token file. Default: none.
+    /// The `localStorage` key keeping the identity token (the value is 64 hex digits): read at connect when
+    /// [`token`](Self::token) is `None`, and written when the server hands out a token it does not hold yet.
+    /// Default: none (a new identity per page load, unless `token` is set). Browser builds only.
+    #[cfg(target_arch = "wasm32")]
+    pub token_key: Option<String>,
+    /// The token to present; it takes precedence over the stored one. Default: none.
     pub token: Option<Token>,
-    /// How long QUIC handshake plus `Hello`/`Welcome` may take. Default: 5 s.
+    /// How long the handshakes plus `Hello`/`Welcome` may take. Default: 5 s.
     pub connect_timeout: Duration,
 }
 
 impl ClientConfig {
-    /// A config for `addr` trusted by `trust`, with the defaults above.
+    /// A QUIC config for `addr` trusted by `trust`, with the defaults above. Native builds only.
+    #[cfg(not(target_arch = "wasm32"))]
     #[must_use]
     pub fn new(addr: SocketAddr, trust: Trust) -> ClientConfig {
         ClientConfig {
+            transport: Transport::Quic,
             addr,
             trust,
             token_file: None,
@@ -85,45 +124,104 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(5),
         }
     }
+
+    /// A WebTransport config for the session `web` names, with the defaults above.
+    #[must_use]
+    pub fn web_transport(web: WebTransportConfig) -> ClientConfig {
+        ClientConfig {
+            transport: Transport::WebTransport(web),
+            #[cfg(not(target_arch = "wasm32"))]
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            #[cfg(not(target_arch = "wasm32"))]
+            trust: Trust::Fingerprint([0; 32]),
+            #[cfg(not(target_arch = "wasm32"))]
+            token_file: None,
+            #[cfg(target_arch = "wasm32")]
+            token_key: None,
+            token: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// The server this config reaches, for people: the UDP address (QUIC) or the URL (WebTransport).
+    #[must_use]
+    pub fn server(&self) -> String {
+        match &self.transport {
+            #[cfg(not(target_arch = "wasm32"))]
+            Transport::Quic => self.addr.to_string(),
+            Transport::WebTransport(web) => web.url.to_string(),
+        }
+    }
 }
 
 /// Why connecting failed.
 #[derive(Debug, Error)]
 pub enum ConnectError {
+    /// The WebTransport URL is not usable (a [`WebTransportConfig`] whose fields were set by hand).
+    #[error("bad WebTransport target: {0}")]
+    Config(#[from] ParseWebTransportError),
     /// The certificate file of [`Trust::CertFile`] cannot be used.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error(transparent)]
     CertFile(#[from] CertFileError),
     /// The token file cannot be read, or the new token cannot be saved to it.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error(transparent)]
     TokenFile(#[from] TokenFileError),
+    /// The token cannot be read from `localStorage`, or the new token cannot be saved there.
+    #[cfg(target_arch = "wasm32")]
+    #[error(transparent)]
+    TokenStorage(#[from] TokenStorageError),
     /// The TLS configuration cannot be built (should not happen with the ring provider).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("cannot configure TLS: {0}")]
     Tls(#[source] rustls::Error),
     /// The local UDP socket cannot be opened.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("cannot open a UDP socket: {0}")]
     Socket(#[source] std::io::Error),
+    /// The WebTransport URL's host name does not resolve.
+    #[cfg(not(target_arch = "wasm32"))]
+    #[error("cannot resolve {host}: {reason}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// Why.
+        reason: String,
+    },
     /// The background thread or its runtime cannot be started (blocking [`Client`](crate::Client) only).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("cannot start the network thread: {0}")]
     Thread(#[source] std::io::Error),
     /// quinn refused to start the connection (e.g. an unusable address).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("cannot start connecting: {0}")]
     Start(#[from] quinn::ConnectError),
-    /// The server presented a certificate other than the pinned one.
+    /// The server presented a certificate other than the pinned one (QUIC), or one whose hash is not among the
+    /// given ones (native WebTransport).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error(
         "the server's certificate is not the pinned one: expected fingerprint {expected}, found {found}"
     )]
     FingerprintMismatch {
-        /// The pinned fingerprint (hex).
+        /// The pinned fingerprint (hex); for WebTransport the accepted hashes, separated by `, `.
         expected: String,
         /// The fingerprint of the certificate the server presented (hex).
         found: String,
     },
     /// The QUIC or TLS handshake failed, or the connection failed before `Welcome`.
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("connection failed: {0}")]
     Connection(#[from] quinn::ConnectionError),
+    /// The WebTransport session could not be opened: natively, the HTTP/3 exchange failed or the server refused
+    /// the `CONNECT` (status 404 for a path other than `/locus`), or no certificate hashes were given; in a
+    /// browser, any failure to open the session (no server, a certificate whose hash was not given, a refused
+    /// `CONNECT`: browsers do not say which).
+    #[error("cannot open the WebTransport session: {0}")]
+    WebTransport(String),
     /// `Hello` could not be sent.
     #[error("cannot send Hello: {0}")]
-    Hello(#[from] quinn::WriteError),
+    Hello(#[from] WriteError),
     /// The server refused the `Hello` with an error (e.g. [`ErrorCode::UnsupportedVersion`]).
     #[error("the server refused the connection: {code:?}: {message}")]
     Refused {
@@ -139,7 +237,9 @@ pub enum ConnectError {
     #[error("protocol violation before Welcome: {0}")]
     Protocol(String),
     /// No server answered the QUIC handshake within [`ClientConfig::connect_timeout`]: nothing listens at the
-    /// address (a closed UDP port does not refuse, it stays silent), or a firewall drops the packets.
+    /// address (a closed UDP port does not refuse, it stays silent), or a firewall drops the packets. Native
+    /// builds (a browser reports this as [`ConnectError::WebTransport`] or [`ConnectError::Timeout`]).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("no server answered at {addr} within {timeout:?}")]
     NoServer {
         /// The address tried.
@@ -147,10 +247,22 @@ pub enum ConnectError {
         /// How long the client waited.
         timeout: Duration,
     },
-    /// The server completed the QUIC handshake but sent no `Welcome` before [`ClientConfig::connect_timeout`] ran
-    /// out (counted from the start of the connect).
+    /// The server completed the handshake but sent no `Welcome` (or, WebTransport, did not answer the `CONNECT`)
+    /// before [`ClientConfig::connect_timeout`] ran out (counted from the start of the connect).
     #[error("the server accepted the connection but sent no Welcome within {0:?}")]
     Timeout(Duration),
+}
+
+/// Why bytes could not be written to the stream.
+#[derive(Debug, Error)]
+pub enum WriteError {
+    /// The QUIC stream's error (e.g. the server closed the connection).
+    #[cfg(not(target_arch = "wasm32"))]
+    #[error(transparent)]
+    Quic(#[from] quinn::WriteError),
+    /// The WebTransport stream's error, as the library or browser describes it.
+    #[error("{0}")]
+    WebTransport(String),
 }
 
 /// Why a request could not be sent.
@@ -173,45 +285,72 @@ pub enum SendError {
 #[derive(Debug, Error)]
 pub enum ReceiveError {
     /// The connection ended: closed by the server (with its reason), by this client, timed out, or reset.
+    /// Native builds (QUIC, and the QUIC connection under a native WebTransport session).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("connection ended: {0}")]
     Connection(#[from] quinn::ConnectionError),
-    /// The stream broke (e.g. reset by the server).
+    /// The QUIC stream broke (e.g. reset by the server).
+    #[cfg(not(target_arch = "wasm32"))]
     #[error("the stream broke: {0}")]
     Stream(quinn::ReadError),
+    /// The WebTransport session was closed with session close code `code` (the server's close codes are those
+    /// of `engine/docs/protocol.md` §6).
+    #[error("the session was closed with code {code}: {reason}")]
+    Closed {
+        /// The session close code.
+        code: u32,
+        /// The reason given.
+        reason: String,
+    },
+    /// The WebTransport session or stream failed otherwise, as the library or browser describes it.
+    #[error("the WebTransport session failed: {0}")]
+    WebTransport(String),
     /// The server finished the stream.
     #[error("the server finished the stream")]
     Finished,
-    /// The server sent a frame that is too large or not a message; the client closes the connection (QUIC
+    /// The server sent a frame that is too large or not a message; the client closes the connection (close
     /// code 2), as its view could no longer be trusted.
     #[error("bad frame from the server: {0}")]
     Frame(#[from] FrameError),
 }
 
-impl ReceiveError {
-    /// Why the connection ended, for people: the server's QUIC close codes (`engine/docs/protocol.md` §6) are
-    /// spelled out.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        let ReceiveError::Connection(quinn::ConnectionError::ApplicationClosed(close)) = self
-        else {
-            return self.to_string();
-        };
-        let why = match close.error_code.into_inner() {
-            0 => "closed",
-            1 => "the server is shutting down",
-            2 => "protocol violation",
-            3 => "this client read too slowly",
-            4 => "the server failed",
-            _ => "unknown close code",
-        };
-        let reason = String::from_utf8_lossy(&close.reason);
-        format!(
-            "the server closed the connection (code {}: {why}): {reason}",
-            close.error_code
-        )
+/// What a server close code (`engine/docs/protocol.md` §6) means.
+fn close_code_meaning(code: u64) -> &'static str {
+    match code {
+        0 => "closed",
+        1 => "the server is shutting down",
+        2 => "protocol violation",
+        3 => "this client read too slowly",
+        4 => "the server failed",
+        _ => "unknown close code",
     }
 }
 
+impl ReceiveError {
+    /// Why the connection ended, for people: the server's close codes (`engine/docs/protocol.md` §6) are spelled
+    /// out, over either transport.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            #[cfg(not(target_arch = "wasm32"))]
+            ReceiveError::Connection(quinn::ConnectionError::ApplicationClosed(close)) => {
+                let reason = String::from_utf8_lossy(&close.reason);
+                format!(
+                    "the server closed the connection (code {}: {}): {reason}",
+                    close.error_code,
+                    close_code_meaning(close.error_code.into_inner())
+                )
+            }
+            ReceiveError::Closed { code, reason } => format!(
+                "the server closed the session (code {code}: {}): {reason}",
+                close_code_meaning(u64::from(*code))
+            ),
+            e => e.to_string(),
+        }
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
 impl From<quinn::ReadError> for ReceiveError {
     fn from(e: quinn::ReadError) -> ReceiveError {
         match e {
@@ -317,42 +456,6 @@ impl Sender {
     }
 }
 
-/// A QUIC client endpoint set up to pin the server's certificate (shared by [`Connection`] and
-/// [`crate::RawConnection`]).
-pub(crate) struct Quic {
-    pub(crate) endpoint: quinn::Endpoint,
-    pub(crate) config: quinn::ClientConfig,
-    pub(crate) verifier: Arc<PinnedCertVerifier>,
-    pub(crate) pinned: [u8; 32],
-}
-
-impl Quic {
-    pub(crate) fn new(config: &ClientConfig) -> Result<Quic, ConnectError> {
-        let pinned = config.trust.pinned()?;
-        let (quic, verifier) = pinned_config(pinned).map_err(ConnectError::Tls)?;
-        let bind: SocketAddr = if config.addr.is_ipv4() {
-            (Ipv4Addr::UNSPECIFIED, 0).into()
-        } else {
-            (Ipv6Addr::UNSPECIFIED, 0).into()
-        };
-        let endpoint = endpoint(bind).map_err(ConnectError::Socket)?;
-        Ok(Quic {
-            endpoint,
-            config: quic,
-            verifier,
-            pinned,
-        })
-    }
-}
-
-/// Reads whole server messages from the stream.
-#[derive(Debug)]
-struct Inbound {
-    recv: quinn::RecvStream,
-    frames: FrameReader,
-    buf: Box<[u8]>,
-}
-
 /// A server message as [`Connection::next_received`] hands it on.
 #[derive(Debug)]
 pub(crate) enum Received {
@@ -372,6 +475,14 @@ pub enum Incoming {
     Message(ServerMessage),
     /// A QUIC datagram, unchecked: protocol version 4's positions ([`crate::Cache::apply_datagram`]).
     Datagram(Vec<u8>),
+}
+
+/// Reads whole server messages from the stream.
+#[derive(Debug)]
+struct Inbound {
+    recv: RecvHalf,
+    frames: FrameReader,
+    buf: Box<[u8]>,
 }
 
 impl Inbound {
@@ -411,21 +522,21 @@ impl Inbound {
 /// Dropping it closes the connection abruptly; [`Connection::close`] says goodbye properly.
 #[derive(Debug)]
 pub struct Connection {
-    endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
+    session: Session,
     inbound: Inbound,
     sender: Sender,
     welcome: Welcome,
 }
 
 impl Connection {
-    /// Connect: QUIC handshake with the pinned certificate, `Hello` with the token (from the config or its token
-    /// file), `Welcome`; then save the token to the token file if it is new. Must run inside a tokio runtime
-    /// (with time and I/O enabled), which must keep running while the connection is used.
+    /// Connect: open the session ([`ClientConfig::transport`]) and its stream, send `Hello` with the token (from
+    /// the config, else the stored one: the token file natively, `localStorage` in a browser), wait for
+    /// `Welcome`; then store the token if it is new. Natively it must run inside a tokio runtime (with time and
+    /// I/O enabled), which must keep running while the connection is used.
     ///
     /// # Errors
     ///
-    /// [`ConnectError`]; a wrong certificate is [`ConnectError::FingerprintMismatch`].
+    /// [`ConnectError`]; natively a wrong certificate is [`ConnectError::FingerprintMismatch`].
     pub async fn connect(config: &ClientConfig) -> Result<Connection, ConnectError> {
         Connection::connect_counting(config, Arc::new(AtomicU32::new(1))).await
     }
@@ -435,53 +546,36 @@ impl Connection {
         config: &ClientConfig,
         next_request: Arc<AtomicU32>,
     ) -> Result<Connection, ConnectError> {
-        let file_token = match &config.token_file {
-            Some(path) => token_file::load(path)?,
-            None => None,
-        };
-        let token = config.token.or(file_token);
-        let Quic {
-            endpoint,
-            config: quic,
-            verifier,
-            pinned,
-        } = Quic::new(config)?;
-        let result = handshake(&endpoint, quic, config, token).await;
-        let (conn, inbound, send, welcome) = match result {
+        let store = token_store::store_of(config);
+        let store: Option<&dyn TokenStore> = store.as_deref();
+        let (token, stored) = token_store::token_to_present(config.token, store)?;
+        let wire::Opened {
+            session,
+            send,
+            recv,
+            deadline,
+        } = wire::open(config).await?;
+        let (inbound, send, welcome) = match hello(send, recv, token, deadline, config).await {
             Ok(parts) => parts,
             Err(e) => {
-                endpoint.close(0u32.into(), b"connect failed");
-                return Err(match (e, verifier.refused()) {
-                    (ConnectError::Connection(_), Some(found)) => {
-                        ConnectError::FingerprintMismatch {
-                            expected: fingerprint_hex(&pinned),
-                            found: fingerprint_hex(&found),
-                        }
-                    }
-                    (e, _) => e,
-                });
+                session.close(0, b"connect failed");
+                return Err(e);
             }
         };
-        if let Some(path) = &config.token_file
-            && file_token != Some(welcome.token)
-        {
-            if let Err(e) = token_file::save(path, &welcome.token) {
-                conn.close(0u32.into(), b"cannot save the token");
-                return Err(e.into());
-            }
-            debug!(path = %path.display(), "saved the identity token");
+        if let Err(e) = token_store::keep_token(store, stored, &welcome.token) {
+            session.close(0, b"cannot save the token");
+            return Err(e);
         }
         info!(
-            addr = %config.addr,
+            server = %config.server(),
             identity = %welcome.identity,
             tick = welcome.tick,
             "connected"
         );
         let (frames, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_frames(send, queue));
+        rt::spawn(write_frames(send, queue));
         Ok(Connection {
-            endpoint,
-            conn,
+            session,
             inbound,
             sender: Sender {
                 frames,
@@ -556,16 +650,18 @@ impl Connection {
     }
 
     /// The QUIC connection's statistics (UDP datagrams and bytes each way, packets, path RTT): what went over the
-    /// wire, headers and acknowledgements included.
+    /// wire, headers and acknowledgements included. Native builds, either transport (a native WebTransport
+    /// session runs on a QUIC connection of its own).
+    #[cfg(not(target_arch = "wasm32"))]
     #[must_use]
     pub fn stats(&self) -> quinn::ConnectionStats {
-        self.conn.stats()
+        self.session.quic().stats()
     }
 
     /// The next message from the server. Cancel-safe (e.g. in `tokio::select!`): a partly received frame stays
     /// buffered for the next call.
     ///
-    /// Only the stream is read: the positions a version-4 session gets in QUIC datagrams are not returned (the
+    /// Only the stream is read: the positions a version-4 session gets in datagrams are not returned (the
     /// blocking [`Client`](crate::Client) applies them to its cache; [`Connection::next_incoming`] returns both).
     ///
     /// # Errors
@@ -573,13 +669,13 @@ impl Connection {
     /// [`ReceiveError`] once the connection has ended; every later call fails too.
     pub async fn next_message(&mut self) -> Result<ServerMessage, ReceiveError> {
         let result = self.inbound.next().await;
-        self.close_on_bad_frame(&result);
-        result
+        self.check(result).await
     }
 
-    /// The next message from the server's stream or the next QUIC datagram, whichever comes first (the stream when
-    /// both are ready). A version-4 session is sent walking rows' positions in datagrams: give each to
-    /// [`crate::Cache::apply_datagram`] beside the messages to [`crate::Cache::apply`]. Cancel-safe.
+    /// The next message from the server's stream or the next datagram, whichever comes first (the stream when
+    /// both are ready). A version-4 session is sent walking rows' positions in datagrams (QUIC datagrams, or the
+    /// WebTransport session's): give each to [`crate::Cache::apply_datagram`] beside the messages to
+    /// [`crate::Cache::apply`]. Cancel-safe.
     ///
     /// # Errors
     ///
@@ -588,38 +684,41 @@ impl Connection {
         let result = tokio::select! {
             biased;
             result = self.inbound.next() => result.map(Incoming::Message),
-            datagram = self.conn.read_datagram() => Ok(Incoming::Datagram(datagram?.to_vec())),
+            datagram = self.session.read_datagram() => datagram.map(Incoming::Datagram),
         };
-        self.close_on_bad_frame(&result);
-        result
+        self.check(result).await
     }
 
     /// [`Connection::next_message`], but a `Tick` stays in its frame's bytes (checked) for
-    /// [`crate::Cache::apply_tick`], and QUIC datagrams (protocol version 4's positions) come too, in the order
-    /// they arrived among the stream's messages (the stream first when both are ready). Cancel-safe.
+    /// [`crate::Cache::apply_tick`], and datagrams (protocol version 4's positions) come too, in the order they
+    /// arrived among the stream's messages (the stream first when both are ready). Cancel-safe.
     pub(crate) async fn next_received(&mut self) -> Result<Received, ReceiveError> {
         let result = tokio::select! {
             biased;
             result = self.inbound.next_received() => result,
-            datagram = self.conn.read_datagram() => Ok(Received::Datagram(datagram?.to_vec())),
+            datagram = self.session.read_datagram() => datagram.map(Received::Datagram),
         };
-        self.close_on_bad_frame(&result);
-        result
+        self.check(result).await
     }
 
-    /// A bad frame closes the connection: the view could no longer be trusted.
-    fn close_on_bad_frame<T>(&self, result: &Result<T, ReceiveError>) {
-        if let Err(ReceiveError::Frame(e)) = result {
-            warn!("closing the connection: {e}");
-            self.conn
-                .close(CLOSE_PROTOCOL_VIOLATION.into(), b"bad frame");
+    /// A bad frame closes the connection: the view could no longer be trusted. A WebTransport stream that failed
+    /// because the server closed the session reports the session's close code.
+    async fn check<T>(&self, result: Result<T, ReceiveError>) -> Result<T, ReceiveError> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(ReceiveError::Frame(e)) => {
+                warn!("closing the connection: {e}");
+                self.session.close(CLOSE_PROTOCOL_VIOLATION, b"bad frame");
+                Err(ReceiveError::Frame(e))
+            }
+            Err(e) => Err(self.session.close_reason().await.unwrap_or(e)),
         }
     }
 
     /// Close the connection and wait (briefly) until the server was told.
     pub async fn close(self) {
-        self.conn.close(0u32.into(), b"bye");
-        let _ = tokio::time::timeout(CLOSE_LINGER, self.endpoint.wait_idle()).await;
+        self.session.close(0, b"bye");
+        self.session.linger(CLOSE_LINGER).await;
     }
 }
 
@@ -627,9 +726,11 @@ impl Connection {
 /// themselves; quinn's default is 8. Every QUIC packet carries its receiver's ID, so each packet is 4 bytes
 /// shorter (at 20 packets a second each way, 80 bytes a second per client each way). Four bytes tell apart four
 /// billion connections, and an endpoint never gives two of its connections the same ID (quinn draws again).
+/// Native clients use it for both transports (a browser chooses its own).
 pub const CID_LEN: usize = 4;
 
 /// The QUIC endpoint configuration of Locus endpoints: quinn's defaults with [`CID_LEN`]-byte connection IDs.
+#[cfg(not(target_arch = "wasm32"))]
 #[must_use]
 pub fn endpoint_config() -> quinn::EndpointConfig {
     let mut config = quinn::EndpointConfig::default();
@@ -637,137 +738,78 @@ pub fn endpoint_config() -> quinn::EndpointConfig {
     config
 }
 
-/// A client endpoint bound to `bind`, with [`endpoint_config`]. Must be called inside a tokio runtime.
-fn endpoint(bind: SocketAddr) -> std::io::Result<quinn::Endpoint> {
-    let socket = std::net::UdpSocket::bind(bind)?;
-    let runtime =
-        quinn::default_runtime().ok_or_else(|| std::io::Error::other("no async runtime found"))?;
-    quinn::Endpoint::new(endpoint_config(), None, socket, runtime)
-}
-
-/// The QUIC client configuration a Locus client uses: TLS 1.3 with ALPN [`ALPN`], accepting exactly the server
-/// certificate whose SHA-256 fingerprint is `pinned` (handshake signatures still checked), keep-alive every
+/// The QUIC client configuration a native Locus client uses: TLS 1.3 with ALPN [`ALPN`], accepting exactly the
+/// server certificate whose SHA-256 fingerprint is `pinned` (handshake signatures still checked), keep-alive every
 /// [`KEEP_ALIVE`], an idle timeout of [`IDLE_TIMEOUT`], and datagrams accepted (so a version-4 session is sent
 /// positions in them). For tools that open many raw connections (the load tester); [`Connection::connect`] uses it
-/// too.
+/// too (and the same with ALPN `h3` and the certificate hashes for WebTransport).
 ///
 /// # Errors
 ///
 /// A `rustls` error if TLS cannot be configured (not expected with the ring provider).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn quic_client_config(pinned: [u8; 32]) -> Result<quinn::ClientConfig, rustls::Error> {
-    pinned_config(pinned).map(|(config, _)| config)
+    wire::native::pinned_config(vec![pinned], ALPN).map(|(config, _)| config)
 }
 
-fn pinned_config(
-    pinned: [u8; 32],
-) -> Result<(quinn::ClientConfig, Arc<PinnedCertVerifier>), rustls::Error> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedCertVerifier::new(pinned, provider.clone()));
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])?
-        .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_no_client_auth();
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    let quic_tls = quinn::crypto::rustls::QuicClientConfig::try_from(tls)
-        .map_err(|e| rustls::Error::General(e.to_string()))?;
-    let mut quic = quinn::ClientConfig::new(Arc::new(quic_tls));
-    quic.transport_config(Arc::new(transport_config()));
-    Ok((quic, verifier))
-}
-
-fn transport_config() -> quinn::TransportConfig {
-    let mut transport = quinn::TransportConfig::default();
-    // Accept datagrams (quinn's default, stated): a version-4 server sends positions in them only then.
-    transport.datagram_receive_buffer_size(Some(DATAGRAM_RECEIVE_BUFFER));
-    transport.keep_alive_interval(Some(KEEP_ALIVE));
-    transport.max_idle_timeout(Some(
-        quinn::IdleTimeout::try_from(IDLE_TIMEOUT).expect("10 s is a valid idle timeout"),
-    ));
-    transport
-}
-
-/// QUIC handshake, open the stream, `Hello`, `Welcome`.
-/// Open a QUIC connection to `config.addr` within `config.connect_timeout`: [`ConnectError::NoServer`] if nobody
-/// answers in time. Returns the connection and the deadline of the rest of the connect.
-pub(crate) async fn quic_connect(
-    endpoint: &quinn::Endpoint,
-    quic: quinn::ClientConfig,
-    config: &ClientConfig,
-) -> Result<(quinn::Connection, tokio::time::Instant), ConnectError> {
-    let deadline = tokio::time::Instant::now() + config.connect_timeout;
-    let connecting = endpoint.connect_with(quic, config.addr, SERVER_NAME)?;
-    match tokio::time::timeout_at(deadline, connecting).await {
-        Ok(conn) => Ok((conn?, deadline)),
-        Err(_) => Err(ConnectError::NoServer {
-            addr: config.addr,
-            timeout: config.connect_timeout,
-        }),
-    }
-}
-
-async fn handshake(
-    endpoint: &quinn::Endpoint,
-    quic: quinn::ClientConfig,
-    config: &ClientConfig,
-    token: Option<Token>,
-) -> Result<(quinn::Connection, Inbound, quinn::SendStream, Welcome), ConnectError> {
-    let (conn, deadline) = quic_connect(endpoint, quic, config).await?;
-    match tokio::time::timeout_at(deadline, hello(conn, token)).await {
-        Ok(result) => result,
-        Err(_) => Err(ConnectError::Timeout(config.connect_timeout)),
-    }
-}
-
-/// Send `Hello` on a new stream of `conn` and wait for `Welcome`.
+/// Send `Hello` on the stream and wait for `Welcome`, before `deadline`.
 async fn hello(
-    conn: quinn::Connection,
+    mut send: SendHalf,
+    recv: RecvHalf,
     token: Option<Token>,
-) -> Result<(quinn::Connection, Inbound, quinn::SendStream, Welcome), ConnectError> {
-    let (mut send, recv) = conn.open_bi().await?;
-    let mut hello = Vec::new();
-    locus_protocol::encode_frame(
-        &ClientMessage::Hello {
-            // Newest first; the cache applies either version's ticks.
-            versions: SUPPORTED_VERSIONS.iter().rev().copied().collect(),
-            token,
-        },
-        &mut hello,
-    );
-    send.write_all(&hello).await?;
-    let mut inbound = Inbound {
-        recv,
-        frames: FrameReader::new(MAX_SERVER_FRAME),
-        buf: vec![0; 64 * 1024].into_boxed_slice(),
-    };
-    let first = inbound.next().await.map_err(ConnectError::NoWelcome)?;
-    let welcome = match first {
-        ServerMessage::Error { code, message, .. } => {
-            return Err(ConnectError::Refused { code, message });
-        }
-        ServerMessage::Welcome(welcome) => welcome,
-        message => {
+    deadline: Instant,
+    config: &ClientConfig,
+) -> Result<(Inbound, SendHalf, Welcome), ConnectError> {
+    let exchange = async {
+        let mut hello = Vec::new();
+        locus_protocol::encode_frame(
+            &ClientMessage::Hello {
+                // Newest first; the cache applies either version's ticks.
+                versions: SUPPORTED_VERSIONS.iter().rev().copied().collect(),
+                token,
+            },
+            &mut hello,
+        );
+        send.write_all(&hello).await?;
+        let mut inbound = Inbound {
+            recv,
+            frames: FrameReader::new(MAX_SERVER_FRAME),
+            buf: vec![0; 64 * 1024].into_boxed_slice(),
+        };
+        let first = inbound.next().await.map_err(ConnectError::NoWelcome)?;
+        let welcome = match first {
+            ServerMessage::Error { code, message, .. } => {
+                return Err(ConnectError::Refused { code, message });
+            }
+            ServerMessage::Welcome(welcome) => welcome,
+            message => {
+                return Err(ConnectError::Protocol(format!(
+                    "expected Welcome, got {message:?}"
+                )));
+            }
+        };
+        if !SUPPORTED_VERSIONS.contains(&welcome.version) {
             return Err(ConnectError::Protocol(format!(
-                "expected Welcome, got {message:?}"
+                "the server chose protocol version {}, this client offered only {SUPPORTED_VERSIONS:?}",
+                welcome.version
             )));
         }
+        Ok((inbound, welcome))
     };
-    if !SUPPORTED_VERSIONS.contains(&welcome.version) {
-        return Err(ConnectError::Protocol(format!(
-            "the server chose protocol version {}, this client offered only {SUPPORTED_VERSIONS:?}",
-            welcome.version
-        )));
+    match rt::timeout_at(deadline, exchange).await {
+        Ok(Ok((inbound, welcome))) => Ok((inbound, send, welcome)),
+        Ok(Err(e)) => Err(e),
+        Err(rt::Elapsed) => Err(ConnectError::Timeout(config.connect_timeout)),
     }
-    Ok((conn, inbound, send, welcome))
 }
 
 /// Write queued frames in order until every [`Sender`] is gone or the stream fails.
-async fn write_frames(mut send: quinn::SendStream, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
+async fn write_frames(mut send: SendHalf, mut queue: mpsc::UnboundedReceiver<Vec<u8>>) {
     while let Some(frame) = queue.recv().await {
         if let Err(e) = send.write_all(&frame).await {
             debug!("stopped sending: {e}");
             return;
         }
     }
-    let _ = send.finish();
+    send.finish();
 }

@@ -1,15 +1,17 @@
-//! The Locus client SDK: connect to a Locus server over QUIC, keep a client cache of the rows the server puts in
-//! this client's view, react to rows entering, changing and leaving it, and call reducers with typed arguments.
+//! The Locus client SDK: connect to a Locus server over QUIC or WebTransport, keep a client cache of the rows the
+//! server puts in this client's view, react to rows entering, changing and leaving it, and call reducers with
+//! typed arguments. It builds natively and for the browser (`wasm32-unknown-unknown`).
 //!
-//! - [`Client`]: the blocking facade for games and tools that are not async. A background thread runs the
-//!   connection; [`Client::poll`] (once per frame) applies what arrived to the [`Cache`], fires the
-//!   `on_insert` / `on_update` / `on_delete` / `on_result` callbacks and returns the [`Event`]s.
-//! - [`Connection`]: the async connection (tokio + quinn) underneath, for async programs: requests through
-//!   [`Sender`], server messages through [`Connection::next_message`].
+//! - [`Client`]: the polling facade for games and tools that are not async. A background task runs the
+//!   connection (natively a thread, in the browser a task on the page's event loop); [`Client::poll`] (once per
+//!   frame) applies what arrived to the [`Cache`], fires the `on_insert` / `on_update` / `on_delete` /
+//!   `on_result` callbacks and returns the [`Event`]s.
+//! - [`Connection`]: the async connection underneath, for async programs: requests through [`Sender`], server
+//!   messages through [`Connection::next_message`].
 //! - [`Cache`]: the client cache, sans-IO: feed it server messages, get events back.
-//! - [`Trust`]: how the server is recognised: a pinned SHA-256 fingerprint of its self-signed certificate.
+//! - [`ClientConfig`] and [`Transport`]: where the server is and how to reach it (below).
 //! - With the `bevy` feature, `bevy::LocusPlugin` and `bevy::MirrorTableExt::mirror_table` mirror rows into ECS
-//!   entities.
+//!   entities (in both builds).
 //!
 //! Typed reducer calls come from the module crate itself: built natively, a module crate's `my_reducer::call(…)`
 //! returns a [`ReducerCall`] that [`Client::call`] sends. Row types are the module's table structs (any
@@ -17,10 +19,42 @@
 //!
 //! The wire protocol is `engine/docs/protocol.md`, in Rust [`locus_protocol`].
 //!
+//! # Transports
+//!
+//! - **QUIC** (native builds; [`ClientConfig::new`]`(addr, trust)`, [`Transport::Quic`]): ALPN `locus/1` to the
+//!   server's UDP address, pinning its long-lived self-signed certificate by its SHA-256 fingerprint (`Trust`).
+//! - **WebTransport** (native builds and the browser; [`ClientConfig::web_transport`], [`Transport::WebTransport`]):
+//!   HTTP/3 (ALPN `h3`) to the same UDP port and a session at `https://HOST:PORT/locus`, trusting the server's
+//!   short-lived web certificate by the SHA-256 hashes in [`WebTransportConfig::certificate_hashes`] (any one;
+//!   two during a rotation). The server publishes the URL and hashes at `/locus.json` on its web port
+//!   ([`WebTransportConfig::from_locus_json`]); fetch them at each connect, as the certificate rotates.
+//!
+//! Invariants, for both: the client opens exactly one bidirectional stream and speaks the same frames on it
+//! (`Hello` first); it never sends a datagram; protocol version 4's position datagrams reach the cache the same
+//! way (over WebTransport as the session's datagrams); `Hello`/`Welcome`, the token, the cache, callbacks and
+//! calls are one code path above the transport (`wire` is the only module that knows which transport it is).
+//! The server's close codes (`protocol.md` §6) are reported over QUIC as the connection's application close
+//! code and over WebTransport as the session's close code ([`ReceiveError::Closed`]).
+//!
+//! # The browser build
+//!
+//! `cargo build -p locus-client --target wasm32-unknown-unknown`. The browser's WebTransport bindings in
+//! `web-sys` exist only with `--cfg=web_sys_unstable_apis`, which a dependency cannot set: the final build must
+//! (this workspace does in `.cargo/config.toml`, `[target.wasm32-unknown-unknown] rustflags` and
+//! `rustdocflags`; a project of its own needs the same). What differs there:
+//! - there is no QUIC, `Trust`, `RawConnection` or token file; the transport is always WebTransport, and the
+//!   browser checks the certificate hashes (an empty list means the authorities, as for any page);
+//! - connecting cannot block: `Client::connect_async(config).await` and `client.reconnect().await`; polling,
+//!   the cache, callbacks, calls and subscriptions are the same calls as natively;
+//! - the identity token is kept in `localStorage` under [`ClientConfig::token_key`](ClientConfig) (instead of
+//!   `token_file`): read at connect when no token is given, written when the server hands out a new one;
+//! - time comes from `web-time` (`std::time::Instant::now` panics in a browser), timers from `setTimeout`.
+//!
 //! What it deliberately does not do: it does not predict or interpolate (the cache is exactly what the server
 //! said, applied in order); it does not reconnect by itself (call [`Client::reconnect`] on
-//! [`Event::Disconnected`]); it does not verify certificates against authorities or names (only the pinned
-//! fingerprint); it does not check reducer arguments against the server's reducer list (the server does).
+//! [`Event::Disconnected`]); it does not verify certificates against authorities or names natively (only the
+//! pinned fingerprint or the given hashes); it does not fetch `/locus.json` itself (HTTP is the page's or the
+//! game's); it does not check reducer arguments against the server's reducer list (the server does).
 //!
 //! ```no_run
 //! use locus_client::{CallOutcome, Client, ClientConfig, Event, Filter, ReducerCall, Trust};
@@ -72,9 +106,17 @@
 pub mod cache;
 pub mod client;
 pub mod connection;
+#[cfg(not(target_arch = "wasm32"))]
 mod raw;
+mod rt;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod token_file;
+mod token_store;
+pub mod transport;
 pub mod trust;
+#[cfg(target_arch = "wasm32")]
+pub mod web_storage;
+mod wire;
 
 #[cfg(feature = "bevy")]
 pub mod bevy;
@@ -83,10 +125,21 @@ pub use cache::{ApplyError, Cache, DatagramStats, Event, Key, ReadError, Row, We
 pub use client::Client;
 pub use connection::{
     CID_LEN, ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, Incoming, KEEP_ALIVE,
-    ReceiveError, RequestId, SERVER_NAME, SendError, Sender, endpoint_config, quic_client_config,
+    ReceiveError, RequestId, SERVER_NAME, SendError, Sender, WriteError,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use connection::{endpoint_config, quic_client_config};
 pub use locus_protocol::{ALPN, CallOutcome, ErrorCode, Filter, ServerMessage, Token};
 pub use locus_types::{Identity, ReducerCall, TableId};
+#[cfg(not(target_arch = "wasm32"))]
 pub use raw::RawConnection;
+#[cfg(not(target_arch = "wasm32"))]
 pub use token_file::TokenFileError;
-pub use trust::{CertFileError, ParseFingerprintError, Trust, fingerprint, fingerprint_hex};
+pub use transport::{
+    ParseWebTransportError, Transport, WEB_PATH, WebTransportConfig, parse_certificate_hashes,
+};
+#[cfg(not(target_arch = "wasm32"))]
+pub use trust::{CertFileError, Trust};
+pub use trust::{ParseFingerprintError, fingerprint, fingerprint_hex};
+#[cfg(target_arch = "wasm32")]
+pub use web_storage::TokenStorageError;

@@ -1,34 +1,38 @@
 //! A connection that speaks no protocol of its own: bytes in, bytes out on the one stream.
 //!
 //! For testing servers and writing tools (the server's tests send malformed, oversized and out-of-order frames
-//! with it). It pins the certificate like [`crate::Connection`] but sends no `Hello`.
+//! with it). It opens the session like [`crate::Connection`] (either transport, the same certificate checks) but
+//! sends no `Hello`. Native builds only.
 
-use crate::connection::{ClientConfig, ConnectError, Quic, quic_connect};
+use crate::connection::{ClientConfig, ConnectError, WriteError};
+use crate::wire::{self, RecvHalf, SendHalf, Session};
 
-/// A QUIC connection to a Locus server with its bidirectional stream open, and nothing sent yet.
+/// A connection to a Locus server (QUIC, or a WebTransport session) with its bidirectional stream open, and
+/// nothing sent yet.
 #[derive(Debug)]
 pub struct RawConnection {
-    endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-    send: quinn::SendStream,
-    recv: quinn::RecvStream,
+    session: Session,
+    send: SendHalf,
+    recv: RecvHalf,
     buf: Box<[u8]>,
 }
 
 impl RawConnection {
-    /// Connect (QUIC handshake, pinned certificate) and open the stream. Must run inside a tokio runtime.
+    /// Connect (handshakes, certificate checked, the WebTransport `CONNECT` if WebTransport) and open the
+    /// stream. Must run inside a tokio runtime.
     ///
     /// # Errors
     ///
     /// [`ConnectError`].
     pub async fn open(config: &ClientConfig) -> Result<RawConnection, ConnectError> {
-        let quic = Quic::new(config)?;
-        let (conn, _) = quic_connect(&quic.endpoint, quic.config.clone(), config).await?;
-        // Opening a stream waits for nothing from the server.
-        let (send, recv) = conn.open_bi().await?;
+        let wire::Opened {
+            session,
+            send,
+            recv,
+            ..
+        } = wire::open(config).await?;
         Ok(RawConnection {
-            endpoint: quic.endpoint,
-            conn,
+            session,
             send,
             recv,
             buf: vec![0; 64 * 1024].into_boxed_slice(),
@@ -40,7 +44,7 @@ impl RawConnection {
     /// # Errors
     ///
     /// The stream's write error (e.g. the server closed the connection).
-    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), quinn::WriteError> {
+    pub async fn send(&mut self, bytes: &[u8]) -> Result<(), WriteError> {
         self.send.write_all(bytes).await
     }
 
@@ -52,15 +56,16 @@ impl RawConnection {
         }
     }
 
-    /// The QUIC connection (to see why it closed, or to close it).
+    /// The QUIC connection (to see why it closed, or to close it). Over WebTransport, the QUIC connection the
+    /// session runs on: closing it ends the session without a WebTransport close code.
     #[must_use]
     pub fn connection(&self) -> &quinn::Connection {
-        &self.conn
+        self.session.quic()
     }
 }
 
 impl Drop for RawConnection {
     fn drop(&mut self) {
-        self.endpoint.close(0u32.into(), b"done");
+        self.session.endpoint().close(0u32.into(), b"done");
     }
 }

@@ -6,18 +6,31 @@
 //! parsing, as `openssl x509 -fingerprint -sha256` prints them). The client accepts exactly the certificate with
 //! that fingerprint; the name in it and its validity period are not looked at. The TLS 1.3 handshake signature is
 //! still verified, so whoever answers must hold the certificate's private key.
+//!
+//! A native WebTransport client trusts the server's web certificate the same way, by the hashes it was given
+//! ([`WebTransportConfig::certificate_hashes`](crate::WebTransportConfig::certificate_hashes), any one of them);
+//! in a browser the browser checks them. [`Trust`] is for native QUIC only; fingerprints and their parsing exist
+//! in every build.
 
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
+#[cfg(not(target_arch = "wasm32"))]
 use std::sync::{Arc, Mutex, PoisonError};
 
+#[cfg(not(target_arch = "wasm32"))]
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+#[cfg(not(target_arch = "wasm32"))]
 use rustls::crypto::CryptoProvider;
+#[cfg(not(target_arch = "wasm32"))]
 use rustls::pki_types::pem::PemObject;
+#[cfg(not(target_arch = "wasm32"))]
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+#[cfg(not(target_arch = "wasm32"))]
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+#[cfg(not(target_arch = "wasm32"))]
 /// How the client decides that the server it reached is the right one.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Trust {
@@ -28,6 +41,7 @@ pub enum Trust {
     CertFile(PathBuf),
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl Trust {
     /// Parse a fingerprint: 64 hex digits, upper or lower case, optionally with `:` between bytes; surrounding
     /// whitespace is ignored.
@@ -69,6 +83,7 @@ pub enum ParseFingerprintError {
     },
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Why a certificate file cannot be pinned.
 #[derive(Debug, Error)]
 pub enum CertFileError {
@@ -109,7 +124,8 @@ pub fn fingerprint_hex(fingerprint: &[u8; 32]) -> String {
         })
 }
 
-fn parse_fingerprint(s: &str) -> Result<[u8; 32], ParseFingerprintError> {
+/// Parse one fingerprint (see [`Trust::parse_fingerprint`]).
+pub(crate) fn parse_fingerprint(s: &str) -> Result<[u8; 32], ParseFingerprintError> {
     let mut digits = Vec::with_capacity(64);
     for c in s.trim().chars().filter(|&c| c != ':') {
         let d = c
@@ -129,6 +145,7 @@ fn parse_fingerprint(s: &str) -> Result<[u8; 32], ParseFingerprintError> {
     Ok(out)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// The fingerprint of the certificate in a DER or PEM file.
 fn cert_file_fingerprint(path: &Path) -> Result<[u8; 32], CertFileError> {
     let bytes = std::fs::read(path).map_err(|source| CertFileError::Read {
@@ -152,18 +169,21 @@ fn cert_file_fingerprint(path: &Path) -> Result<[u8; 32], CertFileError> {
     }
 }
 
-/// A rustls verifier that accepts exactly one pinned end-entity certificate and checks TLS 1.3 handshake
-/// signatures with the provider's algorithms. It remembers the fingerprint of a refused certificate, so the
-/// caller can say which one was presented.
+/// A rustls verifier that accepts exactly the end-entity certificates whose fingerprints are pinned (one for QUIC's
+/// [`Trust`], the given hashes for WebTransport) and checks TLS 1.3 handshake signatures with the provider's
+/// algorithms. It remembers the fingerprint of a refused certificate, so the caller can say which one was
+/// presented.
+#[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug)]
 pub(crate) struct PinnedCertVerifier {
-    pinned: [u8; 32],
+    pinned: Vec<[u8; 32]>,
     provider: Arc<CryptoProvider>,
     refused: Mutex<Option<[u8; 32]>>,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl PinnedCertVerifier {
-    pub(crate) fn new(pinned: [u8; 32], provider: Arc<CryptoProvider>) -> PinnedCertVerifier {
+    pub(crate) fn new(pinned: Vec<[u8; 32]>, provider: Arc<CryptoProvider>) -> PinnedCertVerifier {
         PinnedCertVerifier {
             pinned,
             provider,
@@ -177,6 +197,7 @@ impl PinnedCertVerifier {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 impl ServerCertVerifier for PinnedCertVerifier {
     fn verify_server_cert(
         &self,
@@ -187,7 +208,7 @@ impl ServerCertVerifier for PinnedCertVerifier {
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let found = fingerprint(end_entity);
-        if found == self.pinned {
+        if self.pinned.contains(&found) {
             Ok(ServerCertVerified::assertion())
         } else {
             *self.refused.lock().unwrap_or_else(PoisonError::into_inner) = Some(found);
@@ -230,7 +251,7 @@ impl ServerCertVerifier for PinnedCertVerifier {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(target_arch = "wasm32")))]
 mod tests {
     use super::*;
 

@@ -1,4 +1,6 @@
-//! The client against a tiny in-test server over real QUIC on loopback.
+//! The client against a tiny in-test server over real QUIC on loopback, and over WebTransport (HTTP/3) on the
+//! same port: the server serves `web-transport-quinn` sessions, raw ones for ALPN `locus/1` and HTTP/3 ones at
+//! `/locus` for ALPN `h3`, with the same code. The client tests that matter for both transports run over both.
 //!
 //! The server speaks just enough protocol: it reads `Hello` (recording the token presented), answers `Welcome`
 //! with one table (`player`) and an identity derived from the token (a fixed token for new clients), and serves
@@ -12,10 +14,13 @@
 //! - `walk(x, y)`: a position datagram (protocol version 4) of tick 8 placing handle 0 of `mob` at (x, y) cm;
 //!   `Result` Ok once it is sent, Err with quinn's reason if it cannot be.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use locus_client::WebTransportConfig;
 use locus_client::{
     CallOutcome, Client, ClientConfig, ConnectError, Connection, ErrorCode, Event, Filter,
     ReducerCall, RequestId, SendError, ServerMessage, Token, Trust, Welcome, fingerprint,
@@ -26,6 +31,16 @@ use locus_protocol::{
 use locus_types::{ColumnType, Identity, IndexKind, TableDef, TableId};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+use web_transport_quinn as wt;
+
+/// Which transport a test's client uses.
+#[derive(Clone, Copy, Debug)]
+enum Via {
+    Quic,
+    Web,
+}
+
+const VIAS: [Via; 2] = [Via::Quic, Via::Web];
 
 const PLAYER: TableId = TableId(2);
 const MOB: TableId = TableId(3);
@@ -77,7 +92,7 @@ impl TestServer {
             .with_no_client_auth()
             .with_single_cert(vec![cert_der.clone().into()], key.into())
             .unwrap();
-        tls.alpn_protocols = vec![locus_protocol::ALPN.to_vec()];
+        tls.alpn_protocols = vec![locus_protocol::ALPN.to_vec(), b"h3".to_vec()];
         let mut config = quinn::ServerConfig::with_crypto(Arc::new(
             quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap(),
         ));
@@ -130,6 +145,22 @@ impl TestServer {
             ClientConfig::new(self.addr, Trust::Fingerprint(fingerprint(&self.cert_der)));
         config.connect_timeout = Duration::from_secs(3);
         config
+    }
+
+    /// A WebTransport config for `path` on this server, trusting `hashes`.
+    fn web_config(&self, path: &str, hashes: Vec<[u8; 32]>) -> ClientConfig {
+        let url = format!("https://{}{path}", self.addr);
+        let mut config =
+            ClientConfig::web_transport(WebTransportConfig::new(&url, hashes).unwrap());
+        config.connect_timeout = Duration::from_secs(3);
+        config
+    }
+
+    fn config_via(&self, via: Via) -> ClientConfig {
+        match via {
+            Via::Quic => self.config(),
+            Via::Web => self.web_config("/locus", vec![fingerprint(&self.cert_der)]),
+        }
     }
 
     fn hellos(&self) -> Vec<Option<Token>> {
@@ -187,7 +218,7 @@ fn rows_tick(inserts: Vec<WireRow>, updates: Vec<WireRow>) -> ServerMessage {
 }
 
 async fn read_message(
-    recv: &mut quinn::RecvStream,
+    recv: &mut wt::RecvStream,
     frames: &mut FrameReader,
 ) -> Option<ClientMessage> {
     let mut buf = [0; 4096];
@@ -200,7 +231,7 @@ async fn read_message(
     }
 }
 
-async fn send(stream: &mut quinn::SendStream, messages: &[ServerMessage]) {
+async fn send(stream: &mut wt::SendStream, messages: &[ServerMessage]) {
     let mut out = Vec::new();
     for m in messages {
         locus_protocol::encode_frame(m, &mut out);
@@ -213,6 +244,29 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
         conn.closed().await;
         return;
     }
+    let h3 = conn
+        .handshake_data()
+        .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        .and_then(|d| d.protocol)
+        .is_some_and(|alpn| alpn == b"h3");
+    let conn = if h3 {
+        let Ok(request) = wt::Request::accept(conn).await else {
+            return;
+        };
+        if request.url.path() != "/locus" {
+            let conn = request.conn().clone();
+            let _ = request.reject(wt::http::StatusCode::NOT_FOUND).await;
+            // Let the response arrive before the connection goes.
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+            return;
+        }
+        match request.ok().await {
+            Ok(session) => session,
+            Err(_) => return,
+        }
+    } else {
+        wt::Session::raw(conn)
+    };
     let Ok((mut tx, mut rx)) = conn.accept_bi().await else {
         return;
     };
@@ -302,7 +356,7 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
                         let _ = tx.finish();
                         // Let the frame arrive before closing (closing drops unsent stream data).
                         let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
-                        conn.close(0u32.into(), b"fatal");
+                        conn.close(0, b"fatal");
                         return;
                     }
                     "bad_tick" => {
@@ -366,7 +420,7 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
                     }
                     "shutdown" => {
                         // As a stopping server does: QUIC close code 1, no frame.
-                        conn.close(1u32.into(), b"stopping");
+                        conn.close(1, b"stopping");
                         return;
                     }
                     other => panic!("unexpected reducer {other}"),
@@ -490,230 +544,244 @@ async fn a_certificate_file_in_der_or_pem_pins_its_fingerprint() {
 
 #[test]
 fn the_token_is_saved_and_presented_on_the_next_connect() {
-    let server = TestServer::start();
-    let dir = tempfile::tempdir().unwrap();
-    let token_file = dir.path().join("profiles/ann/token");
-    let mut config = server.config();
-    config.token_file = Some(token_file.clone());
+    for via in VIAS {
+        let server = TestServer::start();
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("profiles/ann/token");
+        let mut config = server.config_via(via);
+        config.token_file = Some(token_file.clone());
 
-    let first = Client::connect(config.clone()).unwrap();
-    assert_eq!(
-        std::fs::read_to_string(&token_file).unwrap().trim(),
-        ISSUED.to_hex()
-    );
-    let identity = first.identity();
-    drop(first);
+        let first = Client::connect(config.clone()).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&token_file).unwrap().trim(),
+            ISSUED.to_hex()
+        );
+        let identity = first.identity();
+        drop(first);
 
-    let second = Client::connect(config).unwrap();
-    assert_eq!(second.identity(), identity, "the identity is restored");
-    assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+        let second = Client::connect(config).unwrap();
+        assert_eq!(second.identity(), identity, "the identity is restored");
+        assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+    }
 }
 
 #[test]
 fn callbacks_fire_for_rows_and_results() {
-    let server = TestServer::start();
-    let mut client = Client::connect(server.config()).unwrap();
-    let seen = Arc::new(Mutex::new(Vec::<String>::new()));
-    let log = |prefix: &'static str| {
-        let seen = seen.clone();
-        move |p: &Player| {
-            seen.lock()
+    for via in VIAS {
+        let server = TestServer::start();
+        let mut client = Client::connect(server.config_via(via)).unwrap();
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let log = |prefix: &'static str| {
+            let seen = seen.clone();
+            move |p: &Player| {
+                seen.lock()
+                    .unwrap()
+                    .push(format!("{prefix} {} {}", p.name, p.hp))
+            }
+        };
+        client.on_insert::<Player>("player", log("insert"));
+        let updates = seen.clone();
+        client.on_update::<Player>("player", move |old: &Player, new: &Player| {
+            updates
+                .lock()
                 .unwrap()
-                .push(format!("{prefix} {} {}", p.name, p.hp))
-        }
-    };
-    client.on_insert::<Player>("player", log("insert"));
-    let updates = seen.clone();
-    client.on_update::<Player>("player", move |old: &Player, new: &Player| {
-        updates
-            .lock()
-            .unwrap()
-            .push(format!("update {} {}->{}", new.name, old.hp, new.hp));
-    });
-    client.on_delete::<Player>("player", log("delete"));
-    let results = seen.clone();
-    client.on_result(move |request, outcome| {
-        results
-            .lock()
-            .unwrap()
-            .push(format!("result {} {outcome:?}", request.0));
-    });
+                .push(format!("update {} {}->{}", new.name, old.hp, new.hp));
+        });
+        client.on_delete::<Player>("player", log("delete"));
+        let results = seen.clone();
+        client.on_result(move |request, outcome| {
+            results
+                .lock()
+                .unwrap()
+                .push(format!("result {} {outcome:?}", request.0));
+        });
 
-    let events = client.poll();
-    assert!(matches!(events[..], [Event::Connected { .. }]));
-    let spawn = client.call(&spawn_call("ann")).unwrap();
-    poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
-    let hurt = client
-        .call_raw("hurt", &rmp_serde::to_vec(&(1u64, 40i32)).unwrap())
-        .unwrap();
-    poll_until(&mut client, |e| matches!(e, Event::Updated { .. }));
-    let fail = client.call_raw("fail", &[0x90]).unwrap();
-    let events = poll_until(&mut client, |e| matches!(e, Event::CallResult { .. }));
-    assert!(events.contains(&Event::CallResult {
-        request: fail,
-        tick: 7,
-        outcome: CallOutcome::Err {
-            code: ErrorCode::ReducerFailed,
-            message: "nope".into()
-        }
-    }));
+        let events = client.poll();
+        assert!(matches!(events[..], [Event::Connected { .. }]));
+        let spawn = client.call(&spawn_call("ann")).unwrap();
+        poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
+        let hurt = client
+            .call_raw("hurt", &rmp_serde::to_vec(&(1u64, 40i32)).unwrap())
+            .unwrap();
+        poll_until(&mut client, |e| matches!(e, Event::Updated { .. }));
+        let fail = client.call_raw("fail", &[0x90]).unwrap();
+        let events = poll_until(&mut client, |e| matches!(e, Event::CallResult { .. }));
+        assert!(events.contains(&Event::CallResult {
+            request: fail,
+            tick: 7,
+            outcome: CallOutcome::Err {
+                code: ErrorCode::ReducerFailed,
+                message: "nope".into()
+            }
+        }));
 
-    assert_eq!(
-        *seen.lock().unwrap(),
-        [
-            format!("result {} Ok", spawn.0),
-            "insert ann 100".to_owned(),
-            format!("result {} Ok", hurt.0),
-            "update ann 100->40".to_owned(),
-            format!(
-                "result {} Err {{ code: ReducerFailed, message: \"nope\" }}",
-                fail.0
-            ),
-        ]
-    );
-    assert_eq!(
-        client.cache().rows::<Player>("player").unwrap(),
-        [Player {
-            id: 1,
-            name: "ann".into(),
-            hp: 40
-        }]
-    );
-    assert!(client.is_connected());
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                format!("result {} Ok", spawn.0),
+                "insert ann 100".to_owned(),
+                format!("result {} Ok", hurt.0),
+                "update ann 100->40".to_owned(),
+                format!(
+                    "result {} Err {{ code: ReducerFailed, message: \"nope\" }}",
+                    fail.0
+                ),
+            ]
+        );
+        assert_eq!(
+            client.cache().rows::<Player>("player").unwrap(),
+            [Player {
+                id: 1,
+                name: "ann".into(),
+                hp: 40
+            }]
+        );
+        assert!(client.is_connected());
+    }
 }
 
 #[test]
 fn a_fatal_error_closes_the_client_cleanly() {
-    let server = TestServer::start();
-    let mut client = Client::connect(server.config()).unwrap();
-    let die = client.call_raw("die", &[0x90]).unwrap();
-    let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
-    let fatal = events
-        .iter()
-        .position(|e| {
-            *e == Event::ServerError {
-                code: ErrorCode::Internal,
-                message: "the disk is on fire".into(),
-                request: Some(die),
-                fatal: true,
-            }
-        })
-        .expect("the fatal error is reported");
-    assert!(
-        matches!(&events[fatal + 1], Event::Disconnected { reason } if reason.contains("disk is on fire")),
-        "{events:?}"
-    );
-    assert!(!client.is_connected());
-    assert_eq!(client.call(&spawn_call("bob")), Err(SendError::Closed));
-    // Nothing more happens, and dropping the client does not hang.
-    assert!(client.poll().is_empty());
-    let started = Instant::now();
-    drop(client);
-    assert!(started.elapsed() < Duration::from_secs(2));
+    for via in VIAS {
+        let server = TestServer::start();
+        let mut client = Client::connect(server.config_via(via)).unwrap();
+        let die = client.call_raw("die", &[0x90]).unwrap();
+        let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
+        let fatal = events
+            .iter()
+            .position(|e| {
+                *e == Event::ServerError {
+                    code: ErrorCode::Internal,
+                    message: "the disk is on fire".into(),
+                    request: Some(die),
+                    fatal: true,
+                }
+            })
+            .expect("the fatal error is reported");
+        assert!(
+            matches!(&events[fatal + 1], Event::Disconnected { reason } if reason.contains("disk is on fire")),
+            "{events:?}"
+        );
+        assert!(!client.is_connected());
+        assert_eq!(client.call(&spawn_call("bob")), Err(SendError::Closed));
+        // Nothing more happens, and dropping the client does not hang.
+        assert!(client.poll().is_empty());
+        let started = Instant::now();
+        drop(client);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
 }
 
 #[test]
 fn a_malformed_tick_closes_the_connection_and_changes_nothing() {
-    let server = TestServer::start();
-    let mut client = Client::connect(server.config()).unwrap();
-    client.call_raw("bad_tick", &[0x90]).unwrap();
-    let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
-    assert!(
-        matches!(&events[..], [Event::Connected { .. }, Event::Disconnected { reason }]
+    for via in VIAS {
+        let server = TestServer::start();
+        let mut client = Client::connect(server.config_via(via)).unwrap();
+        client.call_raw("bad_tick", &[0x90]).unwrap();
+        let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
+        assert!(
+            matches!(&events[..], [Event::Connected { .. }, Event::Disconnected { reason }]
             if reason.contains("bad frame") && reason.contains("malformed Tick")),
-        "{events:?}"
-    );
-    assert_eq!(client.cache().len("player"), 0);
-    assert!(!client.is_connected());
+            "{events:?}"
+        );
+        assert_eq!(client.cache().len("player"), 0);
+        assert!(!client.is_connected());
+    }
 }
 
 #[test]
 fn a_connection_closed_by_the_server_is_reported_with_its_reason() {
-    let server = TestServer::start();
-    let mut client = Client::connect(server.config()).unwrap();
-    client.call_raw("shutdown", &[0x90]).unwrap();
-    let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
-    assert!(
-        matches!(events.last(), Some(Event::Disconnected { reason })
+    for via in VIAS {
+        let server = TestServer::start();
+        let mut client = Client::connect(server.config_via(via)).unwrap();
+        client.call_raw("shutdown", &[0x90]).unwrap();
+        let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
+        assert!(
+            matches!(events.last(), Some(Event::Disconnected { reason })
             if reason.contains("shutting down") && reason.contains("stopping")),
-        "{events:?}"
-    );
-    assert!(!client.is_connected());
-    // The client can come back (here the test server is still up).
-    client.reconnect().unwrap();
-    assert!(client.is_connected());
-    assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+            "{events:?}"
+        );
+        assert!(!client.is_connected());
+        // The client can come back (here the test server is still up).
+        client.reconnect().unwrap();
+        assert!(client.is_connected());
+        assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+    }
 }
 
 #[test]
 fn reconnect_keeps_the_identity_and_subscriptions_and_refills_the_cache() {
-    let server = TestServer::start();
-    let mut client = Client::connect(server.config()).unwrap();
-    client.subscribe("player", Filter::All).unwrap();
-    client.call(&spawn_call("ann")).unwrap();
-    poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
-    assert_eq!(client.cache().len("player"), 1);
-    let identity = client.identity();
+    for via in VIAS {
+        let server = TestServer::start();
+        let mut client = Client::connect(server.config_via(via)).unwrap();
+        client.subscribe("player", Filter::All).unwrap();
+        client.call(&spawn_call("ann")).unwrap();
+        poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
+        assert_eq!(client.cache().len("player"), 1);
+        let identity = client.identity();
 
-    client.reconnect().unwrap();
-    assert!(client.is_connected());
-    let events = poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
-    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
-    assert_eq!(kinds, ["deleted", "connected", "subscribed", "inserted"]);
-    assert_eq!(client.identity(), identity);
-    assert_eq!(server.hellos(), [None, Some(ISSUED)]);
-    assert_eq!(client.cache().len("player"), 1);
-    let request = client.call(&spawn_call("bob")).unwrap();
-    assert!(
-        request > RequestId(2),
-        "request ids keep counting across reconnects"
-    );
+        client.reconnect().unwrap();
+        assert!(client.is_connected());
+        let events = poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
+        let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+        assert_eq!(kinds, ["deleted", "connected", "subscribed", "inserted"]);
+        assert_eq!(client.identity(), identity);
+        assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+        assert_eq!(client.cache().len("player"), 1);
+        let request = client.call(&spawn_call("bob")).unwrap();
+        assert!(
+            request > RequestId(2),
+            "request ids keep counting across reconnects"
+        );
+    }
 }
 
 /// Protocol version 4: a position datagram moves the row in the client's cache, with the event a move gives, and
 /// nothing changes for the code using the client.
 #[test]
 fn positions_in_datagrams_reach_the_cache() {
-    let server = TestServer::start();
-    let mut client = Client::connect(server.config()).unwrap();
-    client.call_raw("spawn_mob", &[0x90]).unwrap();
-    poll_until(&mut client, |e| {
-        matches!(e, Event::Inserted { table: MOB, .. })
-    });
-    let walk = client
-        .call_raw("walk", &rmp_serde::to_vec(&(150i32, -250i32)).unwrap())
-        .unwrap();
-    // The datagram and the stream's Result may arrive in either order.
-    let mut events = poll_until(&mut client, |e| matches!(e, Event::CallResult { .. }));
-    assert!(
-        events.contains(&Event::CallResult {
-            request: walk,
-            tick: 7,
-            outcome: CallOutcome::Ok
-        }),
-        "the client accepts datagrams: {events:?}"
-    );
-    if !events.iter().any(|e| matches!(e, Event::Updated { .. })) {
-        events.extend(poll_until(&mut client, |e| {
-            matches!(e, Event::Updated { .. })
-        }));
-    }
-    assert!(
-        events
-            .iter()
-            .any(|e| matches!(e, Event::Updated { table: MOB, old, new, .. }
+    for via in VIAS {
+        let server = TestServer::start();
+        let mut client = Client::connect(server.config_via(via)).unwrap();
+        client.call_raw("spawn_mob", &[0x90]).unwrap();
+        poll_until(&mut client, |e| {
+            matches!(e, Event::Inserted { table: MOB, .. })
+        });
+        let walk = client
+            .call_raw("walk", &rmp_serde::to_vec(&(150i32, -250i32)).unwrap())
+            .unwrap();
+        // The datagram and the stream's Result may arrive in either order.
+        let mut events = poll_until(&mut client, |e| matches!(e, Event::CallResult { .. }));
+        assert!(
+            events.contains(&Event::CallResult {
+                request: walk,
+                tick: 7,
+                outcome: CallOutcome::Ok
+            }),
+            "the client accepts datagrams: {events:?}"
+        );
+        if !events.iter().any(|e| matches!(e, Event::Updated { .. })) {
+            events.extend(poll_until(&mut client, |e| {
+                matches!(e, Event::Updated { .. })
+            }));
+        }
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Updated { table: MOB, old, new, .. }
             if **old == *rmp_serde::to_vec(&(1u64, [1.0f32, 2.0], 3i32)).unwrap()
                 && **new == *rmp_serde::to_vec(&(1u64, [1.5f32, -2.5], 3i32)).unwrap())),
-        "{events:?}"
-    );
-    assert_eq!(
-        client
-            .cache()
-            .get::<(u64, [f32; 2], i32), _>("mob", &1u64)
-            .unwrap(),
-        Some((1, [1.5, -2.5], 3))
-    );
-    assert_eq!(client.cache().datagram_stats().applied, 1);
+            "{events:?}"
+        );
+        assert_eq!(
+            client
+                .cache()
+                .get::<(u64, [f32; 2], i32), _>("mob", &1u64)
+                .unwrap(),
+            Some((1, [1.5, -2.5], 3))
+        );
+        assert_eq!(client.cache().datagram_stats().applied, 1);
+    }
 }
 
 #[test]
@@ -743,17 +811,129 @@ fn connecting_to_a_silent_address_says_no_server_answered() {
 
 #[test]
 fn a_server_that_completes_the_handshake_but_sends_no_welcome_is_a_timeout() {
+    for via in VIAS {
+        let server = TestServer::start();
+        server
+            .state
+            .silent
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut config = server.config_via(via);
+        config.connect_timeout = Duration::from_millis(500);
+        let err = Client::connect(config).unwrap_err();
+        assert!(matches!(err, ConnectError::Timeout(_)), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "the server accepted the connection but sent no Welcome within 500ms"
+        );
+    }
+}
+
+#[tokio::test]
+async fn webtransport_carries_the_same_protocol_and_its_stats_are_quic_stats() {
     let server = TestServer::start();
-    server
-        .state
-        .silent
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut config = server.config();
-    config.connect_timeout = Duration::from_millis(500);
-    let err = Client::connect(config).unwrap_err();
-    assert!(matches!(err, ConnectError::Timeout(_)), "{err:?}");
+    let mut conn = Connection::connect(&server.config_via(Via::Web))
+        .await
+        .unwrap();
+    assert_eq!(conn.identity(), identity_of(&ISSUED));
+    assert_eq!(conn.welcome().tables, schema());
+    let sub = conn.subscribe("player", Filter::All).unwrap();
     assert_eq!(
-        err.to_string(),
-        "the server accepted the connection but sent no Welcome within 500ms"
+        conn.next_message().await.unwrap(),
+        ServerMessage::Subscribed {
+            request: sub.0,
+            table: PLAYER
+        }
     );
+    conn.call_raw("spawn_mob", &[0x90]).unwrap();
+    conn.call_raw("walk", &rmp_serde::to_vec(&(150i32, -250i32)).unwrap())
+        .unwrap();
+    // The session's datagram comes through `next_incoming`, without the session's prefix.
+    let mut datagram = None;
+    while datagram.is_none() {
+        match tokio::time::timeout(Duration::from_secs(5), conn.next_incoming())
+            .await
+            .expect("in time")
+            .unwrap()
+        {
+            locus_client::Incoming::Datagram(bytes) => datagram = Some(bytes),
+            locus_client::Incoming::Message(_) => {}
+        }
+    }
+    let mut places = locus_protocol::places::PlacesWriter::default();
+    places.push(MOB, 0, [150, -250]);
+    let mut expected = Vec::new();
+    places.write(8, 400_000, &mut expected);
+    assert_eq!(datagram.unwrap(), expected[0]);
+    assert!(conn.stats().udp_rx.datagrams > 0);
+    conn.close().await;
+}
+
+#[tokio::test]
+async fn webtransport_refuses_a_certificate_whose_hash_was_not_given_and_names_both() {
+    let server = TestServer::start();
+    let found_hex = locus_client::fingerprint_hex(&fingerprint(&server.cert_der));
+    let err = Connection::connect(&server.web_config("/locus", vec![[0xee; 32], [0xdd; 32]]))
+        .await
+        .unwrap_err();
+    match &err {
+        ConnectError::FingerprintMismatch { expected, found } => {
+            assert_eq!(
+                *expected,
+                format!("{}, {}", "ee".repeat(32), "dd".repeat(32))
+            );
+            assert_eq!(*found, found_hex);
+        }
+        other => panic!("expected a fingerprint mismatch, got {other:?}"),
+    }
+    // Either of two hashes (a rotation's overlap) is accepted.
+    let both = server.web_config("/locus", vec![[0xee; 32], fingerprint(&server.cert_der)]);
+    Connection::connect(&both).await.unwrap().close().await;
+    // No hashes: a native client has nothing else to trust.
+    let err = Connection::connect(&server.web_config("/locus", vec![]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ConnectError::WebTransport(_)), "{err:?}");
+    assert_eq!(server.hellos(), [None]);
+}
+
+#[tokio::test]
+async fn webtransport_to_another_path_is_refused_with_the_status() {
+    let server = TestServer::start();
+    let err =
+        Connection::connect(&server.web_config("/other", vec![fingerprint(&server.cert_der)]))
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(&err, ConnectError::WebTransport(text) if text.contains("404")),
+        "{err:?}"
+    );
+    assert!(server.hellos().is_empty());
+}
+
+#[test]
+fn webtransport_to_a_silent_address_says_no_server_answered() {
+    let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap();
+    let web = WebTransportConfig::new(&format!("https://{addr}/locus"), vec![[0; 32]]).unwrap();
+    let mut config = ClientConfig::web_transport(web);
+    config.connect_timeout = Duration::from_millis(300);
+    let err = Client::connect(config).unwrap_err();
+    assert!(
+        matches!(err, ConnectError::NoServer { addr: a, .. } if a == addr),
+        "{err:?}"
+    );
+}
+
+/// Async programs spawn connections on multi-threaded runtimes (the load tester, the server's examples).
+#[test]
+fn connecting_is_a_send_future() {
+    fn assert_send<T: Send>(_: &T) {}
+    let quic = ClientConfig::new("127.0.0.1:1".parse().unwrap(), Trust::Fingerprint([0; 32]));
+    let web = ClientConfig::web_transport(
+        WebTransportConfig::new("https://127.0.0.1:1/locus", vec![[0; 32]]).unwrap(),
+    );
+    for config in [quic, web] {
+        let connect = Connection::connect(&config);
+        assert_send(&connect);
+    }
 }

@@ -57,6 +57,7 @@ mod error;
 mod hosted;
 mod instance;
 mod upgrade;
+pub mod web_build;
 
 pub use config::{Budget, EPOCH_PERIOD, HostConfig};
 pub use env::{CallContext, LogLine, area};

@@ -333,22 +333,22 @@ fn generate(
                 #invoke_body
             }
 
-            /// The reducer's entry point.
-            #[cfg(target_arch = "wasm32")]
-            #[doc(hidden)]
-            #[allow(unsafe_code)]
-            #[unsafe(no_mangle)]
-            extern "C" fn #reducer_export(args_len: u32) -> u32 {
-                ::locus_module::__private::run_reducer::<__LocusArgs>(NAME, #param_count, args_len, __invoke)
-            }
+            ::locus_module::__guest! {
+                /// The reducer's entry point.
+                #[doc(hidden)]
+                #[allow(unsafe_code)]
+                #[unsafe(no_mangle)]
+                extern "C" fn #reducer_export(args_len: u32) -> u32 {
+                    ::locus_module::__private::run_reducer::<__LocusArgs>(NAME, #param_count, args_len, __invoke)
+                }
 
-            /// The reducer's description.
-            #[cfg(target_arch = "wasm32")]
-            #[doc(hidden)]
-            #[allow(unsafe_code)]
-            #[unsafe(no_mangle)]
-            extern "C" fn #describe_export() -> u64 {
-                ::locus_module::__private::describe_reducer(&def())
+                /// The reducer's description.
+                #[doc(hidden)]
+                #[allow(unsafe_code)]
+                #[unsafe(no_mangle)]
+                extern "C" fn #describe_export() -> u64 {
+                    ::locus_module::__private::describe_reducer(&def())
+                }
             }
         }
     }

@@ -586,15 +586,16 @@ fn generate(
     let fields = &item.fields;
     let describe_span = row.span();
     let describe = quote_spanned! {describe_span=>
-        #[cfg(target_arch = "wasm32")]
-        const _: () = {
-            #[doc(hidden)]
-            #[allow(unsafe_code)]
-            #[unsafe(no_mangle)]
-            extern "C" fn #describe_export() -> u64 {
-                ::locus_module::__private::describe_table::<#row>()
-            }
-        };
+        ::locus_module::__guest! {
+            const _: () = {
+                #[doc(hidden)]
+                #[allow(unsafe_code)]
+                #[unsafe(no_mangle)]
+                extern "C" fn #describe_export() -> u64 {
+                    ::locus_module::__private::describe_table::<#row>()
+                }
+            };
+        }
     };
 
     quote! {

@@ -100,6 +100,23 @@ pub use rand;
 pub use serde;
 
 /// What generated code calls. Not part of the API: may change in any release.
+/// The items given, only in a module's own build (wasm32, without the `client` feature): its exports. Used by the
+/// macros, so that the `#[cfg]` is decided here, by this crate's target and features, not by the module crate's.
+#[doc(hidden)]
+#[macro_export]
+#[cfg(all(target_arch = "wasm32", not(feature = "client")))]
+macro_rules! __guest {
+    ($($item:item)*) => { $($item)* };
+}
+
+/// The items given, only in a module's own build: here (natively, or with the `client` feature) nothing.
+#[doc(hidden)]
+#[macro_export]
+#[cfg(not(all(target_arch = "wasm32", not(feature = "client"))))]
+macro_rules! __guest {
+    ($($item:item)*) => {};
+}
+
 #[doc(hidden)]
 pub mod __private {
     pub use rmp_serde;

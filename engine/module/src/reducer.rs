@@ -145,7 +145,7 @@ pub(crate) fn describe<V: Serialize>(value: &V) -> u64 {
 
 /// The `#[unsafe(no_mangle)]` ABI-version export every module needs; it lives here so that depending on the SDK is
 /// enough to have it.
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "client")))]
 #[expect(
     unsafe_code,
     reason = "`no_mangle` is needed to export the ABI version under its ABI name"

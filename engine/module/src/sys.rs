@@ -24,7 +24,7 @@ use locus_types::abi::Errno;
 mod raw {
     macro_rules! declare_host_calls {
         ($( $(#[$doc:meta])* fn $name:ident($($arg:ident : $ty:ty),* $(,)?) -> $ret:ty; )*) => {
-            #[cfg(target_arch = "wasm32")]
+            #[cfg(all(target_arch = "wasm32", not(feature = "client")))]
             #[link(wasm_import_module = "locus_v1")]
             #[expect(unsafe_code, reason = "the one extern block of host imports; every item is declared `safe`, see the module docs")]
             unsafe extern "C" {
@@ -38,7 +38,7 @@ mod raw {
                 $(#[$doc])*
                 ///
                 /// (Native stub: no reducer can run outside the host, so this always returns `NotInReducer`.)
-                #[cfg(not(target_arch = "wasm32"))]
+                #[cfg(not(all(target_arch = "wasm32", not(feature = "client"))))]
                 #[allow(clippy::too_many_arguments, reason = "the signatures are the ABI's")]
                 pub(crate) fn $name($($arg: $ty),*) -> $ret {
                     let _ = ($($arg,)*);

@@ -82,7 +82,8 @@ enum Command {
         /// WebTransport to the UDP port of --listen either way.
         #[arg(long, value_name = "ADDR")]
         web: Option<SocketAddr>,
-        /// The web client's files (its page, JavaScript and wasm), served by --web.
+        /// The web client's files (its page, JavaScript and wasm), served by --web. Default: the demo's web client
+        /// (client-demo built for the browser; built on first use, which takes several minutes).
         #[arg(long, value_name = "DIR", requires = "web")]
         web_root: Option<PathBuf>,
         /// Give browsers this certificate chain (PEM) instead of a self-signed one the server makes and rotates
@@ -190,6 +191,29 @@ fn demo_module() -> anyhow::Result<Vec<u8>> {
     );
     locus_host::build::build_module(&ws, "game-module", &target)
         .context("building the demo module `game-module` to wasm")
+}
+
+/// Build the demo's web client (`client-demo` for the browser, its page from `client-demo/web`) into
+/// `target/web-client/site`, with its cargo build in `target/web-client/build` and the `wasm-bindgen` tools in
+/// `target/tools` (installed there on first use). The tests that drive the web client in a browser build the same
+/// way, so whichever runs first builds it for the others.
+fn demo_web_client() -> anyhow::Result<PathBuf> {
+    let ws = workspace();
+    let target = ws.join("target").join("web-client");
+    tracing::info!(
+        "building the demo's web client (client-demo for the browser); the first build takes several minutes"
+    );
+    let app = locus_host::web_build::build_web_app(
+        &ws,
+        "client-demo",
+        "client-demo",
+        &target.join("build"),
+        &ws.join("target").join("tools"),
+        &ws.join("client-demo").join("web"),
+        &target.join("site"),
+    )
+    .context("building the demo's web client")?;
+    Ok(app.dir)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -448,7 +472,10 @@ fn serve(options: Serve) -> anyhow::Result<()> {
     config.limits.datagrams = datagrams;
     config.metrics = metrics;
     config.web = web;
-    config.web_root = web_root;
+    config.web_root = match (web, web_root) {
+        (Some(_), None) => Some(demo_web_client()?),
+        (_, root) => root,
+    };
     if let Some((cert, key)) = web_cert {
         config.web_cert = WebCertSource::Files { cert, key };
     }
