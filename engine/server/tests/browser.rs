@@ -1,0 +1,143 @@
+//! The client SDK's own browser tests (`engine/client/tests/web.rs`, under `wasm-bindgen-test`) in headless
+//! Chromium, against a real server started here (the demo module, WebTransport on its QUIC port).
+//!
+//! This test builds them for `wasm32-unknown-unknown` with cargo (its own `--target-dir`, `target/web-sdk`: the
+//! outer cargo holds the lock on `target/`), naming the server's WebTransport URL and certificate hashes in
+//! `LOCUS_WEB_URL` and `LOCUS_WEB_HASHES`, and runs them with `wasm-bindgen-test-runner` (installed into
+//! `target/tools` on first use, `locus_host::web_build::ensure_wasm_bindgen`) driving Debian's `chromium` through
+//! `chromedriver`. Without `chromium` and `chromedriver` it is skipped with a loud message, unless
+//! `LOCUS_REQUIRE_BROWSER` is set (CI sets it), when it fails.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+#[expect(dead_code, reason = "the helpers this file does not use")]
+mod common;
+
+use common::{DEMO, workspace};
+use locus_host::Budget;
+use locus_server::{Server, ServerConfig, cert};
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
+}
+
+/// A line on the real stderr, past the harness's capture.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+#[test]
+fn the_sdk_passes_its_browser_tests_in_headless_chromium() {
+    let required =
+        std::env::var_os("LOCUS_REQUIRE_BROWSER").is_some_and(|v| !v.is_empty() && v != "0");
+    let (Some(chromium), Some(chromedriver)) =
+        (find_in_path("chromium"), find_in_path("chromedriver"))
+    else {
+        assert!(
+            !required,
+            "LOCUS_REQUIRE_BROWSER is set but `chromium` and `chromedriver` are not installed \
+             (apt-get install chromium chromium-driver)"
+        );
+        say(
+            "\n\n*** SKIPPED the SDK's browser tests: `chromium` and `chromedriver` are not installed. ***\n\
+             *** Install chromium and chromium-driver, or set LOCUS_REQUIRE_BROWSER=1 to make this a failure. ***\n\n",
+        );
+        return;
+    };
+    let ws = workspace();
+    locus_host::build::ensure_wasm_target(&ws).unwrap_or_else(|e| panic!("{e}"));
+    let tools = locus_host::web_build::ensure_wasm_bindgen(&ws, &ws.join("target/tools"))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(DEMO.clone());
+    config.data_dir = dir.path().join("world");
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    // Generating the world in an unoptimised test build takes longer than the default budget per call.
+    config.host.budget = Budget::Time(Duration::from_secs(30));
+    let server = Server::start(config).expect("the server starts");
+    let url = format!("https://127.0.0.1:{}/locus", server.local_addr().port());
+    let hashes: Vec<String> = server
+        .web_certificate_hashes()
+        .iter()
+        .map(|h| cert::hex(h))
+        .collect();
+
+    // The browser's options (merged by the runner with its own: headless, no sandbox).
+    let profile = tempfile::tempdir().unwrap();
+    let webdriver_json = dir.path().join("webdriver.json");
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": chromium,
+            "args": [
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                format!("--user-data-dir={}", profile.path().display()),
+            ],
+        },
+    });
+    std::fs::write(&webdriver_json, capabilities.to_string()).unwrap();
+
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let output = Command::new(cargo)
+        .current_dir(&ws)
+        .args([
+            "test",
+            "--locked",
+            "-p",
+            "locus-client",
+            "--target",
+            locus_host::build::WASM_TARGET,
+            "--test",
+            "web",
+            "--target-dir",
+        ])
+        .arg(ws.join("target/web-sdk"))
+        .env(
+            "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
+            tools.join("wasm-bindgen-test-runner"),
+        )
+        .env("CHROMEDRIVER", &chromedriver)
+        .env("WASM_BINDGEN_TEST_WEBDRIVER_JSON", &webdriver_json)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "180")
+        .env("LOCUS_WEB_URL", &url)
+        .env("LOCUS_WEB_HASHES", hashes.join(","))
+        // Flags meant for the outer (native) build must not reach the wasm build.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("cargo runs");
+    let log = format!(
+        "stdout:\n{}\nstderr:\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    say(&log);
+    assert!(
+        output.status.success(),
+        "the SDK's browser tests failed: {}",
+        output.status
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let passed = stdout
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("test result: ok. ")
+                .and_then(|rest| rest.split(' ').next())
+                .and_then(|n| n.parse::<u32>().ok())
+        })
+        .unwrap_or_else(|| panic!("no test result in the output\n{log}"));
+    assert!(passed >= 3, "only {passed} browser tests ran");
+    server.shutdown();
+}
