@@ -232,3 +232,76 @@ async fn a_certificate_hash_that_is_not_the_servers_is_refused() {
         "{err:?}"
     );
 }
+
+/// Calls [`measure_round_trip_and_update_latency`] makes.
+const MEASURED_CALLS: usize = 100;
+
+/// The `p`-quantile of `sorted` (milliseconds).
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// Not a check but a measurement, printed: the reducer round trip (a `move_to` call until its `Result`) and the
+/// update latency (the same call until a second client of the page sees the mover's row change), from the
+/// browser. `engine/server/tests/browser.rs` measures the same with native clients against the same server and
+/// prints both. Both poll as fast as their platform lets them (here `setTimeout`, whose delay browsers clamp to
+/// 4 ms after a few nested calls; natively every millisecond).
+#[wasm_bindgen_test]
+async fn measure_round_trip_and_update_latency() {
+    let mut mover = Client::connect_async(config("locus-measure-mover"))
+        .await
+        .expect("connect");
+    let mut watcher = Client::connect_async(config("locus-measure-watcher"))
+        .await
+        .expect("connect");
+    let me = mover.identity();
+    mover.subscribe("player", Filter::All).unwrap();
+    watcher.subscribe("player", Filter::All).unwrap();
+    let events = poll_until(&mut mover, |e| player_of(e, me).is_some()).await;
+    let start = events.iter().find_map(|e| player_of(e, me)).unwrap().pos;
+    // The watcher stands 5 m from the mover.
+    watcher
+        .call(&ReducerCall::new(
+            "teleport",
+            rmp_serde::to_vec(&(start[0] + 5.0, start[1])).unwrap(),
+        ))
+        .unwrap();
+    poll_until(&mut watcher, |e| player_of(e, me).is_some()).await;
+    let (mut round_trips, mut updates) = (Vec::new(), Vec::new());
+    for i in 0..MEASURED_CALLS {
+        // Alternate between two targets 2 m apart, so every call changes the row.
+        let target = [start[0] + if i % 2 == 0 { 2.0 } else { -2.0 }, start[1]];
+        let sent = Instant::now();
+        let request = mover.call(&move_to(target[0], target[1])).unwrap();
+        let (mut answered, mut seen) = (None, None);
+        let deadline = sent + WAIT;
+        while answered.is_none() || seen.is_none() {
+            for event in mover.poll() {
+                if matches!(&event, Event::CallResult { request: r, outcome, .. } if *r == request && *outcome == CallOutcome::Ok)
+                {
+                    answered.get_or_insert_with(|| sent.elapsed());
+                }
+            }
+            for event in watcher.poll() {
+                // Near the target asked for (the server may move it onto walkable ground).
+                if player_of(&event, me).is_some_and(|p| (p.target[0] - target[0]).abs() < 0.5) {
+                    seen.get_or_insert_with(|| sent.elapsed());
+                }
+            }
+            assert!(Instant::now() < deadline, "call {i} not answered and seen");
+            sleep(Duration::from_millis(1)).await;
+        }
+        round_trips.push(answered.unwrap().as_secs_f64() * 1e3);
+        updates.push(seen.unwrap().as_secs_f64() * 1e3);
+        sleep(Duration::from_millis((i as u64 * 37) % 50)).await;
+    }
+    round_trips.sort_by(f64::total_cmp);
+    updates.sort_by(f64::total_cmp);
+    wasm_bindgen_test::console_log!(
+        "MEASURED browser ({MEASURED_CALLS} calls): round trip p50 {:.1} ms p99 {:.1} ms; update latency p50 {:.1} ms p99 {:.1} ms",
+        quantile(&round_trips, 0.5),
+        quantile(&round_trips, 0.99),
+        quantile(&updates, 0.5),
+        quantile(&updates, 0.99)
+    );
+}

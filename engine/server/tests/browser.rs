@@ -17,7 +17,11 @@ use std::time::Duration;
 #[expect(dead_code, reason = "the helpers this file does not use")]
 mod common;
 
-use common::{DEMO, workspace};
+use std::time::Instant;
+
+use common::{DEMO, WAIT, workspace};
+use game_module as gm;
+use locus_client::{CallOutcome, Client, ClientConfig, Event, Filter, Trust};
 use locus_host::Budget;
 use locus_server::{Server, ServerConfig, cert};
 
@@ -31,6 +35,86 @@ fn find_in_path(program: &str) -> Option<PathBuf> {
 /// A line on the real stderr, past the harness's capture.
 fn say(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+/// The calls each measurement makes (as the browser's, `engine/client/tests/web.rs`).
+const MEASURED_CALLS: usize = 100;
+
+fn quantile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+/// The browser test `measure_round_trip_and_update_latency` with native clients (QUIC, the blocking `Client`):
+/// a `move_to` call until its `Result` (round trip) and until a second client 5 m away sees the mover's row change
+/// (update latency). Polls every millisecond.
+fn measure_native(server: &Server) -> String {
+    let config = ClientConfig::new(
+        server.local_addr(),
+        Trust::Fingerprint(server.fingerprint()),
+    );
+    let mut mover = Client::connect(config.clone()).expect("connect");
+    let mut watcher = Client::connect(config).expect("connect");
+    let me = mover.identity();
+    mover.subscribe("player", Filter::All).unwrap();
+    watcher.subscribe("player", Filter::All).unwrap();
+    let row = |client: &Client| {
+        client
+            .cache()
+            .rows::<gm::Player>("player")
+            .unwrap()
+            .into_iter()
+            .find(|p| p.identity == me)
+    };
+    let started = Instant::now();
+    let start = loop {
+        let _ = mover.poll();
+        if let Some(p) = row(&mover) {
+            break p.pos;
+        }
+        assert!(started.elapsed() < WAIT, "the mover's row never came");
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    watcher
+        .call(&gm::teleport::call(start.x + 5.0, start.y))
+        .unwrap();
+    while row(&watcher).is_none() {
+        let _ = watcher.poll();
+        assert!(started.elapsed() < WAIT, "the watcher never saw the mover");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let (mut round_trips, mut updates) = (Vec::new(), Vec::new());
+    for i in 0..MEASURED_CALLS {
+        let x = start.x + if i % 2 == 0 { 2.0 } else { -2.0 };
+        let sent = Instant::now();
+        let request = mover.call(&gm::move_to::call(x, start.y)).unwrap();
+        let (mut answered, mut seen) = (None, None);
+        while answered.is_none() || seen.is_none() {
+            for event in mover.poll() {
+                if matches!(&event, Event::CallResult { request: r, outcome, .. } if *r == request && *outcome == CallOutcome::Ok)
+                {
+                    answered.get_or_insert_with(|| sent.elapsed());
+                }
+            }
+            let _ = watcher.poll();
+            if row(&watcher).is_some_and(|p| (p.target.x - x).abs() < 0.5) {
+                seen.get_or_insert_with(|| sent.elapsed());
+            }
+            assert!(sent.elapsed() < WAIT, "call {i} not answered and seen");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        round_trips.push(answered.unwrap().as_secs_f64() * 1e3);
+        updates.push(seen.unwrap().as_secs_f64() * 1e3);
+        std::thread::sleep(Duration::from_millis((i as u64 * 37) % 50));
+    }
+    round_trips.sort_by(f64::total_cmp);
+    updates.sort_by(f64::total_cmp);
+    format!(
+        "MEASURED native ({MEASURED_CALLS} calls): round trip p50 {:.1} ms p99 {:.1} ms; update latency p50 {:.1} ms p99 {:.1} ms",
+        quantile(&round_trips, 0.5),
+        quantile(&round_trips, 0.99),
+        quantile(&updates, 0.5),
+        quantile(&updates, 0.99)
+    )
 }
 
 #[test]
@@ -102,6 +186,8 @@ fn the_sdk_passes_its_browser_tests_in_headless_chromium() {
             "--target-dir",
         ])
         .arg(ws.join("target/web-sdk"))
+        // The runner prints what the page logged (the measurement) only with this.
+        .args(["--", "--nocapture"])
         .env(
             "CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER",
             tools.join("wasm-bindgen-test-runner"),
@@ -139,5 +225,10 @@ fn the_sdk_passes_its_browser_tests_in_headless_chromium() {
         })
         .unwrap_or_else(|| panic!("no test result in the output\n{log}"));
     assert!(passed >= 3, "only {passed} browser tests ran");
+    // The browser's figures (printed by its measurement) beside the native ones, against the same server.
+    if let Some(line) = stdout.lines().find(|l| l.contains("MEASURED browser")) {
+        say(line.trim());
+    }
+    say(&measure_native(&server));
     server.shutdown();
 }
