@@ -14,10 +14,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[expect(dead_code, reason = "the helpers only the native test uses")]
 mod common;
 
 use client_demo::palette::screenshot_stats;
-use common::{find_in_path, say, start_server, target_dir, wait_for_world, workspace};
+use common::{say, start_server, target_dir, wait_for_world, workspace};
 use fantoccini::actions::{InputSource as _, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use locus_client::{Client, ClientConfig, Filter, Trust};
 
@@ -89,21 +90,11 @@ fn watch(
 
 #[test]
 fn the_web_client_enters_the_world_from_headless_chromium() {
-    let required = common::required("LOCUS_REQUIRE_BROWSER");
-    let (Some(chromium), Some(chromedriver)) =
-        (find_in_path("chromium"), find_in_path("chromedriver"))
+    let Some(browser) = locus_host::web_build::Browser::find_or_skip("client-demo's web test")
     else {
-        assert!(
-            !required,
-            "LOCUS_REQUIRE_BROWSER is set but `chromium` and `chromedriver` are not installed \
-             (apt-get install chromium chromium-driver)"
-        );
-        say(
-            "\n\n*** SKIPPED client-demo web test: `chromium` and `chromedriver` are not installed. ***\n\
-             *** Install chromium and chromium-driver, or set LOCUS_REQUIRE_BROWSER=1 to make this a failure. ***\n\n",
-        );
         return;
     };
+    let (chromium, chromedriver) = (browser.chromium, browser.chromedriver);
 
     // The web client, built as `locus serve --web` builds it (same directories: whichever runs first builds).
     let ws = workspace();

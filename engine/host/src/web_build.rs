@@ -162,6 +162,54 @@ pub fn ensure_wasm_bindgen(workspace: &Path, tools: &Path) -> Result<PathBuf, We
     Ok(bin)
 }
 
+/// Debian's headless browser and its WebDriver, for tests that run a web app (packages `chromium` and
+/// `chromium-driver`).
+#[derive(Clone, Debug)]
+pub struct Browser {
+    /// `chromium`.
+    pub chromium: PathBuf,
+    /// `chromedriver`.
+    pub chromedriver: PathBuf,
+}
+
+impl Browser {
+    /// `chromium` and `chromedriver` from `PATH`. Without them: `None` after a loud message on stderr that `test`
+    /// was skipped, or a panic if the environment variable `LOCUS_REQUIRE_BROWSER` is set (not empty or `0`), as
+    /// CI sets it, so that a skip cannot pass unnoticed there.
+    ///
+    /// # Panics
+    ///
+    /// As said, when required and missing.
+    #[must_use]
+    pub fn find_or_skip(test: &str) -> Option<Browser> {
+        let required =
+            std::env::var_os("LOCUS_REQUIRE_BROWSER").is_some_and(|v| !v.is_empty() && v != "0");
+        let find = |program: &str| {
+            let path = std::env::var_os("PATH")?;
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(program))
+                .find(|p| p.is_file())
+        };
+        if let (Some(chromium), Some(chromedriver)) = (find("chromium"), find("chromedriver")) {
+            return Some(Browser {
+                chromium,
+                chromedriver,
+            });
+        }
+        assert!(
+            !required,
+            "LOCUS_REQUIRE_BROWSER is set but `chromium` and `chromedriver` are not installed \
+             (apt-get install chromium chromium-driver)"
+        );
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n\n*** SKIPPED {test}: `chromium` and `chromedriver` are not installed. ***\n\
+             *** Install chromium and chromium-driver, or set LOCUS_REQUIRE_BROWSER=1 to make this a failure. ***\n\n"
+        );
+        None
+    }
+}
+
 /// What [`build_web_app`] made.
 #[derive(Clone, Debug)]
 pub struct WebApp {

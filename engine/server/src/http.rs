@@ -8,6 +8,18 @@ use std::sync::Arc;
 use hyper::body::Body;
 use hyper::{Request, Response};
 
+/// Bind a TCP listener at `addr` for [`serve`] on `runtime`; the address it got (port 0 picks one).
+pub(crate) fn bind(
+    addr: std::net::SocketAddr,
+    runtime: &tokio::runtime::Runtime,
+) -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let local = listener.local_addr()?;
+    let _guard = runtime.enter();
+    Ok((tokio::net::TcpListener::from_std(listener)?, local))
+}
+
 /// Answer every request on `listener` with `respond`, until the runtime stops.
 pub(crate) async fn serve<F, Fut, B>(listener: tokio::net::TcpListener, respond: F)
 where

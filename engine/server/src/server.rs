@@ -462,12 +462,8 @@ impl Server {
         let metrics_addr = match config.metrics {
             None => None,
             Some(addr) => {
-                let listen = |source| StartError::Listen { addr, source };
-                let listener = std::net::TcpListener::bind(addr).map_err(listen)?;
-                listener.set_nonblocking(true).map_err(listen)?;
-                let local = listener.local_addr().map_err(listen)?;
-                let _guard = runtime.enter();
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(listen)?;
+                let (listener, local) = crate::http::bind(addr, &runtime)
+                    .map_err(|source| StartError::Listen { addr, source })?;
                 let exporter = Arc::new(crate::prometheus::Exporter {
                     metrics: metrics.clone(),
                     watermark: durability.watermark(),
@@ -481,12 +477,8 @@ impl Server {
         let web_addr = match config.web {
             None => None,
             Some(at) => {
-                let listen = |source| StartError::Listen { addr: at, source };
-                let listener = std::net::TcpListener::bind(at).map_err(listen)?;
-                listener.set_nonblocking(true).map_err(listen)?;
-                let local = listener.local_addr().map_err(listen)?;
-                let _guard = runtime.enter();
-                let listener = tokio::net::TcpListener::from_std(listener).map_err(listen)?;
+                let (listener, local) = crate::http::bind(at, &runtime)
+                    .map_err(|source| StartError::Listen { addr: at, source })?;
                 let site = Arc::new(crate::web::Site {
                     certs: web_certs.clone(),
                     quic_port: addr.port(),

@@ -6,11 +6,10 @@
 //! `LOCUS_WEB_URL` and `LOCUS_WEB_HASHES`, and runs them with `wasm-bindgen-test-runner` (installed into
 //! `target/tools` on first use, `locus_host::web_build::ensure_wasm_bindgen`) driving Debian's `chromium` through
 //! `chromedriver`. Without `chromium` and `chromedriver` it is skipped with a loud message, unless
-//! `LOCUS_REQUIRE_BROWSER` is set (CI sets it), when it fails.
+//! `LOCUS_REQUIRE_BROWSER` is set (CI sets it), when it fails (`locus_host::web_build::Browser::find_or_skip`).
 
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
@@ -24,13 +23,6 @@ use game_module as gm;
 use locus_client::{CallOutcome, Client, ClientConfig, Event, Filter, Trust};
 use locus_host::Budget;
 use locus_server::{Server, ServerConfig, cert};
-
-fn find_in_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(program))
-        .find(|p| p.is_file())
-}
 
 /// A line on the real stderr, past the harness's capture.
 fn say(line: &str) {
@@ -119,22 +111,11 @@ fn measure_native(server: &Server) -> String {
 
 #[test]
 fn the_sdk_passes_its_browser_tests_in_headless_chromium() {
-    let required =
-        std::env::var_os("LOCUS_REQUIRE_BROWSER").is_some_and(|v| !v.is_empty() && v != "0");
-    let (Some(chromium), Some(chromedriver)) =
-        (find_in_path("chromium"), find_in_path("chromedriver"))
+    let Some(browser) = locus_host::web_build::Browser::find_or_skip("the SDK's browser tests")
     else {
-        assert!(
-            !required,
-            "LOCUS_REQUIRE_BROWSER is set but `chromium` and `chromedriver` are not installed \
-             (apt-get install chromium chromium-driver)"
-        );
-        say(
-            "\n\n*** SKIPPED the SDK's browser tests: `chromium` and `chromedriver` are not installed. ***\n\
-             *** Install chromium and chromium-driver, or set LOCUS_REQUIRE_BROWSER=1 to make this a failure. ***\n\n",
-        );
         return;
     };
+    let (chromium, chromedriver) = (browser.chromium, browser.chromedriver);
     let ws = workspace();
     locus_host::build::ensure_wasm_target(&ws).unwrap_or_else(|e| panic!("{e}"));
     let tools = locus_host::web_build::ensure_wasm_bindgen(&ws, &ws.join("target/tools"))
