@@ -8,17 +8,18 @@
 //!   commas (`certificate_hashes` in `/locus.json`); empty when the server has a certificate from an authority.
 //!
 //! Without `LOCUS_WEB_URL` every test fails, naming it. The tests use the demo module's public `player` table
+//! (its row type and typed calls come from `game-module`, built as a client library: its `client` feature)
 //! and its `move_to` reducer; each uses its own `localStorage` key, cleared first, so each starts as a new player.
 
 #![cfg(target_arch = "wasm32")]
 
 use std::time::Duration;
 
+use game_module::Player;
 use locus_client::{
-    CallOutcome, Client, ClientConfig, ConnectError, Event, Filter, Identity, ReducerCall, Token,
+    CallOutcome, Client, ClientConfig, ConnectError, Event, Filter, Identity, Token,
     WebTransportConfig,
 };
-use serde::Deserialize;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::{wasm_bindgen_test, wasm_bindgen_test_configure};
 use web_time::Instant;
@@ -27,23 +28,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 /// How long a test waits for what the server should send.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// The demo module's `player` row (`game-module/src/players.rs`; without the `upgrade-demo` feature).
-#[derive(Deserialize, Debug, Clone, PartialEq)]
-struct Player {
-    id: u64,
-    pos: [f32; 2],
-    identity: Identity,
-    name: String,
-    target: [f32; 2],
-    dir: [f32; 2],
-    moving: bool,
-    online: bool,
-    hp: u32,
-    level: u32,
-    xp: u64,
-    busy_until: u64,
-}
 
 fn web_target() -> WebTransportConfig {
     let Some(url) = option_env!("LOCUS_WEB_URL") else {
@@ -116,10 +100,6 @@ fn player_of(event: &Event, identity: Identity) -> Option<Player> {
     (player.identity == identity).then_some(player)
 }
 
-fn move_to(x: f32, y: f32) -> ReducerCall {
-    ReducerCall::new("move_to", rmp_serde::to_vec(&(x, y)).unwrap())
-}
-
 #[wasm_bindgen_test]
 async fn connects_subscribes_calls_and_receives_ticks() {
     let key = "locus-test-play";
@@ -156,7 +136,7 @@ async fn connects_subscribes_calls_and_receives_ticks() {
 
     // A typed call: answered with its request id, and the row changes in a later Tick.
     let request = client
-        .call(&move_to(me.pos[0] + 3.0, me.pos[1]))
+        .call(&game_module::move_to::call(me.pos.x + 3.0, me.pos.y))
         .expect("call");
     let events = poll_until(
         &mut client,
@@ -261,18 +241,17 @@ async fn measure_round_trip_and_update_latency() {
     let start = events.iter().find_map(|e| player_of(e, me)).unwrap().pos;
     // The watcher stands 5 m from the mover.
     watcher
-        .call(&ReducerCall::new(
-            "teleport",
-            rmp_serde::to_vec(&(start[0] + 5.0, start[1])).unwrap(),
-        ))
+        .call(&game_module::teleport::call(start.x + 5.0, start.y))
         .unwrap();
     poll_until(&mut watcher, |e| player_of(e, me).is_some()).await;
     let (mut round_trips, mut updates) = (Vec::new(), Vec::new());
     for i in 0..MEASURED_CALLS {
         // Alternate between two targets 2 m apart, so every call changes the row.
-        let target = [start[0] + if i % 2 == 0 { 2.0 } else { -2.0 }, start[1]];
+        let target = [start.x + if i % 2 == 0 { 2.0 } else { -2.0 }, start.y];
         let sent = Instant::now();
-        let request = mover.call(&move_to(target[0], target[1])).unwrap();
+        let request = mover
+            .call(&game_module::move_to::call(target[0], target[1]))
+            .unwrap();
         let (mut answered, mut seen) = (None, None);
         let deadline = sent + WAIT;
         while answered.is_none() || seen.is_none() {
@@ -284,7 +263,7 @@ async fn measure_round_trip_and_update_latency() {
             }
             for event in watcher.poll() {
                 // Near the target asked for (the server may move it onto walkable ground).
-                if player_of(&event, me).is_some_and(|p| (p.target[0] - target[0]).abs() < 0.5) {
+                if player_of(&event, me).is_some_and(|p| (p.target.x - target[0]).abs() < 0.5) {
                     seen.get_or_insert_with(|| sent.elapsed());
                 }
             }
