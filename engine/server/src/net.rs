@@ -429,8 +429,14 @@ async fn connection(
             Err(_) => return gone("no WebTransport session in time"),
         }
     } else {
-        tokio::spawn(refuse_uni_streams(conn.clone()));
         wt::Session::raw(conn.clone())
+    };
+    tokio::spawn(refuse_uni_streams(wire.clone()));
+    // From here a browser's session is closed as a session (its close code, protocol.md section 1), and a native
+    // connection as before.
+    let gone = |reason: &str| {
+        metrics.refused.fetch_add(1, Ordering::Relaxed);
+        wire.close(CLOSE_PROTOCOL, reason.as_bytes());
     };
     let (mut send, mut recv) = match tokio::time::timeout_at(deadline, wire.accept_bi()).await {
         Ok(Ok(streams)) => streams,
@@ -571,13 +577,14 @@ async fn web_session(conn: &quinn::Connection) -> Result<Option<wt::Session>, We
     Ok(Some(request.ok().await?))
 }
 
-/// Close a native connection that opens a unidirectional stream (the protocol has none; the 3 the handshake
-/// grants are for browsers' HTTP/3): it is closed as for any protocol error (close code 2). Ends with the
-/// connection.
-async fn refuse_uni_streams(conn: quinn::Connection) {
-    if conn.accept_uni().await.is_ok() {
-        conn.close(
-            CLOSE_PROTOCOL.into(),
+/// Close a session that opens a unidirectional stream (the protocol has none; the 3 the handshake grants a native
+/// connection are for browsers' HTTP/3, and a browser's session is granted some for HTTP/3's own streams, which
+/// `wt::Session::accept_uni` keeps or drops, returning only the session's): it is closed as for any protocol error
+/// (close code 2). Ends with the connection.
+async fn refuse_uni_streams(wire: wt::Session) {
+    if wire.accept_uni().await.is_ok() {
+        wire.close(
+            CLOSE_PROTOCOL,
             b"unidirectional streams are not part of the protocol",
         );
     }

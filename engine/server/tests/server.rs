@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 mod common;
 #[path = "common/keys.rs"]
 mod keys;
+#[path = "common/raw.rs"]
+mod raw;
 
 use common::{DEMO, WAIT, free_port, result_of, wait_for};
 use game_module as gm;
@@ -24,6 +26,7 @@ use locus_protocol::{
 };
 use locus_server::{Server, ServerConfig};
 use locus_types::Identity;
+use raw::{Raw, Via, over_both_transports};
 
 fn start(dir: &Path) -> Server {
     let mut config = ServerConfig::new(DEMO.clone());
@@ -318,87 +321,22 @@ fn a_client_that_stops_reading_is_queued_in_order_then_closed_as_too_slow() {
     server.shutdown();
 }
 
-/// A raw protocol connection, for sending what a well-behaved client never would.
-struct Raw {
-    rt: tokio::runtime::Runtime,
-    conn: locus_client::RawConnection,
-    reader: FrameReader,
+/// After `raw` was sent a fatal `Error` frame with `message`: nothing more comes on the stream, and the
+/// connection (QUIC) or session (WebTransport) is closed with a reason that repeats the message (protocol.md §6,
+/// "Closing"). Returns the close code.
+fn closed_after(raw: &mut Raw, message: &str) -> Result<u64, String> {
+    assert!(raw.next().is_none(), "something after the fatal error");
+    let (code, reason) = raw.close()?;
+    assert_eq!(
+        reason, message,
+        "the close's reason repeats the Error's message"
+    );
+    Ok(code)
 }
 
-impl Raw {
-    fn open(addr: SocketAddr, fp: [u8; 32]) -> Raw {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let config = ClientConfig::new(addr, Trust::Fingerprint(fp));
-        let conn = rt
-            .block_on(locus_client::RawConnection::open(&config))
-            .expect("raw connect");
-        Raw {
-            rt,
-            conn,
-            reader: FrameReader::new(MAX_SERVER_FRAME),
-        }
-    }
-
-    fn send_bytes(&mut self, bytes: &[u8]) {
-        self.rt.block_on(self.conn.send(bytes)).expect("send");
-    }
-
-    fn send(&mut self, message: &ClientMessage) {
-        let mut out = Vec::new();
-        locus_protocol::encode_frame(message, &mut out);
-        self.send_bytes(&out);
-    }
-
-    /// The next server message, or `None` once the stream or connection ends.
-    fn next(&mut self) -> Option<ServerMessage> {
-        loop {
-            if let Some(payload) = self
-                .reader
-                .next_frame()
-                .expect("server frames are well-formed")
-            {
-                return Some(
-                    locus_protocol::decode_frame(payload).expect("server messages decode"),
-                );
-            }
-            let chunk = self.rt.block_on(async {
-                tokio::time::timeout(WAIT, self.conn.recv())
-                    .await
-                    .expect("the server answers in time")
-            })?;
-            self.reader.push(&chunk);
-        }
-    }
-
-    /// The next `Error` (skipping other messages).
-    fn next_error(&mut self) -> Option<(ErrorCode, bool, String)> {
-        loop {
-            match self.next()? {
-                ServerMessage::Error {
-                    code,
-                    fatal,
-                    message,
-                    ..
-                } => return Some((code, fatal, message)),
-                _ => continue,
-            }
-        }
-    }
-
-    fn hello(&mut self) {
-        self.send(&ClientMessage::Hello {
-            versions: vec![PROTOCOL_VERSION],
-            token: None,
-        });
-        assert!(matches!(self.next(), Some(ServerMessage::Welcome(_))));
-    }
-}
-
-#[test]
-fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking() {
+/// Each kind of bad input gets its error, fatal or not, over either transport (protocol.md §1: everything from
+/// section 2 on is the same for both), and only the client that sent it is affected.
+fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking(via: Via) {
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(DEMO.clone());
     config.data_dir = dir.path().to_owned();
@@ -415,32 +353,28 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
     call_ok(&mut good, &gm::teleport::call(500.0, 500.0));
 
     // A call before Hello: fatal HelloRequired.
-    let mut raw = Raw::open(addr, fp);
+    let mut raw = Raw::open(&server, via);
     raw.send(&ClientMessage::Call {
         request: 1,
         reducer: "move_to".into(),
         args: vec![0x90],
     });
-    let (code, fatal, _) = raw.next_error().expect("an error frame");
+    let (code, fatal, message) = raw.next_error().expect("an error frame");
     assert_eq!((code, fatal), (ErrorCode::HelloRequired, true));
-    assert!(
-        raw.next().is_none(),
-        "the connection is closed after a fatal error"
-    );
+    assert_eq!(closed_after(&mut raw, &message), Ok(2));
 
     // No common version: fatal UnsupportedVersion.
-    let mut raw = Raw::open(addr, fp);
+    let mut raw = Raw::open(&server, via);
     raw.send(&ClientMessage::Hello {
         versions: vec![99],
         token: None,
     });
-    assert_eq!(
-        raw.next_error().map(|e| (e.0, e.1)),
-        Some((ErrorCode::UnsupportedVersion, true))
-    );
+    let (code, fatal, message) = raw.next_error().expect("an error frame");
+    assert_eq!((code, fatal), (ErrorCode::UnsupportedVersion, true));
+    assert_eq!(closed_after(&mut raw, &message), Ok(2));
 
     // A malformed frame: an error, and the connection goes on.
-    let mut raw = Raw::open(addr, fp);
+    let mut raw = Raw::open(&server, via);
     raw.hello();
     raw.send_bytes(&[0, 0, 0, 3, 0xc1, 0xc1, 0xc1]);
     assert_eq!(
@@ -461,22 +395,20 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
         versions: vec![PROTOCOL_VERSION],
         token: None,
     });
-    assert_eq!(
-        raw.next_error().map(|e| (e.0, e.1)),
-        Some((ErrorCode::HelloTwice, true))
-    );
+    let (code, fatal, message) = raw.next_error().expect("an error frame");
+    assert_eq!((code, fatal), (ErrorCode::HelloTwice, true));
+    assert_eq!(closed_after(&mut raw, &message), Ok(2));
 
     // An oversized frame: fatal FrameTooLarge, told before the payload is read.
-    let mut raw = Raw::open(addr, fp);
+    let mut raw = Raw::open(&server, via);
     raw.hello();
     raw.send_bytes(&(locus_protocol::MAX_CLIENT_FRAME as u32 + 1).to_be_bytes());
-    assert_eq!(
-        raw.next_error().map(|e| (e.0, e.1)),
-        Some((ErrorCode::FrameTooLarge, true))
-    );
+    let (code, fatal, message) = raw.next_error().expect("an error frame");
+    assert_eq!((code, fatal), (ErrorCode::FrameTooLarge, true));
+    assert_eq!(closed_after(&mut raw, &message), Ok(2));
 
     // A flood: rate-limited, then disconnected.
-    let mut raw = Raw::open(addr, fp);
+    let mut raw = Raw::open(&server, via);
     raw.hello();
     let mut burst = Vec::new();
     for i in 0..3_000 {
@@ -490,9 +422,11 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
     }
     raw.send_bytes(&burst);
     let mut codes = Vec::new();
-    while let Some((code, fatal, _)) = raw.next_error() {
+    let mut last = String::new();
+    while let Some((code, fatal, message)) = raw.next_error() {
         codes.push((code, fatal));
         if fatal {
+            last = message;
             break;
         }
     }
@@ -505,6 +439,7 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
         Some(&(ErrorCode::RateLimited, true)),
         "a persistent flood is disconnected"
     );
+    assert_eq!(closed_after(&mut raw, &last), Ok(2));
 
     // Through all of it the world ticked, and the good client is served: its move arrives.
     call_ok(&mut good, &gm::teleport::call(520.0, 500.0));
@@ -518,6 +453,9 @@ fn bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
     assert!(m.protocol_errors >= 6, "{m:?}");
     server.shutdown();
 }
+over_both_transports!(
+    bad_input_gets_a_clear_error_for_that_client_only_and_the_world_keeps_ticking
+);
 
 /// `locus serve` as a child process; returns it once it prints its address.
 fn spawn_locus(dir: &Path, wasm: &Path, addr: SocketAddr) -> (std::process::Child, [u8; 32]) {
@@ -620,7 +558,7 @@ fn a_client_that_goes_silent_times_out_and_client_disconnected_runs() {
 
     // The silent one: a raw connection that says hello, walks to (1000, 1000), then stops answering anything
     // (its runtime is dropped first, so not even a QUIC close goes out).
-    let mut raw = Raw::open(addr, fp);
+    let mut raw = Raw::open(&server, Via::Quic);
     raw.send(&ClientMessage::Hello {
         versions: vec![PROTOCOL_VERSION],
         token: None,
@@ -659,9 +597,7 @@ fn a_client_that_goes_silent_times_out_and_client_disconnected_runs() {
         online(c) == Some(true)
     });
 
-    let Raw { rt, conn, .. } = raw;
-    drop(rt);
-    std::mem::forget(conn);
+    raw.go_silent();
     let went = Instant::now();
     wait_for(&mut watcher, "the silent player to go offline", |c, _| {
         online(c) == Some(false)
@@ -681,24 +617,10 @@ fn start_module(dir: &Path, wasm: Vec<u8>) -> Server {
     Server::start(config).expect("the server starts")
 }
 
-/// How the server closed `raw`'s connection: its QUIC application close code.
-fn close_code(raw: &Raw) -> Option<u64> {
-    let conn = raw.conn.connection().clone();
-    let closed = raw
-        .rt
-        .block_on(async { tokio::time::timeout(WAIT, conn.closed()).await })
-        .expect("the connection closes");
-    match closed {
-        quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code.into_inner()),
-        _ => None,
-    }
-}
-
 /// Calls accepted before a fatal error are answered before it: a client sends 20 calls, then floods until it is
-/// disconnected for rate; it gets the 20 results, then the fatal `RateLimited`, then the close (QUIC code 2), and
-/// the world holds the 20 calls' rows.
-#[test]
-fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_error() {
+/// disconnected for rate; it gets the 20 results, then the fatal `RateLimited`, then the close (code 2), and the
+/// world holds the 20 calls' rows. Over either transport.
+fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_error(via: Via) {
     const N: u32 = 20;
     let dir = tempfile::tempdir().unwrap();
     let mut config = ServerConfig::new(keys_module());
@@ -712,7 +634,7 @@ fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_erro
     config.limits.flood_disconnect = 100;
     let server = Server::start(config).expect("the server starts");
     let (addr, fp) = (server.local_addr(), server.fingerprint());
-    let mut raw = Raw::open(addr, fp);
+    let mut raw = Raw::open(&server, via);
     raw.hello();
     let mut burst = Vec::new();
     for i in 0..N {
@@ -735,7 +657,7 @@ fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_erro
         );
     }
     // The server stops reading at the fatal error, so the end of the burst may be refused.
-    let _ = raw.rt.block_on(raw.conn.send(&burst));
+    let _ = raw.try_send_bytes(&burst);
     let mut results = Vec::new();
     let fatal = loop {
         match raw.next() {
@@ -743,17 +665,19 @@ fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_erro
                 request, outcome, ..
             }) => results.push((request, outcome)),
             Some(ServerMessage::Error {
-                code, fatal: true, ..
-            }) => break code,
+                code,
+                fatal: true,
+                message,
+                ..
+            }) => break (code, message),
             Some(_) => {}
             None => panic!("closed without a fatal error; results: {results:?}"),
         }
     };
-    assert_eq!(fatal, ErrorCode::RateLimited);
+    assert_eq!(fatal.0, ErrorCode::RateLimited);
     let expected: Vec<_> = (0..N).map(|i| (i, CallOutcome::Ok)).collect();
     assert_eq!(results, expected, "every accepted call's result, in order");
-    assert!(raw.next().is_none(), "nothing after the fatal error");
-    assert_eq!(close_code(&raw), Some(2));
+    assert_eq!(closed_after(&mut raw, &fatal.1), Ok(2));
     let mut watcher = connect(addr, fp, None);
     watcher
         .subscribe("thing", locus_protocol::Filter::All)
@@ -763,21 +687,22 @@ fn a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_erro
     });
     server.shutdown();
 }
+over_both_transports!(
+    a_flooding_client_gets_the_results_of_its_earlier_calls_before_the_fatal_error
+);
 
-/// What §3.1 and §1 of protocol.md say about a connection's first message and its streams, each checked.
-#[test]
-fn the_first_message_and_the_streams_behave_as_documented() {
+/// What §3.1 and §1 of protocol.md say about a connection's first message and its streams, each checked, over
+/// either transport. The streams and datagrams a client cannot open are checked for each in its own terms.
+fn the_first_message_and_the_streams_behave_as_documented(via: Via) {
     let dir = tempfile::tempdir().unwrap();
     let server = start_module(dir.path(), keys_module());
-    let (addr, fp) = (server.local_addr(), server.fingerprint());
     let refused = |first: &[u8]| {
-        let mut raw = Raw::open(addr, fp);
+        let mut raw = Raw::open(&server, via);
         raw.send_bytes(first);
-        let error = raw.next_error().map(|e| (e.0, e.1));
-        assert!(raw.next().is_none(), "closed after a fatal error");
-        (error, close_code(&raw))
+        let (code, fatal, message) = raw.next_error().expect("an error frame");
+        ((code, fatal), closed_after(&mut raw, &message))
     };
-    let fatal = |code| (Some((code, true)), Some(2));
+    let fatal = |code| ((code, true), Ok(2));
     // Bytes that are no client message: fatal MalformedFrame.
     assert_eq!(
         refused(&[0, 0, 0, 1, 0xc1]),
@@ -806,7 +731,7 @@ fn the_first_message_and_the_streams_behave_as_documented() {
     assert_eq!(refused(&too_large), fatal(ErrorCode::FrameTooLarge));
     // A session speaks the highest version both sides offer (what each version is sent: `tests/world.rs`).
     for (offered, chosen) in [(vec![1], 1), (vec![2, 1], 2), (vec![99, 1], 1)] {
-        let mut raw = Raw::open(addr, fp);
+        let mut raw = Raw::open(&server, via);
         raw.send(&ClientMessage::Hello {
             versions: offered.clone(),
             token: None,
@@ -818,21 +743,48 @@ fn the_first_message_and_the_streams_behave_as_documented() {
         );
     }
 
-    let mut raw = Raw::open(addr, fp);
+    let mut raw = Raw::open(&server, via);
     raw.hello();
     // No datagrams to the server (it advertises a `max_datagram_frame_size` of 0) and no second bidirectional
-    // stream: QUIC does not let the client open them, and the session goes on over its one stream.
-    let conn = raw.conn.connection().clone();
-    assert_eq!(conn.max_datagram_size(), Some(0));
-    assert!(matches!(
-        conn.send_datagram(vec![1, 2, 3].into()),
-        Err(quinn::SendDatagramError::TooLarge)
-    ));
+    // stream: neither transport lets the client open them, and the session goes on over its one stream.
     let wait = Duration::from_millis(300);
-    let bi = raw
-        .rt
-        .block_on(async { tokio::time::timeout(wait, conn.open_bi()).await });
-    assert!(bi.is_err(), "a second bidirectional stream opened");
+    let conn = raw.quic().clone();
+    assert_eq!(conn.max_datagram_size(), Some(0));
+    match via {
+        Via::Quic => {
+            assert!(matches!(
+                conn.send_datagram(vec![1, 2, 3].into()),
+                Err(quinn::SendDatagramError::TooLarge)
+            ));
+            let bi = raw
+                .rt
+                .block_on(async { tokio::time::timeout(wait, conn.open_bi()).await });
+            assert!(bi.is_err(), "a second bidirectional stream opened");
+        }
+        Via::Web => {
+            // The session's datagrams are QUIC datagrams with the session's id in front.
+            let session = raw.web().clone();
+            assert_eq!(session.max_datagram_size(), 0);
+            let sent = session.send_datagram(vec![1, 2, 3].into());
+            assert!(
+                matches!(
+                    sent,
+                    Err(web_transport_quinn::SessionError::SendDatagramError(
+                        quinn::SendDatagramError::TooLarge
+                    ))
+                ),
+                "{sent:?}"
+            );
+            // HTTP/3's CONNECT stream and the session's stream took the two bidirectional streams granted.
+            let bi = raw
+                .rt
+                .block_on(async { tokio::time::timeout(wait, session.open_bi()).await });
+            assert!(
+                bi.is_err(),
+                "a second bidirectional stream of the session opened"
+            );
+        }
+    }
     // A refused Subscribe keeps the subscription it would have replaced.
     raw.send(&ClientMessage::Subscribe {
         request: 1,
@@ -896,27 +848,56 @@ fn the_first_message_and_the_streams_behave_as_documented() {
     // Row [6, 6] reached the client: the `All` subscription is still in force.
     assert_eq!(inserted, vec![vec![0x92, 0x06, 0x06]]);
 
-    // A unidirectional stream (QUIC grants 3, for browsers' HTTP/3 on the same port): the connection is closed as
-    // for a protocol error.
-    let mut raw = Raw::open(addr, fp);
-    raw.hello();
-    let conn = raw.conn.connection().clone();
-    raw.rt.block_on(async {
-        let mut uni = conn.open_uni().await.expect("QUIC grants the stream");
-        uni.write_all(b"x").await.expect("written");
-    });
-    assert_eq!(close_code(&raw), Some(2));
     server.shutdown();
 }
+over_both_transports!(the_first_message_and_the_streams_behave_as_documented);
+
+/// A unidirectional stream: the protocol has none, so the connection (QUIC) or session (WebTransport) is closed as
+/// for a protocol error, code 2. Over QUIC the handshake grants 3 (for browsers' HTTP/3 on the same port); over
+/// WebTransport HTTP/3 grants the session some too (8, less the client's own control and QPACK streams).
+fn a_unidirectional_stream_is_closed_as_a_protocol_error(via: Via) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_module(dir.path(), keys_module());
+    let mut raw = Raw::open(&server, via);
+    raw.hello();
+    match via {
+        Via::Quic => {
+            let conn = raw.quic().clone();
+            raw.rt.block_on(async {
+                let mut uni = conn.open_uni().await.expect("QUIC grants the stream");
+                uni.write_all(b"x").await.expect("written");
+            });
+        }
+        Via::Web => {
+            let session = raw.web().clone();
+            raw.rt.block_on(async {
+                let mut uni = session.open_uni().await.expect("HTTP/3 grants the stream");
+                uni.write_all(b"x").await.expect("written");
+            });
+        }
+    }
+    assert_eq!(raw.close_code(), Ok(2));
+    server.shutdown();
+}
+over_both_transports!(a_unidirectional_stream_is_closed_as_a_protocol_error);
+
+/// A client that sends no first frame in time is closed with code 2 and no frame (protocol.md §3 item 1, §6
+/// "Closing"): over QUIC the connection, over WebTransport the session (§1: the session's close code).
+fn a_client_that_sends_no_first_frame_in_time_is_closed_with_code_2(via: Via) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = ServerConfig::new(keys_module());
+    config.data_dir = dir.path().to_owned();
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.limits.hello_timeout = Duration::from_secs(1);
+    let server = Server::start(config).expect("the server starts");
+    let mut raw = Raw::open(&server, via);
+    assert!(raw.next().is_none(), "no frame");
+    assert_eq!(raw.close(), Ok((2, "no Hello in time".into())));
+    server.shutdown();
+}
+over_both_transports!(a_client_that_sends_no_first_frame_in_time_is_closed_with_code_2);
 
 // ---- session ids ----------------------------------------------------------------------------------------------
-
-/// Close `raw`'s connection now (the server hears of it at once, not after its idle timeout).
-fn leave(raw: Raw) {
-    raw.conn.connection().close(0u32.into(), b"gone");
-    raw.rt
-        .block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
-}
 
 #[test]
 fn a_reconnecting_client_reuses_a_session_id_and_never_gets_the_old_sessions_frames() {
@@ -928,7 +909,6 @@ fn a_reconnecting_client_reuses_a_session_id_and_never_gets_the_old_sessions_fra
     // the new one connects.
     config.log.sync = locus_log::SyncPolicy::Interval(Duration::from_millis(600));
     let server = Server::start(config).expect("the server starts");
-    let (addr, fp) = (server.local_addr(), server.fingerprint());
     let hello = ClientMessage::Hello {
         versions: vec![PROTOCOL_VERSION],
         token: Some(locus_protocol::Token([7; 32])),
@@ -936,7 +916,7 @@ fn a_reconnecting_client_reuses_a_session_id_and_never_gets_the_old_sessions_fra
     let walk = gm::move_dir::call(1.0, 0.0);
     for round in 0..4 {
         // The old session asks for a lot and is gone before its answers are released.
-        let mut old = Raw::open(addr, fp);
+        let mut old = Raw::open(&server, Via::Quic);
         old.send(&hello);
         assert!(matches!(old.next(), Some(ServerMessage::Welcome(_))));
         old.send(&ClientMessage::Subscribe {
@@ -962,9 +942,9 @@ fn a_reconnecting_client_reuses_a_session_id_and_never_gets_the_old_sessions_fra
         ));
         // Gone a few ticks later: its calls' answers are made (in an earlier tick than its end) but not yet released.
         std::thread::sleep(Duration::from_millis(150));
-        leave(old);
+        old.leave();
         // The same player reconnects at once: it hears only about what it asked.
-        let mut new = Raw::open(addr, fp);
+        let mut new = Raw::open(&server, Via::Quic);
         new.send(&hello);
         new.send(&ClientMessage::Call {
             request: 1,
@@ -979,7 +959,7 @@ fn a_reconnecting_client_reuses_a_session_id_and_never_gets_the_old_sessions_fra
                 m => panic!("round {round}: a message meant for the old session: {m:?}"),
             }
         }
-        leave(new);
+        new.leave();
         // Both ids are given back once their sessions' frames are out: the next round uses the same ones.
         let start = Instant::now();
         while server.session_slots() != 0 {
