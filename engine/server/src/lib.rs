@@ -1,4 +1,5 @@
-//! The Locus server: one world — a module, its database, its commit log — served to clients over QUIC.
+//! The Locus server: one world — a module, its database, its commit log — served to clients over QUIC and, for
+//! browsers, WebTransport.
 //!
 //! - [`Server::start`] recovers the world from its data directory (or creates it, running the module's `init`),
 //!   then runs three parts until [`Server::shutdown`]:
@@ -8,7 +9,9 @@
 //!   - the **release thread**, which sends each tick's results and deltas once its log record is durable
 //!     (confirmed reads: a client is never told what a crash could take back);
 //!   - the **network** (quinn on tokio): one task per connection reading frames, checking them and queueing them
-//!     into the bounded inbox, and one writing.
+//!     into the bounded inbox, and one writing. Native clients connect over QUIC (ALPN `locus/1`), browsers over
+//!     WebTransport (ALPN `h3`, [`WEB_PATH`]) to the same UDP port with a certificate of their own ([`webcert`]);
+//!     both are the same session from the first frame on. `ServerConfig::web` serves the page and `locus.json`.
 //! - [`World`] is the sans-IO core (no clock, thread or socket), tested on its own: [`testing::TestWorld`] drives
 //!   one with a manual clock and fake sessions (`tests/world.rs`).
 //! - The wire protocol is `engine/docs/protocol.md` ([`locus_protocol`] in code).

@@ -1,11 +1,11 @@
 //! The certificates browsers see: WebTransport clients (ALPN `h3`) get their own certificate on the server's one
-//! UDP port, chosen per connection from the ALPN the client offers ([`ByAlpn`]).
+//! UDP port, chosen per connection from the ALPN the client offers (`ByAlpn`).
 //!
 //! A browser accepts a self-signed certificate only through `serverCertificateHashes`, and then only one that is
 //! ECDSA P-256 (or another non-RSA key) and valid for at most 14 days. So by default the server makes such a
 //! certificate itself at start ([`WebCerts`]), valid for [`VALIDITY`], and rotates it: [`NEXT_AFTER`] after one
 //! was made, the next one is made and published beside it, and [`SWITCH_AFTER`] after, the next one is served.
-//! Pages fetch the published hashes (`locus.json` of the web server, [`crate::web`]) each time they connect, so a
+//! Pages fetch the published hashes (`locus.json` of the web server, `web.rs`) each time they connect, so a
 //! page that fetched them at any time in the last [`SWITCH_AFTER`] − [`NEXT_AFTER`] before a switch still
 //! connects after it. The certificates live in memory only: after a restart, pages fetch the new hashes.
 //!
@@ -88,7 +88,7 @@ pub struct WebCert {
 }
 
 impl WebCert {
-    /// Make one at `now`: ECDSA P-256, for the names `localhost` and `locus`, valid from [`BACKDATE`] before
+    /// Make one at `now`: ECDSA P-256, for the names `localhost` and `locus`, valid from an hour before
     /// `now` for [`VALIDITY`] in all.
     ///
     /// # Errors
