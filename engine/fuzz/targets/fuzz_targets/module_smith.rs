@@ -1,0 +1,4 @@
+//! Fuzz target `module_smith`: see `locus_fuzz::module`.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| locus_fuzz::module::module_smith(data));
