@@ -4,9 +4,12 @@
 //!
 //! The child speaks lines on its standard streams:
 //! - stdout `LISTEN <addr> <fingerprint hex>` once it listens, then `METRICS <json>` ([`ServerMetrics`]) once a
-//!   second, and `SPAWNED ok` / `SPAWNED err <why>` after each command;
-//! - stdin `spawn <count> <x0> <y0> <x1> <y1>`: add NPCs in that rectangle (the admin reducer
-//!   `admin_spawn_creatures_in`, run as the server); end of input: shut down and exit.
+//!   second, and `REPLY ok [<answer>]` / `REPLY err <why>` after each command;
+//! - stdin, one command per line: `spawn <count> <x0> <y0> <x1> <y1>`: add NPCs in that rectangle (the admin
+//!   reducer `admin_spawn_creatures_in`, run as the server); `window`: start the recent-tick percentiles afresh;
+//!   `query <sql>`: a `locus query` (answer: its JSON); `snapshot`: write a snapshot (answer: its tick, once
+//!   durable); `publish <path>`: publish the module in that file (answer: the changes). End of input: shut down
+//!   and exit.
 //!
 //! Its logs go to stderr.
 
@@ -208,8 +211,9 @@ pub(crate) fn serve_child(
             for line in stdin.lock().lines() {
                 let Ok(line) = line else { break };
                 let reply = match run_command(&server, &line) {
-                    Ok(()) => "SPAWNED ok".to_owned(),
-                    Err(e) => format!("SPAWNED err {e:#}"),
+                    Ok(answer) if answer.is_empty() => "REPLY ok".to_owned(),
+                    Ok(answer) => format!("REPLY ok {answer}"),
+                    Err(e) => format!("REPLY err {e:#}").replace('\n', " "),
                 };
                 let mut o = out.lock().unwrap_or_else(PoisonError::into_inner);
                 let _ = writeln!(o, "{reply}");
@@ -238,13 +242,34 @@ pub(crate) fn serve_child(
     Ok(())
 }
 
-/// `spawn <count> <x0> <y0> <x1> <y1>`, or `window` (start the recent-tick percentiles afresh: the measurement
-/// starts).
-fn run_command(server: &Server, line: &str) -> anyhow::Result<()> {
+/// One command of the parent (see the module docs); its answer, on one line.
+fn run_command(server: &Server, line: &str) -> anyhow::Result<String> {
+    use locus_protocol::{AdminCommand, AdminReply};
     let words: Vec<&str> = line.split_whitespace().collect();
     if words == ["window"] {
         server.clear_recent_ticks();
-        return Ok(());
+        return Ok(String::new());
+    }
+    let admin = |command| match server.admin(command) {
+        Some(AdminReply::Refused { message }) => bail!("refused: {message}"),
+        Some(reply) => Ok(reply),
+        None => bail!("the server stopped"),
+    };
+    if let Some(sql) = line.strip_prefix("query ") {
+        return match admin(AdminCommand::Query { sql: sql.into() })? {
+            AdminReply::Rows { json } => Ok(json.replace('\n', " ")),
+            other => bail!("unexpected answer {other:?}"),
+        };
+    }
+    if words == ["snapshot"] {
+        return match admin(AdminCommand::Snapshot)? {
+            AdminReply::Snapshot { tick } => Ok(tick.to_string()),
+            other => bail!("unexpected answer {other:?}"),
+        };
+    }
+    if let Some(path) = line.strip_prefix("publish ") {
+        let wasm = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+        return Ok(server.publish(&wasm)?.join("; "));
     }
     let ["spawn", count, x0, y0, x1, y1] = words.as_slice() else {
         bail!("unknown command {line:?}");
@@ -261,7 +286,7 @@ fn run_command(server: &Server, line: &str) -> anyhow::Result<()> {
         }
         left -= n;
     }
-    Ok(())
+    Ok(String::new())
 }
 
 /// The parent's handle on a `serve-child` process.
@@ -274,8 +299,9 @@ pub(crate) struct ChildServer {
     /// Its certificate's fingerprint.
     pub(crate) fingerprint: [u8; 32],
     latest: Arc<Mutex<Option<ChildMetrics>>>,
-    spawned: mpsc::Receiver<Result<(), String>>,
-    _data_dir: tempfile::TempDir,
+    replies: mpsc::Receiver<Result<String, String>>,
+    /// The data directory, if it is the child's own (removed when it is dropped).
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 impl ChildServer {
@@ -286,11 +312,23 @@ impl ChildServer {
             .prefix("locus-loadtest-")
             .tempdir()
             .context("a temporary data directory")?;
+        let mut child = Self::start_in(data_dir.path(), module, options)?;
+        child._data_dir = Some(data_dir);
+        Ok(child)
+    }
+
+    /// Start `<this binary> serve-child` on the data directory `data_dir` (which outlives it: a restart recovers
+    /// it) and wait until it listens.
+    pub(crate) fn start_in(
+        data_dir: &Path,
+        module: Option<&Path>,
+        options: &Options,
+    ) -> anyhow::Result<ChildServer> {
         let exe = std::env::current_exe().context("finding this binary")?;
         let mut cmd = Command::new(exe);
         cmd.arg("serve-child")
             .arg("--data-dir")
-            .arg(data_dir.path())
+            .arg(data_dir)
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--tick-rate")
@@ -321,7 +359,7 @@ impl ChildServer {
         let stdout = child.stdout.take().context("child stdout")?;
         let stdin = child.stdin.take();
         let (listen_tx, listen_rx) = mpsc::channel::<(SocketAddr, [u8; 32])>();
-        let (spawned_tx, spawned) = mpsc::channel();
+        let (replies_tx, replies) = mpsc::channel();
         let latest = Arc::new(Mutex::new(None));
         {
             let latest = latest.clone();
@@ -346,13 +384,12 @@ impl ChildServer {
                         if let (Some(addr), Some(fp)) = (addr, fp) {
                             let _ = listen_tx.send((addr, fp));
                         }
-                    } else if let Some(rest) = line.strip_prefix("SPAWNED ") {
-                        let r = if rest == "ok" {
-                            Ok(())
-                        } else {
-                            Err(rest.trim_start_matches("err ").to_owned())
+                    } else if let Some(rest) = line.strip_prefix("REPLY ") {
+                        let r = match rest.strip_prefix("ok") {
+                            Some(answer) => Ok(answer.trim_start().to_owned()),
+                            None => Err(rest.trim_start_matches("err ").to_owned()),
                         };
-                        let _ = spawned_tx.send(r);
+                        let _ = replies_tx.send(r);
                     }
                 }
             });
@@ -382,8 +419,8 @@ impl ChildServer {
             addr,
             fingerprint,
             latest,
-            spawned,
-            _data_dir: data_dir,
+            replies,
+            _data_dir: None,
         })
     }
 
@@ -392,38 +429,61 @@ impl ChildServer {
         *self.latest.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Spawn `count` NPCs in `arena`, waiting until they are durable.
-    pub(crate) fn spawn_npcs(&mut self, count: u32, arena: &Arena) -> anyhow::Result<()> {
+    /// Send one command (see the module docs) and wait up to `timeout` for its answer.
+    pub(crate) fn command(&mut self, line: &str, timeout: Duration) -> anyhow::Result<String> {
         let stdin = self
             .stdin
             .as_mut()
             .context("the server's input is closed")?;
-        writeln!(
-            stdin,
+        writeln!(stdin, "{line}")?;
+        stdin.flush()?;
+        let what = line.split_whitespace().next().unwrap_or_default();
+        match self.replies.recv_timeout(timeout) {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => bail!("{what}: {e}"),
+            Err(_) => bail!("{what}: no answer from the server process"),
+        }
+    }
+
+    /// Spawn `count` NPCs in `arena`, waiting until they are durable.
+    pub(crate) fn spawn_npcs(&mut self, count: u32, arena: &Arena) -> anyhow::Result<()> {
+        let line = format!(
             "spawn {count} {} {} {} {}",
             arena.min.x, arena.min.y, arena.max.x, arena.max.y
-        )?;
-        stdin.flush()?;
-        match self.spawned.recv_timeout(Duration::from_secs(300)) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => bail!("spawning NPCs: {e}"),
-            Err(_) => bail!("spawning NPCs: no answer from the server process"),
-        }
+        );
+        self.command(&line, Duration::from_secs(300))
+            .context("spawning NPCs")
+            .map(drop)
     }
 
     /// Start the server's recent-tick percentiles afresh (the measurement starts), waiting until it has.
     pub(crate) fn start_window(&mut self) -> anyhow::Result<()> {
+        self.command("window", Duration::from_secs(30))
+            .context("starting the tick window")
+            .map(drop)
+    }
+
+    /// Send a command without waiting for its answer (the parent may kill the server while it runs).
+    pub(crate) fn send(&mut self, line: &str) -> anyhow::Result<()> {
         let stdin = self
             .stdin
             .as_mut()
             .context("the server's input is closed")?;
-        writeln!(stdin, "window")?;
+        writeln!(stdin, "{line}")?;
         stdin.flush()?;
-        match self.spawned.recv_timeout(Duration::from_secs(30)) {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => bail!("starting the tick window: {e}"),
-            Err(_) => bail!("starting the tick window: no answer from the server process"),
-        }
+        Ok(())
+    }
+
+    /// The answer to a command sent with [`ChildServer::send`], if it came within `timeout`.
+    pub(crate) fn reply(&mut self, timeout: Duration) -> Option<Result<String, String>> {
+        self.replies.recv_timeout(timeout).ok()
+    }
+
+    /// Kill it with SIGKILL (no shutdown, no last sync) and reap it.
+    pub(crate) fn kill(mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// Close its input (it shuts down) and wait for it, killing it after 20 s.

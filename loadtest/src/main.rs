@@ -31,6 +31,7 @@ mod plot;
 mod report;
 mod run;
 mod scenario;
+mod torture;
 mod wire;
 
 use std::net::SocketAddr;
@@ -56,6 +57,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Sub {
+    /// Crash torture under load: SIGKILL the server at random moments (some during snapshots and publishes),
+    /// restart it, and check that every effect the bots were told was done survived.
+    Torture(torture::TortureArgs),
     /// Internal: run the server under test (started by the load test itself).
     #[command(hide = true)]
     ServeChild {
@@ -206,7 +210,7 @@ pub(crate) struct RunArgs {
 }
 
 /// `60s`, `2m`, `500ms`, `1h`, or a number of seconds.
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -269,6 +273,7 @@ fn main() -> anyhow::Result<()> {
                 datagrams,
             },
         ),
+        Some(Sub::Torture(args)) => torture::torture(&args),
         None => run::run(&cli.run),
     }
 }

@@ -1,0 +1,64 @@
+//! The short crash torture of the suite: `loadtest torture` kills a real server (SIGKILL) six times under 12 bots
+//! — at random moments, during snapshots and during publishes — and after every restart checks that each rename a
+//! bot was told was done is in the world (the full run is `loadtest torture --cycles 50`; see
+//! `engine/docs/benchmarks.md`).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+#[test]
+fn acknowledged_calls_survive_kills_at_random_moments_during_snapshots_and_publishes() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let json = dir.path().join("torture.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args([
+            "torture",
+            "--players",
+            "12",
+            "--cycles",
+            "6",
+            "--min-uptime",
+            "300ms",
+            "--max-uptime",
+            "1500ms",
+        ])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .expect("run the loadtest binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "torture failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    let context = format!("stdout:\n{stdout}");
+    let cycles = report["cycles"].as_array().expect("cycles");
+    assert_eq!(cycles.len(), 6, "{context}");
+    for kind in ["plain", "during_snapshot", "during_publish"] {
+        assert_eq!(
+            cycles.iter().filter(|c| c["kill"] == kind).count(),
+            2,
+            "{kind}: {context}"
+        );
+    }
+    assert!(
+        report["violations"]
+            .as_array()
+            .expect("violations")
+            .is_empty(),
+        "{context}"
+    );
+    // Every cycle checked renames the bots were told were done: the check is not empty.
+    for c in cycles {
+        assert!(
+            c["acked_renames"].as_u64().expect("a count") > 0,
+            "a cycle without acknowledged renames: {context}"
+        );
+    }
+    assert!(report["rows"].as_u64().expect("rows") > 12, "{context}");
+}
