@@ -28,7 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::scenario::Arena;
 
-/// NPCs spawned per admin call (one call runs in one reducer, under the host's time budget).
+/// NPCs spawned per admin call (one call runs in one reducer, under the host's time budget; a call that runs out of
+/// it is tried again with half as many).
 const SPAWN_BATCH: u32 = 500;
 
 /// [`Percentiles`] in microseconds.
@@ -277,14 +278,19 @@ fn run_command(server: &Server, line: &str) -> anyhow::Result<String> {
     let mut left: u32 = count.parse()?;
     let (x0, y0, x1, y1): (f32, f32, f32, f32) =
         (x0.parse()?, y0.parse()?, x1.parse()?, y1.parse()?);
+    let mut batch = SPAWN_BATCH;
     while left > 0 {
-        let n = left.min(SPAWN_BATCH);
+        let n = left.min(batch);
         let call = game_module::admin::admin_spawn_creatures_in::call(n, x0, y0, x1, y1);
         match server.admin_call(&call)? {
-            CallOutcome::Ok => {}
+            CallOutcome::Ok => left -= n,
+            // A busy machine: smaller batches (the call wrote nothing).
+            CallOutcome::Err {
+                code: locus_protocol::ErrorCode::ReducerAborted,
+                ..
+            } if batch > 10 => batch /= 2,
             CallOutcome::Err { code, message } => bail!("{code:?}: {message}"),
         }
-        left -= n;
     }
     Ok(String::new())
 }

@@ -17,6 +17,9 @@
 //! its own process's (read from `/proc`, Linux) and the bots' stays out of it. With `--server ADDR` (e.g. a
 //! `locus serve`) it needs `--fingerprint` or `--cert`, and server-side figures are reported as unavailable.
 //!
+//! `loadtest torture` is crash torture under load ([`torture`]): it SIGKILLs the server at random moments, during
+//! snapshots and during publishes, restarts it, and checks that every call the bots were told was done survived.
+//!
 //! Parts: [`scenario`] (the standard crowd's geometry and choices), [`bots`] (behaviour as bevy_ecs systems at
 //! 20 Hz), [`net`] (one tokio task per bot, a quinn endpoint per few hundred bots), [`wire`] (QUIC setup and a
 //! borrowing `Tick` reader), [`histogram`], [`child`] (the server process), [`report`], [`plot`], [`run`], [`netem`]
