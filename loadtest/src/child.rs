@@ -430,6 +430,11 @@ impl ChildServer {
         })
     }
 
+    /// The process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The latest metrics line.
     pub(crate) fn metrics(&self) -> Option<ChildMetrics> {
         *self.latest.lock().unwrap_or_else(PoisonError::into_inner)

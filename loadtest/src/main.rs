@@ -28,6 +28,7 @@
 mod bots;
 mod child;
 mod histogram;
+mod hostile;
 mod net;
 mod netem;
 mod plot;
@@ -210,6 +211,9 @@ pub(crate) struct RunArgs {
     /// datagrams (any kernel, no root; its CPU counts as the bots').
     #[arg(long, value_enum, default_value_t = netem::NetemVia::Namespace, requires = "netem")]
     pub(crate) netem_via: netem::NetemVia,
+    /// Hostile clients beside the bots (see `hostile.rs`).
+    #[command(flatten)]
+    pub(crate) hostile: hostile::HostileArgs,
 }
 
 /// `60s`, `2m`, `500ms`, `1h`, or a number of seconds.

@@ -509,6 +509,9 @@ pub(crate) struct Report {
     pub(crate) visibility: Visibility,
     /// Once a second.
     pub(crate) samples: Vec<Sample>,
+    /// What the hostile clients got, if any ran.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) hostile: Option<crate::hostile::HostileReport>,
 }
 
 fn opt(x: Option<f64>, digits: usize) -> String {
@@ -724,6 +727,7 @@ mod tests {
             totals,
             visibility: Visibility::default(),
             samples,
+            hostile: None,
         }
     }
     fn mark(t: f64, ticks: u64, cpu: f64, rx: u64, lat: &[u64]) -> Mark {

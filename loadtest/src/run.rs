@@ -423,6 +423,18 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         npcs: 0,
     };
     runner.last_mark = runner.mark();
+    let hostile = if args.hostile.any() {
+        Some(crate::hostile::Hostile::start(
+            &args.hostile,
+            &runner.rt,
+            addr,
+            fingerprint,
+            &args.tables,
+            runner.child.as_ref().map(ChildServer::pid),
+        )?)
+    } else {
+        None
+    };
     let mut reports = Vec::new();
     for players in steps {
         let measure = if args.ramp {
@@ -438,6 +450,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
     }
     runner.progress.finish_and_clear();
+    let hostile = hostile.map(|h| h.finish(&runner.rt));
     let visibility = runner.visibility();
     let tally = runner.brains.world.resource::<Tally>();
     let placed = tally.placed;
@@ -482,11 +495,17 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         totals,
         visibility,
         samples: std::mem::take(&mut runner.samples),
+        hostile,
     };
     let mut out = std::io::stdout().lock();
     report::print_table(&report, &mut out)?;
     if let Some(netem) = args.netem {
         writeln!(out, "{}", netem.describe(args.netem_via))?;
+    }
+    if let Some(h) = &report.hostile {
+        for line in h.lines() {
+            writeln!(out, "{line}")?;
+        }
     }
     if let Some(relay) = relay {
         writeln!(out, "{}", relay.describe())?;
