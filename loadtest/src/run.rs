@@ -49,6 +49,10 @@ struct Runner<'a> {
     phase: String,
     target: u32,
     npcs: u64,
+    /// The server's certificate fingerprint (for the hostile clients).
+    fingerprint: [u8; 32],
+    /// The hostile clients, started once the first step's bots are in.
+    hostile: Option<crate::hostile::Hostile>,
 }
 
 impl Runner<'_> {
@@ -222,6 +226,17 @@ impl Runner<'_> {
         self.phase = "spawning NPCs".into();
         self.spawn_npcs(added, &arena)?;
         let connect_s = self.connect_to(players)?;
+        // Hostile clients come to a running world: after the bots are in, before the warm-up.
+        if self.args.hostile.any() && self.hostile.is_none() {
+            self.hostile = Some(crate::hostile::Hostile::start(
+                &self.args.hostile,
+                &self.rt,
+                self.ctx.addr,
+                self.fingerprint,
+                &self.args.tables,
+                self.child.as_ref().map(ChildServer::pid),
+            )?);
+        }
         self.hold(self.args.warmup, "warm-up");
         // The server's tick percentiles cover the measured interval only (not the joining and warm-up before it).
         if let Some(child) = self.child.as_mut() {
@@ -421,20 +436,10 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         phase: String::new(),
         target: 0,
         npcs: 0,
+        fingerprint,
+        hostile: None,
     };
     runner.last_mark = runner.mark();
-    let hostile = if args.hostile.any() {
-        Some(crate::hostile::Hostile::start(
-            &args.hostile,
-            &runner.rt,
-            addr,
-            fingerprint,
-            &args.tables,
-            runner.child.as_ref().map(ChildServer::pid),
-        )?)
-    } else {
-        None
-    };
     let mut reports = Vec::new();
     for players in steps {
         let measure = if args.ramp {
@@ -450,7 +455,7 @@ pub(crate) fn run(args: &RunArgs) -> anyhow::Result<()> {
         }
     }
     runner.progress.finish_and_clear();
-    let hostile = hostile.map(|h| h.finish(&runner.rt));
+    let hostile = runner.hostile.take().map(|h| h.finish(&runner.rt));
     let visibility = runner.visibility();
     let tally = runner.brains.world.resource::<Tally>();
     let placed = tally.placed;

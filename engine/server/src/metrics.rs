@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     pub(crate) bytes_in: AtomicU64,
     pub(crate) connections: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) refused_pending: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
     pub(crate) too_slow: AtomicU64,
     pub(crate) failed: AtomicBool,
@@ -128,8 +129,11 @@ pub struct MetricsSnapshot {
     pub bytes_in: u64,
     /// Connections accepted.
     pub connections: u64,
-    /// Connections refused (full, or no `Hello` in time).
+    /// Connections refused (full, too many pending, or no `Hello` in time).
     pub refused: u64,
+    /// Of which refused before their handshake because too many connections were pending (in their handshake
+    /// or without their `Hello`: [`crate::Limits::max_pending`], [`crate::Limits::pending_per_ip`]).
+    pub refused_pending: u64,
     /// Protocol violations answered with an error.
     pub protocol_errors: u64,
     /// Clients disconnected for reading too slowly.
@@ -222,6 +226,7 @@ impl Metrics {
             bytes_in: get(&self.bytes_in),
             connections: get(&self.connections),
             refused: get(&self.refused),
+            refused_pending: get(&self.refused_pending),
             protocol_errors: get(&self.protocol_errors),
             too_slow: get(&self.too_slow),
             server_reducer_failures: get(&self.server_failures_total),

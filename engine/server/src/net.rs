@@ -20,7 +20,7 @@
 //! ([`LinkWatch`]): only then are its walking rows' positions sent in datagrams.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -366,6 +366,49 @@ async fn rotate_web_certs(
     }
 }
 
+/// Connections in their handshake or waiting for their `Hello`, in all and per IP address, bounded by
+/// [`Limits::max_pending`] and [`Limits::pending_per_ip`].
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    by_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One pending connection's place; given back when dropped (its `Hello` came, or it ended).
+#[derive(Debug)]
+pub(crate) struct PendingGuard {
+    pending: Arc<Pending>,
+    ip: IpAddr,
+}
+
+impl Pending {
+    /// A place for a connection from `ip`, if both limits allow one more.
+    pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Option<PendingGuard> {
+        let mut by_ip = self.by_ip.lock().expect("pending lock");
+        let total: usize = by_ip.values().sum();
+        let here = by_ip.get(&ip).copied().unwrap_or(0);
+        if total >= limits.max_pending || here >= limits.pending_per_ip {
+            return None;
+        }
+        *by_ip.entry(ip).or_default() += 1;
+        Some(PendingGuard {
+            pending: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        let mut by_ip = self.pending.by_ip.lock().expect("pending lock");
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     endpoint: quinn::Endpoint,
     limits: Limits,
@@ -373,6 +416,7 @@ async fn accept_loop(
     registry: Registry,
     metrics: Arc<Metrics>,
 ) {
+    let pending = Arc::new(Pending::default());
     while let Some(incoming) = endpoint.accept().await {
         let connected = registry.lock().expect("registry lock").len();
         if connected >= limits.max_clients {
@@ -380,8 +424,16 @@ async fn accept_loop(
             incoming.refuse();
             continue;
         }
+        // Refused before the handshake: a flood that never says Hello costs a packet, not a TLS handshake.
+        let Some(place) = pending.admit(incoming.remote_address().ip(), &limits) else {
+            metrics.refused.fetch_add(1, Ordering::Relaxed);
+            metrics.refused_pending.fetch_add(1, Ordering::Relaxed);
+            incoming.refuse();
+            continue;
+        };
         tokio::spawn(connection(
             incoming,
+            place,
             limits,
             inbox.clone(),
             registry.clone(),
@@ -392,6 +444,7 @@ async fn accept_loop(
 
 async fn connection(
     incoming: quinn::Incoming,
+    place: PendingGuard,
     limits: Limits,
     inbox: Arc<Inbox>,
     registry: Registry,
@@ -478,6 +531,8 @@ async fn connection(
             },
         }
     };
+    // No longer pending: it said Hello.
+    drop(place);
     let token = token.unwrap_or_else(new_token);
     let identity = identity_of(&token);
     rules.open(
@@ -896,6 +951,44 @@ pub(crate) fn close_all(registry: &Registry, code: ErrorCode, message: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pending places are bounded per address and in all, and given back when their guard drops.
+    #[test]
+    fn pending_connections_are_bounded_per_address_and_in_all() {
+        let limits = Limits {
+            max_pending: 5,
+            pending_per_ip: 3,
+            ..Limits::default()
+        };
+        let pending = Arc::new(Pending::default());
+        let (a, b, c): (IpAddr, IpAddr, IpAddr) = (
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            "10.0.0.3".parse().unwrap(),
+        );
+        let from_a: Vec<_> = (0..3)
+            .map(|_| pending.admit(a, &limits).expect("a place"))
+            .collect();
+        assert!(
+            pending.admit(a, &limits).is_none(),
+            "a fourth from one address"
+        );
+        let from_b: Vec<_> = (0..2)
+            .map(|_| pending.admit(b, &limits).expect("a place"))
+            .collect();
+        assert!(pending.admit(c, &limits).is_none(), "a sixth in all");
+        drop(from_b);
+        assert!(pending.admit(c, &limits).is_some(), "places given back");
+        drop(from_a);
+        let again: Vec<_> = (0..3)
+            .map(|_| pending.admit(a, &limits).expect("a place"))
+            .collect();
+        assert_eq!(again.len(), 3);
+        assert!(
+            pending.by_ip.lock().unwrap().get(&b).is_none(),
+            "no entry left for an address with none"
+        );
+    }
 
     /// A link is lossy from its first lost packet until `quiet` passes without another, and the world is told
     /// each change once, until it was told.

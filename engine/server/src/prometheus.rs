@@ -8,6 +8,7 @@
 //! | `locus_tick_jitter_p99_seconds` | gauge | 99th percentile of how late ticks started (last 4,096 ticks) |
 //! | `locus_clients_connected` | gauge | connected sessions |
 //! | `locus_connections_total`, `locus_connections_refused_total` | counter | connections accepted / refused |
+//! | `locus_connections_refused_pending_total` | counter | of those, refused before their handshake: too many pending |
 //! | `locus_table_rows{table}` | gauge | rows per table (refreshed every second) |
 //! | `locus_bytes_in_total`, `locus_bytes_out_total` | counter | frame bytes received from / handed to clients (out: with position datagrams) |
 //! | `locus_datagrams_out_total` | counter | position datagrams handed to clients (protocol version 4) |
@@ -98,8 +99,14 @@ impl Exporter {
         counter(
             &mut r,
             "locus_connections_refused",
-            "Connections refused (full, or no Hello in time)",
+            "Connections refused (full, too many pending, or no Hello in time)",
             snap.refused,
+        );
+        counter(
+            &mut r,
+            "locus_connections_refused_pending",
+            "Connections refused before their handshake: too many pending (in their handshake or without Hello)",
+            snap.refused_pending,
         );
         let rows: Family<Labels, Gauge> = Family::default();
         for (table, n) in m.table_rows.lock().expect("metrics lock").iter() {

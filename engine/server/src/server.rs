@@ -41,6 +41,14 @@ pub struct Limits {
     pub outbound: usize,
     /// Connected clients at most; more are refused. Default 20,000.
     pub max_clients: usize,
+    /// Connections at most that are still in their handshake or have not sent their `Hello`, from all addresses;
+    /// more are refused before their handshake (cheaply: no TLS). Bounds what a flood of handshakes that never
+    /// say `Hello` can hold (about 50 KiB each). Default 4,096.
+    pub max_pending: usize,
+    /// The same, from one IP address: a flood from one address is refused at this many, without touching the
+    /// others' share. Default 256 (a client is pending for one round trip and its `Hello`; many players behind
+    /// one NAT connecting at once stay far below it).
+    pub pending_per_ip: usize,
     /// A connection idle this long is closed (clients keep it alive every 2 s). Default 10 s.
     pub idle_timeout: Duration,
     /// Time a new connection has to open its stream and send `Hello`. Default 5 s.
@@ -94,6 +102,8 @@ impl Default for Limits {
             inbox: 65_536,
             outbound: 256,
             max_clients: 20_000,
+            max_pending: 4_096,
+            pending_per_ip: 256,
             idle_timeout: Duration::from_secs(10),
             hello_timeout: Duration::from_secs(5),
             datagrams: PositionDatagrams::OnLoss,
