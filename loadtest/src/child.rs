@@ -330,6 +330,16 @@ impl ChildServer {
         module: Option<&Path>,
         options: &Options,
     ) -> anyhow::Result<ChildServer> {
+        Self::start_logging(data_dir, module, options, None)
+    }
+
+    /// As [`ChildServer::start_in`], its standard error (its log) appended to `log` instead of this process's.
+    pub(crate) fn start_logging(
+        data_dir: &Path,
+        module: Option<&Path>,
+        options: &Options,
+        log: Option<&Path>,
+    ) -> anyhow::Result<ChildServer> {
         let exe = std::env::current_exe().context("finding this binary")?;
         let mut cmd = Command::new(exe);
         cmd.arg("serve-child")
@@ -359,7 +369,16 @@ impl ChildServer {
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(match log {
+                Some(path) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .with_context(|| format!("opening {}", path.display()))?,
+                ),
+                None => Stdio::inherit(),
+            })
             .spawn()
             .context("starting the server process")?;
         let stdout = child.stdout.take().context("child stdout")?;
@@ -488,6 +507,11 @@ impl ChildServer {
     /// The answer to a command sent with [`ChildServer::send`], if it came within `timeout`.
     pub(crate) fn reply(&mut self, timeout: Duration) -> Option<Result<String, String>> {
         self.replies.recv_timeout(timeout).ok()
+    }
+
+    /// Whether the process has exited, with its status.
+    pub(crate) fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Kill it with SIGKILL (no shutdown, no last sync) and reap it.

@@ -27,6 +27,7 @@
 
 mod bots;
 mod child;
+mod disk;
 mod histogram;
 mod hostile;
 mod net;
@@ -64,6 +65,9 @@ enum Sub {
     /// Crash torture under load: SIGKILL the server at random moments (some during snapshots and publishes),
     /// restart it, and check that every effect the bots were told was done survived.
     Torture(torture::TortureArgs),
+    /// A full disk and a read-only data directory under a serving world (a tmpfs in a mount namespace of its
+    /// own): the world must stop with a clear error, lose nothing acknowledged, and restart cleanly once repaired.
+    Disk(disk::DiskArgs),
     /// Internal: run the server under test (started by the load test itself).
     #[command(hide = true)]
     ServeChild {
@@ -281,6 +285,7 @@ fn main() -> anyhow::Result<()> {
             },
         ),
         Some(Sub::Torture(args)) => torture::torture(&args),
+        Some(Sub::Disk(args)) => disk::disk(&args),
         None => run::run(&cli.run),
     }
 }

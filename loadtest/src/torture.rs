@@ -78,7 +78,7 @@ pub(crate) struct TortureArgs {
 
 /// What one bot was told, across all its sessions.
 #[derive(Debug, Default)]
-struct Ledger {
+pub(crate) struct Ledger {
     /// The token that keeps its identity.
     token: Option<Token>,
     /// Its identity, as the query shows it (hex).
@@ -91,6 +91,26 @@ struct Ledger {
     acked_calls: u64,
     /// Calls of any kind answered `Ok`, in all.
     ok_calls: u64,
+    /// What the server last told it when refusing or ending its session (an `Error` frame's message, or the
+    /// close reason).
+    pub(crate) told: Option<String>,
+}
+
+impl Ledger {
+    /// The highest rename sent and the highest acknowledged.
+    pub(crate) fn renames(&self) -> (u64, u64) {
+        (self.sent, self.acked)
+    }
+
+    /// Renames answered `Ok`, in all.
+    pub(crate) fn acked_calls(&self) -> u64 {
+        self.acked_calls
+    }
+
+    /// Its identity, once welcomed.
+    pub(crate) fn identity(&self) -> Option<&String> {
+        self.identity.as_ref()
+    }
 }
 
 /// How a cycle's kill was timed.
@@ -401,7 +421,12 @@ pub(crate) fn torture(args: &TortureArgs) -> anyhow::Result<()> {
 /// Whether bot `index`'s players after a restart (`names`: the names of the players with its identity) hold what it
 /// was told: one player, named by a rename from `acked` (the last acknowledged) to `sent` (the last sent), or the
 /// generated name if no rename was acknowledged yet.
-fn check_player(index: usize, names: &[&String], acked: u64, sent: u64) -> Result<(), String> {
+pub(crate) fn check_player(
+    index: usize,
+    names: &[&String],
+    acked: u64,
+    sent: u64,
+) -> Result<(), String> {
     match names {
         [name] => {
             let seq = name
@@ -425,19 +450,21 @@ fn check_player(index: usize, names: &[&String], acked: u64, sent: u64) -> Resul
 }
 
 /// A line on standard output, flushed (the report of a long run, as it goes).
-fn say(line: String) {
+pub(crate) fn say(line: String) {
     use std::io::Write as _;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
 }
 
-fn lock(l: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
+pub(crate) fn lock(l: &Mutex<Ledger>) -> std::sync::MutexGuard<'_, Ledger> {
     l.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Every player's names by identity (hex), from an admin query.
-fn player_names(server: &mut ChildServer) -> anyhow::Result<HashMap<String, Vec<String>>> {
+pub(crate) fn player_names(
+    server: &mut ChildServer,
+) -> anyhow::Result<HashMap<String, Vec<String>>> {
     let json = server.command(
         "query SELECT identity, name FROM player LIMIT ALL",
         Duration::from_secs(60),
@@ -481,7 +508,7 @@ fn count_rows(server: &mut ChildServer) -> anyhow::Result<u64> {
 
 /// One bot's session: connect with its token, subscribe to players, then call until told to stop or the
 /// connection ends.
-async fn bot(
+pub(crate) async fn bot(
     index: usize,
     addr: std::net::SocketAddr,
     fingerprint: [u8; 32],
@@ -552,7 +579,12 @@ async fn bot(
                 }
             }
             read = recv.read(&mut buf) => {
-                let Ok(Some(n)) = read else { return Ok(()) };
+                let Ok(Some(n)) = read else {
+                    if let Some(reason) = conn.close_reason() {
+                        lock(&ledger).told = Some(reason.to_string());
+                    }
+                    return Ok(());
+                };
                 frames.push(&buf[..n]);
                 while let Some(payload) = frames.next_frame()? {
                     if locus_protocol::TickView::parse(payload)?.is_some() {
@@ -578,6 +610,7 @@ async fn bot(
                                 }
                             }
                         }
+                        ServerMessage::Error { message, .. } => lock(&ledger).told = Some(message),
                         _ => {}
                     }
                 }

@@ -516,11 +516,26 @@ fn serve(options: Serve) -> anyhow::Result<()> {
         .build()?;
     let signal = rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // A failed commit log (a full disk, a read-only or failing data directory) stops the world: the process
+        // ends too, with an error, so that the operator (or a supervisor that restarts it) sees it.
+        let failed = async {
+            while !server.has_failed() {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        };
         tokio::select! {
             r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT"),
             _ = term.recv() => Ok("SIGTERM"),
+            () = failed => Ok("failed"),
         }
     })?;
+    if signal == "failed" {
+        server.shutdown();
+        anyhow::bail!(
+            "the world stopped: its commit log failed (the error is logged above). Free the disk or fix the data \
+             directory, then start it again: it recovers everything clients were told was done"
+        );
+    }
     tracing::info!(
         signal,
         "stopping: finishing the tick, making it durable, writing a snapshot"

@@ -1033,6 +1033,20 @@ fn take_waiting(
     Some(waiting.swap_remove(at).1)
 }
 
+/// What clients are told when the commit log fails and the world stops: why, without the server's paths, and that
+/// nothing they were told was done is lost (the operator's log has the whole error).
+fn stopped_message(e: &locus_log::DurabilityError) -> String {
+    let text = e.to_string();
+    let why = if text.contains("disk full") {
+        "the server's disk is full"
+    } else if text.contains("Read-only file system") {
+        "the server's data directory is read-only"
+    } else {
+        "the server could not write its commit log"
+    };
+    format!("the world stopped: {why}; everything you were told was done is saved")
+}
+
 /// The file in a data directory holding the last published module, which `locus serve` runs on restart.
 pub const MODULE_FILE: &str = "module.wasm";
 
@@ -1059,11 +1073,7 @@ fn release_loop(
                 Err(e) => {
                     tracing::error!(%e, "the commit log failed: closing every connection");
                     metrics.failed.store(true, Ordering::SeqCst);
-                    net::close_all(
-                        registry,
-                        ErrorCode::Internal,
-                        &format!("the server's commit log failed: {e}"),
-                    );
+                    net::close_all(registry, ErrorCode::Internal, &stopped_message(&e));
                     return;
                 }
             }
