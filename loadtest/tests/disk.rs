@@ -2,31 +2,15 @@
 //! size-limited tmpfs in a user and mount namespace of its own, so no root is needed): the world stops with a clear
 //! error to its clients and its operator, loses nothing it acknowledged, and restarts cleanly once repaired.
 
-use std::process::Command;
-
-use serde_json::Value;
+mod common;
 
 #[test]
 fn a_full_or_read_only_disk_stops_the_world_clearly_and_it_restarts_with_everything_acknowledged() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let json = dir.path().join("disk.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args(["disk", "--players", "6"])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run the loadtest binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "loadtest disk failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    let faults: Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
+    let common::Run {
+        report: faults,
+        context,
+    } = common::run(&["disk", "--players", "6"]);
     let faults = faults.as_array().expect("one entry per fault");
-    let context = format!("stdout:\n{stdout}");
     assert_eq!(faults.len(), 2, "{context}");
     for (f, why) in faults.iter().zip([
         "the server's disk is full",

@@ -4,58 +4,34 @@
 //! the hostile ones (the flood is refused before its handshakes past 256 pending connections from its address and
 //! closed at its `Hello` deadline; the spammer's excess calls are refused). The measured runs, at higher rates, are in `engine/docs/benchmarks.md` ("Hostile clients").
 
-use std::process::Command;
+mod common;
 
+use common::u;
 use serde_json::Value;
-
-fn u(v: &Value, path: &str) -> u64 {
-    v.pointer(path)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{path} missing in the report"))
-}
 
 #[test]
 fn hostile_clients_cost_only_themselves() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let json = dir.path().join("report.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "--players",
-            "30",
-            "--warmup",
-            "2s",
-            "--duration",
-            "8s",
-            "--arena",
-            "120",
-            "--connect-rate",
-            "100",
-        ])
-        .args([
-            "--flood",
-            "100",
-            "--slow-readers",
-            "1",
-            "--subscribers",
-            "1",
-            "--spammers",
-            "1",
-            "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run the loadtest binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "loadtest failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
-    let context = format!("stdout:\n{stdout}");
+    let common::Run { report, context } = common::run(&[
+        "--players",
+        "30",
+        "--warmup",
+        "2s",
+        "--duration",
+        "8s",
+        "--arena",
+        "120",
+        "--connect-rate",
+        "100",
+        "--flood",
+        "100",
+        "--slow-readers",
+        "1",
+        "--subscribers",
+        "1",
+        "--spammers",
+        "1",
+        "--quiet",
+    ]);
 
     // The bots: every one in and kept, nothing wrong, and they saw each other move.
     assert_eq!(u(&report, "/totals/sessions"), 30, "{context}");

@@ -3,40 +3,21 @@
 //! bot was told was done is in the world (the full run is `loadtest torture --cycles 50`; see
 //! `engine/docs/benchmarks.md`).
 
-use std::process::Command;
-
-use serde_json::Value;
+mod common;
 
 #[test]
 fn acknowledged_calls_survive_kills_at_random_moments_during_snapshots_and_publishes() {
-    let dir = tempfile::tempdir().expect("a temporary directory");
-    let json = dir.path().join("torture.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "torture",
-            "--players",
-            "12",
-            "--cycles",
-            "6",
-            "--min-uptime",
-            "300ms",
-            "--max-uptime",
-            "1500ms",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .output()
-        .expect("run the loadtest binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "torture failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
-    let context = format!("stdout:\n{stdout}");
+    let common::Run { report, context } = common::run(&[
+        "torture",
+        "--players",
+        "12",
+        "--cycles",
+        "6",
+        "--min-uptime",
+        "300ms",
+        "--max-uptime",
+        "1500ms",
+    ]);
     let cycles = report["cycles"].as_array().expect("cycles");
     assert_eq!(cycles.len(), 6, "{context}");
     for kind in ["plain", "during_snapshot", "during_publish"] {
