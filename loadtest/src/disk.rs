@@ -29,8 +29,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde::Serialize;
 
-use crate::child::{self, ChildServer, Options};
-use crate::torture::{Ledger, bot, check_player, lock, player_names, say};
+use crate::child::{self, ChildServer};
+use crate::torture::{
+    Ledger, bot, check_player, lock, module_of, player_names, say, server_options,
+};
 
 /// Set in the re-run inside the namespace.
 const INSIDE: &str = "LOCUS_LOADTEST_DISK_NAMESPACE";
@@ -109,12 +111,7 @@ pub(crate) fn disk(args: &DiskArgs) -> anyhow::Result<()> {
     )?;
     let demo = scratch.path().join("demo.wasm");
     std::fs::write(&demo, child::build_demo_module()?)?;
-    let options = Options {
-        tick_rate: 20,
-        byte_budget: None,
-        every_move: false,
-        datagrams: locus_server::PositionDatagrams::OnLoss,
-    };
+    let options = server_options();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -123,14 +120,7 @@ pub(crate) fn disk(args: &DiskArgs) -> anyhow::Result<()> {
         .map(|_| Arc::new(Mutex::new(Ledger::default())))
         .collect();
     let log = scratch.path().join("server.log");
-    let module_of = |dir: &Path| {
-        let stored = dir.join(locus_server::MODULE_FILE);
-        if stored.exists() {
-            stored
-        } else {
-            demo.clone()
-        }
-    };
+    let module_of = |dir: &Path| module_of(dir, &demo);
     let mut faults = Vec::new();
     let mut acked_before = 0;
     let mut server =

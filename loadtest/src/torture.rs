@@ -192,21 +192,8 @@ pub(crate) fn torture(args: &TortureArgs) -> anyhow::Result<()> {
         .context("building the demo module with `upgrade-demo`")?;
         std::fs::write(&upgrade, wasm)?;
     }
-    let options = Options {
-        tick_rate: 20,
-        byte_budget: None,
-        every_move: false,
-        datagrams: locus_server::PositionDatagrams::OnLoss,
-    };
-    // The module the world runs: the one stored with it once it has one (a publish replaces it).
-    let module_of = |dir: &Path| {
-        let stored = dir.join(locus_server::MODULE_FILE);
-        if stored.exists() {
-            stored
-        } else {
-            demo.clone()
-        }
-    };
+    let options = server_options();
+    let module_of = |dir: &Path| module_of(dir, &demo);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -446,6 +433,26 @@ pub(crate) fn check_player(
         }
         [] => Err(format!("bot {index}'s player is gone")),
         more => Err(format!("bot {index} has {} players", more.len())),
+    }
+}
+
+/// How the tortured server runs: the defaults of a load test (20 Hz, the server's byte budget).
+pub(crate) fn server_options() -> Options {
+    Options {
+        tick_rate: 20,
+        byte_budget: None,
+        every_move: false,
+        datagrams: locus_server::PositionDatagrams::OnLoss,
+    }
+}
+
+/// The module a world in `dir` runs: the one stored with it once it has one (a publish replaces it), else `demo`.
+pub(crate) fn module_of(dir: &Path, demo: &Path) -> PathBuf {
+    let stored = dir.join(locus_server::MODULE_FILE);
+    if stored.exists() {
+        stored
+    } else {
+        demo.to_owned()
     }
 }
 

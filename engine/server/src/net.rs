@@ -370,7 +370,14 @@ async fn rotate_web_certs(
 /// [`Limits::max_pending`] and [`Limits::pending_per_ip`].
 #[derive(Debug, Default)]
 pub(crate) struct Pending {
-    by_ip: Mutex<HashMap<IpAddr, usize>>,
+    by_ip: Mutex<PendingCounts>,
+}
+
+/// The counts behind [`Pending`]'s lock.
+#[derive(Debug, Default)]
+struct PendingCounts {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
 }
 
 /// One pending connection's place; given back when dropped (its `Hello` came, or it ended).
@@ -383,13 +390,13 @@ pub(crate) struct PendingGuard {
 impl Pending {
     /// A place for a connection from `ip`, if both limits allow one more.
     pub(crate) fn admit(self: &Arc<Self>, ip: IpAddr, limits: &Limits) -> Option<PendingGuard> {
-        let mut by_ip = self.by_ip.lock().expect("pending lock");
-        let total: usize = by_ip.values().sum();
-        let here = by_ip.get(&ip).copied().unwrap_or(0);
-        if total >= limits.max_pending || here >= limits.pending_per_ip {
+        let mut counts = self.by_ip.lock().expect("pending lock");
+        let here = counts.by_ip.get(&ip).copied().unwrap_or(0);
+        if counts.total >= limits.max_pending || here >= limits.pending_per_ip {
             return None;
         }
-        *by_ip.entry(ip).or_default() += 1;
+        counts.total += 1;
+        *counts.by_ip.entry(ip).or_default() += 1;
         Some(PendingGuard {
             pending: self.clone(),
             ip,
@@ -399,11 +406,12 @@ impl Pending {
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        let mut by_ip = self.pending.by_ip.lock().expect("pending lock");
-        if let Some(n) = by_ip.get_mut(&self.ip) {
+        let mut counts = self.pending.by_ip.lock().expect("pending lock");
+        counts.total -= 1;
+        if let Some(n) = counts.by_ip.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
-                by_ip.remove(&self.ip);
+                counts.by_ip.remove(&self.ip);
             }
         }
     }
@@ -984,10 +992,12 @@ mod tests {
             .map(|_| pending.admit(a, &limits).expect("a place"))
             .collect();
         assert_eq!(again.len(), 3);
+        let counts = pending.by_ip.lock().unwrap();
         assert!(
-            pending.by_ip.lock().unwrap().get(&b).is_none(),
+            !counts.by_ip.contains_key(&b),
             "no entry left for an address with none"
         );
+        assert_eq!(counts.total, 3);
     }
 
     /// A link is lossy from its first lost packet until `quiet` passes without another, and the world is told
