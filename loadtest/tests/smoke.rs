@@ -5,49 +5,33 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn u(v: &Value, path: &str) -> u64 {
-    v.pointer(path)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{path} missing in the report"))
-}
+mod common;
+
+use common::u;
 
 #[test]
 fn thirty_bots_see_each_other_without_errors() {
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let json = dir.path().join("report.json");
     let plot = dir.path().join("plot.svg");
-    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-        .args([
-            "--players",
-            "30",
-            "--warmup",
-            "1s",
-            "--duration",
-            "3s",
-            // A 120 m square: every bot stands within 64 m of others, so every bot must hear about them.
-            "--arena",
-            "120",
-            "--connect-rate",
-            "100",
-            "--quiet",
-        ])
-        .arg("--json")
-        .arg(&json)
-        .arg("--plot")
-        .arg(&plot)
-        .output()
-        .expect("run the loadtest binary");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "loadtest failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-        out.status
-    );
+    let plot_arg = plot.to_str().expect("a UTF-8 path");
+    let common::Run { report, context } = common::run(&[
+        "--players",
+        "30",
+        "--warmup",
+        "1s",
+        "--duration",
+        "3s",
+        // A 120 m square: every bot stands within 64 m of others, so every bot must hear about them.
+        "--arena",
+        "120",
+        "--connect-rate",
+        "100",
+        "--quiet",
+        "--plot",
+        plot_arg,
+    ]);
+    let stdout = &context;
     assert!(stdout.contains("service level"), "no table:\n{stdout}");
-    let report: Value =
-        serde_json::from_slice(&std::fs::read(&json).expect("the JSON report")).expect("JSON");
-    let context = format!("stdout:\n{stdout}");
 
     // Every bot got in, and nothing went wrong.
     assert_eq!(u(&report, "/totals/sessions"), 30, "{context}");
