@@ -96,8 +96,9 @@ pub(crate) struct HostileReport {
     pub(crate) slow_reader_mean_close_ms: Option<u64>,
     /// Bytes per second each subscriber received.
     pub(crate) subscriber_bytes_per_second: f64,
-    /// Spammers' calls: sent, answered `Ok`, refused by the game, dropped or refused by the session's limits;
-    /// spammers disconnected.
+    /// Spammers' calls: sent, answered `Ok`, refused by the game; the `RateLimited`/`Busy` errors they were sent
+    /// (the session drops calls past its rate with one such error a second, so the calls dropped are the sent ones
+    /// never answered); spammers disconnected.
     pub(crate) spam_sent: u64,
     pub(crate) spam_ok: u64,
     pub(crate) spam_refused: u64,
@@ -138,6 +139,11 @@ impl Hostile {
     ) -> anyhow::Result<Hostile> {
         let counters = Arc::new(Counters::default());
         let stop = Arc::new(AtomicBool::new(false));
+        // The server's memory before any hostile client exists: the baseline of the per-connection figure.
+        if let Some(kb) = server_pid.and_then(rss_kb) {
+            counters.rss_start_kb.store(kb, Ordering::Relaxed);
+            counters.rss_peak_kb.store(kb, Ordering::Relaxed);
+        }
         let config = wire::client_config(fingerprint)?;
         let mut tasks = Vec::new();
         let _guard = rt.enter();
@@ -173,10 +179,6 @@ impl Hostile {
         }
         let sampler = server_pid.map(|pid| {
             let (counters, stop) = (counters.clone(), stop.clone());
-            if let Some(kb) = rss_kb(pid) {
-                counters.rss_start_kb.store(kb, Ordering::Relaxed);
-                counters.rss_peak_kb.store(kb, Ordering::Relaxed);
-            }
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     if let Some(kb) = rss_kb(pid) {
@@ -272,15 +274,24 @@ impl HostileReport {
         }
         if self.spammers > 0 {
             out.push(format!(
-                "spammers: {} sent {} teleports: {} ok, {} refused by the game, {} refused or dropped by the limits; {} disconnected",
-                self.spammers, self.spam_sent, self.spam_ok, self.spam_refused, self.spam_limited, self.spam_disconnected
+                "spammers: {} sent {} teleports ({:.0}/s each): {} ok ({:.0}/s each), {} refused by the game, {} never answered (dropped by the rate limit, announced by {} RateLimited errors); {} disconnected",
+                self.spammers,
+                self.spam_sent,
+                self.spam_sent as f64 / self.seconds.max(1e-9) / f64::from(self.spammers),
+                self.spam_ok,
+                self.spam_ok as f64 / self.seconds.max(1e-9) / f64::from(self.spammers),
+                self.spam_refused,
+                self.spam_sent.saturating_sub(self.spam_ok + self.spam_refused),
+                self.spam_limited,
+                self.spam_disconnected
             ));
         }
         if let (Some(start), Some(peak)) = (self.server_rss_start_kb, self.server_rss_peak_kb) {
             out.push(format!(
-                "server memory: {:.1} MiB when they started, {:.1} MiB at its peak",
+                "server memory: {:.1} MiB before they started, {:.1} MiB at its peak ({:+.1} MiB)",
                 start as f64 / 1024.0,
-                peak as f64 / 1024.0
+                peak as f64 / 1024.0,
+                (peak as f64 - start as f64) / 1024.0
             ));
         }
         out
