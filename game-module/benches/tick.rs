@@ -112,7 +112,7 @@ fn setup(players: u32, creatures: u32) -> Bench {
     let wasm = locus_host::build::build_module(
         &workspace,
         "game-module",
-        &workspace.join("target/wasm-modules"),
+        &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     // A generous budget, so that neither the setup calls nor the naive baseline are cut off: the point is to

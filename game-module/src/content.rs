@@ -13,6 +13,11 @@
 //! | `assets/items.json` | [`ItemDef`]s |
 //! | `assets/recipes.json` | [`RecipeDef`]s |
 //! | `assets/spawns.json` | [`Spawns`]: resource node kinds and creature kinds, with their populations |
+//! | `assets/upgrade-demo/items.json`, `recipes.json` | only with the feature `upgrade-demo` (the second version of the module, `src/upgrade_demo.rs`): items and recipes added to the base ones, or replacing those of the same id ([`Content::extend`]) |
+//!
+//! A live world gets new or changed items and recipes through the module's upgrade reducer
+//! ([`crate::world::upgrade()`]), which brings `item_kind` and `recipe` to the compiled-in content when a module of a
+//! newer version ([`crate::MODULE_VERSION`]) takes the world over.
 
 use std::sync::LazyLock;
 
@@ -26,6 +31,10 @@ pub const ITEMS_JSON: &str = include_str!("../../assets/items.json");
 pub const RECIPES_JSON: &str = include_str!("../../assets/recipes.json");
 /// `assets/spawns.json`, as compiled in.
 pub const SPAWNS_JSON: &str = include_str!("../../assets/spawns.json");
+/// `assets/upgrade-demo/items.json`: the upgrade demo's items (compiled in with the feature `upgrade-demo`).
+pub const UPGRADE_DEMO_ITEMS_JSON: &str = include_str!("../../assets/upgrade-demo/items.json");
+/// `assets/upgrade-demo/recipes.json`: the upgrade demo's recipes (compiled in with the feature `upgrade-demo`).
+pub const UPGRADE_DEMO_RECIPES_JSON: &str = include_str!("../../assets/upgrade-demo/recipes.json");
 
 /// A terrain kind's index in the palette ([`WorldConfig::terrain`]): the byte stored per tile in a chunk row.
 pub type TerrainId = u8;
@@ -278,6 +287,43 @@ impl Content {
         Ok(content)
     }
 
+    /// Add items and recipes (JSON documents shaped as `assets/items.json` and `assets/recipes.json`; `items_file`
+    /// and `recipes_file` name them in errors): a definition with the id of one the content has replaces it, in
+    /// place; the others are appended. The result is checked as [`Content::parse`] checks.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the problem (and the file, for a document that does not parse); the content is then
+    /// unchanged.
+    pub fn extend(
+        &mut self,
+        items: &str,
+        items_file: &str,
+        recipes: &str,
+        recipes_file: &str,
+    ) -> Result<(), String> {
+        let items: Vec<ItemDef> =
+            serde_json::from_str(items).map_err(|e| format!("{items_file}: {e}"))?;
+        let recipes: Vec<RecipeDef> =
+            serde_json::from_str(recipes).map_err(|e| format!("{recipes_file}: {e}"))?;
+        let mut next = self.clone();
+        for item in items {
+            match next.items.iter_mut().find(|i| i.id == item.id) {
+                Some(old) => *old = item,
+                None => next.items.push(item),
+            }
+        }
+        for recipe in recipes {
+            match next.recipes.iter_mut().find(|r| r.id == recipe.id) {
+                Some(old) => *old = recipe,
+                None => next.recipes.push(recipe),
+            }
+        }
+        next.check()?;
+        *self = next;
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), String> {
         let world = &self.world;
         if world.terrain.is_empty() || world.terrain.len() > 255 {
@@ -432,8 +478,19 @@ impl Content {
 }
 
 static CONTENT: LazyLock<Content> = LazyLock::new(|| {
-    Content::parse(WORLD_JSON, ITEMS_JSON, RECIPES_JSON, SPAWNS_JSON)
-        .unwrap_or_else(|e| panic!("game-module: invalid assets: {e}"))
+    #[allow(unused_mut, reason = "extended only with the feature `upgrade-demo`")]
+    let mut content = Content::parse(WORLD_JSON, ITEMS_JSON, RECIPES_JSON, SPAWNS_JSON)
+        .unwrap_or_else(|e| panic!("game-module: invalid assets: {e}"));
+    #[cfg(feature = "upgrade-demo")]
+    content
+        .extend(
+            UPGRADE_DEMO_ITEMS_JSON,
+            "assets/upgrade-demo/items.json",
+            UPGRADE_DEMO_RECIPES_JSON,
+            "assets/upgrade-demo/recipes.json",
+        )
+        .unwrap_or_else(|e| panic!("game-module: invalid assets: {e}"));
+    content
 });
 
 /// The compiled-in content, parsed on first use.
@@ -479,6 +536,40 @@ mod tests {
             err,
             "assets/spawns.json: `wolf` cannot spawn on `water`: it is not walkable"
         );
+    }
+
+    #[test]
+    fn the_upgrade_demos_content_replaces_by_id_and_adds_the_rest() {
+        let base = Content::parse(WORLD_JSON, ITEMS_JSON, RECIPES_JSON, SPAWNS_JSON).unwrap();
+        let mut v2 = base.clone();
+        v2.extend(
+            UPGRADE_DEMO_ITEMS_JSON,
+            "assets/upgrade-demo/items.json",
+            UPGRADE_DEMO_RECIPES_JSON,
+            "assets/upgrade-demo/recipes.json",
+        )
+        .unwrap();
+        assert_eq!(v2.items.len(), base.items.len() + 1);
+        assert_eq!(v2.item("hide").unwrap().max_stack, 40);
+        let at = |c: &Content| c.items.iter().position(|i| i.id == "hide");
+        assert_eq!(at(&v2), at(&base), "replaced in place");
+        assert_eq!(v2.items.last().unwrap().id, "guild_banner");
+        assert!(v2.recipe("guild_banner").is_some());
+        // A recipe of an unknown item is refused, naming the file, and changes nothing.
+        let mut c = base.clone();
+        let err = c
+            .extend(
+                "[]",
+                "extra-items.json",
+                r#"[{ "id": "x", "name": "X", "inputs": [{ "item": "gold", "count": 1 }],
+                     "outputs": [{ "item": "wood", "count": 1 }] }]"#,
+                "extra-recipes.json",
+            )
+            .unwrap_err();
+        assert_eq!(err, "assets/recipes.json: unknown item `gold`");
+        assert_eq!(c, base);
+        let err = c.extend("{", "extra-items.json", "[]", "x").unwrap_err();
+        assert!(err.starts_with("extra-items.json: "), "{err}");
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub struct GroundItem {
 }
 
 /// The item definitions from `assets/items.json`, public so any client can show names and tooltips. Written by
-/// `init`; the rules read the compiled-in definitions ([`crate::content()`]).
+/// `init`, and brought up to date in a live world by the upgrade reducer ([`crate::world::upgrade()`]); the rules
+/// read the compiled-in definitions ([`crate::content()`]).
 #[table(public)]
 #[derive(Clone, Debug, PartialEq)]
 pub struct ItemKind {
@@ -87,7 +88,8 @@ pub struct ItemKind {
     pub description: String,
 }
 
-/// The recipes from `assets/recipes.json`, public so any client can list them. Written by `init`.
+/// The recipes from `assets/recipes.json`, public so any client can list them. Written by `init`, and brought up to
+/// date in a live world by the upgrade reducer ([`crate::world::upgrade()`]).
 #[table(public)]
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
@@ -240,27 +242,74 @@ pub(crate) fn drop_on_ground(
     Ok(())
 }
 
-/// Write the content's item and recipe definitions into `item_kind` and `recipe` (in `init`).
-pub(crate) fn publish_definitions(ctx: &ReducerContext) -> Result<(), String> {
+/// How `sync_definitions` changed `item_kind` and `recipe`: rows inserted, updated and deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DefinitionChanges {
+    /// Definitions the tables did not have.
+    pub added: u32,
+    /// Rows whose definition changed.
+    pub changed: u32,
+    /// Rows of definitions the content no longer has.
+    pub removed: u32,
+}
+
+/// Make `item_kind` and `recipe` hold exactly the compiled-in content's definitions ([`content()`]): insert the
+/// new ones, update the changed ones, delete the ones the content no longer has; rows already right are not
+/// written. `init` fills the empty tables of a new world with it; the upgrade reducer
+/// ([`crate::world::upgrade()`]) brings a live world's up to date.
+pub(crate) fn sync_definitions(ctx: &ReducerContext) -> Result<DefinitionChanges, String> {
+    let mut changes = DefinitionChanges::default();
+    let kinds = ctx.db.item_kind();
     for def in &content().items {
-        ctx.db.item_kind().insert(ItemKind {
+        let row = ItemKind {
             id: def.id.clone(),
             name: def.name.clone(),
             max_stack: def.max_stack,
             damage: def.damage,
             heal: def.heal,
             description: def.description.clone(),
-        })?;
+        };
+        match kinds.id().find(&row.id) {
+            None => {
+                kinds.insert(row)?;
+                changes.added += 1;
+            }
+            Some(old) if old != row => {
+                kinds.id().update(row)?;
+                changes.changed += 1;
+            }
+            Some(_) => {}
+        }
     }
+    for old in kinds.iter().filter(|k| content().item(&k.id).is_none()) {
+        kinds.id().delete(&old.id);
+        changes.removed += 1;
+    }
+    let recipes = ctx.db.recipe();
     for def in &content().recipes {
-        ctx.db.recipe().insert(Recipe {
+        let row = Recipe {
             id: def.id.clone(),
             name: def.name.clone(),
             inputs: def.inputs.clone(),
             outputs: def.outputs.clone(),
-        })?;
+        };
+        match recipes.id().find(&row.id) {
+            None => {
+                recipes.insert(row)?;
+                changes.added += 1;
+            }
+            Some(old) if old != row => {
+                recipes.id().update(row)?;
+                changes.changed += 1;
+            }
+            Some(_) => {}
+        }
     }
-    Ok(())
+    for old in recipes.iter().filter(|r| content().recipe(&r.id).is_none()) {
+        recipes.id().delete(&old.id);
+        changes.removed += 1;
+    }
+    Ok(changes)
 }
 
 /// Craft `recipe`: take all its inputs from the caller's inventory and put all its outputs in, or change nothing.

@@ -8,7 +8,9 @@
 //! ([`terrain::terrain_at`]).
 //!
 //! The content — terrain palette and generator, items, recipes, resource and creature spawn tables — is the JSON in
-//! the workspace's `assets/` directory, compiled in ([`mod@content`]).
+//! the workspace's `assets/` directory, compiled in ([`mod@content`]). The module's version, [`MODULE_VERSION`],
+//! says which content a world's `item_kind` and `recipe` tables hold; a newer build brings them up to date
+//! ([`world::upgrade()`]).
 //!
 //! # The world
 //!
@@ -44,6 +46,7 @@
 //! | reducer | kind | does | refuses |
 //! |---|---|---|---|
 //! | `init` | init | writes `item_kind` and `recipe`; schedules 32 × `generate_region` | — |
+//! | `upgrade(from, to)` | upgrade | when a build of another [`MODULE_VERSION`] takes a live world over: brings `item_kind` and `recipe` to this build's content | — |
 //! | `generate_region(band)` | scheduled | one band of chunks, resource nodes and creatures | a band past the last |
 //! | `client_connected` | client_connected | first time: a player `player-<id>` on land near the spawn point, with [`STARTING_ITEMS`]; always: online, area follows the player | — |
 //! | `client_disconnected` | client_disconnected | the player stops, offline | — |
@@ -94,6 +97,13 @@ pub mod world;
 
 pub use locus_module::Vec2;
 
+// The module's version: raise it with every change to the content (`assets/items.json`, `assets/recipes.json`) that
+// live worlds must get; `world::upgrade` brings their content tables to it. The upgrade demo is the next version.
+#[cfg(not(feature = "upgrade-demo"))]
+locus_module::version!(1);
+#[cfg(feature = "upgrade-demo")]
+locus_module::version!(2);
+
 pub use chat::{
     ChatQuota, EARSHOT, GlobalMessage, GlobalMessageTable, LocalMessage, LocalMessageTable,
     Whisper, WhisperTable, say, shout, whisper,
@@ -113,7 +123,7 @@ pub use players::{
     validate_name,
 };
 pub use resources::{GATHER_RANGE, ResourceNode, ResourceNodeTable, gather, replenish_node};
-pub use world::{Chunk, ChunkTable, generate_region, housekeeping, init, tick};
+pub use world::{Chunk, ChunkTable, generate_region, housekeeping, init, tick, upgrade};
 
 /// The side of the square world, in metres: positions lie in `0..=WORLD_SIZE` on both axes.
 pub const WORLD_SIZE: f32 = 4096.0;

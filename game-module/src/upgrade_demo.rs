@@ -1,7 +1,9 @@
 //! A live module upgrade's example (cargo feature `upgrade-demo`): the same world plus a `guild` table, a
 //! `found_guild` reducer and a `title` column at the end of `player` (existing players get `"Adventurer"`, its
-//! `#[default]`). Every change is compatible, so `locus publish` swaps it into a running world without
-//! disconnecting anyone:
+//! `#[default]`), and new content — a `guild_banner` item and recipe, and `hide` stacking to 40
+//! (`assets/upgrade-demo/`) — as module version 2. Every change is compatible, so `locus publish` swaps it into a
+//! running world without disconnecting anyone, and the module's upgrade reducer ([`crate::world::upgrade()`], run with
+//! `(1, 2)`) writes the new content into the world's `item_kind` and `recipe` tables in the same step:
 //!
 //! ```sh
 //! cargo build --release --target wasm32-unknown-unknown -p game-module --features upgrade-demo \

@@ -1,5 +1,5 @@
-//! The world as a whole: creating it (`init` and `generate_region`), the `tick` reducer that runs every tick, and
-//! the once-a-second `housekeeping`.
+//! The world as a whole: creating it (`init` and `generate_region`), bringing a live one's content up to date
+//! (`upgrade`), the `tick` reducer that runs every tick, and the once-a-second `housekeeping`.
 //!
 //! # Creating the world
 //!
@@ -10,13 +10,22 @@
 //! chunk rows and places its share of every resource and creature kind of `assets/spawns.json` on the terrain the
 //! kind allows (hostile creatures never within the spawn zone's `safe_radius`). The game rules never wait for
 //! them: they ask the terrain function directly ([`crate::terrain::is_walkable`]).
+//!
+//! # Content in a live world
+//!
+//! `init` wrote the item and recipe definitions of the build that created the world. The module declares a version
+//! ([`crate::MODULE_VERSION`], raised with every change to `assets/items.json` or `assets/recipes.json`); when a
+//! build of another version takes a world over — `locus publish`, or `locus serve` restarted with the new build on
+//! the world's data directory — the host runs [`upgrade()`] once, in the upgrade's transaction, and it makes
+//! `item_kind` and `recipe` match the new build's content. The world's terrain, nodes and creatures are left as they
+//! are.
 
 use locus_module::rand::RngExt;
-use locus_module::{ContextRng, ReducerContext, Vec2, reducer, table};
+use locus_module::{ContextRng, ReducerContext, Vec2, info, reducer, table};
 
 use crate::content::{Temperament, TerrainId, content};
 use crate::creatures::{Neighbours, spawn_creature, think_all};
-use crate::items::publish_definitions;
+use crate::items::sync_definitions;
 use crate::players::walk;
 use crate::resources::spawn_node;
 use crate::terrain::{CHUNKS_PER_SIDE, chunk_center, chunk_id, chunk_tiles, terrain_at};
@@ -49,10 +58,25 @@ pub struct Chunk {
 /// Runs once, when the world is created: publish the definitions and schedule the world's generation.
 #[reducer(init)]
 pub fn init(ctx: &ReducerContext) -> Result<(), String> {
-    publish_definitions(ctx)?;
+    sync_definitions(ctx)?;
     for band in 0..REGION_BANDS {
         ctx.schedule_at(ctx.timestamp, generate_region::call(band))?;
     }
+    Ok(())
+}
+
+/// Runs once when this build of the module takes over a world whose data is at another module version
+/// ([`crate::MODULE_VERSION`]): a `locus publish`, or `locus serve` restarted with a new build. Brings the content
+/// tables, `item_kind` and `recipe`, to this build's `assets/` (new definitions in, changed ones updated, dropped
+/// ones out), so new items and recipes reach a live world, not only a new one. Either direction: a world going back
+/// to an older build gets that build's content. If it fails, the upgrade is refused and the world keeps its module.
+#[reducer(upgrade)]
+pub fn upgrade(ctx: &ReducerContext, from: u32, to: u32) -> Result<(), String> {
+    let c = sync_definitions(ctx)?;
+    info!(
+        "content from version {from} to {to}: {} definitions added, {} changed, {} removed",
+        c.added, c.changed, c.removed
+    );
     Ok(())
 }
 

@@ -1,154 +1,42 @@
-//! The game's rules, tested against the real module: `game-module` built to wasm and run by `locus-host`, a
-//! fresh world per test, with a manual clock (50 ms ticks). What clients see is checked through the real interest
-//! stage (`locus-interest`), fed the committed changesets and the areas the module sets, exactly as the server does.
+//! The game's rules, tested against the real module with `locus-testing`: `game-module` built to wasm and run by
+//! the engine's host, a fresh world per test, with a manual clock (50 ms ticks). What clients see is checked
+//! through the real interest stage (`World::watch` / `World::seen`), fed the committed changesets and the areas
+//! the module sets, exactly as the server does. The helpers here add the game's own words (players, items,
+//! teleports) to `locus_testing::World`.
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::LazyLock;
-use std::time::Duration;
+use std::ops::{Deref, DerefMut};
 
 use game_module::{self as gm, Vec2, terrain};
-use locus_host::{Budget, CallContext, CallError, HostConfig, Hosted, Module, Runtime, build};
-use locus_interest::{Area, Center, ClientId, Filter, Interest, InterestConfig};
-use locus_module::ReducerCall;
-use locus_store::{Changeset, Database};
-use locus_types::abi::AreaCenter;
-use locus_types::{Identity, TableId, Tick, Timestamp, codec};
-use serde::de::DeserializeOwned;
+use locus_testing::Identity;
 
-/// The module, built with cargo (its own target dir: the outer cargo holds the lock on `target/debug`) and compiled
-/// by wasmtime once per test run.
-static MODULE: LazyLock<Module> = LazyLock::new(|| {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = build::build_module(
-        &workspace,
-        "game-module",
-        &workspace.join("target/wasm-modules"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    Runtime::new(HostConfig {
-        // Generous: the tests are about rules, not speed (the tick benchmark measures that).
-        budget: Budget::Time(Duration::from_secs(30)),
-        ..HostConfig::default()
-    })
-    .unwrap()
-    .load(&wasm)
-    .unwrap()
-});
-
-/// One tick of the default 20 Hz server.
+/// One tick of the default 20 Hz server (`locus_testing::WorldConfig::tick_secs`).
 const TICK: f32 = 0.05;
 
-/// The rows a client was sent and not told to drop, by table and primary key (its `Debug` form).
-type View = HashMap<TableId, HashMap<String, Vec<u8>>>;
+/// A world of the demo module, generated.
+struct World(locus_testing::World);
 
-/// A world with a manual clock, and optionally an interest stage with watching clients.
-struct World {
-    inst: Hosted,
-    tick: u64,
-    now: Timestamp,
-    calls: u64,
-    interest: Option<Interest>,
-    /// Watching clients: their identity and the rows they were sent, by table and primary key.
-    watchers: HashMap<u32, (Identity, View)>,
+impl Deref for World {
+    type Target = locus_testing::World;
+    fn deref(&self) -> &locus_testing::World {
+        &self.0
+    }
+}
+
+impl DerefMut for World {
+    fn deref_mut(&mut self) -> &mut locus_testing::World {
+        &mut self.0
+    }
 }
 
 impl World {
     /// A new world: `init`, then the first tick's scheduled generation.
     fn new() -> World {
-        let inst = MODULE.hosted(Database::default()).unwrap();
-        let mut world = World {
-            inst,
-            tick: 0,
-            now: Timestamp(1_700_000_000_000_000),
-            calls: 0,
-            interest: None,
-            watchers: HashMap::new(),
-        };
-        let ctx = world.ctx(Identity::SERVER);
-        world.inst.init(&ctx).unwrap();
-        world.step(1);
+        let world = World(locus_testing::World::new(locus_testing::module(env!(
+            "CARGO_MANIFEST_DIR"
+        ))));
         assert_eq!(world.count("chunk"), 128 * 128, "the world is generated");
         world
-    }
-
-    fn ctx(&mut self, sender: Identity) -> CallContext {
-        self.calls += 1;
-        CallContext {
-            sender,
-            tick: Tick(self.tick),
-            timestamp: self.now,
-            rng_seed: self.calls.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ self.tick,
-        }
-    }
-
-    /// Feed committed changes to the interest stage, if there is one.
-    fn feed(&mut self, changes: &Changeset) {
-        if let Some(interest) = &mut self.interest {
-            interest.handle_changeset(changes);
-        }
-    }
-
-    /// A client connects (`client_connected` runs for it).
-    fn connect(&mut self, who: u8) -> Identity {
-        let identity = Identity([who; 32]);
-        let ctx = self.ctx(identity);
-        let changes = self.inst.client_connected(&ctx).unwrap();
-        self.feed(&changes);
-        identity
-    }
-
-    /// `who` calls a reducer; its error message if it fails (any other failure panics).
-    fn call(&mut self, who: Identity, call: ReducerCall) -> Result<(), String> {
-        let ctx = self.ctx(who);
-        match self.inst.call(call.reducer, &call.args, &ctx) {
-            Ok(changes) => {
-                self.feed(&changes);
-                Ok(())
-            }
-            Err(CallError::Failed { message, .. }) => Err(message),
-            Err(e) => panic!("{} did not run: {e}", call.reducer),
-        }
-    }
-
-    /// `n` ticks of `dt` seconds each: the tick reducer, then whatever is due (as the server does).
-    fn step_by(&mut self, n: usize, dt: f32) {
-        for _ in 0..n {
-            self.tick += 1;
-            self.now = self.now.add_micros((f64::from(dt) * 1e6) as u64);
-            let ctx = self.ctx(Identity::SERVER);
-            let changes = self.inst.tick(dt, &ctx).unwrap();
-            self.feed(&changes);
-            let now = self.now;
-            for run in self.inst.run_due(now, &ctx) {
-                assert!(run.error.is_none(), "{}: {:?}", run.reducer, run.error);
-                self.feed(&run.changeset);
-            }
-        }
-        self.sync_views();
-    }
-
-    /// `n` ticks of 50 ms.
-    fn step(&mut self, n: usize) {
-        self.step_by(n, TICK);
-    }
-
-    /// Let `secs` seconds pass, in quarter-second ticks.
-    fn wait(&mut self, secs: f32) {
-        self.step_by((secs / 0.25).ceil() as usize, 0.25);
-    }
-
-    fn rows<T: DeserializeOwned>(&self, table: &str) -> Vec<T> {
-        let db = self.inst.db();
-        let t = db.table(db.table_id(table).unwrap()).unwrap();
-        t.iter()
-            .map(|r| rmp_serde::from_slice(r).unwrap())
-            .collect()
-    }
-
-    fn count(&self, table: &str) -> usize {
-        let db = self.inst.db();
-        db.table(db.table_id(table).unwrap()).unwrap().len()
     }
 
     fn player(&self, who: Identity) -> gm::Player {
@@ -188,86 +76,6 @@ impl World {
 
     fn teleport(&mut self, who: Identity, p: Vec2) {
         self.call(who, gm::teleport::call(p.x, p.y)).unwrap();
-    }
-
-    // ---- clients through the interest stage ----
-
-    /// `who` (connected) starts watching `tables` through the interest stage, with the area the module set.
-    fn watch(&mut self, who: Identity, tables: &[&str]) {
-        let client = self.watchers.len() as u32;
-        let interest = self
-            .interest
-            .get_or_insert_with(|| Interest::new(InterestConfig::default(), self.inst.db()));
-        interest.handle_connect(ClientId(client), who);
-        for name in tables {
-            let table = self.inst.db().table_id(name).unwrap();
-            interest
-                .handle_subscribe(ClientId(client), table, Filter::All)
-                .unwrap();
-        }
-        self.watchers.insert(client, (who, HashMap::new()));
-        self.sync_views();
-    }
-
-    /// Bring the watchers' areas up to date with the module's, and apply one interest tick to their views.
-    fn sync_views(&mut self) {
-        let Some(interest) = &mut self.interest else {
-            return;
-        };
-        for (&client, (who, _)) in &self.watchers {
-            let area = self.inst.area(*who).map(|a| {
-                let center = match a.center {
-                    AreaCenter::Fixed(p) => Center::Fixed(p),
-                    AreaCenter::Follow { table, key } => {
-                        let def = self.inst.db().table(table).unwrap().def();
-                        let column = &def.columns[def.primary_key.index()];
-                        Center::Follow {
-                            table,
-                            key: codec::decode_value(column, &key).unwrap(),
-                        }
-                    }
-                };
-                Area {
-                    center,
-                    enter_radius: a.enter,
-                    leave_radius: a.leave,
-                }
-            });
-            interest.handle_area(ClientId(client), area).unwrap();
-        }
-        let deltas = interest.poll_tick(Tick(self.tick));
-        for (client, delta) in deltas.iter() {
-            let view = &mut self.watchers.get_mut(&client.0).unwrap().1;
-            for &row in delta.inserts.iter().chain(&delta.updates) {
-                let r = deltas.row(row);
-                view.entry(r.table)
-                    .or_default()
-                    .insert(format!("{:?}", r.key), r.bytes.to_vec());
-            }
-            for &row in &delta.deletes {
-                let r = deltas.row(row);
-                view.entry(r.table)
-                    .or_default()
-                    .remove(&format!("{:?}", r.key));
-            }
-        }
-    }
-
-    /// The rows of `table` that `who` (a watcher) has been sent and not told to drop.
-    fn seen<T: DeserializeOwned>(&self, who: Identity, table: &str) -> Vec<T> {
-        let table = self.inst.db().table_id(table).unwrap();
-        let (_, view) = self
-            .watchers
-            .values()
-            .find(|(w, _)| *w == who)
-            .expect("a watcher");
-        view.get(&table)
-            .map(|rows| {
-                rows.values()
-                    .map(|b| rmp_serde::from_slice(b).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 }
 
@@ -387,6 +195,8 @@ fn clients_receive_the_chunks_around_their_player_and_no_others() {
     let mut world = World::new();
     let a = world.connect(1);
     world.watch(a, &["chunk"]);
+    // The byte budget (1,024 B a tick) sends a view's 9–16 chunks over a few ticks.
+    world.step(4);
     let me = world.player(a).pos;
     let seen: Vec<gm::Chunk> = world.seen(a, "chunk");
     assert!(
@@ -434,14 +244,13 @@ fn a_new_client_gets_a_player_on_land_with_starting_items_and_an_area_following_
     assert_eq!(p.name, format!("player-{}", p.id));
     assert!(p.online && p.is_alive());
     assert_eq!(world.inventory(a), [("wood".to_owned(), 5)]);
-    let area = world.inst.area(a).expect("an area");
+    let area = world.area(a).expect("an area");
     assert_eq!((area.enter, area.leave), (gm::VIEW_ENTER, gm::VIEW_LEAVE));
     // Reconnecting keeps the player (and gives nothing twice).
     world
         .call(a, gm::move_to::call(p.pos.x + 5.0, p.pos.y))
         .unwrap();
-    let ctx = world.ctx(a);
-    world.inst.client_disconnected(&ctx).unwrap();
+    world.disconnect(a);
     assert!(!world.player(a).online && !world.player(a).moving);
     world.connect(1);
     assert_eq!(world.player(a).id, p.id);

@@ -152,8 +152,12 @@ pub(crate) fn workspace() -> PathBuf {
 /// builds it for the others.
 pub(crate) fn build_demo_module() -> anyhow::Result<Vec<u8>> {
     let ws = workspace();
-    locus_host::build::build_module(&ws, "game-module", &ws.join("target/wasm-modules"))
-        .context("building the demo module (game-module) to wasm")
+    locus_host::build::build_module(
+        &ws,
+        "game-module",
+        &locus_host::build::module_target_dir(&ws, "wasm-modules"),
+    )
+    .context("building the demo module (game-module) to wasm")
 }
 
 /// How the started server runs (the options `loadtest` passes on to `serve-child`).

@@ -187,7 +187,7 @@ pub(crate) fn torture(args: &TortureArgs) -> anyhow::Result<()> {
             &ws,
             "game-module",
             &["upgrade-demo"],
-            &ws.join("target/wasm-modules-upgrade-demo"),
+            &locus_host::build::module_target_dir(&ws, "wasm-modules-upgrade-demo"),
         )
         .context("building the demo module with `upgrade-demo`")?;
         std::fs::write(&upgrade, wasm)?;

@@ -51,7 +51,7 @@ pub(crate) fn start_server(dir: &Path, web: Option<PathBuf>) -> Server {
     let wasm = locus_host::build::build_module(
         &workspace,
         "game-module",
-        &workspace.join("target/wasm-modules"),
+        &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     let mut config = ServerConfig::new(wasm);

@@ -46,7 +46,7 @@ fn ctx() -> CallContext {
 
 fn module_bytes() -> Vec<u8> {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target = workspace.join("target/wasm-modules");
+    let target = locus_host::build::module_target_dir(&workspace, "wasm-modules");
     locus_host::build::build_module(&workspace, "locus-test-module", &target)
         .unwrap_or_else(|e| panic!("{e}"))
 }

@@ -65,6 +65,14 @@ pub enum BuildError {
         /// What went wrong.
         message: String,
     },
+    /// cargo could not say which workspace a crate belongs to.
+    #[error("cannot find the workspace of `{}`: {message}", dir.display())]
+    Locate {
+        /// The crate's directory.
+        dir: PathBuf,
+        /// What cargo said.
+        message: String,
+    },
     /// The module file could not be read.
     #[error("cannot read `{path}`: {source}")]
     Read {
@@ -179,12 +187,25 @@ fn install_wasm_target(workspace: &Path, sysroot: &Path, rustup: &str) -> Result
     )))
 }
 
+/// Where module builds from `workspace` put their output: `$CARGO_TARGET_DIR/<name>` when `CARGO_TARGET_DIR` is
+/// set (a relative one is taken from `workspace`, as cargo does), `<workspace>/target/<name>` otherwise. Give each
+/// feature set its own `name` (the output file's name does not depend on the features). Module builds need a
+/// directory of their own: under an outer cargo (a test), the outer one holds the lock on its target directory.
+#[must_use]
+pub fn module_target_dir(workspace: &Path, name: &str) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace.join(dir).join(name),
+        _ => workspace.join("target").join(name),
+    }
+}
+
 /// Build `package` of the workspace at `workspace` in release mode for [`WASM_TARGET`] into `target_dir`, and
 /// return the module's bytes.
 ///
 /// Uses the `CARGO` environment variable (set when running under cargo) or `cargo` from `PATH`, so the toolchain
-/// pinned by `rust-toolchain.toml` is used. A build that is up to date takes well under a second. The wasm target
-/// is installed first if it is missing ([`ensure_wasm_target`]).
+/// pinned by `rust-toolchain.toml` is used. A build that is up to date takes well under a second; one that is not
+/// done after [`NOTICE_AFTER`] says so once on stderr ([`build_notice`]). The wasm target is installed first if
+/// it is missing ([`ensure_wasm_target`]).
 ///
 /// # Errors
 ///
@@ -210,42 +231,12 @@ pub fn build_module_with_features(
     target_dir: &Path,
 ) -> Result<Vec<u8>, BuildError> {
     ensure_wasm_target(workspace)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let mut command = Command::new(&cargo);
-    command.current_dir(workspace).args([
-        "build",
-        "--release",
-        "--locked",
-        "--target",
-        WASM_TARGET,
-        "-p",
-        package,
-    ]);
+    let mut args: Vec<std::ffi::OsString> = vec!["--locked".into(), "-p".into(), package.into()];
     if !features.is_empty() {
-        command.arg("--features").arg(features.join(","));
+        args.push("--features".into());
+        args.push(features.join(",").into());
     }
-    let output = command
-        .arg("--target-dir")
-        .arg(target_dir)
-        // Flags meant for the outer (native) build must not leak into the wasm build.
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("CARGO_BUILD_TARGET")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .map_err(|source| BuildError::Spawn {
-            cargo: cargo.clone(),
-            source,
-        })?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
-        return Err(BuildError::Failed {
-            package: package.to_owned(),
-            status: output.status,
-            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
-        });
-    }
+    cargo_build(workspace, package, &args, target_dir)?;
     let path = target_dir
         .join(WASM_TARGET)
         .join("release")
@@ -254,6 +245,217 @@ pub fn build_module_with_features(
         return Err(BuildError::NoOutput(path));
     }
     std::fs::read(&path).map_err(|source| BuildError::Read { path, source })
+}
+
+/// The root of the workspace the crate in `crate_dir` belongs to (the crate's own directory when it is a project of
+/// its own), as `cargo locate-project --workspace` says: where its target directory is.
+///
+/// # Errors
+///
+/// [`BuildError::Locate`] when cargo cannot say (no `Cargo.toml` there, a broken manifest).
+pub fn workspace_root(crate_dir: &Path) -> Result<PathBuf, BuildError> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let locate = |message: String| BuildError::Locate {
+        dir: crate_dir.to_owned(),
+        message,
+    };
+    let out = Command::new(cargo)
+        .current_dir(crate_dir)
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .output()
+        .map_err(|e| locate(e.to_string()))?;
+    if !out.status.success() {
+        return Err(locate(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ));
+    }
+    let manifest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    manifest
+        .parent()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| locate(format!("no directory above {}", manifest.display())))
+}
+
+/// Build the module crate in `crate_dir` (the directory of its `Cargo.toml`: a project of its own, as `locus new`
+/// writes, or a member of a workspace) in release mode for [`WASM_TARGET`] into `target_dir`, and return the
+/// module's bytes. The `.wasm` file is the one cargo reports for that crate, whatever its library is named.
+/// Otherwise as [`build_module`]; the crate's `Cargo.lock` is updated if it needs to be (not `--locked`: a new
+/// project's lock file gains its own package on the first build).
+///
+/// # Errors
+///
+/// A [`BuildError`]: [`BuildError::NoOutput`] when the crate builds no `cdylib`.
+pub fn build_crate(crate_dir: &Path, target_dir: &Path) -> Result<Vec<u8>, BuildError> {
+    build_crate_file(crate_dir, target_dir).map(|(_, wasm)| wasm)
+}
+
+/// [`build_crate`], with the path of the `.wasm` file cargo wrote (beside it, its dep-info file:
+/// [`sources_of`]).
+///
+/// # Errors
+///
+/// As [`build_crate`].
+pub fn build_crate_file(
+    crate_dir: &Path,
+    target_dir: &Path,
+) -> Result<(PathBuf, Vec<u8>), BuildError> {
+    // Absolute: cargo runs in the crate's directory, and `--manifest-path` must not be taken from there again.
+    let crate_dir = &std::path::absolute(crate_dir).unwrap_or_else(|_| crate_dir.to_owned());
+    ensure_wasm_target(crate_dir)?;
+    let manifest = crate_dir.join("Cargo.toml");
+    let label = crate_dir.file_name().map_or_else(
+        || crate_dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let args: Vec<std::ffi::OsString> = vec![
+        "--manifest-path".into(),
+        manifest.clone().into(),
+        "--message-format=json-render-diagnostics".into(),
+    ];
+    let stdout = cargo_build(crate_dir, &label, &args, target_dir)?;
+    let manifest = manifest.canonicalize().unwrap_or(manifest);
+    let path = wasm_artifact(&stdout, &manifest)
+        .ok_or_else(|| BuildError::NoOutput(target_dir.join(WASM_TARGET).join("release")))?;
+    let wasm = std::fs::read(&path).map_err(|source| BuildError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    Ok((path, wasm))
+}
+
+/// Every source file the module at `wasm` (a file [`build_crate_file`] returned) was built from, as cargo's
+/// dep-info file beside it (`<name>.d`) lists them: the crate's sources, every file it `include_str!`s, and its
+/// path dependencies' sources. Empty if there is no such file.
+#[must_use]
+pub fn sources_of(wasm: &Path) -> Vec<PathBuf> {
+    let Ok(text) = std::fs::read_to_string(wasm.with_extension("d")) else {
+        return Vec::new();
+    };
+    // Makefile syntax: `target: dep dep …`, spaces in paths escaped as `\ `, lines continued with `\`.
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((_, deps)) = line.split_once(": ") else {
+            continue;
+        };
+        let mut current = String::new();
+        let mut chars = deps.chars().peekable();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' if chars.peek() == Some(&' ') => {
+                    current.push(' ');
+                    chars.next();
+                }
+                ' ' => {
+                    if !current.is_empty() {
+                        out.push(PathBuf::from(std::mem::take(&mut current)));
+                    }
+                }
+                c => current.push(c),
+            }
+        }
+        if !current.is_empty() {
+            out.push(PathBuf::from(current));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The `.wasm` file of the crate whose manifest is `manifest` among cargo's JSON messages (`compiler-artifact`).
+fn wasm_artifact(messages: &[u8], manifest: &Path) -> Option<PathBuf> {
+    #[derive(serde::Deserialize)]
+    struct Artifact {
+        reason: String,
+        #[serde(default)]
+        manifest_path: Option<PathBuf>,
+        #[serde(default)]
+        filenames: Vec<PathBuf>,
+    }
+    String::from_utf8_lossy(messages)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Artifact>(line).ok())
+        .filter(|a| a.reason == "compiler-artifact")
+        .filter(|a| {
+            a.manifest_path
+                .as_deref()
+                .is_some_and(|m| m == manifest || m.canonicalize().is_ok_and(|m| m == manifest))
+        })
+        .flat_map(|a| a.filenames)
+        .rfind(|f| f.extension().is_some_and(|e| e == "wasm"))
+}
+
+/// How long a module build may run before [`build_notice`] says so.
+pub const NOTICE_AFTER: std::time::Duration = std::time::Duration::from_millis(1500);
+
+/// The line printed once per process and module when a build is not done after [`NOTICE_AFTER`] (a first build,
+/// which compiles the module's dependencies for wasm).
+#[must_use]
+pub fn build_notice(module: &str, target_dir: &Path) -> String {
+    format!(
+        "locus: building the module `{module}` for {WASM_TARGET} into {} (the first build of a module compiles \
+         its dependencies for wasm and takes a minute or so; later ones, a few seconds)",
+        target_dir.display()
+    )
+}
+
+/// Run `cargo build --release --target wasm32-unknown-unknown --target-dir target_dir ARGS` in `dir`; its stdout
+/// on success. Says [`build_notice`] once for `module` if it runs past [`NOTICE_AFTER`].
+fn cargo_build(
+    dir: &Path,
+    module: &str,
+    args: &[std::ffi::OsString],
+    target_dir: &Path,
+) -> Result<Vec<u8>, BuildError> {
+    static NOTIFIED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = Command::new(&cargo);
+    command
+        .current_dir(dir)
+        .args(["build", "--release", "--target", WASM_TARGET])
+        .args(args)
+        .arg("--target-dir")
+        .arg(target_dir)
+        // Flags meant for the outer (native) build must not leak into the wasm build.
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("CARGO_BUILD_TARGET")
+        .env_remove("CARGO_TARGET_DIR");
+    // The notice: a thread that speaks unless the build ends first (dropping the sender wakes it at once).
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let notice = {
+        let line = build_notice(module, target_dir);
+        let module = module.to_owned();
+        std::thread::spawn(move || {
+            if wait.recv_timeout(NOTICE_AFTER) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+                let mut notified = NOTIFIED
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if !notified.contains(&module) {
+                    notified.push(module);
+                    // Straight to stderr, not through print macros, which a test harness captures.
+                    let _ = writeln!(std::io::stderr(), "{line}");
+                }
+            }
+        })
+    };
+    let output = command.output();
+    drop(done);
+    let _ = notice.join();
+    let output = output.map_err(|source| BuildError::Spawn {
+        cargo: cargo.clone(),
+        source,
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(40).collect();
+        return Err(BuildError::Failed {
+            package: module.to_owned(),
+            status: output.status,
+            stderr: tail.into_iter().rev().collect::<Vec<_>>().join("\n"),
+        });
+    }
+    Ok(output.stdout)
 }
 
 #[cfg(test)]
@@ -310,6 +512,22 @@ mod tests {
 
     fn std_dir(sysroot: &Path) -> PathBuf {
         sysroot.join("lib/rustlib").join(WASM_TARGET).join("lib")
+    }
+
+    #[test]
+    fn dep_info_lists_every_source() {
+        let s = Scratch::new("depinfo");
+        let wasm = s.0.join("m.wasm");
+        std::fs::write(
+            s.0.join("m.d"),
+            "/t/m.wasm: /p/src/lib.rs /p/src/a\\ b.rs /assets/items.json\n\n/p/src/lib.rs:\n",
+        )
+        .unwrap();
+        assert_eq!(
+            sources_of(&wasm),
+            ["/assets/items.json", "/p/src/a b.rs", "/p/src/lib.rs"].map(PathBuf::from)
+        );
+        assert!(sources_of(&s.0.join("none.wasm")).is_empty());
     }
 
     #[test]

@@ -170,6 +170,23 @@ fn reducer_fail(c: &mut Caller<'_, HostState>, ptr: u32, len: u32) -> Result<u32
     env.fail(msg).map_or_else(errno, |()| OK)
 }
 
+fn reducer_panic(
+    c: &mut Caller<'_, HostState>,
+    msg_ptr: u32,
+    msg_len: u32,
+    file_ptr: u32,
+    file_len: u32,
+    line: u32,
+    column: u32,
+) -> Result<u32> {
+    const CALL: &str = "reducer_panic";
+    let (mem, env) = parts(c, CALL)?;
+    let msg = read(mem, CALL, msg_ptr, msg_len)?;
+    let file = read(mem, CALL, file_ptr, file_len)?;
+    env.panic(msg, file, line, column)
+        .map_or_else(errno, |()| OK)
+}
+
 fn log(c: &mut Caller<'_, HostState>, level: u32, ptr: u32, len: u32) -> Result<u32> {
     const CALL: &str = "log";
     let (mem, env) = parts(c, CALL)?;

@@ -34,6 +34,7 @@ use locus_types::{
 };
 
 use crate::config::HostConfig;
+use crate::error::PanicLocation;
 
 /// Longest message or log line kept, in bytes; longer ones are cut at a character boundary.
 pub(crate) const MAX_MESSAGE: usize = 4096;
@@ -170,6 +171,8 @@ struct Call {
     args: Vec<u8>,
     ctx: Option<CallContext>,
     message: Option<String>,
+    /// What `reducer_panic` recorded: the panic's message and location.
+    panic: Option<(String, Option<PanicLocation>)>,
     log_lines: usize,
 }
 
@@ -185,6 +188,7 @@ pub(crate) struct Env {
     visible: Vec<bool>,
     schedule_table: Option<TableId>,
     area_table: Option<TableId>,
+    module_table: Option<TableId>,
     /// `Scheduled` reducers and their parameters.
     scheduled: HashMap<String, Vec<ColumnDef>>,
     call: Call,
@@ -269,6 +273,8 @@ pub(crate) struct SystemTables {
     pub(crate) schedule: TableId,
     /// `locus_area`.
     pub(crate) area: TableId,
+    /// `locus_module`.
+    pub(crate) module: TableId,
 }
 
 /// A row of the schedule table.
@@ -309,6 +315,7 @@ impl Env {
         self.names = tables;
         self.schedule_table = Some(system.schedule);
         self.area_table = Some(system.area);
+        self.module_table = Some(system.module);
         self.scheduled = scheduled;
     }
 
@@ -323,6 +330,7 @@ impl Env {
         self.call.args.extend_from_slice(args);
         self.call.ctx = Some(ctx);
         self.call.message = None;
+        self.call.panic = None;
         self.call.log_lines = 0;
         self.tx = Some(TxLog::new());
     }
@@ -346,6 +354,36 @@ impl Env {
             None => Changeset::default(),
         };
         (changes, self.call.message.take())
+    }
+
+    /// End the running call like [`Env::end_call`] but leave its transaction open: its writes stay in the database,
+    /// and the caller commits or rolls back the returned log against the database later (the upgrade hook's, which
+    /// must stay undoable until the upgraded data is durable).
+    pub(crate) fn detach_call(&mut self) -> TxLog {
+        self.call.active = false;
+        self.iters.clear();
+        self.tx.take().expect("a call is running")
+    }
+
+    /// Record, in the running call's transaction, that the data is at module `version` (the row of
+    /// `locus_module`).
+    pub(crate) fn put_module_version(&mut self, version: u32) -> Result<(), Errno> {
+        let table = self.module_table.ok_or(Errno::NoSuchTable)?;
+        let exists = self
+            .db
+            .table(table)
+            .is_some_and(|t| matches!(t.get(&Value::U64(0)), Ok(Some(_))));
+        let row = locus_types::abi::module_row(version);
+        let (tx, db) = self.tx()?;
+        if exists {
+            tx.update(db, table, &row)
+                .map(drop)
+                .map_err(|e| update_errno(&e))
+        } else {
+            tx.insert(db, table, &row)
+                .map(drop)
+                .map_err(|e| insert_errno(&e))
+        }
     }
 
     /// Delete a schedule row inside the running call's transaction, before the reducer it triggers runs, so
@@ -493,6 +531,26 @@ impl Env {
         self.in_call()?;
         self.call.message = Some(truncated(utf8(msg)?));
         Ok(())
+    }
+
+    pub(crate) fn panic(
+        &mut self,
+        msg: &[u8],
+        file: &[u8],
+        line: u32,
+        column: u32,
+    ) -> Result<(), Errno> {
+        self.in_call()?;
+        let message = truncated(utf8(msg)?);
+        let file = truncated(utf8(file)?);
+        let location = (!file.is_empty()).then_some(PanicLocation { file, line, column });
+        self.call.panic = Some((message, location));
+        Ok(())
+    }
+
+    /// Take the panic the running (or just ended) call recorded with `reducer_panic`, if any.
+    pub(crate) fn take_panic(&mut self) -> Option<(String, Option<PanicLocation>)> {
+        self.call.panic.take()
     }
 
     pub(crate) fn log(&mut self, level: u32, msg: &[u8]) -> Result<(), Errno> {
@@ -830,6 +888,17 @@ impl Env {
                 .map_err(|e| insert_errno(&e))
         }
     }
+}
+
+/// The module version `db`'s data is at: the row of the system table `locus_module`
+/// ([`locus_types::abi::MODULE_TABLE`]), or 0 without one (a database made before modules had versions).
+#[must_use]
+pub fn data_version(db: &Database) -> u32 {
+    db.table_id(locus_types::abi::MODULE_TABLE)
+        .and_then(|id| db.table(id))
+        .and_then(|t| t.get(&Value::U64(0)).ok().flatten())
+        .and_then(locus_types::abi::module_row_version)
+        .unwrap_or(0)
 }
 
 /// The area of interest the module set for `identity` in `db` (a database a module was instantiated over), if

@@ -4,6 +4,8 @@ use locus_store::CreateTableError;
 use locus_types::{ReducerKind, SchemaError};
 use thiserror::Error;
 
+use crate::backtrace::Backtrace;
+
 /// Why a [`Runtime`](crate::Runtime) could not be created.
 #[derive(Debug, Error)]
 pub enum RuntimeError {
@@ -122,6 +124,15 @@ pub enum InstantiateError {
     /// Wasmtime failed to instantiate the module.
     #[error("cannot instantiate the module: {0}")]
     Wasm(String),
+    /// The database's data is at another module version than the module's (bringing it over is an upgrade's:
+    /// `Module::upgrade`, `Module::instantiate_upgrading`).
+    #[error("the data is at module version {data}; this module is version {module}")]
+    VersionMismatch {
+        /// The version the data is at (`locus_types::abi::MODULE_TABLE`).
+        data: u32,
+        /// The module's.
+        module: u32,
+    },
 }
 
 /// Why a reducer call did not commit. In every case its writes were rolled back and the instance stays usable.
@@ -170,14 +181,51 @@ pub enum CallError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// The reducer trapped (a panic, an unreachable, a bad host-call pointer, ...).
+    /// The reducer panicked: the module reported the panic (`reducer_panic`, which the Rust SDK's panic hook calls)
+    /// and then trapped. The message is the panic's; [`Display`](std::fmt::Display) leaves the location out (it
+    /// is what a client is told), [`CallError::detailed`] puts it in (for the world's operator).
+    #[error("reducer `{reducer}` panicked: {message}")]
+    Panicked {
+        /// The reducer.
+        reducer: String,
+        /// The panic's message (`panic!("…")`'s text; `Box<dyn Any>` for a payload that is not a string).
+        message: String,
+        /// Where it panicked, if the module said.
+        location: Option<PanicLocation>,
+        /// The wasm backtrace of the trap, demangled, without the panic runtime's own frames: for the server's
+        /// log, never for a client.
+        backtrace: Option<Backtrace>,
+    },
+    /// The reducer trapped without reporting a panic (an `unreachable` in hand-written wasm, an out-of-bounds
+    /// access, a bad host-call pointer, …), or returned an unknown status.
     #[error("reducer `{reducer}` trapped: {message}")]
     Trapped {
         /// The reducer.
         reducer: String,
-        /// The trap, with the wasm backtrace when there is one.
+        /// The trap, in one line: wasmtime's trap description (``wasm `unreachable` instruction executed``), the
+        /// host call's complaint (``host call `get`: buffer 0xfff0+100 lies outside the module's memory``), or
+        /// ``the entry point returned an unknown status 7``. Never the backtrace.
         message: String,
+        /// The wasm backtrace of the trap, demangled: for the server's log, never for a client.
+        backtrace: Option<Backtrace>,
     },
+}
+
+/// Where a reducer panicked: the source location its panic hook reported (Rust's `std::panic::Location`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PanicLocation {
+    /// The source file, as the module's compiler named it (e.g. `game-module/src/items.rs`).
+    pub file: String,
+    /// The line, from 1.
+    pub line: u32,
+    /// The column, from 1.
+    pub column: u32,
+}
+
+impl std::fmt::Display for PanicLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.column)
+    }
 }
 
 impl CallError {
@@ -191,7 +239,36 @@ impl CallError {
             | CallError::Failed { reducer, .. }
             | CallError::Interrupted { reducer, .. }
             | CallError::MemoryLimit { reducer, .. }
+            | CallError::Panicked { reducer, .. }
             | CallError::Trapped { reducer, .. } => reducer,
+        }
+    }
+
+    /// The error as the world's operator is told it: the [`Display`](std::fmt::Display) text, except that a panic
+    /// names where it happened — ``reducer `craft` panicked at game-module/src/items.rs:42:9: no such item`` —
+    /// when the module said.
+    #[must_use]
+    pub fn detailed(&self) -> String {
+        match self {
+            CallError::Panicked {
+                reducer,
+                message,
+                location: Some(location),
+                ..
+            } => format!("reducer `{reducer}` panicked at {location}: {message}"),
+            other => other.to_string(),
+        }
+    }
+
+    /// The trap's wasm backtrace, demangled, if the error is a trap that had one ([`CallError::Panicked`],
+    /// [`CallError::Trapped`]): for the server's log.
+    #[must_use]
+    pub fn backtrace(&self) -> Option<&Backtrace> {
+        match self {
+            CallError::Panicked { backtrace, .. } | CallError::Trapped { backtrace, .. } => {
+                backtrace.as_ref()
+            }
+            _ => None,
         }
     }
 }

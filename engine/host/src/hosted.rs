@@ -3,7 +3,7 @@
 use locus_store::{Changeset, Database};
 use locus_types::abi::AreaRow;
 use locus_types::migrate::Plan;
-use locus_types::{Identity, ModuleDef, TableId, Timestamp};
+use locus_types::{Identity, ModuleDef, TableId, Tick, Timestamp};
 
 use crate::{
     CallContext, CallError, InstantiateError, LogLine, Module, ModuleInstance, ScheduledRun,
@@ -136,15 +136,31 @@ impl Hosted {
         self.instance.run_due(&mut self.db, now, ctx)
     }
 
-    /// Upgrade to `module` in place ([`Module::upgrade`], then [`crate::Upgrade::apply`]); returns what changed.
+    /// Upgrade to `module` in place ([`Module::upgrade`], then [`crate::Upgrade::apply`] and
+    /// [`crate::AppliedUpgrade::commit`]); returns what changed. A data version change runs the module's upgrade
+    /// reducer with the server's context at tick 0, time 0 ([`Hosted::upgrade_with`] takes another).
     ///
     /// # Errors
     ///
     /// An [`UpgradeError`]; the instance and the database are then as they were.
     pub fn upgrade(&mut self, module: &Module) -> Result<Plan, UpgradeError> {
+        self.upgrade_with(module, &CallContext::server(Tick(0), Timestamp(0), 0))
+    }
+
+    /// [`Hosted::upgrade`], the upgrade reducer (if it runs) with `ctx`.
+    ///
+    /// # Errors
+    ///
+    /// An [`UpgradeError`]; the instance and the database are then as they were.
+    pub fn upgrade_with(
+        &mut self,
+        module: &Module,
+        ctx: &CallContext,
+    ) -> Result<Plan, UpgradeError> {
         let upgrade = module.upgrade(&self.instance, &self.db)?;
-        let plan = upgrade.plan.clone();
-        let (instance, _replaced) = upgrade.apply(&mut self.db);
+        let applied = upgrade.apply(&mut self.db, ctx)?;
+        let plan = applied.plan.clone();
+        let (instance, _replaced) = applied.commit(&mut self.db);
         self.instance = instance;
         Ok(plan)
     }

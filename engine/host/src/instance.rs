@@ -4,22 +4,25 @@ use std::sync::Arc;
 use std::thread;
 
 use hashbrown::HashMap;
-use locus_store::{BuildTableError, Changeset, Database, Table};
+use locus_store::{BuildTableError, Changeset, Database, Table, TxLog};
 use locus_types::abi::{
-    ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_MEMORY, EXPORT_REDUCER_DEF_PREFIX,
-    EXPORT_REDUCER_PREFIX, EXPORT_TABLE_PREFIX, IMPORT_MODULE, RESERVED_PREFIX, ReducerStatus,
+    ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_MEMORY, EXPORT_MODULE_VERSION,
+    EXPORT_REDUCER_DEF_PREFIX, EXPORT_REDUCER_PREFIX, EXPORT_TABLE_PREFIX, IMPORT_MODULE,
+    RESERVED_PREFIX, ReducerStatus,
 };
 use locus_types::{
     ColumnType, ModuleDef, ReducerDef, ReducerKind, TableDef, TableId, Timestamp, codec,
 };
 use wasmtime::{
     Engine, ExternType, FuncType, InstancePre, Linker, Store, Trap, TypedFunc, ValType,
+    WasmBacktrace,
 };
 
+use crate::backtrace::Backtrace;
 use crate::calls::{self, Fault, HostState};
 use crate::config::{Budget, EPOCH_PERIOD, HostConfig};
 use crate::env::{CallContext, Env, LogLine, SystemTables, schedule_table_def, truncated};
-use crate::error::{CallError, InstantiateError, LoadError, RuntimeError};
+use crate::error::{CallError, InstantiateError, LoadError, PanicLocation, RuntimeError};
 
 /// A wasmtime engine configured for Locus modules, plus (for [`Budget::Time`]) the thread that advances its
 /// epoch. Cheap to clone; share one per process.
@@ -184,6 +187,16 @@ impl Runtime {
         }
 
         let mut def = ModuleDef::default();
+        // Optional; its type was checked with the other exports'.
+        if let Ok(version) = instance.get_typed_func::<(), u32>(&mut store, EXPORT_MODULE_VERSION) {
+            self.arm(&mut store);
+            def.version = version
+                .call(&mut store, ())
+                .map_err(|e| LoadError::Describe {
+                    export: EXPORT_MODULE_VERSION.into(),
+                    reason: format!("{e:#}"),
+                })?;
+        }
         let mut entry_points = Vec::new();
         for export in module.exports() {
             let name = export.name();
@@ -292,6 +305,8 @@ fn check_export_types(module: &wasmtime::Module) -> Result<(), LoadError> {
             } else if name == EXPORT_ABI_VERSION {
                 version = true;
                 (&[], &[ValType::I32], "a function () -> i32")
+            } else if name == EXPORT_MODULE_VERSION {
+                (&[], &[ValType::I32], "a function () -> i32")
             } else if name.starts_with(EXPORT_TABLE_PREFIX)
                 || name.starts_with(EXPORT_REDUCER_DEF_PREFIX)
             {
@@ -373,6 +388,14 @@ fn validate(def: &ModuleDef, entry_points: &[String]) -> Result<(), LoadError> {
                     return Err(reducer_error(r, "periodic reducers take no parameters"));
                 }
             }
+            ReducerKind::Upgrade => {
+                if r.params.len() != 2 || r.params.iter().any(|p| p.ty != ColumnType::U32) {
+                    return Err(reducer_error(
+                        r,
+                        "an upgrade reducer takes two u32 parameters, the data's version and the module's",
+                    ));
+                }
+            }
             ReducerKind::Client | ReducerKind::Scheduled => {}
         }
         if matches!(
@@ -381,6 +404,7 @@ fn validate(def: &ModuleDef, entry_points: &[String]) -> Result<(), LoadError> {
                 | ReducerKind::ClientConnected
                 | ReducerKind::ClientDisconnected
                 | ReducerKind::Tick
+                | ReducerKind::Upgrade
         ) {
             if let Some((_, first)) = lifecycle.iter().find(|(k, _)| *k == r.kind) {
                 return Err(LoadError::DuplicateLifecycle {
@@ -428,9 +452,27 @@ impl Module {
         &self.def
     }
 
-    /// Instantiate the module for `db`: create its tables (and the system tables `locus_schedule` and
-    /// `locus_area`, in that order, after the module's) where `db` lacks them, and check those it has match.
-    /// Tables already in `db` keep their rows (e.g. after recovery).
+    /// The module's version (`locus_types::abi::EXPORT_MODULE_VERSION`; 0 if it declares none).
+    #[must_use]
+    pub fn version(&self) -> u32 {
+        self.def.version
+    }
+
+    /// The module's `Upgrade` reducer, if it has one.
+    #[must_use]
+    pub fn upgrade_reducer(&self) -> Option<&ReducerDef> {
+        self.def
+            .reducers
+            .iter()
+            .find(|r| r.kind == ReducerKind::Upgrade)
+    }
+
+    /// Instantiate the module for `db`: create its tables (and the system tables `locus_schedule`, `locus_area` and
+    /// `locus_module`, in that order, after the module's) where `db` lacks them, and check those it has match.
+    /// Tables already in `db` keep their rows (e.g. after recovery). A new database (no tables at all) is recorded
+    /// as being at this module's version; one whose data is at another version ([`crate::data_version`]; 0 for a
+    /// database without `locus_module`) is refused: bringing it over is an upgrade's
+    /// ([`Module::instantiate_upgrading`]).
     ///
     /// The instance does not keep the database: its owner lends it to every reducer-running method
     /// ([`ModuleInstance::call`] and the others), and must always lend this database (or one with the same
@@ -447,10 +489,27 @@ impl Module {
                 Err(InstantiateError::SchemaMismatch(def.name.clone()))
             }
         })?;
+        let data = self.data_version_of(db);
+        if data != self.version() {
+            return Err(InstantiateError::VersionMismatch {
+                data,
+                module: self.version(),
+            });
+        }
         let (instance, staged) = self.instantiate_laid_out(layout)?;
         db.swap_tables(staged)
             .expect("the staged tables were laid out over this database");
         Ok(instance)
+    }
+
+    /// The module version `db`'s data is at, as this module sees it: [`crate::data_version`], except that a new
+    /// database (no tables at all) is at this module's version.
+    pub(crate) fn data_version_of(&self, db: &Database) -> u32 {
+        if db.tables().next().is_none() {
+            self.version()
+        } else {
+            crate::data_version(db)
+        }
     }
 
     /// Lay this module's tables, then the system tables, out over `db`, which is only read: a table `db` has keeps
@@ -466,11 +525,18 @@ impl Module {
             system: SystemTables {
                 schedule: TableId(0),
                 area: TableId(0),
+                module: TableId(0),
             },
             table_count: db.tables().count(),
             staged: Vec::new(),
         };
-        let mut place = |def: &TableDef, layout: &mut Layout| -> Result<TableId, E> {
+        // A new database starts at this module's version; an old one without the table is at version 0.
+        let fresh = db.tables().next().is_none();
+        let version_row = locus_types::abi::module_row(self.version());
+        let mut place = |def: &TableDef,
+                         rows: &[&[u8]],
+                         layout: &mut Layout|
+         -> Result<TableId, E> {
             if let Some(id) = db.table_id(&def.name) {
                 let old = db.table(id).expect("named tables exist");
                 if let Some(table) = existing(old, def)? {
@@ -480,22 +546,24 @@ impl Module {
             }
             let id = TableId(layout.table_count as u32);
             let table = db
-                .build_table(id, def.clone(), [], 0)
+                .build_table(id, def.clone(), rows.iter().copied(), 0)
                 .map_err(|e| match e {
                     BuildTableError::Schema(e) => InstantiateError::CreateTable(e.into()),
-                    BuildTableError::Insert(_) => unreachable!("no rows were given"),
+                    BuildTableError::Insert(_) => unreachable!("the rows given fit their tables"),
                 })?;
             layout.staged.push(table);
             layout.table_count += 1;
             Ok(id)
         };
         for t in &self.def.tables {
-            let id = place(t, &mut layout)?;
+            let id = place(t, &[], &mut layout)?;
             layout.tables.insert(t.name.clone(), id);
         }
+        let version: &[&[u8]] = if fresh { &[&version_row] } else { &[] };
         layout.system = SystemTables {
-            schedule: place(&schedule_table_def(), &mut layout)?,
-            area: place(&locus_types::abi::area_table_def(), &mut layout)?,
+            schedule: place(&schedule_table_def(), &[], &mut layout)?,
+            area: place(&locus_types::abi::area_table_def(), &[], &mut layout)?,
+            module: place(&locus_types::abi::module_table_def(), version, &mut layout)?,
         };
         Ok(layout)
     }
@@ -937,6 +1005,41 @@ impl ModuleInstance {
         runs
     }
 
+    /// Bring `db`'s data (lent for it) from module version `from` to this module's, `to`: in one transaction, record
+    /// `to` in `locus_module` and run the module's `Upgrade` reducer, if it has one, with `[from, to]` and `ctx`. The
+    /// transaction is left open — its writes are in `db` — and returned, for the caller to commit or roll back
+    /// against `db` once it knows whether the upgrade goes ahead.
+    ///
+    /// # Errors
+    ///
+    /// The upgrade reducer's [`CallError`]; the transaction (the version's write included) is then rolled back.
+    pub(crate) fn upgrade_data(
+        &mut self,
+        db: &mut Database,
+        from: u32,
+        to: u32,
+        ctx: &CallContext,
+    ) -> Result<TxLog, CallError> {
+        let hook = self
+            .module
+            .def
+            .reducers
+            .iter()
+            .position(|r| r.kind == ReducerKind::Upgrade);
+        let args = rmp_serde::to_vec(&(from, to)).expect("two integers encode");
+        self.lend(db, |this| {
+            let name = hook.map_or_else(|| Arc::from(""), |i| this.names[i].clone());
+            let env = &mut this.store.data_mut().env;
+            env.begin_call(name, &args, *ctx);
+            env.put_module_version(to)
+                .expect("the instance's database has its `locus_module` table");
+            if let Some(index) = hook {
+                this.run_entry(index, args.len())?;
+            }
+            Ok(this.store.data_mut().env.detach_call())
+        })
+    }
+
     /// Run reducer `index` in a transaction, after checking `args` against its parameters. `schedule` is a schedule
     /// row to delete in the same transaction.
     fn invoke(
@@ -971,8 +1074,16 @@ impl ModuleInstance {
             env.delete_schedule_in_call(id)
                 .expect("a due schedule row exists");
         }
+        self.run_entry(index, args.len())?;
+        Ok(self.store.data_mut().env.end_call(true).0)
+    }
+
+    /// Call reducer `index`'s entry point, with `args_len` the length of the arguments of the call begun in the
+    /// environment. On success the call is still open, for the caller to end; on any failure it has been ended and
+    /// rolled back (and after a trap the instance replaced).
+    fn run_entry(&mut self, index: usize, args_len: usize) -> Result<(), CallError> {
         self.module.runtime.arm(&mut self.store);
-        let outcome = match self.entries[index].call(&mut self.store, args.len() as u32) {
+        let outcome = match self.entries[index].call(&mut self.store, args_len as u32) {
             Ok(status) => Outcome::Status(status),
             Err(e) => Outcome::Trap(e),
         };
@@ -981,7 +1092,7 @@ impl ModuleInstance {
         let env = &mut self.store.data_mut().env;
         match outcome {
             Outcome::Status(code) => match ReducerStatus::from_code(code) {
-                Some(ReducerStatus::Ok) => Ok(env.end_call(true).0),
+                Some(ReducerStatus::Ok) => Ok(()),
                 Some(status) => {
                     let message = env.end_call(false).1.unwrap_or_default();
                     Err(if status == ReducerStatus::BadArguments {
@@ -1001,45 +1112,78 @@ impl ModuleInstance {
                     Err(CallError::Trapped {
                         reducer: reducer(),
                         message: format!("the entry point returned an unknown status {code}"),
+                        backtrace: None,
                     })
                 }
             },
             Outcome::Trap(e) => {
                 env.end_call(false);
-                let error = self.classify(reducer(), &e);
+                let panic = env.take_panic();
+                let error = classify(reducer(), &e, panic);
                 self.restart();
                 Err(error)
             }
         }
     }
+}
 
-    fn classify(&self, reducer: String, e: &wasmtime::Error) -> CallError {
-        match e.downcast_ref::<Trap>() {
-            Some(Trap::Interrupt) => {
-                return CallError::Interrupted {
-                    reducer,
-                    budget: "time",
-                };
-            }
-            Some(Trap::OutOfFuel) => {
-                return CallError::Interrupted {
-                    reducer,
-                    budget: "fuel",
-                };
-            }
-            _ => {}
-        }
-        if let Some(Fault::MemoryLimit { limit, .. }) = e.downcast_ref::<Fault>() {
-            return CallError::MemoryLimit {
+/// What a trap means for the caller. A trap after the module reported a panic (`reducer_panic`) is that panic;
+/// running out of the budget or the memory limit wins over a reported panic (the hook itself may have been what
+/// ran too long).
+fn classify(
+    reducer: String,
+    e: &wasmtime::Error,
+    panic: Option<(String, Option<PanicLocation>)>,
+) -> CallError {
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => {
+            return CallError::Interrupted {
                 reducer,
-                limit: *limit,
+                budget: "time",
             };
         }
-        CallError::Trapped {
-            reducer,
-            message: truncated(&format!("{e:#}")),
+        Some(Trap::OutOfFuel) => {
+            return CallError::Interrupted {
+                reducer,
+                budget: "fuel",
+            };
         }
+        _ => {}
     }
+    if let Some(Fault::MemoryLimit { limit, .. }) = e.downcast_ref::<Fault>() {
+        return CallError::MemoryLimit {
+            reducer,
+            limit: *limit,
+        };
+    }
+    let trace = e.downcast_ref::<WasmBacktrace>();
+    match panic {
+        Some((message, location)) => CallError::Panicked {
+            reducer,
+            message,
+            location,
+            backtrace: trace.map(|t| Backtrace::from_wasm(t, true)),
+        },
+        None => CallError::Trapped {
+            reducer,
+            message: trap_message(e),
+            backtrace: trace.map(|t| Backtrace::from_wasm(t, false)),
+        },
+    }
+}
+
+/// A trap in one line, without the backtrace wasmtime attaches as context: the trap's own description, the host
+/// call's complaint, or else the innermost error's text.
+fn trap_message(e: &wasmtime::Error) -> String {
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        // Wasmtime says "wasm trap: wasm `unreachable` instruction executed"; the caller's text already says trapped.
+        let text = trap.to_string();
+        return text.strip_prefix("wasm trap: ").unwrap_or(&text).to_owned();
+    }
+    if let Some(fault) = e.downcast_ref::<Fault>() {
+        return fault.to_string();
+    }
+    truncated(&e.root_cause().to_string())
 }
 
 #[cfg(test)]

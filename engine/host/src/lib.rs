@@ -13,12 +13,18 @@
 //!   and has it back when the call returns, so snapshots and queries read it with no instance involved. [`Hosted`]
 //!   pairs an instance with a database of its own, for tests and tools.
 //! - [`Module::upgrade`] prepares a new module version over a running one's database, migrating only the tables
-//!   whose definition changed, aside; [`Upgrade::apply`] swaps them in.
+//!   whose definition changed, aside; [`Upgrade::apply`] swaps them in and, when the module's version differs from
+//!   the one the data is at ([`data_version`]), runs the module's upgrade reducer in a transaction that
+//!   [`AppliedUpgrade::commit`] keeps and [`AppliedUpgrade::revert`] undoes with the rest.
 //! - Reducers schedule one-shot calls and set each client's area of interest through host calls that write the
 //!   private system tables `locus_schedule` and `locus_area` in the call's transaction; the server reads areas back
 //!   with [`area`] (or the table [`ModuleInstance::area_table`]) and `locus_types::abi::AreaRow`.
 //! - Every call is bounded by time (epoch interruption) or fuel, and the instance's memory by a limit: a runaway
 //!   reducer stops, never the engine. A bad pointer from the module is a trap, never a host panic.
+//! - A reducer that panics — the SDK's panic hook reports the message and location through `reducer_panic`, then
+//!   the module traps — fails with [`CallError::Panicked`] (its `Display` is a client's text, without the location;
+//!   [`CallError::detailed`] the operator's, with it); any other trap with [`CallError::Trapped`], one line. A
+//!   trap's wasm backtrace, demangled ([`Backtrace`]), is kept apart in the error, for the server's log only.
 //! - [`build`] compiles a module crate to wasm with cargo (for tests and `locus serve`).
 //!
 //! It deliberately does not own a clock, a tick loop, the network or the commit log: the server drives it, passing
@@ -49,6 +55,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod backtrace;
 pub mod build;
 mod calls;
 mod config;
@@ -59,9 +66,10 @@ mod instance;
 mod upgrade;
 pub mod web_build;
 
+pub use backtrace::{Backtrace, Frame};
 pub use config::{Budget, EPOCH_PERIOD, HostConfig};
-pub use env::{CallContext, LogLine, area};
-pub use error::{CallError, InstantiateError, LoadError, RuntimeError};
+pub use env::{CallContext, LogLine, area, data_version};
+pub use error::{CallError, InstantiateError, LoadError, PanicLocation, RuntimeError};
 pub use hosted::Hosted;
 pub use instance::{Module, ModuleInstance, Runtime, ScheduledRun};
-pub use upgrade::{Upgrade, UpgradeError};
+pub use upgrade::{AppliedUpgrade, Upgrade, UpgradeError};

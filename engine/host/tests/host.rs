@@ -7,6 +7,7 @@ use locus_host::{
 };
 use locus_store::Database;
 use locus_types::abi::{AreaCenter, AreaRow, Errno};
+use locus_types::migrate::Change;
 use locus_types::{
     ColumnDef, ColumnType, Identity, ReducerDef, ReducerKind, TableDef, TableId, Tick, Timestamp,
     Value, codec,
@@ -219,10 +220,25 @@ fn a_trap_mid_reducer_rolls_back_its_writes_and_the_instance_carries_on() {
     let mut inst = instance(&rt, &writer());
     inst.call("insert1", &[0x90], &ctx()).unwrap();
     let err = inst.call("trap_after_write", &[0x90], &ctx()).unwrap_err();
+    // A bare trap (no panic reported) is one short line; the backtrace is kept apart, for the server's log.
+    assert_eq!(
+        err.to_string(),
+        "reducer `trap_after_write` trapped: wasm `unreachable` instruction executed"
+    );
     assert!(
-        matches!(&err, CallError::Trapped { reducer, message } if reducer == "trap_after_write" && message.contains("unreachable")),
+        matches!(&err, CallError::Trapped { reducer, message, .. } if reducer == "trap_after_write" && message == "wasm `unreachable` instruction executed"),
         "{err:?}"
     );
+    let backtrace = err.backtrace().expect("a trap has a backtrace").to_string();
+    assert!(
+        backtrace.starts_with("wasm backtrace:\n    0: "),
+        "{backtrace}"
+    );
+    assert!(
+        backtrace.contains("<wasm function"),
+        "a module without names: {backtrace}"
+    );
+    assert_eq!(err.detailed(), err.to_string());
     assert_eq!(
         things(&inst),
         vec![thing_row(1, 5)],
@@ -243,13 +259,108 @@ fn a_bad_pointer_traps_and_rolls_back_without_harming_the_host() {
     let err = inst.call("bad_ptr", &[0x90], &ctx()).unwrap_err();
     match &err {
         CallError::Trapped { message, .. } => {
-            assert!(message.contains("outside the module's memory"), "{message}");
+            assert_eq!(
+                message,
+                "host call `insert`: buffer 0xfffa+100 lies outside the module's memory"
+            );
         }
         other => panic!("{other:?}"),
     }
     assert!(things(&inst).is_empty(), "the first insert was rolled back");
     inst.call("insert1", &[0x90], &ctx()).unwrap();
     assert_eq!(things(&inst), vec![thing_row(1, 5)]);
+}
+
+/// A module reporting panics as the Rust SDK's hook does (`reducer_panic`, then a trap): `panics` inserts [2, 7],
+/// reports "index 9 out of range" at `src/rules.rs:12:5`, and traps; `no_location` reports "lost" with an empty
+/// file and traps; `recovers` reports a panic and then returns Ok, committing [2, 7]; `bad_utf8` reports a
+/// message that is not UTF-8 (and fails with the errno it got as its status).
+fn panicking() -> Fixture {
+    Fixture {
+        extra: r#"(import "locus_v1" "reducer_panic" (func $panic (param i32 i32 i32 i32 i32 i32) (result i32)))
+               (data (i32.const 800) "index 9 out of range")
+               (data (i32.const 832) "src/rules.rs")
+               (data (i32.const 848) "lost")
+               (data (i32.const 856) "\ff\fe")"#
+        .into(),
+        ..Fixture::new()
+    }
+        .reducer(
+            client("panics", &[]),
+            "(drop (call $insert (call $thing) (i32.const 600) (i32.const 3) (i32.const 320)))
+             (drop (call $panic (i32.const 800) (i32.const 20) (i32.const 832) (i32.const 12) (i32.const 12) (i32.const 5)))
+             unreachable",
+        )
+        .reducer(
+            client("no_location", &[]),
+            "(drop (call $panic (i32.const 848) (i32.const 4) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0)))
+             unreachable",
+        )
+        .reducer(
+            client("recovers", &[]),
+            "(drop (call $panic (i32.const 800) (i32.const 20) (i32.const 832) (i32.const 12) (i32.const 12) (i32.const 5)))
+             (drop (call $insert (call $thing) (i32.const 600) (i32.const 3) (i32.const 320)))
+             i32.const 0",
+        )
+        .reducer(
+            client("bad_utf8", &[]),
+            "(call $panic (i32.const 856) (i32.const 2) (i32.const 0) (i32.const 0) (i32.const 0) (i32.const 0))",
+        )
+}
+
+#[test]
+fn a_reported_panic_is_reported_with_its_message_and_location_and_rolls_back() {
+    let rt = runtime();
+    let mut inst = instance(&rt, &panicking());
+    let err = inst.call("panics", &[0x90], &ctx()).unwrap_err();
+    assert_eq!(
+        err,
+        CallError::Panicked {
+            reducer: "panics".into(),
+            message: "index 9 out of range".into(),
+            location: Some(locus_host::PanicLocation {
+                file: "src/rules.rs".into(),
+                line: 12,
+                column: 5,
+            }),
+            backtrace: err.backtrace().cloned(),
+        }
+    );
+    assert!(err.backtrace().is_some());
+    // What a client is told, and what the operator is.
+    assert_eq!(
+        err.to_string(),
+        "reducer `panics` panicked: index 9 out of range"
+    );
+    assert_eq!(
+        err.detailed(),
+        "reducer `panics` panicked at src/rules.rs:12:5: index 9 out of range"
+    );
+    assert!(things(&inst).is_empty(), "its insert was rolled back");
+
+    let err = inst.call("no_location", &[0x90], &ctx()).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Panicked { message, location: None, .. } if message == "lost"),
+        "{err:?}"
+    );
+    assert_eq!(err.detailed(), "reducer `no_location` panicked: lost");
+
+    // A panic is only a panic if the call traps after it: a reducer that returns a status is judged by it, and the
+    // record does not leak into the next call's trap.
+    inst.call("recovers", &[0x90], &ctx()).unwrap();
+    assert_eq!(things(&inst), vec![thing_row(2, 7)]);
+    let code = inst.call("bad_utf8", &[0x90], &ctx()).unwrap_err();
+    assert_eq!(
+        code,
+        CallError::Trapped {
+            reducer: "bad_utf8".into(),
+            message: format!(
+                "the entry point returned an unknown status {}",
+                Errno::BadUtf8.code()
+            ),
+            backtrace: None,
+        }
+    );
 }
 
 #[test]
@@ -1084,7 +1195,9 @@ fn an_upgrade_migrates_only_the_changed_tables_and_a_refused_one_changes_nothing
             incompatible,
             "{err}"
         );
-        let err = bad.instantiate_upgrading(&mut world.db).unwrap_err();
+        let err = bad
+            .instantiate_upgrading(&mut world.db, &ctx())
+            .unwrap_err();
         assert_eq!(
             matches!(err, UpgradeError::Incompatible(_)),
             incompatible,
@@ -1112,7 +1225,10 @@ fn an_upgrade_migrates_only_the_changed_tables_and_a_refused_one_changes_nothing
     assert_eq!(rebuilt, ["extra", "thing"]);
     let planned = locus_log::EncodedSnapshot::of_tables(Tick(0), &upgrade.tables(&world.db));
     assert_eq!(image(&world.db), before, "preparing changes nothing");
-    let (instance, replaced) = upgrade.apply(&mut world.db);
+    let (instance, replaced) = upgrade
+        .apply(&mut world.db, &ctx())
+        .unwrap()
+        .commit(&mut world.db);
     world.instance = instance;
     assert_eq!(replaced.len(), 1);
     assert_eq!(replaced[0].def(), &thing_table());
@@ -1136,10 +1252,10 @@ fn an_upgrade_migrates_only_the_changed_tables_and_a_refused_one_changes_nothing
     assert_eq!(rows_of(&world.db, "thing"), vec![zero(1, 5), zero(2, 5)]);
     assert_eq!(
         world.db.table_id("extra"),
-        Some(TableId(4)),
+        Some(TableId(5)),
         "after the system tables"
     );
-    assert_eq!(world.db.table(TableId(4)).unwrap().def(), &extra);
+    assert_eq!(world.db.table(TableId(5)).unwrap().def(), &extra);
     // The new instance runs over the same database: its insert of a two-column row is refused (an errno, no
     // change), and the owner's next write to `tally` continues the sequence.
     assert!(world.call("insert1", &[0x90], &ctx()).unwrap().is_empty());
@@ -1147,6 +1263,275 @@ fn an_upgrade_migrates_only_the_changed_tables_and_a_refused_one_changes_nothing
     let row = codec::encode_row(&tally_table().columns, &[Value::U64(0), Value::U64(9)]).unwrap();
     assert_eq!(tx.insert(tally, &row).unwrap(), Value::U64(6));
     let _ = tx.commit();
+}
+
+// ---- Module versions and the upgrade reducer ---------------------------------------------------------------------
+
+/// The ReducerDef of an upgrade reducer `name` with the parameters `(from: u32, to: u32)` (or `params`).
+fn upgrade_def(name: &str, params: &[(&str, ColumnType)]) -> ReducerDef {
+    ReducerDef {
+        kind: ReducerKind::Upgrade,
+        ..client(name, params)
+    }
+}
+
+const VERSIONS: &[(&str, ColumnType)] = &[("from", ColumnType::U32), ("to", ColumnType::U32)];
+
+/// `writer()` at module version `version`, with an upgrade reducer `upgrade` whose body is `body`; the arguments it
+/// was given are at 1000 (their length at 1100) once `(call $args (i32.const 1000) (i32.const 64) (i32.const 1100))`
+/// ran.
+fn versioned(version: u32, body: &str) -> Fixture {
+    let mut f = writer().reducer(upgrade_def("upgrade", VERSIONS), body);
+    f.extra = format!(
+        "(func (export \"__locus_module_version\") (result i32) i32.const {version})
+         (data (i32.const 960) \"unexpected arguments\")"
+    );
+    f
+}
+
+/// An upgrade body: insert [2, 7]; fail with "unexpected arguments" unless the arguments are `[from, to]` as
+/// fixints; then `tail` (which returns the status, or traps).
+fn hook_body(from: u8, to: u8, tail: &str) -> String {
+    format!(
+        "(drop (call $insert (call $thing) (i32.const 600) (i32.const 3) (i32.const 320)))
+         (if (call $args (i32.const 1000) (i32.const 64) (i32.const 1100)) (then unreachable))
+         (if (i32.or (i32.ne (i32.load (i32.const 1100)) (i32.const 3))
+               (i32.or (i32.ne (i32.load8_u (i32.const 1000)) (i32.const 0x92))
+                 (i32.or (i32.ne (i32.load8_u (i32.const 1001)) (i32.const {from}))
+                         (i32.ne (i32.load8_u (i32.const 1002)) (i32.const {to})))))
+           (then (drop (call $fail (i32.const 960) (i32.const 20))) (return (i32.const 1))))
+         {tail}"
+    )
+}
+
+#[test]
+fn a_version_change_runs_the_upgrade_reducer_once_in_the_upgrades_transaction() {
+    let rt = runtime();
+    let v0 = rt.load(&writer().bytes()).unwrap();
+    assert_eq!(v0.version(), 0, "no version export: version 0");
+    let mut world = v0.hosted(Database::default()).unwrap();
+    assert_eq!(locus_host::data_version(&world.db), 0);
+    world.call("insert1", &[0x90], &ctx()).unwrap();
+
+    let v3 = rt
+        .load(
+            &versioned(
+                3,
+                &hook_body(
+                    0,
+                    3,
+                    "(drop (call $log (i32.const 2) (i32.const 700) (i32.const 4))) i32.const 0",
+                ),
+            )
+            .bytes(),
+        )
+        .unwrap();
+    assert_eq!(v3.version(), 3);
+    assert_eq!(
+        v3.upgrade_reducer().map(|r| r.name.as_str()),
+        Some("upgrade")
+    );
+    // A new database starts at the module's version; over data at another version a plain instantiation is
+    // refused: bringing the data over is an upgrade's to do.
+    let fresh = v3.hosted(Database::default()).unwrap();
+    assert_eq!(locus_host::data_version(fresh.db()), 3);
+    let mut other = v0.hosted(Database::default()).unwrap();
+    assert!(matches!(
+        v3.instantiate(other.db_mut()),
+        Err(locus_host::InstantiateError::VersionMismatch { data: 0, module: 3 })
+    ));
+    let before = image(&world.db);
+
+    let upgrade = v3.upgrade(&world.instance, &world.db).unwrap();
+    assert_eq!(
+        upgrade.plan.changes.last(),
+        Some(&Change::Version {
+            from: 0,
+            to: 3,
+            hook: Some("upgrade".into())
+        })
+    );
+    assert_eq!(
+        upgrade.plan.changes.last().unwrap().to_string(),
+        "module version 0 → 3 (upgrade reducer `upgrade` ran)"
+    );
+    assert_eq!(image(&world.db), before, "preparing changes nothing");
+    let mut applied = upgrade.apply(&mut world.db, &ctx()).unwrap();
+    // Between the apply and the commit, the database is the upgraded one: what a snapshot taken then holds.
+    let upgraded = image(&world.db);
+    assert_eq!(
+        rows_of(&world.db, "thing"),
+        vec![thing_row(1, 5), thing_row(2, 7)]
+    );
+    assert_eq!(locus_host::data_version(&world.db), 3);
+    let logs = applied.instance_mut().drain_logs();
+    assert_eq!(
+        logs.iter()
+            .map(|l| (&*l.reducer, l.message.as_str()))
+            .collect::<Vec<_>>(),
+        [("upgrade", "boom")]
+    );
+    let (instance, _) = applied.commit(&mut world.db);
+    world.instance = instance;
+    assert_eq!(image(&world.db), upgraded, "the commit keeps exactly that");
+    // Once: the same version again is no change at all, and the reducer cannot be called by anyone.
+    let same = v3.upgrade(&world.instance, &world.db).unwrap();
+    assert!(same.plan.is_empty(), "{:?}", same.plan);
+    let (instance, _) = same
+        .apply(&mut world.db, &ctx())
+        .unwrap()
+        .commit(&mut world.db);
+    world.instance = instance;
+    assert_eq!(image(&world.db), upgraded);
+    assert!(matches!(
+        world.call("upgrade", &[0x92, 0x00, 0x03], &ctx()),
+        Err(CallError::NotCallable {
+            kind: ReducerKind::Upgrade,
+            ..
+        })
+    ));
+}
+
+#[test]
+fn a_failing_or_trapping_upgrade_reducer_refuses_the_upgrade_and_changes_nothing() {
+    let rt = runtime();
+    let v0 = rt.load(&writer().bytes()).unwrap();
+    let mut world = v0.hosted(Database::default()).unwrap();
+    world.call("insert1", &[0x90], &ctx()).unwrap();
+    let before = image(&world.db);
+    // Each also adds a table (`extra`) and a column to `thing`, so the schema's migration is undone too.
+    let mut extra = tally_table();
+    extra.name = "extra".into();
+    for (tail, expected) in [
+        (
+            "(drop (call $fail (i32.const 700) (i32.const 4))) i32.const 1",
+            "reducer `upgrade` failed: boom",
+        ),
+        (
+            "unreachable",
+            "reducer `upgrade` trapped: wasm `unreachable` instruction executed",
+        ),
+        (
+            SPIN,
+            "reducer `upgrade` was stopped: it exceeded its time budget",
+        ),
+    ] {
+        let mut f = versioned(2, &hook_body(0, 2, tail));
+        f.tables = vec![thing_v2(), extra.clone()];
+        let v2 = rt.load(&f.bytes()).unwrap();
+        let err = v2
+            .upgrade(&world.instance, &world.db)
+            .unwrap()
+            .apply(&mut world.db, &ctx())
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("the upgrade from module version 0 to 2 failed: {expected}")
+        );
+        assert!(
+            matches!(err, UpgradeError::Hook { from: 0, to: 2, .. }),
+            "{err:?}"
+        );
+        assert_eq!(image(&world.db), before, "{expected}: nothing changed");
+        assert_eq!(locus_host::data_version(&world.db), 0);
+        // The same through a restart's instantiation.
+        let err = v2.instantiate_upgrading(&mut world.db, &ctx()).unwrap_err();
+        assert!(matches!(err, UpgradeError::Hook { .. }), "{err:?}");
+        assert_eq!(image(&world.db), before);
+    }
+    // The old instance carries on over its data.
+    assert!(world.call("insert1", &[0x90], &ctx()).unwrap().is_empty());
+    // A hook that failed says why in the module log too.
+    let mut f = versioned(
+        2,
+        "(drop (call $log (i32.const 0) (i32.const 700) (i32.const 4))) (drop (call $fail (i32.const 700) (i32.const 4))) i32.const 1",
+    );
+    f.tables = vec![thing_table()];
+    let v2 = rt.load(&f.bytes()).unwrap();
+    match v2
+        .upgrade(&world.instance, &world.db)
+        .unwrap()
+        .apply(&mut world.db, &ctx())
+    {
+        Err(UpgradeError::Hook { logs, .. }) => {
+            assert_eq!(logs.len(), 1);
+            assert_eq!(
+                (&*logs[0].reducer, logs[0].message.as_str()),
+                ("upgrade", "boom")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_reverted_upgrade_puts_back_the_schema_the_rows_and_the_version() {
+    let rt = runtime();
+    let v0 = rt
+        .load(&with_tables(vec![thing_table(), tally_table()]).bytes())
+        .unwrap();
+    let mut world = v0.hosted(Database::default()).unwrap();
+    world.call("insert1", &[0x90], &ctx()).unwrap();
+    let before = image(&world.db);
+    let mut extra = tally_table();
+    extra.name = "extra".into();
+    let mut f = versioned(5, &hook_body(0, 5, "i32.const 0"));
+    f.tables = vec![thing_v2(), tally_table(), extra];
+    let v5 = rt.load(&f.bytes()).unwrap();
+    let applied = v5
+        .upgrade(&world.instance, &world.db)
+        .unwrap()
+        .apply(&mut world.db, &ctx())
+        .unwrap();
+    assert_ne!(image(&world.db), before);
+    assert_eq!(locus_host::data_version(&world.db), 5);
+    applied.revert(&mut world.db);
+    assert_eq!(image(&world.db), before, "as it was, byte for byte");
+    assert_eq!(world.db.table_id("extra"), None);
+    assert_eq!(locus_host::data_version(&world.db), 0);
+    assert!(world.call("insert1", &[0x90], &ctx()).unwrap().is_empty());
+    // Without an upgrade reducer the version is still recorded.
+    let mut f = with_tables(vec![thing_table(), tally_table()]);
+    f.extra = "(func (export \"__locus_module_version\") (result i32) i32.const 4)".into();
+    let v4 = rt.load(&f.bytes()).unwrap();
+    let plan = world.upgrade(&v4).unwrap();
+    assert_eq!(
+        plan.changes,
+        [Change::Version {
+            from: 0,
+            to: 4,
+            hook: None
+        }]
+    );
+    assert_eq!(locus_host::data_version(&world.db), 4);
+}
+
+#[test]
+fn upgrade_reducers_and_versions_are_checked_at_load() {
+    let rt = runtime();
+    let err = |f: Fixture| rt.load(&f.bytes()).unwrap_err().to_string();
+    assert_eq!(
+        err(writer().reducer(
+            upgrade_def("up", &[("from", ColumnType::U32)]),
+            "i32.const 0"
+        )),
+        "reducer `up`: an upgrade reducer takes two u32 parameters, the data's version and the module's"
+    );
+    assert_eq!(
+        err(writer()
+            .reducer(upgrade_def("up", VERSIONS), "i32.const 0")
+            .reducer(upgrade_def("up2", VERSIONS), "i32.const 0")),
+        "reducers `up` and `up2` are both Upgrade; a module has at most one"
+    );
+    let mut f = writer();
+    f.extra = "(func (export \"__locus_module_version\") (result i64) i64.const 4)".into();
+    assert_eq!(
+        err(f),
+        "export `__locus_module_version` must be a function () -> i32"
+    );
+    let mut f = writer();
+    f.extra = "(func (export \"__locus_module_version\") (result i32) unreachable)".into();
+    assert!(err(f).starts_with("export `__locus_module_version` gave no valid description"),);
 }
 
 // ---- The SDK test module, built from source -------------------------------------------------------------------
@@ -1168,7 +1553,7 @@ mod sdk {
         build::build_module(
             &workspace,
             "locus-test-module",
-            &workspace.join("target/wasm-modules"),
+            &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
         )
         .unwrap_or_else(|e| panic!("{e}"))
     });
@@ -1237,6 +1622,8 @@ mod sdk {
         assert_eq!(kind("on_connect"), ReducerKind::ClientConnected);
         assert_eq!(kind("on_disconnect"), ReducerKind::ClientDisconnected);
         assert_eq!(kind("on_tick"), ReducerKind::Tick);
+        assert_eq!(kind("upgrade"), ReducerKind::Upgrade);
+        assert_eq!(def.version, 7, "locus_module::version!(7)");
         assert_eq!(
             kind("every_half_second"),
             ReducerKind::Every { millis: 500 }
@@ -1333,7 +1720,7 @@ mod sdk {
             }
         );
         let err = call(&mut inst, tm::panic_after_write::call("y".into())).unwrap_err();
-        assert!(matches!(err, CallError::Trapped { .. }), "{err}");
+        assert!(matches!(err, CallError::Panicked { .. }), "{err}");
         let logs = inst.drain_logs();
         assert!(
             logs.iter()
@@ -1358,6 +1745,90 @@ mod sdk {
         // The replaced instance works, and its id sequence did not keep the rolled-back values.
         call(&mut inst, tm::spawn::call("b".into(), 1.0, 1.0, 1)).unwrap();
         assert_eq!(events(&inst).last().unwrap(), "spawn 2 b");
+    }
+
+    /// Where `panic_after_write` panics: the line and column of its `panic!` in the test module's source.
+    fn panic_site() -> (u32, u32) {
+        let source = include_str!("../test-module/src/lib.rs");
+        let (i, line) = source
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains("panic!(\"deliberate panic: {text}\")"))
+            .expect("the test module panics");
+        (i as u32 + 1, line.find("panic!").unwrap() as u32 + 1)
+    }
+
+    #[test]
+    fn a_panic_reaches_the_caller_as_its_message_and_location_and_the_log_gets_a_clean_backtrace() {
+        let mut inst = instance(HostConfig::default());
+        let err = call(&mut inst, tm::panic_after_write::call("y".into())).unwrap_err();
+        let (line, column) = panic_site();
+        let CallError::Panicked {
+            reducer,
+            message,
+            location: Some(location),
+            backtrace: Some(backtrace),
+        } = &err
+        else {
+            panic!("a panic with a location and a backtrace: {err:?}")
+        };
+        assert_eq!(reducer, "panic_after_write");
+        assert_eq!(message, "deliberate panic: y");
+        assert_eq!(
+            (location.file.as_str(), location.line, location.column),
+            ("engine/host/test-module/src/lib.rs", line, column)
+        );
+        assert_eq!(
+            err.to_string(),
+            "reducer `panic_after_write` panicked: deliberate panic: y"
+        );
+        assert_eq!(
+            err.detailed(),
+            format!(
+                "reducer `panic_after_write` panicked at engine/host/test-module/src/lib.rs:{line}:{column}: \
+                 deliberate panic: y"
+            )
+        );
+        // The backtrace starts at the function that panicked (the panic runtime's frames are left out) and names
+        // every function demangled, without hashes.
+        let names: Vec<&str> = backtrace
+            .frames
+            .iter()
+            .map(|f| f.function.as_str())
+            .collect();
+        assert_eq!(
+            names[..3],
+            [
+                "locus_test_module::panic_after_write",
+                "locus_test_module::panic_after_write::__invoke",
+                "locus_module::reducer::run_reducer",
+            ],
+            "{backtrace}"
+        );
+        assert_eq!(names.last(), Some(&"__locus_reducer_panic_after_write"));
+        let text = backtrace.to_string();
+        for mangled in ["_ZN", "_R", "[", "panicking", "__rustc"] {
+            assert!(!text.contains(mangled), "{mangled} in {text}");
+        }
+        let hashed = |segment: &str| {
+            segment.len() == 17
+                && segment.starts_with('h')
+                && segment[1..].bytes().all(|b| b.is_ascii_hexdigit())
+        };
+        assert!(
+            !names.iter().any(|n| n.split("::").any(hashed)),
+            "a hash in {text}"
+        );
+        // The module log has the hook's line, with the location.
+        let logs = inst.drain_logs();
+        let expected = format!(
+            "panicked at engine/host/test-module/src/lib.rs:{line}:{column}: deliberate panic: y"
+        );
+        assert!(
+            logs.iter()
+                .any(|l| l.level == LogLevel::Error && l.message == expected),
+            "{logs:?}"
+        );
     }
 
     #[test]
@@ -1729,6 +2200,83 @@ mod sdk {
             err.to_string(),
             "the database's table `player` differs from the module's definition"
         );
+    }
+
+    /// `db` with its data marked as being at module version `version` (the row of `locus_module`), as a world
+    /// made by another build of the module would be.
+    fn at_version(mut db: Database, version: u32) -> Database {
+        let table = db.table_id("locus_module").unwrap();
+        let mut tx = db.begin();
+        tx.update(table, &locus_types::abi::module_row(version))
+            .unwrap();
+        let _ = tx.commit();
+        db
+    }
+
+    #[test]
+    fn the_sdk_upgrade_reducer_gets_both_versions_and_its_failure_or_panic_refuses_the_upgrade() {
+        let module = Runtime::new(HostConfig::default())
+            .unwrap()
+            .load(&WASM)
+            .unwrap();
+        let mut world = module.hosted(Database::default()).unwrap();
+        assert_eq!(
+            locus_host::data_version(world.db()),
+            7,
+            "a new world is at the module's version"
+        );
+        call(&mut world, tm::spawn::call("ada".into(), 0.0, 0.0, 1)).unwrap();
+
+        // Data made by version 3: brought to 7 by `upgrade(3, 7)`, in the restart's instantiation.
+        let mut db = at_version(world.into_db(), 3);
+        let (instance, plan) = module.instantiate_upgrading(&mut db, &server()).unwrap();
+        assert_eq!(
+            plan.changes,
+            [locus_types::migrate::Change::Version {
+                from: 3,
+                to: 7,
+                hook: Some("upgrade".into())
+            }]
+        );
+        let mut world = Hosted { instance, db };
+        assert_eq!(locus_host::data_version(world.db()), 7);
+        assert_eq!(events(&world).last().unwrap(), "upgrade 3 -> 7");
+        assert_eq!(counter(&world, "upgrades"), Some(1));
+        call(&mut world, tm::spawn::call("bob".into(), 1.0, 0.0, 1)).unwrap();
+
+        // A downgrade the module refuses, and a panic: refused, nothing changed.
+        for (from, expected) in [
+            (9, "the upgrade from module version 9 to 7 failed: reducer `upgrade` failed: no downgrade from 9 to 7".to_owned()),
+            (666, format!("the upgrade from module version 666 to 7 failed: reducer `upgrade` panicked at engine/host/test-module/src/lib.rs:{}: upgrade panic", upgrade_panic_site())),
+        ] {
+            let mut db = at_version(std::mem::take(&mut world.db), from);
+            let before = locus_log::EncodedSnapshot::new(Tick(0), &db).bytes().to_vec();
+            let err = module.instantiate_upgrading(&mut db, &server()).unwrap_err();
+            assert_eq!(err.to_string(), expected);
+            assert_eq!(
+                locus_log::EncodedSnapshot::new(Tick(0), &db).bytes(),
+                &before[..],
+                "{from}: the data is as it was"
+            );
+            assert_eq!(locus_host::data_version(&db), from);
+            world.db = at_version(db, 7);
+        }
+        assert_eq!(
+            counter(&world, "upgrades"),
+            Some(1),
+            "the failed ones left no trace"
+        );
+    }
+
+    /// `line:column` of the test module's `panic!("upgrade panic")`.
+    fn upgrade_panic_site() -> String {
+        let source = include_str!("../test-module/src/lib.rs");
+        let (i, line) = source
+            .lines()
+            .enumerate()
+            .find(|(_, l)| l.contains("panic!(\"upgrade panic\")"))
+            .expect("the test module's upgrade panics");
+        format!("{}:{}", i + 1, line.find("panic!").unwrap() + 1)
     }
 
     #[test]

@@ -97,12 +97,17 @@ pub fn table(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// Kinds: `#[reducer]` (called by clients), `#[reducer(init)]`, `#[reducer(client_connected)]`,
 /// `#[reducer(client_disconnected)]` and `#[reducer(every_ms = N)]` (no parameters besides the context),
 /// `#[reducer(tick)]` (exactly one parameter, `dt: f32`), `#[reducer(scheduled)]` (any parameters, given when
-/// scheduled). Parameters are owned types, mapped to column types as table fields are.
+/// scheduled), `#[reducer(upgrade)]` (exactly two parameters, `from: u32, to: u32`: run once, in the upgrade's
+/// transaction, when the module takes over data at another module version — see `locus_module::version!`; at most
+/// one per module). Parameters are owned types, mapped to column types as table fields are.
 ///
 /// Generated, for `fn say` (besides the function itself, unchanged):
 ///
 /// - `pub mod say { pub const NAME: &str; pub fn call(params…) -> ReducerCall; pub fn def() -> ReducerDef; }`
-///   (on every target: a native client gets typed calls from the module crate itself). The module sees the
+///   (on every target: a native client gets typed calls from the module crate itself). For a
+///   `#[reducer(scheduled)]` reducer `call` returns a `ScheduledCall` instead, the only thing
+///   `ReducerContext::schedule_at` / `schedule_in` take, so scheduling any other kind of reducer is a compile error
+///   (a `ScheduledCall` converts `Into` a `ReducerCall` where one is needed). The module sees the
 ///   parent's items (`use super::*`), so parameter types resolve as in the function; reducers must be
 ///   module-level items;
 /// - on wasm32, the exports `__locus_reducer_say` and `__locus_describe_reducer_say`.

@@ -17,6 +17,7 @@ enum Kind {
     Tick,
     Every(u64),
     Scheduled,
+    Upgrade,
 }
 
 impl Kind {
@@ -29,6 +30,7 @@ impl Kind {
             Kind::Tick => quote!(::locus_module::ReducerKind::Tick),
             Kind::Every(millis) => quote!(::locus_module::ReducerKind::Every { millis: #millis }),
             Kind::Scheduled => quote!(::locus_module::ReducerKind::Scheduled),
+            Kind::Upgrade => quote!(::locus_module::ReducerKind::Upgrade),
         }
     }
 
@@ -41,6 +43,7 @@ impl Kind {
             Kind::Tick => "tick",
             Kind::Every(_) => "every_ms",
             Kind::Scheduled => "scheduled",
+            Kind::Upgrade => "upgrade",
         }
     }
 }
@@ -68,6 +71,8 @@ fn parse_kind(attr: TokenStream) -> syn::Result<Kind> {
             Kind::Tick
         } else if meta.path.is_ident("scheduled") {
             Kind::Scheduled
+        } else if meta.path.is_ident("upgrade") {
+            Kind::Upgrade
         } else if meta.path.is_ident("every_ms") {
             let lit: LitInt = meta.value()?.parse()?;
             let millis: u64 = lit.base10_parse()?;
@@ -81,7 +86,7 @@ fn parse_kind(attr: TokenStream) -> syn::Result<Kind> {
         } else {
             return Err(meta.error(
                 "unknown reducer kind; expected `init`, `client_connected`, `client_disconnected`, `tick`, \
-                 `every_ms = N`, `scheduled` or nothing (a client reducer)",
+                 `every_ms = N`, `scheduled`, `upgrade` or nothing (a client reducer)",
             ));
         };
         if kind.is_some() {
@@ -215,6 +220,15 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 ),
             ));
         }
+        Kind::Upgrade if params.len() != 2 || params.iter().any(|p| p.col != ColumnType::U32) => {
+            return Err(syn::Error::new_spanned(
+                &sig.inputs,
+                format!(
+                    "an `upgrade` reducer takes the context and two versions, the data's and the module's: \
+                     `fn {name}(ctx: &ReducerContext, from: u32, to: u32)`"
+                ),
+            ));
+        }
         Kind::Tick if params.len() != 1 || params[0].col != ColumnType::F32 => {
             return Err(syn::Error::new_spanned(
                 &sig.inputs,
@@ -275,10 +289,27 @@ fn generate(
         "Reducer `{name}` ({}): its name, typed calls and description.",
         kind.describe()
     );
-    let call_doc = format!(
-        "A call of `{name}` with these arguments (for a client to send, or to schedule with \
-         `ReducerContext::schedule_at` if `{name}` is a scheduled reducer)."
-    );
+    // A scheduled reducer's call is a `ScheduledCall`, the only thing `schedule_at` takes; every other kind's is a
+    // plain `ReducerCall` (for a client to send), so scheduling one does not compile.
+    let (call_ty, call_fn, call_doc) = if *kind == Kind::Scheduled {
+        (
+            quote!(::locus_module::ScheduledCall),
+            quote!(::locus_module::__private::scheduled_call),
+            format!(
+                "A call of the scheduled reducer `{name}` with these arguments, to schedule with \
+                 `ReducerContext::schedule_at` or `schedule_in`."
+            ),
+        )
+    } else {
+        (
+            quote!(::locus_module::ReducerCall),
+            quote!(::locus_module::__private::reducer_call),
+            format!(
+                "A call of `{name}` with these arguments, for a client to send (it cannot be scheduled: only \
+                 `#[reducer(scheduled)]` reducers can)."
+            ),
+        )
+    };
     let def_doc = format!("The description of `{name}` the module reports to the host.");
 
     quote! {
@@ -309,8 +340,8 @@ fn generate(
 
             #[doc = #call_doc]
             #[must_use]
-            pub fn call(#(#param_idents: #param_tys),*) -> ::locus_module::ReducerCall {
-                ::locus_module::__private::reducer_call(NAME, &__LocusArgs { #(#param_idents),* })
+            pub fn call(#(#param_idents: #param_tys),*) -> #call_ty {
+                #call_fn(NAME, &__LocusArgs { #(#param_idents),* })
             }
 
             #[doc = #def_doc]
@@ -395,6 +426,28 @@ mod tests {
     }
 
     #[test]
+    fn only_a_scheduled_reducers_call_is_a_scheduled_call() {
+        let expand_kind = |attr: &str| {
+            expand(
+                attr.parse().unwrap(),
+                "fn r(ctx: &ReducerContext, n: u32) {}".parse().unwrap(),
+            )
+            .unwrap()
+            .to_string()
+        };
+        let scheduled = expand_kind("scheduled");
+        assert!(
+            scheduled.contains("-> :: locus_module :: ScheduledCall"),
+            "{scheduled}"
+        );
+        for kind in ["", "client"] {
+            let out = expand_kind(kind);
+            assert!(out.contains("-> :: locus_module :: ReducerCall"), "{out}");
+            assert!(!out.contains("ScheduledCall"), "{out}");
+        }
+    }
+
+    #[test]
     fn signature_errors() {
         assert!(error_of("", "fn r() {}").contains("first parameter must be the context"));
         assert!(error_of("", "fn r(ctx: ReducerContext) {}").contains("by shared reference"));
@@ -421,6 +474,30 @@ mod tests {
                 .contains("takes only the context")
         );
         assert!(error_of("tick", "fn r(ctx: &ReducerContext) {}").contains("dt: f32"));
+        assert!(
+            error_of("upgrade", "fn r(ctx: &ReducerContext, from: u32) {}")
+                .contains("from: u32, to: u32")
+        );
+        assert!(
+            error_of(
+                "upgrade",
+                "fn r(ctx: &ReducerContext, from: u64, to: u64) {}"
+            )
+            .contains("from: u32, to: u32")
+        );
+        assert_eq!(
+            parse_kind("upgrade".parse().unwrap()).unwrap(),
+            Kind::Upgrade
+        );
+        assert!(
+            expand(
+                "upgrade".parse().unwrap(),
+                "fn r(ctx: &ReducerContext, from: u32, to: u32) -> Result<(), String> { Ok(()) }"
+                    .parse()
+                    .unwrap()
+            )
+            .is_ok()
+        );
         assert!(error_of("tick", "fn r(ctx: &ReducerContext, dt: f64) {}").contains("dt: f32"));
         assert!(
             expand(

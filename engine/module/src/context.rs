@@ -9,7 +9,7 @@ use locus_types::{Identity, Tick, Timestamp, Vec2};
 use rand::{SeedableRng, TryRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::reducer::ReducerCall;
+use crate::reducer::IntoScheduledCall;
 use crate::scratch::Scratch;
 use crate::sys;
 use crate::table::{IntoTableHandle, Table};
@@ -82,21 +82,24 @@ impl ReducerContext {
         ContextRng { ctx: self }
     }
 
-    /// Schedule `call` (a `#[reducer(scheduled)]` reducer, e.g. `my_reducer::call(args)`) to run at `at`.
+    /// Schedule `call` — a `#[reducer(scheduled)]` reducer's `my_reducer::call(args)`, a [`ScheduledCall`](crate::ScheduledCall) — to
+    /// run at `at`. Only scheduled reducers' calls are accepted: a client reducer's `call(..)` (a
+    /// [`ReducerCall`](crate::ReducerCall)) does not compile here (see [`ScheduledCall`](crate::ScheduledCall)).
     ///
     /// The schedule is written in this call's transaction: it is dropped if this reducer fails. A time in the past
     /// is accepted: the reducer runs at the host's next pass over due schedules.
     ///
     /// # Errors
     ///
-    /// [`ScheduleError::NoSuchReducer`] if no scheduled reducer has that name; [`ScheduleError::BadArguments`] if
-    /// the call's arguments do not match that reducer's parameters (only possible for a hand-built
-    /// [`ReducerCall`]).
+    /// Only for a call the compiler could not check ([`ScheduledCall::unchecked`](crate::ScheduledCall::unchecked)):
+    /// [`ScheduleError::NoSuchReducer`] if no scheduled reducer of the running module has that name;
+    /// [`ScheduleError::BadArguments`] if the call's arguments do not match that reducer's parameters.
     pub fn schedule_at(
         &self,
         at: Timestamp,
-        call: ReducerCall,
+        call: impl IntoScheduledCall,
     ) -> Result<ScheduleId, ScheduleError> {
+        let call = call.into_scheduled_call();
         match sys::schedule(call.reducer, at.as_micros(), &call.args) {
             Ok(id) => Ok(ScheduleId(id)),
             Err(Errno::NoSuchReducer) => Err(ScheduleError::NoSuchReducer {
@@ -109,7 +112,8 @@ impl ReducerContext {
         }
     }
 
-    /// Schedule `call` to run `delay` after this call's [`timestamp`](Self::timestamp).
+    /// Schedule `call` (a `#[reducer(scheduled)]` reducer's `call(args)`) to run `delay` after this call's
+    /// [`timestamp`](Self::timestamp).
     ///
     /// # Errors
     ///
@@ -117,7 +121,7 @@ impl ReducerContext {
     pub fn schedule_in(
         &self,
         delay: std::time::Duration,
-        call: ReducerCall,
+        call: impl IntoScheduledCall,
     ) -> Result<ScheduleId, ScheduleError> {
         let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
         self.schedule_at(self.timestamp.add_micros(micros), call)
@@ -245,13 +249,15 @@ pub struct ScheduleId(pub u64);
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ScheduleError {
     /// No `#[reducer(scheduled)]` reducer has this name (client, lifecycle, tick and `every_ms` reducers cannot be
-    /// scheduled).
+    /// scheduled). Only a [`ScheduledCall::unchecked`](crate::ScheduledCall::unchecked) call can name one: the typed `call(..)` of a reducer that is
+    /// not scheduled does not compile.
     #[error("cannot schedule `{reducer}`: no scheduled reducer has that name")]
     NoSuchReducer {
         /// The name given.
         reducer: &'static str,
     },
-    /// The call's arguments are not a valid argument list for the reducer's parameters.
+    /// The call's arguments are not a valid argument list for the reducer's parameters (only possible for a
+    /// [`ScheduledCall::unchecked`](crate::ScheduledCall::unchecked) call).
     #[error("cannot schedule `{reducer}`: the arguments do not match its parameters")]
     BadArguments {
         /// The reducer.

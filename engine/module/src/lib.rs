@@ -8,11 +8,16 @@
 //!   `nearest`).
 //! - [`macro@reducer`] turns a function into a reducer: a transactional entry point the host calls with a
 //!   [`ReducerContext`] (sender, tick, timestamp, database, a deterministic [`rng`](ReducerContext::rng),
-//!   scheduling, and each client's area of interest:
+//!   scheduling — [`schedule_at`](ReducerContext::schedule_at) takes a `#[reducer(scheduled)]` reducer's
+//!   [`ScheduledCall`], so scheduling any other reducer does not compile —, and each client's area of interest:
 //!   [`set_area_follow`](ReducerContext::set_area_follow), [`set_area_fixed`](ReducerContext::set_area_fixed),
 //!   [`clear_area`](ReducerContext::clear_area)). A reducer's writes commit when it returns `Ok` (or `()`), and roll back when it returns `Err`,
 //!   panics or is stopped by the host.
 //! - [`error!`], [`warn!`], [`info!`], [`debug!`], [`trace!`] write to the module log.
+//! - [`version!`] declares the module's version; a `#[reducer(upgrade)]` reducer brings a live world's data to it
+//!   when the module is published over an older one.
+//! - A panic in a reducer rolls its writes back and tells the caller ``reducer `name` panicked: <message>`` (the
+//!   world's admin also where), through the SDK's panic hook.
 //!
 //! The same crate also builds natively. There it cannot run anything (every host call answers
 //! [`Errno::NotInReducer`](locus_types::abi::Errno::NotInReducer), and no [`ReducerContext`] can be made), but it
@@ -85,7 +90,7 @@ pub use locus_types::{
     ColumnDef, ColumnId, ColumnType, Identity, IndexDef, IndexKind, ReducerDef, ReducerKind,
     TableAccess, TableDef, Tick, Timestamp, Vec2,
 };
-pub use reducer::{ReducerCall, ReducerResult};
+pub use reducer::{IntoScheduledCall, ReducerCall, ReducerResult, ScheduledCall};
 pub use table::{InsertError, IntoTableHandle, RowIter, Table, TableHandle, UpdateError};
 
 /// The shared Locus vocabulary (ids, schema model, row codec, ABI constants).
@@ -98,6 +103,54 @@ pub use rand;
 /// The serde the SDK uses, for deriving `Serialize`/`Deserialize` on opaque column types without a direct serde
 /// dependency: `#[derive(locus_module::serde::Serialize)] #[serde(crate = "locus_module::serde")]`.
 pub use serde;
+
+/// Declare the module's version: `locus_module::version!(3);` once, at the crate's root.
+///
+/// The version is a number the module's author raises whenever a live world's data must be brought up to date —
+/// new or changed content (items, recipes) in tables that `init` filled when the world was created, a column to
+/// backfill. The world records the version its data is at; when a module of another version takes it over (a
+/// `locus publish`, or `locus serve` restarted with a new build), the module's `#[reducer(upgrade)]` reducer runs
+/// once, in the upgrade's transaction, with the data's version and the module's:
+///
+/// ```
+/// locus_module::version!(2);
+///
+/// use locus_module::{ReducerContext, reducer};
+///
+/// /// Bring the content tables up to date (version 1 had no `iron_bar`, say).
+/// #[reducer(upgrade)]
+/// pub fn upgrade(ctx: &ReducerContext, from: u32, to: u32) -> Result<(), String> {
+///     if from > to {
+///         return Err(format!("cannot go back from version {from} to {to}"));
+///     }
+///     // upsert every content row…
+///     Ok(())
+/// }
+/// # fn main() { assert_eq!(MODULE_VERSION, 2); }
+/// ```
+///
+/// If the reducer fails, panics or runs out of its budget, the upgrade is refused and the world keeps its old
+/// module and its data unchanged. A module without `version!` is version 0; a new world starts at its module's
+/// version (no upgrade reducer runs for it: `init` does). It defines `pub const MODULE_VERSION: u32` and, in the
+/// module's wasm build, the export `__locus_module_version` (`engine/docs/module-abi.md` §4.4).
+#[macro_export]
+macro_rules! version {
+    ($version:expr $(,)?) => {
+        /// The module's version (`locus_module::version!`): the data of a world this module runs is brought to it
+        /// by the module's `#[reducer(upgrade)]` reducer.
+        pub const MODULE_VERSION: u32 = $version;
+
+        $crate::__guest! {
+            /// The module's version, for the host.
+            #[doc(hidden)]
+            #[allow(unsafe_code)]
+            #[unsafe(no_mangle)]
+            extern "C" fn __locus_module_version() -> u32 {
+                MODULE_VERSION
+            }
+        }
+    };
+}
 
 /// What generated code calls. Not part of the API: may change in any release.
 /// The items given, only in a module's own build (wasm32, without the `client` feature): its exports. Used by the
@@ -191,6 +244,15 @@ pub mod __private {
     #[inline]
     pub fn reducer_call<A: serde::Serialize>(name: &'static str, args: &A) -> ReducerCall {
         crate::reducer::reducer_call(name, args)
+    }
+
+    /// Encode generated argument structs into a call of a `#[reducer(scheduled)]` reducer.
+    #[inline]
+    pub fn scheduled_call<A: serde::Serialize>(
+        name: &'static str,
+        args: &A,
+    ) -> crate::ScheduledCall {
+        crate::ScheduledCall::unchecked(crate::reducer::reducer_call(name, args))
     }
 
     /// A reducer export's body.

@@ -1,5 +1,5 @@
-//! Reducers: typed calls ([`ReducerCall`]), what a reducer may return ([`ReducerResult`]), and the entry-point
-//! glue the `#[reducer]` macro's exports call.
+//! Reducers: typed calls ([`ReducerCall`], and [`ScheduledCall`] for scheduled reducers), what a reducer may return
+//! ([`ReducerResult`]), and the entry-point glue the `#[reducer]` macro's exports call.
 
 use std::fmt::Display;
 
@@ -48,6 +48,114 @@ pub(crate) fn reducer_call<A: Serialize>(reducer: &'static str, args: &A) -> Red
     }
 }
 
+/// A call of a `#[reducer(scheduled)]` reducer: what its `call(args…)` returns, and what
+/// [`ReducerContext::schedule_at`](crate::ReducerContext::schedule_at) and
+/// [`schedule_in`](crate::ReducerContext::schedule_in) take.
+///
+/// Only the `#[reducer(scheduled)]` macro makes one from typed arguments, so a schedule names a reducer the host
+/// will run when it is due, with arguments of its parameters' types, and scheduling any other kind of reducer —
+/// a client reducer's `call(..)` is a plain [`ReducerCall`] — is a compile error:
+///
+/// ```
+/// use locus_module::{ReducerContext, reducer};
+///
+/// #[reducer(scheduled)]
+/// pub fn put_out(ctx: &ReducerContext, campfire: u64) {}
+///
+/// #[reducer]
+/// pub fn light(ctx: &ReducerContext) -> Result<(), String> {
+///     ctx.schedule_in(std::time::Duration::from_secs(120), put_out::call(7))?;
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail,E0277
+/// use locus_module::{ReducerContext, reducer};
+///
+/// #[reducer]
+/// pub fn say(ctx: &ReducerContext, text: String) {}
+///
+/// #[reducer]
+/// pub fn later(ctx: &ReducerContext) -> Result<(), String> {
+///     // error[E0277]: `ReducerCall` cannot be scheduled: only a `#[reducer(scheduled)]` reducer's `call(..)` can
+///     ctx.schedule_in(std::time::Duration::from_secs(1), say::call("hi".into()))?;
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// It is a [`ReducerCall`] underneath (it derefs to one, and converts `Into` one), so a tool or a test can still send
+/// it by name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ScheduledCall(ReducerCall);
+
+impl ScheduledCall {
+    /// A scheduled call the compiler cannot check: `call` may name any reducer, with any arguments. The host checks
+    /// both when it is scheduled ([`ScheduleError::NoSuchReducer`](crate::ScheduleError::NoSuchReducer) unless
+    /// `call.reducer` is a `#[reducer(scheduled)]` reducer of the running module,
+    /// [`ScheduleError::BadArguments`](crate::ScheduleError::BadArguments) unless the arguments fit its
+    /// parameters). For calls the macros cannot type, e.g. a reducer named in data; prefer `my_reducer::call(..)`.
+    #[must_use]
+    pub fn unchecked(call: ReducerCall) -> ScheduledCall {
+        ScheduledCall(call)
+    }
+
+    /// The call underneath.
+    #[must_use]
+    pub fn into_call(self) -> ReducerCall {
+        self.0
+    }
+}
+
+impl std::ops::Deref for ScheduledCall {
+    type Target = ReducerCall;
+
+    fn deref(&self) -> &ReducerCall {
+        &self.0
+    }
+}
+
+impl AsRef<ReducerCall> for ScheduledCall {
+    fn as_ref(&self) -> &ReducerCall {
+        &self.0
+    }
+}
+
+impl From<ScheduledCall> for ReducerCall {
+    fn from(call: ScheduledCall) -> ReducerCall {
+        call.0
+    }
+}
+
+/// What may be scheduled: a [`ScheduledCall`], which only a `#[reducer(scheduled)]` reducer's `call(..)` (or
+/// [`ScheduledCall::unchecked`]) makes. Sealed: nothing else implements it, so scheduling a client reducer's
+/// [`ReducerCall`] does not compile, and says why.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be scheduled: only a `#[reducer(scheduled)]` reducer's `call(..)` can",
+    label = "not the call of a scheduled reducer",
+    note = "a client (or lifecycle) reducer's `call(..)` returns a `ReducerCall`, for clients to send; a \
+            `#[reducer(scheduled)]` reducer's returns the `ScheduledCall` that `schedule_at` and `schedule_in` take",
+    note = "to run this reducer later, declare it `#[reducer(scheduled)]`"
+)]
+pub trait IntoScheduledCall: sealed::Sealed {
+    /// The call to schedule.
+    fn into_scheduled_call(self) -> ScheduledCall;
+}
+
+impl IntoScheduledCall for ScheduledCall {
+    fn into_scheduled_call(self) -> ScheduledCall {
+        self
+    }
+}
+
+mod sealed {
+    /// Keeps [`IntoScheduledCall`](super::IntoScheduledCall) to this crate's types.
+    pub trait Sealed {}
+
+    impl Sealed for super::ScheduledCall {}
+}
+
 /// Decode a reducer's arguments: exactly one MessagePack array, nothing after it. Reducers without parameters
 /// also accept zero bytes.
 pub(crate) fn decode_args<A: DeserializeOwned>(
@@ -71,18 +179,33 @@ pub(crate) fn decode_args<A: DeserializeOwned>(
     Ok(args)
 }
 
-/// Install (once per instance) a panic hook that reports the panic message as the call's failure message and
-/// logs it at error level, so a trapping reducer still says why.
+/// Install (once per instance) a panic hook that reports the panic to the host — its message and its location,
+/// apart, through `reducer_panic`, so the caller is told ``reducer `name` panicked: <message>`` and the world's
+/// operator where — and logs `panicked at <file>:<line>:<column>: <message>` at level error. The trap that follows
+/// (`panic = "abort"` on wasm32) ends the call.
 fn install_panic_hook() {
     use std::sync::atomic::{AtomicBool, Ordering};
     static INSTALLED: AtomicBool = AtomicBool::new(false);
     if !INSTALLED.swap(true, Ordering::Relaxed) {
         std::panic::set_hook(Box::new(|info| {
-            let msg = format!("reducer panicked: {info}");
-            sys::log(locus_types::abi::LogLevel::Error, &msg);
-            sys::reducer_fail(&msg);
+            let message = panic_message(info);
+            let line = match info.location() {
+                Some(at) => format!("panicked at {at}: {message}"),
+                None => format!("panicked: {message}"),
+            };
+            sys::log(locus_types::abi::LogLevel::Error, &line);
+            match info.location() {
+                Some(at) => sys::reducer_panic(message, at.file(), at.line(), at.column()),
+                None => sys::reducer_panic(message, "", 0, 0),
+            }
         }));
     }
+}
+
+/// A panic's message: its payload when that is a string (`panic!("…")` with or without arguments, `expect`,
+/// `unwrap`), as Rust's default hook prints it.
+fn panic_message<'a>(info: &'a std::panic::PanicHookInfo<'_>) -> &'a str {
+    info.payload_as_str().unwrap_or("Box<dyn Any>")
 }
 
 /// Run one reducer call: read and decode the arguments, build the context, run `f`, report failure.

@@ -154,6 +154,14 @@ pub(crate) fn reducer_fail(msg: &str) {
     let _ = raw::reducer_fail(p, l);
 }
 
+/// Tell the host the running reducer panicked, with the panic's message and location (`file` empty for none), before
+/// the trap. Errors (no reducer running: a panic while the host reads the descriptions) are ignored.
+pub(crate) fn reducer_panic(message: &str, file: &str, line: u32, column: u32) {
+    let (mp, ml) = slice(message.as_bytes());
+    let (fp, fl) = slice(file.as_bytes());
+    let _ = raw::reducer_panic(mp, ml, fp, fl, line, column);
+}
+
 /// Write a line to the module log. Errors (too many lines) are ignored: logging must not fail a reducer.
 pub(crate) fn log(level: locus_types::abi::LogLevel, msg: &str) {
     let (p, l) = slice(msg.as_bytes());

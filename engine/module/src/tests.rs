@@ -369,7 +369,10 @@ fn reducer_calls_encode_one_array_of_arguments() {
     assert_eq!(say::NAME, "say");
     assert_eq!(call.args, [0x91, 0xa2, b'h', b'i']);
 
-    let call = later::call(Identity([1; 32]), vec![5, 6], None, Gear::None);
+    // A scheduled reducer's call is a `ScheduledCall` (what `schedule_at` takes), a `ReducerCall` underneath.
+    let call: crate::ScheduledCall = later::call(Identity([1; 32]), vec![5, 6], None, Gear::None);
+    assert_eq!(call.reducer, "later");
+    let call: crate::ReducerCall = call.into();
     let params = later::def().params;
     let mut offsets = Vec::new();
     codec::validate_row(&params, &call.args, &mut offsets).unwrap();

@@ -1164,7 +1164,7 @@ fn main() {
         let wasm = locus_host::build::build_module(
             &workspace,
             "game-module",
-            &workspace.join("target/wasm-modules"),
+            &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
         )
         .unwrap_or_else(|e| panic!("{e}"));
         let mut c = Criterion::default().configure_from_args();

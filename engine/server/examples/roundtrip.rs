@@ -139,7 +139,7 @@ fn main() {
     let wasm = locus_host::build::build_module(
         &workspace,
         "game-module",
-        &workspace.join("target/wasm-modules"),
+        &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
     )
     .expect("build the demo module");
     let dir = tempfile::tempdir().expect("a temporary directory");

@@ -36,6 +36,7 @@ mod metrics;
 mod net;
 mod prometheus;
 pub mod query;
+pub mod scaffold;
 mod server;
 pub mod testing;
 mod web;

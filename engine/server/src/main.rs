@@ -1,6 +1,8 @@
 //! `locus`: run and operate a Locus world.
 //!
-//! - `locus serve` runs a world (see `--help`); SIGINT or SIGTERM stops it gracefully.
+//! - `locus serve` runs a world (see `--help`); SIGINT or SIGTERM stops it gracefully. With `--module-crate DIR
+//!   --watch` it builds a module crate, and builds and publishes it again whenever its sources change.
+//! - `locus new NAME` writes a module project of one's own (`locus_server::scaffold`).
 //! - `locus publish`, `call`, `query`, `logs`, `snapshot` talk to a running world as its admin, with the token
 //!   the world wrote to its data directory at first start (`admin.token`) and its certificate (`cert.der`).
 //!   The reference is `engine/docs/operations.md`.
@@ -44,8 +46,17 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:7878")]
         listen: SocketAddr,
         /// A module's .wasm file instead of the published or demo module.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "module_crate")]
         module: Option<PathBuf>,
+        /// A module crate's directory (e.g. one `locus new` wrote): build it to wasm and run it instead of the
+        /// published or demo module. Its build goes to `wasm-modules` in its target directory.
+        #[arg(long, value_name = "DIR")]
+        module_crate: Option<PathBuf>,
+        /// With --module-crate: watch the crate's `Cargo.toml`, `build.rs`, `src/` and `assets/`, and on every
+        /// change build it again and publish it into the running world (as `locus publish`: clients stay
+        /// connected; a build error or a refused schema change is printed and the running module stays).
+        #[arg(long, requires = "module_crate")]
+        watch: bool,
         /// Ticks per second.
         #[arg(long, default_value_t = 20)]
         tick_rate: u16,
@@ -139,6 +150,20 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Write a new module project: a standalone crate with a table, a reducer, a tick reducer, tests with
+    /// `locus-testing` and a README, depending on this engine checkout. Then: `cd NAME && cargo test`, and
+    /// `locus serve --module-crate . --watch`.
+    New {
+        /// The package name (lowercase letters, digits, `-`, `_`).
+        name: String,
+        /// Where to write it. Default: ./NAME.
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// The engine checkout the project depends on (its `engine/module` and `engine/testing`). Default: the one
+        /// this `locus` was built from.
+        #[arg(long, value_name = "DIR")]
+        engine: Option<PathBuf>,
+    },
 }
 
 /// Which world to talk to, and the admin credentials.
@@ -181,14 +206,12 @@ fn workspace() -> PathBuf {
 }
 
 /// Build the demo module with cargo, in its own target directory (an outer `cargo run` may hold the lock on
-/// `target/`): `target/wasm-modules`, which the load tester and the tests use too, so whichever runs first builds
-/// it for the others. Cargo rebuilds only what changed, so a fresh module costs about a second.
+/// `target/`): `wasm-modules` in `$CARGO_TARGET_DIR` or `target/`, which the load tester and the tests use too, so
+/// whichever runs first builds it for the others. Cargo rebuilds only what changed, so a fresh module costs about a
+/// second; a first build says so on stderr.
 fn demo_module() -> anyhow::Result<Vec<u8>> {
     let ws = workspace();
-    let target = ws.join("target").join("wasm-modules");
-    tracing::info!(
-        "building the demo module (game-module) to wasm; the first build takes a minute"
-    );
+    let target = locus_host::build::module_target_dir(&ws, "wasm-modules");
     locus_host::build::build_module(&ws, "game-module", &target)
         .context("building the demo module `game-module` to wasm")
 }
@@ -216,6 +239,112 @@ fn demo_web_client() -> anyhow::Result<PathBuf> {
     Ok(app.dir)
 }
 
+/// Build the module crate in `dir` into `wasm-modules` of its workspace's target directory (where its tests, with
+/// `locus-testing`, build it too).
+/// Returns the `.wasm` file's path and bytes.
+fn build_crate(dir: &Path) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    use locus_host::build;
+    let context = || format!("building the module crate in {}", dir.display());
+    let workspace = build::workspace_root(dir).with_context(context)?;
+    build::build_crate_file(dir, &build::module_target_dir(&workspace, "wasm-modules"))
+        .with_context(context)
+}
+
+/// What a change of a module crate's sources shows in: each watched file's path, modification time and length.
+/// Watched: the crate's `Cargo.toml`, `build.rs`, `src/` and `assets/`, and every file its last build read
+/// (cargo's dep-info beside `wasm`: `include_str!`'d content elsewhere, path dependencies' sources).
+fn sources_state(dir: &Path, wasm: &Path) -> Vec<(PathBuf, Option<std::time::SystemTime>, u64)> {
+    fn walk(path: &Path, out: &mut Vec<(PathBuf, Option<std::time::SystemTime>, u64)>) {
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(path) {
+                for entry in entries.flatten() {
+                    walk(&entry.path(), out);
+                }
+            }
+        } else {
+            out.push((path.to_owned(), meta.modified().ok(), meta.len()));
+        }
+    }
+    let mut out = Vec::new();
+    for part in ["Cargo.toml", "build.rs", "src", "assets"] {
+        walk(&dir.join(part), &mut out);
+    }
+    for source in locus_host::build::sources_of(wasm) {
+        walk(&source, &mut out);
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// `serve --module-crate DIR --watch`: poll the crate's sources twice a second (polling works on every file
+/// system, including network and container mounts where change notifications do not); when they change and then
+/// stay unchanged for a poll, build the crate and publish it into `server`. Never returns.
+async fn watch_and_publish(dir: &Path, wasm: PathBuf, server: &Server) {
+    let mut wasm = wasm;
+    let mut seen = sources_state(dir, &wasm);
+    say(&format!(
+        "  watching          {} ({} files: the crate's and every file its build read)",
+        dir.display(),
+        seen.len()
+    ));
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = sources_state(dir, &wasm);
+        if now == seen {
+            continue;
+        }
+        // Let an editor's save (or a checkout) finish.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        seen = sources_state(dir, &wasm);
+        say("change seen: building the module");
+        let started = std::time::Instant::now();
+        let owned = dir.to_owned();
+        let built = tokio::task::spawn_blocking(move || build_crate(&owned)).await;
+        let bytes = match built {
+            Ok(Ok((path, bytes))) => {
+                wasm = path;
+                seen = sources_state(dir, &wasm);
+                bytes
+            }
+            Ok(Err(e)) => {
+                say(&format!(
+                    "the build failed; the running module stays:\n{e:#}"
+                ));
+                continue;
+            }
+            Err(e) => {
+                say(&format!(
+                    "the build did not finish ({e}); the running module stays"
+                ));
+                continue;
+            }
+        };
+        let built_in = started.elapsed();
+        match server.publish(&bytes) {
+            Ok(changes) => {
+                say(&format!(
+                    "published (built in {:.1} s, published in {:.1} s){}",
+                    built_in.as_secs_f64(),
+                    (started.elapsed() - built_in).as_secs_f64(),
+                    if changes.is_empty() {
+                        ": no schema changes"
+                    } else {
+                        ":"
+                    }
+                ));
+                for c in changes {
+                    say(&format!("  {c}"));
+                }
+            }
+            Err(e) => say(&format!("refused; the running module stays: {e}")),
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -230,6 +359,8 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             module,
+            module_crate,
+            watch,
             tick_rate,
             metrics,
             reducer_time_limit,
@@ -246,6 +377,8 @@ fn main() -> anyhow::Result<()> {
             data_dir,
             listen,
             module,
+            module_crate,
+            watch,
             tick_rate,
             metrics,
             budget: budget(reducer_time_limit, reducer_fuel),
@@ -348,6 +481,21 @@ fn main() -> anyhow::Result<()> {
                 reply = session.next_reply(1).await?;
             }
         }),
+        Command::New { name, path, engine } => {
+            let dest = path.unwrap_or_else(|| PathBuf::from(&name));
+            let engine = engine.unwrap_or_else(workspace);
+            let engine = engine.canonicalize().unwrap_or(engine);
+            let files = locus_server::scaffold::new_module(&name, &dest, &engine)?;
+            say(&format!(
+                "wrote the module project `{name}` in {} ({} files), on the engine at {}",
+                dest.display(),
+                files.len(),
+                engine.display()
+            ));
+            say(&format!("  cd {} && cargo test", dest.display()));
+            say("  locus serve --module-crate . --watch");
+            Ok(())
+        }
         Command::Snapshot { target } => admin(&target, |mut session| async move {
             match session.run(AdminCommand::Snapshot).await? {
                 AdminReply::Snapshot { tick } => {
@@ -408,6 +556,8 @@ struct Serve {
     data_dir: PathBuf,
     listen: SocketAddr,
     module: Option<PathBuf>,
+    module_crate: Option<PathBuf>,
+    watch: bool,
     tick_rate: u16,
     metrics: Option<SocketAddr>,
     budget: Budget,
@@ -426,6 +576,8 @@ fn serve(options: Serve) -> anyhow::Result<()> {
         data_dir,
         listen,
         module,
+        module_crate,
+        watch,
         tick_rate,
         metrics,
         budget,
@@ -440,12 +592,18 @@ fn serve(options: Serve) -> anyhow::Result<()> {
     let published = data_dir.join(MODULE_FILE);
     // A module named on the command line is stored with the world (so a restart without `--module` runs it); the
     // demo module is not (a rebuilt demo runs on restart).
-    let (wasm, keep_module) = match module {
-        Some(path) => (
+    let mut built = None;
+    let (wasm, keep_module) = match (module, &module_crate) {
+        (None, Some(dir)) => {
+            let (path, wasm) = build_crate(dir)?;
+            built = Some(path);
+            (wasm, true)
+        }
+        (Some(path), _) => (
             std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
             true,
         ),
-        None if published.exists() => {
+        (None, None) if published.exists() => {
             tracing::info!(
                 path = %published.display(),
                 "running the module stored with this world"
@@ -454,7 +612,7 @@ fn serve(options: Serve) -> anyhow::Result<()> {
                 .with_context(|| format!("reading {}", published.display()))?;
             (wasm, true)
         }
-        None => (demo_module()?, false),
+        (None, None) => (demo_module()?, false),
     };
     let mut config = ServerConfig::new(wasm);
     config.data_dir = data_dir.clone();
@@ -523,10 +681,17 @@ fn serve(options: Serve) -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         };
+        let rebuild = async {
+            match (module_crate.as_deref(), built) {
+                (Some(dir), Some(wasm)) if watch => watch_and_publish(dir, wasm, &server).await,
+                _ => std::future::pending().await,
+            }
+        };
         tokio::select! {
             r = tokio::signal::ctrl_c() => r.map(|()| "SIGINT"),
             _ = term.recv() => Ok("SIGTERM"),
             () = failed => Ok("failed"),
+            () = rebuild => Ok("unreachable"),
         }
     })?;
     if signal == "failed" {

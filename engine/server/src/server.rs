@@ -375,7 +375,10 @@ impl Server {
         let is_new = recovered.is_new();
         let recovered_tick = recovered.tick;
         let mut db = recovered.db;
-        let (mut instance, plan) = module.instantiate_upgrading(&mut db)?;
+        // A module of another version than the data's brings it over here, as a publish would: its upgrade reducer
+        // runs (as the server, at the recovered tick) and its failure refuses the start.
+        let upgrade_ctx = CallContext::server(recovered_tick, now_timestamp(), config.seed);
+        let (mut instance, plan) = module.instantiate_upgrading(&mut db, &upgrade_ctx)?;
         // Before the migrated data's snapshot, as a publish does: recovery never meets new-schema data with only
         // the old module stored.
         if config.keep_module
@@ -390,7 +393,7 @@ impl Server {
             let changes: Vec<String> = plan.changes.iter().map(ToString::to_string).collect();
             tracing::info!(
                 ?changes,
-                "the module's schema is newer than the data's: migrated"
+                "the module's schema or version differs from the data's: migrated"
             );
             log.snapshot(&EncodedSnapshot::new(recovered_tick, &db))?;
         }
@@ -431,6 +434,7 @@ impl Server {
             &rustls::crypto::ring::default_provider(),
         )?));
         let admin_token = crate::identity::load_or_create_admin_token(&config.data_dir)?;
+        world.set_admin(crate::identity::identity_of(&admin_token));
 
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -970,32 +974,40 @@ impl Ticker {
         }
     }
 
-    /// Upgrade to `module`: plan and migrate the changed tables aside (the world untouched on failure), store the
-    /// module's bytes as `module.wasm` in the data directory, write a snapshot of the migrated data at `tick` and
-    /// wait for it, then swap the migrated tables and the new instance in. The snapshot comes before any record in the new schema, so recovery never replays new rows into old
-    /// tables.
+    /// Upgrade to `module`: plan and migrate the changed tables aside (the world untouched on failure), swap them in
+    /// and run the module's upgrade reducer if the data is at another module version (refused, with the world as it
+    /// was, if it fails), store the module's bytes as `module.wasm` in the data directory, write a snapshot of the
+    /// upgraded data at `tick` and wait for it, then swap the new instance in. If the module cannot be stored or the
+    /// snapshot fails, the upgrade is reverted and the old module keeps running. The snapshot comes before any
+    /// record in the new schema, so recovery never replays new rows into old tables, and it holds the upgrade
+    /// reducer's writes with the new version, or the restart runs the reducer again.
     fn publish(&mut self, tick: Tick, module: &Module, wasm: &[u8]) -> AdminReply {
         let refused = |message: String| AdminReply::Refused { message };
         let upgrade = match self.world.upgrade(module) {
             Ok(u) => u,
             Err(e) => return refused(e.to_string()),
         };
+        let applied = match self.world.apply_upgrade(upgrade, tick, now_timestamp()) {
+            Ok(applied) => applied,
+            Err(e) => return refused(e.to_string()),
+        };
         if let Err(e) = store_module(&self.data_dir, wasm) {
+            self.world.revert_upgrade(applied);
             return refused(format!("cannot store the module: {e}"));
         }
-        let migrated = EncodedSnapshot::of_tables(tick, &self.world.upgraded_tables(&upgrade));
-        if let Err(e) = self.snapshot_now(tick, Some(migrated)) {
-            tracing::error!(%e, "the migrated world's snapshot failed; the old module keeps running");
+        if let Err(e) = self.snapshot_now(tick, None) {
+            self.world.revert_upgrade(applied);
+            tracing::error!(%e, "the upgraded world's snapshot failed; the old module keeps running");
             return refused(e);
         }
-        let changes: Vec<String> = upgrade
+        let changes: Vec<String> = applied
             .plan
             .changes
             .iter()
             .map(ToString::to_string)
             .collect();
         tracing::info!(tick = tick.0, ?changes, "published a new module");
-        self.world.swap(upgrade, tick);
+        self.world.swap(applied, tick);
         AdminReply::Published {
             tick: tick.0,
             changes,

@@ -81,6 +81,9 @@ pub struct TestWorldConfig {
     pub init: bool,
     /// The world time of tick 0. Default `Timestamp(1_700_000_000_000_000)` (November 2023).
     pub start: Timestamp,
+    /// The world's admin identity ([`World::set_admin`]), as the server's is the one of its admin token: a session
+    /// connected with it is told where a reducer panicked. Default `None`: no session is the admin.
+    pub admin: Option<Identity>,
 }
 
 impl Default for TestWorldConfig {
@@ -92,6 +95,7 @@ impl Default for TestWorldConfig {
             interest: InterestConfig::default(),
             init: true,
             start: Timestamp(1_700_000_000_000_000),
+            admin: None,
         }
     }
 }
@@ -236,6 +240,9 @@ impl TestWorld {
         };
         let snapshot = EncodedSnapshot::new(Tick(0), &db);
         let mut world = World::new(db, instance, config.interest, config.tick_rate, config.seed);
+        if let Some(admin) = config.admin {
+            world.set_admin(admin);
+        }
         if let Some(e) = init_failed {
             world.server_reducer_failed(&e, Tick(0), config.start);
         }
@@ -778,14 +785,19 @@ impl TestWorld {
                 (from, AdminReply::Snapshot { tick: tick.0 })
             }
             Deferred::Publish { from, module, .. } => {
-                let reply = match self.world.upgrade(&module) {
-                    Ok(upgrade) => {
-                        let migrated = self.world.upgraded_tables(&upgrade);
-                        self.snapshot = EncodedSnapshot::of_tables(tick, &migrated);
+                let now = self.time_of(self.periods);
+                let applied = self
+                    .world
+                    .upgrade(&module)
+                    .and_then(|upgrade| self.world.apply_upgrade(upgrade, tick, now));
+                let reply = match applied {
+                    Ok(applied) => {
+                        // The upgraded data, the upgrade reducer's writes included, is the new snapshot.
+                        self.snapshot = EncodedSnapshot::new(tick, self.world.db());
                         self.records.clear();
-                        let changes = upgrade.plan.changes.iter().map(ToString::to_string);
+                        let changes = applied.plan.changes.iter().map(ToString::to_string);
                         let changes = changes.collect();
-                        self.world.swap(upgrade, tick);
+                        self.world.swap(applied, tick);
                         AdminReply::Published {
                             tick: tick.0,
                             changes,
@@ -814,6 +826,19 @@ impl TestWorld {
     /// A [`TestWorldError`] if the records do not replay or recover, or the module does not fit the data; the
     /// running world is kept then.
     pub fn restart(&mut self) -> Result<(), TestWorldError> {
+        let module = self.world.instance().module().clone();
+        self.restart_with(&module)
+    }
+
+    /// [`TestWorld::restart`] with `module` instead of the running module, as `locus serve --module` with a new
+    /// build on the world's data directory: the recovered data is migrated to its schema and brought to its version
+    /// (its upgrade reducer runs, as the server at the recovered tick), as [`crate::Server::start`] does.
+    ///
+    /// # Errors
+    ///
+    /// A [`TestWorldError`] if the records do not replay or recover, or the module does not fit the data (its
+    /// schema, or its upgrade reducer failed); the running world is kept then.
+    pub fn restart_with(&mut self, module: &Module) -> Result<(), TestWorldError> {
         let replay = |e: &dyn std::fmt::Display| TestWorldError::Replay(e.to_string());
         let disk = MemStorage::new();
         let (mut log, _) = Log::open(
@@ -829,9 +854,14 @@ impl TestWorld {
         drop(log);
         let (_, recovered) =
             Log::open(Arc::new(disk), LogConfig::default(), StoreConfig::default())?;
-        let module = self.world.instance().module().clone();
         let mut db = recovered.db;
-        let (instance, _plan) = module.instantiate_upgrading(&mut db)?;
+        let ctx = CallContext::server(recovered.tick, self.now(), self.config.seed);
+        let (instance, plan) = module.instantiate_upgrading(&mut db, &ctx)?;
+        if !plan.is_empty() {
+            // As the server does after a migration at startup.
+            self.snapshot = EncodedSnapshot::new(recovered.tick, &db);
+            self.records.clear();
+        }
         self.world = World::new(
             db,
             instance,
@@ -839,6 +869,9 @@ impl TestWorld {
             self.config.tick_rate,
             self.config.seed,
         );
+        if let Some(admin) = self.config.admin {
+            self.world.set_admin(admin);
+        }
         self.tick = recovered.tick;
         for s in &mut self.sessions {
             s.ended.get_or_insert(Ended::Lost);

@@ -10,7 +10,8 @@
 //! Within a tick, in this order:
 //! 1. the inputs, in arrival order: connects (running `client_connected` for an identity's first session),
 //!    disconnects (`client_disconnected` for its last), reducer calls (each its own transaction) and subscription
-//!    changes;
+//!    changes. The admin identity ([`World::set_admin`]) is not a player: its sessions run neither lifecycle
+//!    reducer;
 //! 2. the `tick` reducer, then every due scheduled or periodic reducer;
 //! 3. one log record of every committed changeset;
 //! 4. the interest stage: the changesets (and any change to the `locus_area` system table, which moves areas) in,
@@ -20,7 +21,9 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
-use locus_host::{CallContext, CallError, LogLine, Module, ModuleInstance, Upgrade, UpgradeError};
+use locus_host::{
+    AppliedUpgrade, CallContext, CallError, LogLine, Module, ModuleInstance, Upgrade, UpgradeError,
+};
 use locus_interest::{ClientId, Delta, Deltas, Filter, Interest, InterestConfig, RowId};
 use locus_log::EncodedRecord;
 use locus_protocol::compact::{Change, TickWriter, ViewRows};
@@ -29,7 +32,7 @@ use locus_protocol::{
     AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
     TableDeltaRef, TickRef, Token, Welcome, WireTable,
 };
-use locus_store::{Changeset, Database, Table};
+use locus_store::{Changeset, Database};
 use locus_types::{
     ColumnId, Identity, ReducerDef, ReducerKind, TableAccess, TableDef, TableId, Tick, Timestamp,
     codec,
@@ -497,6 +500,10 @@ pub struct World {
     unreported: HashMap<String, Unreported>,
     /// Failures for the next [`TickOutput::server_failures`].
     server_failures: Vec<std::sync::Arc<str>>,
+    /// The world's admin identity ([`World::set_admin`]): its calls are told where a reducer panicked.
+    admin: Option<Identity>,
+    /// When each reducer's last trap backtrace went to the server log ([`World::log_trap`]).
+    traces_logged: HashMap<String, Timestamp>,
 }
 
 impl std::fmt::Debug for World {
@@ -576,6 +583,7 @@ fn error_code(e: &CallError) -> ErrorCode {
         CallError::Failed { .. } => ErrorCode::ReducerFailed,
         CallError::Interrupted { .. }
         | CallError::MemoryLimit { .. }
+        | CallError::Panicked { .. }
         | CallError::Trapped { .. } => ErrorCode::ReducerAborted,
     }
 }
@@ -612,7 +620,16 @@ impl World {
             log_followers: HashMap::new(),
             unreported: HashMap::new(),
             server_failures: Vec::new(),
+            admin: None,
+            traces_logged: HashMap::new(),
         }
+    }
+
+    /// The world's admin identity (the one `locus serve` keeps the token of): a failed call of a session with it
+    /// is answered as an operator's command is, with [`CallError::detailed`] (where a reducer panicked); every other
+    /// session gets the error's plain text. Default: none.
+    pub fn set_admin(&mut self, admin: Identity) {
+        self.admin = Some(admin);
     }
 
     /// Send version-3 sessions the moves of far rows less often ([`MoveRates`]; the default), or every tick
@@ -737,7 +754,11 @@ impl World {
                     );
                     self.interest.handle_connect(ClientId(session), identity);
                     self.interest.set_move_cost(ClientId(session), cost);
-                    if self.interest.clients_of(identity).count() == 1 {
+                    // The admin is not a player: its sessions (`locus query`, `call`, `logs`, ...) run no
+                    // lifecycle reducer, so a module makes no avatar for it.
+                    if self.admin != Some(identity)
+                        && self.interest.clients_of(identity).count() == 1
+                    {
                         match self.instance.client_connected(&mut self.db, &ctx(identity)) {
                             Ok(c) => self.changesets.push(c),
                             Err(e) => self.server_reducer_failed(&e, tick, now),
@@ -773,7 +794,9 @@ impl World {
                     };
                     self.interest.handle_disconnect(ClientId(session));
                     self.log_followers.remove(&session);
-                    if self.interest.clients_of(s.identity).next().is_none() {
+                    if self.admin != Some(s.identity)
+                        && self.interest.clients_of(s.identity).next().is_none()
+                    {
                         match self
                             .instance
                             .client_disconnected(&mut self.db, &ctx(s.identity))
@@ -804,9 +827,14 @@ impl World {
                             }
                             Err(e) => {
                                 stats.failed_calls += 1;
+                                self.log_trap(&e, now);
                                 CallOutcome::Err {
                                     code: error_code(&e),
-                                    message: e.to_string(),
+                                    message: if self.admin == Some(identity) {
+                                        e.detailed()
+                                    } else {
+                                        e.to_string()
+                                    },
                                 }
                             }
                         };
@@ -830,10 +858,13 @@ impl World {
                                         self.changesets.push(c);
                                         CallOutcome::Ok
                                     }
-                                    Err(e) => CallOutcome::Err {
-                                        code: error_code(&e),
-                                        message: e.to_string(),
-                                    },
+                                    Err(e) => {
+                                        self.log_trap(&e, now);
+                                        CallOutcome::Err {
+                                            code: error_code(&e),
+                                            message: e.detailed(),
+                                        }
+                                    }
                                 };
                             Some(AdminReply::Called {
                                 tick: tick.0,
@@ -1101,11 +1132,12 @@ impl World {
     ///
     /// The shell calls it for a new world's failed `init` (before the first tick); `run_tick` for the rest.
     pub fn server_reducer_failed(&mut self, error: &CallError, tick: Tick, now: Timestamp) {
+        self.log_trap(error, now);
         let reducer = error.reducer();
         self.server_failures.push(std::sync::Arc::from(reducer));
         if let Some(u) = self.unreported.get_mut(reducer) {
             u.count += 1;
-            u.last = Some((tick, error.to_string()));
+            u.last = Some((tick, error.detailed()));
             return;
         }
         self.unreported.insert(
@@ -1118,11 +1150,34 @@ impl World {
             },
         );
         let message = format!(
-            "{error} (further failures of `{reducer}` are summed up every {} s)",
+            "{} (further failures of `{reducer}` are summed up every {} s)",
+            error.detailed(),
             FAILURE_REPORT_INTERVAL.as_secs()
         );
         self.forward_logs();
         self.failure_line(tick, reducer.to_owned(), message);
+    }
+
+    /// Write a trapped or panicked call's wasm backtrace ([`CallError::backtrace`]) to the server's log (`tracing`,
+    /// a warning with the operator's text of the error): the first of each reducer at once, then at most one per
+    /// [`FAILURE_REPORT_INTERVAL`] (the others at debug level), so a reducer that panics on every call cannot flood
+    /// the log. A backtrace goes nowhere else: never to a client, nor to the module log.
+    fn log_trap(&mut self, error: &CallError, now: Timestamp) {
+        let Some(backtrace) = error.backtrace() else {
+            return;
+        };
+        let reducer = error.reducer();
+        let interval = FAILURE_REPORT_INTERVAL.as_micros() as u64;
+        let due = self
+            .traces_logged
+            .get(reducer)
+            .is_none_or(|last| now.0.saturating_sub(last.0) >= interval);
+        if due {
+            self.traces_logged.insert(reducer.to_owned(), now);
+            tracing::warn!(reducer, "{}\n{backtrace}", error.detailed());
+        } else {
+            tracing::debug!(reducer, "{}\n{backtrace}", error.detailed());
+        }
     }
 
     /// Sum up the failures of each server-run reducer whose last line is [`FAILURE_REPORT_INTERVAL`] old, and
@@ -1204,8 +1259,7 @@ impl World {
     }
 
     /// Prepare an upgrade to `module` ([`Module::upgrade`]): the tables whose definition changes are migrated
-    /// aside, the others are not copied; the world is unchanged until [`World::swap`]. The migrated data's
-    /// snapshot is [`World::upgraded_tables`].
+    /// aside, the others are not copied; the world is unchanged until [`World::apply_upgrade`].
     ///
     /// # Errors
     ///
@@ -1214,20 +1268,62 @@ impl World {
         module.upgrade(&self.instance, &self.db)
     }
 
-    /// The world's tables as they will be once `upgrade` (from [`World::upgrade`], with no tick run since) is
-    /// swapped in, in id order: for the snapshot that must be durable first.
-    #[must_use]
-    pub fn upgraded_tables<'a>(&'a self, upgrade: &'a Upgrade) -> Vec<&'a Table> {
-        upgrade.tables(&self.db)
+    /// Swap `upgrade` (from [`World::upgrade`], with no tick run since) into the database and, if the module's
+    /// version differs from the data's, run its upgrade reducer as the server at `tick` and `now`
+    /// ([`Upgrade::apply`]). The old module stays in place: the database now holds the upgraded data, for the
+    /// snapshot that must be durable before [`World::swap`] — or [`World::revert_upgrade`] if it cannot be made.
+    ///
+    /// # Errors
+    ///
+    /// [`UpgradeError::Hook`] if the upgrade reducer failed: the world is then exactly as it was, and the lines
+    /// the reducer logged are in the module log.
+    pub fn apply_upgrade(
+        &mut self,
+        upgrade: Upgrade,
+        tick: Tick,
+        now: Timestamp,
+    ) -> Result<AppliedUpgrade, UpgradeError> {
+        let ctx = CallContext {
+            sender: Identity::SERVER,
+            tick,
+            timestamp: now,
+            // Apart from the tick's calls, which count up from 1.
+            rng_seed: call_seed(self.seed, tick, u64::MAX),
+        };
+        match upgrade.apply(&mut self.db, &ctx) {
+            Ok(applied) => Ok(applied),
+            Err(UpgradeError::Hook {
+                from,
+                to,
+                error,
+                logs,
+            }) => {
+                self.log_trap(&error, now);
+                self.publish_lines(logs.into_iter().map(log_line).collect());
+                Err(UpgradeError::Hook {
+                    from,
+                    to,
+                    error,
+                    logs: Vec::new(),
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 
-    /// Run the upgrade (from [`World::upgrade`], with no tick run since) from now on: its migrated and new tables
-    /// are swapped into the database (the others stay as they are) and its instance replaces the running one.
+    /// Undo an applied upgrade (from [`World::apply_upgrade`]): the database is as it was, the old module runs on.
+    pub fn revert_upgrade(&mut self, applied: AppliedUpgrade) {
+        applied.revert(&mut self.db);
+    }
+
+    /// Run the applied upgrade (from [`World::apply_upgrade`], with no tick run since) from now on: its transaction
+    /// is committed and its instance replaces the running one (whose replaced tables are dropped).
     /// Every session stays connected: it is sent a new `Welcome` (the new schema; a client drops its view on it),
     /// its subscriptions are made again by table name, its area restored from the module's `locus_area` table, and
-    /// its whole view arrives as inserts in the next tick.
-    pub fn swap(&mut self, upgrade: Upgrade, tick: Tick) {
-        let (instance, replaced) = upgrade.apply(&mut self.db);
+    /// its whole view arrives as inserts in the next tick. The upgrade reducer's log lines reach the module log with
+    /// the next tick's.
+    pub fn swap(&mut self, applied: AppliedUpgrade, tick: Tick) {
+        let (instance, replaced) = applied.commit(&mut self.db);
         drop(replaced);
         let schema = Schema::of(&self.db, &instance);
         self.interest = Interest::new(self.interest_config, &self.db);
@@ -1837,10 +1933,20 @@ mod server_failure_tests {
                 },
             ),
             (
+                "Panicked",
+                CallError::Panicked {
+                    reducer: r(),
+                    message: String::new(),
+                    location: None,
+                    backtrace: None,
+                },
+            ),
+            (
                 "Trapped",
                 CallError::Trapped {
                     reducer: r(),
                     message: String::new(),
+                    backtrace: None,
                 },
             ),
             (

@@ -25,7 +25,7 @@ static V2: LazyLock<Vec<u8>> = LazyLock::new(|| {
         &workspace(),
         "game-module",
         &["upgrade-demo"],
-        &workspace().join("target/wasm-modules-upgrade-demo"),
+        &locus_host::build::module_target_dir(&workspace(), "wasm-modules-upgrade-demo"),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 });
@@ -35,7 +35,7 @@ static OTHER: LazyLock<Vec<u8>> = LazyLock::new(|| {
     locus_host::build::build_module(
         &workspace(),
         "locus-test-module",
-        &workspace().join("target/wasm-modules"),
+        &locus_host::build::module_target_dir(&workspace(), "wasm-modules"),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 });
@@ -665,6 +665,13 @@ fn a_restart_with_a_newer_compatible_module_migrates_the_data() {
         "SELECT name, title FROM player",
         r#"["ada","Adventurer"]"#,
     );
+    // Its upgrade reducer ran at the start, as a publish would run it: the new content is in the world.
+    assert_query_has(&server, "SELECT version FROM locus_module", "[[2]]");
+    assert_query_has(
+        &server,
+        "SELECT id, max_stack FROM item_kind WHERE id = 'guild_banner'",
+        r#"["guild_banner",1]"#,
+    );
     server.shutdown();
     // The migration was snapshotted: a second restart recovers it without migrating again.
     let config = server_config(dir.path(), &V2);
@@ -675,6 +682,7 @@ fn a_restart_with_a_newer_compatible_module_migrates_the_data() {
         }),
         Some(AdminReply::Rows { .. })
     ));
+    assert_query_has(&server, "SELECT version FROM locus_module", "[[2]]");
     server.shutdown();
 }
 
@@ -689,8 +697,8 @@ fn assert_query_has(server: &Server, sql: &str, needle: &str) {
 
 // ---- `locus serve` options, failures of server-run reducers, the stored module, failed starts ----------------------
 
-/// A module with no tables: its tick reducer `on_tick` fails with "no luck" every tick, and its client reducer
-/// `spin` loops forever.
+/// A module with no tables: its tick reducer `on_tick` fails with "no luck" every tick, its client reducer `spin`
+/// loops forever, and `crash` traps.
 static FAILING: LazyLock<Vec<u8>> = LazyLock::new(failing::failing_module);
 
 /// A `locus serve` child process, killed when dropped.

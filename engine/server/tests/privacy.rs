@@ -31,7 +31,7 @@ static DEMO: LazyLock<Module> = LazyLock::new(|| {
     let wasm = locus_host::build::build_module(
         &workspace,
         "game-module",
-        &workspace.join("target/wasm-modules"),
+        &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     Runtime::new(HostConfig::default())
@@ -54,6 +54,7 @@ const TABLES: &[&str] = &[
     "item_kind",
     "locus_area",
     "locus_schedule",
+    "locus_module",
     "nothing_here",
 ];
 

@@ -35,7 +35,7 @@ static DEMO: LazyLock<Module> = LazyLock::new(|| {
     let wasm = locus_host::build::build_module(
         &workspace,
         "game-module",
-        &workspace.join("target/wasm-modules"),
+        &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     compile(&wasm)
@@ -44,6 +44,33 @@ static DEMO: LazyLock<Module> = LazyLock::new(|| {
 static KEYS: LazyLock<Module> = LazyLock::new(|| compile(&keys::keys_module()));
 
 static FAILING: LazyLock<Module> = LazyLock::new(|| compile(&failing::failing_module()));
+
+/// The demo module's next version (feature `upgrade-demo`: module version 2, a `guild` table, a `player.title`
+/// column, and new content: a `guild_banner` item and recipe, `hide` stacking to 40).
+static V2: LazyLock<Module> = LazyLock::new(|| {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wasm = locus_host::build::build_module_with_features(
+        &workspace,
+        "game-module",
+        &["upgrade-demo"],
+        &locus_host::build::module_target_dir(&workspace, "wasm-modules-upgrade-demo"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    compile(&wasm)
+});
+
+/// The host's test module (`locus-test-module`, built with the Rust SDK): `panic_after_write(text)` panics with
+/// `deliberate panic: {text}`.
+static TEST_MODULE: LazyLock<Module> = LazyLock::new(|| {
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let wasm = locus_host::build::build_module(
+        &workspace,
+        "locus-test-module",
+        &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    compile(&wasm)
+});
 
 /// A new demo world, without its `init` (no terrain rows, items or creatures: the reducers these tests call need
 /// none, and a world of 30,000 rows would only slow them).
@@ -288,6 +315,124 @@ fn a_reducer_error_comes_back_to_its_caller_only() {
         ]
     );
     assert_eq!((out.stats.calls, out.stats.failed_calls), (6, 5));
+}
+
+/// Every error text a session was sent: failed calls' messages and `Error` frames.
+fn error_texts(w: &TestWorld, s: TestSession) -> Vec<String> {
+    w.messages(s)
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Result {
+                outcome: CallOutcome::Err { message, .. },
+                ..
+            }
+            | ServerMessage::Error { message, .. } => Some(message.clone()),
+            ServerMessage::Admin {
+                reply:
+                    AdminReply::Called {
+                        outcome: CallOutcome::Err { message, .. },
+                        ..
+                    },
+                ..
+            } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_panic_tells_a_client_its_message_the_admin_also_where_and_nobody_the_backtrace() {
+    let admin = Identity([9; 32]);
+    let config = TestWorldConfig {
+        admin: Some(admin),
+        ..TestWorldConfig::default()
+    };
+    let mut w = TestWorld::new(&TEST_MODULE, config).unwrap();
+    let (player, operator) = (w.connect(Identity([1; 32])), w.connect(admin));
+    w.tick();
+    let args = rmp_serde::to_vec(&("y",)).unwrap();
+    let by_player = w.call_raw(player, "panic_after_write", &args);
+    let by_operator = w.call_raw(operator, "panic_after_write", &args);
+    let by_command = w.admin(
+        operator,
+        AdminCommand::Call {
+            reducer: "panic_after_write".into(),
+            args: args.clone(),
+        },
+    );
+    w.tick();
+    // Where the test module panics.
+    let source = include_str!("../../host/test-module/src/lib.rs");
+    let (line, text) = source
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains("panic!(\"deliberate panic: {text}\")"))
+        .expect("the test module panics");
+    let at = format!(
+        "engine/host/test-module/src/lib.rs:{}:{}",
+        line + 1,
+        text.find("panic!").unwrap() + 1
+    );
+    assert_eq!(
+        w.result(player, by_player),
+        Some(&CallOutcome::Err {
+            code: ErrorCode::ReducerAborted,
+            message: "reducer `panic_after_write` panicked: deliberate panic: y".into(),
+        })
+    );
+    let told_the_operator = CallOutcome::Err {
+        code: ErrorCode::ReducerAborted,
+        message: format!("reducer `panic_after_write` panicked at {at}: deliberate panic: y"),
+    };
+    assert_eq!(w.result(operator, by_operator), Some(&told_the_operator));
+    assert_eq!(
+        w.admin_reply(operator, by_command),
+        Some(&AdminReply::Called {
+            tick: w.current_tick().0,
+            outcome: told_the_operator.clone(),
+        })
+    );
+    assert_eq!(
+        w.local_call(&locus_module::ReducerCall::new("panic_after_write", args)),
+        told_the_operator,
+        "the server's own API is the operator too"
+    );
+    // Nothing of the trap itself — the backtrace, offsets, symbols — reaches anyone.
+    for s in [player, operator] {
+        for message in error_texts(&w, s) {
+            for leak in [
+                "wasm backtrace",
+                "_ZN",
+                "0x",
+                "__rustc",
+                "run_reducer",
+                "unreachable",
+            ] {
+                assert!(!message.contains(leak), "{leak} in {message:?}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_bare_trap_tells_the_caller_what_trapped_in_one_line() {
+    let mut w = world_of(&FAILING);
+    let a = w.connect(Identity([1; 32]));
+    w.tick();
+    let crash = w.call_raw(a, "crash", &[0x90]);
+    w.tick();
+    assert_eq!(
+        w.result(a, crash),
+        Some(&CallOutcome::Err {
+            code: ErrorCode::ReducerAborted,
+            message: "reducer `crash` trapped: wasm `unreachable` instruction executed".into(),
+        })
+    );
+    for message in error_texts(&w, a) {
+        for leak in ["wasm backtrace", "0x", "wasm function"] {
+            assert!(!message.contains(leak), "{leak} in {message:?}");
+        }
+    }
 }
 
 #[test]
@@ -1127,6 +1272,212 @@ fn a_publish_keeps_every_session_and_an_incompatible_one_changes_nothing() {
     assert_eq!(me(&w, again).id, held[0].id);
 }
 
+/// The item kinds `session` holds in its cache, by id: (max_stack, name).
+fn item_kinds(w: &TestWorld, s: TestSession) -> std::collections::BTreeMap<String, (u32, String)> {
+    w.cache(s)
+        .rows::<gm::ItemKind>("item_kind")
+        .expect("item_kind rows decode")
+        .into_iter()
+        .map(|k| (k.id, (k.max_stack, k.name)))
+        .collect()
+}
+
+/// New content reaches a live world: publishing the demo's next version runs its upgrade reducer, which writes the
+/// new items and recipes into the world's tables, and clients see them; the snapshot of the publish holds them.
+#[test]
+fn a_publish_of_a_newer_version_brings_a_live_worlds_content_up_to_date() {
+    LazyLock::force(&V2);
+    // A world `init` filled with version 1's content (its terrain is generated at the first tick).
+    let mut w = TestWorld::new(&DEMO, TestWorldConfig::default()).unwrap();
+    assert_eq!(locus_host::data_version(w.world().db()), gm::MODULE_VERSION);
+    let s = w.connect(Identity([1; 32]));
+    w.subscribe(s, "item_kind", locus_protocol::Filter::All);
+    w.subscribe(s, "recipe", locus_protocol::Filter::All);
+    w.tick();
+    w.tick();
+    let before = item_kinds(&w, s);
+    assert_eq!(before.get("hide").map(|k| k.0), Some(20));
+    assert!(!before.contains_key("guild_banner"));
+
+    let published = w.publish(&V2);
+    let AdminReply::Published { changes, .. } = &published else {
+        panic!("{published:?}")
+    };
+    assert!(
+        changes.contains(&"module version 1 → 2 (upgrade reducer `upgrade` ran)".to_owned()),
+        "{changes:?}"
+    );
+    assert_eq!(locus_host::data_version(w.world().db()), 2);
+    let AdminReply::Rows { json } = w.local_admin(AdminCommand::Query {
+        sql: "SELECT version FROM locus_module".into(),
+    }) else {
+        panic!("rows")
+    };
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        json["rows"],
+        serde_json::json!([[2]]),
+        "as the operator sees it"
+    );
+    w.tick();
+    let after = item_kinds(&w, s);
+    assert_eq!(after.len(), before.len() + 1);
+    assert_eq!(
+        after.get("guild_banner"),
+        Some(&(1, "Guild banner".to_owned()))
+    );
+    assert_eq!(
+        after.get("hide").map(|k| k.0),
+        Some(40),
+        "a changed definition is updated"
+    );
+    assert!(
+        w.cache(s)
+            .rows::<gm::Recipe>("recipe")
+            .unwrap()
+            .iter()
+            .any(|r| r.id == "guild_banner")
+    );
+    // The reducer said what it did in the module log.
+    let AdminReply::Logs { lines } = w.local_admin(AdminCommand::Logs {
+        tail: 1_000,
+        follow: false,
+    }) else {
+        panic!("logs")
+    };
+    assert!(
+        lines.iter().any(|l| l.reducer == "upgrade"
+            && l.message
+                == "content from version 1 to 2: 2 definitions added, 1 changed, 0 removed"),
+        "{lines:?}"
+    );
+    // The publish's snapshot holds the new content and version: a restart has them, and runs nothing again.
+    w.restart().unwrap();
+    assert_eq!(locus_host::data_version(w.world().db()), 2);
+    let again = w.connect(Identity([1; 32]));
+    w.subscribe(again, "item_kind", locus_protocol::Filter::All);
+    w.tick();
+    w.tick();
+    assert_eq!(item_kinds(&w, again), after);
+}
+
+/// A server restarted with a newer build on a world's data does what a publish would: the upgrade reducer runs.
+#[test]
+fn a_restart_with_a_newer_build_brings_the_content_up_to_date_too() {
+    let mut w = TestWorld::new(&DEMO, TestWorldConfig::default()).unwrap();
+    w.tick();
+    w.restart_with(&V2).unwrap();
+    assert_eq!(locus_host::data_version(w.world().db()), 2);
+    let s = w.connect(Identity([1; 32]));
+    w.subscribe(s, "item_kind", locus_protocol::Filter::All);
+    w.tick();
+    w.tick();
+    assert!(item_kinds(&w, s).contains_key("guild_banner"));
+    // The migration's snapshot holds it: restarted again with the same build, nothing runs again.
+    w.restart().unwrap();
+    assert_eq!(locus_host::data_version(w.world().db()), 2);
+}
+
+/// If the upgrade reducer fails or traps, the publish is refused and the world keeps its module and its data; a
+/// restart with that module is refused the same way.
+#[test]
+fn a_failing_upgrade_reducer_refuses_the_publish_and_the_world_keeps_its_module_and_data() {
+    let mut w = world_of(&KEYS);
+    let s = w.connect(Identity([1; 32]));
+    w.subscribe(s, "thing", locus_protocol::Filter::All);
+    let put = w.call_raw(s, "put", &[0x91, 0x05]);
+    w.tick();
+    assert_eq!(w.result(s, put), Some(&CallOutcome::Ok));
+    let snapshot = w.snapshot().bytes().to_vec();
+    let insert =
+        "(drop (call $insert (call $thing) (i32.const 2000) (i32.const 3) (i32.const 320)))";
+    let failing = compile(&keys::keys_module_at(Some((
+        5,
+        &format!(
+            "{insert} (drop (call $log (i32.const 0) (i32.const 2010) (i32.const 14)))
+             (drop (call $fail (i32.const 2010) (i32.const 14))) i32.const 1"
+        ),
+    ))));
+    let trapping = compile(&keys::keys_module_at(Some((
+        5,
+        &format!("{insert} unreachable"),
+    ))));
+    for (module, why) in [
+        (&failing, "reducer `upgrade` failed: content broken"),
+        (
+            &trapping,
+            "reducer `upgrade` trapped: wasm `unreachable` instruction executed",
+        ),
+    ] {
+        assert_eq!(
+            w.publish(module),
+            AdminReply::Refused {
+                message: format!("the upgrade from module version 0 to 5 failed: {why}")
+            }
+        );
+        assert_eq!(locus_host::data_version(w.world().db()), 0);
+        assert_eq!(
+            w.world()
+                .db()
+                .table_id("thing")
+                .map(|t| w.world().db().table(t).unwrap().len()),
+            Some(1)
+        );
+        assert_eq!(
+            w.snapshot().bytes(),
+            &snapshot[..],
+            "no snapshot of the refused upgrade"
+        );
+        // The old module runs on.
+        let put = w.call_raw(s, "put", &[0x91, 0x06]);
+        let remove = w.call_raw(s, "remove", &[0x91, 0x06]);
+        w.tick();
+        assert_eq!(w.result(s, put), Some(&CallOutcome::Ok));
+        assert_eq!(w.result(s, remove), Some(&CallOutcome::Ok));
+        assert!(w.ended(s).is_none());
+        let err = w.restart_with(module).unwrap_err();
+        assert!(err.to_string().contains(why), "{err}");
+    }
+    // The failed reducer's own line reached the module log.
+    let AdminReply::Logs { lines } = w.local_admin(AdminCommand::Logs {
+        tail: 1_000,
+        follow: false,
+    }) else {
+        panic!("logs")
+    };
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.reducer == "upgrade" && l.message == "content broken"),
+        "{lines:?}"
+    );
+    // One that succeeds: its row and the version, kept by the publish's snapshot.
+    let working = compile(&keys::keys_module_at(Some((
+        5,
+        &format!("{insert} i32.const 0"),
+    ))));
+    let published = w.publish(&working);
+    assert!(
+        matches!(&published, AdminReply::Published { changes, .. }
+            if changes.contains(&"module version 0 → 5 (upgrade reducer `upgrade` ran)".to_owned())),
+        "{published:?}"
+    );
+    w.tick();
+    assert_eq!(
+        w.cache(s).iter_raw("thing").count(),
+        2,
+        "the client sees the reducer's row"
+    );
+    w.restart().unwrap();
+    assert_eq!(locus_host::data_version(w.world().db()), 5);
+    let thing = w.world().db().table_id("thing").unwrap();
+    assert_eq!(
+        w.world().db().table(thing).unwrap().len(),
+        2,
+        "the reducer ran once"
+    );
+}
+
 #[test]
 fn ten_thousand_sessions_coming_and_going_leave_the_session_slots_where_they_started() {
     let mut w = demo();
@@ -1361,4 +1712,60 @@ fn the_frames_are_the_same_on_any_number_of_worker_threads() {
             );
         }
     }
+}
+
+/// The admin is not a player: its sessions run neither lifecycle reducer, so the demo module makes it no player
+/// (and no area), while another identity's session gets one; the admin's commands still work.
+#[test]
+fn admin_sessions_run_no_lifecycle_reducers() {
+    let admin = Identity([0xad; 32]);
+    let mut w = TestWorld::new(
+        &DEMO,
+        TestWorldConfig {
+            admin: Some(admin),
+            ..TestWorldConfig::default()
+        },
+    )
+    .unwrap();
+    let players = |w: &TestWorld| {
+        let db = w.world().db();
+        db.table(db.table_id("player").unwrap()).unwrap().len()
+    };
+    let a = w.connect(admin);
+    w.tick();
+    assert_eq!(players(&w), 0, "no player for the admin");
+    assert!(
+        locus_host::area(w.world().db(), admin).is_none(),
+        "no area for the admin"
+    );
+    let query = w.admin(
+        a,
+        AdminCommand::Query {
+            sql: "SELECT COUNT(*) FROM player".into(),
+        },
+    );
+    w.tick();
+    assert!(
+        matches!(w.admin_reply(a, query), Some(AdminReply::Rows { .. })),
+        "{:?}",
+        w.admin_reply(a, query)
+    );
+    let p = w.connect(Identity([7; 32]));
+    w.tick();
+    assert_eq!(players(&w), 1, "a player for a client");
+    w.disconnect(a);
+    w.disconnect(p);
+    w.tick();
+    let db = w.world().db();
+    let online = db
+        .table(db.table_id("player").unwrap())
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            rmp_serde::from_slice::<game_module::Player>(r)
+                .unwrap()
+                .online
+        })
+        .count();
+    assert_eq!(online, 0, "the client's disconnect ran");
 }

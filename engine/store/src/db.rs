@@ -345,6 +345,22 @@ impl Database {
     }
 }
 
+impl Database {
+    /// Remove the tables with ids `count..` — the last ones appended, e.g. to undo a [`Database::swap_tables`] that
+    /// appended them — and return them, in id order. Every other table is untouched. Nothing is removed if the
+    /// database has `count` tables or fewer.
+    pub fn truncate_tables(&mut self, count: usize) -> Vec<Table> {
+        if count >= self.tables.len() {
+            return Vec::new();
+        }
+        let removed: Vec<Table> = self.tables.drain(count..).collect();
+        for t in &removed {
+            self.names.remove(t.name());
+        }
+        removed
+    }
+}
+
 /// Changes written straight into one table, for replaying a log ([`Database::redo`]).
 ///
 /// There is no transaction: each call takes effect at once, and a failed call leaves earlier ones in place. A

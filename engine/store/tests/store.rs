@@ -437,6 +437,26 @@ fn tables_built_aside_swap_in_all_or_none_and_leave_the_other_tables_untouched()
     // A sequence carried over is kept when ahead of the keys loaded.
     let seq = db.build_table(TableId(3), entity_def(), [], 17).unwrap();
     assert_eq!(seq.next_auto_inc(), 17);
+
+    // A swap is undone by truncating the appended tables and swapping the replaced ones back.
+    let idef2_rows = contents(db.table(i).unwrap());
+    let removed = db.truncate_tables(2);
+    assert_eq!(
+        removed.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        ["crate"]
+    );
+    assert_eq!((db.tables().count(), db.table_id("crate")), (2, None));
+    assert!(
+        db.truncate_tables(2).is_empty(),
+        "nothing past the last table"
+    );
+    let back = db.swap_tables(replaced).unwrap();
+    assert_eq!(contents(&back[0]), idef2_rows);
+    assert_eq!(db.table(i).unwrap().def(), &idef);
+    assert_eq!(contents(db.table(e).unwrap()), entities);
+    // The name is free again.
+    let again = db.build_table(TableId(2), new_def, [], 0).unwrap();
+    assert_eq!(db.swap_tables(vec![again]).unwrap().len(), 0);
 }
 
 #[test]

@@ -49,6 +49,13 @@ pub const EXPORT_TABLE_PREFIX: &str = "__locus_describe_table_";
 /// MessagePack [`ReducerDef`] in memory. The rest of the export's name is the reducer's name.
 pub const EXPORT_REDUCER_DEF_PREFIX: &str = "__locus_describe_reducer_";
 
+/// Optional export `() -> u32`: the module's version — of its content and of what its tables hold — which the
+/// module's author raises whenever an existing world's data must be brought up to date (the Rust SDK:
+/// `locus_module::version!(N)`). A module without it is version 0. The version the data is at is kept in the
+/// system table [`MODULE_TABLE`]; when a module of another version takes the database over, its [`ReducerKind::Upgrade`]
+/// reducer runs.
+pub const EXPORT_MODULE_VERSION: &str = "__locus_module_version";
+
 /// Prefix of the reducer entry points `(args_len: u32) -> u32`, one per reducer; the rest of the name is the
 /// reducer's name. The result is a [`ReducerStatus`] code.
 pub const EXPORT_REDUCER_PREFIX: &str = "__locus_reducer_";
@@ -281,6 +288,10 @@ pub enum ReducerKind {
     },
     /// Run at a time chosen by a reducer through `schedule`, with the arguments given then.
     Scheduled,
+    /// Run once when this module takes over a database whose data is at another module version (a publish, or a
+    /// restart with another build; see [`EXPORT_MODULE_VERSION`]), inside the upgrade's transaction, with two
+    /// `u32` parameters: the data's version and this module's. Its failure refuses the upgrade.
+    Upgrade,
 }
 
 /// One reducer, as the module describes it.
@@ -302,6 +313,9 @@ pub struct ModuleDef {
     pub tables: Vec<TableDef>,
     /// Reducers, sorted by name.
     pub reducers: Vec<ReducerDef>,
+    /// The module's version ([`EXPORT_MODULE_VERSION`]; 0 without the export).
+    #[serde(default)]
+    pub version: u32,
 }
 
 /// Name of the system table holding one-shot schedules made with `schedule`. Module tables may not start with
@@ -315,6 +329,48 @@ pub const RESERVED_PREFIX: &str = "locus_";
 /// `area_follow`, `area_fixed` and `area_clear`. Like [`SCHEDULE_TABLE`] it is private and invisible to the module's
 /// table lookups; see [`area_table_def`] for its columns.
 pub const AREA_TABLE: &str = "locus_area";
+
+/// Name of the system table holding the module version the database's data is at: one row, written when a new
+/// world is created and by every upgrade between versions; see [`module_table_def`]. Private and invisible to the
+/// module, like [`SCHEDULE_TABLE`]. A database without the table, or without its row, is at version 0.
+pub const MODULE_TABLE: &str = "locus_module";
+
+/// The definition of the system table [`MODULE_TABLE`]:
+///
+/// | column | type | |
+/// |---|---|---|
+/// | `id` | `U32` | primary key; the one row's is `0` |
+/// | `version` | `U32` | the module version the data is at |
+///
+/// No `auto_inc`, no secondary index, private.
+#[must_use]
+pub fn module_table_def() -> TableDef {
+    TableDef::builder(MODULE_TABLE)
+        .column("id", ColumnType::U32)
+        .column("version", ColumnType::U32)
+        .primary_key("id")
+        .build()
+        .expect("the module table's definition is valid")
+}
+
+/// The one row of [`module_table_def`]: the data is at `version`.
+#[must_use]
+pub fn module_row(version: u32) -> Vec<u8> {
+    crate::codec::encode_row(
+        &module_table_def().columns,
+        &[Value::U64(0), Value::U64(u64::from(version))],
+    )
+    .expect("a module row matches the module table's columns")
+}
+
+/// The version in a row of [`module_table_def`]; `None` if `row` is not one.
+#[must_use]
+pub fn module_row_version(row: &[u8]) -> Option<u32> {
+    match crate::codec::decode_row(&module_table_def().columns, row).ok()?[..] {
+        [_, Value::U64(version)] => u32::try_from(version).ok(),
+        _ => None,
+    }
+}
 
 /// The largest leave radius of an area of interest, in metres.
 pub const MAX_AREA_RADIUS: f32 = 512.0;
@@ -492,6 +548,23 @@ macro_rules! for_each_host_call {
             /// # Errors
             /// `NotInReducer`; `BadUtf8`.
             fn reducer_fail(msg_ptr: u32, msg_len: u32) -> u32;
+
+            /// Record that the running reducer panicked: the panic's message, and where — the source file (UTF-8,
+            /// as the compiler names it; empty for no location), line and column. If the call then traps, as a
+            /// Rust panic does once its hook returns, the host reports the panic with this message and location
+            /// instead of a bare trap; if the reducer returns a status instead, the record is dropped. A later call
+            /// replaces it. The message and the file are cut to 4 KiB at a character boundary.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `BadUtf8` (the message or the file).
+            fn reducer_panic(
+                msg_ptr: u32,
+                msg_len: u32,
+                file_ptr: u32,
+                file_len: u32,
+                line: u32,
+                column: u32
+            ) -> u32;
 
             /// Write a line to the module log, tagged with the running reducer's name (if any) and `level`
             /// (0 error, 1 warn, 2 info, 3 debug, 4 trace). Lines longer than 4 KiB are cut; past the host's
@@ -726,6 +799,15 @@ mod tests {
             counts, 2,
             "a new sentence counting the host calls needs a check here"
         );
+    }
+
+    #[test]
+    fn the_module_row_round_trips_and_is_the_documented_bytes() {
+        let row = module_row(3);
+        assert_eq!(row, [0x92, 0x00, 0x03]);
+        assert_eq!(module_row_version(&row), Some(3));
+        assert_eq!(module_row_version(&module_row(u32::MAX)), Some(u32::MAX));
+        assert_eq!(module_row_version(&[0x91, 0x00]), None);
     }
 
     #[test]

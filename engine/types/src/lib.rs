@@ -9,7 +9,8 @@
 //! - [`codec`]: the one row encoding used at the module ABI, in the commit log and on the wire.
 //! - [`patch`]: row patches, an update sent as only the columns that changed.
 //! - [`abi`]: the module ABI: the one list of host calls ([`for_each_host_call!`]), errnos, export names, the
-//!   module description ([`abi::ModuleDef`]) and the rows of the system table `locus_area` ([`abi::AreaRow`]).
+//!   module description ([`abi::ModuleDef`]) and the rows of the system tables `locus_area` ([`abi::AreaRow`]) and
+//!   `locus_module` ([`abi::module_row`]).
 //! - [`call`]: [`ReducerCall`], a call of a reducer with its encoded arguments (built by modules, sent by clients).
 //!
 //! It deliberately does not know about tables' contents, transactions or the network.

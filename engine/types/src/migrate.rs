@@ -14,7 +14,8 @@
 //!
 //! Everything else that changes the meaning of stored rows or of calls is refused: a table or column removed,
 //! renamed, moved or retyped; a new primary key, `auto_inc`, owner column or access; a reducer removed, or its
-//! parameters or kind changed (clients and stored schedules call it by name and argument layout).
+//! parameters or kind changed (clients and stored schedules call it by name and argument layout) — except an
+//! `Upgrade` reducer, which only the host calls, once, when its module takes over.
 //!
 //! Invariant: for a `Plan`, every table of the old schema appears in [`Plan::tables`] in its old position, and
 //! [`migrate_row`] turns any valid row of the old definition into a valid row of the new one whose leading
@@ -22,7 +23,7 @@
 
 use std::fmt;
 
-use crate::abi::ReducerDef;
+use crate::abi::{ReducerDef, ReducerKind};
 use crate::schema::{ColumnDef, ColumnType, IndexDef, TableDef};
 use crate::{Identity, Timestamp, Value, Vec2, codec};
 
@@ -56,6 +57,17 @@ pub enum Change {
     },
     /// A new reducer.
     AddReducer(String),
+    /// The module's version differs from the one the data is at (`locus_types::abi::EXPORT_MODULE_VERSION`): the
+    /// data is brought from version `from` to `to` in the upgrade's transaction, by the new module's upgrade
+    /// reducer (`hook`) if it has one. Not found by [`plan`], which compares schemas: the host adds it.
+    Version {
+        /// The version the data is at.
+        from: u32,
+        /// The new module's version.
+        to: u32,
+        /// The new module's `Upgrade` reducer, which runs with `(from, to)`.
+        hook: Option<String>,
+    },
 }
 
 impl fmt::Display for Change {
@@ -83,6 +95,19 @@ impl fmt::Display for Change {
                 index.kind, index.column.0
             ),
             Change::AddReducer(r) => write!(f, "new reducer `{r}`"),
+            Change::Version {
+                from,
+                to,
+                hook: Some(hook),
+            } => write!(
+                f,
+                "module version {from} → {to} (upgrade reducer `{hook}` ran)"
+            ),
+            Change::Version {
+                from,
+                to,
+                hook: None,
+            } => write!(f, "module version {from} → {to} (no upgrade reducer)"),
         }
     }
 }
@@ -297,7 +322,12 @@ pub fn plan(
             tables.push(new.clone());
         }
     }
-    for old in old_reducers {
+    // An upgrade reducer is called by the host alone, and only when its module takes over: nothing calls the old
+    // one again, so it may go or change.
+    for old in old_reducers
+        .iter()
+        .filter(|r| r.kind != ReducerKind::Upgrade)
+    {
         match new_reducers.iter().find(|r| r.name == old.name) {
             None => wrong.push(Incompatible::ReducerRemoved(old.name.clone())),
             Some(new) => {
@@ -365,7 +395,6 @@ pub fn migrate_row(old: &TableDef, new: &TableDef, row: &[u8]) -> Result<Vec<u8>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::abi::ReducerKind;
     use crate::{IndexKind, TableAccess};
 
     fn player(extra: &[(&str, ColumnType, Option<Vec<u8>>)]) -> TableDef {
@@ -530,6 +559,37 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(&bad[0], Incompatible::BadDefault { column, .. } if column == "gold"));
+    }
+
+    #[test]
+    fn an_upgrade_reducer_may_go_or_change_and_a_new_one_is_listed() {
+        let hook = |name: &str, kind: ReducerKind| ReducerDef {
+            name: name.into(),
+            kind,
+            params: vec![
+                ColumnDef::new("from", ColumnType::U32),
+                ColumnDef::new("to", ColumnType::U32),
+            ],
+        };
+        let t = [player(&[])];
+        let old = [hook("upgrade", ReducerKind::Upgrade)];
+        assert!(plan(&t, &old, &t, &[]).unwrap().is_empty(), "removed");
+        assert!(
+            plan(&t, &old, &t, &[hook("upgrade", ReducerKind::Client)])
+                .unwrap()
+                .changes
+                .is_empty(),
+            "changed kind"
+        );
+        assert_eq!(
+            plan(&t, &[], &t, &old).unwrap().changes,
+            [Change::AddReducer("upgrade".into())]
+        );
+        // Any other reducer still may not go.
+        assert_eq!(
+            plan(&t, &[hook("upgrade", ReducerKind::Client)], &t, &[]).unwrap_err(),
+            [Incompatible::ReducerRemoved("upgrade".into())]
+        );
     }
 
     #[test]

@@ -27,6 +27,10 @@
 //! | `on_tick(dt: f32)` | tick | bump `ticks`; counter `last_dt_micros` = `round(dt as f64 * 1e6)` (set, not bumped); no event |
 //! | `every_half_second` | every_ms = 500 | bump `every_500ms`; no event |
 //! | `ping(text: String)` | scheduled | bump `pings`; event `ping {text}` |
+//! | `upgrade(from: u32, to: u32)` | upgrade | bump `upgrades`; event `upgrade {from} -> {to}`; fails with `no downgrade from {from} to {to}` if `from > to` (after writing); panics with `upgrade panic` if `from` is 666 |
+//!
+//! The module is version 7 (`locus_module::version!(7)`): a new world's data is at version 7, and `upgrade` runs
+//! when it takes over data at another version.
 //!
 //! # Client reducers: players
 //!
@@ -72,7 +76,7 @@
 //! | `schedule_ping(delay_ms: u64, text: String)` | schedules `ping(text)` at `timestamp + delay_ms * 1000` µs; counter `last_schedule_id` = the schedule id (set); event `schedule_ping {id} at={micros}` |
 //! | `cancel_ping(id: u64)` | `unschedule(id)`; event `cancel_ping {id} {cancelled}` (`true`/`false`) |
 //! | `schedule_and_cancel(text: String)` | schedules `ping(text)` 1 s ahead, then unschedules it; event `schedule_and_cancel {id} {cancelled}` (`true` expected; nothing stays scheduled) |
-//! | `schedule_wrong()` | tries to schedule the client reducer `spawn`; event `schedule_wrong {error}` with error `cannot schedule `spawn`: no scheduled reducer has that name`; fails with `scheduling a client reducer succeeded` if the host accepts it |
+//! | `schedule_wrong()` | tries to schedule the client reducer `spawn` (`ScheduledCall::unchecked(spawn::call(..))`: typed, it does not compile); event `schedule_wrong {error}` with error `cannot schedule `spawn`: no scheduled reducer has that name`; fails with `scheduling a client reducer succeeded` if the host accepts it |
 //!
 //! # Client reducers: areas of interest
 //!
@@ -92,7 +96,7 @@
 //! | reducer | writes first | then (with `locus-host`'s `CallError`) |
 //! |---|---|---|
 //! | `fail_after_write(text: String)` | event `fail_after_write {text}`; bump `fail_attempts` | returns `Err` → `Failed { message: "deliberate failure: {text}" }` |
-//! | `panic_after_write(text: String)` | event `panic_after_write {text}` | panics with `deliberate panic: {text}` → trap → `Trapped` (its message is the wasm backtrace). Before the trap, the SDK's panic hook logs at level error, and passes to `reducer_fail`, `reducer panicked: panicked at engine/host/test-module/src/lib.rs:<line>:<col>:\ndeliberate panic: {text}` |
+//! | `panic_after_write(text: String)` | event `panic_after_write {text}` | panics with `deliberate panic: {text}` → trap → `Panicked { message: "deliberate panic: {text}", location: engine/host/test-module/src/lib.rs:<line>:<col> }` (the SDK's panic hook reports both through `reducer_panic` before the trap, and logs `panicked at engine/host/test-module/src/lib.rs:<line>:<col>: deliberate panic: {text}` at level error) |
 //! | `spin()` | event `spin` | loops forever (a `black_box` counter the optimizer cannot remove) → `Interrupted` (time or fuel) |
 //! | `memory_bomb()` | event `memory_bomb` | allocates and fills 1 MiB chunks, keeping them, forever → `MemoryLimit` (`memory.grow` past the limit traps; were it to return −1 instead, the allocation failure would abort → `Trapped`) |
 //!
@@ -146,7 +150,9 @@
 use std::ops::Bound;
 
 use locus_module::rand::{Rng, RngExt};
-use locus_module::{ReducerContext, ScheduleId, Vec2, debug, error, info, reducer, trace, warn};
+use locus_module::{
+    ReducerContext, ScheduleId, ScheduledCall, Vec2, debug, error, info, reducer, trace, warn,
+};
 
 pub use tables::{
     Counter, CounterTable, EventLog, EventLogTable, Gear, Mover, MoverTable, Player, PlayerTable,
@@ -290,6 +296,22 @@ fn player(ctx: &ReducerContext, id: u64) -> Result<Player, String> {
 }
 
 // ---- lifecycle and server reducers ----
+
+locus_module::version!(7);
+
+/// Bring data at module version `from` to `to` (this module's, 7).
+#[reducer(upgrade)]
+pub fn upgrade(ctx: &ReducerContext, from: u32, to: u32) -> Result<(), String> {
+    bump(ctx, "upgrades", 1)?;
+    event(ctx, format!("upgrade {from} -> {to}"))?;
+    if from == 666 {
+        panic!("upgrade panic");
+    }
+    if from > to {
+        return Err(format!("no downgrade from {from} to {to}"));
+    }
+    Ok(())
+}
 
 /// Runs once when the world is created.
 #[reducer(init)]
@@ -573,7 +595,8 @@ pub fn schedule_and_cancel(ctx: &ReducerContext, text: String) -> Result<(), Str
 /// Try to schedule a client reducer (the host must refuse).
 #[reducer]
 pub fn schedule_wrong(ctx: &ReducerContext) -> Result<(), String> {
-    let call = spawn::call("nobody".into(), 0.0, 0.0, 1);
+    // `spawn::call(..)` is a client reducer's call: scheduling it does not compile. Unchecked, the host refuses it.
+    let call = ScheduledCall::unchecked(spawn::call("nobody".into(), 0.0, 0.0, 1));
     match ctx.schedule_in(std::time::Duration::from_secs(1), call) {
         Ok(_) => Err("scheduling a client reducer succeeded".into()),
         Err(e) => event(ctx, format!("schedule_wrong {e}")),

@@ -1,7 +1,7 @@
 //! A hand-written module whose server-run reducer always fails (shared by `ops.rs` and `world.rs`).
 
-/// A module with no tables: its tick reducer `on_tick` fails with "no luck" every tick, and its client reducer
-/// `spin` loops forever.
+/// A module with no tables: its tick reducer `on_tick` fails with "no luck" every tick, its client reducer `spin`
+/// loops forever, and its client reducer `crash` executes `unreachable` (a bare trap: the module reports no panic).
 pub(crate) fn failing_module() -> Vec<u8> {
     use locus_types::{ColumnDef, ColumnType, ReducerDef, ReducerKind};
     let reducers = [
@@ -12,6 +12,11 @@ pub(crate) fn failing_module() -> Vec<u8> {
         },
         ReducerDef {
             name: "spin".into(),
+            kind: ReducerKind::Client,
+            params: vec![],
+        },
+        ReducerDef {
+            name: "crash".into(),
             kind: ReducerKind::Client,
             params: vec![],
         },
@@ -43,7 +48,9 @@ pub(crate) fn failing_module() -> Vec<u8> {
             i32.const 1)
           (func (export "__locus_reducer_spin") (param i32) (result i32)
             (loop $l (br $l))
-            i32.const 0))"#
+            i32.const 0)
+          (func (export "__locus_reducer_crash") (param i32) (result i32)
+            unreachable))"#
     ))
     .unwrap()
 }

@@ -7,6 +7,15 @@
 /// integer form; this module writes whatever form the call used, e.g. `cf` and 8 bytes, as another language's
 /// SDK may.)
 pub(crate) fn keys_module() -> Vec<u8> {
+    keys_module_at(None)
+}
+
+/// [`keys_module`] at module version `version` (its `__locus_module_version` export), with an upgrade reducer
+/// `upgrade(from: u32, to: u32)` whose WAT body is `hook` (`(param $len i32) (result i32)`). Its memory has the row
+/// `[99, 99]` at 2000 (3 bytes), the text "content broken" at 2010 (14 bytes), and the functions `$thing` (the
+/// table's id), `$insert`, `$fail` (`reducer_fail`) and `$log`.
+#[allow(dead_code, reason = "world.rs only")]
+pub(crate) fn keys_module_at(upgrade: Option<(u32, &str)>) -> Vec<u8> {
     use locus_types::{ColumnDef, ColumnType, ReducerDef, ReducerKind, TableAccess, TableDef};
     let table = TableDef::builder("thing")
         .column("id", ColumnType::U64)
@@ -21,6 +30,24 @@ pub(crate) fn keys_module() -> Vec<u8> {
         params: vec![ColumnDef::new("k", ColumnType::U64)],
     };
     let (mut data, mut describe, mut at) = (String::new(), String::new(), 4096u64);
+    let mut upgrade_def = Vec::new();
+    let mut upgrade_funcs = String::new();
+    if let Some((version, hook)) = upgrade {
+        let def = ReducerDef {
+            name: "upgrade".into(),
+            kind: ReducerKind::Upgrade,
+            params: vec![
+                ColumnDef::new("from", ColumnType::U32),
+                ColumnDef::new("to", ColumnType::U32),
+            ],
+        };
+        upgrade_def.push(("reducer", "upgrade", rmp_serde::to_vec_named(&def).unwrap()));
+        upgrade_funcs = format!(
+            r#"(func (export "__locus_module_version") (result i32) i32.const {version})
+  (func (export "__locus_reducer_upgrade") (param $len i32) (result i32)
+    {hook})"#
+        );
+    }
     for (kind, name, bytes) in [
         ("table", "thing", rmp_serde::to_vec_named(&table).unwrap()),
         (
@@ -33,7 +60,10 @@ pub(crate) fn keys_module() -> Vec<u8> {
             "remove",
             rmp_serde::to_vec_named(&reducer("remove")).unwrap(),
         ),
-    ] {
+    ]
+    .into_iter()
+    .chain(upgrade_def)
+    {
         let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
         data.push_str(&format!("(data (i32.const {at}) \"{escaped}\")\n"));
         describe.push_str(&format!(
@@ -48,8 +78,13 @@ pub(crate) fn keys_module() -> Vec<u8> {
   (import "locus_v1" "insert" (func $insert (param i32 i32 i32 i32) (result i32)))
   (import "locus_v1" "delete" (func $delete (param i32 i32 i32) (result i32)))
   (import "locus_v1" "reducer_args" (func $args (param i32 i32 i32) (result i32)))
+  (import "locus_v1" "reducer_fail" (func $fail (param i32 i32) (result i32)))
+  (import "locus_v1" "log" (func $log (param i32 i32 i32) (result i32)))
   (memory (export "memory") 1)
   (data (i32.const 256) "thing")
+  (data (i32.const 2000) "\92\63\63")
+  (data (i32.const 2010) "content broken")
+  {upgrade_funcs}
   {data}
   (func (export "__locus_abi_version") (result i32) i32.const 1)
   {describe}

@@ -20,7 +20,7 @@ pub(crate) static DEMO: LazyLock<Vec<u8>> = LazyLock::new(|| {
     locus_host::build::build_module(
         &workspace(),
         "game-module",
-        &workspace().join("target/wasm-modules"),
+        &locus_host::build::module_target_dir(&workspace(), "wasm-modules"),
     )
     .unwrap_or_else(|e| panic!("{e}"))
 });

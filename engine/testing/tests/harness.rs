@@ -1,0 +1,114 @@
+//! The harness against the host's test module (`locus-test-module`, `engine/host/test-module`): what a failing
+//! call shows, the clock, scheduling, and the interest stage's views.
+
+use std::path::Path;
+
+use locus_test_module as tm;
+use locus_testing::{CallError, Identity, World, module};
+
+fn test_module() -> &'static locus_testing::Module {
+    module(Path::new(env!("CARGO_MANIFEST_DIR")).join("../host/test-module"))
+}
+
+/// The counter `name` of the test module.
+fn counter(world: &World, name: &str) -> Option<i64> {
+    world
+        .rows::<tm::Counter>("counter")
+        .into_iter()
+        .find(|c| c.name == name)
+        .map(|c| c.value)
+}
+
+#[test]
+fn a_panicking_reducer_fails_the_test_with_its_message_and_location() {
+    let mut world = World::new(test_module());
+    let who = world.connect(1);
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = world.call(who, tm::panic_after_write::call("boom".into()));
+    }))
+    .expect_err("the harness fails the test");
+    let text = panicked
+        .downcast_ref::<String>()
+        .cloned()
+        .unwrap_or_default();
+    assert!(text.contains("deliberate panic: boom"), "{text}");
+    assert!(
+        text.contains("test-module/src/lib.rs:"),
+        "the location: {text}"
+    );
+    assert!(
+        !text.contains("wasm backtrace") && !text.contains("_ZN"),
+        "{text}"
+    );
+    // try_call returns it; the write before the panic was rolled back.
+    let events = world.count("event_log");
+    match world.try_call(who, tm::panic_after_write::call("again".into())) {
+        Err(CallError::Panicked {
+            message, location, ..
+        }) => {
+            assert_eq!(message, "deliberate panic: again");
+            assert!(location.is_some());
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(world.count("event_log"), events, "rolled back");
+}
+
+#[test]
+fn calls_return_the_reducers_own_error_and_write_nothing() {
+    let mut world = World::new(test_module());
+    let who = world.connect(1);
+    let err = world
+        .call(who, tm::rename::call(999, "x".into()))
+        .unwrap_err();
+    assert_eq!(err, "no player 999");
+    assert!(matches!(
+        world.try_call(
+            who,
+            locus_testing::ReducerCall::new("no_such_reducer", vec![0x90])
+        ),
+        Err(CallError::NoSuchReducer(_))
+    ));
+}
+
+#[test]
+fn the_clock_runs_ticks_and_schedules_only_when_stepped() {
+    let mut world = World::new(test_module());
+    assert_eq!(counter(&world, "init"), Some(1));
+    let ticks = counter(&world, "ticks").unwrap_or(0);
+    let start = world.now();
+    world.step(10);
+    assert_eq!(counter(&world, "ticks"), Some(ticks + 10));
+    assert_eq!(world.now().0 - start.0, 500_000, "10 ticks of 50 ms");
+    // A ping scheduled 1 s ahead runs once the clock passes it, not before.
+    world
+        .call(Identity::SERVER, tm::schedule_ping::call(1000, "hi".into()))
+        .unwrap();
+    world.step(19);
+    assert_eq!(counter(&world, "pings"), None);
+    world.step(2);
+    assert_eq!(counter(&world, "pings"), Some(1));
+}
+
+#[test]
+fn a_watcher_sees_its_own_rows_through_the_interest_stage() {
+    let mut world = World::new(test_module());
+    let a = world.connect(1);
+    let b = world.connect(2);
+    world
+        .call(a, tm::spawn::call("ada".into(), 0.0, 0.0, 1))
+        .unwrap();
+    world
+        .call(b, tm::spawn::call("bob".into(), 5.0, 0.0, 1))
+        .unwrap();
+    // Ada's area: 64 m around the point (0, 0); Bob, 5 m away, is in it, but his row is his own.
+    let ada = world.rows::<tm::Player>("player")[0].id;
+    world.call(a, tm::follow::call(ada, 64.0, 72.0)).unwrap();
+    world.watch(a, &["player"]);
+    world.step(1);
+    // `player` has an owner column: a client is sent its own rows only.
+    let seen = world.seen::<tm::Player>(a, "player");
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].name, "ada");
+    assert_eq!(world.count("player"), 2);
+}
