@@ -193,7 +193,16 @@ fn install_wasm_target(workspace: &Path, sysroot: &Path, rustup: &str) -> Result
 /// directory of their own: under an outer cargo (a test), the outer one holds the lock on its target directory.
 #[must_use]
 pub fn module_target_dir(workspace: &Path, name: &str) -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
+    target_dir_in(workspace, std::env::var_os("CARGO_TARGET_DIR"), name)
+}
+
+/// [`module_target_dir`] with `CARGO_TARGET_DIR`'s value given.
+fn target_dir_in(
+    workspace: &Path,
+    cargo_target_dir: Option<std::ffi::OsString>,
+    name: &str,
+) -> PathBuf {
+    match cargo_target_dir {
         Some(dir) if !dir.is_empty() => workspace.join(dir).join(name),
         _ => workspace.join("target").join(name),
     }
@@ -512,6 +521,22 @@ mod tests {
 
     fn std_dir(sysroot: &Path) -> PathBuf {
         sysroot.join("lib/rustlib").join(WASM_TARGET).join("lib")
+    }
+
+    #[test]
+    fn module_builds_go_where_cargo_target_dir_says() {
+        let ws = Path::new("/ws");
+        assert_eq!(target_dir_in(ws, None, "m"), Path::new("/ws/target/m"));
+        assert_eq!(
+            target_dir_in(ws, Some("".into()), "m"),
+            Path::new("/ws/target/m")
+        );
+        assert_eq!(target_dir_in(ws, Some("/t".into()), "m"), Path::new("/t/m"));
+        assert_eq!(
+            target_dir_in(ws, Some("out".into()), "m"),
+            Path::new("/ws/out/m"),
+            "relative to the workspace"
+        );
     }
 
     #[test]

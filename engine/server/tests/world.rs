@@ -29,17 +29,21 @@ fn compile(wasm: &[u8]) -> Module {
         .unwrap()
 }
 
-/// The demo module (`game-module`), built to wasm (into `target/wasm-modules`) and compiled.
-static DEMO: LazyLock<Module> = LazyLock::new(|| {
+/// `package` of the workspace with `features`, built to wasm into `dir` of the target directory, and compiled.
+fn built(package: &str, features: &[&str], dir: &str) -> Module {
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let wasm = locus_host::build::build_module(
+    let wasm = locus_host::build::build_module_with_features(
         &workspace,
-        "game-module",
-        &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
+        package,
+        features,
+        &locus_host::build::module_target_dir(&workspace, dir),
     )
     .unwrap_or_else(|e| panic!("{e}"));
     compile(&wasm)
-});
+}
+
+/// The demo module (`game-module`).
+static DEMO: LazyLock<Module> = LazyLock::new(|| built("game-module", &[], "wasm-modules"));
 
 static KEYS: LazyLock<Module> = LazyLock::new(|| compile(&keys::keys_module()));
 
@@ -48,29 +52,17 @@ static FAILING: LazyLock<Module> = LazyLock::new(|| compile(&failing::failing_mo
 /// The demo module's next version (feature `upgrade-demo`: module version 2, a `guild` table, a `player.title`
 /// column, and new content: a `guild_banner` item and recipe, `hide` stacking to 40).
 static V2: LazyLock<Module> = LazyLock::new(|| {
-    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let wasm = locus_host::build::build_module_with_features(
-        &workspace,
+    built(
         "game-module",
         &["upgrade-demo"],
-        &locus_host::build::module_target_dir(&workspace, "wasm-modules-upgrade-demo"),
+        "wasm-modules-upgrade-demo",
     )
-    .unwrap_or_else(|e| panic!("{e}"));
-    compile(&wasm)
 });
 
 /// The host's test module (`locus-test-module`, built with the Rust SDK): `panic_after_write(text)` panics with
 /// `deliberate panic: {text}`.
-static TEST_MODULE: LazyLock<Module> = LazyLock::new(|| {
-    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let wasm = locus_host::build::build_module(
-        &workspace,
-        "locus-test-module",
-        &locus_host::build::module_target_dir(&workspace, "wasm-modules"),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    compile(&wasm)
-});
+static TEST_MODULE: LazyLock<Module> =
+    LazyLock::new(|| built("locus-test-module", &[], "wasm-modules"));
 
 /// A new demo world, without its `init` (no terrain rows, items or creatures: the reducers these tests call need
 /// none, and a world of 30,000 rows would only slow them).
