@@ -7,6 +7,8 @@
 //! - [`layout`]: the world's layout, read from its config file (`world.toml`): the regions, their rectangles, the
 //!   border band; which region owns a point ([`WorldLayout::region_at`]) and which neighbours must see a row near
 //!   a border ([`WorldLayout::neighbours_seeing`]).
+//! - [`border`]: which of this region's rows each neighbour must hold a read-only copy of, kept up to date from
+//!   the committed changesets ([`BorderFeed`]), so the border is invisible to players.
 //! - [`dedup`]: exactly-once application of messages that a transport (NATS JetStream) delivers at least once:
 //!   each sender numbers its messages, and the receiver keeps, in its own log, which numbers it applied
 //!   ([`Applied`]).
@@ -39,8 +41,10 @@
 //! # Ok::<(), locus_region::LayoutError>(())
 //! ```
 
+pub mod border;
 pub mod dedup;
 pub mod layout;
 
+pub use border::{BorderDelta, BorderFeed};
 pub use dedup::Applied;
 pub use layout::{LayoutError, Rect, RegionConfig, RegionId, WorldLayout};
