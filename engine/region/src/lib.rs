@@ -9,6 +9,8 @@
 //!   a border ([`WorldLayout::neighbours_seeing`]).
 //! - [`border`]: which of this region's rows each neighbour must hold a read-only copy of, kept up to date from
 //!   the committed changesets ([`BorderFeed`]), so the border is invisible to players.
+//! - [`outbox`]: the sending side of messages between regions: numbered in the transaction that sends them, kept
+//!   until the transport confirms them, sent again until it does ([`Outbox`]).
 //! - [`dedup`]: exactly-once application of messages that a transport (NATS JetStream) delivers at least once:
 //!   each sender numbers its messages, and the receiver keeps, in its own log, which numbers it applied
 //!   ([`Applied`]).
@@ -44,7 +46,9 @@
 pub mod border;
 pub mod dedup;
 pub mod layout;
+pub mod outbox;
 
 pub use border::{BorderDelta, BorderFeed};
 pub use dedup::Applied;
 pub use layout::{LayoutError, Rect, RegionConfig, RegionId, WorldLayout};
+pub use outbox::{Destination, Outbox, Transmit, message_id};
