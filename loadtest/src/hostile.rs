@@ -274,7 +274,7 @@ impl HostileReport {
         }
         if self.spammers > 0 {
             out.push(format!(
-                "spammers: {} sent {} teleports ({:.0}/s each): {} ok ({:.0}/s each), {} refused by the game, {} never answered (dropped by the rate limit, announced by {} RateLimited errors); {} disconnected",
+                "spammers: {} sent {} teleports ({:.0}/s each): {} ok ({:.0}/s each), {} refused by the game, {} never answered (dropped by the rate limit, announced by {} RateLimited errors, or in flight at the end); {} disconnected",
                 self.spammers,
                 self.spam_sent,
                 self.spam_sent as f64 / self.seconds.max(1e-9) / f64::from(self.spammers),

@@ -111,16 +111,7 @@ impl BorderFeed {
         let slice = |c: usize| &row[self.offsets[c] as usize..self.offsets[c + 1] as usize];
         let key: Box<[u8]> = slice(s.pk).into();
         let p = codec::read_vec2(slice(s.spatial))?;
-        let border = self.layout.border();
-        let seeing = self
-            .layout
-            .regions()
-            .iter()
-            .enumerate()
-            .filter(|&(i, r)| i != usize::from(self.own.0) && r.rect.distance(p) <= border)
-            .map(|(i, _)| RegionId(i as u16))
-            .collect();
-        Some((key, seeing))
+        Some((key, self.layout.seeing_from(self.own, p)))
     }
 
     fn note(&mut self, to: RegionId, table: TableId, key: &[u8], row: Option<&[u8]>) {

@@ -320,9 +320,15 @@ impl WorldLayout {
     /// [`border`](Self::border) of it, in id order. Empty outside the world.
     #[must_use]
     pub fn neighbours_seeing(&self, p: Vec2) -> Vec<RegionId> {
-        let Some(own) = self.region_at(p) else {
-            return Vec::new();
-        };
+        self.region_at(p)
+            .map_or_else(Vec::new, |own| self.seeing_from(own, p))
+    }
+
+    /// The regions other than `own` whose rectangle lies within [`border`](Self::border) of `p`, in id order:
+    /// those that must see a row of `own` at `p` (wherever `p` is: a row of `own` may stand outside its rectangle
+    /// until it is handed over).
+    #[must_use]
+    pub fn seeing_from(&self, own: RegionId, p: Vec2) -> Vec<RegionId> {
         self.regions
             .iter()
             .enumerate()

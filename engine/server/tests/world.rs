@@ -42,6 +42,17 @@ fn built(package: &str, features: &[&str], dir: &str) -> Module {
     compile(&wasm)
 }
 
+/// The world's module log (the last 1,000 lines), as `locus logs` reads it.
+fn module_log(w: &mut TestWorld) -> Vec<ModuleLogLine> {
+    match w.local_admin(AdminCommand::Logs {
+        tail: 1_000,
+        follow: false,
+    }) {
+        AdminReply::Logs { lines } => lines,
+        other => panic!("{other:?}"),
+    }
+}
+
 /// The demo module (`game-module`).
 static DEMO: LazyLock<Module> = LazyLock::new(|| built("game-module", &[], "wasm-modules"));
 
@@ -1147,13 +1158,7 @@ fn a_tick_reducer_failing_every_tick_is_logged_once_by_name_and_counted_every_ti
         let failures: Vec<&str> = out.server_failures.iter().map(|r| &**r).collect();
         assert_eq!(failures, ["on_tick"], "tick {n}");
     }
-    let lines = |w: &mut TestWorld| match w.local_admin(AdminCommand::Logs {
-        tail: 1_000,
-        follow: false,
-    }) {
-        AdminReply::Logs { lines } => lines,
-        other => panic!("{other:?}"),
-    };
+    let lines = module_log;
     // Forty failures (and more), one line: the first failure, at level error under the reducer's name.
     let first = lines(&mut w);
     assert_eq!(first.len(), 1, "{first:?}");
@@ -1331,12 +1336,7 @@ fn a_publish_of_a_newer_version_brings_a_live_worlds_content_up_to_date() {
             .any(|r| r.id == "guild_banner")
     );
     // The reducer said what it did in the module log.
-    let AdminReply::Logs { lines } = w.local_admin(AdminCommand::Logs {
-        tail: 1_000,
-        follow: false,
-    }) else {
-        panic!("logs")
-    };
+    let lines = module_log(&mut w);
     assert!(
         lines.iter().any(|l| l.reducer == "upgrade"
             && l.message
@@ -1431,12 +1431,7 @@ fn a_failing_upgrade_reducer_refuses_the_publish_and_the_world_keeps_its_module_
         assert!(err.to_string().contains(why), "{err}");
     }
     // The failed reducer's own line reached the module log.
-    let AdminReply::Logs { lines } = w.local_admin(AdminCommand::Logs {
-        tail: 1_000,
-        follow: false,
-    }) else {
-        panic!("logs")
-    };
+    let lines = module_log(&mut w);
     assert!(
         lines
             .iter()
