@@ -3,7 +3,7 @@
 //! | channel | reducer | table | who is sent a message |
 //! |---|---|---|---|
 //! | local | `say` | `local_message`: public, spatial at the speaker's position | clients whose area of interest holds that point: within [`EARSHOT`] (= the 64 m enter radius) of their player |
-//! | global | `shout` | `global_message`: public, not spatial | every client subscribed to it |
+//! | global | `shout` | `global_message`: public, not spatial | every client subscribed to it, in every region of the world |
 //! | whisper | `whisper` | `whisper`: public, `#[owner]` | the owner of each row alone |
 //!
 //! The engine's owner rule gives a row one owner, so a whisper is written twice: the sender's copy (owned by the
@@ -14,8 +14,26 @@
 //! Every message is checked (1 to [`MAX_MESSAGE_CHARS`] characters after trimming, no control characters) and
 //! rate limited per client: a bucket of [`CHAT_BURST`] messages refilled at [`CHAT_REFILL_PER_SEC`] per second,
 //! kept in the private table `chat_quota`, which never leaves the server.
+//!
+//! # Global chat in a world split into regions
+//!
+//! Each region is its own server with its own `global_message` table, so a shout must reach the others. `shout`
+//! writes the message in its own region at once (its players see it without waiting for the network) and sends
+//! [`deliver_global()`] to every region with `ctx.send_to_all_regions` — which the engine delivers to every region
+//! **including this one**, exactly once each, after `shout` committed:
+//!
+//! - another region has no copy: it inserts one (under its own key);
+//! - this region already has the row `shout` wrote — the same key and the same fields — and skips it, so the
+//!   message is here once, not twice;
+//! - a message that arrives after its time is up is dropped (it would only be deleted again).
+//!
+//! Only the sending region checks the text and spends the quota; `deliver_global` is a `#[reducer(region)]`
+//! reducer, which no client can call, so it cannot be used to post around them. In a world that is not split into
+//! regions the broadcast fails with `NotSplit` and the local row is all there is.
 
-use locus_module::{Identity, ReducerContext, Timestamp, Vec2, reducer, table};
+use locus_module::{
+    Identity, ReducerContext, RegionBroadcastError, Timestamp, Vec2, reducer, table,
+};
 
 use crate::VIEW_ENTER;
 use crate::players::{PlayerTable, my_player};
@@ -193,13 +211,13 @@ pub fn say(ctx: &ReducerContext, text: String) -> Result<(), String> {
     Ok(())
 }
 
-/// Send `text` to the global channel.
+/// Send `text` to the global channel: every player of the world, in every region (see the [module docs](self)).
 #[reducer]
 pub fn shout(ctx: &ReducerContext, text: String) -> Result<(), String> {
     let text = check_text(&text)?;
     let me = my_player(ctx)?;
     spend_quota(ctx)?;
-    ctx.db.global_message().insert(GlobalMessage {
+    let m = ctx.db.global_message().insert(GlobalMessage {
         id: 0,
         player_id: me.id,
         from: me.name,
@@ -207,6 +225,46 @@ pub fn shout(ctx: &ReducerContext, text: String) -> Result<(), String> {
         sent: ctx.timestamp,
         expires_at: expiry(ctx, GLOBAL_MESSAGE_SECS),
     })?;
+    let delivery = deliver_global::call(m.id, m.player_id, m.from, m.text, m.sent, m.expires_at);
+    match ctx.send_to_all_regions(delivery) {
+        // Not split into regions: the row above is the whole channel.
+        Ok(()) | Err(RegionBroadcastError::NotSplit) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A global message `shout` wrote in some region (`id` is its key there), delivered to this region: inserted here
+/// under a key of this region's, unless this is the region it was written in (a row with the same key and fields
+/// is here: the message already is) or its time is up. Run only for a region's `send_to_all_regions`, exactly
+/// once per region; clients cannot call it.
+#[reducer(region)]
+pub fn deliver_global(
+    ctx: &ReducerContext,
+    id: u64,
+    player_id: u64,
+    from: String,
+    text: String,
+    sent: Timestamp,
+    expires_at: Timestamp,
+) -> Result<(), String> {
+    if expires_at <= ctx.timestamp {
+        return Ok(());
+    }
+    let message = GlobalMessage {
+        id,
+        player_id,
+        from,
+        text,
+        sent,
+        expires_at,
+    };
+    let messages = ctx.db.global_message();
+    // Each region gives out keys from its own range, so another region's message seldom has this key; comparing
+    // the fields too makes sure it is never taken for this one's.
+    if messages.id().find(&id).as_ref() == Some(&message) {
+        return Ok(());
+    }
+    messages.insert(GlobalMessage { id: 0, ..message })?;
     Ok(())
 }
 

@@ -25,7 +25,7 @@
 //! | table | visibility | columns (in order) |
 //! |---|---|---|
 //! | `chunk` | public, spatial | `id: u32` pk (`cy·128 + cx`) · `center: Vec2` spatial · `tiles: Bytes` (64 palette indices) |
-//! | `player` | public, spatial | `id: u64` pk auto_inc · `pos: Vec2` spatial · `identity: Identity` unique · `name: String` unique · `target: Vec2` · `dir: Vec2` · `moving: bool` btree · `online: bool` · `hp: u32` · `level: u32` · `xp: u64` · `busy_until: Timestamp` |
+//! | `player` | public, spatial, movable (between regions, with the rows its identity owns) | `id: u64` pk auto_inc · `pos: Vec2` spatial · `identity: Identity` unique · `name: String` unique · `target: Vec2` · `dir: Vec2` · `moving: bool` btree · `online: bool` · `hp: u32` · `level: u32` · `xp: u64` · `busy_until: Timestamp` |
 //! | `creature` | public, spatial | `id: u64` pk auto_inc · `pos: Vec2` spatial · `kind: String` · `hp: u32` · `state: Opaque` ([`CreatureState`]) · `home: Vec2` |
 //! | `creature_mind` | private: never sent | `id: u64` pk (the creature's) · `next_think: u64` btree · `last_think: u64` · `goal: Vec2` · `ready_at: Timestamp` |
 //! | `resource_node` | public, spatial | `id: u64` pk auto_inc · `pos: Vec2` spatial · `kind: String` · `amount: u32` |
@@ -60,7 +60,8 @@
 //! | `pick_up(ground_item_id)` | client | a ground item into the inventory | beyond [`PICKUP_RANGE`]; a full inventory; gone items |
 //! | `eat(item)` | client | heals by the food's `heal` | non-food; full health; none held; busy |
 //! | `attack(creature_id)` | client | hits a creature; at 0 health it dies, drops loot, gives experience, respawns later | beyond [`ATTACK_RANGE`]; busy; gone creatures |
-//! | `say(text)` / `shout(text)` / `whisper(to, text)` | client | local, global and private chat | empty, long or control-character text; over the rate limit; unknown or own name (whisper) |
+//! | `say(text)` / `shout(text)` / `whisper(to, text)` | client | local, global (every region: `shout` sends `deliver_global` to all of them) and private chat | empty, long or control-character text; over the rate limit; unknown or own name (whisper) |
+//! | `deliver_global(id, player_id, from, text, sent, expires_at)` | region: only regions call it | a global message from a region into this one's `global_message`, unless it is this region's own or expired ([`chat`]) | — |
 //! | `tick(dt)` | tick | walks the walking players; due creatures decide ([`creatures`]) | — |
 //! | `housekeeping` | every_ms = 1000 | expires messages and ground items; health regeneration | — |
 //! | `replenish_node(node_id)` | scheduled | refills a depleted node | — |
@@ -106,7 +107,7 @@ locus_module::version!(2);
 
 pub use chat::{
     ChatQuota, EARSHOT, GlobalMessage, GlobalMessageTable, LocalMessage, LocalMessageTable,
-    Whisper, WhisperTable, say, shout, whisper,
+    Whisper, WhisperTable, deliver_global, say, shout, whisper,
 };
 pub use combat::{ATTACK_RANGE, attack};
 pub use content::{ItemStack, content};

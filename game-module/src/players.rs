@@ -46,9 +46,13 @@ macro_rules! player_table {
     ($($extra:tt)*) => {
         /// A player: one per client identity, public and spatial.
         ///
+        /// Movable: in a world split into regions, a player walking into another region is moved there by the engine,
+        /// and with it, by its `identity` (unique), everything that identity owns (its inventory, its whispers) and
+        /// its per-player state keyed by identity (`chat_quota`).
+        ///
         /// Column order matters for cost, not meaning: the key and the spatial column come first, so the interest stage
         /// reads only the start of each row.
-        #[table(public)]
+        #[table(public, movable)]
         #[derive(Clone, Debug, PartialEq)]
         pub struct Player {
             /// Assigned on insert.

@@ -236,6 +236,31 @@ fn clients_receive_the_chunks_around_their_player_and_no_others() {
 // ---- players ---------------------------------------------------------------------------------------------------
 
 #[test]
+fn the_player_is_the_movable_table_and_takes_what_its_identity_owns_along() {
+    // As the host reads the module's descriptions.
+    let tables = &locus_testing::module(env!("CARGO_MANIFEST_DIR"))
+        .def()
+        .tables;
+    let movable: Vec<&str> = tables
+        .iter()
+        .filter(|t| t.movable)
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(movable, ["player"]);
+    let player = tables.iter().find(|t| t.name == "player").unwrap();
+    assert_eq!(player.spatial_column(), player.column_id("pos"));
+    assert_eq!(player.identity_column(), player.column_id("identity"));
+    // The rows that move with a player: those its identity owns, and its state keyed by identity.
+    let mut along: Vec<&str> = tables
+        .iter()
+        .filter(|t| t.identity_bound_columns().next().is_some())
+        .map(|t| t.name.as_str())
+        .collect();
+    along.sort_unstable();
+    assert_eq!(along, ["chat_quota", "inventory_item", "whisper"]);
+}
+
+#[test]
 fn a_new_client_gets_a_player_on_land_with_starting_items_and_an_area_following_it() {
     let mut world = World::new();
     let a = world.connect(1);
@@ -567,6 +592,86 @@ fn local_speech_is_heard_within_earshot_only_and_expires() {
         1,
         "global messages last longer"
     );
+    assert!(
+        world.take_region_calls().is_empty(),
+        "a world that is not split into regions keeps its global chat to itself"
+    );
+}
+
+/// The texts of the `global_message` rows of `world`, sorted.
+fn global_texts(world: &World) -> Vec<String> {
+    let mut texts: Vec<String> = world
+        .rows::<gm::GlobalMessage>("global_message")
+        .into_iter()
+        .map(|m| m.text)
+        .collect();
+    texts.sort();
+    texts
+}
+
+#[test]
+fn global_chat_reaches_every_region_once_and_only_regions_deliver_it() {
+    let regions = ["west", "east"];
+    let (mut west, mut east) = (World::new(), World::new());
+    west.split_into_regions(&regions, "west");
+    east.split_into_regions(&regions, "east");
+    let (a, e) = (west.connect(1), east.connect(2));
+    west.watch(a, &["global_message"]);
+    east.watch(e, &["global_message"]);
+    east.call(e, gm::shout::call("east here".into())).unwrap();
+    west.call(a, gm::shout::call("anyone selling wood?".into()))
+        .unwrap();
+    // The sender's region has it at once, before any other region does.
+    assert_eq!(global_texts(&west), ["anyone selling wood?"]);
+
+    // Each shout is one call to every region, this one included, as the player who shouted.
+    let from_west = west.take_region_calls();
+    let from_east = east.take_region_calls();
+    for (sent, who) in [(&from_west, a), (&from_east, e)] {
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].to, None, "to every region");
+        assert_eq!(sent[0].reducer, "deliver_global");
+        assert_eq!(sent[0].sender, who);
+    }
+    // The network delivers each call to both regions, exactly once each.
+    for call in from_west.iter().chain(&from_east) {
+        west.deliver(call).unwrap();
+        east.deliver(call).unwrap();
+    }
+    west.step(1);
+    east.step(1);
+    let both = ["anyone selling wood?", "east here"];
+    for (world, who) in [(&west, a), (&east, e)] {
+        assert_eq!(global_texts(world), both, "once each, in every region");
+        let mut seen: Vec<String> = world
+            .seen::<gm::GlobalMessage>(who, "global_message")
+            .into_iter()
+            .map(|m| m.text)
+            .collect();
+        seen.sort();
+        assert_eq!(seen, both, "and every client sees them");
+    }
+    // Each region keys its rows from its own range, the copies of the other's messages too.
+    for (world, base) in [(&west, 1u64 << 40), (&east, 2 << 40)] {
+        for m in world.rows::<gm::GlobalMessage>("global_message") {
+            assert!((base..base + (1 << 40)).contains(&m.id), "{}", m.id);
+        }
+    }
+
+    // A message that arrives after its time is up is dropped.
+    west.call(a, gm::shout::call("late".into())).unwrap();
+    let late = west.take_region_calls();
+    east.step_by(3, gm::chat::GLOBAL_MESSAGE_SECS as f32 / 2.0);
+    east.deliver(&late[0]).unwrap();
+    assert!(!global_texts(&east).contains(&"late".to_owned()));
+
+    // Clients cannot use the delivery to post around the checks and the rate limit.
+    let now = west.now();
+    let forged = gm::deliver_global::call(7, 7, "admin".into(), "free gold".into(), now, now);
+    assert!(matches!(
+        west.try_call(a, forged),
+        Err(locus_testing::CallError::NotCallable { .. })
+    ));
 }
 
 #[test]

@@ -140,6 +140,45 @@ pub(crate) struct ChildMetrics {
     /// lines spans the same window as the server's tick count (see `report::interval`).
     #[serde(skip)]
     pub(crate) bots_cpu_s: Option<f64>,
+    /// A region's border and JetStream traffic (`Server::region_stats`).
+    #[serde(default)]
+    pub(crate) region: Option<RegionLine>,
+}
+
+/// A serde mirror of [`locus_server::region::RegionStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct RegionLine {
+    /// Border messages published.
+    pub(crate) border_sent: u64,
+    /// Border messages received.
+    pub(crate) border_received: u64,
+    /// Whole copies asked of neighbours.
+    pub(crate) resyncs_asked: u64,
+    /// Copies of neighbours' rows held.
+    pub(crate) copies_held: u64,
+    /// Messages to other regions JetStream stored.
+    pub(crate) messages_sent: u64,
+    /// Messages from other regions taken.
+    pub(crate) messages_received: u64,
+    /// A neighbour making a border message to this region queueing it.
+    pub(crate) border_latency: Pct,
+    /// Another region publishing a message to this region taking it from JetStream.
+    pub(crate) message_latency: Pct,
+}
+
+impl From<locus_server::region::RegionStats> for RegionLine {
+    fn from(s: locus_server::region::RegionStats) -> RegionLine {
+        RegionLine {
+            border_sent: s.sent,
+            border_received: s.received,
+            resyncs_asked: s.resyncs_asked,
+            copies_held: s.copies_held,
+            messages_sent: s.messages_sent,
+            messages_received: s.messages_received,
+            border_latency: s.latency.into(),
+            message_latency: s.message_latency.into(),
+        }
+    }
 }
 
 /// The workspace this binary was built from (for building the demo module).
@@ -179,6 +218,7 @@ pub(crate) fn serve_child(
     listen: SocketAddr,
     module: Option<&Path>,
     options: &Options,
+    region: Option<(&str, &Path)>,
 ) -> anyhow::Result<()> {
     let wasm = match module {
         Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
@@ -195,6 +235,15 @@ pub(crate) fn serve_child(
         config.move_rates = None;
     }
     config.limits.datagrams = options.datagrams;
+    if let Some((name, file)) = region {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let layout = locus_region::WorldLayout::from_toml(&text)?;
+        let own = layout
+            .region_id(name)
+            .with_context(|| format!("no region {name} in {}", file.display()))?;
+        config.region = Some(locus_server::region::RegionSetup { layout, own });
+    }
     let server = Arc::new(Server::start(config).context("starting the server")?);
     let out = Arc::new(Mutex::new(std::io::stdout()));
     let say = |line: &str| {
@@ -233,6 +282,7 @@ pub(crate) fn serve_child(
             cpu_s: process_cpu_seconds(std::process::id()),
             tick_cpu_s: thread_cpu_seconds(std::process::id(), "locus-tick"),
             bots_cpu_s: None,
+            region: server.region_stats().map(Into::into),
         };
         say(&format!("METRICS {}", serde_json::to_string(&line)?));
         if server.has_failed() {
@@ -344,13 +394,43 @@ impl ChildServer {
         options: &Options,
         log: Option<&Path>,
     ) -> anyhow::Result<ChildServer> {
+        Self::spawn(data_dir, module, options, log, None)
+    }
+
+    /// Start `<this binary> serve-child` as region `region` of the layout in `config`, listening where the
+    /// layout says, on the data directory `data_dir`.
+    pub(crate) fn start_region(
+        data_dir: &Path,
+        module: Option<&Path>,
+        options: &Options,
+        region: &str,
+        config: &Path,
+        listen: SocketAddr,
+    ) -> anyhow::Result<ChildServer> {
+        Self::spawn(
+            data_dir,
+            module,
+            options,
+            None,
+            Some((region, config, listen)),
+        )
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        module: Option<&Path>,
+        options: &Options,
+        log: Option<&Path>,
+        region: Option<(&str, &Path, SocketAddr)>,
+    ) -> anyhow::Result<ChildServer> {
         let exe = std::env::current_exe().context("finding this binary")?;
         let mut cmd = Command::new(exe);
+        let listen = region.map_or_else(|| "127.0.0.1:0".to_owned(), |(_, _, a)| a.to_string());
         cmd.arg("serve-child")
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--listen")
-            .arg("127.0.0.1:0")
+            .arg(listen)
             .arg("--tick-rate")
             .arg(options.tick_rate.to_string())
             .arg("--datagrams")
@@ -369,6 +449,9 @@ impl ChildServer {
         }
         if options.every_move {
             cmd.arg("--every-move");
+        }
+        if let Some((name, config, _)) = region {
+            cmd.arg("--region").arg(name).arg("--config").arg(config);
         }
         let mut child = cmd
             .stdin(Stdio::piped())

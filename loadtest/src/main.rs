@@ -33,6 +33,7 @@ mod hostile;
 mod net;
 mod netem;
 mod plot;
+mod regions;
 mod report;
 mod run;
 mod scenario;
@@ -68,6 +69,10 @@ enum Sub {
     /// A full disk and a read-only data directory under a serving world (a tmpfs in a mount namespace of its
     /// own): the world must stop with a clear error, lose nothing acknowledged, and restart cleanly once repaired.
     Disk(disk::DiskArgs),
+    /// A world split into four regions (four server processes and a `nats-server` with JetStream): bots teleport
+    /// across the borders and near them; measures handoff latency and throughput, how soon players see each other
+    /// across a border against within one region, and the JetStream leg.
+    Regions(regions::RegionsArgs),
     /// Internal: run the server under test (started by the load test itself).
     #[command(hide = true)]
     ServeChild {
@@ -92,6 +97,12 @@ enum Sub {
         /// When version-4 bots are sent positions in datagrams (`locus serve --datagrams`).
         #[arg(long, value_enum, default_value_t = PositionDatagrams::OnLoss)]
         datagrams: PositionDatagrams,
+        /// Run this region of --config (`locus serve --region`).
+        #[arg(long, requires = "config")]
+        region: Option<String>,
+        /// The world's layout, with --region.
+        #[arg(long, requires = "region")]
+        config: Option<PathBuf>,
     },
 }
 
@@ -197,12 +208,13 @@ pub(crate) struct RunArgs {
     /// No progress bar.
     #[arg(long)]
     pub(crate) quiet: bool,
-    /// The protocol version the bots speak: 4 is 3 with walking rows' positions in QUIC datagrams (a lost one is
-    /// not sent again, so nothing waits behind it under loss); 3 receives walking rows as moves in centimetres on
-    /// the stream and names rows by short handles, 2 receives changed rows as patches of their changed columns, 1
-    /// as whole rows (baselines to compare bandwidth, server CPU and update latency against).
+    /// The protocol version the bots speak: 5 is 4 with redirects to other regions (which a load test of one
+    /// server never sends: the same as 4 here); 4 is 3 with walking rows' positions in QUIC datagrams (a lost one
+    /// is not sent again, so nothing waits behind it under loss); 3 receives walking rows as moves in centimetres
+    /// on the stream and names rows by short handles, 2 receives changed rows as patches of their changed
+    /// columns, 1 as whole rows (baselines to compare bandwidth, server CPU and update latency against).
     #[arg(long, default_value_t = locus_protocol::PROTOCOL_VERSION,
-          value_parser = clap::value_parser!(u16).range(1..=4))]
+          value_parser = clap::value_parser!(u16).range(1..=5))]
     pub(crate) protocol: u16,
     /// Impair the link between bots and server: `loss P%` and/or `delay D` (e.g. "loss 2% delay 50ms"). Each
     /// datagram, in each direction, is dropped with probability P and otherwise delivered D later: the delay is
@@ -273,6 +285,8 @@ fn main() -> anyhow::Result<()> {
             byte_budget,
             every_move,
             datagrams,
+            region,
+            config,
         }) => child::serve_child(
             &data_dir,
             listen,
@@ -283,7 +297,9 @@ fn main() -> anyhow::Result<()> {
                 every_move,
                 datagrams,
             },
+            region.as_deref().zip(config.as_deref()),
         ),
+        Some(Sub::Regions(args)) => regions::regions(&args),
         Some(Sub::Torture(args)) => torture::torture(&args),
         Some(Sub::Disk(args)) => disk::disk(&args),
         None => run::run(&cli.run),
@@ -331,11 +347,11 @@ mod tests {
         assert!(matches!(cli.command, Some(Sub::ServeChild { .. })));
         // an external server needs its certificate named
         assert!(Cli::try_parse_from(["loadtest", "--fingerprint", "ab"]).is_err());
-        // versions 1 to 4, the latest by default
-        assert_eq!(Cli::try_parse_from(["loadtest"]).unwrap().run.protocol, 4);
+        // versions 1 to 5, the latest by default
+        assert_eq!(Cli::try_parse_from(["loadtest"]).unwrap().run.protocol, 5);
         let v4 = Cli::try_parse_from(["loadtest", "--protocol", "4"]).unwrap();
         assert_eq!(v4.run.protocol, 4);
-        assert!(Cli::try_parse_from(["loadtest", "--protocol", "5"]).is_err());
+        assert!(Cli::try_parse_from(["loadtest", "--protocol", "6"]).is_err());
         assert!(Cli::try_parse_from(["loadtest", "--protocol", "0"]).is_err());
     }
 }

@@ -750,6 +750,7 @@ mod tests {
                 cpu_s: Some(cpu),
                 tick_cpu_s: Some(cpu / 2.0),
                 bots_cpu_s: None,
+                region: None,
             }),
             ..Mark::default()
         }

@@ -33,8 +33,19 @@
 //!   has the handle, and `at < t` implies `entered ≤ t`: `entered` need not be kept. Places that do not apply, of
 //!   unknown tables or handles, and malformed datagrams are dropped silently (datagrams may legally be late, early
 //!   or lost; [`Cache::datagram_stats`] counts them), never [`Event::Inconsistent`].
+//! - A **redirect** (the client's player moved to another region's server, `engine/docs/protocol.md` §5
+//!   "Version 5: redirects") changes the view without a gap: from [`Cache::begin_redirect`] (given the new
+//!   connection's `Welcome` and the request ids of the subscriptions made again there) the new connection's
+//!   messages build a new view apart, while the view held stays as it was and is what every read returns. When
+//!   the new view is complete ([`Cache::finish_redirect`], called by the I/O layer, or on its own: see
+//!   [`Cache::begin_redirect`]) the new view replaces the old, and the events are exactly the differences between
+//!   the two, tables matched by name and rows by key: [`Event::Deleted`] for a row only the old view held,
+//!   [`Event::Updated`] for a row both hold with other bytes, [`Event::Inserted`] for a row only the new one
+//!   holds, and none for a row both hold with the same bytes. Meanwhile the new view's own row events are not
+//!   reported (its [`Event::Inconsistent`] are); answers to requests are reported as they come, but for the
+//!   `Subscribed` of the subscriptions made again, which the I/O layer made, not the application.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 pub use locus_protocol::Welcome;
@@ -158,6 +169,23 @@ pub enum Event {
         /// Why, for people.
         reason: String,
     },
+    /// The server moved this client's player to another region's server ([`ServerMessage::Redirect`]; reported
+    /// by [`Client::poll`](crate::Client::poll), never by the cache itself). The identity, the subscriptions and
+    /// the view carry over: the rows in view stay until the new region's view has arrived, then only the rows
+    /// that differ change, as ordinary [`Event::Inserted`], [`Event::Updated`] and [`Event::Deleted`] events
+    /// (see [`Cache::begin_redirect`]).
+    Redirected {
+        /// The new region's name.
+        region: String,
+        /// The new region's `/locus.json` URL, if it serves one.
+        web: Option<String>,
+        /// `true`: the client followed the redirect by itself (QUIC) and is connected to the new region.
+        /// `false`: it cannot follow by itself (WebTransport: the new region's certificate hashes are in its
+        /// `/locus.json`), the connection ends ([`Event::Disconnected`] follows), and the application fetches
+        /// `web` and calls [`Client::follow_redirect`](crate::Client::follow_redirect), which keeps the view as a
+        /// followed redirect does.
+        followed: bool,
+    },
 }
 
 impl Event {
@@ -176,6 +204,7 @@ impl Event {
             Event::Admin { .. } => "admin",
             Event::Inconsistent { .. } => "inconsistent",
             Event::Disconnected { .. } => "disconnected",
+            Event::Redirected { .. } => "redirected",
         }
     }
 }
@@ -466,6 +495,32 @@ pub struct Cache {
     /// Scratch for [`codec::validate_row`].
     offsets: Vec<u32>,
     datagrams: DatagramStats,
+    /// A redirect in progress ([`Cache::begin_redirect`]): the new view being built.
+    redirecting: Option<Box<Redirecting>>,
+}
+
+/// A redirect in progress: the new connection's view, built apart until it is complete (see
+/// [`Cache::begin_redirect`]).
+#[derive(Debug)]
+struct Redirecting {
+    /// The new view: the new connection's `Welcome` and everything since, applied as to any cache.
+    view: Cache,
+    /// The request ids of the subscriptions made again on the new connection that are not answered yet
+    /// (`Subscribed`, or an `Error` naming the request).
+    unanswered: BTreeSet<u32>,
+    /// The tick of the first `Tick` after every one of them was answered: the new view is complete once that
+    /// tick's frames are applied.
+    first_tick: Option<u64>,
+}
+
+/// Where a message goes while a redirect is in progress.
+enum Route {
+    /// Into the new view.
+    New,
+    /// Into the view held (as when no redirect is in progress): an answer, or anything once the redirect finished.
+    Held,
+    /// Nowhere: the answer to a subscription the I/O layer made again.
+    Swallow,
 }
 
 impl Cache {
@@ -482,8 +537,20 @@ impl Cache {
         events
     }
 
-    /// Apply one server message, appending what it changed to `events`.
+    /// Apply one server message, appending what it changed to `events`. During a redirect it goes to the new view
+    /// or the one held as the [module docs](self) say.
     pub fn apply_into(&mut self, message: &ServerMessage, events: &mut Vec<Event>) {
+        match self.route(message, events) {
+            Route::Held => {}
+            Route::Swallow => return,
+            Route::New => {
+                let redirecting = self.redirecting.as_mut().expect("routed to the new view");
+                let mut hidden = Vec::new();
+                redirecting.view.apply_into(message, &mut hidden);
+                keep_inconsistent(hidden, events);
+                return;
+            }
+        }
         match message {
             ServerMessage::Welcome(welcome) => self.welcome_into(welcome, events),
             ServerMessage::Result {
@@ -550,7 +617,180 @@ impl Cache {
                 request: request.map(RequestId),
                 fatal: *fatal,
             }),
+            // The I/O layer follows a redirect (the Client does, reporting `Event::Redirected`); the view is kept
+            // until then.
+            ServerMessage::Redirect(_) => {}
         }
+    }
+
+    /// Where `message` goes while a redirect is in progress ([`Route::Held`] when none is), finishing the redirect
+    /// first (its events to `events`) if the message shows the new view is complete: a `Tick` of a later tick
+    /// than the first one after the answers, or any other message after that one (within a tick the server sends
+    /// the answers before the `Tick` frames, so such a message is of a later tick).
+    fn route(&mut self, message: &ServerMessage, events: &mut Vec<Event>) -> Route {
+        let Some(r) = self.redirecting.as_mut() else {
+            return Route::Held;
+        };
+        if let ServerMessage::Tick { tick, .. } = message {
+            return self.route_tick(*tick, events);
+        }
+        if r.first_tick.is_some() {
+            self.finish_redirect_into(events);
+            return Route::Held;
+        }
+        match message {
+            // A module published on the new server: its view starts again.
+            ServerMessage::Welcome(_) => Route::New,
+            ServerMessage::Subscribed { request, .. } if r.unanswered.remove(request) => {
+                Route::Swallow
+            }
+            ServerMessage::Error {
+                request: Some(request),
+                ..
+            } => {
+                // A subscription refused by the new server is answered too; the application is told.
+                r.unanswered.remove(request);
+                Route::Held
+            }
+            _ => Route::Held,
+        }
+    }
+
+    /// [`Cache::route`] for a `Tick` of `tick`.
+    fn route_tick(&mut self, tick: u64, events: &mut Vec<Event>) -> Route {
+        let Some(r) = self.redirecting.as_mut() else {
+            return Route::Held;
+        };
+        if r.unanswered.is_empty() {
+            match r.first_tick {
+                None => r.first_tick = Some(tick),
+                Some(first) if first != tick => {
+                    self.finish_redirect_into(events);
+                    return Route::Held;
+                }
+                Some(_) => {}
+            }
+        }
+        Route::New
+    }
+
+    /// Start a redirect: the client's player moved to another region, whose server answered the new connection
+    /// with `welcome`, and `resubscribed` are the request ids of the subscriptions made again there. The view held
+    /// stays as it is (every read returns it) while the new connection's messages ([`Cache::apply`],
+    /// [`Cache::apply_tick`], [`Cache::apply_datagram`]) build the new view apart; a redirect already in progress
+    /// is dropped (its view was not complete), the view held stays.
+    ///
+    /// The new view is complete, and replaces the one held with only the differences as events (see the
+    /// [module docs](self)), when [`Cache::finish_redirect`] is called, or on its own when, after every
+    /// re-subscription was answered and a `Tick` came, a message of a later tick comes (applied to the new view
+    /// afterwards, as usual). The server sends each subscription's rows in the tick that answers it, so the view
+    /// is complete once that tick's frames are in; but it sends no `Tick` for a tick that changed nothing, and
+    /// splits a large one over several frames, so only the I/O layer can tell when no more are coming: it calls
+    /// [`Cache::finish_redirect`] once the answers are in ([`Cache::redirect_answered`]) and nothing has arrived
+    /// for a while (the Client: two tick periods).
+    pub fn begin_redirect(
+        &mut self,
+        welcome: &Welcome,
+        resubscribed: impl IntoIterator<Item = RequestId>,
+    ) {
+        let mut view = Cache::new();
+        view.welcome_into(welcome, &mut Vec::new());
+        self.redirecting = Some(Box::new(Redirecting {
+            view,
+            unanswered: resubscribed.into_iter().map(|r| r.0).collect(),
+            first_tick: None,
+        }));
+    }
+
+    /// Whether a redirect is in progress ([`Cache::begin_redirect`]).
+    #[must_use]
+    pub fn is_redirecting(&self) -> bool {
+        self.redirecting.is_some()
+    }
+
+    /// Whether a redirect is in progress and every subscription made again was answered: the new view is complete
+    /// once the frames of the answers' tick (if any) are applied.
+    #[must_use]
+    pub fn redirect_answered(&self) -> bool {
+        self.redirecting
+            .as_ref()
+            .is_some_and(|r| r.unanswered.is_empty())
+    }
+
+    /// Finish the redirect in progress now: the new view replaces the one held (schema, rows, handles, tick), and
+    /// the events are the differences between them (see the [module docs](self)). Nothing without a redirect.
+    pub fn finish_redirect(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        self.finish_redirect_into(&mut events);
+        events
+    }
+
+    /// [`Cache::finish_redirect`], appending the events to `events`: deletes, then updates, then inserts, each in
+    /// table-id and key order.
+    pub fn finish_redirect_into(&mut self, events: &mut Vec<Event>) {
+        let Some(redirecting) = self.redirecting.take() else {
+            return;
+        };
+        let mut new = redirecting.view;
+        let (mut deleted, mut updated, mut inserted) = (Vec::new(), Vec::new(), Vec::new());
+        let mut old_ids: Vec<TableId> = self.tables.keys().copied().collect();
+        old_ids.sort_unstable();
+        for id in &old_ids {
+            let old = &self.tables[id];
+            let counterpart = new
+                .by_name
+                .get(&old.name)
+                .and_then(|new_id| Some((*new_id, new.tables.get(new_id)?)));
+            for (key, row) in &old.rows {
+                match counterpart
+                    .and_then(|(new_id, view)| Some((new_id, view, view.rows.get_key_value(key)?)))
+                {
+                    Some((_, _, (_, now))) if **now == **row => {}
+                    Some((new_id, view, (key, now))) => {
+                        updated.push(view.updated(new_id, key.clone(), row.clone(), now.clone()));
+                    }
+                    None => deleted.push(Event::Deleted {
+                        table: *id,
+                        name: old.name.clone(),
+                        key: key.clone(),
+                        old: row.clone(),
+                    }),
+                }
+            }
+        }
+        let mut new_ids: Vec<TableId> = new.tables.keys().copied().collect();
+        new_ids.sort_unstable();
+        for id in new_ids {
+            let view = &new.tables[&id];
+            let before = self.view(&view.name);
+            for (key, row) in &view.rows {
+                if before.is_none_or(|old| !old.rows.contains_key(key)) {
+                    inserted.push(Event::Inserted {
+                        table: id,
+                        name: view.name.clone(),
+                        key: key.clone(),
+                        row: row.clone(),
+                    });
+                }
+            }
+        }
+        events.extend(deleted);
+        events.extend(updated);
+        events.extend(inserted);
+        let seen = self.datagrams;
+        new.datagrams = DatagramStats {
+            datagrams: seen.datagrams + new.datagrams.datagrams,
+            malformed: seen.malformed + new.datagrams.malformed,
+            applied: seen.applied + new.datagrams.applied,
+            dropped: seen.dropped + new.datagrams.dropped,
+        };
+        *self = new;
+    }
+
+    /// Drop the redirect in progress, if any, without finishing it: the view held stays (e.g. the new connection
+    /// ended before its view was complete).
+    pub fn cancel_redirect(&mut self) {
+        self.redirecting = None;
     }
 
     /// Apply a `Tick` read in place from its frame ([`TickView::parse`]); returns what it changed: the same events,
@@ -563,6 +803,13 @@ impl Cache {
 
     /// [`Cache::apply_tick`], appending what it changed to `events`.
     pub fn apply_tick_into(&mut self, tick: &TickView<'_>, events: &mut Vec<Event>) {
+        if let Route::New = self.route_tick(tick.tick(), events) {
+            let redirecting = self.redirecting.as_mut().expect("routed to the new view");
+            let mut hidden = Vec::new();
+            redirecting.view.apply_tick_into(tick, &mut hidden);
+            keep_inconsistent(hidden, events);
+            return;
+        }
         self.tick_header(tick.tick(), tick.time());
         for delta in tick.tables() {
             let compact = delta.is_compact().then(|| (delta.handles(), delta.moves()));
@@ -602,8 +849,15 @@ impl Cache {
         }
     }
 
-    /// [`Cache::apply_datagram`] of a datagram already parsed.
+    /// [`Cache::apply_datagram`] of a datagram already parsed. During a redirect it moves rows of the new view
+    /// (whose handles it names), silently.
     pub fn apply_places_into(&mut self, datagram: &Datagram<'_>, events: &mut Vec<Event>) {
+        if let Some(redirecting) = self.redirecting.as_mut() {
+            redirecting
+                .view
+                .apply_places_into(datagram, &mut Vec::new());
+            return;
+        }
         self.datagrams.datagrams += 1;
         for (table, places) in datagram.sections() {
             let Some(view) = self.tables.get_mut(&table) else {
@@ -639,8 +893,10 @@ impl Cache {
     }
 
     /// Start a new view from a `Welcome`: every row in view leaves (as [`Event::Deleted`]), then the schema and
-    /// identity are replaced and [`Event::Connected`] follows.
+    /// identity are replaced and [`Event::Connected`] follows. A redirect in progress is dropped (this is a new
+    /// connection's view, started afresh).
     pub fn apply_welcome(&mut self, welcome: &Welcome) -> Vec<Event> {
+        self.redirecting = None;
         let mut events = Vec::new();
         self.welcome_into(welcome, &mut events);
         events
@@ -948,6 +1204,16 @@ impl Cache {
     fn view(&self, name: &str) -> Option<&TableView> {
         self.tables.get(self.by_name.get(name)?)
     }
+}
+
+/// Append to `events` the [`Event::Inconsistent`] among `hidden` (the new view's events during a redirect, whose
+/// row events are not reported).
+fn keep_inconsistent(hidden: Vec<Event>, events: &mut Vec<Event>) {
+    events.extend(
+        hidden
+            .into_iter()
+            .filter(|e| matches!(e, Event::Inconsistent { .. })),
+    );
 }
 
 /// The bytes of each row of an owned list, as [`Cache::apply_delta`] takes them.
@@ -1996,6 +2262,304 @@ pub(crate) mod tests {
                 request: Some(RequestId(8)),
                 fatal: false
             }]
+        );
+    }
+
+    /// The `Welcome` of another region's server: the same schema (`player`, version 1) at another tick.
+    fn welcome_elsewhere(tick: u64) -> Welcome {
+        let ServerMessage::Welcome(mut w) = welcome() else {
+            unreachable!()
+        };
+        w.tick = tick;
+        w
+    }
+
+    /// The kind and player id of each row event, in order (other events by kind alone, id 0).
+    fn row_events(events: &[Event]) -> Vec<(&'static str, u64)> {
+        events
+            .iter()
+            .map(|e| {
+                let id = match e {
+                    Event::Inserted { row, .. } => decode_row::<Player>("player", row).unwrap().id,
+                    Event::Updated { new, .. } => decode_row::<Player>("player", new).unwrap().id,
+                    Event::Deleted { old, .. } => decode_row::<Player>("player", old).unwrap().id,
+                    _ => 0,
+                };
+                (e.kind(), id)
+            })
+            .collect()
+    }
+
+    /// A cache at tick 101 holding ann (1, 10 hp), bob (2, 20) and cat (3, 30).
+    fn three_players() -> Cache {
+        let mut cache = Cache::new();
+        cache.apply(&welcome());
+        cache.apply(&tick(
+            101,
+            vec![
+                player(1, "ann", 10),
+                player(2, "bob", 20),
+                player(3, "cat", 30),
+            ],
+            vec![],
+            vec![],
+        ));
+        cache
+    }
+
+    /// During a redirect the view held stays and the new one is built apart (its row events unreported; the
+    /// answers to the subscriptions made again swallowed; other answers reported); a `Tick` of a later tick than
+    /// the first after the answers finishes it with exactly the differences (a row with the same bytes in both
+    /// views gives none), then applies as usual. A tick split over frames goes whole into the new view. The same
+    /// whether the `Tick`s are applied decoded or in place.
+    #[test]
+    fn a_redirect_keeps_the_view_until_the_new_one_is_in_then_reports_only_the_differences() {
+        for framed in [false, true] {
+            let mut cache = three_players();
+            let before = names(&cache);
+            cache.begin_redirect(&welcome_elsewhere(500), [RequestId(40)]);
+            assert!(cache.is_redirecting() && !cache.redirect_answered());
+            // The re-subscription's answer is the I/O layer's; a call's result is the application's.
+            let events = cache.apply(&ServerMessage::Subscribed {
+                request: 40,
+                table: PLAYER,
+            });
+            assert!(events.is_empty(), "{events:?}");
+            assert!(cache.redirect_answered());
+            let events = cache.apply(&ServerMessage::Result {
+                request: 41,
+                tick: 501,
+                outcome: CallOutcome::Ok,
+            });
+            assert!(
+                matches!(events[..], [Event::CallResult { .. }]),
+                "{events:?}"
+            );
+            // The new view, in two frames of tick 501: ann the same, bob changed, cat gone, dan and eve new.
+            let first = tick(
+                501,
+                vec![player(1, "ann", 10), player(2, "bob", 21)],
+                vec![],
+                vec![],
+            );
+            let second = tick(
+                501,
+                vec![player(4, "dan", 40), player(5, "eve", 50)],
+                vec![],
+                vec![],
+            );
+            for frame in [&first, &second] {
+                let events = stream(&mut cache, frame, framed);
+                assert!(events.is_empty(), "{events:?}");
+                assert_eq!(names(&cache), before, "the view held stays");
+                assert_eq!(cache.tick(), 101);
+            }
+            // Tick 502: the view of 501 is complete; then 502 applies (dan is hurt).
+            let events = stream(
+                &mut cache,
+                &tick(502, vec![], vec![player(4, "dan", 39)], vec![]),
+                framed,
+            );
+            assert_eq!(
+                row_events(&events),
+                [
+                    ("deleted", 3),
+                    ("updated", 2),
+                    ("inserted", 4),
+                    ("inserted", 5),
+                    ("updated", 4)
+                ]
+            );
+            assert!(matches!(&events[1], Event::Updated { old, new, .. }
+                if **old == *player(2, "bob", 20).0 && **new == *player(2, "bob", 21).0));
+            assert!(!cache.is_redirecting());
+            assert_eq!(cache.tick(), 502);
+            assert_eq!(
+                names(&cache),
+                [
+                    (1, "ann".into(), 10),
+                    (2, "bob".into(), 21),
+                    (4, "dan".into(), 39),
+                    (5, "eve".into(), 50)
+                ]
+            );
+        }
+    }
+
+    /// Without a later tick, the I/O layer finishes a redirect; a subscription the new server refuses counts as
+    /// answered and is reported; an answer to a request of the application's own is reported; rows the new view
+    /// lacks leave.
+    #[test]
+    fn the_io_layer_finishes_a_redirect_and_refused_subscriptions_count_as_answered() {
+        let mut cache = three_players();
+        cache.begin_redirect(&welcome_elsewhere(500), [RequestId(40), RequestId(41)]);
+        assert!(
+            cache
+                .apply(&ServerMessage::Subscribed {
+                    request: 40,
+                    table: PLAYER
+                })
+                .is_empty()
+        );
+        // A subscription of the application's, made meanwhile.
+        let events = cache.apply(&ServerMessage::Subscribed {
+            request: 42,
+            table: PLAYER,
+        });
+        assert!(matches!(
+            events[..],
+            [Event::Subscribed {
+                request: RequestId(42),
+                ..
+            }]
+        ));
+        // Before every answer came, a `Tick` is still the new view's (it cannot finish it).
+        assert!(
+            cache
+                .apply(&tick(501, vec![player(1, "ann", 10)], vec![], vec![]))
+                .is_empty()
+        );
+        assert!(
+            cache
+                .apply(&tick(502, vec![player(6, "fay", 1)], vec![], vec![]))
+                .is_empty()
+        );
+        let events = cache.apply(&ServerMessage::Error {
+            code: ErrorCode::NoSuchTable,
+            message: "no".into(),
+            request: Some(41),
+            fatal: false,
+        });
+        assert!(matches!(
+            events[..],
+            [Event::ServerError {
+                request: Some(RequestId(41)),
+                ..
+            }]
+        ));
+        assert!(cache.redirect_answered() && cache.is_redirecting());
+        let events = cache.finish_redirect();
+        assert_eq!(
+            row_events(&events),
+            [("deleted", 2), ("deleted", 3), ("inserted", 6)]
+        );
+        assert_eq!(names(&cache), [(1, "ann".into(), 10), (6, "fay".into(), 1)]);
+        assert_eq!(cache.tick(), 502);
+        assert!(cache.finish_redirect().is_empty(), "nothing left to finish");
+    }
+
+    /// A message other than a `Tick` after the first `Tick` that followed the answers is of a later tick: it
+    /// finishes the redirect first, then is reported.
+    #[test]
+    fn an_answer_after_the_new_views_tick_finishes_the_redirect_first() {
+        let mut cache = three_players();
+        cache.begin_redirect(&welcome_elsewhere(500), []);
+        assert!(cache.redirect_answered());
+        cache.apply(&tick(501, vec![player(1, "ann", 11)], vec![], vec![]));
+        let events = cache.apply(&ServerMessage::Result {
+            request: 9,
+            tick: 502,
+            outcome: CallOutcome::Ok,
+        });
+        assert_eq!(
+            events.iter().map(Event::kind).collect::<Vec<_>>(),
+            ["deleted", "deleted", "updated", "call_result"]
+        );
+        assert!(!cache.is_redirecting());
+    }
+
+    /// The new view replaces the old whole: its schema (tables matched by name, ids may differ: an insert carries
+    /// the new id, a delete of a table the new schema lacks its old one), its handles (version 3: a patch by the
+    /// new session's handle applies after), and its places (version 4, applied to the new view silently while it
+    /// is built).
+    #[test]
+    fn a_redirect_takes_the_new_schema_and_handles() {
+        const NEW_MOB: TableId = TableId(9);
+        let mut cache = one_mob();
+        cache.apply(&tick(102, vec![player(1, "ann", 1)], vec![], vec![]));
+        // The new region's module has only `mob`, under another id.
+        let ServerMessage::Welcome(mut w) = welcome_v4() else {
+            unreachable!()
+        };
+        w.tables.retain(|t| t.def.name == "mob");
+        w.tables[0].id = NEW_MOB;
+        w.tick = 700;
+        cache.begin_redirect(&w, []);
+        let enter = v3_tick(
+            701,
+            TableDelta {
+                inserts: vec![mob(1, [10.0, 20.0], 5), mob(2, [0.0, 0.0], 9)],
+                handles: Some(WireRow(vec![3, 0])),
+                ..v3(NEW_MOB)
+            },
+        );
+        assert!(cache.apply(&enter).is_empty());
+        // A place of the new session's handle 3 (mob 1) moves the new view's row, silently.
+        assert!(
+            cache
+                .apply_datagram(&datagram(702, &[(NEW_MOB, 3, [1100, 2000])]))
+                .is_empty()
+        );
+        assert_eq!(mob_at(&cache, 1), Some(([10.0, 20.0], 5)), "the view held");
+        // Tick 703: handle 0 (mob 2)'s hp (column 2) is 8; it applies after the new view replaced the old.
+        let patch = v3_tick(
+            703,
+            TableDelta {
+                patches: vec![WireRow(vec![0x93, 0x00, 0x02, 0x08])],
+                ..v3(NEW_MOB)
+            },
+        );
+        let events = cache.apply(&patch);
+        let summary: Vec<(&str, TableId)> = events
+            .iter()
+            .map(|e| match e {
+                Event::Inserted { table, .. }
+                | Event::Updated { table, .. }
+                | Event::Deleted { table, .. } => (e.kind(), *table),
+                e => (e.kind(), TableId(0)),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("deleted", PLAYER),
+                ("updated", NEW_MOB),
+                ("inserted", NEW_MOB),
+                ("updated", NEW_MOB)
+            ],
+            "{events:?}"
+        );
+        assert_eq!(mob_at(&cache, 1), Some(([11.0, 20.0], 5)));
+        assert_eq!(mob_at(&cache, 2), Some(([0.0, 0.0], 8)));
+        assert_eq!(cache.table_id("mob"), Some(NEW_MOB));
+        assert_eq!(cache.table_id("player"), None);
+        assert_eq!(cache.datagram_stats().applied, 1);
+    }
+
+    /// A new connection's `Welcome` ([`Cache::apply_welcome`]) drops a redirect in progress, as does
+    /// [`Cache::cancel_redirect`], which keeps the view held.
+    #[test]
+    fn a_fresh_welcome_or_a_cancel_drops_a_redirect() {
+        let mut cache = three_players();
+        cache.begin_redirect(&welcome_elsewhere(500), []);
+        cache.apply(&tick(501, vec![player(9, "ivy", 9)], vec![], vec![]));
+        cache.cancel_redirect();
+        assert!(!cache.is_redirecting());
+        assert_eq!(cache.len("player"), 3);
+        assert!(cache.finish_redirect().is_empty());
+        cache.begin_redirect(&welcome_elsewhere(500), []);
+        let events = cache.apply_welcome(&welcome_elsewhere(600));
+        assert_eq!(
+            events.iter().map(Event::kind).collect::<Vec<_>>(),
+            ["deleted", "deleted", "deleted", "connected"]
+        );
+        assert!(!cache.is_redirecting());
+        // A `Tick` applies to the view again.
+        assert_eq!(
+            cache
+                .apply(&tick(601, vec![player(9, "ivy", 9)], vec![], vec![]))
+                .len(),
+            1
         );
     }
 }

@@ -10,6 +10,12 @@
 //! Outgoing frames are queued to a writer task: natively spawned on the tokio runtime that called `connect`, so
 //! that runtime must keep running while the connection is used; in the browser spawned on the page's event loop.
 //!
+//! A connection is to one server. When the server moves the client's player to another region it sends
+//! [`ServerMessage::Redirect`] and closes the connection ([`locus_protocol::CLOSE_REDIRECTED`]); following it is
+//! the caller's: connect again with [`ClientConfig::redirected`] (QUIC) or the target's `/locus.json`
+//! (WebTransport), subscribe again, and, with a [`crate::Cache`], [`crate::Cache::begin_redirect`] to keep the
+//! view without a gap. [`Client`](crate::Client) does all of that by itself.
+//!
 //! [`Trust`]: crate::Trust
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -22,6 +28,8 @@ use std::time::Duration;
 
 #[cfg(not(target_arch = "wasm32"))]
 use locus_protocol::ALPN;
+#[cfg(not(target_arch = "wasm32"))]
+use locus_protocol::Redirect;
 use locus_protocol::{
     AdminCommand, ClientMessage, ErrorCode, Filter, FrameError, FrameReader, MAX_CLIENT_FRAME,
     MAX_SERVER_FRAME, SUPPORTED_VERSIONS, ServerMessage, TickView, Token,
@@ -152,6 +160,50 @@ impl ClientConfig {
             Transport::WebTransport(web) => web.url.to_string(),
         }
     }
+
+    /// This config, redirected ([`ServerMessage::Redirect`]) to `to` over QUIC as identity `token`: the transport
+    /// [`Transport::Quic`], [`addr`](Self::addr) the target's, [`trust`](Self::trust) its fingerprint,
+    /// [`token`](Self::token) `token`; the rest (the token file, the timeout) as this one. Native builds.
+    ///
+    /// # Errors
+    ///
+    /// [`RedirectConfigError`] if the target's address is not `ip:port`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn redirected(
+        &self,
+        to: &Redirect,
+        token: Token,
+    ) -> Result<ClientConfig, RedirectConfigError> {
+        let addr = to
+            .addr
+            .parse()
+            .map_err(|source| RedirectConfigError::Address {
+                addr: to.addr.clone(),
+                source,
+            })?;
+        Ok(ClientConfig {
+            transport: Transport::Quic,
+            addr,
+            trust: Trust::Fingerprint(to.fingerprint),
+            token: Some(token),
+            ..self.clone()
+        })
+    }
+}
+
+/// Why [`ClientConfig::redirected`] cannot make a config.
+#[cfg(not(target_arch = "wasm32"))]
+#[derive(Debug, Error)]
+pub enum RedirectConfigError {
+    /// The redirect's address is not an `ip:port` socket address.
+    #[error("the redirect's address `{addr}` is not ip:port: {source}")]
+    Address {
+        /// The address as sent.
+        addr: String,
+        /// Why it does not parse.
+        #[source]
+        source: std::net::AddrParseError,
+    },
 }
 
 /// Why connecting failed.
@@ -322,6 +374,7 @@ fn close_code_meaning(code: u64) -> &'static str {
         2 => "protocol violation",
         3 => "this client read too slowly",
         4 => "the server failed",
+        5 => "redirected to another region",
         _ => "unknown close code",
     }
 }
@@ -433,6 +486,27 @@ impl Sender {
     #[must_use]
     pub fn is_closed(&self) -> bool {
         self.frames.is_closed()
+    }
+
+    /// A sender whose frames go to the returned queue instead of a connection's writer (the blocking
+    /// [`Client`](crate::Client)'s, which hands them to whichever connection is current), taking request ids from
+    /// `next_request`.
+    pub(crate) fn queue(
+        next_request: Arc<AtomicU32>,
+    ) -> (Sender, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (frames, queue) = mpsc::unbounded_channel();
+        (
+            Sender {
+                frames,
+                next_request,
+            },
+            queue,
+        )
+    }
+
+    /// Queue a frame made by another sender ([`Sender::queue`]) as it is.
+    pub(crate) fn send_frame(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        self.frames.send(frame).map_err(|_| SendError::Closed)
     }
 
     fn request(&self, message: impl FnOnce(u32) -> ClientMessage) -> Result<RequestId, SendError> {
@@ -601,6 +675,11 @@ impl Connection {
     #[must_use]
     pub fn sender(&self) -> Sender {
         self.sender.clone()
+    }
+
+    /// Queue a frame made by another sender ([`Sender::queue`]) on this connection, as it is.
+    pub(crate) fn send_frame(&self, frame: Vec<u8>) -> Result<(), SendError> {
+        self.sender.send_frame(frame)
     }
 
     /// Call a reducer with typed arguments; the answer is a [`ServerMessage::Result`] with the returned id.

@@ -50,9 +50,22 @@
 //!   `token_file`): read at connect when no token is given, written when the server hands out a new one;
 //! - time comes from `web-time` (`std::time::Instant::now` panics in a browser), timers from `setTimeout`.
 //!
+//! # Regions
+//!
+//! A world may be split into regions, each served by its own server; when the player's avatar crosses into another
+//! region, the server sends `Redirect` and closes the connection (`protocol.md` §5, "Version 5: redirects"). Over
+//! QUIC the [`Client`] follows it by itself: it connects to the new region's server (pinning the fingerprint the
+//! redirect names) with the same token, so the same identity, subscribes again, and keeps the rows it holds until
+//! the new region's view is in, then reports only the rows that differ ([`Cache::begin_redirect`]), with
+//! [`Event::Redirected`] first; its [`ClientConfig`] then names the new server, for a later [`Client::reconnect`].
+//! Over WebTransport it cannot (the new region's certificate hashes are in its `/locus.json`, and HTTP is the
+//! application's): it reports [`Event::Redirected`] with the URL and `followed: false`, then
+//! [`Event::Disconnected`]; the application fetches the URL and calls [`Client::follow_redirect`], which keeps the
+//! view the same way.
+//!
 //! What it deliberately does not do: it does not predict or interpolate (the cache is exactly what the server
-//! said, applied in order); it does not reconnect by itself (call [`Client::reconnect`] on
-//! [`Event::Disconnected`]); it does not verify certificates against authorities or names natively (only the
+//! said, applied in order); it does not reconnect by itself after the connection is lost (call
+//! [`Client::reconnect`] on [`Event::Disconnected`]; it does follow a redirect, above); it does not verify certificates against authorities or names natively (only the
 //! pinned fingerprint or the given hashes); it does not fetch `/locus.json` itself (HTTP is the page's or the
 //! game's); it does not check reducer arguments against the server's reducer list (the server does).
 //!
@@ -122,14 +135,14 @@ mod wire;
 pub mod bevy;
 
 pub use cache::{ApplyError, Cache, DatagramStats, Event, Key, ReadError, Row, Welcome};
-pub use client::Client;
+pub use client::{Client, REDIRECT_LIMIT, REDIRECT_SETTLE_TICKS};
 pub use connection::{
     CID_LEN, ClientConfig, ConnectError, Connection, IDLE_TIMEOUT, Incoming, KEEP_ALIVE,
     ReceiveError, RequestId, SERVER_NAME, SendError, Sender, WriteError,
 };
 #[cfg(not(target_arch = "wasm32"))]
-pub use connection::{endpoint_config, quic_client_config};
-pub use locus_protocol::{ALPN, CallOutcome, ErrorCode, Filter, ServerMessage, Token};
+pub use connection::{RedirectConfigError, endpoint_config, quic_client_config};
+pub use locus_protocol::{ALPN, CallOutcome, ErrorCode, Filter, Redirect, ServerMessage, Token};
 pub use locus_types::{Identity, ReducerCall, TableId};
 #[cfg(not(target_arch = "wasm32"))]
 pub use raw::RawConnection;

@@ -13,6 +13,9 @@
 //! - `spawn_mob()`: a `Tick` (7) inserting mob 1 of the spatial table `mob` at (1, 2) with handle 0.
 //! - `walk(x, y)`: a position datagram (protocol version 4) of tick 8 placing handle 0 of `mob` at (x, y) cm;
 //!   `Result` Ok once it is sent, Err with quinn's reason if it cannot be.
+//! - `redirect(addr, fingerprint, web)`: a `Redirect` to region `elsewhere` (protocol version 5), then, once the
+//!   client closed the connection or after 2 s, the close with `CLOSE_REDIRECTED`. The players are the server's,
+//!   not the connection's: a client redirected to the same server finds the same rows there.
 
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -23,7 +26,8 @@ use std::time::{Duration, Instant};
 use locus_client::WebTransportConfig;
 use locus_client::{
     CallOutcome, Client, ClientConfig, ConnectError, Connection, ErrorCode, Event, Filter,
-    ReducerCall, RequestId, SendError, ServerMessage, Token, Trust, Welcome, fingerprint,
+    Redirect, ReducerCall, RequestId, SendError, ServerMessage, Token, Transport, Trust, Welcome,
+    fingerprint,
 };
 use locus_protocol::{
     ClientMessage, FrameReader, MAX_CLIENT_FRAME, TableDelta, WireRow, WireTable,
@@ -275,7 +279,7 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
     else {
         panic!("Hello must come first");
     };
-    assert_eq!(versions, [4, 3, 2, 1], "newest first");
+    assert_eq!(versions, [5, 4, 3, 2, 1], "newest first");
     state.hellos.lock().unwrap().push(token);
     let token = token.unwrap_or(ISSUED);
     let welcome = ServerMessage::Welcome(Welcome {
@@ -417,6 +421,21 @@ async fn serve(conn: quinn::Connection, state: Arc<State>) {
                             },
                         };
                         send(&mut tx, &[answer]).await;
+                    }
+                    "redirect" => {
+                        let (addr, fingerprint, web): (String, Vec<u8>, Option<String>) =
+                            rmp_serde::from_slice(&args).unwrap();
+                        let redirect = ServerMessage::Redirect(Redirect {
+                            region: "elsewhere".into(),
+                            addr,
+                            fingerprint: fingerprint.try_into().unwrap(),
+                            web,
+                        });
+                        send(&mut tx, &[redirect]).await;
+                        let _ = tx.finish();
+                        let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+                        conn.close(locus_protocol::CLOSE_REDIRECTED, b"redirected");
+                        return;
                     }
                     "shutdown" => {
                         // As a stopping server does: QUIC close code 1, no frame.
@@ -734,6 +753,119 @@ fn reconnect_keeps_the_identity_and_subscriptions_and_refills_the_cache() {
             "request ids keep counting across reconnects"
         );
     }
+}
+
+/// Ask the test server to redirect the client to `server` itself (`web`: its `/locus.json` URL, if any).
+fn redirect_to(client: &Client, server: &TestServer, web: Option<&str>) {
+    let args = rmp_serde::to_vec(&(
+        server.addr.to_string(),
+        fingerprint(&server.cert_der).to_vec(),
+        web,
+    ))
+    .unwrap();
+    client.call_raw("redirect", &args).unwrap();
+}
+
+/// Poll until the client's cache has no redirect in progress; returns every event polled.
+fn poll_until_settled(client: &mut Client) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut all = Vec::new();
+    loop {
+        all.extend(client.poll());
+        if !client.cache().is_redirecting() {
+            return all;
+        }
+        assert!(Instant::now() < deadline, "timed out; events: {all:?}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Over QUIC the client follows a redirect by itself: it connects to the address the redirect names, pinning its
+/// fingerprint, presents its token, subscribes again, and keeps its view: here the new server's view is the same,
+/// so the application sees the redirect and no row event at all; requests go to the new connection, and its
+/// config names the new server.
+#[test]
+fn a_redirect_over_quic_is_followed_by_the_client_keeping_its_identity_subscriptions_and_view() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.config()).unwrap();
+    client.subscribe("player", Filter::All).unwrap();
+    client.call(&spawn_call("ann")).unwrap();
+    poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
+    let identity = client.identity();
+    redirect_to(&client, &server, None);
+    let mut events = poll_until(&mut client, |e| matches!(e, Event::Redirected { .. }));
+    assert!(client.cache().is_redirecting());
+    events.extend(poll_until_settled(&mut client));
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+    // The redirect call's own result never comes: the redirect is the old connection's last frame.
+    assert_eq!(kinds, ["redirected"], "{events:?}");
+    assert_eq!(
+        events[0],
+        Event::Redirected {
+            region: "elsewhere".into(),
+            web: None,
+            followed: true
+        }
+    );
+    assert!(client.is_connected());
+    assert_eq!(client.identity(), identity);
+    assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+    assert_eq!(client.cache().len("player"), 1);
+    assert_eq!(client.config().token, Some(ISSUED));
+    assert_eq!(
+        client.config().trust,
+        Trust::Fingerprint(fingerprint(&server.cert_der))
+    );
+    client
+        .call(&ReducerCall::new(
+            "hurt",
+            rmp_serde::to_vec(&(1u64, 50i32)).unwrap(),
+        ))
+        .unwrap();
+    let events = poll_until(&mut client, |e| matches!(e, Event::Updated { .. }));
+    assert_eq!(
+        events.iter().map(Event::kind).collect::<Vec<_>>(),
+        ["call_result", "updated"]
+    );
+}
+
+/// Over WebTransport the client cannot follow a redirect by itself (the new region's certificate hashes are in
+/// its `/locus.json`): it reports it with that URL, then the end of the connection, keeping its view;
+/// `follow_redirect` then connects there as the same identity, subscribes again, and keeps the view as a followed
+/// redirect does.
+#[test]
+fn a_redirect_over_webtransport_is_reported_and_followed_by_the_application_keeping_the_view() {
+    let server = TestServer::start();
+    let mut client = Client::connect(server.config_via(Via::Web)).unwrap();
+    client.subscribe("player", Filter::All).unwrap();
+    client.call(&spawn_call("ann")).unwrap();
+    poll_until(&mut client, |e| matches!(e, Event::Inserted { .. }));
+    let web = "http://127.0.0.1:1/locus.json";
+    redirect_to(&client, &server, Some(web));
+    let events = poll_until(&mut client, |e| matches!(e, Event::Disconnected { .. }));
+    let kinds: Vec<&str> = events.iter().map(Event::kind).collect();
+    assert_eq!(kinds, ["redirected", "disconnected"], "{events:?}");
+    assert_eq!(
+        events[0],
+        Event::Redirected {
+            region: "elsewhere".into(),
+            web: Some(web.into()),
+            followed: false
+        }
+    );
+    assert_eq!(client.cache().len("player"), 1, "the view is kept");
+    assert!(!client.is_connected());
+    // What the application would read from the `/locus.json` at `web`.
+    let Transport::WebTransport(target) = server.config_via(Via::Web).transport else {
+        unreachable!()
+    };
+    client.follow_redirect(target.clone()).unwrap();
+    assert!(client.is_connected() && client.cache().is_redirecting());
+    let events = poll_until_settled(&mut client);
+    assert!(events.is_empty(), "{events:?}");
+    assert_eq!(client.cache().len("player"), 1);
+    assert_eq!(server.hellos(), [None, Some(ISSUED)]);
+    assert_eq!(client.config().transport, Transport::WebTransport(target));
 }
 
 /// Protocol version 4: a position datagram moves the row in the client's cache, with the event a move gives, and

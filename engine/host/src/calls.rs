@@ -464,3 +464,35 @@ fn area_clear(c: &mut Caller<'_, HostState>, identity_ptr: u32) -> Result<u32> {
     let who = identity(mem, CALL, identity_ptr)?;
     env.area_clear(who).map_or_else(errno, |()| OK)
 }
+
+fn region_send(
+    c: &mut Caller<'_, HostState>,
+    region_ptr: u32,
+    region_len: u32,
+    name_ptr: u32,
+    name_len: u32,
+    args_ptr: u32,
+    args_len: u32,
+) -> Result<u32> {
+    const CALL: &str = "region_send";
+    let (mem, env) = parts(c, CALL)?;
+    let region = read(mem, CALL, region_ptr, region_len)?;
+    let name = read(mem, CALL, name_ptr, name_len)?;
+    let args = read(mem, CALL, args_ptr, args_len)?;
+    env.region_send(region, name, args)
+        .map_or_else(errno, |()| OK)
+}
+
+fn region_broadcast(
+    c: &mut Caller<'_, HostState>,
+    name_ptr: u32,
+    name_len: u32,
+    args_ptr: u32,
+    args_len: u32,
+) -> Result<u32> {
+    const CALL: &str = "region_broadcast";
+    let (mem, env) = parts(c, CALL)?;
+    let name = read(mem, CALL, name_ptr, name_len)?;
+    let args = read(mem, CALL, args_ptr, args_len)?;
+    env.region_broadcast(name, args).map_or_else(errno, |()| OK)
+}

@@ -15,18 +15,24 @@
 //! - Iterators and the call's log-line count belong to the running call and are cleared when it ends.
 //! - Only the module's own tables are visible: the system tables are reached through their host calls only
 //!   (`locus_schedule` through `schedule`/`unschedule`, `locus_area` through `area_follow`/`area_fixed`/
-//!   `area_clear`).
+//!   `area_clear`, and in a world split into regions the server's `locus_outbox` and `locus_regions` through
+//!   `region_send`/`region_broadcast`, which look them up by name in the lent database at every call).
 
 use std::collections::VecDeque;
 use std::ops::Bound;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use hashbrown::HashMap;
+use locus_region::message::{
+    OUTBOX_TABLE, REGIONS_TABLE, RegionMessage, outbox_row, outbox_table_def, regions_table_def,
+};
+use locus_region::{Destination, RegionId};
 use locus_store::Database;
 use locus_store::spatial::valid_position;
 use locus_store::{Changeset, DeleteError, InsertError, QueryError, TxLog, UpdateError};
 use locus_types::abi::{
-    AreaCenter, AreaRow, BoundKind, CONTEXT_SIZE, ContextLayout, Errno, LogLevel, valid_area_radii,
+    AreaCenter, AreaRow, BoundKind, CONTEXT_SIZE, ContextLayout, Errno, LogLevel,
+    MAX_REGION_CALL_ARGS, valid_area_radii,
 };
 use locus_types::{
     ColumnDef, ColumnId, ColumnType, Identity, IndexKind, TableDef, TableId, Tick, Timestamp,
@@ -191,6 +197,9 @@ pub(crate) struct Env {
     module_table: Option<TableId>,
     /// `Scheduled` reducers and their parameters.
     scheduled: HashMap<String, Vec<ColumnDef>>,
+    /// The reducers a call sent between regions may name (`ReducerKind::accepts_region_calls`) and their
+    /// parameters.
+    sendable: HashMap<String, Vec<ColumnDef>>,
     call: Call,
     iters: Iters,
     logs: VecDeque<LogLine>,
@@ -266,6 +275,21 @@ pub(crate) fn schedule_table_def() -> TableDef {
         .expect("the schedule table's definition is valid")
 }
 
+/// The definitions of the server's system tables of a world split into regions, built once: a table of that name
+/// counts as one only with exactly this definition.
+static OUTBOX_DEF: LazyLock<TableDef> = LazyLock::new(outbox_table_def);
+static REGIONS_DEF: LazyLock<TableDef> = LazyLock::new(regions_table_def);
+
+/// The reducers of a module that host calls name, with their parameters: what `schedule` may schedule, and what
+/// `region_send` / `region_broadcast` may send.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NamedReducers {
+    /// `Scheduled` reducers.
+    pub(crate) scheduled: HashMap<String, Vec<ColumnDef>>,
+    /// Reducers of a kind that accepts calls from regions (`Client`, `Region`).
+    pub(crate) sendable: HashMap<String, Vec<ColumnDef>>,
+}
+
 /// The ids of the system tables, which the module cannot see.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SystemTables {
@@ -299,13 +323,13 @@ impl Env {
         }
     }
 
-    /// Make the module's tables (by name) visible, and remember the system tables and `Scheduled` reducers.
-    /// `table_count` is the number of tables of the database the instance will be lent.
+    /// Make the module's tables (by name) visible, and remember the system tables and the reducers host calls
+    /// name. `table_count` is the number of tables of the database the instance will be lent.
     pub(crate) fn bind(
         &mut self,
         tables: HashMap<String, TableId>,
         system: SystemTables,
-        scheduled: HashMap<String, Vec<ColumnDef>>,
+        reducers: NamedReducers,
         table_count: usize,
     ) {
         self.visible = vec![false; table_count];
@@ -316,7 +340,8 @@ impl Env {
         self.schedule_table = Some(system.schedule);
         self.area_table = Some(system.area);
         self.module_table = Some(system.module);
-        self.scheduled = scheduled;
+        self.scheduled = reducers.scheduled;
+        self.sendable = reducers.sendable;
     }
 
     // ---- call lifecycle -------------------------------------------------------------------------------------
@@ -867,6 +892,92 @@ impl Env {
         tx.delete(db, table, &Value::Identity(identity))
             .map(drop)
             .map_err(|e| delete_errno(&e))
+    }
+
+    /// `region_send`: a call of `reducer` with `args` to the region named `region`. See [`Env::send_to_regions`].
+    pub(crate) fn region_send(
+        &mut self,
+        region: &[u8],
+        reducer: &[u8],
+        args: &[u8],
+    ) -> Result<(), Errno> {
+        self.in_call()?;
+        let region = utf8(region)?;
+        self.send_to_regions(Some(region), reducer, args)
+    }
+
+    /// `region_broadcast`: a call of `reducer` with `args` to every region. See [`Env::send_to_regions`].
+    pub(crate) fn region_broadcast(&mut self, reducer: &[u8], args: &[u8]) -> Result<(), Errno> {
+        self.in_call()?;
+        self.send_to_regions(None, reducer, args)
+    }
+
+    /// Write, in the running transaction, a row of the outbox table (`locus_outbox`) holding a
+    /// [`RegionMessage::Call`] of `reducer` with `args` as the running call's sender, addressed to the region named
+    /// `to` (its index in `locus_regions`), or to every region (`TO_ALL`) for `None`. The server publishes it once
+    /// the transaction is durable; a rolled-back call sends nothing.
+    ///
+    /// Errors, in this order: `BadUtf8` (the reducer's name); `NoSuchReducer` unless the module has a reducer of
+    /// that name whose kind accepts calls from regions; `BadArgument` unless `args` is a valid argument array of
+    /// its parameters; `LimitExceeded` if `args` is longer than [`MAX_REGION_CALL_ARGS`]; `NotSplit` unless the
+    /// database has both system tables of a world split into regions, with the engine's definitions; `NotFound` if
+    /// no region is named `to`; `LimitExceeded` if the outbox's sequence is exhausted. The reducer and its
+    /// arguments are checked first, so a mistake fails in a world that is not split too.
+    fn send_to_regions(
+        &mut self,
+        to: Option<&str>,
+        reducer: &[u8],
+        args: &[u8],
+    ) -> Result<(), Errno> {
+        let reducer = utf8(reducer)?;
+        let params = self.sendable.get(reducer).ok_or(Errno::NoSuchReducer)?;
+        codec::validate_row(params, args, &mut self.offsets).map_err(|_| Errno::BadArgument)?;
+        if args.len() > MAX_REGION_CALL_ARGS {
+            return Err(Errno::LimitExceeded);
+        }
+        let outbox = self.region_table(OUTBOX_TABLE, &OUTBOX_DEF)?;
+        let regions = self.region_table(REGIONS_TABLE, &REGIONS_DEF)?;
+        let destination = match to {
+            None => Destination::All,
+            Some(name) => {
+                let row = self
+                    .db
+                    .table(regions)
+                    .ok_or(Errno::NotSplit)?
+                    .get(&Value::String(name.into()))
+                    .ok()
+                    .flatten()
+                    .ok_or(Errno::NotFound)?;
+                match codec::decode_row(&REGIONS_DEF.columns, row).as_deref() {
+                    // The server numbers regions by their place in the layout, a `u16`.
+                    Ok([_, Value::U64(index)]) => Destination::Region(RegionId(
+                        u16::try_from(*index).map_err(|_| Errno::NotFound)?,
+                    )),
+                    _ => return Err(Errno::NotFound),
+                }
+            }
+        };
+        let sender = self.call.ctx.ok_or(Errno::NotInReducer)?.sender;
+        let message = RegionMessage::Call {
+            reducer: reducer.to_owned(),
+            args: args.to_vec(),
+            sender,
+        };
+        let payload = rmp_serde::to_vec(&message).expect("a reducer call encodes");
+        let row = outbox_row(0, destination, &payload);
+        let (tx, db) = self.tx()?;
+        tx.insert(db, outbox, &row)
+            .map(drop)
+            .map_err(|e| insert_errno(&e))
+    }
+
+    /// The id of the system table `name` of a world split into regions, if the lent database has it with the
+    /// engine's definition `def`; `NotSplit` otherwise.
+    fn region_table(&self, name: &str, def: &TableDef) -> Result<TableId, Errno> {
+        self.db
+            .table_id(name)
+            .filter(|&id| self.db.table(id).is_some_and(|t| t.def() == def))
+            .ok_or(Errno::NotSplit)
     }
 
     /// Insert or replace `row` in the area table, in the running transaction.

@@ -141,7 +141,8 @@ pub enum CallError {
     /// No reducer has this name.
     #[error("no reducer named `{0}`")]
     NoSuchReducer(String),
-    /// The reducer exists but may not be called this way (e.g. a client calling `init`).
+    /// The reducer exists but may not be called this way (e.g. a client calling `init` or a `Region` reducer, or
+    /// another region's call naming a `Scheduled` one).
     #[error("reducer `{reducer}` is {kind:?} and cannot be called by a client")]
     NotCallable {
         /// The reducer.

@@ -95,6 +95,21 @@ impl Hosted {
         self.instance.call(&mut self.db, reducer, args, ctx)
     }
 
+    /// [`ModuleInstance::call_from_region`].
+    ///
+    /// # Errors
+    ///
+    /// A [`CallError`]; the call's writes are then rolled back.
+    pub fn call_from_region(
+        &mut self,
+        reducer: &str,
+        args: &[u8],
+        ctx: &CallContext,
+    ) -> Result<Changeset, CallError> {
+        self.instance
+            .call_from_region(&mut self.db, reducer, args, ctx)
+    }
+
     /// [`ModuleInstance::init`].
     ///
     /// # Errors

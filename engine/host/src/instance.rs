@@ -8,7 +8,7 @@ use locus_store::{BuildTableError, Changeset, Database, Table, TxLog};
 use locus_types::abi::{
     ABI_VERSION, EXPORT_ABI_VERSION, EXPORT_MEMORY, EXPORT_MODULE_VERSION,
     EXPORT_REDUCER_DEF_PREFIX, EXPORT_REDUCER_PREFIX, EXPORT_TABLE_PREFIX, IMPORT_MODULE,
-    RESERVED_PREFIX, ReducerStatus,
+    RESERVED_PREFIX, ReducerStatus, is_system_table,
 };
 use locus_types::{
     ColumnType, ModuleDef, ReducerDef, ReducerKind, TableDef, TableId, Timestamp, codec,
@@ -21,7 +21,9 @@ use wasmtime::{
 use crate::backtrace::Backtrace;
 use crate::calls::{self, Fault, HostState};
 use crate::config::{Budget, EPOCH_PERIOD, HostConfig};
-use crate::env::{CallContext, Env, LogLine, SystemTables, schedule_table_def, truncated};
+use crate::env::{
+    CallContext, Env, LogLine, NamedReducers, SystemTables, schedule_table_def, truncated,
+};
 use crate::error::{CallError, InstantiateError, LoadError, PanicLocation, RuntimeError};
 
 /// A wasmtime engine configured for Locus modules, plus (for [`Budget::Time`]) the thread that advances its
@@ -396,7 +398,7 @@ fn validate(def: &ModuleDef, entry_points: &[String]) -> Result<(), LoadError> {
                     ));
                 }
             }
-            ReducerKind::Client | ReducerKind::Scheduled => {}
+            ReducerKind::Client | ReducerKind::Scheduled | ReducerKind::Region => {}
         }
         if matches!(
             r.kind,
@@ -469,10 +471,11 @@ impl Module {
 
     /// Instantiate the module for `db`: create its tables (and the system tables `locus_schedule`, `locus_area` and
     /// `locus_module`, in that order, after the module's) where `db` lacks them, and check those it has match.
-    /// Tables already in `db` keep their rows (e.g. after recovery). A new database (no tables at all) is recorded
-    /// as being at this module's version; one whose data is at another version ([`crate::data_version`]; 0 for a
-    /// database without `locus_module`) is refused: bringing it over is an upgrade's
-    /// ([`Module::instantiate_upgrading`]).
+    /// Tables already in `db` keep their rows (e.g. after recovery). Other system tables (names starting with
+    /// `locus_`, which the server may create itself) are left as they are, and the module cannot see them. A new
+    /// database (no tables at all, or only system tables the server made) is recorded as being at this module's
+    /// version; one whose data is at another version ([`crate::data_version`]; 0 for a database without
+    /// `locus_module`) is refused: bringing it over is an upgrade's ([`Module::instantiate_upgrading`]).
     ///
     /// The instance does not keep the database: its owner lends it to every reducer-running method
     /// ([`ModuleInstance::call`] and the others), and must always lend this database (or one with the same
@@ -503,9 +506,9 @@ impl Module {
     }
 
     /// The module version `db`'s data is at, as this module sees it: [`crate::data_version`], except that a new
-    /// database (no tables at all) is at this module's version.
+    /// database ([`is_new_database`]) is at this module's version.
     pub(crate) fn data_version_of(&self, db: &Database) -> u32 {
-        if db.tables().next().is_none() {
+        if is_new_database(db) {
             self.version()
         } else {
             crate::data_version(db)
@@ -531,7 +534,7 @@ impl Module {
             staged: Vec::new(),
         };
         // A new database starts at this module's version; an old one without the table is at version 0.
-        let fresh = db.tables().next().is_none();
+        let fresh = is_new_database(db);
         let version_row = locus_types::abi::module_row(self.version());
         let mut place = |def: &TableDef,
                          rows: &[&[u8]],
@@ -574,15 +577,20 @@ impl Module {
         &self,
         layout: Layout,
     ) -> Result<(ModuleInstance, Vec<Table>), InstantiateError> {
-        let scheduled = self
-            .def
-            .reducers
-            .iter()
-            .filter(|r| r.kind == ReducerKind::Scheduled)
-            .map(|r| (r.name.clone(), r.params.clone()))
-            .collect();
+        let named = |keep: fn(ReducerKind) -> bool| {
+            self.def
+                .reducers
+                .iter()
+                .filter(|r| keep(r.kind))
+                .map(|r| (r.name.clone(), r.params.clone()))
+                .collect()
+        };
+        let reducers = NamedReducers {
+            scheduled: named(|k| k == ReducerKind::Scheduled),
+            sendable: named(ReducerKind::accepts_region_calls),
+        };
         let mut env = Env::new((*self.runtime.config).clone());
-        env.bind(layout.tables, layout.system, scheduled, layout.table_count);
+        env.bind(layout.tables, layout.system, reducers, layout.table_count);
         let mut every = Vec::new();
         for (i, r) in self.def.reducers.iter().enumerate() {
             if let ReducerKind::Every { millis } = r.kind {
@@ -615,6 +623,21 @@ impl Module {
             .map_err(|e| InstantiateError::Wasm(format!("{e:#}")))?;
         Ok((instance, layout.staged))
     }
+}
+
+/// Whether `db` is a new world's database: no module has been instantiated over it, so it has no tables but system
+/// tables the server made itself (none of the host's `locus_schedule`, `locus_area`, `locus_module`, and no module
+/// table). Its data is at the version of the first module instantiated over it.
+fn is_new_database(db: &Database) -> bool {
+    db.tables().all(|t| {
+        is_system_table(t.name())
+            && ![
+                locus_types::abi::SCHEDULE_TABLE,
+                locus_types::abi::AREA_TABLE,
+                locus_types::abi::MODULE_TABLE,
+            ]
+            .contains(&t.name())
+    })
 }
 
 /// Where a module's tables are (or will be, once `staged` is swapped in) in the database an instance is lent.
@@ -658,6 +681,7 @@ pub struct ScheduledRun {
 /// A module instantiated for a database: runs reducers, each in its own transaction.
 ///
 /// The instance does not own the database. Each reducer-running method ([`ModuleInstance::call`],
+/// [`ModuleInstance::call_from_region`],
 /// [`ModuleInstance::init`], [`ModuleInstance::client_connected`], [`ModuleInstance::client_disconnected`],
 /// [`ModuleInstance::tick`], [`ModuleInstance::run_due`]) borrows it as `&mut Database` for the call — it must be the
 /// database the instance was made for ([`Module::instantiate`]); one without the instance's `locus_area` table where
@@ -792,7 +816,8 @@ impl ModuleInstance {
     }
 
     /// Call a client-callable reducer by name with MessagePack arguments (an array, one element per parameter),
-    /// over `db` (lent for the call).
+    /// over `db` (lent for the call). Only `Client` reducers can be called this way; a call another region sent is
+    /// [`ModuleInstance::call_from_region`]'s.
     ///
     /// The arguments are read by [`codec::normalize_args`]: a float parameter also accepts an integer or the other
     /// float width when the number converts, and the reducer is given the canonical encoding.
@@ -838,6 +863,47 @@ impl ModuleInstance {
             }
         })?;
         self.invoke_checked(index, &args, ctx, None)
+    }
+
+    /// Run a reducer call another region of the world sent — a `RegionMessage::Call` of `locus_region`, which a
+    /// reducer there (or here) wrote with `region_send` / `region_broadcast` — over `db` (lent for the call), with
+    /// `ctx.sender` the message's sender: the identity the sending reducer ran as.
+    ///
+    /// Only a reducer whose kind accepts calls from regions runs ([`ReducerKind::accepts_region_calls`]: a `Region`
+    /// reducer, which nothing else can call, or a `Client` one). The arguments come from a module, so they are
+    /// checked exactly, as a row of the parameters (no float conversion, unlike [`ModuleInstance::call`]); the
+    /// sending host checked them against the same reducer already, so a refusal means the receiving module is
+    /// another build (a publish under way).
+    ///
+    /// The host does not record which messages ran: applying each exactly once is the caller's (the server records
+    /// a message's number with its outcome).
+    ///
+    /// # Errors
+    ///
+    /// [`CallError::NoSuchReducer`]; [`CallError::NotCallable`] for a reducer of another kind;
+    /// [`CallError::BadArguments`]; or the reducer's failure. The call's writes are then rolled back.
+    pub fn call_from_region(
+        &mut self,
+        db: &mut Database,
+        reducer: &str,
+        args: &[u8],
+        ctx: &CallContext,
+    ) -> Result<Changeset, CallError> {
+        self.lend(db, |this| {
+            let &index = this
+                .module
+                .reducers
+                .get(reducer)
+                .ok_or_else(|| CallError::NoSuchReducer(reducer.to_owned()))?;
+            let kind = this.module.def.reducers[index].kind;
+            if !kind.accepts_region_calls() {
+                return Err(CallError::NotCallable {
+                    reducer: reducer.to_owned(),
+                    kind,
+                });
+            }
+            this.invoke(index, args, ctx, None)
+        })
     }
 
     fn lifecycle(

@@ -19,6 +19,9 @@
 //! - Reducers schedule one-shot calls and set each client's area of interest through host calls that write the
 //!   private system tables `locus_schedule` and `locus_area` in the call's transaction; the server reads areas back
 //!   with [`area`] (or the table [`ModuleInstance::area_table`]) and `locus_types::abi::AreaRow`.
+//! - In a world split into regions, reducers send calls to other regions (`region_send`, `region_broadcast`) as rows
+//!   of the server's system table `locus_outbox` (`locus_region::message`), written in the call's transaction; the
+//!   receiving server runs each with [`ModuleInstance::call_from_region`], the only way to run a `Region` reducer.
 //! - Every call is bounded by time (epoch interruption) or fuel, and the instance's memory by a limit: a runaway
 //!   reducer stops, never the engine. A bad pointer from the module is a trap, never a host panic.
 //! - A reducer that panics — the SDK's panic hook reports the message and location through `reducer_panic`, then

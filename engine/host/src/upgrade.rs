@@ -22,9 +22,13 @@
 //!   sequences, and the same data version.
 //! - After [`AppliedUpgrade::commit`] the database holds the new schema, the upgrade reducer's writes and the new
 //!   version, all or none of which a snapshot taken between [`Upgrade::apply`] and the commit shows.
+//! - System tables (names starting with `locus_`, [`locus_types::abi::is_system_table`]) are never planned,
+//!   migrated or dropped: the host's own are laid out anew only where missing, and those the server created itself
+//!   keep their ids and rows through every upgrade, applied, refused or reverted.
 
 use locus_store::{Database, Table, TxLog};
 use locus_types::TableDef;
+use locus_types::abi::is_system_table;
 use locus_types::migrate::{self, Change, Incompatible, Plan};
 use thiserror::Error;
 
@@ -278,6 +282,9 @@ impl Module {
     /// instantiate. Returns the plan; when it is not empty the caller should write a snapshot before logging
     /// anything in the new schema.
     ///
+    /// System tables (every table whose name starts with `locus_`, [`is_system_table`]) are not the module's: they
+    /// are left out of the plan and kept as they are, rows and all — the host's own and any the server created.
+    ///
     /// # Errors
     ///
     /// An [`UpgradeError`] naming every incompatible table change, or the upgrade reducer's failure; `db` is then
@@ -287,15 +294,12 @@ impl Module {
         db: &mut Database,
         ctx: &CallContext,
     ) -> Result<(ModuleInstance, Plan), UpgradeError> {
-        let system = [
-            locus_types::abi::SCHEDULE_TABLE,
-            locus_types::abi::AREA_TABLE,
-            locus_types::abi::MODULE_TABLE,
-        ];
+        // The module's tables only: every system table — the host's and any the server made — is the engine's, and
+        // stays as it is.
         let old_tables: Vec<TableDef> = db
             .tables()
+            .filter(|t| !is_system_table(t.name()))
             .map(|t| t.def().clone())
-            .filter(|d| !system.contains(&d.name.as_str()))
             .collect();
         let reducers = &self.def().reducers;
         let mut plan = migrate::plan(&old_tables, reducers, &self.def().tables, reducers)

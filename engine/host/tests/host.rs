@@ -1042,6 +1042,317 @@ fn area_calls_need_a_reducer_and_trap_on_a_bad_identity_pointer() {
     );
 }
 
+// ---- Calls between regions: `region_send`, `region_broadcast` ------------------------------------------------
+
+const REGION_IMPORTS: &str = r#"
+  (import "locus_v1" "region_send" (func $region_send (param i32 i32 i32 i32 i32 i32) (result i32)))
+  (import "locus_v1" "region_broadcast" (func $region_broadcast (param i32 i32 i32 i32) (result i32)))"#;
+
+/// The world `west`, `east` (indexes 0 and 1): its database with the server's system tables of a world split into
+/// regions, made before any module is instantiated over it (as the server does).
+fn split_world() -> Database {
+    use locus_region::message::{outbox_table_def, regions_row, regions_table_def};
+    let mut db = Database::default();
+    db.create_table(outbox_table_def()).unwrap();
+    let regions = db.create_table(regions_table_def()).unwrap();
+    let mut tx = db.begin();
+    for (i, name) in ["west", "east"].into_iter().enumerate() {
+        tx.insert(
+            regions,
+            &regions_row(name, locus_region::RegionId(i as u16)),
+        )
+        .unwrap();
+    }
+    drop(tx.commit());
+    db
+}
+
+/// The outbox rows of `db`, parsed: `(seq, to, message)`.
+fn outbox(
+    db: &Database,
+) -> Vec<(
+    u64,
+    locus_region::Destination,
+    locus_region::message::RegionMessage,
+)> {
+    rows_of(db, locus_region::message::OUTBOX_TABLE)
+        .iter()
+        .map(|row| {
+            let (seq, to, payload) = locus_region::message::parse_outbox_row(row).unwrap();
+            (seq, to, rmp_serde::from_slice(&payload).unwrap())
+        })
+        .collect()
+}
+
+/// A module with a `Region` reducer `note(text: String)`, a scheduled `later()`, and client reducers that send:
+/// `send(region: String)` sends `note("hi")` to `region` and records the errno as the row [1, errno] of `thing`
+/// (replacing the last);
+/// `broadcast()` sends it to every region and records [2, errno]; `send_then_trap(region)` sends, then traps;
+/// `errnos()` checks every errno the two calls return before they look at the database; `bad_ptr()` passes a
+/// region name outside memory.
+fn regions_fixture() -> Fixture {
+    // Memory: 800 "east" · 816 "nowhere" · 832 "note" · 840 "nothing" · 848 "\ff" · 856 the args ["hi"] ·
+    // 864 the args [5] · 868 the args [] · 872 "later" · 880 "errnos" · 900 the row [id, errno] · 1024 the reducer's args.
+    let extra = format!(
+        r#"{REGION_IMPORTS}
+  (import "locus_v1" "delete" (func $delete (param i32 i32 i32) (result i32)))
+  (data (i32.const 800) "east")
+  (data (i32.const 816) "nowhere")
+  (data (i32.const 832) "note")
+  (data (i32.const 840) "nothing")
+  (data (i32.const 848) "\ff")
+  (data (i32.const 856) "\91\a2hi")
+  (data (i32.const 864) "\91\05")
+  (data (i32.const 868) "\90")
+  (data (i32.const 872) "later")
+  (data (i32.const 880) "errnos")
+  (func $record (param $id i32) (param $code i32)
+    (i32.store8 (i32.const 900) (i32.const 0x92))
+    (i32.store8 (i32.const 901) (local.get $id))
+    (i32.store8 (i32.const 902) (local.get $code))
+    (drop (call $delete (call $thing) (i32.const 901) (i32.const 1)))
+    (if (call $insert (call $thing) (i32.const 900) (i32.const 3) (i32.const 320)) (then unreachable)))
+  (func $send (param $len i32) (result i32)
+    ;; The args are [region]: 91, a fixstr header, then the name.
+    (if (call $args (i32.const 1024) (i32.const 256) (i32.const 320)) (then unreachable))
+    (call $region_send (i32.const 1026) (i32.sub (local.get $len) (i32.const 2))
+                       (i32.const 832) (i32.const 4) (i32.const 856) (i32.const 4)))"#
+    );
+    let send = |region: (u32, u32), name: (u32, u32), args: (u32, u32)| {
+        format!(
+            "(call $region_send (i32.const {}) (i32.const {}) (i32.const {}) (i32.const {}) (i32.const {}) (i32.const {}))",
+            region.0, region.1, name.0, name.1, args.0, args.1
+        )
+    };
+    let broadcast = |name: (u32, u32), args: (u32, u32)| {
+        format!(
+            "(call $region_broadcast (i32.const {}) (i32.const {}) (i32.const {}) (i32.const {}))",
+            name.0, name.1, args.0, args.1
+        )
+    };
+    let (east, nowhere, bad) = ((800, 4), (816, 7), (848, 1));
+    let (note, nothing, later, errnos) = ((832, 4), (840, 7), (872, 5), (880, 6));
+    let (hi, five) = ((856, 4), (864, 2));
+    let checks = [
+        // BadUtf8: the region's name, then the reducer's.
+        expect(&send(bad, note, hi), Errno::BadUtf8),
+        expect(&send(east, bad, hi), Errno::BadUtf8),
+        expect(&broadcast(bad, hi), Errno::BadUtf8),
+        // NoSuchReducer: no reducer of that name, or one of a kind no region may call (scheduled). Before the
+        // region is looked up.
+        expect(&send(nowhere, nothing, hi), Errno::NoSuchReducer),
+        expect(&send(nowhere, later, (868, 1)), Errno::NoSuchReducer),
+        expect(&broadcast(nothing, hi), Errno::NoSuchReducer),
+        expect(&broadcast(later, (868, 1)), Errno::NoSuchReducer),
+        // BadArgument: arguments that are not the reducer's (an int for a string; a client reducer's too).
+        expect(&send(nowhere, note, five), Errno::BadArgument),
+        expect(&send(nowhere, errnos, hi), Errno::BadArgument),
+        expect(&broadcast(note, five), Errno::BadArgument),
+        expect(&broadcast(note, (856, 3)), Errno::BadArgument),
+        "i32.const 0".to_owned(),
+    ]
+    .join("\n");
+    let scheduled = ReducerDef {
+        name: "later".into(),
+        kind: ReducerKind::Scheduled,
+        params: Vec::new(),
+    };
+    let region = ReducerDef {
+        name: "note".into(),
+        kind: ReducerKind::Region,
+        params: vec![ColumnDef::new("text", ColumnType::String)],
+    };
+    Fixture {
+        extra,
+        ..Fixture::new()
+    }
+    .reducer(region, "i32.const 0")
+    .reducer(scheduled, "i32.const 0")
+    .reducer(
+        client("send", &[("region", ColumnType::String)]),
+        "(call $record (i32.const 1) (call $send (local.get $len))) i32.const 0",
+    )
+    .reducer(
+        client("broadcast", &[]),
+        &format!(
+            "(call $record (i32.const 2) {}) i32.const 0",
+            broadcast(note, hi)
+        ),
+    )
+    .reducer(
+        client("send_then_trap", &[("region", ColumnType::String)]),
+        "(drop (call $send (local.get $len))) unreachable",
+    )
+    .reducer(client("errnos", &[]), &checks)
+    .reducer(
+        client("bad_ptr", &[]),
+        &format!("(drop {}) i32.const 0", send((65530, 100), note, hi)),
+    )
+}
+
+/// The errno a `send`/`broadcast` call of [`regions_fixture`] recorded as row `id` of `thing`.
+fn recorded(inst: &Hosted, id: u64) -> Errno {
+    let row = things(inst)
+        .into_iter()
+        .find(|r| r[1] == id as u8)
+        .unwrap_or_else(|| panic!("no row {id}"));
+    Errno::from_code(u32::from(row[2])).unwrap()
+}
+
+#[test]
+fn region_calls_write_one_outbox_row_in_the_reducers_transaction() {
+    use locus_region::Destination;
+    use locus_region::message::{OUTBOX_TABLE, RegionMessage, TO_ALL};
+    let rt = runtime();
+    let module = rt.load(&regions_fixture().bytes()).unwrap();
+    let mut inst = module.hosted(split_world()).unwrap();
+    let ada = CallContext {
+        sender: Identity([9; 32]),
+        ..ctx()
+    };
+    let note = |sender: Identity| RegionMessage::Call {
+        reducer: "note".into(),
+        args: vec![0x91, 0xa2, b'h', b'i'],
+        sender,
+    };
+    inst.call("errnos", &[0x90], &ctx()).unwrap();
+
+    // To one region: the row (seq 0 → the outbox's next number, to = the region's index, the payload) and the
+    // errno, in one changeset.
+    let changes = inst
+        .call("send", &rmp_serde::to_vec(&("east",)).unwrap(), &ada)
+        .unwrap();
+    assert_eq!(recorded(&inst, 1), Errno::Ok);
+    let outbox_id = inst.db().table_id(OUTBOX_TABLE).unwrap();
+    let written: Vec<_> = changes
+        .tables
+        .iter()
+        .filter(|t| t.table == outbox_id)
+        .flat_map(|t| t.inserts.iter())
+        .collect();
+    assert_eq!(
+        written.len(),
+        1,
+        "the outbox row is in the call's changeset"
+    );
+    let expected_row = locus_region::message::outbox_row(
+        1,
+        Destination::Region(locus_region::RegionId(1)),
+        &rmp_serde::to_vec(&note(ada.sender)).unwrap(),
+    );
+    assert_eq!(**written[0], expected_row[..]);
+    assert_eq!(
+        outbox(inst.db()),
+        [(
+            1,
+            Destination::Region(locus_region::RegionId(1)),
+            note(ada.sender)
+        )]
+    );
+
+    // To every region: `to` is TO_ALL (u32::MAX), the sender the server's here.
+    inst.call("broadcast", &[0x90], &ctx()).unwrap();
+    assert_eq!(recorded(&inst, 2), Errno::Ok);
+    let all = outbox(inst.db());
+    assert_eq!(all[1], (2, Destination::All, note(Identity::SERVER)));
+    let to_column = codec::decode_row(
+        &locus_region::message::outbox_table_def().columns,
+        &rows_of(inst.db(), OUTBOX_TABLE)[1],
+    )
+    .unwrap()[1]
+        .clone();
+    assert_eq!(to_column, Value::U64(u64::from(TO_ALL)));
+
+    // A region that is not in `locus_regions`: NotFound, and nothing written (the call still commits its errno).
+    let mut fresh = module.hosted(split_world()).unwrap();
+    fresh
+        .call("send", &rmp_serde::to_vec(&("nowhere",)).unwrap(), &ada)
+        .unwrap();
+    assert_eq!(recorded(&fresh, 1), Errno::NotFound);
+    assert!(outbox(fresh.db()).is_empty());
+
+    // A trap after sending, a bad pointer: nothing sent.
+    let before = outbox(inst.db());
+    let err = inst
+        .call(
+            "send_then_trap",
+            &rmp_serde::to_vec(&("east",)).unwrap(),
+            &ada,
+        )
+        .unwrap_err();
+    assert!(matches!(err, CallError::Trapped { .. }), "{err}");
+    let err = inst.call("bad_ptr", &[0x90], &ada).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Trapped { message, .. } if message.contains("region_send") && message.contains("outside the module's memory")),
+        "{err}"
+    );
+    assert_eq!(
+        outbox(inst.db()),
+        before,
+        "a rolled-back call sends nothing"
+    );
+    // And the numbers of the rolled-back sends are given out again.
+    inst.call("broadcast", &[0x90], &ctx()).unwrap();
+    assert_eq!(outbox(inst.db())[2].0, 3);
+}
+
+#[test]
+fn a_world_not_split_into_regions_refuses_region_calls() {
+    use locus_region::message::{outbox_table_def, regions_table_def};
+    let rt = runtime();
+    let module = rt.load(&regions_fixture().bytes()).unwrap();
+    // No region tables at all; only one of the two; a table of the name with another definition.
+    let only_regions = || {
+        let mut db = Database::default();
+        db.create_table(regions_table_def()).unwrap();
+        db
+    };
+    let only_outbox = || {
+        let mut db = Database::default();
+        db.create_table(outbox_table_def()).unwrap();
+        db
+    };
+    let impostor = || {
+        let mut db = Database::default();
+        db.create_table(outbox_table_def()).unwrap();
+        let mut def = regions_table_def();
+        def.columns[1].ty = ColumnType::U64;
+        db.create_table(def).unwrap();
+        db
+    };
+    for (what, db) in [
+        ("no tables", Database::default()),
+        ("no outbox", only_regions()),
+        ("no regions", only_outbox()),
+        ("another regions table", impostor()),
+    ] {
+        let mut inst = module.hosted(db).unwrap();
+        inst.call("errnos", &[0x90], &ctx())
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        inst.call("send", &rmp_serde::to_vec(&("east",)).unwrap(), &ctx())
+            .unwrap();
+        inst.call("broadcast", &[0x90], &ctx()).unwrap();
+        assert_eq!(recorded(&inst, 1), Errno::NotSplit, "{what}");
+        assert_eq!(recorded(&inst, 2), Errno::NotSplit, "{what}");
+    }
+    // The tables made after the module was instantiated (the server splits a running world) count.
+    let mut inst = module.hosted(Database::default()).unwrap();
+    let split = split_world();
+    for name in ["locus_outbox", "locus_regions"] {
+        let t = split.table(split.table_id(name).unwrap()).unwrap();
+        let id = inst.db_mut().create_table(t.def().clone()).unwrap();
+        let mut tx = inst.db_mut().begin();
+        for row in t.iter() {
+            tx.insert(id, row).unwrap();
+        }
+        drop(tx.commit());
+    }
+    inst.call("send", &rmp_serde::to_vec(&("east",)).unwrap(), &ctx())
+        .unwrap();
+    assert_eq!(recorded(&inst, 1), Errno::Ok);
+    assert_eq!(outbox(inst.db()).len(), 1);
+}
+
 // ---- The database lent for each call; upgrades that migrate only what changed --------------------------------
 
 /// The snapshot encoding of `db`: equal bytes, equal database (schema, sequences and rows in storage order).
@@ -1263,6 +1574,261 @@ fn an_upgrade_migrates_only_the_changed_tables_and_a_refused_one_changes_nothing
     let row = codec::encode_row(&tally_table().columns, &[Value::U64(0), Value::U64(9)]).unwrap();
     assert_eq!(tx.insert(tally, &row).unwrap(), Value::U64(6));
     let _ = tx.commit();
+}
+
+// ---- System tables the server makes itself; tables made movable --------------------------------------------------
+
+/// A system table of the server's own (as a world split into regions keeps its outbox): not the module's.
+fn something_table() -> TableDef {
+    TableDef::builder("locus_something")
+        .column("id", ColumnType::U64)
+        .column("note", ColumnType::String)
+        .primary_key("id")
+        .build()
+        .unwrap()
+}
+
+fn something_row(id: u64, note: &str) -> Vec<u8> {
+    codec::encode_row(
+        &something_table().columns,
+        &[Value::U64(id), Value::String(note.into())],
+    )
+    .unwrap()
+}
+
+/// Create `locus_something` in `db` as the server would (`Database::create_table`), with two rows; its id.
+fn make_something(db: &mut Database) -> TableId {
+    let id = db.create_table(something_table()).unwrap();
+    let mut tx = db.begin();
+    tx.insert(id, &something_row(1, "one")).unwrap();
+    tx.insert(id, &something_row(2, "two")).unwrap();
+    let _ = tx.commit();
+    id
+}
+
+/// `writer()` over `tables`, at module version 1, with a reducer `peek` that traps unless `locus_something` is
+/// invisible to it: `table_id` does not know the name, and `get` does not take the table's id (`something`).
+fn peeking(tables: Vec<TableDef>, something: TableId) -> Fixture {
+    let mut f = with_tables(tables).reducer(
+        client("peek", &[]),
+        &format!(
+            "{} {} i32.const 0",
+            expect(
+                "(call $table_id (i32.const 800) (i32.const 15) (i32.const 300))",
+                Errno::NoSuchTable
+            ),
+            expect(
+                &format!(
+                    "(call $get (i32.const {}) (i32.const 830) (i32.const 1) (i32.const 1024) (i32.const 64) \
+                     (i32.const 1100))",
+                    something.0
+                ),
+                Errno::NoSuchTable
+            ),
+        ),
+    );
+    f.extra = "(func (export \"__locus_module_version\") (result i32) i32.const 1)
+               (data (i32.const 800) \"locus_something\")
+               (data (i32.const 830) \"\\01\")"
+        .into();
+    f
+}
+
+#[test]
+fn a_system_table_the_server_made_survives_instantiation_restarts_and_publishes_unseen() {
+    let rt = runtime();
+    // Made before the first instantiation (a new world: still at the module's version) or after it (the server
+    // adds its table to a running world).
+    for before in [true, false] {
+        let world = |something: TableId| {
+            let v1 = rt
+                .load(&peeking(vec![thing_table(), tally_table()], something).bytes())
+                .unwrap();
+            let v2 = rt
+                .load(&peeking(vec![thing_v2(), tally_table()], something).bytes())
+                .unwrap();
+            (v1, v2)
+        };
+        let mut db = Database::default();
+        let (something, (v1, v2)) = if before {
+            let id = make_something(&mut db);
+            (id, world(id))
+        } else {
+            // Two module tables and the host's three come first.
+            (TableId(5), world(TableId(5)))
+        };
+        let mut inst = v1.instantiate(&mut db).unwrap();
+        if !before {
+            assert_eq!(make_something(&mut db), something);
+        }
+        assert_eq!(locus_host::data_version(&db), 1, "{before}: a new world");
+        inst.call(&mut db, "insert1", &[0x90], &ctx()).unwrap();
+        inst.call(&mut db, "peek", &[0x90], &ctx()).unwrap();
+        let kept = |db: &Database, what: &str| {
+            assert_eq!(
+                db.table_id("locus_something"),
+                Some(something),
+                "{before}, {what}: the same id"
+            );
+            assert_eq!(
+                db.table(something).unwrap().def(),
+                &something_table(),
+                "{before}, {what}"
+            );
+            assert_eq!(
+                rows_of(db, "locus_something"),
+                [something_row(1, "one"), something_row(2, "two")],
+                "{before}, {what}: the same rows"
+            );
+        };
+        kept(&db, "instantiated");
+
+        // A restart with the same module (recovery), then with a newer one whose schema changed compatibly.
+        drop(inst);
+        let mut inst = v1.instantiate(&mut db).unwrap();
+        inst.call(&mut db, "peek", &[0x90], &ctx()).unwrap();
+        let before_image = image(&db);
+        let (mut inst, plan) = v2.instantiate_upgrading(&mut db, &ctx()).unwrap();
+        assert_ne!(image(&db), before_image);
+        assert_eq!(
+            plan.changes,
+            [Change::AddColumn {
+                table: "thing".into(),
+                column: "m".into(),
+                default: Value::U64(0),
+            }],
+            "{before}: the system table is not planned"
+        );
+        kept(&db, "restarted with v2");
+        inst.call(&mut db, "peek", &[0x90], &ctx()).unwrap();
+        // An older module over the upgraded data is refused for the module's table only, and changes nothing.
+        let image_v2 = image(&db);
+        match v1.instantiate_upgrading(&mut db, &ctx()) {
+            Err(UpgradeError::Incompatible(wrong)) => assert_eq!(
+                wrong.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                ["column `thing.m` removed"]
+            ),
+            other => panic!("{before}: {other:?}"),
+        }
+        assert_eq!(image(&db), image_v2);
+
+        // A publish: v1's world, then v2 published into it.
+        let mut fresh = Database::default();
+        if before {
+            make_something(&mut fresh);
+        }
+        let mut world = v1.hosted(fresh).unwrap();
+        if !before {
+            make_something(&mut world.db);
+        }
+        world.call("insert1", &[0x90], &ctx()).unwrap();
+        let plan = world.upgrade(&v2).unwrap();
+        assert_eq!(plan.changes.len(), 1, "{before}: {plan:?}");
+        kept(&world.db, "published");
+        world.call("peek", &[0x90], &ctx()).unwrap();
+        // A refused publish leaves it as it was too.
+        let refused = v1
+            .upgrade(&world.instance, &world.db)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(refused, UpgradeError::Incompatible(_)));
+        kept(&world.db, "refused publish");
+    }
+}
+
+#[test]
+fn making_a_table_movable_or_not_is_a_compatible_change_the_world_takes_on() {
+    let rt = runtime();
+    let mut movable = spot_table();
+    movable.movable = true;
+    let v1 = rt
+        .load(&with_tables(vec![thing_table(), spot_table()]).bytes())
+        .unwrap();
+    let v2 = rt
+        .load(&with_tables(vec![thing_table(), movable.clone()]).bytes())
+        .unwrap();
+    assert!(
+        v2.def()
+            .tables
+            .iter()
+            .any(|t| t.name == "spot" && t.movable),
+        "the host reads the flag from the description"
+    );
+    assert!(v1.def().tables.iter().all(|t| !t.movable));
+    let spot_row = |id: u64| {
+        codec::encode_row(
+            &spot_table().columns,
+            &[
+                Value::U64(id),
+                Value::Vec2(locus_types::Vec2::new(1.0, 2.0)),
+            ],
+        )
+        .unwrap()
+    };
+    let spot_def = |db: &Database| {
+        db.table(db.table_id("spot").unwrap())
+            .unwrap()
+            .def()
+            .clone()
+    };
+    let made = || {
+        let mut world = v1.hosted(Database::default()).unwrap();
+        world.call("insert1", &[0x90], &ctx()).unwrap();
+        let spot = world.db.table_id("spot").unwrap();
+        let mut tx = world.db.begin();
+        tx.insert(spot, &spot_row(1)).unwrap();
+        tx.insert(spot, &spot_row(2)).unwrap();
+        let _ = tx.commit();
+        world
+    };
+    let changed = |movable: bool| {
+        [Change::Movable {
+            table: "spot".into(),
+            movable,
+        }]
+    };
+
+    // A publish: accepted; `spot` is rebuilt with the flag, its rows kept; `thing` is not touched.
+    let mut world = made();
+    let things_before = rows_of(&world.db, "thing");
+    let upgrade = v2.upgrade(&world.instance, &world.db).unwrap();
+    assert_eq!(upgrade.plan.changes, changed(true));
+    assert_eq!(
+        upgrade.plan.changes[0].to_string(),
+        "table `spot` is now movable between regions"
+    );
+    let rebuilt: Vec<&str> = upgrade.rebuilt().map(|t| t.name()).collect();
+    assert_eq!(rebuilt, ["spot"]);
+    let (instance, _) = upgrade
+        .apply(&mut world.db, &ctx())
+        .unwrap()
+        .commit(&mut world.db);
+    world.instance = instance;
+    assert_eq!(spot_def(&world.db), movable, "the running world knows it");
+    assert_eq!(rows_of(&world.db, "spot"), [spot_row(1), spot_row(2)]);
+    assert_eq!(rows_of(&world.db, "thing"), things_before);
+    // The same module again is no change; a restart with it (recovery) instantiates over the movable table.
+    assert!(world.upgrade(&v2).unwrap().is_empty());
+    let mut db = world.into_db();
+    v2.instantiate(&mut db).unwrap();
+    // A snapshot keeps the flag: recovery gets the movable definition back.
+    let snapshot = locus_log::EncodedSnapshot::new(Tick(0), &db);
+    let parsed = locus_log::format::parse_snapshot(snapshot.bytes()).unwrap();
+    assert!(parsed.schema.contains(&movable), "{:?}", parsed.schema);
+    assert_eq!(parsed.schema.iter().filter(|t| t.movable).count(), 1);
+    // And back: no longer movable is compatible too.
+    let mut world = v2.hosted(db).unwrap();
+    assert_eq!(world.upgrade(&v1).unwrap().changes, changed(false));
+    assert_eq!(spot_def(&world.db), spot_table());
+
+    // A restart with the newer build over v1's data: the same change, carried over.
+    let mut db = made().into_db();
+    let (_instance, plan) = v2.instantiate_upgrading(&mut db, &ctx()).unwrap();
+    assert_eq!(plan.changes, changed(true));
+    assert_eq!(spot_def(&db), movable);
+    assert_eq!(rows_of(&db, "spot"), [spot_row(1), spot_row(2)]);
+    // A restart with the same build (recovery) instantiates over the movable table as it is.
+    v2.instantiate(&mut db).unwrap();
 }
 
 // ---- Module versions and the upgrade reducer ---------------------------------------------------------------------
@@ -1541,6 +2107,8 @@ mod sdk {
     use std::sync::LazyLock;
 
     use locus_host::{CallContext, CallError, HostConfig, Hosted, Runtime, build};
+    use locus_region::message::RegionMessage;
+    use locus_region::{Destination, RegionId};
     use locus_store::Database;
     use locus_test_module as tm;
     use locus_types::abi::{AreaCenter, AreaRow, LogLevel};
@@ -1630,6 +2198,7 @@ mod sdk {
         );
         assert_eq!(kind("ping"), ReducerKind::Scheduled);
         assert_eq!(kind("spawn"), ReducerKind::Client);
+        assert_eq!(kind("region_note"), ReducerKind::Region);
     }
 
     #[test]
@@ -2294,5 +2863,214 @@ mod sdk {
             matches!(&err, CallError::Failed { message, .. } if message == "no mover 99"),
             "{err}"
         );
+    }
+
+    // ---- Calls between regions ----
+
+    /// The test module over a world split into `west` and `east` (made as the server makes it).
+    fn split_instance() -> Hosted {
+        Runtime::new(HostConfig::default())
+            .unwrap()
+            .load(&WASM)
+            .unwrap()
+            .hosted(super::split_world())
+            .unwrap()
+    }
+
+    fn note_from(sender: Identity, text: &str) -> RegionMessage {
+        RegionMessage::Call {
+            reducer: "region_note".into(),
+            args: tm::region_note::call(text.into()).into_call().args,
+            sender,
+        }
+    }
+
+    #[test]
+    fn the_sdk_sends_typed_calls_as_outbox_rows_only_when_the_reducer_commits() {
+        let mut west = split_instance();
+        let ada = Identity([1; 32]);
+        call(&mut west, tm::send_note::call("east".into(), "hi".into())).unwrap();
+        call(&mut west, tm::broadcast_note::call("all".into())).unwrap();
+        call(
+            &mut west,
+            tm::send_log::call("west".into(), "to myself".into()),
+        )
+        .unwrap();
+        let sent = vec![
+            (1, Destination::Region(RegionId(1)), note_from(ada, "hi")),
+            (2, Destination::All, note_from(ada, "all")),
+            (
+                3,
+                Destination::Region(RegionId(0)),
+                RegionMessage::Call {
+                    reducer: "log_all".into(),
+                    args: tm::log_all::call("to myself".into()).args,
+                    sender: ada,
+                },
+            ),
+        ];
+        assert_eq!(super::outbox(west.db()), sent);
+        assert_eq!(
+            events(&west),
+            [
+                "send_note east hi",
+                "broadcast_note all",
+                "send_log west to myself"
+            ]
+        );
+
+        // Failures send nothing: the reducer's own, and an unknown region.
+        let err = call(
+            &mut west,
+            tm::send_then_fail::call("east".into(), "no".into()),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, CallError::Failed { message, .. } if message == "deliberate failure after sending"),
+            "{err}"
+        );
+        let err = call(&mut west, tm::send_note::call("north".into(), "no".into())).unwrap_err();
+        assert!(
+            matches!(&err, CallError::Failed { message, .. } if message == "no region named `north`"),
+            "{err}"
+        );
+        assert_eq!(super::outbox(west.db()), sent);
+        assert_eq!(events(&west).len(), 3);
+    }
+
+    /// The errors `send_wrong` writes: each wrong call to `east`, then to every region.
+    fn send_wrong_errors() -> String {
+        let long = rmp_serde::to_vec(&("x".repeat(locus_module::MAX_REGION_CALL_ARGS),))
+            .unwrap()
+            .len();
+        let pair = |reducer: &str, why: &str| {
+            format!(
+                "cannot send `{reducer}` to a region: {why} | cannot send `{reducer}` to the regions: {why}"
+            )
+        };
+        [
+            pair("nothing", "no client or region reducer has that name"),
+            pair("ping", "no client or region reducer has that name"),
+            pair("region_note", "the arguments do not match its parameters"),
+            pair(
+                "region_note",
+                &format!("its arguments take {long} bytes, more than the 65536 allowed"),
+            ),
+        ]
+        .join(" | ")
+    }
+
+    #[test]
+    fn wrong_calls_fail_at_the_sender_whether_or_not_the_world_is_split() {
+        for mut inst in [split_instance(), instance(HostConfig::default())] {
+            call(&mut inst, tm::send_wrong::call()).unwrap();
+            assert_eq!(
+                events(&inst),
+                [format!("send_wrong {}", send_wrong_errors())]
+            );
+            assert!(
+                inst.db()
+                    .table_id("locus_outbox")
+                    .is_none_or(|_| super::outbox(inst.db()).is_empty())
+            );
+        }
+    }
+
+    #[test]
+    fn a_world_not_split_into_regions_says_so_to_the_module() {
+        let mut inst = instance(HostConfig::default());
+        for c in [
+            tm::send_note::call("east".into(), "hi".into()),
+            tm::broadcast_note::call("hi".into()),
+        ] {
+            let err = call(&mut inst, c).unwrap_err();
+            assert!(
+                matches!(&err, CallError::Failed { message, .. } if message == "this world is not split into regions"),
+                "{err}"
+            );
+        }
+        assert!(events(&inst).is_empty());
+        assert!(inst.db().table_id("locus_outbox").is_none());
+    }
+
+    #[test]
+    fn a_call_from_a_region_runs_as_its_sender_and_only_region_or_client_reducers_take_one() {
+        let mut west = split_instance();
+        let mut east = split_instance();
+        let ada = Identity([1; 32]);
+        call(&mut west, tm::send_note::call("east".into(), "hi".into())).unwrap();
+        call(
+            &mut west,
+            tm::send_log::call("east".into(), "logged".into()),
+        )
+        .unwrap();
+        // The receiving server decodes each outbox message and runs it.
+        for (_, to, message) in super::outbox(west.db()) {
+            assert_eq!(to, Destination::Region(RegionId(1)));
+            let RegionMessage::Call {
+                reducer,
+                args,
+                sender,
+            } = message
+            else {
+                panic!("not a call: {message:?}");
+            };
+            let ctx = CallContext { sender, ..server() };
+            east.call_from_region(&reducer, &args, &ctx).unwrap();
+        }
+        assert_eq!(
+            events(&east),
+            [
+                format!("region_note hi from {ada}"),
+                "log_all logged".into()
+            ]
+        );
+        let logged: Vec<String> = east.drain_logs().into_iter().map(|l| l.message).collect();
+        assert!(logged.contains(&"info logged".to_owned()), "{logged:?}");
+
+        // A client cannot call a region reducer; a region cannot call a lifecycle or scheduled one, nor one the
+        // module lacks, nor with the wrong arguments (numbers are not converted: a module sent them).
+        let note = tm::region_note::call("x".into()).into_call();
+        assert_eq!(
+            call(&mut east, note.clone()).unwrap_err(),
+            CallError::NotCallable {
+                reducer: "region_note".into(),
+                kind: ReducerKind::Region
+            }
+        );
+        for (reducer, args, kind) in [
+            ("init", vec![0x90], ReducerKind::Init),
+            (
+                "ping",
+                tm::ping::call("x".into()).args.clone(),
+                ReducerKind::Scheduled,
+            ),
+        ] {
+            assert_eq!(
+                east.call_from_region(reducer, &args, &server())
+                    .unwrap_err(),
+                CallError::NotCallable {
+                    reducer: reducer.into(),
+                    kind
+                }
+            );
+        }
+        assert_eq!(
+            east.call_from_region("nothing", &[0x90], &server())
+                .unwrap_err(),
+            CallError::NoSuchReducer("nothing".into())
+        );
+        let err = east
+            .call_from_region("region_note", &[0x91, 0x05], &server())
+            .unwrap_err();
+        assert!(matches!(err, CallError::BadArguments { .. }), "{err}");
+        let err = east
+            .call_from_region("move_player", &[0x93, 0x01, 0x01, 0x02], &server())
+            .unwrap_err();
+        assert!(
+            matches!(err, CallError::BadArguments { .. }),
+            "an int for an f32 is refused: {err}"
+        );
+        assert_eq!(events(&east).len(), 2);
     }
 }

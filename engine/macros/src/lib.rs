@@ -60,8 +60,18 @@ fn ident_name(ident: &Ident) -> String {
 
 /// Make a struct with named fields a table row type.
 ///
-/// Options: `#[table(public)]` (rows may be sent to clients; the default is private), `#[table(name = "…")]`
-/// (the table's name; default: the struct's name in snake_case).
+/// Options, comma-separated: `public` (rows may be sent to clients; the default is private), `movable` (see
+/// below), `name = "…"` (the table's name; default: the struct's name in snake_case). E.g.
+/// `#[table(public, movable)]`.
+///
+/// `movable`: in a world split into regions (separate server processes, each a rectangle of the world), a row of
+/// this table — an avatar — is moved by the engine to the region it walks into, so the table needs a `#[spatial]`
+/// column (a compile error otherwise): the engine places each row in a region by it. What moves with a row: the row
+/// itself; and if the table has an identity column (its first `Identity` column that is `#[owner]`, `#[unique]` or
+/// the `#[primary_key]`), every row of every table whose `#[owner]` column holds the moving row's identity, and
+/// every row of every table whose primary key is an `Identity` equal to it (private per-player state). Everything
+/// else stays where it is. Making a table movable, or no longer movable, is a compatible change for `locus publish`
+/// (`locus_types::TableDef::movable`).
 ///
 /// Field attributes: `#[primary_key]` (exactly one), `#[auto_inc]` (on an integer primary key: inserting `0`
 /// takes the next value of the table's sequence), `#[unique]`, `#[index(btree)]`, `#[spatial]` (one `Vec2`
@@ -99,7 +109,9 @@ pub fn table(attr: TokenStream, item: TokenStream) -> TokenStream {
 /// `#[reducer(tick)]` (exactly one parameter, `dt: f32`), `#[reducer(scheduled)]` (any parameters, given when
 /// scheduled), `#[reducer(upgrade)]` (exactly two parameters, `from: u32, to: u32`: run once, in the upgrade's
 /// transaction, when the module takes over data at another module version — see `locus_module::version!`; at most
-/// one per module). Parameters are owned types, mapped to column types as table fields are.
+/// one per module), `#[reducer(region)]` (any parameters: run only when a reducer of a region of the world sends
+/// it a call with `ReducerContext::send_to_region` or `send_to_all_regions`, never by a client). Parameters are
+/// owned types, mapped to column types as table fields are.
 ///
 /// Generated, for `fn say` (besides the function itself, unchanged):
 ///
@@ -107,7 +119,9 @@ pub fn table(attr: TokenStream, item: TokenStream) -> TokenStream {
 ///   (on every target: a native client gets typed calls from the module crate itself). For a
 ///   `#[reducer(scheduled)]` reducer `call` returns a `ScheduledCall` instead, the only thing
 ///   `ReducerContext::schedule_at` / `schedule_in` take, so scheduling any other kind of reducer is a compile error
-///   (a `ScheduledCall` converts `Into` a `ReducerCall` where one is needed). The module sees the
+///   (a `ScheduledCall` converts `Into` a `ReducerCall` where one is needed). For a `#[reducer(region)]` reducer it
+///   returns a `RegionCall`, which `ReducerContext::send_to_region` / `send_to_all_regions` take (as they take a
+///   client reducer's `ReducerCall`; a `ScheduledCall` does not compile there). The module sees the
 ///   parent's items (`use super::*`), so parameter types resolve as in the function; reducers must be
 ///   module-level items;
 /// - on wasm32, the exports `__locus_reducer_say` and `__locus_describe_reducer_say`.

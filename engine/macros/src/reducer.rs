@@ -18,6 +18,7 @@ enum Kind {
     Every(u64),
     Scheduled,
     Upgrade,
+    Region,
 }
 
 impl Kind {
@@ -31,6 +32,7 @@ impl Kind {
             Kind::Every(millis) => quote!(::locus_module::ReducerKind::Every { millis: #millis }),
             Kind::Scheduled => quote!(::locus_module::ReducerKind::Scheduled),
             Kind::Upgrade => quote!(::locus_module::ReducerKind::Upgrade),
+            Kind::Region => quote!(::locus_module::ReducerKind::Region),
         }
     }
 
@@ -44,6 +46,7 @@ impl Kind {
             Kind::Every(_) => "every_ms",
             Kind::Scheduled => "scheduled",
             Kind::Upgrade => "upgrade",
+            Kind::Region => "region",
         }
     }
 }
@@ -73,6 +76,8 @@ fn parse_kind(attr: TokenStream) -> syn::Result<Kind> {
             Kind::Scheduled
         } else if meta.path.is_ident("upgrade") {
             Kind::Upgrade
+        } else if meta.path.is_ident("region") {
+            Kind::Region
         } else if meta.path.is_ident("every_ms") {
             let lit: LitInt = meta.value()?.parse()?;
             let millis: u64 = lit.base10_parse()?;
@@ -86,7 +91,7 @@ fn parse_kind(attr: TokenStream) -> syn::Result<Kind> {
         } else {
             return Err(meta.error(
                 "unknown reducer kind; expected `init`, `client_connected`, `client_disconnected`, `tick`, \
-                 `every_ms = N`, `scheduled`, `upgrade` or nothing (a client reducer)",
+                 `every_ms = N`, `scheduled`, `upgrade`, `region` or nothing (a client reducer)",
             ));
         };
         if kind.is_some() {
@@ -289,8 +294,9 @@ fn generate(
         "Reducer `{name}` ({}): its name, typed calls and description.",
         kind.describe()
     );
-    // A scheduled reducer's call is a `ScheduledCall`, the only thing `schedule_at` takes; every other kind's is a
-    // plain `ReducerCall` (for a client to send), so scheduling one does not compile.
+    // A scheduled reducer's call is a `ScheduledCall`, the only thing `schedule_at` takes, and a region reducer's a
+    // `RegionCall`, for `send_to_region` / `send_to_all_regions` (which also take a client reducer's); every other
+    // kind's is a plain `ReducerCall` (for a client to send), so scheduling one does not compile.
     let (call_ty, call_fn, call_doc) = if *kind == Kind::Scheduled {
         (
             quote!(::locus_module::ScheduledCall),
@@ -298,6 +304,15 @@ fn generate(
             format!(
                 "A call of the scheduled reducer `{name}` with these arguments, to schedule with \
                  `ReducerContext::schedule_at` or `schedule_in`."
+            ),
+        )
+    } else if *kind == Kind::Region {
+        (
+            quote!(::locus_module::RegionCall),
+            quote!(::locus_module::__private::region_call),
+            format!(
+                "A call of the region reducer `{name}` with these arguments, to send to a region of the world \
+                 with `ReducerContext::send_to_region` or to every region with `send_to_all_regions`."
             ),
         )
     } else {
@@ -444,7 +459,28 @@ mod tests {
             let out = expand_kind(kind);
             assert!(out.contains("-> :: locus_module :: ReducerCall"), "{out}");
             assert!(!out.contains("ScheduledCall"), "{out}");
+            assert!(!out.contains("RegionCall"), "{out}");
         }
+    }
+
+    #[test]
+    fn a_region_reducers_call_is_a_region_call() {
+        let out = expand(
+            "region".parse().unwrap(),
+            "fn deliver(ctx: &ReducerContext, text: String, n: Option<u64>) {}"
+                .parse()
+                .unwrap(),
+        )
+        .unwrap()
+        .to_string();
+        assert!(out.contains("-> :: locus_module :: RegionCall"), "{out}");
+        assert!(
+            out.contains(":: locus_module :: ReducerKind :: Region"),
+            "{out}"
+        );
+        assert!(!out.contains("ScheduledCall"), "{out}");
+        assert_eq!(parse_kind("region".parse().unwrap()).unwrap(), Kind::Region);
+        assert!(parse_kind("region, scheduled".parse().unwrap()).is_err());
     }
 
     #[test]

@@ -34,9 +34,23 @@ struct Column {
     default: Option<syn::Expr>,
 }
 
+/// The options of `#[table(...)]`.
+struct Args {
+    /// `public` (the last of `public` / `private` wins).
+    public: bool,
+    /// `movable`: where it was written.
+    movable: Option<Span>,
+    /// `name = "..."`.
+    name: Option<LitStr>,
+}
+
 /// Expand `#[table(attr)] item`.
 pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let (public, name_override) = parse_args(attr)?;
+    let Args {
+        public,
+        movable,
+        name: name_override,
+    } = parse_args(attr)?;
     let mut item = match syn::parse2::<Item>(item)? {
         Item::Struct(s) => s,
         Item::Enum(e) => return Err(not_a_struct(e.enum_token.span)),
@@ -107,8 +121,28 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         }
     };
     validate_columns(&columns, pk)?;
+    if let Some(span) = movable
+        && !columns
+            .iter()
+            .any(|c| matches!(c.index, Some((IndexAttr::Spatial, _))))
+    {
+        return Err(syn::Error::new(
+            span,
+            "a movable table needs a #[spatial] column: the engine places each row in a region by it",
+        ));
+    }
 
-    let expanded = generate(&item, &columns, pk, &table_name, public, checks);
+    let expanded = generate(
+        &item,
+        &columns,
+        pk,
+        &table_name,
+        Flags {
+            public,
+            movable: movable.is_some(),
+        },
+        checks,
+    );
     Ok(expanded)
 }
 
@@ -119,26 +153,33 @@ fn not_a_struct(span: Span) -> syn::Error {
     )
 }
 
-fn parse_args(attr: TokenStream) -> syn::Result<(bool, Option<LitStr>)> {
-    let mut public = false;
-    let mut name = None;
+fn parse_args(attr: TokenStream) -> syn::Result<Args> {
+    let mut args = Args {
+        public: false,
+        movable: None,
+        name: None,
+    };
     let parser = syn::meta::parser(|meta| {
         if meta.path.is_ident("public") {
-            public = true;
+            args.public = true;
             Ok(())
         } else if meta.path.is_ident("private") {
-            public = false;
+            args.public = false;
+            Ok(())
+        } else if meta.path.is_ident("movable") {
+            args.movable = Some(meta.path.span());
             Ok(())
         } else if meta.path.is_ident("name") {
-            name = Some(meta.value()?.parse::<LitStr>()?);
+            args.name = Some(meta.value()?.parse::<LitStr>()?);
             Ok(())
         } else {
-            Err(meta
-                .error("unknown #[table] option; expected `public`, `private` or `name = \"...\"`"))
+            Err(meta.error(
+                "unknown #[table] option; expected `public`, `private`, `movable` or `name = \"...\"`",
+            ))
         }
     });
     syn::parse::Parser::parse2(parser, attr)?;
-    Ok((public, name))
+    Ok(args)
 }
 
 /// Whether a token tree mentions one of `idents` anywhere.
@@ -422,12 +463,20 @@ fn validate_columns(columns: &[Column], pk: usize) -> syn::Result<()> {
     }
 }
 
+/// The table-wide flags of the `locus_types::TableDef` the generated code builds.
+struct Flags {
+    /// `TableAccess::Public` (else private).
+    public: bool,
+    /// `TableDef::movable`.
+    movable: bool,
+}
+
 fn generate(
     item: &ItemStruct,
     columns: &[Column],
     pk: usize,
     table_name: &str,
-    public: bool,
+    Flags { public, movable }: Flags,
     checks: Checks,
 ) -> TokenStream {
     let vis = &item.vis;
@@ -619,6 +668,7 @@ fn generate(
                     indexes: ::std::vec![#(#index_defs),*],
                     access: #access,
                     owner: #owner,
+                    movable: #movable,
                 }
             }
 
@@ -878,5 +928,38 @@ mod tests {
                 .contains("cannot be the #[spatial] column")
         );
         assert!(expand_str("", "struct T { #[primary_key] #[index(btree)] a: u32 }").is_ok());
+    }
+
+    #[test]
+    fn a_movable_table_needs_a_spatial_column_and_says_so_in_its_def() {
+        assert!(
+            error_of(
+                "public, movable",
+                "struct T { #[primary_key] a: u32, p: Vec2 }"
+            )
+            .contains("a movable table needs a #[spatial] column")
+        );
+        let def_of = |attr: &str| {
+            expand_str(
+                attr,
+                "struct T { #[primary_key] a: u32, #[spatial] p: Vec2 }",
+            )
+            .unwrap()
+            .to_string()
+        };
+        for (attr, movable) in [
+            ("public, movable", true),
+            ("movable", true),
+            ("movable, private, name = \"t\"", true),
+            ("public", false),
+            ("", false),
+        ] {
+            let out = def_of(attr);
+            assert!(
+                out.contains(&format!("movable : {movable}")),
+                "{attr}: {out}"
+            );
+        }
+        assert!(def_of("movable").contains("TableAccess :: Private"));
     }
 }

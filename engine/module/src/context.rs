@@ -1,5 +1,5 @@
-//! The reducer context: who called, when, the database, a deterministic RNG, scheduling, and clients' areas of
-//! interest.
+//! The reducer context: who called, when, the database, a deterministic RNG, scheduling, clients' areas of
+//! interest, and calls to the other regions of a world split into regions.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -9,7 +9,7 @@ use locus_types::{Identity, Tick, Timestamp, Vec2};
 use rand::{SeedableRng, TryRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::reducer::IntoScheduledCall;
+use crate::reducer::{IntoRegionCall, IntoScheduledCall};
 use crate::scratch::Scratch;
 use crate::sys;
 use crate::table::{IntoTableHandle, Table};
@@ -31,7 +31,8 @@ pub struct Db {
 #[derive(Debug)]
 pub struct ReducerContext {
     /// Who made the call: a client, or [`Identity::SERVER`] for `init`, `tick`, `every_ms` and scheduled
-    /// reducers run by the server itself.
+    /// reducers run by the server itself. For a call another region sent
+    /// ([`send_to_region`](Self::send_to_region)), the sender of the reducer that sent it.
     pub sender: Identity,
     /// The tick the call runs in.
     pub tick: Tick,
@@ -203,6 +204,99 @@ impl ReducerContext {
         }
     }
 
+    /// Send `call` — a `#[reducer(region)]` reducer's `my_reducer::call(args)` (a
+    /// [`RegionCall`](crate::RegionCall)), or a client reducer's — to the region of the world named `region` (its
+    /// name in `world.toml`; this region's own name works too, and goes the same way).
+    ///
+    /// What happens, in a world split into regions (each region a server process running this same module):
+    ///
+    /// - **Only if this reducer commits.** The call is written in this call's transaction (a row of the system
+    ///   table `locus_outbox`): nothing is sent if this reducer fails, panics or is stopped. It leaves once the
+    ///   transaction is durable.
+    /// - **At least once, applied exactly once.** The message may travel more than once (a lost acknowledgement, a
+    ///   restart), but the receiving region runs the reducer once per send, and records that it did in the same
+    ///   tick. A failing reducer there counts as run (its failure goes to that region's module log): it is not
+    ///   retried, and this reducer is not told.
+    /// - **As this call's sender.** The reducer runs with `ctx.sender` = this call's [`sender`](Self::sender)
+    ///   (the player who called this reducer, or [`Identity::SERVER`]), its own tick, timestamp and RNG seed.
+    /// - **Unordered between regions.** Calls sent to one region arrive in any order relative to calls sent to
+    ///   another, and relative to what that region does meanwhile; write the receiving reducer so that the order
+    ///   of arrival does not matter (or carry what it needs, e.g. a timestamp).
+    ///
+    /// A `#[reducer(region)]` reducer runs only this way: clients cannot call it. A client reducer sent this way runs
+    /// there as if the sender had called it there.
+    ///
+    /// # Errors
+    ///
+    /// [`RegionSendError::NotSplit`] in a world that is not split into regions (check for it to keep working in
+    /// one: do the work here instead); [`RegionSendError::NoSuchRegion`] if no region has that name. For a call the
+    /// compiler could not check (a [`ReducerCall`](crate::ReducerCall) built by hand, a lifecycle reducer's):
+    /// [`RegionSendError::NoSuchReducer`], [`RegionSendError::BadArguments`]. The reducer and its arguments are
+    /// checked first, so such a mistake fails in a world that is not split too. Arguments longer than
+    /// [`MAX_REGION_CALL_ARGS`](crate::MAX_REGION_CALL_ARGS) are [`RegionSendError::TooLong`].
+    pub fn send_to_region(
+        &self,
+        region: &str,
+        call: impl IntoRegionCall,
+    ) -> Result<(), RegionSendError> {
+        let call = call.into_region_call();
+        match sys::region_send(region, call.reducer, &call.args) {
+            Ok(()) => Ok(()),
+            Err(Errno::NotSplit) => Err(RegionSendError::NotSplit),
+            Err(Errno::NotFound) => Err(RegionSendError::NoSuchRegion {
+                region: region.to_owned(),
+            }),
+            Err(Errno::NoSuchReducer) => Err(RegionSendError::NoSuchReducer {
+                reducer: call.reducer,
+            }),
+            Err(Errno::BadArgument) => Err(RegionSendError::BadArguments {
+                reducer: call.reducer,
+            }),
+            Err(Errno::LimitExceeded) if call.args.len() > crate::MAX_REGION_CALL_ARGS => {
+                Err(RegionSendError::TooLong {
+                    reducer: call.reducer,
+                    len: call.args.len(),
+                })
+            }
+            Err(e) => sys::unexpected("region_send", e),
+        }
+    }
+
+    /// Send `call`, as [`send_to_region`](Self::send_to_region) does, to every region of the world — **this one
+    /// included**: each region, this one too, runs it exactly once, after this reducer commits and its
+    /// transaction is durable. So a reducer that also does the work here at once (to show a player's own message
+    /// without the round trip) must make the receiving reducer skip what is already done here — see the demo's
+    /// global chat (`game-module/src/chat.rs`).
+    ///
+    /// # Errors
+    ///
+    /// [`RegionBroadcastError::NotSplit`] in a world that is not split into regions; for a call the compiler could
+    /// not check, [`RegionBroadcastError::NoSuchReducer`] and [`RegionBroadcastError::BadArguments`] (also in a
+    /// world that is not split); [`RegionBroadcastError::TooLong`].
+    pub fn send_to_all_regions(
+        &self,
+        call: impl IntoRegionCall,
+    ) -> Result<(), RegionBroadcastError> {
+        let call = call.into_region_call();
+        match sys::region_broadcast(call.reducer, &call.args) {
+            Ok(()) => Ok(()),
+            Err(Errno::NotSplit) => Err(RegionBroadcastError::NotSplit),
+            Err(Errno::NoSuchReducer) => Err(RegionBroadcastError::NoSuchReducer {
+                reducer: call.reducer,
+            }),
+            Err(Errno::BadArgument) => Err(RegionBroadcastError::BadArguments {
+                reducer: call.reducer,
+            }),
+            Err(Errno::LimitExceeded) if call.args.len() > crate::MAX_REGION_CALL_ARGS => {
+                Err(RegionBroadcastError::TooLong {
+                    reducer: call.reducer,
+                    len: call.args.len(),
+                })
+            }
+            Err(e) => sys::unexpected("region_broadcast", e),
+        }
+    }
+
     fn with_rng<R>(&self, f: impl FnOnce(&mut ChaCha8Rng) -> R) -> R {
         let mut slot = self.rng.borrow_mut();
         f(slot.get_or_insert_with(|| ChaCha8Rng::seed_from_u64(self.rng_seed)))
@@ -302,6 +396,89 @@ impl From<AreaError> for String {
     }
 }
 
+/// Why [`ReducerContext::send_to_region`] sent nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegionSendError {
+    /// The world is not split into regions: there is no other region (and no network) to send to.
+    #[error("this world is not split into regions")]
+    NotSplit,
+    /// No region of the world has this name.
+    #[error("no region named `{region}`")]
+    NoSuchRegion {
+        /// The name given.
+        region: String,
+    },
+    /// No client or `#[reducer(region)]` reducer of the running module has this name (only possible for a
+    /// [`ReducerCall`](crate::ReducerCall) the compiler could not check: a typed `call(..)` of a region or client
+    /// reducer always names one).
+    #[error("cannot send `{reducer}` to a region: no client or region reducer has that name")]
+    NoSuchReducer {
+        /// The name given.
+        reducer: &'static str,
+    },
+    /// The call's arguments are not a valid argument list for the reducer's parameters (only possible for a
+    /// [`ReducerCall`](crate::ReducerCall) built by hand).
+    #[error("cannot send `{reducer}` to a region: the arguments do not match its parameters")]
+    BadArguments {
+        /// The reducer.
+        reducer: &'static str,
+    },
+    /// The call's arguments are longer than [`MAX_REGION_CALL_ARGS`](crate::MAX_REGION_CALL_ARGS).
+    #[error(
+        "cannot send `{reducer}` to a region: its arguments take {len} bytes, more than the {} allowed",
+        crate::MAX_REGION_CALL_ARGS
+    )]
+    TooLong {
+        /// The reducer.
+        reducer: &'static str,
+        /// The arguments' length, in bytes.
+        len: usize,
+    },
+}
+
+impl From<RegionSendError> for String {
+    fn from(e: RegionSendError) -> String {
+        e.to_string()
+    }
+}
+
+/// Why [`ReducerContext::send_to_all_regions`] sent nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegionBroadcastError {
+    /// The world is not split into regions: this is the only one.
+    #[error("this world is not split into regions")]
+    NotSplit,
+    /// As [`RegionSendError::NoSuchReducer`].
+    #[error("cannot send `{reducer}` to the regions: no client or region reducer has that name")]
+    NoSuchReducer {
+        /// The name given.
+        reducer: &'static str,
+    },
+    /// As [`RegionSendError::BadArguments`].
+    #[error("cannot send `{reducer}` to the regions: the arguments do not match its parameters")]
+    BadArguments {
+        /// The reducer.
+        reducer: &'static str,
+    },
+    /// As [`RegionSendError::TooLong`].
+    #[error(
+        "cannot send `{reducer}` to the regions: its arguments take {len} bytes, more than the {} allowed",
+        crate::MAX_REGION_CALL_ARGS
+    )]
+    TooLong {
+        /// The reducer.
+        reducer: &'static str,
+        /// The arguments' length, in bytes.
+        len: usize,
+    },
+}
+
+impl From<RegionBroadcastError> for String {
+    fn from(e: RegionBroadcastError) -> String {
+        e.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use rand::{Rng, RngExt};
@@ -363,6 +540,35 @@ mod tests {
         assert_eq!(
             String::from(e),
             "cannot follow a row of `item`: the table has no #[spatial] column"
+        );
+    }
+
+    #[test]
+    fn region_errors_say_what_the_module_author_needs() {
+        assert_eq!(
+            String::from(RegionSendError::NotSplit),
+            "this world is not split into regions"
+        );
+        assert_eq!(
+            RegionBroadcastError::NotSplit.to_string(),
+            "this world is not split into regions"
+        );
+        let e = RegionSendError::NoSuchRegion {
+            region: "nowhere".into(),
+        };
+        assert_eq!(String::from(e), "no region named `nowhere`");
+        let e = RegionSendError::NoSuchReducer { reducer: "ping" };
+        assert_eq!(
+            e.to_string(),
+            "cannot send `ping` to a region: no client or region reducer has that name"
+        );
+        let e = RegionBroadcastError::TooLong {
+            reducer: "big",
+            len: 70_000,
+        };
+        assert_eq!(
+            String::from(e),
+            "cannot send `big` to the regions: its arguments take 70000 bytes, more than the 65536 allowed"
         );
     }
 

@@ -11,8 +11,11 @@
 //!   scheduling — [`schedule_at`](ReducerContext::schedule_at) takes a `#[reducer(scheduled)]` reducer's
 //!   [`ScheduledCall`], so scheduling any other reducer does not compile —, and each client's area of interest:
 //!   [`set_area_follow`](ReducerContext::set_area_follow), [`set_area_fixed`](ReducerContext::set_area_fixed),
-//!   [`clear_area`](ReducerContext::clear_area)). A reducer's writes commit when it returns `Ok` (or `()`), and roll back when it returns `Err`,
-//!   panics or is stopped by the host.
+//!   [`clear_area`](ReducerContext::clear_area)), and in a world split into regions, calls to other regions:
+//!   [`send_to_region`](ReducerContext::send_to_region) and
+//!   [`send_to_all_regions`](ReducerContext::send_to_all_regions) take a `#[reducer(region)]` reducer's
+//!   [`RegionCall`] (or a client reducer's [`ReducerCall`]). A reducer's writes commit when it returns `Ok` (or `()`),
+//!   and roll back when it returns `Err`, panics or is stopped by the host — calls to other regions with them.
 //! - [`error!`], [`warn!`], [`info!`], [`debug!`], [`trace!`] write to the module log.
 //! - [`version!`] declares the module's version; a `#[reducer(upgrade)]` reducer brings a live world's data to it
 //!   when the module is published over an older one.
@@ -82,15 +85,20 @@ mod scratch;
 mod sys;
 mod table;
 
-pub use context::{AreaError, ContextRng, Db, ReducerContext, ScheduleError, ScheduleId};
+pub use context::{
+    AreaError, ContextRng, Db, ReducerContext, RegionBroadcastError, RegionSendError,
+    ScheduleError, ScheduleId,
+};
 pub use index::{BTreeIndex, PrimaryKey, SpatialIndex, UniqueIndex};
 pub use locus_macros::{reducer, table};
-pub use locus_types::abi::{LogLevel, MAX_AREA_RADIUS};
+pub use locus_types::abi::{LogLevel, MAX_AREA_RADIUS, MAX_REGION_CALL_ARGS};
 pub use locus_types::{
     ColumnDef, ColumnId, ColumnType, Identity, IndexDef, IndexKind, ReducerDef, ReducerKind,
     TableAccess, TableDef, Tick, Timestamp, Vec2,
 };
-pub use reducer::{IntoScheduledCall, ReducerCall, ReducerResult, ScheduledCall};
+pub use reducer::{
+    IntoRegionCall, IntoScheduledCall, ReducerCall, ReducerResult, RegionCall, ScheduledCall,
+};
 pub use table::{InsertError, IntoTableHandle, RowIter, Table, TableHandle, UpdateError};
 
 /// The shared Locus vocabulary (ids, schema model, row codec, ABI constants).
@@ -253,6 +261,12 @@ pub mod __private {
         args: &A,
     ) -> crate::ScheduledCall {
         crate::ScheduledCall::unchecked(crate::reducer::reducer_call(name, args))
+    }
+
+    /// Encode generated argument structs into a call of a `#[reducer(region)]` reducer.
+    #[inline]
+    pub fn region_call<A: serde::Serialize>(name: &'static str, args: &A) -> crate::RegionCall {
+        crate::RegionCall::from_macro(crate::reducer::reducer_call(name, args))
     }
 
     /// A reducer export's body.

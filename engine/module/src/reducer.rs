@@ -1,5 +1,6 @@
-//! Reducers: typed calls ([`ReducerCall`], and [`ScheduledCall`] for scheduled reducers), what a reducer may return
-//! ([`ReducerResult`]), and the entry-point glue the `#[reducer]` macro's exports call.
+//! Reducers: typed calls ([`ReducerCall`], [`ScheduledCall`] for scheduled reducers and [`RegionCall`] for region
+//! reducers), what a reducer may return ([`ReducerResult`]), and the entry-point glue the `#[reducer]` macro's
+//! exports call.
 
 use std::fmt::Display;
 
@@ -149,11 +150,135 @@ impl IntoScheduledCall for ScheduledCall {
     }
 }
 
+/// A call of a `#[reducer(region)]` reducer: what its `call(args…)` returns, and what
+/// [`ReducerContext::send_to_region`](crate::ReducerContext::send_to_region) and
+/// [`send_to_all_regions`](crate::ReducerContext::send_to_all_regions) take (they also take a client reducer's
+/// [`ReducerCall`]).
+///
+/// Only the `#[reducer(region)]` macro makes one, from arguments of the reducer's parameter types, so arguments of
+/// the wrong types do not compile; and neither does sending a [`ScheduledCall`]:
+///
+/// ```
+/// use locus_module::{ReducerContext, reducer};
+///
+/// /// Run in a region when one sends it; no client can call it.
+/// #[reducer(region)]
+/// pub fn bell(ctx: &ReducerContext, rings: u32) {}
+///
+/// #[reducer]
+/// pub fn ring(ctx: &ReducerContext) -> Result<(), String> {
+///     ctx.send_to_region("east", bell::call(3))?;
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail,E0308
+/// use locus_module::{ReducerContext, reducer};
+///
+/// #[reducer(region)]
+/// pub fn bell(ctx: &ReducerContext, rings: u32) {}
+///
+/// #[reducer]
+/// pub fn ring(ctx: &ReducerContext) -> Result<(), String> {
+///     // error[E0308]: mismatched types: `bell` takes a `u32`
+///     ctx.send_to_region("east", bell::call("three".to_owned()))?;
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// ```compile_fail,E0277
+/// use locus_module::{ReducerContext, reducer};
+///
+/// #[reducer(scheduled)]
+/// pub fn later(ctx: &ReducerContext, rings: u32) {}
+///
+/// #[reducer]
+/// pub fn ring(ctx: &ReducerContext) -> Result<(), String> {
+///     // error[E0277]: `ScheduledCall` cannot be sent to a region
+///     ctx.send_to_all_regions(later::call(3))?;
+///     Ok(())
+/// }
+/// # fn main() {}
+/// ```
+///
+/// It is a [`ReducerCall`] underneath (it derefs to one, and converts `Into` one), so a tool or a test can still run
+/// it by name (`locus_testing::World::call_from_region`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct RegionCall(ReducerCall);
+
+impl RegionCall {
+    /// The call of a region reducer whose arguments the macro encoded.
+    pub(crate) fn from_macro(call: ReducerCall) -> RegionCall {
+        RegionCall(call)
+    }
+
+    /// The call underneath.
+    #[must_use]
+    pub fn into_call(self) -> ReducerCall {
+        self.0
+    }
+}
+
+impl std::ops::Deref for RegionCall {
+    type Target = ReducerCall;
+
+    fn deref(&self) -> &ReducerCall {
+        &self.0
+    }
+}
+
+impl AsRef<ReducerCall> for RegionCall {
+    fn as_ref(&self) -> &ReducerCall {
+        &self.0
+    }
+}
+
+impl From<RegionCall> for ReducerCall {
+    fn from(call: RegionCall) -> ReducerCall {
+        call.0
+    }
+}
+
+/// What may be sent to other regions: a `#[reducer(region)]` reducer's [`RegionCall`], or a client reducer's
+/// [`ReducerCall`] (which then runs in the receiving region as if the sender had called it there). Sealed: a
+/// [`ScheduledCall`] does not implement it, so sending one does not compile.
+///
+/// A [`ReducerCall`] is not checked by the compiler for the reducer's kind (a lifecycle reducer's `call()` is one
+/// too, and so is [`ReducerCall::new`] of any name and bytes): the host refuses, when it is sent, a name that is not
+/// a client or region reducer of the running module and arguments that do not fit its parameters.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be sent to a region: only a `#[reducer(region)]` or client reducer's `call(..)` can",
+    label = "not the call of a region or client reducer",
+    note = "declare the reducer the regions should run `#[reducer(region)]`: clients cannot call it, and its \
+            `call(..)` returns the `RegionCall` that `send_to_region` and `send_to_all_regions` take"
+)]
+pub trait IntoRegionCall: sealed::Sealed {
+    /// The call to send.
+    fn into_region_call(self) -> ReducerCall;
+}
+
+impl IntoRegionCall for RegionCall {
+    fn into_region_call(self) -> ReducerCall {
+        self.0
+    }
+}
+
+impl IntoRegionCall for ReducerCall {
+    fn into_region_call(self) -> ReducerCall {
+        self
+    }
+}
+
 mod sealed {
-    /// Keeps [`IntoScheduledCall`](super::IntoScheduledCall) to this crate's types.
+    /// Keeps [`IntoScheduledCall`](super::IntoScheduledCall) and [`IntoRegionCall`](super::IntoRegionCall) to this
+    /// crate's types.
     pub trait Sealed {}
 
     impl Sealed for super::ScheduledCall {}
+    impl Sealed for super::RegionCall {}
+    impl Sealed for super::ReducerCall {}
 }
 
 /// Decode a reducer's arguments: exactly one MessagePack array, nothing after it. Reducers without parameters

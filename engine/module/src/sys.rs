@@ -361,3 +361,18 @@ pub(crate) fn area_fixed(
 pub(crate) fn area_clear(identity: &locus_types::Identity) -> Result<(), Errno> {
     check("area_clear", raw::area_clear(addr(identity.0.as_ptr())))
 }
+
+/// Send a call of reducer `name` with MessagePack `args` to the region named `region`.
+pub(crate) fn region_send(region: &str, name: &str, args: &[u8]) -> Result<(), Errno> {
+    let (rp, rl) = slice(region.as_bytes());
+    let (np, nl) = slice(name.as_bytes());
+    let (ap, al) = slice(args);
+    check("region_send", raw::region_send(rp, rl, np, nl, ap, al))
+}
+
+/// Send a call of reducer `name` with MessagePack `args` to every region.
+pub(crate) fn region_broadcast(name: &str, args: &[u8]) -> Result<(), Errno> {
+    let (np, nl) = slice(name.as_bytes());
+    let (ap, al) = slice(args);
+    check("region_broadcast", raw::region_broadcast(np, nl, ap, al))
+}

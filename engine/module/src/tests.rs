@@ -109,6 +109,21 @@ pub(crate) struct Ranked {
     pub rank: u32,
 }
 
+/// A movable avatar: it moves between regions, and its `who` (unique) is the identity whose rows go with it.
+#[table(public, movable)]
+pub(crate) struct Avatar {
+    /// Key.
+    #[primary_key]
+    #[auto_inc]
+    pub id: u64,
+    /// Where it is: the engine places it in a region by it.
+    #[spatial]
+    pub pos: Vec2,
+    /// Whose it is.
+    #[unique]
+    pub who: Identity,
+}
+
 /// Type-checks the typed API (it cannot run natively).
 #[allow(dead_code)]
 fn api_type_checks(ctx: &crate::ReducerContext) -> Result<(), String> {
@@ -159,8 +174,22 @@ fn api_type_checks(ctx: &crate::ReducerContext) -> Result<(), String> {
         crate::MAX_AREA_RADIUS,
     )?;
     let _: bool = ctx.clear_area(ctx.sender);
+    ctx.send_to_region("east", relay::call("hi".into(), Some(3)))?;
+    ctx.send_to_region("east", say::call("hi".into()))?;
+    match ctx.send_to_all_regions(relay::call("all".into(), None)) {
+        Ok(()) | Err(crate::RegionBroadcastError::NotSplit) => {}
+        Err(e) => return Err(e.into()),
+    }
+    let _: Result<(), crate::RegionSendError> =
+        ctx.send_to_region("west", crate::ReducerCall::new("relay", vec![0x90]));
     crate::info!("x = {}", 1);
     Ok(())
+}
+
+/// Run when a region sends it.
+#[reducer(region)]
+pub(crate) fn relay(ctx: &crate::ReducerContext, text: String, hops: Option<u32>) {
+    let _ = (ctx, text, hops);
 }
 
 /// Says something.
@@ -386,6 +415,13 @@ fn reducer_calls_encode_one_array_of_arguments() {
         "dt is one float 32"
     );
     assert_eq!(setup::call().args, [0x90]);
+
+    // A region reducer's call is a `RegionCall` (what `send_to_region` takes), a `ReducerCall` underneath.
+    let call: crate::RegionCall = relay::call("hi".into(), Some(3));
+    assert_eq!(call.reducer, "relay");
+    assert_eq!(call.args, [0x92, 0xa2, b'h', b'i', 0x03]);
+    let call: crate::ReducerCall = call.into();
+    codec::validate_row(&relay::def().params, &call.args, &mut offsets).unwrap();
 }
 
 #[test]
@@ -420,6 +456,17 @@ fn reducer_defs_have_kinds_and_typed_params() {
     assert_eq!(quarter::def().kind, ReducerKind::Every { millis: 250 });
     assert_eq!(setup::def().kind, ReducerKind::Init);
     assert!(setup::def().params.is_empty());
+    assert_eq!(
+        relay::def(),
+        ReducerDef {
+            name: "relay".into(),
+            kind: ReducerKind::Region,
+            params: vec![
+                ColumnDef::new("text", ColumnType::String),
+                ColumnDef::new("hops", ColumnType::Option(Box::new(ColumnType::U32))),
+            ],
+        }
+    );
 }
 
 #[test]
@@ -438,9 +485,46 @@ fn natively_every_host_call_answers_not_in_reducer() {
         crate::sys::reducer_context().unwrap_err(),
         Errno::NotInReducer
     );
+    assert_eq!(
+        crate::sys::region_send("east", "relay", &[0x90]),
+        Err(Errno::NotInReducer)
+    );
+    assert_eq!(
+        crate::sys::region_broadcast("relay", &[0x90]),
+        Err(Errno::NotInReducer)
+    );
     let result = std::panic::catch_unwind(Hero::__table_id);
     let msg = *result.unwrap_err().downcast::<String>().unwrap();
     assert!(msg.contains("no reducer is running"), "{msg}");
+}
+
+#[test]
+fn a_movable_table_says_so_in_its_description_and_others_leave_the_field_out() {
+    let expected = TableDef::builder("avatar")
+        .column("id", ColumnType::U64)
+        .column("pos", ColumnType::Vec2)
+        .column("who", ColumnType::Identity)
+        .primary_key("id")
+        .auto_inc()
+        .index("pos", IndexKind::Spatial)
+        .index("who", IndexKind::Unique)
+        .access(TableAccess::Public)
+        .movable(true)
+        .build()
+        .unwrap();
+    assert_eq!(Avatar::def(), expected);
+    assert_eq!(
+        Avatar::def().identity_column(),
+        Some(locus_types::ColumnId(2))
+    );
+    assert!(!Hero::def().movable);
+    // What the describe export hands the host: `"movable": true` for this table, nothing for the others (so a host
+    // built before the field existed still reads them all).
+    let bytes = rmp_serde::to_vec_named(&Avatar::def()).unwrap();
+    assert!(bytes.ends_with(b"\xa7movable\xc3"));
+    assert_eq!(rmp_serde::from_slice::<TableDef>(&bytes).unwrap(), expected);
+    let hero = rmp_serde::to_vec_named(&Hero::def()).unwrap();
+    assert!(!hero.windows(7).any(|w| w == b"movable"));
 }
 
 #[test]

@@ -52,8 +52,9 @@ pub use frame::{
     decode_frame, encode_frame, frame_len,
 };
 pub use messages::{
-    AdminCommand, AdminReply, CallOutcome, ClientMessage, ErrorCode, Filter, ModuleLogLine, RowRef,
-    ServerMessage, TableDelta, TableDeltaRef, TickRef, Token, Welcome, WireRow, WireTable,
+    AdminCommand, AdminReply, CallOutcome, ClientMessage, ErrorCode, Filter, ModuleLogLine,
+    Redirect, RowRef, ServerMessage, TableDelta, TableDeltaRef, TickRef, Token, Welcome, WireRow,
+    WireTable,
 };
 pub use session::{Session, SessionEvent, SessionLimits, error_frame};
 pub use tick::{Rows, TableDeltaView, TableDeltas, TickError, TickView};
@@ -72,7 +73,19 @@ pub const ALPN: &[u8] = b"locus/1";
 ///   always have 7 fields (`TableDelta::handles`, `TableDelta::moves`).
 /// - Version 4: version 3, but what version 3 sends as moves goes as **places** in QUIC datagrams, if the client's
 ///   connection accepts datagrams ([`places`]); freed handles rest [`places::HANDLE_REST`] ticks before reuse.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// - Version 5: version 4, and a session whose player moves to another region is sent
+///   [`ServerMessage::Redirect`] before it is closed with [`CLOSE_REDIRECTED`] (an earlier session gets the close
+///   alone). Nothing else differs.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Every version the server speaks; it picks the highest one a client offers.
-pub const SUPPORTED_VERSIONS: [u16; 4] = [1, 2, 3, 4];
+pub const SUPPORTED_VERSIONS: [u16; 5] = [1, 2, 3, 4, 5];
+
+/// The first protocol version whose sessions are sent [`ServerMessage::Redirect`]: a client of an earlier version
+/// would not decode it.
+pub const REDIRECT_VERSION: u16 = 5;
+
+/// The application close code (QUIC's `CONNECTION_CLOSE`, or a WebTransport session's close code) of a session
+/// whose player moved to another region: after the [`ServerMessage::Redirect`] frame (protocol version 5 and
+/// later), the connection is closed with it. `engine/docs/protocol.md` §6 lists every close code.
+pub const CLOSE_REDIRECTED: u32 = 5;

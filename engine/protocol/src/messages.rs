@@ -260,6 +260,33 @@ pub enum ServerMessage {
         /// Whether the connection is closed after it.
         fatal: bool,
     },
+    /// The client's player moved to another region (another server process): reconnect there. Protocol version 5
+    /// and later. The session's last frame: the server then finishes the stream and closes the connection with
+    /// [`crate::CLOSE_REDIRECTED`]. The client connects to [`Redirect::addr`], pinning [`Redirect::fingerprint`],
+    /// presents the same token in `Hello`, and subscribes again; the target region sends its view as to any new
+    /// session. (Appended last: the variants before it encode as they always did.)
+    Redirect(Redirect),
+}
+
+/// Where a client whose player moved to another region reconnects ([`ServerMessage::Redirect`]). A newtype
+/// variant of a struct encodes as the struct's fields in the variant: `{"Redirect": [region, addr, fingerprint,
+/// web]}`.
+///
+/// Invariant (the sender's): `addr` is an `ip:port` socket address (IPv6 in brackets), so a client can connect
+/// without resolving a name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Redirect {
+    /// The target region's name, for people and logs.
+    pub region: String,
+    /// The target server's QUIC endpoint, `ip:port` (e.g. `10.0.0.7:7878` or `[::1]:7878`).
+    pub addr: String,
+    /// The SHA-256 of the target server's certificate (its DER bytes), which a native client pins (as `Trust`
+    /// does); a `bin` of 32 bytes.
+    #[serde(with = "serde_bytes")]
+    pub fingerprint: [u8; 32],
+    /// The target server's `/locus.json` URL (`http://HOST:PORT/locus.json`), if it serves one: where a
+    /// WebTransport client fetches the session's URL and certificate hashes, as for any connect.
+    pub web: Option<String>,
 }
 
 /// What the server tells a client when it connects. (A newtype variant of a struct encodes exactly as the struct's
@@ -639,6 +666,15 @@ mod tests {
                 }),
                 "Error",
             ),
+            (
+                hex(&ServerMessage::Redirect(Redirect {
+                    region: "b".into(),
+                    addr: "127.0.0.1:7879".into(),
+                    fingerprint: [0xab; 32],
+                    web: None,
+                })),
+                "Redirect",
+            ),
         ];
         for (bytes, what) in examples {
             assert!(
@@ -772,6 +808,21 @@ mod tests {
             assert_eq!(ErrorCode::try_from(*c as u16), Ok(*c));
         }
         assert!(ErrorCode::try_from(0).is_err());
+        // A redirect, with and without the target's web address; the fingerprint is one `bin` of 32 bytes.
+        for web in [None, Some("http://10.0.0.7:8080/locus.json".to_owned())] {
+            let redirect = ServerMessage::Redirect(Redirect {
+                region: "east".into(),
+                addr: "[::1]:7878".into(),
+                fingerprint: [7; 32],
+                web,
+            });
+            assert_round_trips(&redirect);
+            assert!(
+                hex(&redirect).contains(" c4 20 07 07 "),
+                "{}",
+                hex(&redirect)
+            );
+        }
         let token = Token([0xab; 32]);
         assert_eq!(Token::from_hex(&token.to_hex()), Some(token));
         assert_eq!(format!("{token:?}"), "Token(…)");

@@ -248,6 +248,7 @@ mod tests {
             }],
             access,
             owner,
+            movable: false,
         };
         vec![
             def("secret", TableAccess::Private, None),

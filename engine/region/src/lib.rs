@@ -9,6 +9,11 @@
 //!   a border ([`WorldLayout::neighbours_seeing`]).
 //! - [`border`]: which of this region's rows each neighbour must hold a read-only copy of, kept up to date from
 //!   the committed changesets ([`BorderFeed`]), so the border is invisible to players.
+//! - [`copies`]: the read-only copies of the neighbours' rows this region holds, merged with its own rows into what
+//!   its interest stage is fed ([`BorderCopies`]).
+//! - [`link`]: border traffic between two regions: the messages, their numbering, and noticing a lost one.
+//! - [`message`]: what regions send each other through JetStream (a player's rows, handed over), and the system
+//!   tables that make sending and applying crash-safe.
 //! - [`outbox`]: the sending side of messages between regions: numbered in the transaction that sends them, kept
 //!   until the transport confirms them, sent again until it does ([`Outbox`]).
 //! - [`dedup`]: exactly-once application of messages that a transport (NATS JetStream) delivers at least once:
@@ -44,11 +49,16 @@
 //! ```
 
 pub mod border;
+pub mod copies;
 pub mod dedup;
 pub mod layout;
+pub mod link;
+pub mod message;
 pub mod outbox;
 
 pub use border::{BorderDelta, BorderFeed};
+pub use copies::BorderCopies;
 pub use dedup::Applied;
 pub use layout::{LayoutError, Rect, RegionConfig, RegionId, WorldLayout};
+pub use link::{BorderMessage, Handled, Payload, Receiver, Sender, schema_fingerprint};
 pub use outbox::{Destination, Outbox, Transmit, message_id};

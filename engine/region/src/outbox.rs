@@ -117,6 +117,27 @@ impl Outbox {
         seq
     }
 
+    /// Take a message the shell numbered itself (the outbox table's sequence gave `seq`, in a committed
+    /// transaction): as [`Outbox::push`], with that number. A number already taken is ignored (`false`).
+    pub fn track(&mut self, seq: u64, to: Destination, payload: Box<[u8]>) -> bool {
+        if seq == 0 || seq < self.next && !self.unconfirmed.contains_key(&seq) {
+            return false;
+        }
+        if self.unconfirmed.contains_key(&seq) {
+            return false;
+        }
+        self.next = self.next.max(seq + 1);
+        self.unconfirmed.insert(
+            seq,
+            Entry {
+                to,
+                payload,
+                sent: None,
+            },
+        );
+        true
+    }
+
     /// Forget a message pushed in a transaction that then rolled back (nothing of it was stored). Its number stays
     /// used.
     pub fn cancel(&mut self, seq: u64) {

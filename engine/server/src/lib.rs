@@ -29,13 +29,17 @@
 //! ```
 
 pub mod admin_client;
+pub mod border;
 pub mod cert;
+mod handoff;
 mod http;
 pub mod identity;
 mod metrics;
+pub mod nats_server;
 mod net;
 mod prometheus;
 pub mod query;
+pub mod region;
 pub mod scaffold;
 mod server;
 pub mod testing;
@@ -47,8 +51,8 @@ pub use locus_protocol::ALPN;
 pub use metrics::{MetricsSnapshot, Percentiles};
 pub use net::WEB_PATH;
 pub use server::{
-    AdminCallError, Limits, MODULE_FILE, PositionDatagrams, PublishError, Server, ServerConfig,
-    StartError,
+    AdminCallError, Limits, MODULE_FILE, PositionDatagrams, PublishError, RedirectError, Server,
+    ServerConfig, StartError,
 };
 pub use webcert::WebCertSource;
 pub use world::{MoveRates, World};

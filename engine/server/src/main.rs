@@ -39,12 +39,20 @@ enum Command {
     /// keep the world in `./locus-data`, and listen on 127.0.0.1:7878. A module published to the world
     /// (`locus publish`) is kept in the data directory and runs on restart unless `--module` says otherwise.
     Serve {
-        /// The data directory (commit log, snapshots, certificate, admin token, published module).
-        #[arg(long, default_value = "locus-data")]
-        data_dir: PathBuf,
-        /// Address to listen on (UDP).
-        #[arg(long, default_value = "127.0.0.1:7878")]
-        listen: SocketAddr,
+        /// The data directory (commit log, snapshots, certificate, admin token, published module). Default
+        /// `locus-data`, or `locus-data/<REGION>` with --region.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on (UDP). Default 127.0.0.1:7878, or the region's `listen` in --config with --region.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Run one region of a world split into regions (`engine/docs/regions.md`): the region of this name in
+        /// --config. It exchanges border rows with the other regions over the config's NATS server.
+        #[arg(long, value_name = "NAME", requires = "config")]
+        region: Option<String>,
+        /// The world's layout (`world.toml`: its regions, their rectangles and addresses, the NATS server).
+        #[arg(long, value_name = "FILE", requires = "region")]
+        config: Option<PathBuf>,
         /// A module's .wasm file instead of the published or demo module.
         #[arg(long, conflicts_with = "module_crate")]
         module: Option<PathBuf>,
@@ -150,6 +158,20 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Run a world split into regions on this machine, for development: a `nats-server` with JetStream (unless
+    /// one listens at the layout's NATS address already) and one `locus serve --region` per region of --config
+    /// (see engine/docs/regions.md). Ctrl-C stops them all.
+    Cluster {
+        /// The world's layout (`world.toml`: regions, their rectangles and addresses, the NATS server).
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+        /// Where the regions keep their data (`DIR/<region>`) and NATS its JetStream store (`DIR/nats`).
+        #[arg(long, value_name = "DIR", default_value = "locus-data")]
+        data_dir: PathBuf,
+        /// A module's .wasm file for every region, instead of the demo module (built once, for all of them).
+        #[arg(long)]
+        module: Option<PathBuf>,
+    },
     /// Write a new module project: a standalone crate with a table, a reducer, a tick reducer, tests with
     /// `locus-testing` and a README, depending on this engine checkout. Then: `cd NAME && cargo test`, and
     /// `locus serve --module-crate . --watch`.
@@ -181,22 +203,60 @@ struct Target {
     /// Pin this certificate fingerprint (64 hex digits) instead of reading <data-dir>/cert.der.
     #[arg(long)]
     fingerprint: Option<String>,
+    /// A world split into regions (`world.toml`): talk to every region in turn (or to --region alone), each at its
+    /// `listen` address, with its data directory `<data-dir>/<region>` (as `locus cluster` and `locus serve
+    /// --region` keep them).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["server", "token_file", "fingerprint"])]
+    config: Option<PathBuf>,
+    /// With --config: only this region.
+    #[arg(long, value_name = "NAME", requires = "config")]
+    region: Option<String>,
 }
 
 impl Target {
-    fn resolve(&self) -> anyhow::Result<AdminTarget> {
-        let trust = match &self.fingerprint {
-            Some(f) => Trust::parse_fingerprint(f).context("--fingerprint")?,
-            None => Trust::CertFile(self.data_dir.join("cert.der")),
+    /// Every world (region) the command goes to, with the region's name for a world split into regions.
+    fn resolve(&self) -> anyhow::Result<Vec<(Option<String>, AdminTarget)>> {
+        let Some(file) = &self.config else {
+            let trust = match &self.fingerprint {
+                Some(f) => Trust::parse_fingerprint(f).context("--fingerprint")?,
+                None => Trust::CertFile(self.data_dir.join("cert.der")),
+            };
+            return Ok(vec![(
+                None,
+                AdminTarget {
+                    server: self.server,
+                    trust,
+                    token_file: self.token_file.clone().unwrap_or_else(|| {
+                        self.data_dir.join(locus_server::identity::ADMIN_TOKEN_FILE)
+                    }),
+                },
+            )]);
         };
-        Ok(AdminTarget {
-            server: self.server,
-            trust,
-            token_file: self
-                .token_file
-                .clone()
-                .unwrap_or_else(|| self.data_dir.join(locus_server::identity::ADMIN_TOKEN_FILE)),
-        })
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let layout = locus_region::WorldLayout::from_toml(&text)
+            .with_context(|| format!("the world layout in {}", file.display()))?;
+        if let Some(name) = &self.region
+            && layout.region_id(name).is_none()
+        {
+            bail!("{} has no region `{name}`", file.display());
+        }
+        Ok(layout
+            .regions()
+            .iter()
+            .filter(|r| self.region.as_ref().is_none_or(|n| *n == r.name))
+            .map(|r| {
+                let dir = self.data_dir.join(&r.name);
+                (
+                    Some(r.name.clone()),
+                    AdminTarget {
+                        server: r.listen,
+                        trust: Trust::CertFile(dir.join("cert.der")),
+                        token_file: dir.join(locus_server::identity::ADMIN_TOKEN_FILE),
+                    },
+                )
+            })
+            .collect())
     }
 }
 
@@ -358,6 +418,8 @@ fn main() -> anyhow::Result<()> {
         Command::Serve {
             data_dir,
             listen,
+            region,
+            config,
             module,
             module_crate,
             watch,
@@ -376,6 +438,10 @@ fn main() -> anyhow::Result<()> {
         } => serve(Serve {
             data_dir,
             listen,
+            region: match (region, config) {
+                (Some(name), Some(file)) => Some(region_setup(&name, &file)?),
+                _ => None,
+            },
             module,
             module_crate,
             watch,
@@ -393,23 +459,26 @@ fn main() -> anyhow::Result<()> {
         Command::Publish { module, target } => {
             let wasm =
                 std::fs::read(&module).with_context(|| format!("reading {}", module.display()))?;
-            admin(&target, |mut session| async move {
-                match session.run(AdminCommand::Publish { wasm }).await? {
-                    AdminReply::Published { tick, changes } => {
-                        say(&format!(
-                            "published: the new module runs from tick {}",
-                            tick + 1
-                        ));
-                        if changes.is_empty() {
-                            say("  (no schema changes)");
+            admin(&target, |mut session| {
+                let wasm = wasm.clone();
+                async move {
+                    match session.run(AdminCommand::Publish { wasm }).await? {
+                        AdminReply::Published { tick, changes } => {
+                            say(&format!(
+                                "published: the new module runs from tick {}",
+                                tick + 1
+                            ));
+                            if changes.is_empty() {
+                                say("  (no schema changes)");
+                            }
+                            for c in changes {
+                                say(&format!("  {c}"));
+                            }
+                            Ok(())
                         }
-                        for c in changes {
-                            say(&format!("  {c}"));
-                        }
-                        Ok(())
+                        AdminReply::Refused { message } => bail!("refused: {message}"),
+                        other => bail!("unexpected answer {other:?}"),
                     }
-                    AdminReply::Refused { message } => bail!("refused: {message}"),
-                    other => bail!("unexpected answer {other:?}"),
                 }
             })
         }
@@ -420,67 +489,83 @@ fn main() -> anyhow::Result<()> {
         } => {
             let json: serde_json::Value =
                 serde_json::from_str(&args).context("the arguments are not JSON")?;
-            admin(&target, |mut session| async move {
-                let def = session
-                    .reducers()
-                    .iter()
-                    .find(|r| r.name == reducer)
-                    .cloned();
-                let args = match &def {
-                    Some(def) => encode_args(def, &json).map_err(anyhow::Error::msg)?,
-                    None => bail!("the module has no client-callable reducer `{reducer}`"),
-                };
-                match session.run(AdminCommand::Call { reducer, args }).await? {
-                    AdminReply::Called {
-                        tick,
-                        outcome: CallOutcome::Ok,
-                    } => {
-                        say(&format!("ok (tick {tick})"));
-                        Ok(())
+            admin(&target, |mut session| {
+                let (reducer, json) = (reducer.clone(), json.clone());
+                async move {
+                    let def = session
+                        .reducers()
+                        .iter()
+                        .find(|r| r.name == reducer)
+                        .cloned();
+                    let args = match &def {
+                        Some(def) => encode_args(def, &json).map_err(anyhow::Error::msg)?,
+                        None => bail!("the module has no client-callable reducer `{reducer}`"),
+                    };
+                    match session.run(AdminCommand::Call { reducer, args }).await? {
+                        AdminReply::Called {
+                            tick,
+                            outcome: CallOutcome::Ok,
+                        } => {
+                            say(&format!("ok (tick {tick})"));
+                            Ok(())
+                        }
+                        AdminReply::Called {
+                            outcome: CallOutcome::Err { code, message },
+                            ..
+                        } => bail!("the call failed ({code:?}): {message}"),
+                        other => bail!("unexpected answer {other:?}"),
                     }
-                    AdminReply::Called {
-                        outcome: CallOutcome::Err { code, message },
-                        ..
-                    } => bail!("the call failed ({code:?}): {message}"),
-                    other => bail!("unexpected answer {other:?}"),
                 }
             })
         }
-        Command::Query { sql, json, target } => admin(&target, |mut session| async move {
-            match session.run(AdminCommand::Query { sql }).await? {
-                AdminReply::Rows { json: text } if json => {
-                    say(&text);
-                    Ok(())
+        Command::Query { sql, json, target } => admin(&target, |mut session| {
+            let sql = sql.clone();
+            async move {
+                match session.run(AdminCommand::Query { sql }).await? {
+                    AdminReply::Rows { json: text } if json => {
+                        say(&text);
+                        Ok(())
+                    }
+                    AdminReply::Rows { json: text } => {
+                        let result: QueryResult =
+                            serde_json::from_str(&text).context("the server's answer")?;
+                        say(format_table(&result).trim_end());
+                        Ok(())
+                    }
+                    AdminReply::Refused { message } => bail!("{message}"),
+                    other => bail!("unexpected answer {other:?}"),
                 }
-                AdminReply::Rows { json: text } => {
-                    let result: QueryResult =
-                        serde_json::from_str(&text).context("the server's answer")?;
-                    say(format_table(&result).trim_end());
-                    Ok(())
-                }
-                AdminReply::Refused { message } => bail!("{message}"),
-                other => bail!("unexpected answer {other:?}"),
             }
         }),
         Command::Logs {
             follow,
             tail,
             target,
-        } => admin(&target, |mut session| async move {
-            let mut reply = session.run(AdminCommand::Logs { tail, follow }).await?;
-            loop {
-                match reply {
-                    AdminReply::Logs { lines } => lines.iter().for_each(print_line),
-                    AdminReply::Refused { message } => bail!("{message}"),
-                    other => bail!("unexpected answer {other:?}"),
-                }
-                if !follow {
-                    return Ok(());
-                }
-                // The Logs command was this session's first request.
-                reply = session.next_reply(1).await?;
+        } => {
+            if follow && target.config.is_some() && target.region.is_none() {
+                bail!("--follow follows one region: add --region NAME");
             }
-        }),
+            admin(&target, |mut session| async move {
+                let mut reply = session.run(AdminCommand::Logs { tail, follow }).await?;
+                loop {
+                    match reply {
+                        AdminReply::Logs { lines } => lines.iter().for_each(print_line),
+                        AdminReply::Refused { message } => bail!("{message}"),
+                        other => bail!("unexpected answer {other:?}"),
+                    }
+                    if !follow {
+                        return Ok(());
+                    }
+                    // The Logs command was this session's first request.
+                    reply = session.next_reply(1).await?;
+                }
+            })
+        }
+        Command::Cluster {
+            config,
+            data_dir,
+            module,
+        } => cluster(&config, &data_dir, module),
         Command::New { name, path, engine } => {
             let dest = path.unwrap_or_else(|| PathBuf::from(&name));
             let engine = engine.unwrap_or_else(workspace);
@@ -522,23 +607,44 @@ fn print_line(line: &ModuleLogLine) {
 }
 
 /// Connect as the admin and run `f` on the session.
+///
+/// For a world split into regions (`--config`), `f` runs in each region in turn (the output of each under a
+/// `== region NAME` line); the command fails if it failed in any region, naming them.
 fn admin<F, Fut>(target: &Target, f: F) -> anyhow::Result<()>
 where
-    F: FnOnce(AdminSession) -> Fut,
+    F: Fn(AdminSession) -> Fut,
     Fut: Future<Output = anyhow::Result<()>>,
 {
-    let target = target.resolve()?;
+    let targets = target.resolve()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
-        let session = AdminSession::connect(&target)
-            .await
-            .with_context(|| format!("connecting to the world at {}", target.server))?;
-        tokio::time::timeout(locus_server::admin_client::ANSWER_TIMEOUT, f(session))
-            .await
-            .unwrap_or_else(|_| bail!("no answer from the server"))
-    })
+    let mut failed = Vec::new();
+    for (region, target) in &targets {
+        if let Some(name) = region {
+            say(&format!("== region {name}"));
+        }
+        let done = rt.block_on(async {
+            let session = AdminSession::connect(target)
+                .await
+                .with_context(|| format!("connecting to the world at {}", target.server))?;
+            tokio::time::timeout(locus_server::admin_client::ANSWER_TIMEOUT, f(session))
+                .await
+                .unwrap_or_else(|_| bail!("no answer from the server"))
+        });
+        match (done, region) {
+            (Ok(()), _) => {}
+            (Err(e), None) => return Err(e),
+            (Err(e), Some(name)) => {
+                say(&format!("failed: {e:#}"));
+                failed.push(name.clone());
+            }
+        }
+    }
+    if !failed.is_empty() {
+        bail!("failed in region(s) {}", failed.join(", "));
+    }
+    Ok(())
 }
 
 /// The reducer budget chosen with `serve --reducer-time-limit MS` or `--reducer-fuel UNITS` (clap lets at most one
@@ -551,10 +657,126 @@ fn budget(time_limit_ms: Option<u64>, fuel: Option<u64>) -> Budget {
     }
 }
 
+/// `locus cluster`: a NATS server with JetStream (unless one already listens at the layout's address) and one
+/// `locus serve --region` child per region, until Ctrl-C (which reaches the children too) or until one of them
+/// ends (then the others are stopped).
+fn cluster(config: &Path, data_dir: &Path, module: Option<PathBuf>) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(config).with_context(|| format!("reading {}", config.display()))?;
+    let layout = locus_region::WorldLayout::from_toml(&text)
+        .with_context(|| format!("the world layout in {}", config.display()))?;
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let module = match module {
+        Some(path) => path,
+        None => {
+            let path = data_dir.join("demo-module.wasm");
+            std::fs::write(&path, demo_module()?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            path
+        }
+    };
+    let nats_addr = layout
+        .nats()
+        .trim_start_matches("nats://")
+        .parse::<SocketAddr>()
+        .with_context(|| {
+            format!(
+                "`locus cluster` runs NATS on loopback: the layout's `nats` must be nats://IP:PORT, not {}",
+                layout.nats()
+            )
+        })?;
+    let _nats = if std::net::TcpStream::connect(nats_addr).is_ok() {
+        say(&format!("NATS already listens at {nats_addr}: using it"));
+        None
+    } else {
+        let server =
+            locus_server::nats_server::NatsServer::start(&data_dir.join("nats"), nats_addr.port())
+                .context("starting nats-server")?;
+        say(&format!("NATS (JetStream) at {}", server.url()));
+        Some(server)
+    };
+    let exe = std::env::current_exe().context("finding the locus binary")?;
+    let mut children = Vec::new();
+    for r in layout.regions() {
+        let child = std::process::Command::new(&exe)
+            .arg("serve")
+            .args(["--region", &r.name, "--config"])
+            .arg(config)
+            .arg("--data-dir")
+            .arg(data_dir.join(&r.name))
+            .arg("--module")
+            .arg(&module)
+            .spawn()
+            .with_context(|| format!("starting region {}", r.name))?;
+        say(&format!(
+            "region {} [{}, {}, {}, {}] on {}, pid {}",
+            r.name,
+            r.rect.min.x,
+            r.rect.min.y,
+            r.rect.max.x,
+            r.rect.max.y,
+            r.listen,
+            child.id()
+        ));
+        children.push((r.name.clone(), child));
+    }
+    say("Press Ctrl-C to stop every region.");
+    let ended = loop {
+        if let Some(i) = children
+            .iter_mut()
+            .position(|(_, c)| c.try_wait().ok().flatten().is_some())
+        {
+            break i;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (name, mut first) = children.swap_remove(ended);
+    let status = first.wait()?;
+    // Ctrl-C reached every child (one process group): give them time to finish their ticks.
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    for (name, child) in &mut children {
+        while child.try_wait()?.is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if child.try_wait()?.is_none() {
+            tracing::warn!(
+                region = name,
+                "still running: killing it (it recovers from its log)"
+            );
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    if !status.success() {
+        bail!("region {name} ended: {status}");
+    }
+    say("every region stopped");
+    Ok(())
+}
+
+/// Read the world's layout from `file` and find region `name` in it.
+fn region_setup(name: &str, file: &Path) -> anyhow::Result<locus_server::region::RegionSetup> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let layout = locus_region::WorldLayout::from_toml(&text)
+        .with_context(|| format!("the world layout in {}", file.display()))?;
+    let Some(own) = layout.region_id(name) else {
+        let names: Vec<&str> = layout.regions().iter().map(|r| r.name.as_str()).collect();
+        bail!(
+            "{} has no region `{name}`; its regions are: {}",
+            file.display(),
+            names.join(", ")
+        );
+    };
+    Ok(locus_server::region::RegionSetup { layout, own })
+}
+
 /// The options of `locus serve`, as parsed.
 struct Serve {
-    data_dir: PathBuf,
-    listen: SocketAddr,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    region: Option<locus_server::region::RegionSetup>,
     module: Option<PathBuf>,
     module_crate: Option<PathBuf>,
     watch: bool,
@@ -575,6 +797,7 @@ fn serve(options: Serve) -> anyhow::Result<()> {
     let Serve {
         data_dir,
         listen,
+        region,
         module,
         module_crate,
         watch,
@@ -589,6 +812,14 @@ fn serve(options: Serve) -> anyhow::Result<()> {
         web_root,
         web_cert,
     } = options;
+    let data_dir = data_dir.unwrap_or_else(|| match &region {
+        Some(r) => PathBuf::from("locus-data").join(&r.layout.region(r.own).name),
+        None => PathBuf::from("locus-data"),
+    });
+    let listen = listen.unwrap_or_else(|| match &region {
+        Some(r) => r.layout.region(r.own).listen,
+        None => SocketAddr::from(([127, 0, 0, 1], 7878)),
+    });
     let published = data_dir.join(MODULE_FILE);
     // A module named on the command line is stored with the world (so a restart without `--module` runs it); the
     // demo module is not (a rebuilt demo runs on restart).
@@ -639,6 +870,15 @@ fn serve(options: Serve) -> anyhow::Result<()> {
     }
     config.keep_module = keep_module;
     config.host.budget = budget;
+    if let Some(r) = &region {
+        say(&format!(
+            "region {} of world {} (NATS {})",
+            r.layout.region(r.own).name,
+            r.layout.world(),
+            r.layout.nats()
+        ));
+    }
+    config.region = region;
     let server = Server::start(config).context("starting the world")?;
     say("Locus world running");
     say(&format!("  listening on      {}", server.local_addr()));

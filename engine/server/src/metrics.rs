@@ -83,7 +83,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    fn of(q: &VecDeque<Duration>) -> Percentiles {
+    pub(crate) fn of(q: &VecDeque<Duration>) -> Percentiles {
         let mut v: Vec<Duration> = q.iter().copied().collect();
         if v.is_empty() {
             return Percentiles::default();

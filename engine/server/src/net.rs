@@ -923,9 +923,11 @@ pub(crate) fn deliver(
     }
 }
 
-/// Close the sessions the world closed for a fatal error ([`crate::world::Input::Close`]), after their frames
-/// of the same tick (handed over by [`deliver`] just before): the writer sends the `Error` frame, then closes. A
-/// session whose queue is full is not reading: it is closed without the frame.
+/// Close the sessions the world closed for a fatal error ([`crate::world::Input::Close`]) or redirected to another
+/// region ([`crate::world::Input::Redirect`]), after their frames of the same tick (handed over by [`deliver`]
+/// just before): the writer sends the last frame (`Error` or `Redirect`), finishes the stream, then closes. A
+/// session whose queue is full is not reading: it is closed without the frame. Nothing handed over after it is
+/// written.
 pub(crate) fn close_after(registry: &Registry, closes: Vec<Closing>) {
     let registry = registry.lock().expect("registry lock");
     for closing in closes {

@@ -12,9 +12,9 @@ use locus_host::{CallContext, HostConfig, Runtime};
 use locus_interest::InterestConfig;
 use locus_log::storage::FsStorage;
 use locus_log::{Durability, EncodedRecord, EncodedSnapshot, Log, LogConfig, Watermark};
-use locus_protocol::{AdminCommand, AdminReply, CallOutcome, ErrorCode, SessionLimits};
+use locus_protocol::{AdminCommand, AdminReply, CallOutcome, ErrorCode, Redirect, SessionLimits};
 use locus_store::StoreConfig;
-use locus_types::{Tick, Timestamp};
+use locus_types::{Identity, Tick, Timestamp};
 use thiserror::Error;
 
 use crate::cert;
@@ -161,6 +161,9 @@ pub struct ServerConfig {
     /// encoding of each client's frames); 1 runs it on the tick thread. The output does not depend on it. Default:
     /// the machine's cores ([`std::thread::available_parallelism`]).
     pub workers: usize,
+    /// Run the world as one region of a larger one (`locus serve --region`): border traffic with the other
+    /// regions over the layout's NATS server ([`crate::region`]). Default: none (the world is whole).
+    pub region: Option<crate::region::RegionSetup>,
 }
 
 impl ServerConfig {
@@ -184,6 +187,7 @@ impl ServerConfig {
             web: None,
             web_root: None,
             workers: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            region: None,
         }
     }
 }
@@ -202,6 +206,9 @@ pub enum StartError {
     /// The worker threads could not be started.
     #[error("cannot start the worker threads: {0}")]
     Workers(String),
+    /// The world cannot be made a region ([`ServerConfig::region`]).
+    #[error("cannot run the region: {0}")]
+    Region(String),
     /// The commit log could not be opened or recovered.
     #[error("cannot recover the world: {0}")]
     Recover(#[from] locus_log::OpenError),
@@ -253,6 +260,8 @@ pub(crate) struct Release {
     pub(crate) replies: Vec<(mpsc::Sender<AdminReply>, AdminReply)>,
     /// Session ids to free once the frames are delivered ([`crate::world::TickOutput::freed`]).
     pub(crate) freed: Vec<SessionId>,
+    /// A region's border messages for its neighbours, published once `tick` is durable.
+    pub(crate) border: Vec<crate::region::Outgoing>,
 }
 
 /// What the server's own API asks the tick thread to do, at the next tick boundary.
@@ -262,13 +271,24 @@ pub(crate) enum LocalRequest {
     Command(AdminCommand),
     /// A compiled module to publish, with its bytes.
     Publish(Box<Module>, Vec<u8>),
+    /// Move a player's sessions to another region ([`Input::Redirect`]). It has no answer.
+    Redirect(Identity, Box<Redirect>),
 }
 
 /// A [`LocalRequest`] with where to answer (once what it did is durable).
 #[derive(Debug)]
 pub(crate) struct AdminRequest {
     pub(crate) request: LocalRequest,
-    pub(crate) reply: mpsc::Sender<AdminReply>,
+    /// `None` for a request without an answer ([`LocalRequest::Redirect`]).
+    pub(crate) reply: Option<mpsc::Sender<AdminReply>>,
+}
+
+/// Why [`Server::redirect`] queued nothing.
+#[derive(Debug, Error)]
+pub enum RedirectError {
+    /// The server has stopped (shut down, or its commit log failed).
+    #[error("the server has stopped")]
+    Stopped,
 }
 
 /// Why [`Server::admin_call`] has no outcome.
@@ -313,6 +333,7 @@ pub struct Server {
     web_certs: Arc<RwLock<WebCerts>>,
     web_addr: Option<SocketAddr>,
     session_ids: Arc<Mutex<SessionIds>>,
+    region_metrics: Option<Arc<crate::region::RegionMetrics>>,
 }
 
 impl std::fmt::Debug for Server {
@@ -397,6 +418,15 @@ impl Server {
             );
             log.snapshot(&EncodedSnapshot::new(recovered_tick, &db))?;
         }
+        // A region gives out keys from its own range (rows keep their keys when they move between regions).
+        if let Some(region) = &config.region {
+            let reserved = crate::border::reserve_region_keys(&mut db, region.own);
+            let created = crate::handoff::ensure_tables(&mut db, &region.layout)
+                .map_err(|e| StartError::Region(format!("the region's system tables: {e}")))?;
+            if !is_new && (created || !reserved.is_empty()) {
+                log.snapshot(&EncodedSnapshot::new(recovered_tick, &db))?;
+            }
+        }
         let mut init_failed = None;
         if is_new {
             let now = now_timestamp();
@@ -449,6 +479,7 @@ impl Server {
         let registry: Registry = Arc::new(Mutex::new(std::collections::HashMap::new()));
         let session_ids = Arc::new(Mutex::new(SessionIds::default()));
         let (inbox_tx, inbox_rx) = tokio::sync::mpsc::channel::<Input>(config.limits.inbox);
+        let region_inbox = inbox_tx.clone();
         let ticks_started = Arc::new(AtomicU64::new(0));
         let endpoint = {
             let _guard = runtime.enter();
@@ -472,6 +503,27 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        let region_metrics = Arc::new(crate::region::RegionMetrics::default());
+        let (region_link, region_out) = match &config.region {
+            Some(setup) => {
+                let here = locus_protocol::Redirect {
+                    region: setup.layout.region(setup.own).name.clone(),
+                    addr: addr.to_string(),
+                    fingerprint: identity.fingerprint(),
+                    web: None,
+                };
+                let (link, out) = crate::region::start(
+                    setup,
+                    &mut world,
+                    &runtime,
+                    region_inbox,
+                    region_metrics.clone(),
+                    here,
+                );
+                (Some(link), Some(out))
+            }
+            None => (None, None),
+        };
 
         let metrics_addr = match config.metrics {
             None => None,
@@ -516,7 +568,14 @@ impl Server {
             std::thread::Builder::new()
                 .name("locus-release".into())
                 .spawn(move || {
-                    release_loop(&release_rx, &watermark, &registry, &metrics, &session_ids)
+                    release_loop(
+                        &release_rx,
+                        &watermark,
+                        &registry,
+                        &metrics,
+                        &session_ids,
+                        region_out.as_ref(),
+                    )
                 })
                 .expect("spawn the release thread")
         };
@@ -534,6 +593,8 @@ impl Server {
                 release: release_tx,
                 period: Duration::from_secs_f64(1.0 / f64::from(config.tick_rate.max(1))),
                 next_tick: Tick(recovered_tick.0 + 1),
+                region: region_link,
+                border_pending: Vec::new(),
                 stop,
                 metrics,
                 ticks_started,
@@ -562,7 +623,14 @@ impl Server {
             web_addr,
             admin_token_path: config.data_dir.join(crate::identity::ADMIN_TOKEN_FILE),
             session_ids,
+            region_metrics: config.region.is_some().then_some(region_metrics),
         })
+    }
+
+    /// The border traffic of a region ([`ServerConfig::region`]) so far; `None` for a whole world.
+    #[must_use]
+    pub fn region_stats(&self) -> Option<crate::region::RegionStats> {
+        self.region_metrics.as_ref().map(|m| m.stats())
     }
 
     /// The SHA-256 hashes of the browsers' certificates a page passes as `serverCertificateHashes` (the served one
@@ -688,9 +756,34 @@ impl Server {
         &self.admin_token_path
     }
 
+    /// Move the player of `identity` to another region, at the next tick boundary ([`Input::Redirect`]): every
+    /// session of the identity (none of the admin's) is sent `to` after its other frames of that tick, once the
+    /// tick is durable, and is then closed with [`locus_protocol::CLOSE_REDIRECTED`]; its client reconnects to
+    /// `to.addr` with the same token (`engine/docs/protocol.md` §5, "Version 5: redirects"). Those sessions'
+    /// later inputs are dropped, and their end runs no `client_disconnected` (the player moved, it did not leave).
+    /// Returns once the request is queued, without waiting for the tick. For the region shell, once the player's
+    /// rows moved to the target region, and for tests.
+    ///
+    /// # Errors
+    ///
+    /// [`RedirectError::Stopped`] if the server has stopped.
+    pub fn redirect(&self, identity: Identity, to: Redirect) -> Result<(), RedirectError> {
+        self.admin
+            .send(AdminRequest {
+                request: LocalRequest::Redirect(identity, Box::new(to)),
+                reply: None,
+            })
+            .map_err(|_| RedirectError::Stopped)
+    }
+
     fn local(&self, request: LocalRequest) -> Option<AdminReply> {
         let (reply, answer) = mpsc::channel();
-        self.admin.send(AdminRequest { request, reply }).ok()?;
+        self.admin
+            .send(AdminRequest {
+                request,
+                reply: Some(reply),
+            })
+            .ok()?;
         answer.recv().ok()
     }
 
@@ -798,6 +891,10 @@ struct Ticker {
     release: mpsc::Sender<Release>,
     period: Duration,
     next_tick: Tick,
+    /// A region's border traffic ([`ServerConfig::region`]).
+    region: Option<crate::region::RegionLink>,
+    /// Border messages made between ticks (after a publish), sent with the next tick's.
+    border_pending: Vec<crate::region::Outgoing>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     ticks_started: Arc<AtomicU64>,
@@ -840,8 +937,11 @@ impl Ticker {
                 inputs.push(match request {
                     LocalRequest::Command(command) => Input::Admin { from, command },
                     LocalRequest::Publish(module, wasm) => Input::Publish { from, module, wasm },
+                    LocalRequest::Redirect(identity, to) => Input::Redirect { identity, to: *to },
                 });
-                waiting.push((self.admin_ids, reply));
+                if let Some(reply) = reply {
+                    waiting.push((self.admin_ids, reply));
+                }
             }
             let out = self.world.run_tick(
                 tick,
@@ -853,6 +953,10 @@ impl Ticker {
                 break;
             }
             let frames = out.frames;
+            let mut border = std::mem::take(&mut self.border_pending);
+            if let Some(r) = &mut self.region {
+                border.extend(r.after_tick(&self.world, out.border, out.transmits, out.acks));
+            }
             self.metrics.reducer_calls(&out.calls);
             self.metrics.server_failures(&out.server_failures);
             if tick.0.is_multiple_of(u64::from(self.tick_rate.max(1))) {
@@ -885,6 +989,7 @@ impl Ticker {
                     closes: out.closes,
                     replies,
                     freed: out.freed,
+                    border,
                 })
                 .is_err()
             {
@@ -1008,6 +1113,12 @@ impl Ticker {
             .collect();
         tracing::info!(tick = tick.0, ?changes, "published a new module");
         self.world.swap(applied, tick);
+        if let Some(r) = &mut self.region {
+            // Tables the new module added give out keys from the region's range too (logged with the next tick).
+            self.world.reserve_region_keys();
+            let wholes = r.after_publish(&self.world);
+            self.border_pending.extend(wholes);
+        }
         AdminReply::Published {
             tick: tick.0,
             changes,
@@ -1075,6 +1186,7 @@ fn release_loop(
     registry: &Registry,
     metrics: &Metrics,
     ids: &Mutex<SessionIds>,
+    region: Option<&crate::region::RegionOut>,
 ) {
     while let Ok(release) = rx.recv() {
         loop {
@@ -1092,6 +1204,9 @@ fn release_loop(
         }
         net::deliver(registry, release.frames, release.datagrams, metrics);
         net::close_after(registry, release.closes);
+        if let Some(r) = region {
+            r.send(release.border);
+        }
         for (reply, answer) in release.replies {
             // The operator may have given up waiting.
             let _ = reply.send(answer);

@@ -15,7 +15,8 @@
 //!   applied to its [`Cache`] (the client's row cache): "which rows does this session hold" is
 //!   [`TestWorld::cache`]. A session closed for a fatal error ([`TestWorld::close`]) gets its `Error` frame after
 //!   the tick's others; the harness then queues its `Disconnect` for the next tick, as the network does once the
-//!   connection is closed.
+//!   connection is closed. So does a session the world closes by itself, redirected to another region
+//!   ([`Input::Redirect`], queued with [`TestWorld::push`]): it ends ([`Ended::Closed`]) with its `Redirect` frame.
 //! - **Session ids** come from a [`SessionIds`] and are given back once the tick that freed them is delivered, as
 //!   the release thread does, so a new session may get an old one's id.
 //! - **Records.** Each tick's [`EncodedRecord`] is kept (with the snapshot it follows); [`TestWorld::restart`]
@@ -133,7 +134,8 @@ pub struct TestSession(usize);
 pub enum Ended {
     /// The test disconnected it ([`TestWorld::disconnect`]).
     Disconnected,
-    /// The world closed it for a fatal error ([`TestWorld::close`]), after its `Error` frame.
+    /// The world closed it for a fatal error ([`TestWorld::close`]), after its `Error` frame, or because its
+    /// player moved to another region ([`Input::Redirect`]), after its `Redirect` frame.
     Closed {
         /// The QUIC application close code the shell would close the connection with.
         close_code: u32,
@@ -672,7 +674,19 @@ impl TestWorld {
         }
         for closing in &out.closes {
             self.deliver(closing.session, &closing.frame);
-            self.closing.push(closing.session);
+            // A session the world closed by itself (a redirect) ends here, as the network ends it.
+            if let Some(&handle) = self.live.get(&closing.session)
+                && self.sessions[handle].ended.is_none()
+            {
+                self.sessions[handle].ended = Some(Ended::Closed {
+                    close_code: closing.close_code,
+                    reason: closing.reason.clone(),
+                });
+            }
+            // One `Disconnect` per connection, however many closes it was given.
+            if !self.closing.contains(&closing.session) {
+                self.closing.push(closing.session);
+            }
         }
         self.local_replies.extend(out.admin.iter().cloned());
         for job in std::mem::take(&mut out.deferred) {

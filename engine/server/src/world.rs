@@ -16,8 +16,13 @@
 //! 3. one log record of every committed changeset;
 //! 4. the interest stage: the changesets (and any change to the `locus_area` system table, which moves areas) in,
 //!    each session's delta out, as `Tick` frames after the tick's results;
-//! 5. sessions the network closed for a fatal error ([`Input::Close`]): their `Error` frame, to go after all of the
-//!    above ([`TickOutput::closes`]).
+//! 5. sessions the network closed for a fatal error ([`Input::Close`]): their `Error` frame, and sessions moved to
+//!    another region ([`Input::Redirect`]): their `Redirect` frame, to go after all of the above
+//!    ([`TickOutput::closes`]).
+//!
+//! A **redirected** session (its player moved to another region) is done here from its redirect on: it is sent
+//! nothing after its `Redirect` frame (its connection closes), its later inputs are dropped, and it no longer
+//! counts as its identity's presence in this world: its `Disconnect` runs no `client_disconnected`.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
@@ -29,8 +34,8 @@ use locus_log::EncodedRecord;
 use locus_protocol::compact::{Change, TickWriter, ViewRows};
 use locus_protocol::places::PlacesWriter;
 use locus_protocol::{
-    AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, RowRef, ServerMessage,
-    TableDeltaRef, TickRef, Token, Welcome, WireTable,
+    AdminCommand, AdminReply, CallOutcome, ErrorCode, ModuleLogLine, Redirect, RowRef,
+    ServerMessage, TableDeltaRef, TickRef, Token, Welcome, WireTable,
 };
 use locus_store::{Changeset, Database};
 use locus_types::{
@@ -225,6 +230,33 @@ pub enum Input {
         /// Its bytes (the shell stores them beside the log).
         wasm: Vec<u8>,
     },
+    /// A message another region sent this one through JetStream (a world that is a region): applied exactly once
+    /// ([`crate::handoff`]); `ack` comes back in [`TickOutput::acks`] once it is applied (or found applied
+    /// before), for the shell to acknowledge it once the tick is durable.
+    Arrive {
+        /// The sender.
+        from: locus_region::RegionId,
+        /// Its number among the sender's messages.
+        seq: u64,
+        /// What it carries.
+        message: locus_region::message::RegionMessage,
+        /// The shell's handle of the JetStream message.
+        ack: u64,
+    },
+    /// JetStream stored these messages of this region's outbox (their numbers): they leave the outbox.
+    Confirmed {
+        /// The messages' numbers.
+        seqs: Vec<u64>,
+    },
+    /// A change to the copy of a neighbouring region's rows near the border (a world that is one region of a
+    /// larger one, [`World::set_region`]; ignored otherwise). It reaches the interest stage after the tick's own
+    /// changesets, never the database ([`crate::border`]).
+    Border {
+        /// The neighbour.
+        from: locus_region::RegionId,
+        /// The change.
+        change: crate::border::BorderChange,
+    },
     /// The end of a subscription.
     Unsubscribe {
         /// The session.
@@ -233,6 +265,18 @@ pub enum Input {
         request: u32,
         /// The table's name.
         table: String,
+    },
+    /// The player of `identity` moved to another region (its rows moved there already): every session of the
+    /// identity not yet redirected gets a `Redirect` frame to `to` after the tick's other frames for it (a session
+    /// below protocol version [`locus_protocol::REDIRECT_VERSION`] gets none), and is then closed with
+    /// [`locus_protocol::CLOSE_REDIRECTED`] ([`TickOutput::closes`]). From then on the session is redirected (see
+    /// the [module docs](self)): its later inputs are dropped and its `Disconnect` runs no `client_disconnected`.
+    /// Ignored for the admin identity (not a player) and for an identity with no session.
+    Redirect {
+        /// The player.
+        identity: Identity,
+        /// Where its client reconnects.
+        to: Redirect,
     },
 }
 
@@ -306,23 +350,38 @@ pub struct TickOutput {
     /// Each failure of a reducer the server ran (lifecycle, tick, periodic, scheduled; and a failed `init` reported
     /// with [`World::server_reducer_failed`] before the first tick): the reducer, once per failure, logged or not.
     pub server_failures: Vec<std::sync::Arc<str>>,
-    /// Sessions to close after their [`TickOutput::frames`] are delivered (from [`Input::Close`]), in input order.
+    /// Sessions to close after their [`TickOutput::frames`] are delivered (from [`Input::Close`] and
+    /// [`Input::Redirect`]), in input order.
     pub closes: Vec<Closing>,
     /// The sessions whose [`Input::Disconnect`] this tick processed, in input order: no frame of this tick or a
     /// later one is for them, and no answer will be. The shell gives each id back to its [`SessionIds`] once this
     /// tick's frames are delivered (an earlier tick's frames, waiting for durability, may still be for the
     /// session), so a reused id never receives an old session's frames.
     pub freed: Vec<SessionId>,
+    /// A region's changes to each neighbour's copy of its rows near the border ([`World::set_region`]), to send
+    /// once the record is durable. Empty for a world that is not a region.
+    pub border: Vec<(locus_region::RegionId, locus_region::BorderDelta)>,
+    /// A region's messages to other regions to publish once the record is durable: `(number, destination,
+    /// encoded envelope)` ([`crate::handoff`]).
+    pub transmits: Vec<(u64, locus_region::Destination, Vec<u8>)>,
+    /// The shell's handles of the [`Input::Arrive`] messages this tick applied (or found applied before), to
+    /// acknowledge once the record is durable.
+    pub acks: Vec<u64>,
+    /// Identities whose avatar arrived in this tick, with the region it came from (which is told, once the record
+    /// is durable, to send the identity's sessions here).
+    pub arrivals: Vec<(locus_region::RegionId, Identity)>,
     /// Counts for metrics and logs.
     pub stats: TickStats,
 }
 
-/// A session to close for a fatal error ([`Input::Close`]), once its frames of the tick are delivered.
+/// A session to close for a fatal error ([`Input::Close`]) or because its player moved to another region
+/// ([`Input::Redirect`]), once its frames of the tick are delivered.
 #[derive(Debug)]
 pub struct Closing {
     /// The session.
     pub session: SessionId,
-    /// Its last frame: the fatal `Error`.
+    /// Its last frame: the fatal `Error`, or the `Redirect` (empty for a session too old for one: closed without
+    /// a frame).
     pub frame: Vec<u8>,
     /// The QUIC application close code.
     pub close_code: u32,
@@ -380,6 +439,10 @@ struct Session {
     writer: TickWriter,
     /// Protocol version 4 over a connection that takes datagrams: its position channel.
     places: Option<Box<Places>>,
+    /// The tick its player moved to another region in ([`Input::Redirect`]): it is sent nothing after that
+    /// tick's frames and its `Redirect`, its later inputs are dropped, and it is no longer its identity's presence
+    /// here (see the [module docs](self)).
+    redirected: Option<Tick>,
 }
 
 /// A version-4 session's position channel (`protocol.md` §5, "Version 4").
@@ -502,6 +565,12 @@ pub struct World {
     server_failures: Vec<std::sync::Arc<str>>,
     /// The world's admin identity ([`World::set_admin`]): its calls are told where a reducer panicked.
     admin: Option<Identity>,
+    /// The border, for a world that is one region of a larger one ([`World::set_region`]).
+    border: Option<crate::border::Border>,
+    /// Handing rows over to other regions, and taking theirs ([`crate::handoff`]).
+    handoffs: Option<crate::handoff::Handoffs>,
+    /// Changes to the border copies made by the world itself (ghosts dropped), for the interest stage.
+    copy_changes: Vec<Changeset>,
     /// When each reducer's last trap backtrace went to the server log ([`World::log_trap`]).
     traces_logged: HashMap<String, Timestamp>,
 }
@@ -532,9 +601,13 @@ impl Schema {
             let def = table.def();
             if def.access == TableAccess::Public {
                 names.insert(def.name.clone(), table.id());
+                // Where a row lives is the engine's business: clients get the definition as before regions
+                // (a movable flag would add an element to the compact `TableDef` older clients reject).
+                let mut wire = def.clone();
+                wire.movable = false;
                 wire_tables.push(WireTable {
                     id: table.id(),
-                    def: def.clone(),
+                    def: wire,
                 });
                 tables.push(Some(def.clone()));
             } else {
@@ -622,7 +695,86 @@ impl World {
             server_failures: Vec::new(),
             admin: None,
             traces_logged: HashMap::new(),
+            border: None,
+            handoffs: None,
+            copy_changes: Vec::new(),
         }
+    }
+
+    /// Make this world region `own` of `layout`: its committed changes feed its neighbours' copies of its rows near
+    /// the border ([`TickOutput::border`], [`World::border_whole_for`]), and the copies of theirs it is sent
+    /// ([`Input::Border`]) reach its clients. See [`crate::border`].
+    ///
+    /// Rows of movable tables that leave the region are handed over to the region that holds them now
+    /// ([`crate::handoff`]); the database must have the region's system tables
+    /// ([`crate::handoff::ensure_tables`], which this creates if missing: the caller snapshots a database whose
+    /// tables it created).
+    /// `here` is where this region's clients connect: the other regions send the sessions of players whose
+    /// avatar moved here to it.
+    pub fn set_region(
+        &mut self,
+        layout: locus_region::WorldLayout,
+        own: locus_region::RegionId,
+        here: Redirect,
+    ) {
+        if let Err(e) = crate::handoff::ensure_tables(&mut self.db, &layout) {
+            tracing::error!(
+                e,
+                "the region's system tables cannot be made: rows are not handed over"
+            );
+        } else {
+            self.handoffs = Some(crate::handoff::Handoffs::new(
+                layout.clone(),
+                own,
+                here,
+                &self.db,
+            ));
+        }
+        self.border = Some(crate::border::Border::new(layout, own, &self.db));
+    }
+
+    /// How many messages to other regions wait for JetStream's confirmation.
+    #[must_use]
+    pub fn unconfirmed_messages(&self) -> usize {
+        self.handoffs
+            .as_ref()
+            .map_or(0, crate::handoff::Handoffs::unconfirmed)
+    }
+
+    /// Move the `auto_inc` sequences of tables into the region's range of keys
+    /// ([`crate::border::region_key_base`]), in a transaction logged with the next tick (after a publish added
+    /// tables). Nothing for a world that is not a region.
+    pub fn reserve_region_keys(&mut self) {
+        if let Some(own) = self.border.as_ref().map(crate::border::Border::own) {
+            let c = crate::border::reserve_region_keys(&mut self.db, own);
+            if !c.is_empty() {
+                self.changesets.push(c);
+            }
+        }
+    }
+
+    /// The region's layout and its own id, if it is one ([`World::set_region`]).
+    #[must_use]
+    pub fn region(&self) -> Option<(&locus_region::WorldLayout, locus_region::RegionId)> {
+        self.border.as_ref().map(|b| (b.layout(), b.own()))
+    }
+
+    /// The whole copy of this region's rows that neighbour `to` should hold (for a neighbour that (re)started or
+    /// lost a change). Empty for a world that is not a region.
+    #[must_use]
+    pub fn border_whole_for(&self, to: locus_region::RegionId) -> locus_region::link::Rows {
+        self.border
+            .as_ref()
+            .map(|b| b.whole_for(to))
+            .unwrap_or_default()
+    }
+
+    /// How many copies of neighbours' rows the world holds.
+    #[must_use]
+    pub fn border_copies_held(&self) -> usize {
+        self.border
+            .as_ref()
+            .map_or(0, crate::border::Border::copies_held)
     }
 
     /// The world's admin identity (the one `locus serve` keeps the token of): a failed call of a session with it
@@ -717,6 +869,8 @@ impl World {
         let mut calls = Vec::new();
         let mut closes = Vec::new();
         let mut freed = Vec::new();
+        let mut acks = Vec::new();
+        let mut arrivals = Vec::new();
         for input in inputs {
             match input {
                 Input::Connect {
@@ -750,14 +904,34 @@ impl World {
                             held: Vec::new(),
                             writer: TickWriter::default(),
                             places,
+                            redirected: None,
                         },
                     );
                     self.interest.handle_connect(ClientId(session), identity);
                     self.interest.set_move_cost(ClientId(session), cost);
                     // The admin is not a player: its sessions (`locus query`, `call`, `logs`, ...) run no
-                    // lifecycle reducer, so a module makes no avatar for it.
-                    if self.admin != Some(identity)
-                        && self.interest.clients_of(identity).count() == 1
+                    // lifecycle reducer, so a module makes no avatar for it. Redirected sessions of the identity
+                    // still closing are not its presence here: this one is its first.
+                    // An identity whose avatar was handed over to another region is not here: it is sent there
+                    // (now, or once that region has it).
+                    let away = self
+                        .handoffs
+                        .as_ref()
+                        .and_then(|h| h.where_is(&self.db, identity));
+                    let sent_on = away.as_ref().and_then(|a| {
+                        let (addr, fingerprint) = a.at.clone()?;
+                        let (layout, _) = self.region()?;
+                        Some(Redirect {
+                            region: layout.region(a.region).name.clone(),
+                            addr,
+                            fingerprint,
+                            web: None,
+                        })
+                    });
+                    if let Some(h) = &mut self.handoffs {
+                        h.connected(identity);
+                    }
+                    if self.admin != Some(identity) && self.present(identity) == 1 && away.is_none()
                     {
                         match self.instance.client_connected(&mut self.db, &ctx(identity)) {
                             Ok(c) => self.changesets.push(c),
@@ -774,6 +948,84 @@ impl World {
                         reducers: self.reducers.clone(),
                     });
                     self.send(session, &welcome);
+                    if let Some(to) = sent_on {
+                        self.redirect(identity, &to, tick, &mut closes);
+                    }
+                }
+                Input::Arrive {
+                    from,
+                    seq,
+                    message,
+                    ack,
+                } => {
+                    let Some(h) = &mut self.handoffs else {
+                        continue;
+                    };
+                    if let locus_region::message::RegionMessage::Call {
+                        reducer,
+                        args,
+                        sender,
+                    } = &message
+                    {
+                        if h.is_applied(from, seq) {
+                            acks.push(ack);
+                            continue;
+                        }
+                        // Delivered: a failed call is the module's answer, recorded as applied like any other.
+                        match self.instance.call_from_region(
+                            &mut self.db,
+                            reducer,
+                            args,
+                            &ctx(*sender),
+                        ) {
+                            Ok(c) => self.changesets.push(c),
+                            // Like the reducers the server runs itself: to the module log.
+                            Err(e) => self.server_reducer_failed(&e, tick, now),
+                        }
+                        let h = self.handoffs.as_mut().expect("checked above");
+                        match h.mark_applied(&mut self.db, from, seq) {
+                            Ok(c) => {
+                                self.changesets.push(c);
+                                acks.push(ack);
+                            }
+                            Err(e) => tracing::error!(
+                                e,
+                                "a reducer call from another region could not be recorded"
+                            ),
+                        }
+                        continue;
+                    }
+                    match h.arrive(&mut self.db, from, seq, &message, tick) {
+                        Ok(crate::handoff::Arrival::Applied {
+                            changeset,
+                            arrived,
+                            redirect,
+                        }) => {
+                            self.changesets.push(changeset);
+                            acks.push(ack);
+                            if let Some(id) = arrived {
+                                arrivals.push((from, id));
+                            }
+                            if let Some((identity, to)) = redirect {
+                                self.redirect_identity(identity, to, tick, &mut closes);
+                            }
+                        }
+                        Ok(crate::handoff::Arrival::Duplicate) => acks.push(ack),
+                        // Not acknowledged: JetStream delivers it again.
+                        Err(e) => tracing::error!(
+                            from = from.0,
+                            seq,
+                            e,
+                            "a message from another region could not be applied; it will come again"
+                        ),
+                    }
+                }
+                Input::Confirmed { seqs } => {
+                    if let Some(h) = &mut self.handoffs
+                        && let Some(c) = h.confirmed(&mut self.db, &seqs)
+                    {
+                        self.changesets.push(c);
+                    }
                 }
                 Input::Link { session, places } => {
                     let Some(s) = self.sessions.get_mut(&session) else {
@@ -794,8 +1046,10 @@ impl World {
                     };
                     self.interest.handle_disconnect(ClientId(session));
                     self.log_followers.remove(&session);
-                    if self.admin != Some(s.identity)
-                        && self.interest.clients_of(s.identity).next().is_none()
+                    // A redirected session's player went to another region: it did not leave the world.
+                    if s.redirected.is_none()
+                        && self.admin != Some(s.identity)
+                        && self.present(s.identity) == 0
                     {
                         match self
                             .instance
@@ -812,7 +1066,7 @@ impl World {
                     reducer,
                     args,
                 } => {
-                    let Some(identity) = self.sessions.get(&session).map(|s| s.identity) else {
+                    let Some(identity) = self.live(session).map(|s| s.identity) else {
                         continue;
                     };
                     stats.calls += 1;
@@ -932,18 +1186,26 @@ impl World {
                         reason: message,
                     });
                 }
+                Input::Redirect { identity, to } => {
+                    self.redirect_identity(identity, to, tick, &mut closes);
+                }
                 Input::Subscribe {
                     session,
                     request,
                     table,
                     filter,
                 } => self.subscribe(session, request, &table, filter),
+                Input::Border { from, change } => {
+                    if let Some(b) = &mut self.border {
+                        b.arrive(from, change);
+                    }
+                }
                 Input::Unsubscribe {
                     session,
                     request,
                     table,
                 } => match self.names.get(&table).copied() {
-                    Some(id) if self.sessions.contains_key(&session) => {
+                    Some(id) if self.live(session).is_some() => {
                         self.interest.handle_unsubscribe(ClientId(session), id);
                         if let Some(s) = self.sessions.get_mut(&session) {
                             s.subscriptions.retain(|(t, _)| *t != table);
@@ -975,6 +1237,30 @@ impl World {
             }
             self.changesets.push(run.changeset);
         }
+        let overdue = match (&mut self.handoffs, &mut self.border) {
+            (Some(h), Some(b)) => {
+                h.hand_off(&mut self.db, &mut self.changesets, b.copies_mut());
+                h.overdue(tick)
+            }
+            _ => Vec::new(),
+        };
+        {
+            for identity in overdue {
+                // Its avatar arrived but no session of it came: it left the world.
+                if self.present(identity) == 0 {
+                    match self
+                        .instance
+                        .client_disconnected(&mut self.db, &ctx(identity))
+                    {
+                        Ok(c) => self.changesets.push(c),
+                        Err(e) => self.server_reducer_failed(&e, tick, now),
+                    }
+                }
+            }
+        }
+        if let Some(h) = &mut self.handoffs {
+            h.track(&self.changesets);
+        }
         self.forward_logs();
         self.report_repeated_failures(tick, now);
         let reducers_done = std::time::Instant::now();
@@ -988,9 +1274,32 @@ impl World {
             .iter()
             .map(|c| c.row_count() as u64)
             .sum::<u64>();
+        let mut border = Vec::new();
+        let (merged, arrived) = match &mut self.border {
+            Some(b) => {
+                let merged = b.merge(&self.changesets);
+                let arrived = b.take_arrived(&self.db);
+                border = b.poll();
+                (merged, arrived)
+            }
+            None => (None, Vec::new()),
+        };
+        // In the order the copies changed: the ghosts dropped during the tick's inputs, then the tick's own
+        // changesets (merged with the copies), then the neighbours' changes that arrived.
+        let dropped = std::mem::take(&mut self.copy_changes);
+        if !dropped.is_empty() {
+            self.interest.handle_changesets(&dropped);
+        }
+        let own = merged.as_deref().unwrap_or(&self.changesets);
         match self.pool.as_deref() {
-            Some(pool) => self.interest.handle_changesets_on(&self.changesets, pool),
-            None => self.interest.handle_changesets(&self.changesets),
+            Some(pool) => self.interest.handle_changesets_on(own, pool),
+            None => self.interest.handle_changesets(own),
+        }
+        if !arrived.is_empty() {
+            match self.pool.as_deref() {
+                Some(pool) => self.interest.handle_changesets_on(&arrived, pool),
+                None => self.interest.handle_changesets(&arrived),
+            }
         }
         self.changesets.clear();
         self.log_area_errors();
@@ -1017,6 +1326,14 @@ impl World {
         );
         let mut datagrams = Vec::new();
         for (&session, s) in &mut self.sessions {
+            if s.redirected.is_some_and(|at| at < tick) {
+                // Past its `Redirect`, its last frame: its connection is closing.
+                s.out.clear();
+                if let Some(p) = &mut s.places {
+                    p.out.clear();
+                }
+                continue;
+            }
             if !s.out.is_empty() {
                 stats.bytes_out += s.out.len() as u64;
                 frames.push((session, std::mem::take(&mut s.out)));
@@ -1043,6 +1360,85 @@ impl World {
             closes,
             freed,
             stats,
+            border,
+            transmits: match &mut self.handoffs {
+                Some(h) => h.transmits(tick, now.0),
+                None => Vec::new(),
+            },
+            acks,
+            arrivals,
+        }
+    }
+
+    /// The session, if it is connected and not redirected (whose inputs are dropped).
+    fn live(&self, session: SessionId) -> Option<&Session> {
+        self.sessions
+            .get(&session)
+            .filter(|s| s.redirected.is_none())
+    }
+
+    /// How many sessions of `identity` are its presence in this world: connected and not redirected.
+    fn present(&self, identity: Identity) -> usize {
+        self.interest
+            .clients_of(identity)
+            .filter(|c| self.live(c.0).is_some())
+            .count()
+    }
+
+    /// Send `identity`'s sessions to `to` ([`World::redirect`]), drop the ghosts of its rows handed over, and send
+    /// its sessions that connect here later there too.
+    fn redirect_identity(
+        &mut self,
+        identity: Identity,
+        to: Redirect,
+        tick: Tick,
+        closes: &mut Vec<Closing>,
+    ) {
+        self.redirect(identity, &to, tick, closes);
+        if let (Some(h), Some(b)) = (&mut self.handoffs, &mut self.border) {
+            let c = h.redirected(identity, b.copies_mut());
+            if !c.is_empty() {
+                self.copy_changes.push(c);
+            }
+        }
+    }
+
+    /// Redirect in `tick`: each session of `identity` not yet redirected (in id order) is marked so and gets its
+    /// `Redirect` frame (version [`locus_protocol::REDIRECT_VERSION`] and later) and the close
+    /// [`locus_protocol::CLOSE_REDIRECTED`] in `closes`. Nothing for the admin identity.
+    fn redirect(
+        &mut self,
+        identity: Identity,
+        to: &Redirect,
+        tick: Tick,
+        closes: &mut Vec<Closing>,
+    ) {
+        if self.admin == Some(identity) {
+            return;
+        }
+        let mut sessions: Vec<SessionId> = self
+            .interest
+            .clients_of(identity)
+            .map(|c| c.0)
+            .filter(|&c| self.live(c).is_some())
+            .collect();
+        sessions.sort_unstable();
+        let reason = format!("redirected to region {} at {}", to.region, to.addr);
+        for session in sessions {
+            let Some(s) = self.sessions.get_mut(&session) else {
+                continue;
+            };
+            s.redirected = Some(tick);
+            let mut frame = Vec::new();
+            if s.version >= locus_protocol::REDIRECT_VERSION {
+                locus_protocol::encode_frame(&ServerMessage::Redirect(to.clone()), &mut frame);
+            }
+            closes.push(Closing {
+                session,
+                frame,
+                close_code: locus_protocol::CLOSE_REDIRECTED,
+                reason: reason.clone(),
+            });
         }
     }
 
@@ -1053,7 +1449,7 @@ impl World {
         table: &str,
         filter: locus_protocol::Filter,
     ) {
-        if !self.sessions.contains_key(&session) {
+        if self.live(session).is_none() {
             return;
         }
         match self.resubscribe(session, table, filter) {
@@ -1327,6 +1723,15 @@ impl World {
         drop(replaced);
         let schema = Schema::of(&self.db, &instance);
         self.interest = Interest::new(self.interest_config, &self.db);
+        // The copies were in the old interest stage: the neighbours send whole copies again (the shell asks them).
+        if let Some(b) = self.border.take() {
+            let (layout, own) = (b.layout().clone(), b.own());
+            self.border = Some(crate::border::Border::new(layout, own, &self.db));
+        }
+        if let Some(h) = &mut self.handoffs {
+            h.schema(&self.db);
+        }
+
         self.instance = instance;
         self.tables = schema.tables;
         self.names = schema.names;
@@ -1985,5 +2390,331 @@ mod server_failure_tests {
             })
             .collect();
         assert_eq!(rows, expected);
+    }
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+    use locus_host::{HostConfig, Runtime};
+    use locus_protocol::{CLOSE_REDIRECTED, FrameReader, MAX_SERVER_FRAME, PROTOCOL_VERSION};
+    use locus_store::Database;
+    use locus_types::{ColumnDef, ColumnType};
+
+    /// A world whose module has one public table `thing` (`id: U64` primary key, `n: U64`), a client reducer
+    /// `put(k: u64)` inserting the row `[k, k]`, and lifecycle reducers `on_connect` and `on_disconnect` that log
+    /// "connected" and "disconnected" (info). Its admin identity is `[0xad; 32]`.
+    fn lifecycle_world() -> World {
+        let table = TableDef::builder("thing")
+            .column("id", ColumnType::U64)
+            .column("n", ColumnType::U64)
+            .primary_key("id")
+            .access(TableAccess::Public)
+            .build()
+            .unwrap();
+        let reducer = |name: &str, kind, params| ReducerDef {
+            name: name.into(),
+            kind,
+            params,
+        };
+        let described = [
+            ("table", "thing", rmp_serde::to_vec_named(&table).unwrap()),
+            (
+                "reducer",
+                "put",
+                rmp_serde::to_vec_named(&reducer(
+                    "put",
+                    ReducerKind::Client,
+                    vec![ColumnDef::new("k", ColumnType::U64)],
+                ))
+                .unwrap(),
+            ),
+            (
+                "reducer",
+                "on_connect",
+                rmp_serde::to_vec_named(&reducer(
+                    "on_connect",
+                    ReducerKind::ClientConnected,
+                    vec![],
+                ))
+                .unwrap(),
+            ),
+            (
+                "reducer",
+                "on_disconnect",
+                rmp_serde::to_vec_named(&reducer(
+                    "on_disconnect",
+                    ReducerKind::ClientDisconnected,
+                    vec![],
+                ))
+                .unwrap(),
+            ),
+        ];
+        let (mut data, mut describe, mut at) = (String::new(), String::new(), 4096u64);
+        for (kind, name, bytes) in described {
+            let escaped: String = bytes.iter().map(|b| format!("\\{b:02x}")).collect();
+            data.push_str(&format!("(data (i32.const {at}) \"{escaped}\")\n"));
+            describe.push_str(&format!(
+                "(func (export \"__locus_describe_{kind}_{name}\") (result i64) i64.const {})\n",
+                (at << 32) | bytes.len() as u64
+            ));
+            at += bytes.len() as u64 + 8;
+        }
+        let wat = format!(
+            r#"(module
+  (import "locus_v1" "table_id" (func $table_id (param i32 i32 i32) (result i32)))
+  (import "locus_v1" "insert" (func $insert (param i32 i32 i32 i32) (result i32)))
+  (import "locus_v1" "reducer_args" (func $args (param i32 i32 i32) (result i32)))
+  (import "locus_v1" "log" (func $log (param i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 256) "thing")
+  (data (i32.const 400) "connected")
+  (data (i32.const 420) "disconnected")
+  {data}
+  (func (export "__locus_abi_version") (result i32) i32.const 1)
+  {describe}
+  (func $thing (result i32)
+    (if (call $table_id (i32.const 256) (i32.const 5) (i32.const 300)) (then unreachable))
+    (i32.load (i32.const 300)))
+  ;; put(k): the arguments (fixarray(1), then k) at 1024, made the row [k, k] in place.
+  (func (export "__locus_reducer_put") (param $len i32) (result i32) (local $k i32)
+    (if (call $args (i32.const 1024) (i32.const 1024) (i32.const 308)) (then unreachable))
+    (local.set $k (i32.sub (i32.load (i32.const 308)) (i32.const 1)))
+    (i32.store8 (i32.const 1024) (i32.const 0x92))
+    (memory.copy (i32.add (i32.const 1025) (local.get $k)) (i32.const 1025) (local.get $k))
+    (i32.ne
+      (call $insert (call $thing) (i32.const 1024)
+        (i32.add (i32.const 1) (i32.shl (local.get $k) (i32.const 1))) (i32.const 320))
+      (i32.const 0)))
+  (func (export "__locus_reducer_on_connect") (param i32) (result i32)
+    (drop (call $log (i32.const 2) (i32.const 400) (i32.const 9)))
+    i32.const 0)
+  (func (export "__locus_reducer_on_disconnect") (param i32) (result i32)
+    (drop (call $log (i32.const 2) (i32.const 420) (i32.const 12)))
+    i32.const 0)
+)"#
+        );
+        let wasm = wat::parse_str(&wat).unwrap_or_else(|e| panic!("{e}\n{wat}"));
+        let mut db = Database::default();
+        let instance = Runtime::new(HostConfig::default())
+            .unwrap()
+            .load(&wasm)
+            .unwrap()
+            .instantiate(&mut db)
+            .unwrap();
+        let mut world = World::new(db, instance, InterestConfig::default(), 20, 7);
+        world.set_admin(ADMIN);
+        world
+    }
+
+    const ADMIN: Identity = Identity([0xad; 32]);
+    const PLAYER: Identity = Identity([1; 32]);
+    const OTHER: Identity = Identity([2; 32]);
+
+    fn connect(session: SessionId, identity: Identity, version: u16) -> Input {
+        Input::Connect {
+            session,
+            identity,
+            token: Token(identity.0),
+            version,
+            datagrams: false,
+            places: false,
+        }
+    }
+
+    fn put(session: SessionId, request: u32, k: u8) -> Input {
+        assert!(k < 0x80, "a positive fixint");
+        Input::Call {
+            session,
+            request,
+            reducer: "put".into(),
+            args: vec![0x91, k],
+        }
+    }
+
+    fn subscribe(session: SessionId) -> Input {
+        Input::Subscribe {
+            session,
+            request: 1,
+            table: "thing".into(),
+            filter: locus_protocol::Filter::All,
+        }
+    }
+
+    fn run(world: &mut World, tick: u64, inputs: Vec<Input>) -> TickOutput {
+        world.run_tick(
+            Tick(tick),
+            Timestamp(1_700_000_000_000_000 + tick * 50_000),
+            0.05,
+            inputs,
+        )
+    }
+
+    /// The messages of `session`'s frames in `out`.
+    fn messages(out: &TickOutput, session: SessionId) -> Vec<ServerMessage> {
+        let Some((_, bytes)) = out.frames.iter().find(|(s, _)| *s == session) else {
+            return Vec::new();
+        };
+        decode_all(bytes)
+    }
+
+    fn decode_all(bytes: &[u8]) -> Vec<ServerMessage> {
+        let mut reader = FrameReader::new(MAX_SERVER_FRAME);
+        reader.push(bytes);
+        let mut out = Vec::new();
+        while let Some(payload) = reader.next_frame().unwrap() {
+            out.push(locus_protocol::decode_frame(payload).unwrap());
+        }
+        assert_eq!(reader.buffered(), 0, "a partial frame");
+        out
+    }
+
+    /// How many rows `thing` holds.
+    fn things(world: &World) -> usize {
+        let db = world.db();
+        db.table(db.table_id("thing").unwrap()).unwrap().len()
+    }
+
+    /// How many lines `reducer` wrote to the module log.
+    fn lines_of(world: &World, reducer: &str) -> usize {
+        world
+            .log_tail
+            .iter()
+            .filter(|l| l.reducer == reducer)
+            .count()
+    }
+
+    /// Every session of a redirected player (not another player's, not the admin's) gets the `Redirect` after the
+    /// tick's other frames (a session too old for it gets the close alone), is closed with `CLOSE_REDIRECTED`, is
+    /// sent nothing and runs nothing after it, and its end runs no `client_disconnected`.
+    #[test]
+    fn a_redirected_session_gets_the_redirect_last_is_closed_and_runs_no_client_disconnected() {
+        assert_eq!(PROTOCOL_VERSION, locus_protocol::REDIRECT_VERSION);
+        let mut world = lifecycle_world();
+        let to = Redirect {
+            region: "b".into(),
+            addr: "127.0.0.1:7879".into(),
+            fingerprint: [0xab; 32],
+            web: Some("http://127.0.0.1:8081/locus.json".into()),
+        };
+        // The player twice (a version-5 session and a version-4 one), another player, the admin.
+        run(
+            &mut world,
+            1,
+            vec![
+                connect(0, PLAYER, 5),
+                connect(1, PLAYER, 4),
+                connect(2, OTHER, 5),
+                connect(3, ADMIN, 5),
+            ],
+        );
+        assert_eq!(
+            lines_of(&world, "on_connect"),
+            2,
+            "the player and the other"
+        );
+        run(
+            &mut world,
+            2,
+            vec![subscribe(0), subscribe(1), subscribe(2)],
+        );
+        // In one tick: a call of the player's, the redirect (of the admin too: ignored), a call after it.
+        let out = run(
+            &mut world,
+            3,
+            vec![
+                put(0, 7, 7),
+                Input::Redirect {
+                    identity: PLAYER,
+                    to: to.clone(),
+                },
+                Input::Redirect {
+                    identity: ADMIN,
+                    to: to.clone(),
+                },
+                put(0, 8, 8),
+            ],
+        );
+        // The tick's frames first: the call's result, then the tick's delta (the row of the call before the
+        // redirect; the call after it did not run).
+        let first = messages(&out, 0);
+        assert!(
+            matches!(
+                &first[..],
+                [
+                    ServerMessage::Result {
+                        request: 7,
+                        outcome: CallOutcome::Ok,
+                        ..
+                    },
+                    ServerMessage::Tick { tables, .. }
+                ] if tables.len() == 1 && tables[0].inserts.len() == 1
+            ),
+            "{first:?}"
+        );
+        assert!(
+            matches!(&messages(&out, 1)[..], [ServerMessage::Tick { .. }]),
+            "the version-4 session gets the tick's delta too"
+        );
+        assert_eq!(things(&world), 1, "put(8) did not run");
+        // Then the redirect, last, and the close: the version-4 session without the frame.
+        let closes: Vec<(SessionId, u32, Vec<ServerMessage>)> = out
+            .closes
+            .iter()
+            .map(|c| (c.session, c.close_code, decode_all(&c.frame)))
+            .collect();
+        assert_eq!(
+            closes,
+            [
+                (
+                    0,
+                    CLOSE_REDIRECTED,
+                    vec![ServerMessage::Redirect(to.clone())]
+                ),
+                (1, CLOSE_REDIRECTED, vec![]),
+            ]
+        );
+        assert!(out.closes[0].reason.contains("region b at 127.0.0.1:7879"));
+        // Later: a change in the redirected sessions' view goes to neither of them, and their inputs are dropped.
+        let out = run(
+            &mut world,
+            4,
+            vec![put(2, 1, 9), put(0, 9, 10), subscribe(1)],
+        );
+        assert!(matches!(
+            &messages(&out, 2)[..],
+            [ServerMessage::Result { .. }, ServerMessage::Tick { .. }]
+        ));
+        for redirected in [0, 1] {
+            assert!(
+                out.frames.iter().all(|(s, _)| *s != redirected),
+                "session {redirected} was sent something after its redirect"
+            );
+        }
+        assert!(out.closes.is_empty());
+        assert_eq!(things(&world), 2, "put(10) did not run");
+        // The redirected sessions end, the player's last ones here: no `client_disconnected` (the player went to
+        // region b, it did not leave).
+        let out = run(
+            &mut world,
+            5,
+            vec![
+                Input::Disconnect { session: 0 },
+                Input::Disconnect { session: 1 },
+            ],
+        );
+        assert_eq!(out.freed, [0, 1]);
+        assert_eq!(lines_of(&world, "on_disconnect"), 0);
+        // The other player's end runs it; the admin's runs nothing.
+        run(
+            &mut world,
+            6,
+            vec![
+                Input::Disconnect { session: 2 },
+                Input::Disconnect { session: 3 },
+            ],
+        );
+        assert_eq!(lines_of(&world, "on_disconnect"), 1);
+        assert_eq!(world.session_count(), 0);
     }
 }

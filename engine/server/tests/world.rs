@@ -953,6 +953,58 @@ fn a_fatal_close_delivers_the_earlier_results_before_the_error_frame() {
     assert_eq!(w.world().session_count(), 1);
 }
 
+/// A redirect through the harness ([`locus_server::world::Input::Redirect`], queued with `push`): the player's
+/// session gets the tick's results and rows, then the `Redirect` last, and ends as closed with `CLOSE_REDIRECTED`;
+/// the network's `Disconnect` follows and frees its id, and nothing more reaches it. Another player stays.
+#[test]
+fn a_redirected_session_ends_with_the_redirect_frame_in_the_harness() {
+    let mut w = world_of(&KEYS);
+    let s = w.connect(Identity([1; 32]));
+    let other = w.connect(Identity([2; 32]));
+    for session in [s, other] {
+        w.subscribe(session, "thing", locus_protocol::Filter::All);
+    }
+    w.tick();
+    w.take_messages(s);
+    let call = w.call_raw(s, "put", &[0x91, 0x05]);
+    let to = locus_protocol::Redirect {
+        region: "east".into(),
+        addr: "10.0.0.7:7878".into(),
+        fingerprint: [9; 32],
+        web: None,
+    };
+    w.push(locus_server::world::Input::Redirect {
+        identity: Identity([1; 32]),
+        to: to.clone(),
+    });
+    let out = w.tick();
+    assert_eq!(out.closes.len(), 1);
+    let messages = w.take_messages(s);
+    assert!(
+        matches!(
+            &messages[..],
+            [
+                ServerMessage::Result { request, outcome: CallOutcome::Ok, .. },
+                ServerMessage::Tick { .. },
+                ServerMessage::Redirect(r),
+            ] if *request == call && *r == to
+        ),
+        "{messages:?}"
+    );
+    assert!(matches!(
+        w.ended(s),
+        Some(Ended::Closed { close_code, .. }) if *close_code == locus_protocol::CLOSE_REDIRECTED
+    ));
+    let id = w.session_id(s);
+    let out = w.tick();
+    assert_eq!(out.freed, [id]);
+    w.call_raw(other, "put", &[0x91, 0x06]);
+    w.run(2);
+    assert!(w.messages(s).is_empty());
+    assert_eq!(w.cache(other).len("thing"), 2);
+    assert_eq!(w.world().session_count(), 1);
+}
+
 /// A session's id is freed by the tick that ends it, with nothing of that tick for it; the same player reconnecting
 /// gets the id back and hears only about what it asked itself.
 #[test]

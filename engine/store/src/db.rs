@@ -515,6 +515,33 @@ impl Transaction<'_> {
         self.log.delete(self.db, table, key)
     }
 
+    /// Move the table's auto_inc sequence forward so that its next value is at least `at_least` (never back); the
+    /// move is part of the transaction (its changeset carries the new value, so the log keeps it). Returns the next
+    /// value now.
+    ///
+    /// A world split into regions gives each region its own range of keys this way, so that rows moving between
+    /// regions keep their keys.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::NoSuchTable`] for an unknown table.
+    pub fn advance_auto_inc(&mut self, table: TableId, at_least: u64) -> Result<u64, InsertError> {
+        self.log.advance_auto_inc(self.db, table, at_least)
+    }
+
+    /// Set the table's auto_inc sequence's next value to `next`, forward or back, as part of the transaction.
+    ///
+    /// Inserting a row with an explicit key at or past the sequence moves the sequence past it. A world split into
+    /// regions inserts rows keyed in another region's range (rows handed over) and puts its sequence back into its
+    /// own range with this; the caller keeps the sequence above every key it could give out again.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::NoSuchTable`] for an unknown table.
+    pub fn set_auto_inc(&mut self, table: TableId, next: u64) -> Result<(), InsertError> {
+        self.log.set_auto_inc(self.db, table, next)
+    }
+
     /// Keep the writes and return their net effect.
     #[must_use = "the changeset is what the log and the clients need"]
     pub fn commit(mut self) -> Changeset {
@@ -635,6 +662,48 @@ impl TxLog {
         let key = db.tables[table.0 as usize].insert(row)?;
         Self::first_touch(&mut self.touched, &mut self.log, table, &key, || None);
         Ok(key)
+    }
+
+    /// [`Transaction::advance_auto_inc`] on `db`.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::NoSuchTable`] for an unknown table.
+    pub fn advance_auto_inc(
+        &mut self,
+        db: &mut Database,
+        table: TableId,
+        at_least: u64,
+    ) -> Result<u64, InsertError> {
+        self.bind(db);
+        if db.table(table).is_none() {
+            return Err(InsertError::NoSuchTable(table));
+        }
+        self.note_seq(db, table);
+        let t = &mut db.tables[table.0 as usize];
+        let next = t.next_auto_inc().max(at_least);
+        t.set_next_auto_inc(next);
+        Ok(next)
+    }
+
+    /// [`Transaction::set_auto_inc`] on `db`.
+    ///
+    /// # Errors
+    ///
+    /// [`InsertError::NoSuchTable`] for an unknown table.
+    pub fn set_auto_inc(
+        &mut self,
+        db: &mut Database,
+        table: TableId,
+        next: u64,
+    ) -> Result<(), InsertError> {
+        self.bind(db);
+        if db.table(table).is_none() {
+            return Err(InsertError::NoSuchTable(table));
+        }
+        self.note_seq(db, table);
+        db.tables[table.0 as usize].set_next_auto_inc(next);
+        Ok(())
     }
 
     /// [`Transaction::update`] on `db`.

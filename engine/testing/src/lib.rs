@@ -28,6 +28,11 @@
 //!   [`World::watch`] makes a connected identity a client of the interest stage for some tables, with the area of
 //!   interest the module set for it; after every step, [`World::seen`] is what that client was sent and not told
 //!   to drop. Ownership, privacy and the area are the engine's own rules, not the harness's.
+//! - **Regions**: [`World::split_into_regions`] makes the world one region of a world split into regions, with
+//!   the server's system tables, so reducers' calls to other regions (`ctx.send_to_region`,
+//!   `ctx.send_to_all_regions`) are written to its outbox instead of failing. The test is the network:
+//!   [`World::take_region_calls`] takes what was sent, [`World::deliver`] runs a call in the world it is given (the
+//!   receiving region, or the sending one for a call to itself or to every region), as the receiving server runs it.
 //! - **Not here**: the network, sessions, frames, rate limits, the commit log and recovery, and the admin
 //!   commands. `locus_server::testing::TestWorld` drives the whole world loop over fake sessions for those.
 //! - **Logs**: whatever the module logs is printed (to the test's captured output, shown when a test fails) with
@@ -47,10 +52,15 @@ use std::time::Duration;
 
 use locus_host::{CallContext, Hosted, Runtime, build};
 use locus_interest::{Area, Center, ClientId, Filter, Interest};
+use locus_region::message::{
+    OUTBOX_TABLE, REGIONS_TABLE, RegionMessage, outbox_table_def, parse_outbox_row, regions_row,
+    regions_table_def,
+};
+use locus_region::{Destination, RegionId};
 use locus_store::{Changeset, Database};
 use locus_types::abi::AreaCenter;
-use locus_types::codec;
 use locus_types::migrate::Plan;
+use locus_types::{Value, codec};
 use serde::de::DeserializeOwned;
 use thiserror::Error;
 
@@ -176,6 +186,27 @@ impl Default for WorldConfig {
 
 /// The rows a client was sent and not told to drop, by table and primary key (its `Debug` form).
 type View = HashMap<TableId, HashMap<String, Vec<u8>>>;
+
+/// A reducer call a world's reducer sent to other regions ([`World::take_region_calls`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SentCall {
+    /// The region it was sent to (its name), or `None` for every region, the sending one included.
+    pub to: Option<String>,
+    /// The reducer to run there.
+    pub reducer: String,
+    /// Its arguments.
+    pub args: Vec<u8>,
+    /// Who the sending reducer ran as: the receiving reducer's `ctx.sender`.
+    pub sender: Identity,
+}
+
+impl SentCall {
+    /// Whether region `region` runs it: it was sent there, or to every region.
+    #[must_use]
+    pub fn reaches(&self, region: &str) -> bool {
+        self.to.as_deref().is_none_or(|to| to == region)
+    }
+}
 
 /// A world of one module instance over an in-memory database, with a manual clock, and optionally an interest
 /// stage with watching clients. See the [crate docs](crate).
@@ -381,6 +412,156 @@ impl World {
         let call = call.into();
         let ctx = self.ctx(who);
         let result = self.inst.call(call.reducer, &call.args, &ctx);
+        self.print_logs();
+        let changes = result?;
+        self.feed(&changes);
+        Ok(())
+    }
+
+    /// Make this world the region `own` of a world split into the regions `regions` (their names in `world.toml`
+    /// order: region `i` has index `i`), as the server does when it starts a region: it creates the system tables
+    /// `locus_outbox` and `locus_regions` (naming the regions), and moves every `auto_inc` sequence of the
+    /// module's tables into the region's own range of keys (from `(i + 1) · 2⁴⁰`, `engine/docs/regions.md`), so
+    /// keys made in different regions never meet.
+    ///
+    /// From then on `ctx.send_to_region` and `ctx.send_to_all_regions` write calls to the outbox: take them with
+    /// [`World::take_region_calls`].
+    ///
+    /// # Panics
+    ///
+    /// If `own` is not one of `regions`, or the world already has tables of those names.
+    pub fn split_into_regions(&mut self, regions: &[&str], own: &str) {
+        let index = regions
+            .iter()
+            .position(|r| *r == own)
+            .unwrap_or_else(|| panic!("`{own}` is not one of the regions {regions:?}"));
+        let db = self.inst.db_mut();
+        db.create_table(outbox_table_def())
+            .unwrap_or_else(|e| panic!("cannot create the outbox: {e}"));
+        let regions_table = db
+            .create_table(regions_table_def())
+            .unwrap_or_else(|e| panic!("cannot create the regions table: {e}"));
+        let sequences: Vec<TableId> = db
+            .tables()
+            .filter(|t| t.def().auto_inc && !locus_types::abi::is_system_table(t.name()))
+            .map(locus_store::Table::id)
+            .collect();
+        let mut tx = db.begin();
+        for (i, name) in regions.iter().enumerate() {
+            let id = RegionId(u16::try_from(i).expect("at most 65536 regions"));
+            tx.insert(regions_table, &regions_row(name, id))
+                .unwrap_or_else(|e| panic!("region `{name}`: {e}"));
+        }
+        let base = (index as u64 + 1) << 40;
+        for t in sequences {
+            tx.advance_auto_inc(t, base).expect("the table exists");
+        }
+        drop(tx.commit());
+    }
+
+    /// The calls this world's reducers sent to other regions since the last take, in the order they were sent,
+    /// removed from the outbox (as the server removes them once they are published). Empty in a world that is not
+    /// split into regions.
+    ///
+    /// # Panics
+    ///
+    /// If the outbox holds something that is not a reducer call.
+    pub fn take_region_calls(&mut self) -> Vec<SentCall> {
+        let db = self.inst.db_mut();
+        let (Some(outbox), Some(regions)) = (db.table_id(OUTBOX_TABLE), db.table_id(REGIONS_TABLE))
+        else {
+            return Vec::new();
+        };
+        let names: HashMap<u16, String> = db
+            .table(regions)
+            .expect("exists")
+            .iter()
+            .filter_map(
+                |row| match codec::decode_row(&regions_table_def().columns, row) {
+                    Ok(v) => match &v[..] {
+                        [Value::String(name), Value::U64(i)] => {
+                            Some((u16::try_from(*i).ok()?, name.to_string()))
+                        }
+                        _ => None,
+                    },
+                    Err(_) => None,
+                },
+            )
+            .collect();
+        let mut rows: Vec<(u64, Destination, Box<[u8]>)> = db
+            .table(outbox)
+            .expect("exists")
+            .iter()
+            .map(|row| parse_outbox_row(row).expect("an outbox row"))
+            .collect();
+        rows.sort_by_key(|(seq, _, _)| *seq);
+        let mut tx = db.begin();
+        for (seq, _, _) in &rows {
+            tx.delete(outbox, &Value::U64(*seq))
+                .expect("the row exists");
+        }
+        drop(tx.commit());
+        rows.into_iter()
+            .map(|(seq, to, payload)| {
+                let message: RegionMessage = rmp_serde::from_slice(&payload)
+                    .unwrap_or_else(|e| panic!("outbox message {seq}: {e}"));
+                let RegionMessage::Call {
+                    reducer,
+                    args,
+                    sender,
+                } = message
+                else {
+                    panic!("outbox message {seq} is not a reducer call: {message:?}");
+                };
+                let to = match to {
+                    Destination::All => None,
+                    Destination::Region(r) => Some(
+                        names
+                            .get(&r.0)
+                            .cloned()
+                            .unwrap_or_else(|| format!("region #{}", r.0)),
+                    ),
+                };
+                SentCall {
+                    to,
+                    reducer,
+                    args,
+                    sender,
+                }
+            })
+            .collect()
+    }
+
+    /// Run `call`, a call a region sent ([`World::take_region_calls`]), in this world, as the receiving server does
+    /// (`ModuleInstance::call_from_region`: a `#[reducer(region)]` or client reducer, with `ctx.sender` the call's
+    /// sender). `Ok` if it committed; `Err` with the reducer's own message if it returned `Err`. Whether the call
+    /// was addressed to this world is the test's to say ([`SentCall::reaches`]).
+    ///
+    /// # Panics
+    ///
+    /// On any other failure, as [`World::call`].
+    pub fn deliver(&mut self, call: &SentCall) -> Result<(), String> {
+        match self.try_call_from_region(call.sender, &call.reducer, &call.args) {
+            Ok(()) => Ok(()),
+            Err(CallError::Failed { message, .. }) => Err(message),
+            Err(e) => panic!("{}", e.detailed()),
+        }
+    }
+
+    /// Run a call of `reducer` with `args` as if another region had sent it, as `sender` (see
+    /// [`World::deliver`]); every failure is returned (its writes rolled back).
+    ///
+    /// # Errors
+    ///
+    /// The host's [`CallError`]: `NotCallable` for a reducer of a kind no region may call.
+    pub fn try_call_from_region(
+        &mut self,
+        sender: Identity,
+        reducer: &str,
+        args: &[u8],
+    ) -> Result<(), CallError> {
+        let ctx = self.ctx(sender);
+        let result = self.inst.call_from_region(reducer, args, &ctx);
         self.print_logs();
         let changes = result?;
         self.feed(&changes);

@@ -112,3 +112,67 @@ fn a_watcher_sees_its_own_rows_through_the_interest_stage() {
     assert_eq!(seen[0].name, "ada");
     assert_eq!(world.count("player"), 2);
 }
+
+/// The test module's `event_log`, in order.
+fn events(world: &World) -> Vec<String> {
+    let mut e: Vec<tm::EventLog> = world.rows("event_log");
+    e.sort_by_key(|e| e.id);
+    e.into_iter().map(|e| e.text).collect()
+}
+
+#[test]
+fn split_worlds_exchange_calls_through_the_test() {
+    let regions = ["west", "east"];
+    let mut west = World::new(test_module());
+    let mut east = World::new(test_module());
+    // Not split yet: the module is told so, and nothing is sent.
+    let ada = west.connect(1);
+    assert_eq!(
+        west.call(ada, tm::broadcast_note::call("early".into())),
+        Err("this world is not split into regions".into())
+    );
+    assert!(west.take_region_calls().is_empty());
+
+    west.split_into_regions(&regions, "west");
+    east.split_into_regions(&regions, "east");
+    west.call(ada, tm::send_note::call("east".into(), "hi".into()))
+        .unwrap();
+    west.call(ada, tm::broadcast_note::call("all".into()))
+        .unwrap();
+    let sent = west.take_region_calls();
+    assert!(west.take_region_calls().is_empty(), "taken");
+    let note = |to: Option<&str>, text: &str| locus_testing::SentCall {
+        to: to.map(str::to_owned),
+        reducer: "region_note".into(),
+        args: tm::region_note::call(text.into()).into_call().args,
+        sender: ada,
+    };
+    assert_eq!(sent, [note(Some("east"), "hi"), note(None, "all")]);
+    for (name, world) in [("west", &mut west), ("east", &mut east)] {
+        for call in sent.iter().filter(|c| c.reaches(name)) {
+            world.deliver(call).unwrap();
+        }
+    }
+    let from = |text: &str| format!("region_note {text} from {ada}");
+    assert_eq!(events(&east), ["init", &from("hi"), &from("all")]);
+    assert_eq!(
+        events(&west),
+        [
+            "init",
+            &format!("connected {ada}"),
+            "send_note east hi",
+            "broadcast_note all",
+            &from("all")
+        ]
+    );
+    // A region reducer is no client's to call.
+    assert!(matches!(
+        east.try_call(ada, tm::region_note::call("x".into())),
+        Err(CallError::NotCallable { .. })
+    ));
+    // Each region gives out keys from its own range.
+    east.call(ada, tm::spawn::call("eve".into(), 0.0, 0.0, 1))
+        .unwrap();
+    let eve: Vec<tm::Player> = east.rows("player");
+    assert_eq!(eve[0].id, 2 << 40);
+}

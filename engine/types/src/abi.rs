@@ -69,7 +69,8 @@ pub struct ContextLayout;
 
 impl ContextLayout {
     /// `[u8; 32]`: the identity of the caller: the client for client calls, `client_connected` and
-    /// `client_disconnected`; [`crate::Identity::SERVER`] for `init`, tick, periodic and scheduled reducers.
+    /// `client_disconnected`; for a call another region sent (`region_send`, `region_broadcast`), the identity the
+    /// sending reducer ran as; [`crate::Identity::SERVER`] for `init`, tick, periodic and scheduled reducers.
     pub const SENDER: usize = 0;
     /// `u64` LE: the tick the call runs in.
     pub const TICK: usize = 32;
@@ -133,7 +134,7 @@ errnos! {
     /// queries and `area_follow`; a primary-key, unique or btree index for `index_eq` / `index_range`).
     NoSuchIndex = 3, "no such index";
     /// No row has this primary key (for `unschedule`: no pending schedule has this id; for `area_clear`: the
-    /// identity has no area).
+    /// identity has no area; for `region_send`: no region of the world has this name).
     NotFound = 4, "no row with this key";
     /// The row bytes are not a valid row of the table (wrong arity, wrong type, bad encoding, trailing bytes).
     BadRow = 5, "row does not match the table's schema";
@@ -150,17 +151,22 @@ errnos! {
     NoSuchIterator = 10, "no such iterator";
     /// The iterator has no more rows; it is now closed.
     Exhausted = 11, "iterator exhausted";
-    /// No reducer has this name, or it cannot be scheduled.
+    /// No reducer has this name, or it cannot be reached this way (`schedule`: no `Scheduled` reducer has it;
+    /// `region_send` / `region_broadcast`: no `Client` or `Region` reducer has it).
     NoSuchReducer = 12, "no such reducer";
     /// A name or message is not valid UTF-8.
     BadUtf8 = 13, "invalid UTF-8";
-    /// An argument is outside its documented range (an unknown log level or bound kind, scheduled arguments that
-    /// do not match the reducer's parameters, area radii, or an area's key that is not a value of the followed
-    /// table's primary-key type).
+    /// An argument is outside its documented range (an unknown log level or bound kind, scheduled or sent
+    /// arguments that do not match the reducer's parameters, area radii, or an area's key that is not a value of
+    /// the followed table's primary-key type).
     BadArgument = 14, "invalid argument";
-    /// A host resource limit was reached (a call's open iterators, bytes held by its iterators, or log lines; or a
-    /// table's auto_inc sequence is exhausted).
+    /// A host resource limit was reached (a call's open iterators, bytes held by its iterators, or log lines; the
+    /// arguments of a call sent to other regions are longer than [`MAX_REGION_CALL_ARGS`]; or a table's auto_inc
+    /// sequence is exhausted).
     LimitExceeded = 15, "host resource limit exceeded";
+    /// The world is not split into regions (it has no system tables `locus_regions` and `locus_outbox`), so there
+    /// is no other region to send a reducer call to (`region_send`, `region_broadcast`).
+    NotSplit = 16, "the world is not split into regions";
 }
 
 impl core::fmt::Display for Errno {
@@ -292,6 +298,22 @@ pub enum ReducerKind {
     /// restart with another build; see [`EXPORT_MODULE_VERSION`]), inside the upgrade's transaction, with two
     /// `u32` parameters: the data's version and this module's. Its failure refuses the upgrade.
     Upgrade,
+    /// Run in a world split into regions when a reducer of this module — in another region, or in this one —
+    /// sends it a call with `region_send` or `region_broadcast`: after the sending reducer's transaction is durable,
+    /// at least once over the network and exactly once here, with the context's sender the identity the sending
+    /// reducer ran as. Any parameters. Clients cannot call it ([`ReducerKind::accepts_region_calls`]).
+    Region,
+}
+
+impl ReducerKind {
+    /// Whether a reducer of this kind may be the target of a call sent between regions (`region_send`,
+    /// `region_broadcast`): a [`ReducerKind::Region`] reducer, or a [`ReducerKind::Client`] one (which then runs
+    /// in the receiving region as if the sending reducer's sender had called it there). Every other kind is run by
+    /// the host alone, at its own moments.
+    #[must_use]
+    pub fn accepts_region_calls(self) -> bool {
+        matches!(self, ReducerKind::Client | ReducerKind::Region)
+    }
 }
 
 /// One reducer, as the module describes it.
@@ -318,12 +340,29 @@ pub struct ModuleDef {
     pub version: u32,
 }
 
+/// The longest argument array a call sent to other regions may have, in bytes (`region_send`,
+/// `region_broadcast`; `LimitExceeded` beyond it): the message must fit a JetStream message with room to spare, or
+/// it could never be delivered.
+pub const MAX_REGION_CALL_ARGS: usize = 64 * 1024;
+
 /// Name of the system table holding one-shot schedules made with `schedule`. Module tables may not start with
 /// [`RESERVED_PREFIX`].
 pub const SCHEDULE_TABLE: &str = "locus_schedule";
 
 /// Table and reducer names starting with this are reserved for the engine.
+///
+/// Every table of a database whose name starts with it is a **system table** ([`is_system_table`]): the engine's,
+/// never the module's. Besides the ones the host creates ([`SCHEDULE_TABLE`], [`AREA_TABLE`], [`MODULE_TABLE`]),
+/// the server may create its own (`Database::create_table`); the host leaves every system table it did not create
+/// alone — a module never sees one, and schema upgrades neither plan, migrate nor drop one.
 pub const RESERVED_PREFIX: &str = "locus_";
+
+/// Whether a table named `name` is a system table: its name starts with [`RESERVED_PREFIX`], so no module declares
+/// it (a module's table may not have such a name).
+#[must_use]
+pub fn is_system_table(name: &str) -> bool {
+    name.starts_with(RESERVED_PREFIX)
+}
 
 /// Name of the system table holding each client's area of interest, one [`AreaRow`] per identity, written by
 /// `area_follow`, `area_fixed` and `area_clear`. Like [`SCHEDULE_TABLE`] it is private and invisible to the module's
@@ -739,6 +778,36 @@ macro_rules! for_each_host_call {
             /// # Errors
             /// `NotInReducer`; `NotFound` if the identity has no area.
             fn area_clear(identity_ptr: u32) -> u32;
+
+            /// Send a call of this module's `Client` or `Region` reducer named by the UTF-8 name, with the given
+            /// MessagePack arguments, to the region of the world named by the UTF-8 region name (this region's own
+            /// name included). The message is a row of the system table `locus_outbox`, written in the running
+            /// transaction: nothing is sent if the reducer fails. Once the transaction is durable the server
+            /// delivers the call at least once, and the receiving region runs it exactly once, with the context's
+            /// sender this call's sender. Calls to one region are not ordered with calls to another.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `BadUtf8` (the region name, then the reducer name); `NoSuchReducer` if no `Client` or
+            /// `Region` reducer has that name; `BadArgument` if the arguments do not match its parameters;
+            /// `LimitExceeded` if they are longer than `MAX_REGION_CALL_ARGS`; `NotSplit` if the world is not split
+            /// into regions; `NotFound` if no region has that name; `LimitExceeded` if the outbox's message numbers
+            /// are exhausted.
+            fn region_send(
+                region_ptr: u32,
+                region_len: u32,
+                name_ptr: u32,
+                name_len: u32,
+                args_ptr: u32,
+                args_len: u32
+            ) -> u32;
+
+            /// Send a call, as `region_send` does, to every region of the world, this one included: each runs it
+            /// exactly once.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `BadUtf8`; `NoSuchReducer`; `BadArgument`; `LimitExceeded` (the arguments' length);
+            /// `NotSplit`; `LimitExceeded` (the outbox's message numbers).
+            fn region_broadcast(name_ptr: u32, name_len: u32, args_ptr: u32, args_len: u32) -> u32;
         }
     };
 }

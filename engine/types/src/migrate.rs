@@ -10,6 +10,7 @@
 //!   ([`ColumnDef::default`]) or else the zero value of its type ([`zero_value`]);
 //! - a new secondary index (a new unique index can still fail on the stored rows: the migration reports it);
 //! - a dropped secondary index;
+//! - a table made [movable](TableDef::movable) between regions, or no longer movable;
 //! - a new reducer.
 //!
 //! Everything else that changes the meaning of stored rows or of calls is refused: a table or column removed,
@@ -55,6 +56,14 @@ pub enum Change {
         /// The index.
         index: IndexDef,
     },
+    /// A table became [movable](TableDef::movable) between regions (`movable`), or stopped being movable. Its rows
+    /// are kept as they are; the new definition carries the flag.
+    Movable {
+        /// The table.
+        table: String,
+        /// Whether it is movable now.
+        movable: bool,
+    },
     /// A new reducer.
     AddReducer(String),
     /// The module's version differs from the one the data is at (`locus_types::abi::EXPORT_MODULE_VERSION`): the
@@ -94,6 +103,14 @@ impl fmt::Display for Change {
                 "dropped {:?} index on `{table}` column #{}",
                 index.kind, index.column.0
             ),
+            Change::Movable {
+                table,
+                movable: true,
+            } => write!(f, "table `{table}` is now movable between regions"),
+            Change::Movable {
+                table,
+                movable: false,
+            } => write!(f, "table `{table}` is no longer movable between regions"),
             Change::AddReducer(r) => write!(f, "new reducer `{r}`"),
             Change::Version {
                 from,
@@ -313,6 +330,12 @@ pub fn plan(
                     index: *index,
                 });
             }
+        }
+        if old.movable != new.movable {
+            changes.push(Change::Movable {
+                table: table.clone(),
+                movable: new.movable,
+            });
         }
         tables.push(new.clone());
     }
@@ -599,5 +622,48 @@ mod tests {
         let plan = plan(std::slice::from_ref(&t), &r, std::slice::from_ref(&t), &r).unwrap();
         assert!(plan.is_empty());
         assert_eq!(plan.tables, vec![t]);
+    }
+
+    #[test]
+    fn making_a_table_movable_or_not_is_a_compatible_change_carried_into_the_plan() {
+        let old = player(&[]);
+        let mut movable = old.clone();
+        movable.movable = true;
+        movable.validate().unwrap();
+        let plan = plan(
+            std::slice::from_ref(&old),
+            &[],
+            std::slice::from_ref(&movable),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            plan.changes,
+            [Change::Movable {
+                table: "player".into(),
+                movable: true
+            }]
+        );
+        assert_eq!(
+            plan.changes[0].to_string(),
+            "table `player` is now movable between regions"
+        );
+        assert_eq!(
+            plan.tables,
+            std::slice::from_ref(&movable),
+            "the new definition, flag and all"
+        );
+        let back = super::plan(
+            std::slice::from_ref(&movable),
+            &[],
+            std::slice::from_ref(&old),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            back.changes[0].to_string(),
+            "table `player` is no longer movable between regions"
+        );
+        assert_eq!(back.tables, [old]);
     }
 }

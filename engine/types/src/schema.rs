@@ -8,7 +8,8 @@
 //! - every table has exactly one primary-key column, of an indexable type; `auto_inc` needs an integer key;
 //! - indexes name existing columns of an indexable type, at most one index per (column, kind), and at most one
 //!   [`IndexKind::Spatial`] index per table, on a [`ColumnType::Vec2`] column;
-//! - the `owner` column, if any, is an [`ColumnType::Identity`].
+//! - the `owner` column, if any, is an [`ColumnType::Identity`];
+//! - a [`movable`](TableDef::movable) table has a spatial column.
 //!
 //! Build definitions with [`TableDef::builder`], which resolves column names and validates on `build`.
 
@@ -206,6 +207,33 @@ pub struct TableDef {
     pub access: TableAccess,
     /// A column holding an [`crate::Identity`]: a row is visible only to that identity.
     pub owner: Option<ColumnId>,
+    /// Whether a row may move between the regions of a world split into regions (separate server processes, each
+    /// a rectangle of the world): when a row of a movable table — an avatar — crosses into another region, the
+    /// engine moves it to that region's process. Invariant (checked by [`TableDef::validate`]): a movable table
+    /// has a spatial column ([`TableDef::spatial_column`]), by which the engine decides which region a row is in.
+    ///
+    /// What moves with a movable row:
+    ///
+    /// - the row itself;
+    /// - if the table has an [identity column](TableDef::identity_column) (its first `Identity` column that is
+    ///   the owner column, has a unique index, or is the primary key), the value `id` in it: every row of every
+    ///   table whose [owner column](TableDef::owner) equals `id`, and every row of every table whose primary key is
+    ///   an `Identity` equal to `id` (private per-player state, such as the demo's `chat_quota`) —
+    ///   [`TableDef::identity_bound_columns`] names those columns of each table.
+    ///
+    /// Everything else stays in the region it is in. Changing only this flag between module versions is a
+    /// compatible change ([`crate::migrate::Change::Movable`]).
+    ///
+    /// Encoded only when `true` (`"movable": true`), and `false` when absent, so that every definition written
+    /// before the field existed — module descriptions, snapshots — still decodes, and definitions of tables that
+    /// are not movable encode exactly as before.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub movable: bool,
+}
+
+/// For `skip_serializing_if` (which passes a reference): a `false` flag is left out of the encoding.
+fn is_false(flag: &bool) -> bool {
+    !*flag
 }
 
 /// Why a table definition is invalid.
@@ -314,6 +342,15 @@ pub enum SchemaError {
         /// Its type.
         ty: ColumnType,
     },
+    /// A movable table without a spatial column.
+    #[error(
+        "table `{table}` is movable but has no spatial column: the engine places each row of a movable table in a \
+         region by its spatial (Vec2) column"
+    )]
+    MovableWithoutSpatial {
+        /// The table.
+        table: String,
+    },
 }
 
 impl TableDef {
@@ -328,6 +365,7 @@ impl TableDef {
             indexes: Vec::new(),
             access: TableAccess::Private,
             owner: None,
+            movable: false,
         }
     }
 
@@ -353,6 +391,39 @@ impl TableDef {
             .iter()
             .find(|i| i.kind == IndexKind::Spatial)
             .map(|i| i.column)
+    }
+
+    /// The table's identity column, if it has one: its first column (in column order) of type exactly
+    /// [`ColumnType::Identity`] that is the [owner column](TableDef::owner), has a [`IndexKind::Unique`] index, or
+    /// is the primary key — a column naming at most one row per identity, or the one identity a row belongs to.
+    ///
+    /// For a [movable](TableDef::movable) table it says whose rows move with a row: see [`TableDef::movable`].
+    #[must_use]
+    pub fn identity_column(&self) -> Option<ColumnId> {
+        (0..self.columns.len())
+            .map(|i| ColumnId(i as u16))
+            .find(|&id| {
+                self.columns[id.index()].ty == ColumnType::Identity
+                    && (self.owner == Some(id)
+                        || self.primary_key == id
+                        || self
+                            .indexes
+                            .iter()
+                            .any(|i| i.column == id && i.kind == IndexKind::Unique))
+            })
+    }
+
+    /// The columns through which a row of this table belongs to an identity: the [owner column](TableDef::owner),
+    /// then the primary key if it is of type exactly [`ColumnType::Identity`] (once, if it is both). When a row of a
+    /// [movable](TableDef::movable) table moves, every row whose value in any of these columns equals the moving
+    /// row's [identity column](TableDef::identity_column) moves with it.
+    pub fn identity_bound_columns(&self) -> impl Iterator<Item = ColumnId> + '_ {
+        let pk = Some(self.primary_key).filter(|&pk| {
+            self.column(pk)
+                .is_some_and(|c| c.ty == ColumnType::Identity)
+                && self.owner != Some(pk)
+        });
+        self.owner.into_iter().chain(pk)
     }
 
     /// Check every invariant listed in the [module docs](self).
@@ -457,6 +528,9 @@ impl TableDef {
                 });
             }
         }
+        if self.movable && self.spatial_column().is_none() {
+            return Err(SchemaError::MovableWithoutSpatial { table: table() });
+        }
         Ok(())
     }
 }
@@ -477,9 +551,11 @@ impl TableDef {
 ///     .index("name", IndexKind::Unique)
 ///     .owner("owner")
 ///     .access(TableAccess::Public)
+///     .movable(true)
 ///     .build()
 ///     .unwrap();
 /// assert_eq!(def.spatial_column(), def.column_id("pos"));
+/// assert_eq!(def.identity_column(), def.column_id("owner"));
 /// ```
 #[derive(Clone, Debug)]
 pub struct TableBuilder {
@@ -490,6 +566,7 @@ pub struct TableBuilder {
     indexes: Vec<(String, IndexKind)>,
     access: TableAccess,
     owner: Option<String>,
+    movable: bool,
 }
 
 impl TableBuilder {
@@ -551,6 +628,14 @@ impl TableBuilder {
         self
     }
 
+    /// Make the table movable between regions, or not (the default); see [`TableDef::movable`]. A movable table
+    /// needs a spatial index.
+    #[must_use]
+    pub fn movable(mut self, movable: bool) -> Self {
+        self.movable = movable;
+        self
+    }
+
     /// Resolve names and validate.
     ///
     /// # Errors
@@ -595,6 +680,7 @@ impl TableBuilder {
             indexes,
             access: self.access,
             owner,
+            movable: self.movable,
         };
         def.validate()?;
         Ok(def)
@@ -698,5 +784,168 @@ mod tests {
             .build()
             .unwrap_err();
         assert!(matches!(err, SchemaError::DuplicateIndex { .. }));
+    }
+
+    #[test]
+    fn a_movable_table_needs_a_spatial_column() {
+        let err = TableDef::builder("t")
+            .column("id", ColumnType::U64)
+            .column("pos", ColumnType::Vec2)
+            .primary_key("id")
+            .movable(true)
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err,
+            SchemaError::MovableWithoutSpatial { table: "t".into() }
+        );
+        assert_eq!(
+            err.to_string(),
+            "table `t` is movable but has no spatial column: the engine places each row of a movable table in a \
+             region by its spatial (Vec2) column"
+        );
+        let def = base()
+            .primary_key("id")
+            .index("pos", IndexKind::Spatial)
+            .movable(true)
+            .build()
+            .unwrap();
+        assert!(def.movable);
+        let mut unset = def.clone();
+        unset.indexes.clear();
+        assert!(matches!(
+            unset.validate(),
+            Err(SchemaError::MovableWithoutSpatial { .. })
+        ));
+        unset.movable = false;
+        assert_eq!(unset.validate(), Ok(()));
+        assert!(
+            !base().primary_key("id").build().unwrap().movable,
+            "the default"
+        );
+    }
+
+    #[test]
+    fn the_identity_column_is_the_first_owner_unique_or_key_identity() {
+        let with = |b: TableBuilder| b.primary_key("id").build().unwrap();
+        let ids = || {
+            base()
+                .column("a", ColumnType::Identity)
+                .column("b", ColumnType::Identity)
+                .column("c", ColumnType::Option(Box::new(ColumnType::Identity)))
+        };
+        // A plain or btree-indexed Identity is not one; neither is an optional one.
+        assert_eq!(with(ids()).identity_column(), None);
+        assert_eq!(
+            with(
+                ids()
+                    .index("a", IndexKind::BTree)
+                    .index("c", IndexKind::Unique)
+            )
+            .identity_column(),
+            None
+        );
+        assert_eq!(
+            with(ids().index("b", IndexKind::Unique)).identity_column(),
+            Some(ColumnId(3))
+        );
+        assert_eq!(with(ids().owner("b")).identity_column(), Some(ColumnId(3)));
+        // The first in column order wins, whichever attribute makes it one.
+        assert_eq!(
+            with(ids().owner("b").index("a", IndexKind::Unique)).identity_column(),
+            Some(ColumnId(2))
+        );
+        let keyed = TableDef::builder("quota")
+            .column("who", ColumnType::Identity)
+            .column("n", ColumnType::U32)
+            .primary_key("who")
+            .build()
+            .unwrap();
+        assert_eq!(keyed.identity_column(), Some(ColumnId(0)));
+    }
+
+    #[test]
+    fn identity_bound_columns_are_the_owner_and_an_identity_key() {
+        let bound = |def: &TableDef| def.identity_bound_columns().collect::<Vec<_>>();
+        let plain = base().primary_key("id").build().unwrap();
+        assert_eq!(bound(&plain), []);
+        let owned = base()
+            .column("owner", ColumnType::Identity)
+            .primary_key("id")
+            .owner("owner")
+            .build()
+            .unwrap();
+        assert_eq!(bound(&owned), [ColumnId(2)]);
+        let keyed = TableDef::builder("quota")
+            .column("who", ColumnType::Identity)
+            .column("by", ColumnType::Identity)
+            .primary_key("who")
+            .build()
+            .unwrap();
+        assert_eq!(bound(&keyed), [ColumnId(0)]);
+        let mut both = keyed.clone();
+        both.owner = Some(ColumnId(1));
+        assert_eq!(bound(&both), [ColumnId(1), ColumnId(0)]);
+        both.owner = Some(ColumnId(0));
+        assert_eq!(bound(&both), [ColumnId(0)], "once");
+    }
+
+    /// The 105-byte `item` definition of module-abi.md §3.5, as every module and snapshot wrote it before
+    /// `movable` existed.
+    const OLD_ITEM: &str = "87 a4 6e 61 6d 65 a4 69 74 65 6d a7 63 6f 6c 75 6d 6e 73 92 82 a4 6e 61 6d 65 a2 69 64 \
+        a2 74 79 a3 55 36 34 82 a4 6e 61 6d 65 a1 6e a2 74 79 a3 49 33 32 ab 70 72 69 6d 61 72 79 5f 6b 65 79 00 \
+        a8 61 75 74 6f 5f 69 6e 63 c2 a7 69 6e 64 65 78 65 73 90 a6 61 63 63 65 73 73 a7 50 72 69 76 61 74 65 a5 6f \
+        77 6e 65 72 c0";
+
+    fn unhex(hex: &str) -> Vec<u8> {
+        hex.split_whitespace()
+            .map(|b| u8::from_str_radix(b, 16).unwrap())
+            .collect()
+    }
+
+    fn item() -> TableDef {
+        TableDef::builder("item")
+            .column("id", ColumnType::U64)
+            .column("n", ColumnType::I32)
+            .primary_key("id")
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_definition_encoded_before_movable_existed_decodes_as_not_movable() {
+        let old = unhex(OLD_ITEM);
+        assert_eq!(old.len(), 105);
+        let def: TableDef = rmp_serde::from_slice(&old).unwrap();
+        assert_eq!(def, item());
+        assert!(!def.movable);
+        // A definition that is not movable encodes exactly as before, named (descriptions, snapshots) or compact
+        // (the protocol's `Welcome`).
+        assert_eq!(rmp_serde::to_vec_named(&item()).unwrap(), old);
+        let compact = rmp_serde::to_vec(&item()).unwrap();
+        assert_eq!(compact[0], 0x97, "an array of the 7 old fields");
+        assert_eq!(rmp_serde::from_slice::<TableDef>(&compact).unwrap(), item());
+    }
+
+    #[test]
+    fn a_movable_definition_round_trips_named_and_compact() {
+        let def = TableDef::builder("avatar")
+            .column("id", ColumnType::U64)
+            .column("pos", ColumnType::Vec2)
+            .primary_key("id")
+            .index("pos", IndexKind::Spatial)
+            .movable(true)
+            .build()
+            .unwrap();
+        let named = rmp_serde::to_vec_named(&def).unwrap();
+        assert_eq!(named[0], 0x88, "a map of 8 fields");
+        assert!(
+            named.ends_with(b"\xa7movable\xc3"),
+            "`\"movable\": true` last"
+        );
+        assert_eq!(rmp_serde::from_slice::<TableDef>(&named).unwrap(), def);
+        let compact = rmp_serde::to_vec(&def).unwrap();
+        assert_eq!((compact[0], compact[compact.len() - 1]), (0x98, 0xc3));
+        assert_eq!(rmp_serde::from_slice::<TableDef>(&compact).unwrap(), def);
     }
 }

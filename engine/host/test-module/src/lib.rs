@@ -91,6 +91,17 @@
 //! | `clear_view()` | area removed | `no area to clear` if the sender had none |
 //! | `follow_then_fail(id: u64)` | area follows player `id` with radii 64 and 72 | then always: `deliberate failure after setting an area` |
 //!
+//! # Calls between regions
+//!
+//! | reducer | kind | effect | failure |
+//! |---|---|---|---|
+//! | `region_note(text: String)` | region | event `region_note {text} from {sender}` | — |
+//! | `send_note(region: String, text: String)` | client | sends `region_note(text)` to region `region`; event `send_note {region} {text}` | the `RegionSendError`'s message: `this world is not split into regions`, ``no region named `{region}` `` |
+//! | `broadcast_note(text: String)` | client | sends `region_note(text)` to every region; event `broadcast_note {text}` | `this world is not split into regions` |
+//! | `send_log(region: String, text: String)` | client | sends the client reducer `log_all(text)` to region `region`; event `send_log {region} {text}` | as `send_note` |
+//! | `send_then_fail(region: String, text: String)` | client | sends `region_note(text)` to `region` and to every region, writes event `send_then_fail {text}` | then always: `deliberate failure after sending` (nothing is sent) |
+//! | `send_wrong()` | client | sends what the host must refuse — a reducer name the module lacks (`nothing`), the scheduled reducer `ping` (unchecked), `region_note` with the arguments `[5]`, arguments longer than `MAX_REGION_CALL_ARGS` — each to region `east` and to every region; event `send_wrong {e1} | {e2} | … ` with the 8 errors' messages in that order | `sending … succeeded` if the host accepts one |
+//!
 //! # Client reducers: failures (every one writes before failing; nothing of it may survive)
 //!
 //! | reducer | writes first | then (with `locus-host`'s `CallError`) |
@@ -151,7 +162,8 @@ use std::ops::Bound;
 
 use locus_module::rand::{Rng, RngExt};
 use locus_module::{
-    ReducerContext, ScheduleId, ScheduledCall, Vec2, debug, error, info, reducer, trace, warn,
+    MAX_REGION_CALL_ARGS, ReducerCall, ReducerContext, ScheduleId, ScheduledCall, Vec2, debug,
+    error, info, reducer, trace, warn,
 };
 
 pub use tables::{
@@ -601,6 +613,68 @@ pub fn schedule_wrong(ctx: &ReducerContext) -> Result<(), String> {
         Ok(_) => Err("scheduling a client reducer succeeded".into()),
         Err(e) => event(ctx, format!("schedule_wrong {e}")),
     }
+}
+
+// ---- calls between regions ----
+
+/// A note another region (or this one) sent with `send_note` or `broadcast_note`.
+#[reducer(region)]
+pub fn region_note(ctx: &ReducerContext, text: String) -> Result<(), String> {
+    event(ctx, format!("region_note {text} from {}", ctx.sender))
+}
+
+/// Send `region_note(text)` to `region`.
+#[reducer]
+pub fn send_note(ctx: &ReducerContext, region: String, text: String) -> Result<(), String> {
+    ctx.send_to_region(&region, region_note::call(text.clone()))?;
+    event(ctx, format!("send_note {region} {text}"))
+}
+
+/// Send `region_note(text)` to every region.
+#[reducer]
+pub fn broadcast_note(ctx: &ReducerContext, text: String) -> Result<(), String> {
+    ctx.send_to_all_regions(region_note::call(text.clone()))?;
+    event(ctx, format!("broadcast_note {text}"))
+}
+
+/// Send the client reducer `log_all(text)` to `region`.
+#[reducer]
+pub fn send_log(ctx: &ReducerContext, region: String, text: String) -> Result<(), String> {
+    ctx.send_to_region(&region, log_all::call(text.clone()))?;
+    event(ctx, format!("send_log {region} {text}"))
+}
+
+/// Send to `region` and to every region, then fail: nothing may be sent.
+#[reducer]
+pub fn send_then_fail(ctx: &ReducerContext, region: String, text: String) -> Result<(), String> {
+    ctx.send_to_region(&region, region_note::call(text.clone()))?;
+    ctx.send_to_all_regions(region_note::call(text.clone()))?;
+    event(ctx, format!("send_then_fail {text}"))?;
+    Err("deliberate failure after sending".into())
+}
+
+/// Send calls the host must refuse, to `east` and to every region.
+#[reducer]
+pub fn send_wrong(ctx: &ReducerContext) -> Result<(), String> {
+    let long = "x".repeat(MAX_REGION_CALL_ARGS);
+    let wrong = [
+        ReducerCall::new("nothing", vec![0x90]),
+        ping::call("x".into()).into_call(),
+        ReducerCall::new(region_note::NAME, vec![0x91, 0x05]),
+        region_note::call(long).into_call(),
+    ];
+    let mut errors = Vec::new();
+    for call in wrong {
+        match ctx.send_to_region("east", call.clone()) {
+            Ok(()) => return Err(format!("sending `{}` to east succeeded", call.reducer)),
+            Err(e) => errors.push(e.to_string()),
+        }
+        match ctx.send_to_all_regions(call.clone()) {
+            Ok(()) => return Err(format!("sending `{}` everywhere succeeded", call.reducer)),
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    event(ctx, format!("send_wrong {}", errors.join(" | ")))
 }
 
 // ---- areas of interest ----
