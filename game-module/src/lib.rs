@@ -47,7 +47,7 @@
 //! |---|---|---|---|
 //! | `init` | init | writes `item_kind` and `recipe`; schedules 32 × `generate_region` | — |
 //! | `upgrade(from, to)` | upgrade | when a build of another [`MODULE_VERSION`] takes a live world over: brings `item_kind` and `recipe` to this build's content | — |
-//! | `generate_region(band)` | scheduled | one band of chunks, resource nodes and creatures | a band past the last |
+//! | `generate_region(band)` | scheduled | one band of chunks, resource nodes and creatures; in a world split into regions, of the region's own rectangle only, with its share of each kind ([`world::Portion`]) | a band past the last |
 //! | `client_connected` | client_connected | first time: a player `player-<id>` on land near the spawn point, with [`STARTING_ITEMS`]; always: online, area follows the player | — |
 //! | `client_disconnected` | client_disconnected | the player stops, offline | — |
 //! | `set_name(name)` | client | renames the player (stored lowercase) | invalid ([`validate_name`]) or taken names |

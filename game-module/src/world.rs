@@ -11,6 +11,17 @@
 //! kind allows (hostile creatures never within the spawn zone's `safe_radius`). The game rules never wait for
 //! them: they ask the terrain function directly ([`crate::terrain::is_walkable`]).
 //!
+//! # A world split into regions
+//!
+//! In a world split into regions every region runs this module over its own database, and each runs `init`. So each
+//! generates only its own part of the world ([`Portion`], from `ctx.region()`): the chunks whose centre lies in its
+//! rectangle, and resource nodes and creatures placed inside the rectangle only, each kind's count scaled by the
+//! region's share of the world's area (the regions' shares of a count add up to the count exactly). Together the
+//! regions hold what one whole world holds, each creature once, simulated by the region it stands in, and seen by
+//! the neighbours' clients as a border copy. A world that is not split generates all of it, exactly as before.
+//! (Players are not placed here: a player spawns near the spawn point wherever its client connects, and the engine
+//! hands the avatar over to the region that holds that point.)
+//!
 //! # Content in a live world
 //!
 //! `init` wrote the item and recipe definitions of the build that created the world. The module declares a version
@@ -21,7 +32,7 @@
 //! are.
 
 use locus_module::rand::RngExt;
-use locus_module::{ContextRng, ReducerContext, Vec2, info, reducer, table};
+use locus_module::{ContextRng, Rect, ReducerContext, Vec2, info, reducer, table};
 
 use crate::content::{Temperament, TerrainId, content};
 use crate::creatures::{Neighbours, spawn_creature, think_all};
@@ -80,26 +91,98 @@ pub fn upgrade(ctx: &ReducerContext, from: u32, to: u32) -> Result<(), String> {
     Ok(())
 }
 
-/// Scheduled by `init`: create band `band` of the world (its chunks, resource nodes and creatures).
+/// The part of the world this module instance generates: all of it in a world that is not split, its own region's
+/// rectangle (within the world) in one that is ([`Portion::of`]).
+///
+/// Invariants: `rect` is not empty and lies within `[0, WORLD_SIZE]²`; `0 ≤ from ≤ upto ≤ 1`. Over the regions of
+/// a layout that tiles the world, in index order, each region's `from` is the previous one's `upto`, the first's
+/// is 0 and the last's 1, so the regions' [`Portion::count`]s of a number add up to it exactly.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Portion {
+    /// Where it generates: chunks whose centre is in it, resource nodes and creatures placed in it.
+    pub rect: Rect,
+    /// The share of the world's area of the regions before this one (in index order).
+    pub from: f64,
+    /// `from` plus this region's share of the world's area.
+    pub upto: f64,
+}
+
+impl Portion {
+    /// The whole world: a world that is not split into regions.
+    pub const WHOLE: Portion = Portion {
+        rect: Rect::new(Vec2::ZERO, Vec2::splat(WORLD_SIZE)),
+        from: 0.0,
+        upto: 1.0,
+    };
+
+    /// What the running instance generates: [`Portion::WHOLE`] in a world that is not split into regions, else
+    /// [`Portion::in_layout`] of its region; `None` if its region has no part of the world.
+    #[must_use]
+    pub fn of(ctx: &ReducerContext) -> Option<Portion> {
+        let regions = ctx.regions();
+        match regions.iter().position(|r| r.own) {
+            None => Some(Portion::WHOLE),
+            Some(own) => {
+                let rects: Vec<Rect> = regions.iter().map(|r| r.rect).collect();
+                Portion::in_layout(&rects, own)
+            }
+        }
+    }
+
+    /// The portion of region `own` of the regions whose rectangles are `rects` (in index order): its rectangle
+    /// clipped to the world, and its share of the world's area after those before it. Shares are of the area the
+    /// regions cover within the world (all of it, for a layout that tiles the world). `None` if region `own` has
+    /// no part of the world.
+    #[must_use]
+    pub fn in_layout(rects: &[Rect], own: usize) -> Option<Portion> {
+        let world = Portion::WHOLE.rect;
+        let area = |r: &Rect| r.intersection(&world).map_or(0.0, |r| r.area());
+        let total: f64 = rects.iter().map(area).sum();
+        let rect = rects.get(own)?.intersection(&world)?;
+        let before: f64 = rects[..own].iter().map(area).sum();
+        let from = (before / total).clamp(0.0, 1.0);
+        let upto = ((before + rect.area()) / total).clamp(from, 1.0);
+        Some(Portion { rect, from, upto })
+    }
+
+    /// This portion's number of what the whole world has `count` of: `round(count · upto) − round(count · from)`.
+    /// `count` itself for [`Portion::WHOLE`].
+    #[must_use]
+    pub fn count(&self, count: u32) -> u32 {
+        let at = |share: f64| (f64::from(count) * share).round() as u32;
+        at(self.upto) - at(self.from)
+    }
+}
+
+/// Scheduled by `init`: create band `band` of the world (its chunks, resource nodes and creatures), or, in a world
+/// split into regions, of the region's part of it ([`Portion`]).
 #[reducer(scheduled)]
 pub fn generate_region(ctx: &ReducerContext, band: u32) -> Result<(), String> {
     if band >= REGION_BANDS {
         return Err(format!("no band {band}"));
     }
+    let Some(portion) = Portion::of(ctx) else {
+        return Ok(());
+    };
     let chunks = ctx.db.chunk();
     for cy in band * BAND_CHUNKS..(band + 1) * BAND_CHUNKS {
         for cx in 0..CHUNKS_PER_SIDE {
+            let center = chunk_center(cx, cy);
+            if !portion.rect.contains(center) {
+                continue;
+            }
             chunks.insert(Chunk {
                 id: chunk_id(cx, cy),
-                center: chunk_center(cx, cy),
+                center,
                 tiles: chunk_tiles(cx, cy),
             })?;
         }
     }
-    // Each band places its share of every kind, anywhere in the world (so scarce terrain anywhere is found), with
-    // the kinds' `count`s split over the bands so that the shares add up to the count exactly.
-    let (min, max) = (Vec2::ZERO, Vec2::splat(WORLD_SIZE));
+    // Each band places its share of every kind, anywhere in the portion (so scarce terrain anywhere in it is
+    // found), with the portion's count of each kind split over the bands so that the shares add up to it exactly.
+    let (min, max) = (portion.rect.min, portion.rect.max);
     let share = |count: u32| {
+        let count = portion.count(count);
         let upto = |b: u32| (u64::from(count) * u64::from(b) / u64::from(REGION_BANDS)) as u32;
         upto(band + 1) - upto(band)
     };

@@ -611,7 +611,10 @@ fn global_texts(world: &World) -> Vec<String> {
 
 #[test]
 fn global_chat_reaches_every_region_once_and_only_regions_deliver_it() {
-    let regions = ["west", "east"];
+    let regions = [
+        ("west", [0.0, 0.0, 2048.0, 4096.0]),
+        ("east", [2048.0, 0.0, 4096.0, 4096.0]),
+    ];
     let (mut west, mut east) = (World::new(), World::new());
     west.split_into_regions(&regions, "west");
     east.split_into_regions(&regions, "east");
@@ -690,6 +693,124 @@ fn chat_is_checked_and_rate_limited() {
     assert_eq!(err, "say something");
     let err = world.call(a, gm::say::call("x".repeat(201))).unwrap_err();
     assert!(err.contains("at most 200"), "{err}");
+}
+
+// ---- a world split into regions -------------------------------------------------------------------------------
+
+/// The demo world split into four quarters, as `assets/regions/world.toml` splits it.
+const QUARTERS: [(&str, [f32; 4]); 4] = [
+    ("sw", [0.0, 0.0, 2048.0, 2048.0]),
+    ("se", [2048.0, 0.0, 4096.0, 2048.0]),
+    ("nw", [0.0, 2048.0, 2048.0, 4096.0]),
+    ("ne", [2048.0, 2048.0, 4096.0, 4096.0]),
+];
+
+/// A new world that is region `own` of [`QUARTERS`], split before `init` as the server starts a region.
+fn quarter(own: &str) -> World {
+    World(locus_testing::World::new_region(
+        locus_testing::module(env!("CARGO_MANIFEST_DIR")),
+        &QUARTERS,
+        own,
+    ))
+}
+
+/// How many rows of each kind `rows` has (`kind` of a creature or resource node).
+fn by_kind(kinds: impl Iterator<Item = String>) -> HashMap<String, usize> {
+    let mut n = HashMap::new();
+    for k in kinds {
+        *n.entry(k).or_default() += 1;
+    }
+    n
+}
+
+#[test]
+fn each_region_generates_only_its_own_part_of_the_world_and_its_share_of_the_content() {
+    let whole = World::new();
+    let whole_creatures = whole.count("creature");
+    let whole_nodes = whole.count("resource_node");
+    let whole_kinds = by_kind(
+        whole
+            .rows::<gm::Creature>("creature")
+            .into_iter()
+            .map(|c| c.kind),
+    );
+    let mut chunk_ids = Vec::new();
+    let (mut creatures, mut nodes) = (0, 0);
+    for (name, [x0, y0, x1, y1]) in QUARTERS {
+        let region = quarter(name);
+        let inside = |p: Vec2| x0 <= p.x && p.x < x1 && y0 <= p.y && p.y < y1;
+        // The chunks whose centre is in the region: a quarter of the 128 × 128.
+        let chunks = region.rows::<gm::Chunk>("chunk");
+        assert_eq!(chunks.len(), 64 * 64, "{name}");
+        assert!(chunks.iter().all(|c| inside(c.center)), "{name}");
+        chunk_ids.extend(chunks.iter().map(|c| c.id));
+        // Creatures and resource nodes inside it only, about a quarter of the whole world's of each kind.
+        let here = region.rows::<gm::Creature>("creature");
+        // (Where generation placed each creature is its home; it has not had a tick to wander off yet either.)
+        assert!(here.iter().all(|c| inside(c.home)), "{name}");
+        let spots = region.rows::<gm::ResourceNode>("resource_node");
+        assert!(spots.iter().all(|n| inside(n.pos)), "{name}");
+        let quarter_of = |n: usize| n as f64 / 4.0;
+        for (what, n, whole_n) in [
+            ("creatures", here.len(), whole_creatures),
+            ("resource nodes", spots.len(), whole_nodes),
+        ] {
+            let ratio = n as f64 / quarter_of(whole_n);
+            assert!(
+                (0.8..=1.2).contains(&ratio),
+                "{name}: {n} {what}, a whole world has {whole_n}"
+            );
+        }
+        for (kind, n) in by_kind(here.iter().map(|c| c.kind.clone())) {
+            let whole_n = whole_kinds[&kind];
+            assert!(
+                n as f64 <= quarter_of(whole_n) * 1.2 + 2.0,
+                "{name}: {n} of {kind}, a whole world has {whole_n}"
+            );
+        }
+        creatures += here.len();
+        nodes += spots.len();
+        // Keys from the region's own range, `init`'s too.
+        let index = QUARTERS.iter().position(|(n, _)| *n == name).unwrap() as u64;
+        assert!(here.iter().all(|c| c.id >> 40 == index + 1), "{name}");
+    }
+    // Together: every chunk once, and about the content of one whole world.
+    chunk_ids.sort_unstable();
+    chunk_ids.dedup();
+    assert_eq!(chunk_ids.len(), 128 * 128);
+    for (what, n, whole_n) in [
+        ("creatures", creatures, whole_creatures),
+        ("resource nodes", nodes, whole_nodes),
+    ] {
+        assert!(
+            (n as f64 - whole_n as f64).abs() <= whole_n as f64 * 0.05,
+            "the regions hold {n} {what}, a whole world {whole_n}"
+        );
+    }
+}
+
+#[test]
+fn a_region_is_generated_the_same_way_every_time_and_players_still_spawn() {
+    let (a, b) = (quarter("ne"), quarter("ne"));
+    let positions = |w: &World| {
+        let mut p: Vec<(u64, [f32; 2])> = w
+            .rows::<gm::Creature>("creature")
+            .into_iter()
+            .map(|c| (c.id, c.pos.to_array()))
+            .collect();
+        p.sort_by_key(|(id, _)| *id);
+        p
+    };
+    assert_eq!(positions(&a), positions(&b));
+    assert_eq!(a.count("resource_node"), b.count("resource_node"));
+    // A client may connect to any region: it gets a player near the spawn point (which the four regions share a
+    // corner of), wherever that is; the engine hands the avatar over to the region that holds it.
+    let mut a = a;
+    let who = a.connect(1);
+    let p = a.player(who);
+    assert!(terrain::is_walkable(p.pos));
+    let spawn = Vec2::from(gm::content().world.spawn.center);
+    assert!(p.pos.distance(spawn) <= gm::content().world.spawn.radius + 1.0);
 }
 
 // ---- combat and creatures -------------------------------------------------------------------------------------

@@ -496,3 +496,19 @@ fn region_broadcast(
     let args = read(mem, CALL, args_ptr, args_len)?;
     env.region_broadcast(name, args).map_or_else(errno, |()| OK)
 }
+
+fn region_list(c: &mut Caller<'_, HostState>, buf: u32, cap: u32, out_len: u32) -> Result<u32> {
+    const CALL: &str = "region_list";
+    let (mem, env) = parts(c, CALL)?;
+    match env.region_list() {
+        Ok(list) if list.len() > cap as usize => {
+            write(mem, CALL, out_len, &(list.len() as u32).to_le_bytes())?;
+            errno(Errno::BufferTooSmall)
+        }
+        Ok(list) => {
+            write(mem, CALL, buf, &list)?;
+            write(mem, CALL, out_len, &(list.len() as u32).to_le_bytes()).and(OK)
+        }
+        Err(e) => errno(e),
+    }
+}

@@ -16,7 +16,8 @@
 //! - Only the module's own tables are visible: the system tables are reached through their host calls only
 //!   (`locus_schedule` through `schedule`/`unschedule`, `locus_area` through `area_follow`/`area_fixed`/
 //!   `area_clear`, and in a world split into regions the server's `locus_outbox` and `locus_regions` through
-//!   `region_send`/`region_broadcast`, which look them up by name in the lent database at every call).
+//!   `region_send`/`region_broadcast`, and `locus_regions` alone through `region_list`, which look them up by
+//!   name in the lent database at every call).
 
 use std::collections::VecDeque;
 use std::ops::Bound;
@@ -24,7 +25,8 @@ use std::sync::{Arc, LazyLock};
 
 use hashbrown::HashMap;
 use locus_region::message::{
-    OUTBOX_TABLE, REGIONS_TABLE, RegionMessage, outbox_row, outbox_table_def, regions_table_def,
+    OUTBOX_TABLE, REGIONS_TABLE, RegionMessage, outbox_row, outbox_table_def, parse_regions_row,
+    regions_table_def,
 };
 use locus_region::{Destination, RegionId};
 use locus_store::Database;
@@ -948,13 +950,8 @@ impl Env {
                     .ok()
                     .flatten()
                     .ok_or(Errno::NotFound)?;
-                match codec::decode_row(&REGIONS_DEF.columns, row).as_deref() {
-                    // The server numbers regions by their place in the layout, a `u16`.
-                    Ok([_, Value::U64(index)]) => Destination::Region(RegionId(
-                        u16::try_from(*index).map_err(|_| Errno::NotFound)?,
-                    )),
-                    _ => return Err(Errno::NotFound),
-                }
+                // The server numbers regions by their place in the layout, a `u16`.
+                Destination::Region(parse_regions_row(row).ok_or(Errno::NotFound)?.index)
             }
         };
         let sender = self.call.ctx.ok_or(Errno::NotInReducer)?.sender;
@@ -969,6 +966,30 @@ impl Env {
         tx.insert(db, outbox, &row)
             .map(drop)
             .map_err(|e| insert_errno(&e))
+    }
+
+    /// `region_list`: the rows of `locus_regions` in index order, as one MessagePack array (`[name, index, x0, y0,
+    /// x1, y1, own]` each, exactly as the table holds them). Read from the lent database at every call, so a table
+    /// the server made after the module was instantiated counts.
+    ///
+    /// Errors, in this order: `NotInReducer`; `NotSplit` unless the database has `locus_regions` with the engine's
+    /// definition (the outbox does not matter: this only describes the world).
+    pub(crate) fn region_list(&self) -> Result<Vec<u8>, Errno> {
+        self.in_call()?;
+        let table = self.region_table(REGIONS_TABLE, &REGIONS_DEF)?;
+        let t = self.db.table(table).ok_or(Errno::NotSplit)?;
+        // Rows of the right definition always parse; the sort makes the list's order the layout's.
+        let mut rows: Vec<(RegionId, &[u8])> = t
+            .iter()
+            .filter_map(|row| Some((parse_regions_row(row)?.index, row)))
+            .collect();
+        rows.sort_by_key(|&(index, _)| index);
+        let mut out = Vec::with_capacity(5 + rows.iter().map(|(_, r)| r.len()).sum::<usize>());
+        msgpack_array_header(&mut out, rows.len());
+        for (_, row) in rows {
+            out.extend_from_slice(row);
+        }
+        Ok(out)
     }
 
     /// The id of the system table `name` of a world split into regions, if the lent database has it with the
@@ -998,6 +1019,19 @@ impl Env {
                 .map(drop)
                 .map_err(|e| insert_errno(&e))
         }
+    }
+}
+
+/// Append the MessagePack header of an array of `len` elements to `out` (fixarray, array 16 or array 32).
+fn msgpack_array_header(out: &mut Vec<u8>, len: usize) {
+    if len < 16 {
+        out.push(0x90 | len as u8);
+    } else if let Ok(len) = u16::try_from(len) {
+        out.push(0xdc);
+        out.extend_from_slice(&len.to_be_bytes());
+    } else {
+        out.push(0xdd);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
     }
 }
 

@@ -1048,23 +1048,50 @@ const REGION_IMPORTS: &str = r#"
   (import "locus_v1" "region_send" (func $region_send (param i32 i32 i32 i32 i32 i32) (result i32)))
   (import "locus_v1" "region_broadcast" (func $region_broadcast (param i32 i32 i32 i32) (result i32)))"#;
 
-/// The world `west`, `east` (indexes 0 and 1): its database with the server's system tables of a world split into
+/// The regions of the split world of the tests: `west` and `east` (indexes 0 and 1), the halves of a 4096 m world.
+const WEST_EAST: [(&str, [f32; 4]); 2] = [
+    ("west", [0.0, 0.0, 2048.0, 4096.0]),
+    ("east", [2048.0, 0.0, 4096.0, 4096.0]),
+];
+
+/// The database of region `own` (an index into [`WEST_EAST`]) with the server's system tables of a world split into
 /// regions, made before any module is instantiated over it (as the server does).
-fn split_world() -> Database {
+fn split_world_as(own: usize) -> Database {
     use locus_region::message::{outbox_table_def, regions_row, regions_table_def};
     let mut db = Database::default();
     db.create_table(outbox_table_def()).unwrap();
     let regions = db.create_table(regions_table_def()).unwrap();
     let mut tx = db.begin();
-    for (i, name) in ["west", "east"].into_iter().enumerate() {
+    for (i, (name, rect)) in WEST_EAST.into_iter().enumerate() {
         tx.insert(
             regions,
-            &regions_row(name, locus_region::RegionId(i as u16)),
+            &regions_row(
+                name,
+                locus_region::RegionId(i as u16),
+                rect.into(),
+                i == own,
+            ),
         )
         .unwrap();
     }
     drop(tx.commit());
     db
+}
+
+/// The database of region `west` of the split world ([`split_world_as`]).
+fn split_world() -> Database {
+    split_world_as(0)
+}
+
+/// A regions table of an older build: names and indexes only, no rectangles. A table of that name with another
+/// definition is not the engine's: the world counts as not split.
+fn old_regions_table() -> TableDef {
+    TableDef::builder(locus_region::message::REGIONS_TABLE)
+        .column("name", ColumnType::String)
+        .column("index", ColumnType::U32)
+        .primary_key("name")
+        .build()
+        .unwrap()
 }
 
 /// The outbox rows of `db`, parsed: `(seq, to, message)`.
@@ -1312,19 +1339,20 @@ fn a_world_not_split_into_regions_refuses_region_calls() {
         db.create_table(outbox_table_def()).unwrap();
         db
     };
-    let impostor = || {
+    let impostor = |def: TableDef| {
         let mut db = Database::default();
         db.create_table(outbox_table_def()).unwrap();
-        let mut def = regions_table_def();
-        def.columns[1].ty = ColumnType::U64;
         db.create_table(def).unwrap();
         db
     };
+    let mut another = regions_table_def();
+    another.columns[1].ty = ColumnType::U64;
     for (what, db) in [
         ("no tables", Database::default()),
         ("no outbox", only_regions()),
         ("no regions", only_outbox()),
-        ("another regions table", impostor()),
+        ("another regions table", impostor(another)),
+        ("an old regions table", impostor(old_regions_table())),
     ] {
         let mut inst = module.hosted(db).unwrap();
         inst.call("errnos", &[0x90], &ctx())
@@ -1351,6 +1379,194 @@ fn a_world_not_split_into_regions_refuses_region_calls() {
         .unwrap();
     assert_eq!(recorded(&inst, 1), Errno::Ok);
     assert_eq!(outbox(inst.db()).len(), 1);
+}
+
+// ---- Which region this is: `region_list` ------------------------------------------------------------------------
+
+/// A table of bytes: `blob (id U64 primary key, data Bytes)`.
+fn blob_table() -> TableDef {
+    TableDef::builder("blob")
+        .column("id", ColumnType::U64)
+        .column("data", ColumnType::Bytes)
+        .primary_key("id")
+        .build()
+        .unwrap()
+}
+
+/// A module whose `list()` calls `region_list` with a 1024-byte buffer, records the errno as the row [1, errno] of
+/// `thing` and, on success, the list as the row [1, list] of `blob`; `list_small()` calls it with a 4-byte buffer
+/// and records the errno as [2, errno] and `out_len` as [3, out_len]; `list_bad_ptr()` passes a buffer outside
+/// memory.
+fn region_list_fixture() -> Fixture {
+    // Memory: 880 "blob" · 900 the row [id, n] · 1000 out_len · 1990 the blob row: 92 01 c5 <len:2> <list>.
+    let extra = r#"
+  (import "locus_v1" "region_list" (func $region_list (param i32 i32 i32) (result i32)))
+  (import "locus_v1" "delete" (func $delete (param i32 i32 i32) (result i32)))
+  (data (i32.const 880) "blob")
+  (func $blob (result i32)
+    (if (call $table_id (i32.const 880) (i32.const 4) (i32.const 300)) (then unreachable))
+    (i32.load (i32.const 300)))
+  (func $record (param $id i32) (param $code i32)
+    (i32.store8 (i32.const 900) (i32.const 0x92))
+    (i32.store8 (i32.const 901) (local.get $id))
+    (i32.store8 (i32.const 902) (local.get $code))
+    (drop (call $delete (call $thing) (i32.const 901) (i32.const 1)))
+    (if (call $insert (call $thing) (i32.const 900) (i32.const 3) (i32.const 320)) (then unreachable)))"#
+        .to_owned();
+    let list = r#"
+    (local.set $r (call $region_list (i32.const 1995) (i32.const 1024) (i32.const 1000)))
+    (call $record (i32.const 1) (local.get $r))
+    (if (i32.eqz (local.get $r)) (then
+      (i32.store8 (i32.const 1990) (i32.const 0x92))
+      (i32.store8 (i32.const 1991) (i32.const 0x01))
+      (i32.store8 (i32.const 1992) (i32.const 0xc5))
+      (i32.store8 (i32.const 1993) (i32.shr_u (i32.load (i32.const 1000)) (i32.const 8)))
+      (i32.store8 (i32.const 1994) (i32.load (i32.const 1000)))
+      (if (call $insert (call $blob) (i32.const 1990) (i32.add (i32.load (i32.const 1000)) (i32.const 5))
+                        (i32.const 320))
+        (then unreachable))))
+    i32.const 0"#;
+    let small = r#"
+    (i32.store (i32.const 1000) (i32.const 0))
+    (call $record (i32.const 2) (call $region_list (i32.const 1995) (i32.const 4) (i32.const 1000)))
+    (call $record (i32.const 3) (i32.load (i32.const 1000)))
+    i32.const 0"#;
+    let mut f = Fixture {
+        extra,
+        ..Fixture::new()
+    }
+    .reducer(client("list", &[]), list)
+    .reducer(client("list_small", &[]), small)
+    .reducer(
+        client("list_bad_ptr", &[]),
+        "(drop (call $region_list (i32.const 65530) (i32.const 100) (i32.const 1000))) i32.const 0",
+    );
+    f.tables.push(blob_table());
+    f
+}
+
+/// The list `list()` of [`region_list_fixture`] stored; `None` if it stored none.
+fn stored_list(inst: &Hosted) -> Option<Vec<u8>> {
+    let db = inst.db();
+    let t = db.table(db.table_id("blob").unwrap()).unwrap();
+    let row = t.get(&Value::U64(1)).unwrap()?;
+    match &codec::decode_row(&blob_table().columns, row).unwrap()[..] {
+        [_, Value::Bytes(data)] => Some(data.to_vec()),
+        other => panic!("not a blob row: {other:?}"),
+    }
+}
+
+#[test]
+fn region_list_gives_the_regions_in_order_and_marks_the_own_one() {
+    let rt = runtime();
+    let module = rt.load(&region_list_fixture().bytes()).unwrap();
+    // The documented example (module-abi.md §7, `region_list`): west (own) and east, the halves of a 4096 m world.
+    let mut west = module.hosted(split_world_as(0)).unwrap();
+    west.call("list", &[0x90], &ctx()).unwrap();
+    assert_eq!(recorded(&west, 1), Errno::Ok);
+    let mut expected = vec![0x92];
+    for (name, index, rect, own) in [
+        ("west", 0u8, [0.0f32, 0.0, 2048.0, 4096.0], 0xc3u8),
+        ("east", 1, [2048.0, 0.0, 4096.0, 4096.0], 0xc2),
+    ] {
+        expected.extend([0x97, 0xa4]);
+        expected.extend(name.as_bytes());
+        expected.push(index);
+        for v in rect {
+            expected.push(0xca);
+            expected.extend(v.to_be_bytes());
+        }
+        expected.push(own);
+    }
+    assert_eq!(
+        expected[..12],
+        [
+            0x92, 0x97, 0xa4, b'w', b'e', b's', b't', 0x00, 0xca, 0, 0, 0
+        ]
+    );
+    assert_eq!(stored_list(&west).as_deref(), Some(&expected[..]));
+
+    // East's own row is east; the list is the same otherwise, in index order whatever the table's order.
+    let mut east = module.hosted(split_world_as(1)).unwrap();
+    east.call("list", &[0x90], &ctx()).unwrap();
+    let list = stored_list(&east).unwrap();
+    let rows: Vec<(String, u32, f32, f32, f32, f32, bool)> = rmp_serde::from_slice(&list).unwrap();
+    assert_eq!(
+        rows,
+        [
+            ("west".into(), 0, 0.0, 0.0, 2048.0, 4096.0, false),
+            ("east".into(), 1, 2048.0, 0.0, 4096.0, 4096.0, true),
+        ]
+    );
+
+    // Too small a buffer: BufferTooSmall and the length needed, nothing else written.
+    east.call("list_small", &[0x90], &ctx()).unwrap();
+    assert_eq!(recorded(&east, 2), Errno::BufferTooSmall);
+    let len = things(&east)
+        .into_iter()
+        .find(|r| r[1] == 3)
+        .map(|r| u64::from(r[2]))
+        .unwrap();
+    assert_eq!(len, list.len() as u64);
+
+    // A buffer outside memory traps (the list is written there).
+    let err = east.call("list_bad_ptr", &[0x90], &ctx()).unwrap_err();
+    assert!(
+        matches!(&err, CallError::Trapped { message, .. } if message.contains("region_list") && message.contains("outside the module's memory")),
+        "{err}"
+    );
+}
+
+#[test]
+fn region_list_is_not_split_without_the_engines_regions_table_and_sees_one_made_later() {
+    use locus_region::message::regions_table_def;
+    let rt = runtime();
+    let module = rt.load(&region_list_fixture().bytes()).unwrap();
+    let with = |def: TableDef| {
+        let mut db = Database::default();
+        db.create_table(def).unwrap();
+        db
+    };
+    for (what, db) in [
+        ("no tables", Database::default()),
+        ("an old regions table", with(old_regions_table())),
+    ] {
+        let mut inst = module.hosted(db).unwrap();
+        inst.call("list", &[0x90], &ctx()).unwrap();
+        inst.call("list_small", &[0x90], &ctx()).unwrap();
+        assert_eq!(recorded(&inst, 1), Errno::NotSplit, "{what}");
+        assert_eq!(recorded(&inst, 2), Errno::NotSplit, "{what}");
+        assert_eq!(stored_list(&inst), None, "{what}");
+        // Nothing is written for NotSplit, so a buffer outside memory does not trap.
+        inst.call("list_bad_ptr", &[0x90], &ctx()).unwrap();
+    }
+    // The regions table alone (no outbox) is enough to describe the world; empty, it lists no region.
+    let mut inst = module.hosted(with(regions_table_def())).unwrap();
+    inst.call("list", &[0x90], &ctx()).unwrap();
+    assert_eq!(stored_list(&inst), Some(vec![0x90]));
+
+    // The table made after the module was instantiated (the server makes it before `init`, after loading).
+    let mut inst = module.hosted(Database::default()).unwrap();
+    let split = split_world_as(1);
+    let t = split
+        .table(
+            split
+                .table_id(locus_region::message::REGIONS_TABLE)
+                .unwrap(),
+        )
+        .unwrap();
+    let id = inst.db_mut().create_table(t.def().clone()).unwrap();
+    let mut tx = inst.db_mut().begin();
+    for row in t.iter() {
+        tx.insert(id, row).unwrap();
+    }
+    drop(tx.commit());
+    inst.call("list", &[0x90], &ctx()).unwrap();
+    assert_eq!(recorded(&inst, 1), Errno::Ok);
+    let rows: Vec<(String, u32, f32, f32, f32, f32, bool)> =
+        rmp_serde::from_slice(&stored_list(&inst).unwrap()).unwrap();
+    assert_eq!(rows[1].0, "east");
+    assert!(rows[1].6 && !rows[0].6);
 }
 
 // ---- The database lent for each call; upgrades that migrate only what changed --------------------------------
@@ -2974,6 +3190,31 @@ mod sdk {
                     .is_none_or(|_| super::outbox(inst.db()).is_empty())
             );
         }
+    }
+
+    #[test]
+    fn a_module_knows_its_region_when_split_and_none_otherwise() {
+        let mut whole = instance(HostConfig::default());
+        call(&mut whole, tm::where_am_i::call()).unwrap();
+        assert_eq!(events(&whole), ["where_am_i none / "]);
+
+        let mut west = split_instance();
+        call(&mut west, tm::where_am_i::call()).unwrap();
+        assert_eq!(
+            events(&west),
+            ["where_am_i west#0 0,0..2048,4096 / west*,east"]
+        );
+        let mut east = Runtime::new(HostConfig::default())
+            .unwrap()
+            .load(&WASM)
+            .unwrap()
+            .hosted(super::split_world_as(1))
+            .unwrap();
+        call(&mut east, tm::where_am_i::call()).unwrap();
+        assert_eq!(
+            events(&east),
+            ["where_am_i east#1 2048,0..4096,4096 / west,east*"]
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The reducer context: who called, when, the database, a deterministic RNG, scheduling, clients' areas of
-//! interest, and calls to the other regions of a world split into regions.
+//! interest, and in a world split into regions, which region this is and calls to the other regions.
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -10,6 +10,7 @@ use rand::{SeedableRng, TryRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::reducer::{IntoRegionCall, IntoScheduledCall};
+use crate::region::Region;
 use crate::scratch::Scratch;
 use crate::sys;
 use crate::table::{IntoTableHandle, Table};
@@ -294,6 +295,35 @@ impl ReducerContext {
                 })
             }
             Err(e) => sys::unexpected("region_broadcast", e),
+        }
+    }
+
+    /// The region this call runs in, in a world split into regions (each region a server process running this
+    /// same module over its own database, serving one rectangle of the world: `engine/docs/regions.md`); `None` in
+    /// a world that is not split, which is all of the world.
+    ///
+    /// Use it to keep to the region's own part of the world: a world's `init` runs once in every region, so
+    /// content that `init` generates for the whole world would exist once per region. The region is known from the
+    /// first call on — `init` included: the server describes the regions before it runs `init` for a new world.
+    /// It is read-only and changes only if the operator changes the layout (a restart with another `world.toml`).
+    ///
+    /// Rows of movable tables may stand outside their region's rectangle for a moment: the engine hands them over
+    /// to the region that holds their point after the tick (see [`Rect::contains`](crate::Rect::contains) for
+    /// which points a rectangle holds).
+    #[must_use]
+    pub fn region(&self) -> Option<Region> {
+        self.regions().into_iter().find(|r| r.own)
+    }
+
+    /// Every region of a world split into regions, this one included ([`Region::own`]), in their layout's order;
+    /// empty in a world that is not split. Their rectangles tile the world. See [`region`](Self::region).
+    #[must_use]
+    pub fn regions(&self) -> Vec<Region> {
+        let mut buf = Scratch::take();
+        match sys::region_list(&mut buf) {
+            Ok(bytes) => Region::decode_list(bytes),
+            Err(Errno::NotSplit) => Vec::new(),
+            Err(e) => sys::unexpected("region_list", e),
         }
     }
 

@@ -11,8 +11,9 @@
 //!   scheduling — [`schedule_at`](ReducerContext::schedule_at) takes a `#[reducer(scheduled)]` reducer's
 //!   [`ScheduledCall`], so scheduling any other reducer does not compile —, and each client's area of interest:
 //!   [`set_area_follow`](ReducerContext::set_area_follow), [`set_area_fixed`](ReducerContext::set_area_fixed),
-//!   [`clear_area`](ReducerContext::clear_area)), and in a world split into regions, calls to other regions:
-//!   [`send_to_region`](ReducerContext::send_to_region) and
+//!   [`clear_area`](ReducerContext::clear_area)), and in a world split into regions, the part of the world this
+//!   instance serves ([`region`](ReducerContext::region), [`regions`](ReducerContext::regions)) and calls to
+//!   other regions: [`send_to_region`](ReducerContext::send_to_region) and
 //!   [`send_to_all_regions`](ReducerContext::send_to_all_regions) take a `#[reducer(region)]` reducer's
 //!   [`RegionCall`] (or a client reducer's [`ReducerCall`]). A reducer's writes commit when it returns `Ok` (or `()`),
 //!   and roll back when it returns `Err`, panics or is stopped by the host — calls to other regions with them.
@@ -81,6 +82,7 @@ mod context;
 pub mod index;
 mod log;
 mod reducer;
+mod region;
 mod scratch;
 mod sys;
 mod table;
@@ -99,6 +101,7 @@ pub use locus_types::{
 pub use reducer::{
     IntoRegionCall, IntoScheduledCall, ReducerCall, ReducerResult, RegionCall, ScheduledCall,
 };
+pub use region::{Rect, Region};
 pub use table::{InsertError, IntoTableHandle, RowIter, Table, TableHandle, UpdateError};
 
 /// The shared Locus vocabulary (ids, schema model, row codec, ABI constants).

@@ -376,3 +376,18 @@ pub(crate) fn region_broadcast(name: &str, args: &[u8]) -> Result<(), Errno> {
     let (ap, al) = slice(args);
     check("region_broadcast", raw::region_broadcast(np, nl, ap, al))
 }
+
+/// The world's regions as `region_list` writes them (one MessagePack array of `[name, index, x0, y0, x1, y1, own]`),
+/// copied into `buf` (grown as needed); returns those bytes.
+pub(crate) fn region_list(buf: &mut Vec<u8>) -> Result<&[u8], Errno> {
+    ensure_len(buf, 256);
+    loop {
+        let mut out: u32 = 0;
+        let code = raw::region_list(addr(buf.as_mut_ptr()), buf.len() as u32, addr(&raw mut out));
+        match check("region_list", code) {
+            Ok(()) => return Ok(&buf[..out as usize]),
+            Err(Errno::BufferTooSmall) => ensure_len(buf, out as usize),
+            Err(e) => return Err(e),
+        }
+    }
+}

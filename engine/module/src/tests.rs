@@ -182,6 +182,11 @@ fn api_type_checks(ctx: &crate::ReducerContext) -> Result<(), String> {
     }
     let _: Result<(), crate::RegionSendError> =
         ctx.send_to_region("west", crate::ReducerCall::new("relay", vec![0x90]));
+    let here: Option<crate::Region> = ctx.region();
+    if let Some(r) = here {
+        let _: bool = r.rect.contains(Vec2::ZERO) && r.own;
+    }
+    let _: Vec<crate::Region> = ctx.regions();
     crate::info!("x = {}", 1);
     Ok(())
 }
@@ -491,6 +496,10 @@ fn natively_every_host_call_answers_not_in_reducer() {
     );
     assert_eq!(
         crate::sys::region_broadcast("relay", &[0x90]),
+        Err(Errno::NotInReducer)
+    );
+    assert_eq!(
+        crate::sys::region_list(&mut Vec::new()),
         Err(Errno::NotInReducer)
     );
     let result = std::panic::catch_unwind(Hero::__table_id);

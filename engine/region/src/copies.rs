@@ -536,4 +536,127 @@ mod tests {
             }
         }
     }
+
+    /// One own transaction's net effect on `own`, as the store reports it.
+    fn transaction(own: &mut Map<u64, u32>, writes: &[(u64, Option<u32>)]) -> Changeset {
+        let mut after = own.clone();
+        for &(id, w) in writes {
+            match w {
+                Some(n) => {
+                    after.insert(id, n);
+                }
+                None => {
+                    after.remove(&id);
+                }
+            }
+        }
+        let mut tc = TableChangeset {
+            table: T,
+            ..TableChangeset::default()
+        };
+        for id in 0..8 {
+            match (own.get(&id), after.get(&id)) {
+                (None, Some(&n)) => tc.inserts.push(row(id, n)),
+                (Some(&n), None) => tc.deletes.push(row(id, n)),
+                (Some(&a), Some(&b)) if a != b => tc.updates.push(RowUpdate {
+                    old: row(id, a),
+                    new: row(id, b),
+                }),
+                _ => {}
+            }
+        }
+        *own = after;
+        Changeset { tables: vec![tc] }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        /// As the world runs a region that hands rows over: at each tick, the ghosts dropped during its inputs (fed
+        /// first), its own transactions and handoffs (a handoff deletes the row and holds it as a ghost from the
+        /// region it went to), merged; then the neighbours' changes. A ghost is a copy like any other until its
+        /// region sends one of its own, or it is dropped.
+        #[test]
+        fn handed_over_rows_stay_as_ghosts_until_replaced_or_dropped(
+            ticks in prop::collection::vec(
+                (
+                    prop::collection::vec(0u64..8, 0..2),
+                    prop::collection::vec(writes(), 0..3),
+                    prop::collection::vec((0u64..8, 0u16..2), 0..2),
+                    prop::collection::vec(op(), 0..3),
+                ),
+                1..25,
+            ),
+        ) {
+            let mut copies = BorderCopies::new(&tables());
+            let mut own: Map<u64, u32> = Map::new();
+            // The model's copies: key -> (from, n, ghost).
+            let mut held: Map<u64, (u16, u32, bool)> = Map::new();
+            let mut stage = Map::new();
+            for (drops, transactions, handoffs, ops) in ticks {
+                let keys: Vec<(TableId, Box<[u8]>)> = drops.iter().map(|&id| (T, key(id))).collect();
+                for id in &drops {
+                    if held.get(id).is_some_and(|h| h.2) {
+                        held.remove(id);
+                    }
+                }
+                feed(&mut stage, &copies.drop_ghosts(&keys));
+                let mut committed = Vec::new();
+                for writes in transactions {
+                    committed.push(transaction(&mut own, &writes));
+                }
+                for (id, to) in handoffs {
+                    let Some(&n) = own.get(&id) else { continue };
+                    committed.push(transaction(&mut own, &[(id, None)]));
+                    prop_assert!(copies.ghost(RegionId(to), T, &row(id, n)).is_some());
+                    held.entry(id).or_insert((to, n, true));
+                }
+                match copies.merge(&committed) {
+                    Some(merged) => merged.iter().for_each(|c| feed(&mut stage, c)),
+                    None => committed.iter().for_each(|c| feed(&mut stage, c)),
+                }
+                let owns = |k: &[u8]| own.contains_key(&id_of(k));
+                for op in ops {
+                    let c = match op {
+                        Op::Border(from, writes) => {
+                            let mut last: Map<u64, Option<u32>> = Map::new();
+                            for (id, w) in writes { last.insert(id, w); }
+                            let mut delta = BorderDelta::default();
+                            for (&id, &w) in &last {
+                                match w {
+                                    Some(n) => {
+                                        delta.upserts.push((T, row(id, n)));
+                                        held.insert(id, (from, n, false));
+                                    }
+                                    None => {
+                                        delta.deletes.push((T, key(id)));
+                                        if held.get(&id).is_some_and(|h| h.0 == from) {
+                                            held.remove(&id);
+                                        }
+                                    }
+                                }
+                            }
+                            copies.apply(RegionId(from), &delta, |_, k| owns(k))
+                        }
+                        Op::Replace(from, rows) => {
+                            let mut by: Map<u64, u32> = Map::new();
+                            for (id, n) in rows { by.insert(id, n); }
+                            held.retain(|_, h| h.0 != from);
+                            for (&id, &n) in &by { held.insert(id, (from, n, false)); }
+                            let rows: Vec<(TableId, Box<[u8]>)> =
+                                by.iter().map(|(&id, &n)| (T, row(id, n))).collect();
+                            copies.replace(RegionId(from), &rows, |_, k| owns(k))
+                        }
+                    };
+                    feed(&mut stage, &c);
+                }
+                let expected: Map<Box<[u8]>, Box<[u8]>> = (0..8)
+                    .filter_map(|id| {
+                        let n = own.get(&id).copied().or_else(|| held.get(&id).map(|h| h.1))?;
+                        Some((key(id), row(id, n)))
+                    })
+                    .collect();
+                prop_assert_eq!(&stage, &expected);
+            }
+        }
+    }
 }

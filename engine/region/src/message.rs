@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use locus_types::{ColumnType, Identity, TableDef, Value, codec};
 
 use crate::dedup::Applied;
-use crate::layout::RegionId;
+use crate::layout::{Rect, RegionId};
 use crate::outbox::Destination;
 
 /// The system table of a region's unconfirmed outgoing messages.
@@ -26,8 +26,15 @@ pub const OUTBOX_TABLE: &str = "locus_outbox";
 /// The system table of which messages a region applied, per sender.
 pub const INBOX_TABLE: &str = "locus_inbox";
 
-/// The system table naming the world's regions (`name String` primary key, `index U32`): written by the server
-/// when a region starts ([`regions_row`]), read by the host to address a reducer call to another region by name.
+/// The system table naming the world's regions, one row per region of the layout: `name String` (primary key),
+/// `index U32` (its place in the layout, [`RegionId`]), `x0 F32`, `y0 F32`, `x1 F32`, `y1 F32` (its rectangle,
+/// [`Rect`]: `min` then `max`) and `own Bool` (whether it is the region this database belongs to). Written by the
+/// server when a region starts, before the module's `init` runs for a new world ([`regions_row`]); read by the
+/// host to address a reducer call to another region by name (`region_send`) and to tell the module which part of
+/// the world it serves (`region_list`).
+///
+/// Invariant of the rows the server writes: they are exactly the layout's regions, with their rectangles, and
+/// exactly one of them (the database's own region) has `own` set.
 pub const REGIONS_TABLE: &str = "locus_regions";
 
 /// The definition of [`REGIONS_TABLE`]. Private.
@@ -36,19 +43,71 @@ pub fn regions_table_def() -> TableDef {
     TableDef::builder(REGIONS_TABLE)
         .column("name", ColumnType::String)
         .column("index", ColumnType::U32)
+        .column("x0", ColumnType::F32)
+        .column("y0", ColumnType::F32)
+        .column("x1", ColumnType::F32)
+        .column("y1", ColumnType::F32)
+        .column("own", ColumnType::Bool)
         .primary_key("name")
         .build()
         .expect("the regions table's definition is valid")
 }
 
-/// A row of [`REGIONS_TABLE`].
+/// One row of [`REGIONS_TABLE`], decoded ([`parse_regions_row`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegionRow {
+    /// The region's name in the layout.
+    pub name: String,
+    /// Its index in the layout.
+    pub index: RegionId,
+    /// Its rectangle.
+    pub rect: Rect,
+    /// Whether it is the region the database belongs to.
+    pub own: bool,
+}
+
+/// A row of [`REGIONS_TABLE`]: region `name`, number `index` of the layout, serving `rect`; `own` if it is the
+/// region whose database the row is written to.
 #[must_use]
-pub fn regions_row(name: &str, index: RegionId) -> Vec<u8> {
+pub fn regions_row(name: &str, index: RegionId, rect: Rect, own: bool) -> Vec<u8> {
     codec::encode_row(
         &regions_table_def().columns,
-        &[Value::String(name.into()), Value::U64(u64::from(index.0))],
+        &[
+            Value::String(name.into()),
+            Value::U64(u64::from(index.0)),
+            Value::F32(rect.min.x),
+            Value::F32(rect.min.y),
+            Value::F32(rect.max.x),
+            Value::F32(rect.max.y),
+            Value::Bool(own),
+        ],
     )
     .expect("a regions row fits its table")
+}
+
+/// The parts of a row of [`REGIONS_TABLE`]; `None` if it is not one (or its index is not a [`RegionId`]).
+#[must_use]
+pub fn parse_regions_row(row: &[u8]) -> Option<RegionRow> {
+    match codec::decode_row(&regions_table_def().columns, row)
+        .ok()?
+        .as_slice()
+    {
+        [
+            Value::String(name),
+            Value::U64(index),
+            Value::F32(x0),
+            Value::F32(y0),
+            Value::F32(x1),
+            Value::F32(y1),
+            Value::Bool(own),
+        ] => Some(RegionRow {
+            name: name.to_string(),
+            index: RegionId(u16::try_from(*index).ok()?),
+            rect: Rect::from([*x0, *y0, *x1, *y1]),
+            own: *own,
+        }),
+        _ => None,
+    }
 }
 
 /// The system table of the identities whose avatar this region handed over to another region, and where their
@@ -325,6 +384,17 @@ mod tests {
             };
             assert_eq!(parse_away_row(&away_row(&away)), Some(away));
         }
+        for own in [false, true] {
+            let region = RegionRow {
+                name: "north-east".into(),
+                index: RegionId(3),
+                rect: Rect::from([2048.0, 1024.5, 4096.0, 4096.0]),
+                own,
+            };
+            let row = regions_row(&region.name, region.index, region.rect, own);
+            assert_eq!(parse_regions_row(&row), Some(region));
+        }
+        assert_eq!(parse_regions_row(b"junk"), None);
         let applied = Applied::from_parts(7, [9, 12]);
         let row = inbox_row(RegionId(2), &applied);
         assert_eq!(parse_inbox_row(&row), Some((RegionId(2), applied)));

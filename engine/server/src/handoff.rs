@@ -43,14 +43,23 @@ const RETRY_TICKS: u64 = 40;
 /// (`client_disconnected`): its client may have died during the handoff.
 pub(crate) const ARRIVAL_GRACE_TICKS: u64 = 30 * 20;
 
-/// Create the region's system tables in `db` if missing, and name the layout's regions in
-/// [`message::REGIONS_TABLE`]; whether anything changed (the caller then writes a snapshot before logging anything
-/// that uses them: a table's creation is not a logged change).
+/// Create the region's system tables in `db` if missing, and describe the layout's regions in
+/// [`message::REGIONS_TABLE`]: each region's name, index and rectangle, with `own` set for `own` alone (what the
+/// module reads through `ctx.region()`, so the server calls this before a new world's `init`). Rows that differ
+/// from the layout's (another layout, another own region) are replaced. Returns whether anything changed (the
+/// caller then writes a snapshot before logging anything that uses them: a table's creation is not a logged
+/// change).
 ///
 /// # Errors
 ///
-/// The store's error (a table of that name with another definition).
-pub(crate) fn ensure_tables(db: &mut Database, layout: &WorldLayout) -> Result<bool, String> {
+/// A system table of that name with another definition (the regions table of an older build, without the
+/// rectangles, among them: no data was ever released with it, so it is refused rather than migrated); the
+/// store's error.
+pub(crate) fn ensure_tables(
+    db: &mut Database,
+    layout: &WorldLayout,
+    own: RegionId,
+) -> Result<bool, String> {
     let mut changed = false;
     for def in [
         message::outbox_table_def(),
@@ -77,7 +86,10 @@ pub(crate) fn ensure_tables(db: &mut Database, layout: &WorldLayout) -> Result<b
         .regions()
         .iter()
         .enumerate()
-        .map(|(i, r)| message::regions_row(&r.name, RegionId(i as u16)))
+        .map(|(i, r)| {
+            let index = RegionId(i as u16);
+            message::regions_row(&r.name, index, r.rect, index == own)
+        })
         .collect();
     let have: Vec<Vec<u8>> = db
         .table(regions)
@@ -305,17 +317,27 @@ impl Handoffs {
         if self.movable.is_empty() {
             return;
         }
-        // The keys of movable rows written this tick, each once.
+        // The keys of movable rows written this tick that stand outside the region, each once (a tick writes
+        // many rows: most stay, and are passed over on their point alone).
         let mut candidates: Vec<(usize, Value)> = Vec::new();
+        let mut seen: std::collections::HashSet<(usize, Value)> = std::collections::HashSet::new();
         for c in committed.iter() {
             for tc in &c.tables {
                 let Some(m) = self.movable.iter().position(|m| m.table == tc.table) else {
                     continue;
                 };
                 let t = db.table(tc.table).expect("committed tables exist");
+                let columns = &t.def().columns;
                 for row in tc.inserts.iter().chain(tc.updates.iter().map(|u| &u.new)) {
+                    let inside =
+                        column_slice(columns, row, self.movable[m].spatial, &mut self.offsets)
+                            .and_then(codec::read_vec2)
+                            .is_some_and(|p| self.layout.region_at(p) == Some(self.own));
+                    if inside {
+                        continue;
+                    }
                     if let Ok(key) = t.primary_key_of(row)
-                        && !candidates.iter().any(|(cm, k)| *cm == m && *k == key)
+                        && seen.insert((m, key.clone()))
                     {
                         candidates.push((m, key));
                     }
@@ -718,4 +740,84 @@ fn unique_conflicts(t: &Table, row: &[u8], offsets: &mut Vec<u32>) -> Vec<Value>
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layout() -> WorldLayout {
+        WorldLayout::from_toml(
+            r#"
+            world = "test"
+            size = 100.0
+            border = 10.0
+            nats = "nats://127.0.0.1:1"
+            [[region]]
+            name = "west"
+            rect = [0.0, 0.0, 40.0, 100.0]
+            listen = "127.0.0.1:1"
+            [[region]]
+            name = "east"
+            rect = [40.0, 0.0, 100.0, 100.0]
+            listen = "127.0.0.1:2"
+            "#,
+        )
+        .unwrap()
+    }
+
+    /// The rows of the regions table, parsed, in index order.
+    fn regions(db: &Database) -> Vec<message::RegionRow> {
+        let t = db
+            .table(db.table_id(message::REGIONS_TABLE).unwrap())
+            .unwrap();
+        let mut rows: Vec<_> = t
+            .iter()
+            .map(|r| message::parse_regions_row(r).unwrap())
+            .collect();
+        rows.sort_by_key(|r| r.index);
+        rows
+    }
+
+    #[test]
+    fn the_regions_table_holds_the_layouts_rectangles_and_marks_the_own_region() {
+        let layout = layout();
+        let mut db = Database::default();
+        assert_eq!(ensure_tables(&mut db, &layout, RegionId(1)), Ok(true));
+        let expected = |own: u16| -> Vec<message::RegionRow> {
+            layout
+                .regions()
+                .iter()
+                .enumerate()
+                .map(|(i, r)| message::RegionRow {
+                    name: r.name.clone(),
+                    index: RegionId(i as u16),
+                    rect: r.rect,
+                    own: i == usize::from(own),
+                })
+                .collect()
+        };
+        assert_eq!(regions(&db), expected(1));
+        // Nothing to do the second time; another own region (a data directory reused) rewrites the rows.
+        assert_eq!(ensure_tables(&mut db, &layout, RegionId(1)), Ok(false));
+        assert_eq!(ensure_tables(&mut db, &layout, RegionId(0)), Ok(true));
+        assert_eq!(regions(&db), expected(0));
+    }
+
+    #[test]
+    fn a_regions_table_of_another_definition_is_refused() {
+        // The regions table of an older build, without the rectangles.
+        let old = TableDef::builder(message::REGIONS_TABLE)
+            .column("name", ColumnType::String)
+            .column("index", ColumnType::U32)
+            .primary_key("name")
+            .build()
+            .unwrap();
+        let mut db = Database::default();
+        db.create_table(old).unwrap();
+        assert_eq!(
+            ensure_tables(&mut db, &layout(), RegionId(0)),
+            Err("table `locus_regions` exists with another definition".into())
+        );
+    }
 }

@@ -418,10 +418,12 @@ impl Server {
             );
             log.snapshot(&EncodedSnapshot::new(recovered_tick, &db))?;
         }
-        // A region gives out keys from its own range (rows keep their keys when they move between regions).
+        // A region gives out keys from its own range (rows keep their keys when they move between regions). Its
+        // system tables come before a new world's `init`: they tell the module which part of the world it serves
+        // (`ctx.region()`), which is what `init` generates.
         if let Some(region) = &config.region {
             let reserved = crate::border::reserve_region_keys(&mut db, region.own);
-            let created = crate::handoff::ensure_tables(&mut db, &region.layout)
+            let created = crate::handoff::ensure_tables(&mut db, &region.layout, region.own)
                 .map_err(|e| StartError::Region(format!("the region's system tables: {e}")))?;
             if !is_new && (created || !reserved.is_empty()) {
                 log.snapshot(&EncodedSnapshot::new(recovered_tick, &db))?;

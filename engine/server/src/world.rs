@@ -717,7 +717,7 @@ impl World {
         own: locus_region::RegionId,
         here: Redirect,
     ) {
-        if let Err(e) = crate::handoff::ensure_tables(&mut self.db, &layout) {
+        if let Err(e) = crate::handoff::ensure_tables(&mut self.db, &layout, own) {
             tracing::error!(
                 e,
                 "the region's system tables cannot be made: rows are not handed over"

@@ -49,6 +49,42 @@ fn layout(nats: &str, c: Vec2) -> WorldLayout {
     WorldLayout::from_toml(&text).unwrap()
 }
 
+/// Four regions meeting at `corner`, each a server, over a `nats-server` of their own.
+struct World {
+    layout: WorldLayout,
+    regions: Vec<Server>,
+    _dirs: Vec<tempfile::TempDir>,
+    _nats: NatsServer,
+    _store: tempfile::TempDir,
+}
+
+impl World {
+    fn start(corner: Vec2) -> World {
+        let store = tempfile::tempdir().unwrap();
+        let nats = NatsServer::start(store.path(), 0).unwrap();
+        let layout = layout(&nats.url(), corner);
+        let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let regions = (0..4u16)
+            .map(|r| {
+                start(
+                    dirs[usize::from(r)].path(),
+                    Some(RegionSetup {
+                        layout: layout.clone(),
+                        own: RegionId(r),
+                    }),
+                )
+            })
+            .collect();
+        World {
+            layout,
+            regions,
+            _dirs: dirs,
+            _nats: nats,
+            _store: store,
+        }
+    }
+}
+
 fn start(dir: &Path, region: Option<RegionSetup>) -> Server {
     let mut config = ServerConfig::new(DEMO.clone());
     config.data_dir = dir.to_owned();
@@ -216,28 +252,16 @@ fn clients_near_a_border_see_the_neighbouring_regions_as_in_one_world() {
     if !locus_server::nats_server::available_or_skip("regions") {
         return;
     }
-    let store = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(store.path(), 0).unwrap();
     let (corner, at) = positions();
-    let layout = layout(&nats.url(), corner);
-    let dirs: Vec<tempfile::TempDir> = (0..5).map(|_| tempfile::tempdir().unwrap()).collect();
-    let regions: Vec<Server> = (0..4u16)
-        .map(|r| {
-            start(
-                dirs[usize::from(r)].path(),
-                Some(RegionSetup {
-                    layout: layout.clone(),
-                    own: RegionId(r),
-                }),
-            )
-        })
-        .collect();
+    let world = World::start(corner);
+    let (layout, regions) = (&world.layout, &world.regions);
     let split = views(
-        &regions,
+        regions,
         |p| usize::from(layout.region_at(p).unwrap().0),
         &at,
     );
-    let whole_server = [start(dirs[4].path(), None)];
+    let whole_dir = tempfile::tempdir().unwrap();
+    let whole_server = [start(whole_dir.path(), None)];
     let whole = views(&whole_server, |_| 0, &at);
     let cross: usize = (0..at.len())
         .map(|i| {
@@ -299,22 +323,9 @@ fn a_player_walking_across_a_border_moves_to_the_next_region_with_its_items_and_
     if !locus_server::nats_server::available_or_skip("regions") {
         return;
     }
-    let store = tempfile::tempdir().unwrap();
-    let nats = NatsServer::start(store.path(), 0).unwrap();
     let (corner, _) = positions();
-    let layout = layout(&nats.url(), corner);
-    let dirs: Vec<tempfile::TempDir> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
-    let regions: Vec<Server> = (0..4u16)
-        .map(|r| {
-            start(
-                dirs[usize::from(r)].path(),
-                Some(RegionSetup {
-                    layout: layout.clone(),
-                    own: RegionId(r),
-                }),
-            )
-        })
-        .collect();
+    let world = World::start(corner);
+    let (layout, regions) = (&world.layout, &world.regions);
     // South-west of the corner, then across the border into the south-east region.
     let west = walkable_near(corner + Vec2::new(-30.0, -40.0));
     let east = walkable_near(corner + Vec2::new(30.0, -40.0));
@@ -322,7 +333,7 @@ fn a_player_walking_across_a_border_moves_to_the_next_region_with_its_items_and_
     let se = usize::from(layout.region_at(east).unwrap().0);
     assert_ne!(sw, se);
     let region_of = |p: Vec2| usize::from(layout.region_at(p).unwrap().0);
-    let mut client = connect(&regions, sw, &region_of);
+    let mut client = connect(regions, sw, &region_of);
     let identity = client.identity();
     // To the south-west region first (it may have spawned elsewhere).
     let request = client
@@ -435,7 +446,7 @@ fn a_player_walking_across_a_border_moves_to_the_next_region_with_its_items_and_
             .min
             .lerp(layout.regions()[far].rect.max, 0.5),
     );
-    let mut listener = connect(&regions, far, &region_of);
+    let mut listener = connect(regions, far, &region_of);
     let request = listener
         .call_raw(
             "teleport",
@@ -496,4 +507,79 @@ fn a_player_walking_across_a_border_moves_to_the_next_region_with_its_items_and_
         std::thread::sleep(Duration::from_millis(50));
     }
     eprintln!("{:?}", regions[se].region_stats().unwrap());
+}
+
+#[test]
+fn each_region_generates_only_its_own_part_of_the_world() {
+    if !locus_server::nats_server::available_or_skip("regions") {
+        return;
+    }
+    let (corner, _) = positions();
+    let world = World::start(corner);
+    let (layout, regions) = (&world.layout, &world.regions);
+    // The server describes the regions before a new world's `init`, whose generation (at the first tick) writes
+    // exactly the chunks whose centre each region holds.
+    let mut expected = vec![0u64; regions.len()];
+    let side = game_module::terrain::CHUNKS_PER_SIDE;
+    for cy in 0..side {
+        for cx in 0..side {
+            let c = game_module::terrain::chunk_center(cx, cy);
+            expected[usize::from(layout.region_at(c).unwrap().0)] += 1;
+        }
+    }
+    let start = Instant::now();
+    loop {
+        let counts: Vec<u64> = regions
+            .iter()
+            .map(|r| {
+                query(r, "SELECT COUNT(*) FROM chunk")[0][0]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        if counts == expected {
+            break;
+        }
+        assert!(
+            start.elapsed() < WAIT,
+            "chunks per region: {counts:?}, expected {expected:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Creatures (by their home: they wander) and resource nodes inside the region only; together about what one
+    // whole world holds.
+    let point = |v: &serde_json::Value| {
+        let xy: [f32; 2] = serde_json::from_value(v.clone()).unwrap();
+        Vec2::from(xy)
+    };
+    let mut creatures = 0;
+    for (r, server) in regions.iter().enumerate() {
+        let rect = layout.regions()[r].rect;
+        let inside = |p: Vec2| {
+            rect.min.x <= p.x && p.x < rect.max.x && rect.min.y <= p.y && p.y < rect.max.y
+        };
+        for sql in ["SELECT home FROM creature", "SELECT pos FROM resource_node"] {
+            let rows = query(server, sql);
+            assert!(!rows.is_empty(), "region {r}: {sql}");
+            let outside: Vec<Vec2> = rows
+                .iter()
+                .map(|row| point(&row[0]))
+                .filter(|&p| !inside(p))
+                .collect();
+            assert!(outside.is_empty(), "region {r}: {sql}: {outside:?}");
+        }
+        creatures += query(server, "SELECT COUNT(*) FROM creature")[0][0]
+            .as_u64()
+            .unwrap();
+    }
+    let whole: u32 = game_module::content()
+        .spawns
+        .creatures
+        .iter()
+        .map(|k| k.count)
+        .sum();
+    assert!(
+        (creatures as f64 - f64::from(whole)).abs() <= f64::from(whole) * 0.05,
+        "the regions hold {creatures} creatures, a whole world {whole}"
+    );
 }

@@ -28,9 +28,10 @@
 //!   [`World::watch`] makes a connected identity a client of the interest stage for some tables, with the area of
 //!   interest the module set for it; after every step, [`World::seen`] is what that client was sent and not told
 //!   to drop. Ownership, privacy and the area are the engine's own rules, not the harness's.
-//! - **Regions**: [`World::split_into_regions`] makes the world one region of a world split into regions, with
-//!   the server's system tables, so reducers' calls to other regions (`ctx.send_to_region`,
-//!   `ctx.send_to_all_regions`) are written to its outbox instead of failing. The test is the network:
+//! - **Regions**: [`World::new_region`] makes a new world that is one region of a world split into regions, with
+//!   the server's system tables made before `init` as the server makes them ([`World::split_into_regions`]
+//!   splits an existing world), so reducers know their region (`ctx.region()`) and their calls to other regions
+//!   (`ctx.send_to_region`, `ctx.send_to_all_regions`) are written to its outbox instead of failing. The test is the network:
 //!   [`World::take_region_calls`] takes what was sent, [`World::deliver`] runs a call in the world it is given (the
 //!   receiving region, or the sending one for a call to itself or to every region), as the receiving server runs it.
 //! - **Not here**: the network, sessions, frames, rate limits, the commit log and recovery, and the admin
@@ -53,10 +54,10 @@ use std::time::Duration;
 use locus_host::{CallContext, Hosted, Runtime, build};
 use locus_interest::{Area, Center, ClientId, Filter, Interest};
 use locus_region::message::{
-    OUTBOX_TABLE, REGIONS_TABLE, RegionMessage, outbox_table_def, parse_outbox_row, regions_row,
-    regions_table_def,
+    OUTBOX_TABLE, REGIONS_TABLE, RegionMessage, outbox_table_def, parse_outbox_row,
+    parse_regions_row, regions_row, regions_table_def,
 };
-use locus_region::{Destination, RegionId};
+use locus_region::{Destination, Rect, RegionId};
 use locus_store::{Changeset, Database};
 use locus_types::abi::AreaCenter;
 use locus_types::migrate::Plan;
@@ -184,6 +185,10 @@ impl Default for WorldConfig {
     }
 }
 
+/// The regions of a split world, as [`World::split_into_regions`] takes them: each its name and its rectangle
+/// `[x0, y0, x1, y1]`, in `world.toml` order.
+type Regions<'a> = [(&'a str, [f32; 4])];
+
 /// The rows a client was sent and not told to drop, by table and primary key (its `Debug` form).
 type View = HashMap<TableId, HashMap<String, Vec<u8>>>;
 
@@ -249,6 +254,38 @@ impl World {
     /// As [`World::new`].
     #[must_use]
     pub fn with_config(module: &Module, config: WorldConfig) -> World {
+        World::create(module, config, None)
+    }
+
+    /// A new world of `module` that is the region `own` of a world split into `regions` (names and rectangles
+    /// `[x0, y0, x1, y1]`, as [`World::split_into_regions`] takes them), split before `init` runs, as the server
+    /// starts a new region: `init`, and the first tick's scheduled reducers, see `ctx.region()` = `own`.
+    ///
+    /// # Panics
+    ///
+    /// As [`World::new`] and [`World::split_into_regions`].
+    #[must_use]
+    pub fn new_region(module: &Module, regions: &[(&str, [f32; 4])], own: &str) -> World {
+        World::region_with_config(module, WorldConfig::default(), regions, own)
+    }
+
+    /// [`World::new_region`], run as `config` says.
+    ///
+    /// # Panics
+    ///
+    /// As [`World::new_region`].
+    #[must_use]
+    pub fn region_with_config(
+        module: &Module,
+        config: WorldConfig,
+        regions: &[(&str, [f32; 4])],
+        own: &str,
+    ) -> World {
+        World::create(module, config, Some((regions, own)))
+    }
+
+    /// A new world, split into `region` (the regions and the own one's name) before `init` if given.
+    fn create(module: &Module, config: WorldConfig, region: Option<(&Regions<'_>, &str)>) -> World {
         let inst = module
             .hosted(Database::default())
             .unwrap_or_else(|e| panic!("the module does not instantiate: {e}"));
@@ -262,6 +299,9 @@ impl World {
             interest: None,
             watchers: Vec::new(),
         };
+        if let Some((regions, own)) = region {
+            world.split_into_regions(regions, own);
+        }
         if init {
             let ctx = world.ctx(Identity::SERVER);
             let result = world.inst.init(&ctx);
@@ -418,22 +458,27 @@ impl World {
         Ok(())
     }
 
-    /// Make this world the region `own` of a world split into the regions `regions` (their names in `world.toml`
-    /// order: region `i` has index `i`), as the server does when it starts a region: it creates the system tables
-    /// `locus_outbox` and `locus_regions` (naming the regions), and moves every `auto_inc` sequence of the
-    /// module's tables into the region's own range of keys (from `(i + 1) · 2⁴⁰`, `engine/docs/regions.md`), so
-    /// keys made in different regions never meet.
+    /// Make this world the region `own` of a world split into the regions `regions` — each its name and its
+    /// rectangle `[x0, y0, x1, y1]`, in `world.toml` order: region `i` has index `i` — as the server does when it
+    /// starts a region: it creates the system tables `locus_outbox` and `locus_regions` (describing the regions,
+    /// `own` marked as this one), and moves every `auto_inc` sequence of the module's tables into the region's own
+    /// range of keys (from `(i + 1) · 2⁴⁰`, `engine/docs/regions.md`), so keys made in different regions never
+    /// meet.
     ///
-    /// From then on `ctx.send_to_region` and `ctx.send_to_all_regions` write calls to the outbox: take them with
-    /// [`World::take_region_calls`].
+    /// From then on `ctx.region()` is `own` and `ctx.regions()` lists `regions`, and `ctx.send_to_region` and
+    /// `ctx.send_to_all_regions` write calls to the outbox: take them with [`World::take_region_calls`]. A world
+    /// split this way after `init` keeps what `init` made; [`World::new_region`] splits a new world before `init`,
+    /// as the server does.
+    ///
+    /// The rectangles are the test's to choose (the server checks that a layout's tile the world; this does not).
     ///
     /// # Panics
     ///
     /// If `own` is not one of `regions`, or the world already has tables of those names.
-    pub fn split_into_regions(&mut self, regions: &[&str], own: &str) {
+    pub fn split_into_regions(&mut self, regions: &[(&str, [f32; 4])], own: &str) {
         let index = regions
             .iter()
-            .position(|r| *r == own)
+            .position(|(r, _)| *r == own)
             .unwrap_or_else(|| panic!("`{own}` is not one of the regions {regions:?}"));
         let db = self.inst.db_mut();
         db.create_table(outbox_table_def())
@@ -447,10 +492,13 @@ impl World {
             .map(locus_store::Table::id)
             .collect();
         let mut tx = db.begin();
-        for (i, name) in regions.iter().enumerate() {
+        for (i, (name, rect)) in regions.iter().enumerate() {
             let id = RegionId(u16::try_from(i).expect("at most 65536 regions"));
-            tx.insert(regions_table, &regions_row(name, id))
-                .unwrap_or_else(|e| panic!("region `{name}`: {e}"));
+            tx.insert(
+                regions_table,
+                &regions_row(name, id, Rect::from(*rect), i == index),
+            )
+            .unwrap_or_else(|e| panic!("region `{name}`: {e}"));
         }
         let base = (index as u64 + 1) << 40;
         for t in sequences {
@@ -476,17 +524,8 @@ impl World {
             .table(regions)
             .expect("exists")
             .iter()
-            .filter_map(
-                |row| match codec::decode_row(&regions_table_def().columns, row) {
-                    Ok(v) => match &v[..] {
-                        [Value::String(name), Value::U64(i)] => {
-                            Some((u16::try_from(*i).ok()?, name.to_string()))
-                        }
-                        _ => None,
-                    },
-                    Err(_) => None,
-                },
-            )
+            .filter_map(parse_regions_row)
+            .map(|r| (r.index.0, r.name))
             .collect();
         let mut rows: Vec<(u64, Destination, Box<[u8]>)> = db
             .table(outbox)

@@ -120,9 +120,15 @@ fn events(world: &World) -> Vec<String> {
     e.into_iter().map(|e| e.text).collect()
 }
 
+/// Two regions, the halves of a 4096 m world.
+const WEST_EAST: [(&str, [f32; 4]); 2] = [
+    ("west", [0.0, 0.0, 2048.0, 4096.0]),
+    ("east", [2048.0, 0.0, 4096.0, 4096.0]),
+];
+
 #[test]
 fn split_worlds_exchange_calls_through_the_test() {
-    let regions = ["west", "east"];
+    let regions = WEST_EAST;
     let mut west = World::new(test_module());
     let mut east = World::new(test_module());
     // Not split yet: the module is told so, and nothing is sent.
@@ -175,4 +181,28 @@ fn split_worlds_exchange_calls_through_the_test() {
         .unwrap();
     let eve: Vec<tm::Player> = east.rows("player");
     assert_eq!(eve[0].id, 2 << 40);
+}
+
+#[test]
+fn a_new_region_knows_its_region_from_init_on_and_a_whole_world_has_none() {
+    let mut east = World::new_region(test_module(), &WEST_EAST, "east");
+    let mut whole = World::new(test_module());
+    let ada = east.connect(1);
+    east.call(ada, tm::where_am_i::call()).unwrap();
+    whole.call(ada, tm::where_am_i::call()).unwrap();
+    assert_eq!(
+        events(&east),
+        [
+            "init".to_owned(),
+            format!("connected {ada}"),
+            "where_am_i east#1 2048,0..4096,4096 / west,east*".to_owned()
+        ]
+    );
+    assert_eq!(events(&whole).last().unwrap(), "where_am_i none / ");
+    // Split before `init`: the keys `init` made are the region's already.
+    let log: Vec<tm::EventLog> = east.rows("event_log");
+    assert!(log.iter().all(|e| e.id >> 40 == 2), "{log:?}");
+    east.call(ada, tm::spawn::call("eve".into(), 3000.0, 10.0, 1))
+        .unwrap();
+    assert_eq!(east.rows::<tm::Player>("player")[0].id, 2 << 40);
 }

@@ -165,7 +165,8 @@ errnos! {
     /// sequence is exhausted).
     LimitExceeded = 15, "host resource limit exceeded";
     /// The world is not split into regions (it has no system tables `locus_regions` and `locus_outbox`), so there
-    /// is no other region to send a reducer call to (`region_send`, `region_broadcast`).
+    /// is no other region to send a reducer call to (`region_send`, `region_broadcast`) and no region to describe
+    /// (`region_list`, which needs `locus_regions` only).
     NotSplit = 16, "the world is not split into regions";
 }
 
@@ -808,6 +809,20 @@ macro_rules! for_each_host_call {
             /// `NotInReducer`; `BadUtf8`; `NoSuchReducer`; `BadArgument`; `LimitExceeded` (the arguments' length);
             /// `NotSplit`; `LimitExceeded` (the outbox's message numbers).
             fn region_broadcast(name_ptr: u32, name_len: u32, args_ptr: u32, args_len: u32) -> u32;
+
+            /// Copy the world's regions into the buffer (read-only: any reducer may call it, `init` included) and
+            /// write their byte length to `out_len`: one MessagePack array with one element per region, in index
+            /// order, each the array `[name, index, x0, y0, x1, y1, own]` — the region's name (`str`), its index in
+            /// the layout (an unsigned int), its rectangle (four `F32`s, `ca` markers: the rectangles tile the
+            /// world, and a region holds the points with `x0 <= x < x1` and `y0 <= y < y1`, plus those on the
+            /// world's far edges — the largest `x1`, `y1` — where its rectangle reaches them), and whether it is
+            /// the region this call runs in (a bool; exactly one region has it). These are the rows of the system
+            /// table `locus_regions`, which the server writes before a new world's `init`.
+            ///
+            /// # Errors
+            /// `NotInReducer`; `NotSplit` if the world is not split into regions; `BufferTooSmall` if the buffer
+            /// is too small (the length needed is written to `out_len`).
+            fn region_list(buf_ptr: u32, buf_cap: u32, out_len: u32) -> u32;
         }
     };
 }

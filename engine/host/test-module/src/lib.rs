@@ -100,6 +100,7 @@
 //! | `broadcast_note(text: String)` | client | sends `region_note(text)` to every region; event `broadcast_note {text}` | `this world is not split into regions` |
 //! | `send_log(region: String, text: String)` | client | sends the client reducer `log_all(text)` to region `region`; event `send_log {region} {text}` | as `send_note` |
 //! | `send_then_fail(region: String, text: String)` | client | sends `region_note(text)` to `region` and to every region, writes event `send_then_fail {text}` | then always: `deliberate failure after sending` (nothing is sent) |
+//! | `where_am_i()` | client | event `where_am_i {region} / {regions}`: `{region}` is `ctx.region()` as `{name}#{index} {x0},{y0}..{x1},{y1}` (numbers as Rust's `Display` of `f32`: `2048`, `0.5`), or `none`; `{regions}` is `ctx.regions()`'s names in order, joined by `,`, the own one followed by `*` (empty in a world not split) | — |
 //! | `send_wrong()` | client | sends what the host must refuse — a reducer name the module lacks (`nothing`), the scheduled reducer `ping` (unchecked), `region_note` with the arguments `[5]`, arguments longer than `MAX_REGION_CALL_ARGS` — each to region `east` and to every region; event `send_wrong {e1} | {e2} | … ` with the 8 errors' messages in that order | `sending … succeeded` if the host accepts one |
 //!
 //! # Client reducers: failures (every one writes before failing; nothing of it may survive)
@@ -651,6 +652,27 @@ pub fn send_then_fail(ctx: &ReducerContext, region: String, text: String) -> Res
     ctx.send_to_all_regions(region_note::call(text.clone()))?;
     event(ctx, format!("send_then_fail {text}"))?;
     Err("deliberate failure after sending".into())
+}
+
+/// Which region this is, and the world's regions.
+#[reducer]
+pub fn where_am_i(ctx: &ReducerContext) -> Result<(), String> {
+    let here = ctx.region().map_or_else(
+        || "none".to_owned(),
+        |r| {
+            let (min, max) = (r.rect.min, r.rect.max);
+            format!(
+                "{}#{} {},{}..{},{}",
+                r.name, r.index, min.x, min.y, max.x, max.y
+            )
+        },
+    );
+    let all: Vec<String> = ctx
+        .regions()
+        .into_iter()
+        .map(|r| format!("{}{}", r.name, if r.own { "*" } else { "" }))
+        .collect();
+    event(ctx, format!("where_am_i {here} / {}", all.join(",")))
 }
 
 /// Send calls the host must refuse, to `east` and to every region.
