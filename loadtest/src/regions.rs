@@ -47,6 +47,10 @@ pub(crate) struct RegionsArgs {
     /// Write the report as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// The baseline: the same bots and moves against one server holding the whole world (no regions, no NATS),
+    /// on the same machine.
+    #[arg(long)]
+    whole: bool,
 }
 
 /// Percentiles of a set of durations, in milliseconds.
@@ -112,9 +116,14 @@ struct Report {
     players: usize,
     duration_s: f64,
     move_every_s: f64,
+    /// One server for the whole world (the baseline), or four regions.
+    whole: bool,
     handoffs: usize,
     handoffs_per_s: f64,
     failed_crossings: usize,
+    /// After the run, players of the bots missing from every region, and held by more than one.
+    players_missing: usize,
+    players_duplicated: usize,
     /// Sending the crossing teleport to settled in the new region.
     handoff: Ms,
     /// The call's answer (the source's tick durable) to the `Redirect`.
@@ -207,7 +216,7 @@ fn region_of(addrs: &[std::net::SocketAddr], addr: std::net::SocketAddr) -> Opti
 
 #[expect(clippy::print_stdout, reason = "the report")]
 pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
-    if locus_server::nats_server::find().is_none() {
+    if !args.whole && locus_server::nats_server::find().is_none() {
         bail!(
             "{}",
             locus_server::nats_server::NatsStartError::NotInstalled
@@ -256,25 +265,46 @@ pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
         datagrams: locus_server::PositionDatagrams::OnLoss,
     };
     let mut servers = Vec::new();
-    for i in 0..4 {
-        let dir = scratch.path().join(names[i]);
+    if args.whole {
+        let dir = scratch.path().join("whole");
         std::fs::create_dir_all(&dir)?;
-        servers.push(ChildServer::start_region(
-            &dir,
-            Some(&module),
-            &options,
-            names[i],
-            &config,
-            addrs[i],
-        )?);
+        servers.push(ChildServer::start_in(&dir, Some(&module), &options)?);
+        println!(
+            "one server for the whole world (the baseline) around ({}, {}); {} bots",
+            c.x, c.y, args.players
+        );
+    } else {
+        for i in 0..4 {
+            let dir = scratch.path().join(names[i]);
+            std::fs::create_dir_all(&dir)?;
+            servers.push(ChildServer::start_region(
+                &dir,
+                Some(&module),
+                &options,
+                names[i],
+                &config,
+                addrs[i],
+            )?);
+        }
+        println!(
+            "4 regions meeting at ({}, {}), NATS at {}; {} bots",
+            c.x,
+            c.y,
+            nats.url(),
+            args.players
+        );
     }
-    println!(
-        "4 regions meeting at ({}, {}), NATS at {}; {} bots",
-        c.x,
-        c.y,
-        nats.url(),
-        args.players
-    );
+    let addrs: Vec<std::net::SocketAddr> = servers.iter().map(|s| s.addr).collect();
+    // The region (quadrant) whose server a client talks to: in the baseline, the one server holds every quadrant,
+    // and a client counts as in the quadrant its player stands in.
+    let whole = args.whole;
+    let region_of = move |addrs: &[std::net::SocketAddr], addr, quadrant: Option<usize>| {
+        if whole {
+            quadrant
+        } else {
+            region_of(addrs, addr)
+        }
+    };
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(args.seed);
     // Connect every bot to the south-west region; each follows its avatar to wherever it spawned, then goes home.
     let mut bots = Vec::with_capacity(args.players);
@@ -308,7 +338,11 @@ pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
                 .ok()
                 .and_then(|ps| ps.into_iter().find(|p| p.identity == me));
             let settled = client.is_connected() && !client.cache().is_redirecting();
-            let here = region_of(&addrs, client.config().addr);
+            let here = region_of(
+                &addrs,
+                client.config().addr,
+                mine.as_ref().and_then(|p| region_at(&rects, p.pos)),
+            );
             match (settled, mine, request) {
                 (true, Some(p), _) if p.pos.distance(target) < 0.01 && here == Some(home) => {
                     ready.push(Bot {
@@ -344,6 +378,11 @@ pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
         "every bot is in its region; measuring for {:?}",
         args.duration
     );
+    // Every server's first metrics line (one a second).
+    let wait = Instant::now();
+    while servers.iter().any(|s| s.metrics().is_none()) && wait.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let start_metrics: Vec<Option<ChildMetrics>> =
         servers.iter().map(ChildServer::metrics).collect();
     let started = Instant::now();
@@ -398,10 +437,10 @@ pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
             // A crossing is done once the client is settled in the new region with its avatar there.
             if let Some(c) = &bot.crossing {
                 let me = bot.client.identity();
-                let arrived = c.redirected.is_some()
+                let arrived = (c.redirected.is_some() || args.whole)
                     && bot.client.is_connected()
                     && !bot.client.cache().is_redirecting()
-                    && region_of(&addrs, bot.client.config().addr) == Some(c.to)
+                    && region_of(&addrs, bot.client.config().addr, Some(c.to)) == Some(c.to)
                     && bot
                         .client
                         .cache()
@@ -495,8 +534,35 @@ pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let end_metrics: Vec<Option<ChildMetrics>> = servers.iter().map(ChildServer::metrics).collect();
+    // Every bot's player exactly once in the world, once the last handoffs are through.
+    let (mut missing, mut duplicated);
+    let settle = Instant::now();
+    loop {
+        let mut held: HashMap<String, usize> = HashMap::new();
+        for s in &mut servers {
+            let json = s.command("query SELECT name FROM player", Duration::from_secs(10))?;
+            let v: serde_json::Value = serde_json::from_str(&json)?;
+            for r in v["rows"].as_array().into_iter().flatten() {
+                if let Some(name) = r[0].as_str() {
+                    *held.entry(name.to_owned()).or_default() += 1;
+                }
+            }
+        }
+        (missing, duplicated) = (0, 0);
+        for b in &ready {
+            match held.get(&format!("b{:04}", b.id)) {
+                None => missing += 1,
+                Some(1) => {}
+                Some(_) => duplicated += 1,
+            }
+        }
+        if missing + duplicated == 0 || settle.elapsed() > Duration::from_secs(15) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let mut regions = Vec::new();
-    for i in 0..4 {
+    for i in 0..servers.len() {
         let (Some(a), Some(b)) = (start_metrics[i], end_metrics[i]) else {
             bail!("region {} sent no metrics", names[i]);
         };
@@ -506,7 +572,11 @@ pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
             _ => f64::NAN,
         };
         regions.push(RegionReport {
-            name: names[i].into(),
+            name: if args.whole {
+                "whole".into()
+            } else {
+                names[i].into()
+            },
             sessions: b.metrics.sessions,
             tick_p50_ms: b.metrics.tick_time.p50_us as f64 / 1e3,
             tick_p99_ms: b.metrics.tick_time.p99_us as f64 / 1e3,
@@ -524,6 +594,9 @@ pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
         });
     }
     let report = Report {
+        whole: args.whole,
+        players_missing: missing,
+        players_duplicated: duplicated,
         players: ready.len(),
         duration_s: elapsed.as_secs_f64(),
         move_every_s: args.move_every.as_secs_f64(),
@@ -537,8 +610,13 @@ pub(crate) fn regions(args: &RegionsArgs) -> anyhow::Result<()> {
         regions,
     };
     println!(
-        "handoffs: {} in {:.1} s ({:.1}/s), {} failed or timed out",
-        report.handoffs, report.duration_s, report.handoffs_per_s, report.failed_crossings
+        "handoffs: {} in {:.1} s ({:.1}/s), {} failed or timed out; players missing {}, held twice {}",
+        report.handoffs,
+        report.duration_s,
+        report.handoffs_per_s,
+        report.failed_crossings,
+        report.players_missing,
+        report.players_duplicated
     );
     println!("  send to settled in the new region: {}", report.handoff);
     println!(
