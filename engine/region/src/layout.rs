@@ -303,17 +303,21 @@ impl WorldLayout {
     /// The region that owns `p`; `None` outside the world (or for a point that is not finite).
     #[must_use]
     pub fn region_at(&self, p: Vec2) -> Option<RegionId> {
+        (0..self.regions.len())
+            .map(|i| RegionId(i as u16))
+            .find(|&r| self.owns(r, p))
+    }
+
+    /// Whether region `own` owns `p` (`region_at(p) == Some(own)`, without a scan of the other regions).
+    #[must_use]
+    pub fn owns(&self, own: RegionId, p: Vec2) -> bool {
         let s = self.size;
         if !p.is_finite() || p.x < 0.0 || p.y < 0.0 || p.x > s || p.y > s {
-            return None;
+            return false;
         }
         let holds = |lo: f32, hi: f32, v: f32| lo <= v && (v < hi || (hi == s && v <= s));
-        self.regions
-            .iter()
-            .position(|r| {
-                holds(r.rect.min.x, r.rect.max.x, p.x) && holds(r.rect.min.y, r.rect.max.y, p.y)
-            })
-            .map(|i| RegionId(i as u16))
+        let r = &self.region(own).rect;
+        holds(r.min.x, r.max.x, p.x) && holds(r.min.y, r.max.y, p.y)
     }
 
     /// The regions other than `p`'s own that must see a row at `p`: those whose rectangle lies within
@@ -329,6 +333,16 @@ impl WorldLayout {
     /// until it is handed over).
     #[must_use]
     pub fn seeing_from(&self, own: RegionId, p: Vec2) -> Vec<RegionId> {
+        // The regions tile the world, so every other one lies outside `own`'s rectangle: from a point deeper than
+        // the border inside it (most rows of a region), none is near enough. No scan, no allocation.
+        let r = &self.region(own).rect;
+        let depth = (p.x - r.min.x)
+            .min(r.max.x - p.x)
+            .min(p.y - r.min.y)
+            .min(r.max.y - p.y);
+        if depth > self.border {
+            return Vec::new();
+        }
         self.regions
             .iter()
             .enumerate()
@@ -464,6 +478,18 @@ mod tests {
                 prop_assert_eq!(holders.len(), 1, "{:?}", p);
                 let own = l.region_at(p).unwrap();
                 prop_assert_eq!(usize::from(own.0), holders[0]);
+                for r in 0..l.regions().len() {
+                    let r = RegionId(r as u16);
+                    prop_assert_eq!(l.owns(r, p), r == own, "{:?} region {:?}", p, r);
+                    // Seen from any region, inside its rectangle or not (a row not yet handed over).
+                    let seen = l.seeing_from(r, p);
+                    for (i, q) in l.regions().iter().enumerate() {
+                        let dx = (q.rect.min.x - x).max(x - q.rect.max.x).max(0.0);
+                        let dy = (q.rect.min.y - y).max(y - q.rect.max.y).max(0.0);
+                        let brute = i != usize::from(r.0) && (dx * dx + dy * dy).sqrt() <= border;
+                        prop_assert_eq!(seen.contains(&RegionId(i as u16)), brute, "{:?} from {:?} region {}", p, r, i);
+                    }
+                }
                 let near = l.neighbours_seeing(p);
                 for (i, r) in l.regions().iter().enumerate() {
                     let brute = i != holders[0] && {

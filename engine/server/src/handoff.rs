@@ -136,13 +136,11 @@ struct Ghosts(Vec<(TableId, Box<[u8]>)>);
 /// What [`Handoffs::arrive`] did.
 #[derive(Debug)]
 pub(crate) enum Arrival {
-    /// Applied: the transaction's changeset, the identity whose avatar arrived here (if any), and the identity
-    /// whose avatar arrived in another region with where its sessions go (an [`RegionMessage::Arrived`]).
+    /// Applied: the transaction's changeset, and the identity whose avatar arrived in another region with where
+    /// its sessions go (an [`RegionMessage::Arrived`]).
     Applied {
         /// The transaction's changes.
         changeset: Changeset,
-        /// An avatar arrived here.
-        arrived: Option<Identity>,
         /// An avatar handed over from here arrived there.
         redirect: Option<(Identity, locus_protocol::Redirect)>,
     },
@@ -332,7 +330,7 @@ impl Handoffs {
                     let inside =
                         column_slice(columns, row, self.movable[m].spatial, &mut self.offsets)
                             .and_then(codec::read_vec2)
-                            .is_some_and(|p| self.layout.region_at(p) == Some(self.own));
+                            .is_some_and(|p| self.layout.owns(self.own, p));
                     if inside {
                         continue;
                     }
@@ -655,7 +653,6 @@ impl Handoffs {
         }
         Ok(Arrival::Applied {
             changeset,
-            arrived,
             redirect,
         })
     }

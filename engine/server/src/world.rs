@@ -367,9 +367,6 @@ pub struct TickOutput {
     /// The shell's handles of the [`Input::Arrive`] messages this tick applied (or found applied before), to
     /// acknowledge once the record is durable.
     pub acks: Vec<u64>,
-    /// Identities whose avatar arrived in this tick, with the region it came from (which is told, once the record
-    /// is durable, to send the identity's sessions here).
-    pub arrivals: Vec<(locus_region::RegionId, Identity)>,
     /// Counts for metrics and logs.
     pub stats: TickStats,
 }
@@ -870,7 +867,6 @@ impl World {
         let mut closes = Vec::new();
         let mut freed = Vec::new();
         let mut acks = Vec::new();
-        let mut arrivals = Vec::new();
         for input in inputs {
             match input {
                 Input::Connect {
@@ -998,14 +994,10 @@ impl World {
                     match h.arrive(&mut self.db, from, seq, &message, tick) {
                         Ok(crate::handoff::Arrival::Applied {
                             changeset,
-                            arrived,
                             redirect,
                         }) => {
                             self.changesets.push(changeset);
                             acks.push(ack);
-                            if let Some(id) = arrived {
-                                arrivals.push((from, id));
-                            }
                             if let Some((identity, to)) = redirect {
                                 self.redirect_identity(identity, to, tick, &mut closes);
                             }
@@ -1366,7 +1358,6 @@ impl World {
                 None => Vec::new(),
             },
             acks,
-            arrivals,
         }
     }
 
